@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# scikit-learn parity suite: nbserve must train and predict exactly like
+# CountVectorizer(binary=True) + BernoulliNB(alpha=1.0).
+#
+#   scripts/parity.sh            # uses target/debug/nbserve (built if missing)
+#   NBSERVE_BIN=target/release/nbserve scripts/parity.sh
+#
+# Case 1 "spamassassin": nbserve splits data/spamassassin.csv 80/20 (seed 42), the
+#   tokenizer stress documents are appended to both halves, nbserve trains on the train
+#   half (evaluating on the test half) and predicts the test half; tests/parity/parity.py
+#   fits scikit-learn on the same train file and compares vocabulary, labels,
+#   log-probabilities and the artifact's evaluation metrics.
+# Case 2 "tokenizer-stress": the same on tests/data/tokenizer_stress.csv alone.
+# Work files stay in $NBSERVE_CACHE/parity for inspection. Exit status 1 on any mismatch.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+cache="${NBSERVE_CACHE:-$HOME/.cache/nbserve}"
+work="$cache/parity"
+stress="tests/data/tokenizer_stress.csv"
+parity="tests/parity/parity.py"
+
+bin="${NBSERVE_BIN:-target/debug/nbserve}"
+if [[ ! -x "$bin" ]]; then
+    if [[ -n "${NBSERVE_BIN:-}" ]]; then
+        echo "parity: NBSERVE_BIN=$bin is not an executable" >&2
+        exit 1
+    fi
+    echo "parity: $bin missing, running cargo build --bin nbserve"
+    cargo build --quiet --bin nbserve
+fi
+echo "parity: nbserve = $bin ($(date -u -r "$bin" +%Y-%m-%dT%H:%M:%SZ))"
+
+scripts/fetch-data.sh
+PY="$(scripts/setup-python.sh)"
+
+rm -rf "$work"
+mkdir -p "$work"
+
+# run NAME ARGS...: run nbserve ARGS with stdout in $work/NAME.out and stderr in
+# $work/NAME.err; show both if it fails.
+run() {
+    local name="$1"; shift
+    local rc=0
+    "$bin" "$@" >"$work/$name.out" 2>"$work/$name.err" || rc=$?
+    if [[ "$rc" -ne 0 ]]; then
+        echo "parity: nbserve $1 failed (exit status $rc):" >&2
+        tail -n 10 "$work/$name.out" "$work/$name.err" >&2
+        return 1
+    fi
+}
+
+passed=0
+failed=0
+record() {
+    if [[ "$1" -eq 0 ]]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+}
+
+# Case 1: the real corpus (plus the stress documents on both sides)
+echo "parity: case spamassassin"
+status=0
+{
+    run split split --data data/spamassassin.csv \
+        --train-out "$work/train.csv" --test-out "$work/test.csv" --test-size 0.2 --seed 42 &&
+    "$PY" "$parity" append-stress "$work/train.csv" "$stress" &&
+    "$PY" "$parity" append-stress "$work/test.csv" "$stress" &&
+    run train train --data "$work/train.csv" --test-data "$work/test.csv" \
+        --out "$work/model.json" --alpha 1.0 &&
+    run predict predict --model "$work/model.json" --data "$work/test.csv" --json &&
+    cp "$work/predict.out" "$work/pred.jsonl" &&
+    "$PY" "$parity" check --name spamassassin --train "$work/train.csv" --test "$work/test.csv" \
+        --model "$work/model.json" --pred "$work/pred.jsonl" --alpha 1.0
+} || status=$?
+record "$status"
+
+# Case 2: the tokenizer stress set alone
+echo "parity: case tokenizer-stress"
+status=0
+{
+    run stress-train train --data "$stress" --test-data "$stress" \
+        --out "$work/stress-model.json" --alpha 1.0 &&
+    run stress-predict predict --model "$work/stress-model.json" --data "$stress" --json &&
+    cp "$work/stress-predict.out" "$work/stress-pred.jsonl" &&
+    "$PY" "$parity" check --name tokenizer-stress --train "$stress" --test "$stress" \
+        --model "$work/stress-model.json" --pred "$work/stress-pred.jsonl" --alpha 1.0
+} || status=$?
+record "$status"
+
+echo "parity: work files in $work"
+echo "parity: $passed passed, $failed failed"
+[[ "$failed" -eq 0 ]]
