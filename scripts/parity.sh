@@ -31,6 +31,9 @@ if [[ ! -x "$bin" ]]; then
     cargo build --quiet --bin nbserve
 fi
 echo "parity: nbserve = $bin ($(date -u -r "$bin" +%Y-%m-%dT%H:%M:%SZ))"
+if [[ -z "${NBSERVE_BIN:-}" ]] && [[ -n "$(find src Cargo.toml Cargo.lock -newer "$bin" 2>/dev/null | head -n 1)" ]]; then
+    echo "parity: WARNING: $bin is older than src/ or Cargo.*; run cargo build --bin nbserve first" >&2
+fi
 
 scripts/fetch-data.sh
 PY="$(scripts/setup-python.sh)"
@@ -51,6 +54,17 @@ run() {
     fi
 }
 
+# need FILE...: fail unless every FILE exists and is not empty (nbserve said ok but wrote nothing).
+need() {
+    local f
+    for f in "$@"; do
+        if [[ ! -s "$f" ]]; then
+            echo "parity: nbserve did not write $f" >&2
+            return 1
+        fi
+    done
+}
+
 passed=0
 failed=0
 record() {
@@ -63,10 +77,12 @@ status=0
 {
     run split split --data data/spamassassin.csv \
         --train-out "$work/train.csv" --test-out "$work/test.csv" --test-size 0.2 --seed 42 &&
+    need "$work/train.csv" "$work/test.csv" &&
     "$PY" "$parity" append-stress "$work/train.csv" "$stress" &&
     "$PY" "$parity" append-stress "$work/test.csv" "$stress" &&
     run train train --data "$work/train.csv" --test-data "$work/test.csv" \
         --out "$work/model.json" --alpha 1.0 &&
+    need "$work/model.json" &&
     run predict predict --model "$work/model.json" --data "$work/test.csv" --json &&
     cp "$work/predict.out" "$work/pred.jsonl" &&
     "$PY" "$parity" check --name spamassassin --train "$work/train.csv" --test "$work/test.csv" \
@@ -80,6 +96,7 @@ status=0
 {
     run stress-train train --data "$stress" --test-data "$stress" \
         --out "$work/stress-model.json" --alpha 1.0 &&
+    need "$work/stress-model.json" &&
     run stress-predict predict --model "$work/stress-model.json" --data "$stress" --json &&
     cp "$work/stress-predict.out" "$work/stress-pred.jsonl" &&
     "$PY" "$parity" check --name tokenizer-stress --train "$stress" --test "$stress" \
