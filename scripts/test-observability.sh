@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Tests the monitoring files (prometheus.yml, prometheus/, grafana/):
+#  1. installs Prometheus + promtool (scripts/install-prometheus.sh)
+#  2. promtool check config / check rules / test rules (alert unit tests)
+#  3. dashboard + provisioning structure (tests/observability/check.py static)
+#  4. live: runs the real nbserve and a real Prometheus scraping it every 1s
+#     with the alert rules loaded, drives traffic (predictions of both
+#     classes, batches, 4xx, a reload, feedback), then evaluates EVERY PromQL
+#     expression of the dashboards and the rules through the HTTP API: all
+#     must be valid and every dashboard query must return data (except the
+#     few whitelisted in check.py, with their reason).
+#
+# Env: NBSERVE_BIN (default target/debug/nbserve, built if missing),
+#      NBSERVE_OBS_LIVE=0 to skip step 4, NBSERVE_CACHE (Prometheus cache).
+# Only 127.0.0.1 and free ports are used; everything started is stopped on exit.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$PWD"
+started=$(date +%s)
+CHECK=(python3 "$ROOT/tests/observability/check.py")
+
+step() { printf '\n== %s\n' "$*"; }
+
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/nbserve-obs.XXXXXX")"
+pids=()
+cleanup() {
+  local rc=$?
+  for pid in "${pids[@]}"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
+  if [[ $rc -ne 0 ]]; then
+    for log in "$tmp"/nbserve.log "$tmp"/prometheus.log; do
+      [[ -f "$log" ]] && { echo "--- last lines of ${log##*/}"; tail -n 30 "$log"; }
+    done
+  fi
+  rm -rf "$tmp"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Polls "$@" every 0.25s until it succeeds or $1 seconds passed.
+wait_for() {
+  local timeout=$1 what=$2
+  shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      echo "timed out after ${timeout}s waiting for $what" >&2
+      return 1
+    fi
+    sleep 0.25
+  done
+}
+
+step "install Prometheus"
+PROM_BIN="$(scripts/install-prometheus.sh | tail -n1)"
+PROMTOOL="$PROM_BIN/promtool"
+"$PROMTOOL" --version 2>&1 | head -n1
+
+step "promtool check config / check rules / test rules"
+# A copy with the same layout, so the relative rule path resolves the same way
+# it does in the container (/etc/prometheus/prometheus/alerts.yml).
+mkdir -p "$tmp/config/prometheus"
+cp prometheus.yml "$tmp/config/prometheus.yml"
+cp prometheus/alerts.yml "$tmp/config/prometheus/alerts.yml"
+"$PROMTOOL" check config "$tmp/config/prometheus.yml"
+"$PROMTOOL" check rules prometheus/alerts.yml
+"$PROMTOOL" test rules prometheus/alerts_test.yml
+
+step "dashboards and provisioning"
+"${CHECK[@]}" static
+
+if [[ "${NBSERVE_OBS_LIVE:-1}" == 0 ]]; then
+  echo "NBSERVE_OBS_LIVE=0: live evaluation skipped"
+  echo "observability: static checks passed in $(($(date +%s) - started))s"
+  exit 0
+fi
+
+step "live: nbserve + Prometheus"
+NBSERVE_BIN="${NBSERVE_BIN:-$ROOT/target/debug/nbserve}"
+if [[ ! -x "$NBSERVE_BIN" ]]; then
+  echo "building $NBSERVE_BIN"
+  cargo build --bin nbserve
+fi
+[[ -f models/spam-nb.json ]] || { echo "models/spam-nb.json missing" >&2; exit 1; }
+
+live_started=$(date +%s)
+port="$(free_port)"
+NBSERVE__SERVER__HOST=127.0.0.1 \
+  NBSERVE__SERVER__PORT="$port" \
+  NBSERVE__ADMIN__TOKEN=test \
+  NBSERVE__MODEL__PATH="$ROOT/models/spam-nb.json" \
+  "$NBSERVE_BIN" serve >"$tmp/nbserve.log" 2>&1 &
+pids+=($!)
+url="http://127.0.0.1:$port"
+wait_for 30 "nbserve $url/ready" curl -fsS "$url/ready"
+echo "nbserve ready on $url"
+
+pport="$(free_port)"
+while [[ "$pport" == "$port" ]]; do pport="$(free_port)"; done
+prom="http://127.0.0.1:$pport"
+"${CHECK[@]}" prom-config --out "$tmp/prometheus.yml" --rules "$ROOT/prometheus/alerts.yml" \
+  --nbserve "127.0.0.1:$port" --prometheus "127.0.0.1:$pport"
+"$PROMTOOL" check config "$tmp/prometheus.yml" >/dev/null
+"$PROM_BIN/prometheus" \
+  --config.file="$tmp/prometheus.yml" \
+  --storage.tsdb.path="$tmp/tsdb" \
+  --web.listen-address="127.0.0.1:$pport" \
+  --log.level=warn >"$tmp/prometheus.log" 2>&1 &
+pids+=($!)
+wait_for 20 "Prometheus $prom/-/ready" curl -fsS "$prom/-/ready"
+scraped() {
+  curl -fsS "$prom/api/v1/query" --data-urlencode 'query=up{job="nbserve"} == 1' | grep -q '"value"'
+}
+wait_for 20 "the first scrape of nbserve" scraped
+echo "Prometheus on $prom scrapes nbserve"
+
+step "live: traffic"
+"${CHECK[@]}" traffic --url "$url" --token test --sample "$ROOT/tests/data/sample.csv"
+"${CHECK[@]}" wait-scraped --url "$url" --prom "$prom" --timeout 20
+
+step "live: evaluate every PromQL expression"
+"${CHECK[@]}" live --prom "$prom" --job nbserve --instance ".*"
+
+echo
+echo "observability: all checks passed in $(($(date +%s) - started))s (live part $(($(date +%s) - live_started))s)"

@@ -1,0 +1,592 @@
+#!/usr/bin/env python3
+"""Checks for nbserve's monitoring files (standard library only).
+
+Used by scripts/test-observability.sh:
+
+  check.py static    structure of grafana/ dashboards and provisioning, and that
+                     they cover every metric of docs/CONTRACTS.md
+  check.py prom-config --out F --rules R --nbserve H:P --prometheus H:P
+                     writes the Prometheus config of the live test
+  check.py traffic --url http://127.0.0.1:PORT --token T --sample tests/data/sample.csv
+                     drives predictions, batches, bad requests, a reload and feedback
+  check.py wait-scraped --prom URL --url URL
+                     waits until Prometheus has scraped the traffic
+  check.py live --prom URL
+                     evaluates every PromQL expression of the dashboards and of the
+                     loaded alert rules against the live Prometheus
+
+Exit status 0 when every check passed, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import re
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DASH_DIR = ROOT / "grafana" / "dashboards"
+DS_FILE = ROOT / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+PROVIDER_FILE = ROOT / "grafana" / "provisioning" / "dashboards" / "dashboards.yml"
+RULES_FILE = ROOT / "prometheus" / "alerts.yml"
+CONTRACTS = ROOT / "docs" / "CONTRACTS.md"
+
+# Dashboard file -> uid. Uids are part of the dashboards' URLs (bookmarks,
+# links from alerts): they must not change.
+EXPECTED_UIDS = {
+    "nbserve-service.json": "nbserve-service",
+    "nbserve-model.json": "nbserve-model",
+    "nbserve-alerts.json": "nbserve-alerts",
+}
+
+# Dashboard queries that may legitimately return nothing in a healthy live
+# test, keyed by (dashboard uid, panel title or "annotation:NAME", refId).
+MAY_BE_EMPTY = {
+    ("nbserve-alerts", "Firing alerts", "A"): "lists firing alerts: empty while nothing fires",
+    ("nbserve-alerts", "Pending alerts", "A"): "lists pending alerts: empty while nothing is pending",
+    ("nbserve-alerts", "Alerts over time", "A"): "empty until some alert has been pending or firing",
+    ("nbserve-service", "annotation:Model reload", "-"): "marks reloads: empty when none happened within $__interval",
+    ("nbserve-model", "annotation:Model reload", "-"): "marks reloads: empty when none happened within $__interval",
+}
+
+# Template/builtin variables -> the value used for the live evaluation.
+# (job and instance are filled in from the command line.)
+BUILTIN_VARS = {
+    "__rate_interval": "1m",
+    "__interval": "1m",
+    "__range": "5m",
+    "__range_s": "300",
+}
+
+failures: list[str] = []
+
+
+def fail(msg: str) -> None:
+    failures.append(msg)
+    print(f"FAIL: {msg}")
+
+
+def load_dashboards() -> dict[str, dict]:
+    out = {}
+    for path in sorted(DASH_DIR.glob("*.json")):
+        try:
+            out[path.name] = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            fail(f"{path}: invalid JSON: {e}")
+    return out
+
+
+def all_panels(dash: dict):
+    for p in dash.get("panels", []):
+        yield p
+        for sub in p.get("panels", []) or []:
+            yield sub
+
+
+def provisioned_uid() -> str:
+    text = DS_FILE.read_text()
+    uids = re.findall(r"^\s*uid:\s*['\"]?([\w.-]+)['\"]?\s*$", text, re.M)
+    if len(uids) != 1:
+        fail(f"{DS_FILE}: expected exactly one datasource uid, found {uids}")
+        return ""
+    url = re.findall(r"^\s*url:\s*(\S+)", text, re.M)
+    if url != ["http://prometheus:9090"]:
+        fail(f"{DS_FILE}: datasource url should be http://prometheus:9090, got {url}")
+    return uids[0]
+
+
+def dashboard_queries(dashboards: dict[str, dict]):
+    """(uid, where, refId, expr) for every PromQL query in the dashboards."""
+    for dash in dashboards.values():
+        uid = dash.get("uid")
+        for p in all_panels(dash):
+            for t in p.get("targets", []) or []:
+                if t.get("expr"):
+                    yield uid, p.get("title", ""), t.get("refId", "?"), t["expr"]
+        for a in dash.get("annotations", {}).get("list", []):
+            if a.get("expr"):
+                yield uid, f"annotation:{a.get('name')}", "-", a["expr"]
+
+
+def overlaps(a: dict, b: dict) -> bool:
+    return (a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"]
+            and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"])
+
+
+def contract_metrics() -> set[str]:
+    text = CONTRACTS.read_text()
+    m = re.search(r"^## Prometheus metrics\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    if not m:
+        fail(f"{CONTRACTS}: no '## Prometheus metrics' section")
+        return set()
+    return set(re.findall(r"\bnbserve_[a-z0-9_]+", m.group(1)))
+
+
+# ----------------------------------------------------------------- static
+def cmd_static(_args) -> int:
+    ds_uid = provisioned_uid()
+    provider = PROVIDER_FILE.read_text()
+    if not re.search(r"^\s*path:\s*/var/lib/grafana/dashboards\s*$", provider, re.M):
+        fail(f"{PROVIDER_FILE}: provider path should be /var/lib/grafana/dashboards")
+
+    dashboards = load_dashboards()
+    if set(dashboards) != set(EXPECTED_UIDS):
+        fail(f"{DASH_DIR}: expected dashboards {sorted(EXPECTED_UIDS)}, found {sorted(dashboards)}")
+    seen_uids: dict[str, str] = {}
+    n_panels = 0
+    for name, dash in dashboards.items():
+        where = f"{name}"
+        uid = dash.get("uid")
+        if EXPECTED_UIDS.get(name) != uid:
+            fail(f"{where}: uid {uid!r}, expected the stable {EXPECTED_UIDS.get(name)!r}")
+        if uid in seen_uids:
+            fail(f"{where}: uid {uid!r} also used by {seen_uids[uid]}")
+        seen_uids[uid] = name
+        if not dash.get("title"):
+            fail(f"{where}: no title")
+        if dash.get("id") is not None:
+            fail(f"{where}: a provisioned dashboard must have id null/absent, got {dash.get('id')}")
+
+        # template variables
+        tvars = {v.get("name"): v for v in dash.get("templating", {}).get("list", [])}
+        for var in ("job", "instance"):
+            v = tvars.get(var)
+            if not v:
+                fail(f"{where}: template variable ${var} missing")
+                continue
+            q = v.get("query")
+            q = q.get("query") if isinstance(q, dict) else q
+            if v.get("type") != "query" or not str(q).startswith("label_values("):
+                fail(f"{where}: ${var} must be a label_values() query variable, got {v.get('type')} {q!r}")
+            if (v.get("datasource") or {}).get("uid") != ds_uid:
+                fail(f"{where}: ${var} datasource uid {(v.get('datasource') or {}).get('uid')!r} != {ds_uid!r}")
+        for a in dash.get("annotations", {}).get("list", []):
+            if (a.get("datasource") or {}).get("uid") != ds_uid:
+                fail(f"{where}: annotation {a.get('name')!r} datasource is not {ds_uid!r}")
+
+        # panels
+        ids: dict[int, str] = {}
+        boxes = []
+        for p in all_panels(dash):
+            n_panels += 1
+            title = p.get("title") or ""
+            pw = f"{where} panel {p.get('id')} {title!r}"
+            if not title.strip():
+                fail(f"{pw}: no title")
+            pid = p.get("id")
+            if not isinstance(pid, int):
+                fail(f"{pw}: id must be an integer")
+            elif pid in ids:
+                fail(f"{pw}: id {pid} also used by {ids[pid]!r}")
+            else:
+                ids[pid] = title
+            g = p.get("gridPos") or {}
+            if not all(isinstance(g.get(k), int) for k in ("x", "y", "w", "h")):
+                fail(f"{pw}: gridPos needs integer x, y, w, h")
+            else:
+                if g["x"] < 0 or g["w"] < 1 or g["x"] + g["w"] > 24 or g["h"] < 1 or g["y"] < 0:
+                    fail(f"{pw}: gridPos {g} outside the 24-column grid")
+                for other_title, og in boxes:
+                    if overlaps(g, og):
+                        fail(f"{pw}: gridPos {g} overlaps {other_title!r} {og}")
+                boxes.append((title, g))
+            if p.get("type") == "row":
+                # rows only group panels; they show no data and have no unit
+                continue
+            unit = ((p.get("fieldConfig") or {}).get("defaults") or {}).get("unit")
+            if not unit:
+                fail(f"{pw}: fieldConfig.defaults.unit missing")
+            if (p.get("datasource") or {}).get("uid") != ds_uid:
+                fail(f"{pw}: datasource uid {(p.get('datasource') or {}).get('uid')!r} != {ds_uid!r}")
+            targets = p.get("targets") or []
+            if not targets:
+                fail(f"{pw}: no queries")
+            refs = set()
+            for t in targets:
+                if (t.get("datasource") or {}).get("uid") != ds_uid:
+                    fail(f"{pw} {t.get('refId')}: target datasource uid is not {ds_uid!r}")
+                if t.get("refId") in refs:
+                    fail(f"{pw}: duplicate refId {t.get('refId')}")
+                refs.add(t.get("refId"))
+                expr = t.get("expr") or ""
+                if not expr.strip():
+                    fail(f"{pw} {t.get('refId')}: empty expr")
+                for win in re.findall(r"\[([^\]]+)\]", expr):
+                    if win.startswith("$"):
+                        continue
+                    m = re.fullmatch(r"(\d+)([smhd])", win)
+                    secs = int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)] if m else 0
+                    if secs < 15 * 60:
+                        fail(f"{pw} {t.get('refId')}: fixed range [{win}]: use $__rate_interval "
+                             "(fixed windows only for >= 15m alert mirrors)")
+        if "$__rate_interval" not in json.dumps(dash):
+            fail(f"{where}: does not use $__rate_interval")
+
+    # every contract metric is shown somewhere
+    all_exprs = "\n".join(e for *_, e in dashboard_queries(dashboards))
+    missing = sorted(m for m in contract_metrics() if not re.search(rf"\b{m}(_bucket|_sum|_count)?\b", all_exprs))
+    if missing:
+        fail(f"dashboards do not use these metrics of docs/CONTRACTS.md: {', '.join(missing)}")
+
+    # every alert in the rules has a runbook entry in docs/monitoring.md
+    alerts = re.findall(r"^\s*- alert:\s*(\w+)", RULES_FILE.read_text(), re.M)
+    mon = ROOT / "docs" / "monitoring.md"
+    if mon.exists():
+        text = mon.read_text()
+        for a in alerts:
+            if a not in text:
+                fail(f"{mon}: alert {a} is not documented")
+
+    n_q = sum(1 for _ in dashboard_queries(dashboards))
+    print(f"static: {len(dashboards)} dashboards, {n_panels} panels, {n_q} queries, "
+          f"{len(alerts)} alerts, datasource uid {ds_uid!r}")
+    return report()
+
+
+# ------------------------------------------------------------ prom-config
+def cmd_prom_config(args) -> int:
+    rules = Path(args.rules).resolve()
+    Path(args.out).write_text(
+        "global:\n"
+        "  scrape_interval: 1s\n"
+        "  scrape_timeout: 1s\n"
+        "  evaluation_interval: 1s\n"
+        "rule_files:\n"
+        f"  - {json.dumps(str(rules))}\n"
+        "scrape_configs:\n"
+        "  - job_name: nbserve\n"
+        "    static_configs:\n"
+        f"      - targets: [{json.dumps(args.nbserve)}]\n"
+        "  - job_name: prometheus\n"
+        "    static_configs:\n"
+        f"      - targets: [{json.dumps(args.prometheus)}]\n"
+    )
+    return 0
+
+
+# ----------------------------------------------------------------- HTTP
+def http(method: str, url: str, body=None, headers=None, raw: bytes | None = None, timeout=10):
+    """(status, parsed JSON or text)."""
+    data = raw
+    hdrs = dict(headers or {})
+    if body is not None:
+        data = json.dumps(body).encode()
+        hdrs.setdefault("Content-Type", "application/json")
+    elif raw is not None:
+        hdrs.setdefault("Content-Type", "application/json")
+    req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            status, payload = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, payload = e.code, e.read()
+    try:
+        return status, json.loads(payload)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return status, payload.decode(errors="replace")
+
+
+def prom_query(prom: str, expr: str, at: float | None = None):
+    params = {"query": expr}
+    if at is not None:
+        params["time"] = f"{at:.3f}"
+    data = urllib.parse.urlencode(params).encode()
+    req = urllib.request.Request(f"{prom}/api/v1/query", data=data, method="POST",
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        try:
+            return json.loads(e.read())
+        except json.JSONDecodeError:
+            return {"status": "error", "error": f"HTTP {e.code}"}
+
+
+# --------------------------------------------------------------- traffic
+def cmd_traffic(args) -> int:
+    base = args.url.rstrip("/")
+    auth = {"Authorization": f"Bearer {args.token}"}
+    with open(args.sample, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    by_label: dict[str, list[str]] = {}
+    for r in rows:
+        by_label.setdefault(r["label"], []).append(r["text"])
+    labels = sorted(by_label)
+    if len(labels) < 2:
+        fail(f"{args.sample}: expected at least two labels, got {labels}")
+        return report()
+    n = args.per_class
+    docs = [(lab, t) for lab in labels for t in by_label[lab][:n]]
+    counts: dict[str, int] = {}
+
+    def expect(what: str, status: int, ok) -> None:
+        counts[what] = counts.get(what, 0) + 1
+        if not ok(status):
+            fail(f"traffic: {what}: unexpected status {status}")
+
+    predicted: list[tuple[str, str, str]] = []  # (prediction_id, true label, predicted label)
+    for lab, text in docs:
+        st, body = http("POST", f"{base}/predict", {"text": text})
+        expect("POST /predict", st, lambda s: s == 200)
+        if st == 200 and isinstance(body, dict):
+            pid = body.get("prediction_id")
+            if not pid:
+                fail(f"traffic: /predict answer has no prediction_id: {str(body)[:200]}")
+            else:
+                predicted.append((pid, lab, body.get("label")))
+    predicted_labels = sorted({p for *_, p in predicted})
+    print(f"traffic: {len(predicted)} single predictions, predicted labels {predicted_labels}")
+    if len(predicted_labels) < 2:
+        fail(f"traffic: predictions cover only {predicted_labels}; expected both classes")
+
+    for size in (1, 5, 20):
+        batch = [t for _, t in docs[:size]]
+        st, body = http("POST", f"{base}/predict/batch", {"texts": batch})
+        expect("POST /predict/batch", st, lambda s: s == 200)
+        if st == 200 and isinstance(body, dict):
+            for i, item in enumerate(body.get("predictions") or []):
+                if isinstance(item, dict) and item.get("prediction_id"):
+                    predicted.append((item["prediction_id"], docs[i][0], item.get("label")))
+
+    # client errors: malformed JSON, schema violations, unknown routes, no token
+    st, _ = http("POST", f"{base}/predict", raw=b"{not json")
+    expect("malformed JSON", st, lambda s: s == 400)
+    st, _ = http("POST", f"{base}/predict", {"txt": "missing field"})
+    expect("missing field", st, lambda s: s == 422)
+    st, _ = http("POST", f"{base}/predict/batch", {"texts": []})
+    expect("empty batch", st, lambda s: 400 <= s < 500)
+    st, _ = http("GET", f"{base}/no/such/route")
+    expect("unknown route", st, lambda s: s == 404)
+    st, _ = http("POST", f"{base}/admin/reload")
+    expect("reload without token", st, lambda s: s in (401, 403))
+    for path in ("/health", "/ready", "/model", "/model/quality"):
+        st, _ = http("GET", f"{base}{path}")
+        expect(f"GET {path}", st, lambda s: s == 200)
+
+    # a reload of the same model: success, a model annotation, a new load time
+    st, body = http("POST", f"{base}/admin/reload", headers=auth)
+    expect("POST /admin/reload", st, lambda s: s == 200)
+    print(f"traffic: reload -> {st} {str(body)[:160]}")
+
+    # feedback in two rounds, so counters change between scrapes; true labels
+    # from the sample, i.e. live quality equals the model's quality on it
+    half = len(predicted) // 2
+    for i, (pid, lab, _) in enumerate(predicted):
+        if i == half:
+            time.sleep(args.pause)
+        st, _ = http("POST", f"{base}/feedback", {"prediction_id": pid, "label": lab})
+        expect("POST /feedback", st, lambda s: 200 <= s < 300)
+    # feedback that is refused
+    st, _ = http("POST", f"{base}/feedback", {"prediction_id": predicted[0][0], "label": predicted[0][1]})
+    expect("duplicate feedback", st, lambda s: 400 <= s < 500)
+    st, _ = http("POST", f"{base}/feedback", {"prediction_id": "00000000-0000-0000-0000-000000000000", "label": labels[0]})
+    expect("unknown prediction_id", st, lambda s: 400 <= s < 500)
+    st, _ = http("POST", f"{base}/feedback", {"prediction_id": predicted[1][0], "label": "no-such-label"})
+    expect("invalid label", st, lambda s: 400 <= s < 500)
+
+    # a second round of predictions after a pause so rates span several scrapes
+    time.sleep(args.pause)
+    for lab, text in docs[: 2 * n : 2]:
+        st, _ = http("POST", f"{base}/predict", {"text": text})
+        expect("POST /predict", st, lambda s: s == 200)
+    print("traffic: " + ", ".join(f"{k} x{v}" for k, v in counts.items()))
+    return report()
+
+
+def metric_total(text: str, name: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def cmd_wait_scraped(args) -> int:
+    """Waits until Prometheus holds the server's current request and feedback counts."""
+    base = args.url.rstrip("/")
+    st, text = http("GET", f"{base}/metrics")
+    if st != 200:
+        fail(f"GET /metrics -> {st}")
+        return report()
+    want = {m: metric_total(text, m) for m in ("nbserve_feedback_total", "nbserve_predictions_total")}
+    deadline = time.time() + args.timeout
+    while True:
+        got = {}
+        for m in want:
+            r = prom_query(args.prom, f'sum({m}{{job="nbserve"}})')
+            res = r.get("data", {}).get("result", [])
+            got[m] = float(res[0]["value"][1]) if res else -1
+        if all(got[m] >= want[m] for m in want):
+            print(f"wait-scraped: Prometheus has {got}")
+            # let the rules evaluate on the new samples
+            time.sleep(args.settle)
+            return report()
+        if time.time() > deadline:
+            fail(f"wait-scraped: after {args.timeout}s Prometheus has {got}, server {want}")
+            return report()
+        time.sleep(0.5)
+
+
+# ------------------------------------------------------------------ live
+def substitute(expr: str, values: dict[str, str]) -> str:
+    def rep(m: re.Match) -> str:
+        name = m.group(1) or m.group(2)
+        if name.isdigit():  # a regex group reference ($1 in label_replace), as in Grafana
+            return m.group(0)
+        if name not in values:
+            raise KeyError(name)
+        return values[name]
+    return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", rep, expr)
+
+
+def rules_from_prometheus(prom: str) -> list[tuple[str, str, str]]:
+    st, body = http("GET", f"{prom}/api/v1/rules")
+    if st != 200 or not isinstance(body, dict):
+        fail(f"GET /api/v1/rules -> {st}")
+        return []
+    out = []
+    for g in body["data"]["groups"]:
+        for r in g["rules"]:
+            out.append((g["name"], r.get("name", "?"), r["query"]))
+            if r.get("health") not in ("ok", None):
+                fail(f"rule {r.get('name')}: health {r.get('health')}: {r.get('lastError')}")
+    return out
+
+
+def cmd_live(args) -> int:
+    started = time.monotonic()
+    prom = args.prom.rstrip("/")
+    dashboards = load_dashboards()
+    now = time.time()
+    evaluated = 0
+    empty_allowed = []
+    nan_results = []
+
+    # alert rules, as Prometheus loaded them
+    rules = rules_from_prometheus(prom)
+    in_file = re.findall(r"^\s*- alert:\s*(\w+)", RULES_FILE.read_text(), re.M)
+    if sorted(n for _, n, _ in rules) != sorted(in_file):
+        fail(f"Prometheus loaded rules {sorted(n for _, n, _ in rules)}, file has {sorted(in_file)}")
+    with_data = 0
+    for group, name, expr in rules:
+        r = prom_query(prom, expr, now)
+        evaluated += 1
+        if r.get("status") != "success":
+            fail(f"rule {group}/{name}: {r.get('errorType')}: {r.get('error')}")
+            continue
+        if r["data"]["result"]:
+            with_data += 1
+    print(f"live: {len(rules)} alert rule expressions valid, {with_data} currently true")
+
+    # dashboards
+    for dash in dashboards.values():
+        uid = dash["uid"]
+        values = dict(BUILTIN_VARS)
+        for v in dash.get("templating", {}).get("list", []):
+            cur = (v.get("current") or {}).get("value")
+            if isinstance(cur, list):
+                cur = cur[0] if cur else ""
+            values[v["name"]] = cur or ""
+        values["job"] = args.job
+        values["instance"] = args.instance
+        # template variable queries: label_values(selector, label)
+        for v in dash.get("templating", {}).get("list", []):
+            q = v.get("query")
+            q = q.get("query") if isinstance(q, dict) else q
+            m = re.fullmatch(r"label_values\((.*),\s*(\w+)\)", str(q or "").strip(), re.S)
+            if v.get("type") != "query" or not m:
+                continue
+            expr = f"count by ({m.group(2)}) ({substitute(m.group(1), values)})"
+            r = prom_query(prom, expr, now)
+            evaluated += 1
+            if r.get("status") != "success":
+                fail(f"{uid} variable ${v['name']}: {r.get('error')}")
+            elif not r["data"]["result"]:
+                fail(f"{uid} variable ${v['name']}: {q} has no values")
+        for _, where, ref, raw in [q for q in dashboard_queries({uid: dash})]:
+            try:
+                expr = substitute(raw, values)
+            except KeyError as e:
+                fail(f"{uid} {where!r} {ref}: unknown variable ${e.args[0]}")
+                continue
+            r = prom_query(prom, expr, now)
+            evaluated += 1
+            label = f"{uid} {where!r} {ref}"
+            if r.get("status") != "success":
+                fail(f"{label}: {r.get('errorType')}: {r.get('error')}\n    {expr}")
+                continue
+            result = r["data"]["result"]
+            if not result:
+                reason = MAY_BE_EMPTY.get((uid, where, ref))
+                if reason:
+                    empty_allowed.append(f"{label} ({reason})")
+                else:
+                    fail(f"{label}: no data\n    {expr}")
+                continue
+            vals = [s["value"][1] for s in result] if r["data"]["resultType"] == "vector" else []
+            if vals and all(v in ("NaN", "+Inf", "-Inf") for v in vals):
+                nan_results.append(label)
+    for e in empty_allowed:
+        print(f"live: allowed empty: {e}")
+    for n in nan_results:
+        print(f"live: only NaN (no recent samples behind a ratio): {n}")
+    if args.expect_firing:
+        r = prom_query(prom, 'ALERTS{alertstate="firing"}', time.time())
+        firing = sorted({s["metric"]["alertname"] for s in r.get("data", {}).get("result", [])})
+        print(f"live: firing alerts: {firing or 'none'}")
+        for a in args.expect_firing:
+            if a not in firing:
+                fail(f"expected alert {a} to fire")
+    elapsed = time.monotonic() - started
+    print(f"live: evaluated {evaluated} PromQL expressions in {elapsed:.1f}s")
+    return report()
+
+
+def report() -> int:
+    if failures:
+        print(f"{len(failures)} check(s) failed")
+        return 1
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("static")
+    p = sub.add_parser("prom-config")
+    p.add_argument("--out", required=True)
+    p.add_argument("--rules", default=str(RULES_FILE))
+    p.add_argument("--nbserve", required=True)
+    p.add_argument("--prometheus", required=True)
+    p = sub.add_parser("traffic")
+    p.add_argument("--url", required=True)
+    p.add_argument("--token", required=True)
+    p.add_argument("--sample", default=str(ROOT / "tests" / "data" / "sample.csv"))
+    p.add_argument("--per-class", type=int, default=20)
+    p.add_argument("--pause", type=float, default=2.5, help="seconds between rounds (> scrape interval)")
+    p = sub.add_parser("wait-scraped")
+    p.add_argument("--url", required=True)
+    p.add_argument("--prom", required=True)
+    p.add_argument("--timeout", type=float, default=20)
+    p.add_argument("--settle", type=float, default=2.5)
+    p = sub.add_parser("live")
+    p.add_argument("--prom", required=True)
+    p.add_argument("--job", default="nbserve")
+    p.add_argument("--instance", default=".*")
+    p.add_argument("--expect-firing", action="append", default=[])
+    args = ap.parse_args()
+    return {"static": cmd_static, "prom-config": cmd_prom_config, "traffic": cmd_traffic,
+            "wait-scraped": cmd_wait_scraped, "live": cmd_live}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
