@@ -1,1 +1,5 @@
-fn main() {}
+//! The `nbserve` command line; everything lives in the library.
+
+fn main() -> std::process::ExitCode {
+    nbserve::cli::main()
+}

@@ -1,0 +1,388 @@
+//! The model artifact: a versioned, self-describing, checksummed JSON file.
+//!
+//! The checksum is the sha256 of the compact JSON serialisation of every
+//! field except `checksum` itself (serialised as an empty string), so it is
+//! independent of how the file is formatted but covers every value in it.
+//! Files are written compact, so every byte of a shipped file is significant.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::classifier::{
+    BernoulliNb, Classifier, Evaluation, ModelError, NbParameters, Vocabulary, VocabularyError,
+};
+
+/// The `format` value of every nbserve artifact.
+pub const FORMAT: &str = "nbserve-bernoulli-nb";
+/// The schema version this build reads and writes.
+pub const SCHEMA_VERSION: u32 = 1;
+/// The token pattern the tokenizer implements (recorded for readers of the file).
+pub const TOKEN_PATTERN: &str = r"(?u)\b\w\w+\b";
+
+/// Name and version of a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelId {
+    /// Model name, e.g. `spam-nb`.
+    pub name: String,
+    /// Model version, e.g. `2026.11.25`.
+    pub version: String,
+}
+
+/// How the vectorizer turns text into features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VectorizerSpec {
+    /// Lowercase before tokenizing.
+    pub lowercase: bool,
+    /// The token regular expression (Python syntax).
+    pub token_pattern: String,
+    /// Features are presence/absence, not counts.
+    pub binary: bool,
+}
+
+impl Default for VectorizerSpec {
+    fn default() -> Self {
+        Self {
+            lowercase: true,
+            token_pattern: TOKEN_PATTERN.to_owned(),
+            binary: true,
+        }
+    }
+}
+
+/// Training parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingParams {
+    /// Smoothing.
+    pub alpha: f64,
+    /// Held-out share, when the evaluation used a random split.
+    pub test_size: Option<f64>,
+    /// Split seed, when the evaluation used a random split.
+    pub seed: Option<u64>,
+    /// `stratified_split` or `test_file`.
+    pub evaluated_on: String,
+    /// The vectorizer.
+    pub vectorizer: VectorizerSpec,
+}
+
+/// What the model was trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetFingerprint {
+    /// sha256 (hex) of the training CSV.
+    pub sha256: String,
+    /// Documents in that file.
+    pub documents: u64,
+    /// Documents per label in that file.
+    pub class_counts: BTreeMap<String, u64>,
+    /// sha256 of the separate test CSV, when one was given.
+    pub test_sha256: Option<String>,
+}
+
+/// The file as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Artifact {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Always [`SCHEMA_VERSION`] for files this build writes.
+    pub schema_version: u32,
+    /// Name and version.
+    pub model: ModelId,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+    /// Training parameters.
+    pub training: TrainingParams,
+    /// Training-data fingerprint.
+    pub dataset: DatasetFingerprint,
+    /// Class labels in index order.
+    pub classes: Vec<String>,
+    /// Held-out evaluation measured at training time.
+    pub evaluation: Option<Evaluation>,
+    /// Sorted terms; position = feature index.
+    pub vocabulary: Vec<String>,
+    /// Fitted counts.
+    pub parameters: NbParameters,
+    /// `sha256:<hex>` over the canonical content.
+    pub checksum: String,
+}
+
+/// Why an artifact cannot be loaded or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum ArtifactError {
+    /// The file could not be read or written.
+    #[error("cannot access model file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Not parseable JSON.
+    #[error("model file is not valid JSON: {0}")]
+    NotJson(String),
+    /// Valid JSON but not an nbserve artifact.
+    #[error("unknown model format {found:?} (expected {FORMAT:?})")]
+    UnknownFormat {
+        /// What the file says.
+        found: String,
+    },
+    /// A schema version this build does not read.
+    #[error("unsupported schema version {found} (this build reads {SCHEMA_VERSION})")]
+    UnsupportedSchema {
+        /// What the file says.
+        found: String,
+    },
+    /// Fields missing or of the wrong type.
+    #[error("model file does not match the schema: {0}")]
+    Schema(String),
+    /// Content does not match the stored checksum.
+    #[error("checksum mismatch: file says {expected}, content hashes to {actual}")]
+    ChecksumMismatch {
+        /// Stored checksum.
+        expected: String,
+        /// Computed checksum.
+        actual: String,
+    },
+    /// Array lengths disagree.
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    /// NaN or infinity where a number is required.
+    #[error("non-finite or out-of-range number in {0}")]
+    NonFinite(&'static str),
+    /// No evaluation block: the gate has nothing to check.
+    #[error("model has no evaluation block; it cannot be gated or served")]
+    MissingEvaluation,
+    /// The vocabulary is unusable.
+    #[error("invalid vocabulary: {0}")]
+    Vocabulary(#[from] VocabularyError),
+    /// The parameters are unusable.
+    #[error("invalid parameters: {0}")]
+    Model(#[from] ModelError),
+}
+
+/// Everything about a loaded model except its scoring tables.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelMeta {
+    /// Name and version.
+    pub model: ModelId,
+    /// `sha256:<hex>` of the content.
+    pub checksum: String,
+    /// RFC 3339 creation time.
+    pub created_at: String,
+    /// Training parameters.
+    pub training: TrainingParams,
+    /// Training-data fingerprint.
+    pub dataset: DatasetFingerprint,
+    /// Class labels.
+    pub classes: Vec<String>,
+    /// Vocabulary size.
+    pub vocabulary_size: usize,
+    /// Stored evaluation.
+    pub evaluation: Evaluation,
+}
+
+/// A validated model, ready to serve.
+#[derive(Debug, Clone)]
+pub struct LoadedModel {
+    /// The scorer.
+    pub classifier: Classifier,
+    /// Its description.
+    pub meta: ModelMeta,
+}
+
+impl Artifact {
+    /// The checksum of the content as it is now.
+    pub fn compute_checksum(&self) -> String {
+        let bytes = serde_json::to_vec(&CanonicalView(self)).expect("artifact serialises");
+        format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    }
+
+    /// Sets `checksum` from the content.
+    pub fn seal(&mut self) {
+        self.checksum = self.compute_checksum();
+    }
+
+    /// Compact JSON bytes of the sealed artifact.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("artifact serialises")
+    }
+
+    /// Writes atomically: a temporary file in the same directory, synced, then
+    /// renamed over `path`, so a reader never sees a half-written model.
+    pub fn save(&self, path: &Path) -> Result<(), ArtifactError> {
+        let io = |source| ArtifactError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("model");
+        let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+        let result = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&self.to_bytes())?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)?;
+            // Make the rename itself durable.
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result.map_err(io)
+    }
+
+    /// Parses and fully validates artifact bytes.
+    pub fn load_bytes(bytes: &[u8]) -> Result<LoadedModel, ArtifactError> {
+        #[derive(Deserialize)]
+        struct Header {
+            format: Option<serde_json::Value>,
+            schema_version: Option<serde_json::Value>,
+        }
+        let header: Header =
+            serde_json::from_slice(bytes).map_err(|e| ArtifactError::NotJson(e.to_string()))?;
+        match header.format {
+            Some(serde_json::Value::String(f)) if f == FORMAT => {}
+            other => {
+                return Err(ArtifactError::UnknownFormat {
+                    found: other.map_or("<missing>".into(), |v| v.to_string()),
+                })
+            }
+        }
+        match header.schema_version {
+            Some(v) if v.as_u64() == Some(SCHEMA_VERSION as u64) => {}
+            other => {
+                return Err(ArtifactError::UnsupportedSchema {
+                    found: other.map_or("<missing>".into(), |v| v.to_string()),
+                })
+            }
+        }
+        let artifact: Artifact =
+            serde_json::from_slice(bytes).map_err(|e| ArtifactError::Schema(e.to_string()))?;
+        artifact.into_loaded()
+    }
+
+    /// Reads and validates the artifact at `path`.
+    pub fn load(path: &Path) -> Result<LoadedModel, ArtifactError> {
+        let bytes = std::fs::read(path).map_err(|source| ArtifactError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::load_bytes(&bytes)
+    }
+
+    /// Validates everything and builds the classifier.
+    pub fn into_loaded(self) -> Result<LoadedModel, ArtifactError> {
+        let actual = self.compute_checksum();
+        if actual != self.checksum {
+            return Err(ArtifactError::ChecksumMismatch {
+                expected: self.checksum,
+                actual,
+            });
+        }
+        self.validate()?;
+        let evaluation = self.evaluation.ok_or(ArtifactError::MissingEvaluation)?;
+        let vocabulary = Vocabulary::from_sorted(&self.vocabulary)?;
+        let model = BernoulliNb::new(&self.parameters)?;
+        let vocabulary_size = vocabulary.len();
+        let classifier = Classifier::new(self.classes.clone(), vocabulary, model)?;
+        Ok(LoadedModel {
+            classifier,
+            meta: ModelMeta {
+                model: self.model,
+                checksum: self.checksum,
+                created_at: self.created_at,
+                training: self.training,
+                dataset: self.dataset,
+                classes: self.classes,
+                vocabulary_size,
+                evaluation,
+            },
+        })
+    }
+
+    /// Shape and range checks that do not need the scoring tables.
+    pub fn validate(&self) -> Result<(), ArtifactError> {
+        let alpha_ok = self.training.alpha.is_finite()
+            && self.training.alpha > 0.0
+            && self.parameters.alpha.is_finite();
+        if !alpha_ok {
+            return Err(ArtifactError::NonFinite("alpha"));
+        }
+        if self.parameters.alpha != self.training.alpha {
+            return Err(ArtifactError::Shape(
+                "training.alpha and parameters.alpha differ".into(),
+            ));
+        }
+        let evaluation = self
+            .evaluation
+            .as_ref()
+            .ok_or(ArtifactError::MissingEvaluation)?;
+        if !evaluation.is_consistent() {
+            return Err(ArtifactError::NonFinite("evaluation"));
+        }
+        let n = self.classes.len();
+        if n < 2 {
+            return Err(ArtifactError::Shape(format!(
+                "{n} class(es); need at least 2"
+            )));
+        }
+        let mut sorted = self.classes.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != n {
+            return Err(ArtifactError::Shape("duplicate class labels".into()));
+        }
+        if self.parameters.class_count.len() != n {
+            return Err(ArtifactError::Shape(format!(
+                "{} class counts for {n} classes",
+                self.parameters.class_count.len()
+            )));
+        }
+        if evaluation.per_class.len() != n {
+            return Err(ArtifactError::Shape(format!(
+                "evaluation covers {} classes, model has {n}",
+                evaluation.per_class.len()
+            )));
+        }
+        self.parameters.validate(self.vocabulary.len())?;
+        Ok(())
+    }
+}
+
+/// Serialises an artifact with an empty checksum without cloning it.
+struct CanonicalView<'a>(&'a Artifact);
+
+impl Serialize for CanonicalView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let a = self.0;
+        let mut st = s.serialize_struct("Artifact", 12)?;
+        st.serialize_field("format", &a.format)?;
+        st.serialize_field("schema_version", &a.schema_version)?;
+        st.serialize_field("model", &a.model)?;
+        st.serialize_field("created_at", &a.created_at)?;
+        st.serialize_field("training", &a.training)?;
+        st.serialize_field("dataset", &a.dataset)?;
+        st.serialize_field("classes", &a.classes)?;
+        st.serialize_field("evaluation", &a.evaluation)?;
+        st.serialize_field("vocabulary", &a.vocabulary)?;
+        st.serialize_field("parameters", &a.parameters)?;
+        st.serialize_field("checksum", "")?;
+        st.end()
+    }
+}

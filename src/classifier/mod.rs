@@ -1,0 +1,206 @@
+//! The classifier: pure computation, no I/O, no HTTP, no global state.
+//!
+//! `CountVectorizer(binary=True)` + `BernoulliNB` as scikit-learn defines them,
+//! split into tokenization, vocabulary, the model and its evaluation.
+
+mod evaluation;
+mod model;
+mod split;
+pub mod tokenizer;
+mod vocabulary;
+
+pub use evaluation::{evaluate, ClassScores, ConfusionMatrix, Evaluation, EvaluationError};
+pub use model::{
+    argmax, normalize_log_probs, validate_alpha, BernoulliNb, ModelError, NbParameters,
+};
+pub use split::{stratified_split, Split, SplitError};
+pub use vocabulary::{Vocabulary, VocabularyError};
+
+use std::cell::RefCell;
+
+/// One document's prediction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Index of the predicted class.
+    pub label: usize,
+    /// Normalised log probability per class (finite, `exp` sums to 1).
+    pub log_probabilities: Vec<f64>,
+    /// Token occurrences in the document.
+    pub tokens: usize,
+    /// Token occurrences not in the vocabulary.
+    pub oov_tokens: usize,
+}
+
+impl Prediction {
+    /// Probability per class.
+    pub fn probabilities(&self) -> Vec<f64> {
+        self.log_probabilities.iter().map(|v| v.exp()).collect()
+    }
+
+    /// Probability of the predicted class.
+    pub fn confidence(&self) -> f64 {
+        self.log_probabilities[self.label].exp()
+    }
+
+    /// Share of token occurrences unseen at training time; `None` without tokens.
+    pub fn oov_ratio(&self) -> Option<f64> {
+        (self.tokens > 0).then(|| self.oov_tokens as f64 / self.tokens as f64)
+    }
+}
+
+/// A term and how much it pushed the prediction toward the predicted class.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contribution {
+    /// The vocabulary term.
+    pub term: String,
+    /// Log-odds added to the predicted class relative to the runner-up class.
+    pub log_odds: f64,
+}
+
+/// Vectorizer + model: text in, prediction out.
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    classes: Vec<String>,
+    vocabulary: Vocabulary,
+    model: BernoulliNb,
+}
+
+/// Per-thread scratch space, so scoring allocates nothing per document once warm.
+#[derive(Default)]
+struct Scratch {
+    lowercase: String,
+    features: Vec<u32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+impl Classifier {
+    /// Joins a vocabulary and a model; class and feature counts must agree.
+    pub fn new(
+        classes: Vec<String>,
+        vocabulary: Vocabulary,
+        model: BernoulliNb,
+    ) -> Result<Self, ModelError> {
+        if classes.len() != model.n_classes() {
+            return Err(ModelError::Shape(format!(
+                "{} class names for a model of {} classes",
+                classes.len(),
+                model.n_classes()
+            )));
+        }
+        if vocabulary.len() != model.n_features() {
+            return Err(ModelError::Shape(format!(
+                "vocabulary has {} terms but the model has {} features",
+                vocabulary.len(),
+                model.n_features()
+            )));
+        }
+        Ok(Self {
+            classes,
+            vocabulary,
+            model,
+        })
+    }
+
+    /// Class names in index order.
+    pub fn classes(&self) -> &[String] {
+        &self.classes
+    }
+
+    /// The vocabulary.
+    pub fn vocabulary(&self) -> &Vocabulary {
+        &self.vocabulary
+    }
+
+    /// The scoring model.
+    pub fn model(&self) -> &BernoulliNb {
+        &self.model
+    }
+
+    /// Predicts one document: O(tokens × classes).
+    pub fn predict(&self, text: &str) -> Prediction {
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            let Scratch {
+                lowercase,
+                features,
+            } = &mut *s;
+            let (tokens, oov_tokens) = self.features_into(text, lowercase, features);
+            let mut log_probabilities = Vec::with_capacity(self.classes.len());
+            self.model
+                .joint_log_likelihood(features, &mut log_probabilities);
+            let label = argmax(&log_probabilities);
+            normalize_log_probs(&mut log_probabilities);
+            Prediction {
+                label,
+                log_probabilities,
+                tokens,
+                oov_tokens,
+            }
+        })
+    }
+
+    /// Predicts many documents.
+    pub fn predict_batch<S: AsRef<str>>(&self, texts: &[S]) -> Vec<Prediction> {
+        texts.iter().map(|t| self.predict(t.as_ref())).collect()
+    }
+
+    /// The distinct feature indices of `text`, ascending.
+    pub fn features(&self, text: &str) -> Vec<u32> {
+        let mut buf = String::new();
+        let mut out = Vec::new();
+        self.features_into(text, &mut buf, &mut out);
+        out
+    }
+
+    /// Fills `out` with distinct known feature indices (sorted, which is also
+    /// the order scikit-learn's sparse rows sum in) and returns
+    /// `(token occurrences, unknown token occurrences)`.
+    fn features_into(&self, text: &str, buf: &mut String, out: &mut Vec<u32>) -> (usize, usize) {
+        out.clear();
+        tokenizer::lowercase_into(text, buf);
+        let (mut tokens, mut oov) = (0, 0);
+        tokenizer::for_each_token(buf, |t| {
+            tokens += 1;
+            match self.vocabulary.get(t) {
+                Some(i) => out.push(i),
+                None => oov += 1,
+            }
+        });
+        out.sort_unstable();
+        out.dedup();
+        (tokens, oov)
+    }
+
+    /// The `k` present terms that most favour `prediction.label` over the
+    /// runner-up class, largest first (only terms with a positive push).
+    pub fn explain(&self, text: &str, prediction: &Prediction, k: usize) -> Vec<Contribution> {
+        let winner = prediction.label;
+        let runner_up = (0..self.classes.len())
+            .filter(|&c| c != winner)
+            .max_by(|&a, &b| {
+                prediction.log_probabilities[a].total_cmp(&prediction.log_probabilities[b])
+            });
+        let Some(runner_up) = runner_up else {
+            return Vec::new();
+        };
+        let mut contributions: Vec<Contribution> = self
+            .features(text)
+            .into_iter()
+            .map(|f| {
+                let f = f as usize;
+                Contribution {
+                    term: self.vocabulary.term(f).to_owned(),
+                    log_odds: self.model.feature_delta(f, winner)
+                        - self.model.feature_delta(f, runner_up),
+                }
+            })
+            .filter(|c| c.log_odds > 0.0)
+            .collect();
+        contributions.sort_by(|a, b| b.log_odds.total_cmp(&a.log_odds));
+        contributions.truncate(k);
+        contributions
+    }
+}

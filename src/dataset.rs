@@ -1,0 +1,251 @@
+//! Labelled CSV input, with errors that name the line.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// Labelled documents read from a CSV file.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Document texts.
+    pub texts: Vec<String>,
+    /// Labels, parallel to `texts`.
+    pub labels: Vec<String>,
+    /// sha256 (hex) of the file's bytes.
+    pub sha256: String,
+}
+
+/// Why a CSV file cannot be used as a dataset.
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// No header or no rows.
+    #[error("{0}: the file has no data rows")]
+    Empty(PathBuf),
+    /// A required column is not in the header.
+    #[error("{path}: no column {column:?} in the header (columns: {available})")]
+    MissingColumn {
+        /// The file.
+        path: PathBuf,
+        /// The missing column.
+        column: String,
+        /// The columns found.
+        available: String,
+    },
+    /// A row could not be parsed.
+    #[error("{path}, line {line}: {message}")]
+    Row {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Dataset {
+    /// Reads `path`, taking texts from `text_column` and labels from `label_column`.
+    pub fn from_csv(
+        path: &Path,
+        text_column: &str,
+        label_column: &str,
+    ) -> Result<Self, DatasetError> {
+        let bytes = std::fs::read(path).map_err(|source| DatasetError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_csv_bytes(&bytes, path, text_column, label_column)
+    }
+
+    /// Parses CSV bytes; `path` is only used in error messages.
+    pub fn from_csv_bytes(
+        bytes: &[u8],
+        path: &Path,
+        text_column: &str,
+        label_column: &str,
+    ) -> Result<Self, DatasetError> {
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let mut reader = csv::ReaderBuilder::new().from_reader(bytes);
+        let row_error = |e: csv::Error| row_error(path, e);
+        let headers = reader.headers().map_err(row_error)?.clone();
+        if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
+            return Err(DatasetError::Empty(path.to_owned()));
+        }
+        let find = |name: &str| {
+            headers
+                .iter()
+                .position(|h| h == name)
+                .ok_or_else(|| DatasetError::MissingColumn {
+                    path: path.to_owned(),
+                    column: name.to_owned(),
+                    available: headers.iter().collect::<Vec<_>>().join(", "),
+                })
+        };
+        let text_idx = find(text_column)?;
+        let label_idx = find(label_column)?;
+        let mut texts = Vec::new();
+        let mut labels = Vec::new();
+        for record in reader.records() {
+            let record = record.map_err(row_error)?;
+            let line = record.position().map_or(0, |p| p.line());
+            let label = record[label_idx].trim();
+            if label.is_empty() {
+                return Err(DatasetError::Row {
+                    path: path.to_owned(),
+                    line,
+                    message: format!("empty value in column {label_column:?}"),
+                });
+            }
+            texts.push(record[text_idx].to_owned());
+            labels.push(label.to_owned());
+        }
+        if texts.is_empty() {
+            return Err(DatasetError::Empty(path.to_owned()));
+        }
+        Ok(Self {
+            texts,
+            labels,
+            sha256,
+        })
+    }
+
+    /// Number of documents.
+    pub fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    /// True when there are no documents.
+    pub fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
+
+    /// Distinct labels, sorted (scikit-learn's `classes_` order).
+    pub fn classes(&self) -> Vec<String> {
+        let mut c = self.labels.clone();
+        c.sort_unstable();
+        c.dedup();
+        c
+    }
+
+    /// Label indices into `classes`; `Err(label)` for a label not in `classes`.
+    pub fn label_indices(&self, classes: &[String]) -> Result<Vec<usize>, String> {
+        self.labels
+            .iter()
+            .map(|l| classes.iter().position(|c| c == l).ok_or_else(|| l.clone()))
+            .collect()
+    }
+
+    /// The documents at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> Dataset {
+        Dataset {
+            texts: indices.iter().map(|&i| self.texts[i].clone()).collect(),
+            labels: indices.iter().map(|&i| self.labels[i].clone()).collect(),
+            sha256: self.sha256.clone(),
+        }
+    }
+
+    /// Writes the dataset as a `text,label` CSV.
+    pub fn write_csv(&self, path: &Path) -> Result<(), DatasetError> {
+        let io = |e: std::io::Error| DatasetError::Io {
+            path: path.to_owned(),
+            source: e,
+        };
+        let mut w = csv::Writer::from_path(path).map_err(|e| io(e.into()))?;
+        w.write_record(["text", "label"])
+            .map_err(|e| io(e.into()))?;
+        for (t, l) in self.texts.iter().zip(&self.labels) {
+            w.write_record([t, l]).map_err(|e| io(e.into()))?;
+        }
+        w.flush().map_err(io)
+    }
+}
+
+fn row_error(path: &Path, e: csv::Error) -> DatasetError {
+    let line = match e.kind() {
+        csv::ErrorKind::Utf8 { pos, .. } => pos.as_ref().map(|p| p.line()),
+        csv::ErrorKind::UnequalLengths { pos, .. } => pos.as_ref().map(|p| p.line()),
+        csv::ErrorKind::Deserialize { pos, .. } => pos.as_ref().map(|p| p.line()),
+        _ => None,
+    }
+    .unwrap_or(0);
+    let message = match e.kind() {
+        csv::ErrorKind::Utf8 { .. } => "invalid UTF-8".to_owned(),
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("expected {expected_len} fields, found {len}"),
+        _ => e.to_string(),
+    };
+    DatasetError::Row {
+        path: path.to_owned(),
+        line,
+        message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &[u8]) -> Result<Dataset, DatasetError> {
+        Dataset::from_csv_bytes(s, Path::new("t.csv"), "text", "label")
+    }
+
+    #[test]
+    fn reads_quoted_multiline_texts() {
+        let d = parse(b"text,label\n\"hello,\nworld\",ham\nbuy now,spam\n").unwrap();
+        assert_eq!(d.texts, vec!["hello,\nworld", "buy now"]);
+        assert_eq!(d.classes(), vec!["ham", "spam"]);
+        assert_eq!(d.sha256.len(), 64);
+    }
+
+    #[test]
+    fn empty_file_and_header_only_are_errors() {
+        assert!(matches!(parse(b""), Err(DatasetError::Empty(_))));
+        assert!(matches!(
+            parse(b"text,label\n"),
+            Err(DatasetError::Empty(_))
+        ));
+    }
+
+    #[test]
+    fn missing_column_lists_available_ones() {
+        let e = parse(b"body,label\nx,ham\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("\"text\"") && msg.contains("body, label"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn ragged_row_names_its_line() {
+        let e = parse(b"text,label\na,ham\nb,spam,extra\n").unwrap_err();
+        assert!(matches!(e, DatasetError::Row { line: 3, .. }), "{e}");
+    }
+
+    #[test]
+    fn invalid_utf8_names_its_line() {
+        let e = parse(b"text,label\na,ham\n\xff\xfe,spam\n").unwrap_err();
+        match e {
+            DatasetError::Row { line, message, .. } => {
+                assert_eq!(line, 3);
+                assert!(message.contains("UTF-8"));
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn empty_label_is_an_error() {
+        let e = parse(b"text,label\na,\n").unwrap_err();
+        assert!(matches!(e, DatasetError::Row { line: 2, .. }), "{e}");
+    }
+}

@@ -1,0 +1,156 @@
+//! `POST /feedback` and `POST /feedback/batch`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::server::error::ApiError;
+use crate::server::extract::AppJson;
+use crate::server::feedback::FeedbackError;
+use crate::server::state::AppState;
+
+/// The true label of an earlier prediction.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackRequest {
+    /// `prediction_id` from a `/predict` answer.
+    pub prediction_id: String,
+    /// The true class.
+    pub label: String,
+}
+
+/// Many feedback items.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackBatchRequest {
+    /// The items (1 to `server.max_batch_size`).
+    pub items: Vec<FeedbackRequest>,
+}
+
+/// Accepted feedback.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FeedbackResponse {
+    /// `accepted`.
+    pub status: String,
+    /// The prediction.
+    pub prediction_id: String,
+    /// Whether the model was right.
+    pub correct: bool,
+}
+
+/// Outcome of one batch item.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FeedbackItemResult {
+    /// The prediction.
+    pub prediction_id: String,
+    /// `accepted`, `unknown_id`, `invalid_label` or `duplicate`.
+    pub result: String,
+}
+
+/// Outcomes of a feedback batch, in request order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FeedbackBatchResponse {
+    /// Items accepted.
+    pub accepted: usize,
+    /// Items rejected.
+    pub rejected: usize,
+    /// Per-item outcome.
+    pub results: Vec<FeedbackItemResult>,
+}
+
+fn record(state: &AppState, item: &FeedbackRequest) -> Result<bool, FeedbackError> {
+    let m = &state.metrics;
+    match state.feedback.submit(&item.prediction_id, &item.label) {
+        Ok(r) => {
+            m.feedback.with_label_values(&["accepted"]).inc();
+            m.feedback_confusion
+                .with_label_values(&[&r.label, &r.predicted_label])
+                .inc();
+            Ok(r.label == r.predicted_label)
+        }
+        Err(e) => {
+            m.feedback.with_label_values(&[e.result_label()]).inc();
+            Err(e)
+        }
+    }
+}
+
+/// Give the true label of a prediction.
+#[utoipa::path(post, path = "/feedback", request_body = FeedbackRequest, responses(
+    (status = 202, body = FeedbackResponse),
+    (status = 404, description = "Unknown or expired prediction id", body = crate::server::error::ErrorBody),
+    (status = 409, description = "Feedback already given", body = crate::server::error::ErrorBody),
+    (status = 422, description = "Label not a class of the model", body = crate::server::error::ErrorBody),
+))]
+pub async fn feedback(
+    State(state): State<AppState>,
+    AppJson(req): AppJson<FeedbackRequest>,
+) -> Result<(StatusCode, Json<FeedbackResponse>), ApiError> {
+    match record(&state, &req) {
+        Ok(correct) => Ok((
+            StatusCode::ACCEPTED,
+            Json(FeedbackResponse {
+                status: "accepted".into(),
+                prediction_id: req.prediction_id,
+                correct,
+            }),
+        )),
+        Err(e @ FeedbackError::UnknownId) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_prediction",
+            e.to_string(),
+        )),
+        Err(e @ FeedbackError::Duplicate) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "duplicate_feedback",
+            e.to_string(),
+        )),
+        Err(e @ FeedbackError::InvalidLabel(_)) => {
+            Err(ApiError::unprocessable("invalid_label", e.to_string()))
+        }
+    }
+}
+
+/// Give many true labels at once; each item succeeds or fails on its own.
+#[utoipa::path(post, path = "/feedback/batch", request_body = FeedbackBatchRequest, responses(
+    (status = 202, body = FeedbackBatchResponse),
+    (status = 422, body = crate::server::error::ErrorBody),
+))]
+pub async fn feedback_batch(
+    State(state): State<AppState>,
+    AppJson(req): AppJson<FeedbackBatchRequest>,
+) -> Result<(StatusCode, Json<FeedbackBatchResponse>), ApiError> {
+    let max = state.settings.server.max_batch_size;
+    if req.items.is_empty() || req.items.len() > max {
+        return Err(ApiError::unprocessable(
+            if req.items.is_empty() {
+                "empty_batch"
+            } else {
+                "batch_too_large"
+            },
+            format!("items must hold 1 to {max} entries"),
+        ));
+    }
+    let results: Vec<FeedbackItemResult> = req
+        .items
+        .iter()
+        .map(|item| FeedbackItemResult {
+            prediction_id: item.prediction_id.clone(),
+            result: match record(&state, item) {
+                Ok(_) => "accepted".into(),
+                Err(e) => e.result_label().into(),
+            },
+        })
+        .collect();
+    let accepted = results.iter().filter(|r| r.result == "accepted").count();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(FeedbackBatchResponse {
+            accepted,
+            rejected: results.len() - accepted,
+            results,
+        }),
+    ))
+}

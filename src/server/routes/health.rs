@@ -1,0 +1,56 @@
+//! `GET /health` (liveness) and `GET /ready` (readiness).
+
+use axum::extract::State;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::server::error::ApiError;
+use crate::server::state::AppState;
+
+/// Liveness answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthResponse {
+    /// Always `ok` while the process serves.
+    pub status: String,
+}
+
+/// Readiness answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyResponse {
+    /// `ready`.
+    pub status: String,
+    /// Name of the gated model being served.
+    pub model_name: String,
+    /// Its version.
+    pub model_version: String,
+}
+
+/// Liveness: 200 while the process serves.
+#[utoipa::path(get, path = "/health", responses((status = 200, body = HealthResponse)))]
+pub async fn health() -> Json<HealthResponse> {
+    Json(HealthResponse {
+        status: "ok".into(),
+    })
+}
+
+/// Readiness: 200 with the model version while a gated model is served;
+/// 503 once shutdown has begun.
+#[utoipa::path(get, path = "/ready", responses(
+    (status = 200, body = ReadyResponse),
+    (status = 503, body = crate::server::error::ErrorBody)))]
+pub async fn ready(State(state): State<AppState>) -> Result<Json<ReadyResponse>, ApiError> {
+    if !state.is_ready() {
+        return Err(ApiError::unavailable(
+            "not_ready",
+            "the server is shutting down",
+            5,
+        ));
+    }
+    let model = state.model.load();
+    Ok(Json(ReadyResponse {
+        status: "ready".into(),
+        model_name: model.loaded.meta.model.name.clone(),
+        model_version: model.loaded.meta.model.version.clone(),
+    }))
+}

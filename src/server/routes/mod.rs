@@ -1,0 +1,154 @@
+//! The router: one function used by `serve` and by the tests.
+
+pub mod admin;
+pub mod feedback;
+pub mod health;
+pub mod model;
+pub mod predict;
+
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+use super::error::ApiError;
+use super::metrics::track_http;
+use super::state::AppState;
+
+/// The OpenAPI description, generated from the handlers and types.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "nbserve", description = "Bernoulli naive Bayes text classification server"),
+    paths(
+        predict::predict, predict::predict_batch, feedback::feedback, feedback::feedback_batch,
+        health::health, health::ready, model::model, model::quality, model::metrics, admin::reload
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+async fn openapi() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+/// Gives bare error responses from lower layers (405 from method routing,
+/// 408 from the timeout) the app's JSON error body, keeping their headers
+/// (`Allow` on 405).
+async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if (status.is_client_error() || status.is_server_error()) && !is_json {
+        let (mut parts, _) = response.into_parts();
+        let fresh = ApiError::from_status(status).into_response();
+        let (fresh_parts, body) = fresh.into_parts();
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.extend(fresh_parts.headers);
+        return Response::from_parts(parts, body);
+    }
+    response
+}
+
+/// Admission control: beyond `server.max_concurrency` requests in progress,
+/// answer 503 with `Retry-After` at once instead of queueing without bound.
+/// Hand-written rather than tower's `LoadShed` + `ConcurrencyLimit` because
+/// those surface an error type that would need converting back into the
+/// app's JSON error with a `Retry-After` header anyway.
+async fn shed_load(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match state.concurrency.clone().try_acquire_owned() {
+        Ok(_permit) => next.run(req).await,
+        Err(_) => {
+            state.metrics.load_shed.inc();
+            ApiError::unavailable(
+                "overloaded",
+                "the server is at its concurrency limit; retry shortly",
+                1,
+            )
+            .into_response()
+        }
+    }
+}
+
+/// Builds the application router around `state`.
+pub fn router(state: AppState) -> Router {
+    let s = &state.settings.server;
+    let api = Router::new()
+        .route("/predict", post(predict::predict))
+        .route("/predict/batch", post(predict::predict_batch))
+        .route("/feedback", post(feedback::feedback))
+        .route("/feedback/batch", post(feedback::feedback_batch))
+        .route("/model", get(model::model))
+        .route("/model/quality", get(model::quality))
+        .route("/admin/reload", post(admin::reload))
+        .route_layer(middleware::from_fn_with_state(state.clone(), shed_load));
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .merge(api)
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(model::metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(s.body_limit_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_millis(s.request_timeout_ms),
+        ))
+        .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            track_http,
+        ))
+        .layer(
+            // Spans carry method, route, request id, status and latency;
+            // never bodies or query strings (request text stays private).
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    let route = req
+                        .extensions()
+                        .get::<axum::extract::MatchedPath>()
+                        .map_or("unmatched", |p| p.as_str());
+                    tracing::info_span!("request", method = %req.method(), route, request_id = %id)
+                })
+                .on_request(())
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG),
+                ),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}

@@ -1,0 +1,185 @@
+//! `GET /model`, `GET /model/quality` and `GET /metrics`.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::server::state::AppState;
+
+/// Description of the served model.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelResponse {
+    /// Model name.
+    pub name: String,
+    /// Model version.
+    pub version: String,
+    /// `sha256:<hex>` content checksum.
+    pub sha256: String,
+    /// Class labels.
+    pub classes: Vec<String>,
+    /// Vocabulary size.
+    pub vocabulary_size: usize,
+    /// When it was trained (RFC 3339).
+    pub trained_at: String,
+    /// Stored evaluation (F1 macro, balanced accuracy, accuracy, per class).
+    #[schema(value_type = Object)]
+    pub evaluation: crate::classifier::Evaluation,
+    /// Training parameters.
+    #[schema(value_type = Object)]
+    pub training: crate::artifact::TrainingParams,
+    /// Training-data fingerprint.
+    #[schema(value_type = Object)]
+    pub dataset: crate::artifact::DatasetFingerprint,
+    /// Gate minimum F1 macro in force.
+    pub gate_min_f1_macro: f64,
+    /// F1 macro the gate judged.
+    pub gate_f1_macro: f64,
+    /// Where that F1 came from.
+    pub gate_source: String,
+    /// When the model was loaded (RFC 3339).
+    pub loaded_at: String,
+}
+
+/// The served model.
+#[utoipa::path(get, path = "/model", responses((status = 200, body = ModelResponse)))]
+pub async fn model(State(state): State<AppState>) -> Json<ModelResponse> {
+    let m = state.model.load();
+    let meta = &m.loaded.meta;
+    Json(ModelResponse {
+        name: meta.model.name.clone(),
+        version: meta.model.version.clone(),
+        sha256: meta.checksum.clone(),
+        classes: meta.classes.clone(),
+        vocabulary_size: meta.vocabulary_size,
+        trained_at: meta.created_at.clone(),
+        evaluation: meta.evaluation.clone(),
+        training: meta.training.clone(),
+        dataset: meta.dataset.clone(),
+        gate_min_f1_macro: m.gate.threshold,
+        gate_f1_macro: m.gate.f1_macro,
+        gate_source: m.gate.basis.to_string(),
+        loaded_at: m.loaded_at.to_rfc3339(),
+    })
+}
+
+/// Three headline figures.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Figures {
+    /// F1 macro.
+    pub f1_macro: f64,
+    /// Balanced accuracy.
+    pub balanced_accuracy: f64,
+    /// Accuracy.
+    pub accuracy: f64,
+}
+
+/// Live figures with per-class recall.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LiveFigures {
+    /// F1 macro over the window.
+    pub f1_macro: f64,
+    /// Balanced accuracy over the window.
+    pub balanced_accuracy: f64,
+    /// Accuracy over the window.
+    pub accuracy: f64,
+    /// Recall per class.
+    pub per_class_recall: std::collections::BTreeMap<String, f64>,
+}
+
+/// Label-free drift signals.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DriftFigures {
+    /// Recent predictions considered.
+    pub recent_predictions: u64,
+    /// Share of each predicted label.
+    pub predicted_label_share: std::collections::BTreeMap<String, f64>,
+    /// Jensen–Shannon divergence (bits) of that share vs. the training prior.
+    pub label_js_divergence: f64,
+    /// Mean probability of the predicted class.
+    pub mean_confidence: f64,
+    /// Mean out-of-vocabulary share.
+    pub mean_oov_ratio: f64,
+}
+
+/// Live vs. stored model quality.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QualityResponse {
+    /// Configured window of labelled predictions.
+    pub window_size: usize,
+    /// Labelled predictions in it.
+    pub samples: u64,
+    /// Live figures (`null` until feedback arrives).
+    pub live: Option<LiveFigures>,
+    /// Figures stored at training time.
+    pub stored: Figures,
+    /// Drift signals (`null` before the first prediction).
+    pub drift: Option<DriftFigures>,
+}
+
+/// Live quality from label feedback, beside the stored figures.
+#[utoipa::path(get, path = "/model/quality", responses((status = 200, body = QualityResponse)))]
+pub async fn quality(State(state): State<AppState>) -> Json<QualityResponse> {
+    let live = state.feedback.live_quality();
+    let drift = state.feedback.drift();
+    let model = state.model.load();
+    let stored = &model.loaded.meta.evaluation;
+    Json(QualityResponse {
+        window_size: state.feedback.window_size(),
+        samples: live.samples,
+        live: live.evaluation.map(|e| LiveFigures {
+            f1_macro: e.f1_macro,
+            balanced_accuracy: e.balanced_accuracy,
+            accuracy: e.accuracy,
+            per_class_recall: e
+                .per_class
+                .into_iter()
+                .map(|c| (c.label, c.recall))
+                .collect(),
+        }),
+        stored: Figures {
+            f1_macro: stored.f1_macro,
+            balanced_accuracy: stored.balanced_accuracy,
+            accuracy: stored.accuracy,
+        },
+        drift: drift.map(|d| DriftFigures {
+            recent_predictions: d.recent_predictions,
+            predicted_label_share: d.predicted_label_share.into_iter().collect(),
+            label_js_divergence: d.label_js_divergence,
+            mean_confidence: d.mean_confidence,
+            mean_oov_ratio: d.mean_oov_ratio,
+        }),
+    })
+}
+
+/// Prometheus text exposition; live gauges are refreshed at scrape time.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let m = &state.metrics;
+    let live = state.feedback.live_quality();
+    m.live_window_samples.set(live.samples as i64);
+    if let Some(e) = live.evaluation {
+        m.live_f1_macro.set(e.f1_macro);
+        m.live_balanced_accuracy.set(e.balanced_accuracy);
+        m.live_accuracy.set(e.accuracy);
+    }
+    if let Some(d) = state.feedback.drift() {
+        m.live_label_drift_js.set(d.label_js_divergence);
+        m.live_mean_confidence.set(d.mean_confidence);
+        m.live_oov_ratio.set(d.mean_oov_ratio);
+        for (label, share) in &d.predicted_label_share {
+            m.live_predicted_label_share
+                .with_label_values(&[label])
+                .set(*share);
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        m.render(),
+    )
+}

@@ -1,0 +1,314 @@
+//! Typed, layered settings: built-in defaults → optional file → `NBSERVE__*`
+//! environment variables (`__` between levels, e.g. `NBSERVE__SERVER__PORT`).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// All settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// HTTP server.
+    pub server: ServerSettings,
+    /// Model to serve.
+    pub model: ModelSettings,
+    /// Deployment gate.
+    pub gate: GateSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// Admin endpoints.
+    pub admin: AdminSettings,
+    /// Prediction memory and label feedback.
+    pub feedback: FeedbackSettings,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to bind.
+    pub host: String,
+    /// Port to bind (0 = any free port).
+    pub port: u16,
+    /// Whole-request timeout.
+    pub request_timeout_ms: u64,
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// Largest accepted text, in bytes of UTF-8.
+    pub max_text_bytes: usize,
+    /// Most texts in one batch.
+    pub max_batch_size: usize,
+    /// Requests served at once; beyond it requests are shed with 503.
+    pub max_concurrency: usize,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub shutdown_timeout_secs: u64,
+}
+
+/// Which model to serve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSettings {
+    /// The artifact loaded at start and on reload.
+    pub path: PathBuf,
+    /// Reload requests may only name files inside this directory.
+    pub dir: PathBuf,
+}
+
+/// Deployment-gate settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateSettings {
+    /// Minimum F1 macro a model needs to be served.
+    pub min_f1_macro: f64,
+    /// Re-evaluate on this labelled CSV instead of trusting the stored number.
+    pub holdout_path: Option<PathBuf>,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// Output format.
+    pub format: LogFormat,
+    /// `tracing` filter directive, e.g. `info` or `nbserve=debug`.
+    pub level: String,
+}
+
+/// Admin settings.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Bearer token for `/admin/*`; admin endpoints are disabled when unset.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for AdminSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSettings")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Feedback settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackSettings {
+    /// Recent predictions remembered for feedback.
+    pub capacity: usize,
+    /// How long a prediction can receive feedback.
+    pub max_age_secs: u64,
+    /// Labelled predictions in the live-evaluation window.
+    pub window: usize,
+    /// Append accepted feedback to this JSON-lines file.
+    pub log_path: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            server: ServerSettings {
+                host: "0.0.0.0".into(),
+                port: 8080,
+                request_timeout_ms: 10_000,
+                body_limit_bytes: 2 * 1024 * 1024,
+                max_text_bytes: 1_000_000,
+                max_batch_size: 1000,
+                max_concurrency: 1024,
+                shutdown_timeout_secs: 30,
+            },
+            model: ModelSettings {
+                path: "models/spam-nb.json".into(),
+                dir: "models".into(),
+            },
+            gate: GateSettings {
+                min_f1_macro: 0.80,
+                holdout_path: None,
+            },
+            log: LogSettings {
+                format: LogFormat::Pretty,
+                level: "info".into(),
+            },
+            admin: AdminSettings { token: None },
+            feedback: FeedbackSettings {
+                capacity: 100_000,
+                max_age_secs: 3600,
+                window: 1000,
+                log_path: None,
+            },
+        }
+    }
+}
+
+/// Why settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The file or environment had an unknown key or an invalid value.
+    #[error("invalid settings: {0}")]
+    Config(#[from] config::ConfigError),
+    /// A value is out of its allowed range.
+    #[error("invalid setting {key}: {message}")]
+    Invalid {
+        /// The key, e.g. `gate.min_f1_macro`.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (YAML or TOML by extension) if given, then
+    /// the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Like [`Settings::load`] with an explicit environment (for tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        let defaults = config::Config::try_from(&Settings::default())?;
+        let mut builder = config::Config::builder().add_source(defaults);
+        if let Some(f) = file {
+            builder = builder.add_source(config::File::from(f).required(true));
+        }
+        let env: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("NBSERVE__"))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("NBSERVE")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(env)),
+        );
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Range checks serde cannot express.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |key, message: &str| {
+            Err(SettingsError::Invalid {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        let g = self.gate.min_f1_macro;
+        if !(g.is_finite() && (0.0..=1.0).contains(&g)) {
+            return invalid("gate.min_f1_macro", "must be a number within [0, 1]");
+        }
+        if self.server.body_limit_bytes == 0 {
+            return invalid("server.body_limit_bytes", "must be > 0");
+        }
+        if self.server.max_text_bytes == 0 {
+            return invalid("server.max_text_bytes", "must be > 0");
+        }
+        if self.server.max_batch_size == 0 {
+            return invalid("server.max_batch_size", "must be > 0");
+        }
+        if self.server.max_concurrency == 0 {
+            return invalid("server.max_concurrency", "must be > 0");
+        }
+        if self.server.request_timeout_ms == 0 {
+            return invalid("server.request_timeout_ms", "must be > 0");
+        }
+        if self.feedback.capacity == 0 || self.feedback.window == 0 {
+            return invalid("feedback", "capacity and window must be > 0");
+        }
+        if matches!(&self.admin.token, Some(t) if t.len() < 8) {
+            return invalid("admin.token", "must be at least 8 characters");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_without_file_or_env() {
+        let s = Settings::load_from(None, env(&[])).unwrap();
+        assert_eq!(s, Settings::default());
+    }
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("NBSERVE__SERVER__PORT", "9999"),
+                ("NBSERVE__GATE__MIN_F1_MACRO", "0.5"),
+                ("NBSERVE__MODEL__PATH", "/tmp/m.json"),
+                ("NBSERVE__LOG__FORMAT", "json"),
+                ("NBSERVE__ADMIN__TOKEN", "s3cret-token"),
+                ("OTHER", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.server.port, 9999);
+        assert_eq!(s.gate.min_f1_macro, 0.5);
+        assert_eq!(s.model.path, PathBuf::from("/tmp/m.json"));
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.admin.token.as_deref(), Some("s3cret-token"));
+    }
+
+    #[test]
+    fn file_then_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("nbserve.toml");
+        std::fs::write(&f, "[server]\nport = 7000\nmax_batch_size = 5\n").unwrap();
+        let s = Settings::load_from(Some(&f), env(&[("NBSERVE__SERVER__PORT", "7001")])).unwrap();
+        assert_eq!(s.server.port, 7001);
+        assert_eq!(s.server.max_batch_size, 5);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Settings::load_from(None, env(&[("NBSERVE__SERVER__PROT", "1")])).unwrap_err();
+        assert!(e.to_string().contains("prot"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_are_named() {
+        let e = Settings::load_from(None, env(&[("NBSERVE__SERVER__PORT", "http")])).unwrap_err();
+        assert!(e.to_string().contains("port"), "{e}");
+        let e =
+            Settings::load_from(None, env(&[("NBSERVE__GATE__MIN_F1_MACRO", "1.5")])).unwrap_err();
+        assert!(e.to_string().contains("gate.min_f1_macro"), "{e}");
+        let e = Settings::load_from(None, env(&[("NBSERVE__LOG__FORMAT", "xml")])).unwrap_err();
+        assert!(
+            e.to_string().contains("format") || e.to_string().contains("xml"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn token_is_not_debug_printed() {
+        let mut s = Settings::default();
+        s.admin.token = Some("very-secret".into());
+        assert!(!format!("{s:?}").contains("very-secret"));
+    }
+}
