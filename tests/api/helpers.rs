@@ -1,0 +1,203 @@
+//! `spawn_app`: the real server on port 0, talked to over HTTP.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nbserve::server::{AppState, Application};
+use nbserve::Settings;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+/// Admin token configured in test apps.
+pub const TOKEN: &str = "test-admin-token";
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The shipped model.
+pub fn shipped_model() -> PathBuf {
+    root().join("models/spam-nb.json")
+}
+
+/// A running test server.
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    /// The app's private models directory (a copy of the shipped model lives there).
+    pub models_dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+/// Settings every test starts from: loopback, port 0, admin on, a private
+/// models directory holding a copy of the shipped model.
+pub fn test_settings(models_dir: &Path) -> Settings {
+    let model = models_dir.join("spam-nb.json");
+    if !model.exists() {
+        std::fs::copy(shipped_model(), &model).expect("copy shipped model");
+    }
+    let mut s = Settings::default();
+    s.server.host = "127.0.0.1".into();
+    s.server.port = 0;
+    s.model.path = model;
+    s.model.dir = models_dir.to_owned();
+    s.admin.token = Some(TOKEN.into());
+    s
+}
+
+/// Spawns the app with default test settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Spawns the app after `configure` adjusts the settings.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let models_dir = tempfile::tempdir().expect("tempdir");
+    let mut settings = test_settings(models_dir.path());
+    configure(&mut settings);
+    let app = Application::build(settings).await.expect("app builds");
+    let port = app.port();
+    let state = app.state();
+    let (tx, rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(app.run_until(async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        state,
+        models_dir,
+        shutdown: Some(tx),
+        handle: Some(handle),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        let mut req = self.client.post(self.url(path)).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn predict(&self, text: &str) -> Value {
+        let r = self
+            .post_json("/predict", &serde_json::json!({ "text": text }))
+            .await;
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    pub async fn reload(&self, body: Option<Value>) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(self.url("/admin/reload"))
+            .bearer_auth(TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").await.text().await.unwrap()
+    }
+
+    /// Stops the server and waits for it to drain.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// Asserts the app's error shape and returns the code.
+pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(
+        resp.status().as_u16(),
+        status,
+        "status for expected code {code}"
+    );
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    assert!(ct.starts_with("application/json"), "content-type {ct:?}");
+    let body: Value = resp.json().await.expect("JSON error body");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    body
+}
+
+/// The value of a sample line in a Prometheus text exposition, e.g.
+/// `metric_value(text, "nbserve_predictions_total{label=\"ham\"}")`.
+pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let rest = line.strip_prefix(series)?;
+        let rest = rest.strip_prefix(' ')?;
+        rest.trim().parse().ok()
+    })
+}
+
+/// Texts of the committed sample with their labels.
+pub fn sample() -> Vec<(String, String)> {
+    let d =
+        nbserve::Dataset::from_csv(&root().join("tests/data/sample.csv"), "text", "label").unwrap();
+    d.texts.into_iter().zip(d.labels).collect()
+}
+
+/// Writes a copy of the shipped model with a field changed (and re-sealed, so
+/// only the intended property differs), returning the file name.
+pub fn write_variant(dir: &Path, name: &str, edit: impl FnOnce(&mut nbserve::Artifact)) -> String {
+    let bytes = std::fs::read(shipped_model()).unwrap();
+    let mut a: nbserve::Artifact = serde_json::from_slice(&bytes).unwrap();
+    edit(&mut a);
+    a.seal();
+    a.save(&dir.join(name)).unwrap();
+    name.to_owned()
+}
