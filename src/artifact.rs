@@ -386,3 +386,191 @@ impl Serialize for CanonicalView<'_> {
         st.end()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::Dataset;
+    use crate::training::{train, TrainOptions};
+
+    fn sample_artifact() -> Artifact {
+        let data = Dataset::from_csv(
+            Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/data/sample.csv"
+            )),
+            "text",
+            "label",
+        )
+        .unwrap();
+        let options = TrainOptions {
+            alpha: 1.0,
+            test_size: 0.25,
+            seed: 7,
+            name: "sample".into(),
+            version: None,
+            created_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        };
+        train(&data, None, &options, |_, _| {}).unwrap()
+    }
+
+    fn resealed(edit: impl FnOnce(&mut Artifact)) -> Vec<u8> {
+        let mut a = sample_artifact();
+        edit(&mut a);
+        a.seal();
+        a.to_bytes()
+    }
+
+    #[test]
+    fn canonical_view_serialises_like_the_struct() {
+        let mut a = sample_artifact();
+        a.checksum = String::new();
+        assert_eq!(
+            serde_json::to_vec(&CanonicalView(&a)).unwrap(),
+            serde_json::to_vec(&a).unwrap()
+        );
+    }
+
+    #[test]
+    fn round_trip_through_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.json");
+        let a = sample_artifact();
+        a.save(&path).unwrap();
+        let loaded = Artifact::load(&path).unwrap();
+        assert_eq!(loaded.meta.checksum, a.checksum);
+        assert_eq!(loaded.meta.vocabulary_size, a.vocabulary.len());
+        assert_eq!(loaded.meta.evaluation, a.evaluation.clone().unwrap());
+        // Same predictions as the classifier built in memory.
+        let direct = Artifact::load_bytes(&a.to_bytes()).unwrap();
+        for text in ["free money now", "meeting tomorrow at ten", ""] {
+            assert_eq!(
+                loaded.classifier.predict(text),
+                direct.classifier.predict(text)
+            );
+        }
+        // No temporary file left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn any_flipped_byte_is_rejected() {
+        let bytes = sample_artifact().to_bytes();
+        // A spread of positions: header, evaluation, vocabulary, counts, checksum.
+        for i in (0..bytes.len()).step_by(bytes.len() / 97) {
+            let mut b = bytes.clone();
+            b[i] ^= 0x01;
+            assert!(Artifact::load_bytes(&b).is_err(), "flip at {i} accepted");
+        }
+        let mut b = bytes.clone();
+        let i = b.len() / 2;
+        b[i] = if b[i] == b'7' { b'8' } else { b'7' };
+        if let Err(ArtifactError::ChecksumMismatch { .. })
+        | Err(ArtifactError::Schema(_))
+        | Err(ArtifactError::NotJson(_)) = Artifact::load_bytes(&b)
+        {
+        } else {
+            panic!("a digit change in the middle must fail");
+        }
+    }
+
+    #[test]
+    fn half_a_file_is_not_json() {
+        let bytes = sample_artifact().to_bytes();
+        assert!(matches!(
+            Artifact::load_bytes(&bytes[..bytes.len() / 2]),
+            Err(ArtifactError::NotJson(_))
+        ));
+    }
+
+    #[test]
+    fn each_corruption_gets_its_own_error() {
+        assert!(matches!(
+            Artifact::load(Path::new("/nonexistent/model.json")),
+            Err(ArtifactError::Io { .. })
+        ));
+        assert!(matches!(
+            Artifact::load_bytes(b"nope"),
+            Err(ArtifactError::NotJson(_))
+        ));
+        assert!(matches!(
+            Artifact::load_bytes(br#"{"format":"onnx","schema_version":1}"#),
+            Err(ArtifactError::UnknownFormat { .. })
+        ));
+        let b = resealed(|a| a.schema_version = 2);
+        assert!(matches!(
+            Artifact::load_bytes(&b),
+            Err(ArtifactError::UnsupportedSchema { .. })
+        ));
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&sample_artifact().to_bytes()).unwrap();
+        v.as_object_mut().unwrap().remove("vocabulary");
+        assert!(matches!(
+            Artifact::load_bytes(&serde_json::to_vec(&v).unwrap()),
+            Err(ArtifactError::Schema(_))
+        ));
+        let b = resealed(|a| {
+            a.vocabulary.pop();
+        });
+        assert!(matches!(
+            Artifact::load_bytes(&b),
+            Err(ArtifactError::Model(ModelError::Shape(_)))
+        ));
+        let b = resealed(|a| a.evaluation = None);
+        assert!(matches!(
+            Artifact::load_bytes(&b),
+            Err(ArtifactError::MissingEvaluation)
+        ));
+        let b = resealed(|a| a.vocabulary.swap(0, 1));
+        assert!(matches!(
+            Artifact::load_bytes(&b),
+            Err(ArtifactError::Vocabulary(_))
+        ));
+        let b = resealed(|a| {
+            a.classes.pop();
+        });
+        assert!(matches!(
+            Artifact::load_bytes(&b),
+            Err(ArtifactError::Shape(_))
+        ));
+        let b = resealed(|a| a.checksum = "sha256:00".into());
+        assert!(Artifact::load_bytes(&b).is_ok(), "seal recomputes");
+        let mut a = sample_artifact();
+        a.checksum = "sha256:00".into();
+        assert!(matches!(
+            Artifact::load_bytes(&a.to_bytes()),
+            Err(ArtifactError::ChecksumMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn non_finite_numbers_are_rejected() {
+        let mut a = sample_artifact();
+        a.evaluation.as_mut().unwrap().f1_macro = f64::NAN;
+        assert!(matches!(
+            a.validate(),
+            Err(ArtifactError::NonFinite("evaluation"))
+        ));
+        let mut a = sample_artifact();
+        a.training.alpha = f64::INFINITY;
+        assert!(matches!(
+            a.validate(),
+            Err(ArtifactError::NonFinite("alpha"))
+        ));
+        // JSON cannot carry NaN: serde writes null, which fails the schema.
+        let mut a = sample_artifact();
+        a.evaluation.as_mut().unwrap().accuracy = f64::NAN;
+        a.seal();
+        assert!(matches!(
+            Artifact::load_bytes(&a.to_bytes()),
+            Err(ArtifactError::Schema(_))
+        ));
+    }
+
+    #[test]
+    fn training_is_deterministic_to_the_byte() {
+        let a = sample_artifact().to_bytes();
+        let b = sample_artifact().to_bytes();
+        assert_eq!(a, b);
+    }
+}

@@ -204,3 +204,89 @@ impl Classifier {
         contributions
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn toy() -> Classifier {
+        let texts = [
+            "win free money now",
+            "free prize claim now",
+            "cheap pills online",
+            "meeting agenda for monday",
+            "lunch with the team",
+            "project review notes attached",
+        ];
+        let labels = [1, 1, 1, 0, 0, 0];
+        let (vocab, params) = crate::training::fit(&texts, &labels, 2, 1.0, |_, _| {}).unwrap();
+        Classifier::new(
+            vec!["ham".into(), "spam".into()],
+            vocab,
+            BernoulliNb::new(&params).unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn predicts_the_obvious_cases_and_counts_oov() {
+        let c = toy();
+        assert_eq!(c.predict("free money prize").label, 1);
+        assert_eq!(c.predict("team meeting notes").label, 0);
+        let p = c.predict("free zzzz qqqq");
+        assert_eq!((p.tokens, p.oov_tokens), (3, 2));
+        assert_eq!(c.predict("").oov_ratio(), None);
+    }
+
+    #[test]
+    fn explain_names_present_terms_toward_the_winner() {
+        let c = toy();
+        let text = "claim your free prize";
+        let p = c.predict(text);
+        let e = c.explain(text, &p, 3);
+        assert!(!e.is_empty());
+        assert!(e.iter().all(|x| x.log_odds > 0.0 && text.contains(&x.term)));
+    }
+
+    proptest! {
+        #[test]
+        fn probabilities_are_finite_and_sum_to_one(text in any::<String>()) {
+            let p = toy().predict(&text);
+            let probs = p.probabilities();
+            prop_assert!(p.log_probabilities.iter().all(|v| v.is_finite() && *v <= 0.0));
+            prop_assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        }
+
+        #[test]
+        fn token_order_and_repetition_do_not_matter(
+            words in proptest::collection::vec("[a-z]{2,6}|free|money|team|meeting", 0..30),
+            seed in any::<u64>(),
+        ) {
+            let c = toy();
+            let base = c.predict(&words.join(" "));
+            let mut shuffled = words.clone();
+            let n = shuffled.len();
+            if n > 1 {
+                let k = (seed % n as u64) as usize;
+                shuffled.rotate_left(k);
+                shuffled.reverse();
+            }
+            let mut repeated = shuffled.clone();
+            repeated.extend(words.iter().cloned());
+            let other = c.predict(&repeated.join("  "));
+            prop_assert_eq!(base.label, other.label);
+            for (a, b) in base.log_probabilities.iter().zip(&other.log_probabilities) {
+                prop_assert!((a - b).abs() < 1e-9);
+            }
+        }
+
+        #[test]
+        fn tokens_are_runs_of_word_chars(text in any::<String>()) {
+            for t in tokenizer::tokenize(&text) {
+                prop_assert!(t.chars().count() >= 2);
+                prop_assert!(t.chars().all(tokenizer::is_word_char));
+            }
+        }
+    }
+}
