@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Every test of the default suite, in the order that fails fastest.
+# Installs what it needs itself (Python venv, Prometheus, lint tools) into
+# ${NBSERVE_CACHE:-$HOME/.cache/nbserve}. Heavy suites (load, soak, benches)
+# live in bench/ and are documented in the README.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+started=$(date +%s)
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --locked --all-targets -- -D warnings
+
+step "cargo test (unit, property and API integration tests)"
+cargo test --locked
+
+export NBSERVE_BIN="$PWD/target/debug/nbserve"
+
+step "scikit-learn parity"
+scripts/parity.sh
+
+step "observability: promtool, dashboards, live PromQL against a real Prometheus"
+scripts/test-observability.sh
+
+step "deployment files: compose, Dockerfile, workflows, settings names"
+scripts/check-deploy.sh
+
+printf '\nall test suites passed in %ss\n' "$(( $(date +%s) - started ))"
