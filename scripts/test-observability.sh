@@ -10,6 +10,11 @@
 #     must be valid and every dashboard query must return data (except the
 #     few whitelisted in check.py, with their reason).
 #
+# The server gets a temporary model.dir holding the shipped model and a broken
+# artifact; a reload of the broken one must make NbserveModelReloadFailing fire,
+# and the fleet live F1/BA/accuracy computed in PromQL from the feedback
+# counters must equal the server's own nbserve_live_* gauges.
+#
 # Env: NBSERVE_BIN (default target/debug/nbserve, built if missing),
 #      NBSERVE_OBS_LIVE=0 to skip step 4, NBSERVE_CACHE (Prometheus cache).
 # Only 127.0.0.1 and free ports are used; everything started is stopped on exit.
@@ -94,15 +99,28 @@ fi
 [[ -f models/spam-nb.json ]] || { echo "models/spam-nb.json missing" >&2; exit 1; }
 
 live_started=$(date +%s)
+# The shipped model, plus a broken artifact in the same model.dir so a reload
+# can fail for real (and NbserveModelReloadFailing fire).
+mkdir -p "$tmp/models"
+cp models/spam-nb.json "$tmp/models/spam-nb.json"
+echo '{"not": "a model"}' >"$tmp/models/broken.json"
+# admin.token must be at least 8 characters (the server refuses shorter ones).
+token="test-observability"
 port="$(free_port)"
 NBSERVE__SERVER__HOST=127.0.0.1 \
   NBSERVE__SERVER__PORT="$port" \
-  NBSERVE__ADMIN__TOKEN=test \
-  NBSERVE__MODEL__PATH="$ROOT/models/spam-nb.json" \
+  NBSERVE__ADMIN__TOKEN="$token" \
+  NBSERVE__MODEL__PATH="$tmp/models/spam-nb.json" \
+  NBSERVE__MODEL__DIR="$tmp/models" \
   "$NBSERVE_BIN" serve >"$tmp/nbserve.log" 2>&1 &
-pids+=($!)
+nbserve_pid=$!
+pids+=("$nbserve_pid")
 url="http://127.0.0.1:$port"
-wait_for 30 "nbserve $url/ready" curl -fsS "$url/ready"
+nbserve_ready() {
+  kill -0 "$nbserve_pid" 2>/dev/null || { echo "nbserve exited" >&2; exit 1; }
+  curl -fsS "$url/ready"
+}
+wait_for 30 "nbserve $url/ready" nbserve_ready
 echo "nbserve ready on $url"
 
 pport="$(free_port)"
@@ -125,11 +143,13 @@ wait_for 20 "the first scrape of nbserve" scraped
 echo "Prometheus on $prom scrapes nbserve"
 
 step "live: traffic"
-"${CHECK[@]}" traffic --url "$url" --token test --sample "$ROOT/tests/data/sample.csv"
+"${CHECK[@]}" traffic --url "$url" --token "$token" --sample "$ROOT/tests/data/sample.csv" \
+  --broken-model broken.json
 "${CHECK[@]}" wait-scraped --url "$url" --prom "$prom" --timeout 20
 
 step "live: evaluate every PromQL expression"
-"${CHECK[@]}" live --prom "$prom" --job nbserve --instance ".*"
+"${CHECK[@]}" live --prom "$prom" --job nbserve --instance ".*" \
+  --expect-firing NbserveModelReloadFailing
 
 echo
 echo "observability: all checks passed in $(($(date +%s) - started))s (live part $(($(date +%s) - live_started))s)"

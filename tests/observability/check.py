@@ -376,6 +376,12 @@ def cmd_traffic(args) -> int:
     st, body = http("POST", f"{base}/admin/reload", headers=auth)
     expect("POST /admin/reload", st, lambda s: s == 200)
     print(f"traffic: reload -> {st} {str(body)[:160]}")
+    if args.broken_model:
+        # a reload that fails (invalid artifact): nbserve_model_reloads_total{result="failure"}
+        # goes up and NbserveModelReloadFailing (no `for`) must fire
+        st, body = http("POST", f"{base}/admin/reload", {"path": args.broken_model}, headers=auth)
+        expect("failing POST /admin/reload", st, lambda s: s == 422)
+        print(f"traffic: failing reload -> {st} {str(body)[:160]}")
 
     # feedback in two rounds, so counters change between scrapes; true labels
     # from the sample, i.e. live quality equals the model's quality on it
@@ -417,7 +423,8 @@ def cmd_wait_scraped(args) -> int:
     if st != 200:
         fail(f"GET /metrics -> {st}")
         return report()
-    want = {m: metric_total(text, m) for m in ("nbserve_feedback_total", "nbserve_predictions_total")}
+    want = {m: metric_total(text, m) for m in
+            ("nbserve_feedback_total", "nbserve_predictions_total", "nbserve_model_reloads_total")}
     deadline = time.time() + args.timeout
     while True:
         got = {}
@@ -539,6 +546,32 @@ def cmd_live(args) -> int:
         print(f"live: allowed empty: {e}")
     for n in nan_results:
         print(f"live: only NaN (no recent samples behind a ratio): {n}")
+    # The fleet-wide live metrics computed in PromQL from the confusion
+    # counters must equal the server's own live gauges (one process, all of
+    # the test's feedback inside its window).
+    model = next((d for d in dashboards.values() if d.get("uid") == "nbserve-model"), None)
+    pairs = {"Live F1 macro (fleet)": "nbserve_live_f1_macro",
+             "Live balanced accuracy (fleet)": "nbserve_live_balanced_accuracy",
+             "Live accuracy (fleet)": "nbserve_live_accuracy"}
+    for p in all_panels(model or {}):
+        gauge = pairs.pop(p.get("title"), None)
+        if not gauge:
+            continue
+        expr = substitute(p["targets"][0]["expr"], {"job": args.job, "window": "1h", **BUILTIN_VARS})
+        a = prom_query(prom, expr, now).get("data", {}).get("result", [])
+        b = prom_query(prom, f'max({gauge}{{job="{args.job}"}})', now).get("data", {}).get("result", [])
+        evaluated += 2
+        if len(a) != 1 or len(b) != 1:
+            fail(f"{p['title']}: expected one value each from PromQL and {gauge}, got {a} / {b}")
+            continue
+        va, vb = float(a[0]["value"][1]), float(b[0]["value"][1])
+        if not (abs(va - vb) <= 1e-6):
+            fail(f"{p['title']}: PromQL from nbserve_feedback_confusion_total gives {va:.6f}, "
+                 f"the server's {gauge} {vb:.6f}")
+        else:
+            print(f"live: {p['title']} = {va:.4f} = {gauge}")
+    if pairs:
+        fail(f"nbserve-model: panels not found: {sorted(pairs)}")
     if args.expect_firing:
         r = prom_query(prom, 'ALERTS{alertstate="firing"}', time.time())
         firing = sorted({s["metric"]["alertname"] for s in r.get("data", {}).get("result", [])})
@@ -573,6 +606,7 @@ def main() -> int:
     p.add_argument("--sample", default=str(ROOT / "tests" / "data" / "sample.csv"))
     p.add_argument("--per-class", type=int, default=20)
     p.add_argument("--pause", type=float, default=2.5, help="seconds between rounds (> scrape interval)")
+    p.add_argument("--broken-model", help="file in the server's model.dir that is not a valid model")
     p = sub.add_parser("wait-scraped")
     p.add_argument("--url", required=True)
     p.add_argument("--prom", required=True)
