@@ -134,6 +134,7 @@ import json, re, sys
 
 compose_json, have_compose, dockerfile, *workflows = sys.argv[1:]
 found = {}  # (name, value) -> [sources]
+ignored = {}  # NBSERVE_X (one underscore) handed to the container: the server never reads it
 
 def plausible(name):
     n = name.upper()
@@ -160,26 +161,40 @@ if have_compose == "1":
         for k, v in (svc.get("environment") or {}).items():
             if k.startswith("NBSERVE__"):
                 add(k, v, f"docker-compose.yml:{svc_name}")
+            elif k.startswith("NBSERVE_"):
+                ignored.setdefault(k, []).append(f"docker-compose.yml:{svc_name}")
 
 text = open(dockerfile).read().replace("\\\n", " ")
 for line in text.splitlines():
     if re.match(r"\s*(ENV|ARG)\s", line, re.I):
         for m in re.finditer(r"(NBSERVE__[A-Z0-9_]+)(?:=|\s+)(\"[^\"]*\"|\S+)?", line):
             add(m.group(1), (m.group(2) or "").strip('"'), "Dockerfile")
+    if re.match(r"\s*ENV\s", line, re.I):
+        for m in re.finditer(r"\b(NBSERVE_[A-Z0-9][A-Z0-9_]*)", line):
+            ignored.setdefault(m.group(1), []).append("Dockerfile")
 
 for wf in workflows:
     for m in re.finditer(r"(NBSERVE__[A-Z0-9_]+)\s*(?:=|:[ \t]*)([^\s\"']*)", open(wf).read()):
         add(m.group(1), m.group(2), wf)
+    # `docker run -e NBSERVE_X=...`: reaches the container but not the settings.
+    for m in re.finditer(r"(?:-e|--env)[ =]\"?(NBSERVE_[A-Z0-9][A-Z0-9_]*)", open(wf).read()):
+        ignored.setdefault(m.group(1), []).append(wf)
 
 for (name, value), sources in sorted(found.items()):
     print(f"{name}\t{value}\t{', '.join(sorted(set(sources)))}")
+for name, sources in sorted(ignored.items()):
+    print(f"{name}\t-\t{', '.join(sorted(set(sources)))}\tignored")
 PY
   if [[ $rc -ne 0 ]]; then
     fail "extract NBSERVE__* variables from the deployment files" "$(cat "$WORK/vars.err")"
   elif [[ ! -s "$WORK/vars.tsv" ]]; then
     fail "NBSERVE__* variables found in the deployment files" "none found: the extraction is broken"
   fi
-  while IFS=$'\t' read -r name value sources; do
+  while IFS=$'\t' read -r name value sources kind; do
+    if [[ "${kind:-}" == ignored ]]; then
+      fail "$name is passed to the container but is not a setting: NBSERVE__ takes two underscores ($sources)"
+      continue
+    fi
     rc=0; err="$(nb_config "$name=$value" 2>&1 >/dev/null)" || rc=$?
     case $rc in
       0) pass "setting $name=$value is known ($sources)" ;;
