@@ -84,8 +84,12 @@ impl Metrics {
     /// Creates and registers every metric; `version` goes into `nbserve_build_info`.
     pub fn new(version: &str) -> Arc<Self> {
         let registry = Registry::new();
-        // 50 µs … ~13 s: sub-millisecond predictions to slow batch requests.
-        let latency = exponential_buckets(0.00005, 2.0, 19).expect("valid buckets");
+        // 50 µs … 10 s: sub-millisecond predictions to slow batch requests,
+        // with exact bounds at the usual SLO values (5, 10, 50, 100 ms).
+        let latency = vec![
+            0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+            0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
         let unit = vec![
             0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0,
         ];
@@ -264,6 +268,14 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))
         .expect("process collector");
+        // No live figures until feedback arrives: NaN, not a misleading 0.
+        for g in [
+            &m.live_f1_macro,
+            &m.live_balanced_accuracy,
+            &m.live_accuracy,
+        ] {
+            g.set(f64::NAN);
+        }
         // Both results exist from the start so rate() and alerts see a zero baseline.
         for result in ["success", "failure"] {
             m.model_reloads.with_label_values(&[result]);

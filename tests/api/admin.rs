@@ -137,9 +137,10 @@ async fn corrupt_and_below_gate_models_are_refused_and_the_old_one_serves() {
         "2026.11.25"
     );
     let metrics = app.metrics().await;
+    // Corrupt, half, below-gate and three refused paths; the malformed body is not a reload.
     assert_eq!(
         metric_value(&metrics, "nbserve_model_reloads_total{result=\"failure\"}"),
-        Some(3.0)
+        Some(6.0)
     );
     app.stop().await;
 }

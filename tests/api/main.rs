@@ -7,3 +7,4 @@ mod helpers;
 mod lifecycle;
 mod metrics;
 mod predict;
+mod readme;

@@ -120,7 +120,15 @@ pub async fn reload(
         .path
         .as_deref()
         .map(|p| confine(&state.settings.model.dir, p))
-        .transpose()?;
+        .transpose()
+        .inspect_err(|_| {
+            // A refused path is a failed reload too: the alert must see it.
+            state
+                .metrics
+                .model_reloads
+                .with_label_values(&["failure"])
+                .inc();
+        })?;
     match state.reload(path).await {
         Ok(m) => Ok(Json(ReloadResponse {
             status: "reloaded".into(),
