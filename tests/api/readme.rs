@@ -11,7 +11,7 @@ fn readme_blocks() -> Vec<String> {
     let mut current: Option<String> = None;
     for line in readme.lines() {
         match (&mut current, line.trim_start()) {
-            (None, l) if l == "```sh" => current = Some(String::new()),
+            (None, "```sh") => current = Some(String::new()),
             (Some(_), "```") => {
                 let block = current.take().unwrap();
                 if block.contains("localhost:8080") {
