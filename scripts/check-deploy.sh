@@ -298,6 +298,9 @@ check(f"default model {model_path} exists in the repo (-> {image_model} in the i
 envs = dict(re.findall(r"(NBSERVE__[A-Z0-9_]+)=(\S+)", " ".join(instr("ENV"))))
 check("Dockerfile sets NBSERVE__SERVER__HOST=0.0.0.0 (reachable from outside the container)",
       envs.get("NBSERVE__SERVER__HOST") == "0.0.0.0", f"ENV has {envs}")
+labels = " ".join(instr("LABEL"))
+missing = [k for k in ("source", "version", "revision") if f"org.opencontainers.image.{k}=" not in labels]
+check("Dockerfile final stage has OCI labels source, version, revision", not missing, f"missing {missing}")
 user = (instr("USER") or ["0"])[-1].split(":")[0]
 check(f"Dockerfile runs as a non-root user ({user})", user not in ("0", "root"))
 
@@ -405,6 +408,82 @@ PY
   if [[ $rc -ne 0 ]]; then fail "consistency checker ran to the end" "exit $rc (see the traceback above)"; fi
 else
   fail "consistency checks with nbserve config defaults" "skipped: needs both \`nbserve config\` JSON and \`docker compose config\`"
+fi
+
+# ---------------------------------------------------------------- build context
+# Everything cargo needs (manifest, lock file, every declared target: cargo
+# refuses to build if one is missing) and the default model must survive
+# .dockerignore, or the image build fails only on a machine with Docker.
+if cargo metadata --no-deps --format-version 1 --offline >"$WORK/metadata.json" 2>"$WORK/metadata.err"; then
+  model_default="models/spam-nb.json"
+  if [[ "${HAVE_CONFIG:-0}" == 1 ]]; then
+    model_default="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["model"]["path"])' "$WORK/config.json")"
+  fi
+  { git ls-files -co --exclude-standard 2>/dev/null || find . -type f -not -path './.git/*' -not -path './target/*' | sed 's|^\./||'; } >"$WORK/files.txt"
+  rc=0
+  python3 - "$WORK/metadata.json" "$WORK/files.txt" "$model_default" >"$WORK/context.out" 2>&1 <<'PY' || rc=$?
+import json, os, re, sys
+
+metadata, files_txt, model_path = sys.argv[1:]
+root = os.getcwd()
+
+def to_regex(pattern):
+    # Docker's .dockerignore: root-anchored, `*` and `?` stay within one path
+    # element, `**` spans any number of them; a match on a directory
+    # excludes everything under it.
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            out += ".*"
+            i += 2
+            if pattern.startswith("/", i):
+                out += "/?"
+                i += 1
+        elif pattern[i] == "*":
+            out += "[^/]*"; i += 1
+        elif pattern[i] == "?":
+            out += "[^/]"; i += 1
+        else:
+            out += re.escape(pattern[i]); i += 1
+    return re.compile(out + "(/.*)?$")
+
+rules = []
+for line in open(".dockerignore"):
+    line = line.strip()
+    if not line or line.startswith("#"):
+        continue
+    neg = line.startswith("!")
+    pat = os.path.normpath(line.lstrip("!").strip()).lstrip("/")
+    rules.append((neg, to_regex(pat), line))
+
+def excluded(path):
+    verdict, why = False, ""
+    for neg, rx, line in rules:
+        if rx.match(path):
+            verdict, why = (not neg), line
+    return verdict, why
+
+required = {"Cargo.toml", "Cargo.lock", os.path.normpath(model_path)}
+for pkg in json.load(open(metadata))["packages"]:
+    for t in pkg["targets"]:
+        required.add(os.path.relpath(t["src_path"], root))
+files = {l.strip() for l in open(files_txt) if l.strip()}
+for path in sorted(required):
+    ex, why = excluded(path)
+    present = path in files or os.path.exists(path)
+    ok = present and not ex
+    detail = f"excluded by .dockerignore line '{why}'" if ex else ("not in the repo" if not present else "")
+    print(("PASS" if ok else "FAIL") + f": build context keeps {path}")
+    if not ok:
+        print(f"      {detail}")
+kept = [f for f in files if not excluded(f)[0]]
+size = sum(os.path.getsize(f) for f in kept if os.path.isfile(f))
+print(f"INFO: build context ~{len(kept)} files, {size / 1e6:.1f} MB (git-visible files after .dockerignore)")
+PY
+  tally <"$WORK/context.out"
+  if [[ $rc -ne 0 ]]; then fail "build-context checker ran to the end" "exit $rc (see above)"; fi
+else
+  fail "cargo metadata (for the build-context check)" "$(cat "$WORK/metadata.err")"
 fi
 
 echo "check-deploy: $PASSED passed, $FAILED failed"
