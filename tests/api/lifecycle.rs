@@ -89,39 +89,60 @@ fn invalid_model_exits_4_and_bad_settings_exit_3() {
 #[tokio::test]
 async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     let port = free_port();
-    let mut child = serve(port, &[]).spawn().unwrap();
+    // Big batches, so the requests are still being served when the signal lands.
+    let mut child = serve(port, &[("NBSERVE__SERVER__BODY_LIMIT_BYTES", "100000000")])
+        .spawn()
+        .unwrap();
     wait_ready(port);
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}");
-    let texts: Vec<String> = sample().into_iter().take(30).map(|(t, _)| t).collect();
-    // Start a burst of big batch requests, then signal while they are in flight.
+    let texts: Vec<String> = sample()
+        .into_iter()
+        .map(|(t, _)| t)
+        .cycle()
+        .take(1000)
+        .collect();
+    const N: usize = 4;
     let mut inflight = Vec::new();
-    for _ in 0..6 {
+    for _ in 0..N {
         let (client, url, texts) = (client.clone(), url.clone(), texts.clone());
         inflight.push(tokio::spawn(async move {
-            client
+            let r = client
                 .post(format!("{url}/predict/batch"))
                 .json(&serde_json::json!({ "texts": texts }))
                 .send()
                 .await
-                .map(|r| r.status().as_u16())
+                .expect("request accepted before the signal");
+            let status = r.status().as_u16();
+            let body: serde_json::Value = r.json().await.expect("complete body");
+            (status, body["predictions"].as_array().map_or(0, Vec::len))
         }));
     }
-    tokio::time::sleep(Duration::from_millis(30)).await;
-    signal(&child, "TERM");
-    let mut completed = 0;
-    for h in inflight {
-        // Requests sent before the signal complete; ones that raced the closing
-        // listener may be refused at connect, but none may be cut off midway.
-        match h.await.unwrap() {
-            Ok(status) => {
-                assert_eq!(status, 200);
-                completed += 1;
-            }
-            Err(e) => assert!(e.is_connect(), "request cut off: {e}"),
+    // Wait until the server is serving all of them (the scrape itself is one more).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = client
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metric_value(&m, "nbserve_http_requests_in_flight").unwrap_or(0.0) >= (N + 1) as f64 {
+            break;
         }
+        assert!(Instant::now() < deadline, "batches never got in flight");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(completed > 0);
+    signal(&child, "TERM");
+    for h in inflight {
+        assert_eq!(
+            h.await.unwrap(),
+            (200, 1000),
+            "in-flight request completed in full"
+        );
+    }
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .unwrap()
