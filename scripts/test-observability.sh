@@ -15,8 +15,18 @@
 # and the fleet live F1/BA/accuracy computed in PromQL from the feedback
 # counters must equal the server's own nbserve_live_* gauges.
 #
+# Before that traffic, the held-out split of the real dataset (data/spamassassin.csv,
+# `nbserve split --test-size 0.2 --seed 42`: the split models/spam-nb.json was
+# evaluated on) is replayed through /predict/batch and /feedback/batch: live
+# quality (/model/quality) must equal `nbserve evaluate` and the artifact's stored
+# figures to 1e-9, the dashboards' fleet PromQL to 1e-6. After it, wrong labels
+# and one-class traffic must drop live F1 and make the NbserveLiveF1BelowGate and
+# NbserveLabelDrift expressions true (both rules go pending; their `for` is 15m).
+#
 # Env: NBSERVE_BIN (default target/debug/nbserve, built if missing),
-#      NBSERVE_OBS_LIVE=0 to skip step 4, NBSERVE_CACHE (Prometheus cache).
+#      NBSERVE_OBS_LIVE=0 to skip step 4, NBSERVE_CACHE (Prometheus cache),
+#      NBSERVE_OBS_REPLAY=0 to skip the real-dataset replay (no data/spamassassin.csv
+#      and no registry access to fetch it).
 # Only 127.0.0.1 and free ports are used; everything started is stopped on exit.
 set -euo pipefail
 
@@ -98,6 +108,15 @@ if [[ ! -x "$NBSERVE_BIN" ]]; then
 fi
 [[ -f models/spam-nb.json ]] || { echo "models/spam-nb.json missing" >&2; exit 1; }
 
+replay="${NBSERVE_OBS_REPLAY:-1}"
+if [[ "$replay" != 0 ]]; then
+  # The held-out split of the real dataset and its offline evaluation.
+  [[ -f data/spamassassin.csv ]] || scripts/fetch-data.sh
+  "$NBSERVE_BIN" split --data data/spamassassin.csv --train-out "$tmp/train.csv" \
+    --test-out "$tmp/test.csv" --test-size 0.2 --seed 42
+  "$NBSERVE_BIN" evaluate --model models/spam-nb.json --data "$tmp/test.csv" --json >"$tmp/offline.json"
+fi
+
 live_started=$(date +%s)
 # The shipped model, plus a broken artifact in the same model.dir so a reload
 # can fail for real (and NbserveModelReloadFailing fire).
@@ -107,8 +126,11 @@ echo '{"not": "a model"}' >"$tmp/models/broken.json"
 # admin.token must be at least 8 characters (the server refuses shorter ones).
 token="test-observability"
 port="$(free_port)"
+# feedback.window holds all of the test's feedback (replay ~1,200 + traffic + wrong
+# labels), so the server's live gauges and the fleet PromQL cover the same samples.
 NBSERVE__SERVER__HOST=127.0.0.1 \
   NBSERVE__SERVER__PORT="$port" \
+  NBSERVE__FEEDBACK__WINDOW=2000 \
   NBSERVE__ADMIN__TOKEN="$token" \
   NBSERVE__MODEL__PATH="$tmp/models/spam-nb.json" \
   NBSERVE__MODEL__DIR="$tmp/models" \
@@ -142,6 +164,12 @@ scraped() {
 wait_for 20 "the first scrape of nbserve" scraped
 echo "Prometheus on $prom scrapes nbserve"
 
+if [[ "$replay" != 0 ]]; then
+  step "live: replay the held-out split of data/spamassassin.csv"
+  "${CHECK[@]}" replay --url "$url" --prom "$prom" --data "$tmp/test.csv" \
+    --offline "$tmp/offline.json" --model "$ROOT/models/spam-nb.json"
+fi
+
 step "live: traffic"
 "${CHECK[@]}" traffic --url "$url" --token "$token" --sample "$ROOT/tests/data/sample.csv" \
   --broken-model broken.json
@@ -150,6 +178,10 @@ step "live: traffic"
 step "live: evaluate every PromQL expression"
 "${CHECK[@]}" live --prom "$prom" --job nbserve --instance ".*" \
   --expect-firing NbserveModelReloadFailing
+
+step "live: wrong labels and one-class traffic"
+"${CHECK[@]}" degrade --url "$url" --prom "$prom" \
+  --data "$([[ "$replay" != 0 ]] && echo "$tmp/test.csv" || echo "$ROOT/tests/data/sample.csv")"
 
 echo
 echo "observability: all checks passed in $(($(date +%s) - started))s (live part $(($(date +%s) - live_started))s)"

@@ -14,6 +14,14 @@ Used by scripts/test-observability.sh:
   check.py live --prom URL
                      evaluates every PromQL expression of the dashboards and of the
                      loaded alert rules against the live Prometheus
+  check.py replay --url URL --prom URL --data B.csv --offline E.json --model M.json
+                     sends every document of a held-out split through /predict/batch and
+                     its true label through /feedback/batch; live quality (/model/quality)
+                     must equal the offline evaluation to 1e-9, the dashboards' fleet
+                     PromQL over the confusion counters to 1e-6
+  check.py degrade --url URL --prom URL
+                     wrong labels and one-class traffic: live F1 must fall and the
+                     NbserveLiveF1BelowGate and NbserveLabelDrift expressions must be true
 
 Exit status 0 when every check passed, 1 otherwise.
 """
@@ -584,6 +592,239 @@ def cmd_live(args) -> int:
     return report()
 
 
+
+# ---------------------------------------------------------------- replay
+def read_csv(path: str) -> list[tuple[str, str]]:
+    csv.field_size_limit(sys.maxsize)
+    with open(path, newline="", encoding="utf-8") as f:
+        return [(r["text"], r["label"]) for r in csv.DictReader(f)]
+
+
+def predict_all(base: str, texts: list[str], max_body: int = 1_500_000, max_items: int = 1000) -> list[dict]:
+    """/predict/batch over all texts, in batches under the body and batch limits."""
+    out: list[dict] = []
+    batch: list[str] = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal batch, size
+        if not batch:
+            return
+        st, body = http("POST", f"{base}/predict/batch", {"texts": batch}, timeout=120)
+        if st != 200 or not isinstance(body, dict) or len(body.get("predictions") or []) != len(batch):
+            fail(f"POST /predict/batch ({len(batch)} texts) -> {st} {str(body)[:200]}")
+            raise SystemExit(report())
+        out.extend(body["predictions"])
+        batch, size = [], 0
+
+    for t in texts:
+        n = len(json.dumps(t).encode()) + 2
+        if batch and (size + n > max_body or len(batch) >= max_items):
+            flush()
+        batch.append(t)
+        size += n
+    flush()
+    return out
+
+
+def feedback_all(base: str, pairs: list[tuple[str, str]], max_items: int = 1000) -> int:
+    """/feedback/batch for (prediction_id, label) pairs; returns the accepted count."""
+    accepted = 0
+    for i in range(0, len(pairs), max_items):
+        items = [{"prediction_id": pid, "label": lab} for pid, lab in pairs[i:i + max_items]]
+        st, body = http("POST", f"{base}/feedback/batch", {"items": items}, timeout=60)
+        if st != 202 or not isinstance(body, dict):
+            fail(f"POST /feedback/batch ({len(items)} items) -> {st} {str(body)[:200]}")
+            return accepted
+        accepted += body.get("accepted", 0)
+        if body.get("rejected"):
+            bad = [r for r in body.get("results", []) if r.get("result") != "accepted"][:3]
+            fail(f"POST /feedback/batch: {body['rejected']} rejected, e.g. {bad}")
+    return accepted
+
+
+def prom_scalar(prom: str, expr: str, at: float | None = None) -> float | None:
+    res = prom_query(prom, expr, at).get("data", {}).get("result", [])
+    return float(res[0]["value"][1]) if len(res) == 1 else None
+
+
+def wait_prom(prom: str, expr: str, ok, timeout: float, what: str) -> float | None:
+    """Polls `expr` until ok(value) or timeout; returns the last value."""
+    deadline = time.time() + timeout
+    while True:
+        v = prom_scalar(prom, expr)
+        if v is not None and ok(v):
+            return v
+        if time.time() > deadline:
+            fail(f"{what}: after {timeout}s Prometheus has {expr} = {v}")
+            return v
+        time.sleep(0.5)
+
+
+FLEET_PANELS = {"Live F1 macro (fleet)": "f1_macro",
+                "Live balanced accuracy (fleet)": "balanced_accuracy",
+                "Live accuracy (fleet)": "accuracy"}
+
+
+def fleet_exprs(job: str) -> dict[str, str]:
+    """figure -> the model dashboard's fleet PromQL for it (window 1h)."""
+    model = next((d for d in load_dashboards().values() if d.get("uid") == "nbserve-model"), {})
+    out = {}
+    for p in all_panels(model):
+        fig = FLEET_PANELS.get(p.get("title"))
+        if fig:
+            out[fig] = substitute(p["targets"][0]["expr"], {"job": job, "window": "1h", **BUILTIN_VARS})
+    if len(out) != len(FLEET_PANELS):
+        fail(f"nbserve-model: fleet panels found {sorted(out)}, expected {sorted(FLEET_PANELS.values())}")
+    return out
+
+
+def cmd_replay(args) -> int:
+    started = time.monotonic()
+    base = args.url.rstrip("/")
+    prom = args.prom.rstrip("/")
+    rows = read_csv(args.data)
+    offline = json.loads(Path(args.offline).read_text())
+    stored = json.loads(Path(args.model).read_text())["evaluation"]
+    st, served = http("GET", f"{base}/model")
+    served_eval = served.get("evaluation", {}) if st == 200 and isinstance(served, dict) else {}
+    figures = ("f1_macro", "balanced_accuracy", "accuracy")
+    # The split is the one the artifact was evaluated on: same figures.
+    for fig in figures:
+        for what, d in (("the artifact's stored evaluation", stored), ("GET /model evaluation", served_eval)):
+            if not abs(d.get(fig, math.nan) - offline[fig]) <= 1e-9:
+                fail(f"replay: {what} {fig} {d.get(fig)} != offline {offline[fig]} (not the held-out split?)")
+    if offline.get("documents") != len(rows):
+        fail(f"replay: offline evaluation has {offline.get('documents')} documents, {args.data} {len(rows)}")
+
+    st, q0 = http("GET", f"{base}/model/quality")
+    if st != 200 or q0.get("samples") != 0:
+        fail(f"replay: expected an empty live window before the replay, got {st} {str(q0)[:200]}")
+    if q0.get("window_size", 0) < len(rows):
+        fail(f"replay: feedback.window {q0.get('window_size')} < {len(rows)} documents")
+    preds = predict_all(base, [t for t, _ in rows])
+    accepted = feedback_all(base, [(p["prediction_id"], lab) for p, (_, lab) in zip(preds, rows)])
+    t_sent = time.monotonic() - started
+    if accepted != len(rows):
+        fail(f"replay: {accepted} of {len(rows)} feedback items accepted")
+    st, q = http("GET", f"{base}/model/quality")
+    live = (q.get("live") or {}) if isinstance(q, dict) else {}
+    if q.get("samples") != len(rows):
+        fail(f"replay: /model/quality samples {q.get('samples')}, expected {len(rows)}")
+    print(f"replay: {len(rows)} documents of {Path(args.data).name} predicted and labelled in {t_sent:.1f}s")
+    for fig in figures:
+        v, o = live.get(fig, math.nan), offline[fig]
+        ok = abs(v - o) <= 1e-9
+        print(f"replay: live {fig} {v!r} {'==' if ok else '!='} offline {o!r} (|d| {abs(v - o):.1e})")
+        if not ok:
+            fail(f"replay: /model/quality live {fig} {v} != offline {o}")
+
+    # Fleet PromQL (the dashboard's expressions over nbserve_feedback_confusion_total)
+    # once Prometheus has scraped all of the replay's feedback.
+    wait_prom(prom, f'sum(nbserve_feedback_confusion_total{{job="{args.job}"}})',
+              lambda v: v >= len(rows), args.timeout, "replay: scrape of the feedback counters")
+    now = time.time()
+    for fig, expr in fleet_exprs(args.job).items():
+        v, o = prom_scalar(prom, expr, now), offline[fig]
+        if v is None:
+            fail(f"replay: fleet {fig}: no single value from\n    {expr}")
+            continue
+        ok = abs(v - o) <= 1e-6
+        print(f"replay: PromQL fleet {fig} {v!r} {'==' if ok else '!='} offline {o!r} (|d| {abs(v - o):.1e})")
+        if not ok:
+            fail(f"replay: PromQL fleet {fig} {v} != offline {o}")
+    print(f"replay: done in {time.monotonic() - started:.1f}s")
+    return report()
+
+
+# --------------------------------------------------------------- degrade
+def rule_expr(prom: str, name: str) -> str:
+    """The expression of alert `name` as Prometheus loaded it (no `for`)."""
+    for _, n, expr in rules_from_prometheus(prom):
+        if n == name:
+            return expr
+    fail(f"alert rule {name} not loaded")
+    return "vector(0) == 1"
+
+
+def cmd_degrade(args) -> int:
+    started = time.monotonic()
+    base = args.url.rstrip("/")
+    prom = args.prom.rstrip("/")
+    rows = read_csv(args.data)
+    st, q0 = http("GET", f"{base}/model/quality")
+    st, model = http("GET", f"{base}/model")
+    classes, gate = model["classes"], model["gate_min_f1_macro"]
+    f1_before = (q0.get("live") or {}).get("f1_macro")
+    fleet = fleet_exprs(args.job)["f1_macro"]
+    fleet_before = prom_scalar(prom, fleet)
+
+    # 1. Wrong labels: each prediction gets a class it was not predicted as.
+    # spread over the file (a split may list one class first)
+    texts = [t for t, _ in rows[:: max(1, len(rows) // args.wrong)][: args.wrong]]
+    preds = predict_all(base, texts)
+    wrong = [(p["prediction_id"], next(c for c in classes if c != p["label"])) for p in preds]
+    n_fb = feedback_all(base, wrong)
+    st, q1 = http("GET", f"{base}/model/quality")
+    f1_after = (q1.get("live") or {}).get("f1_macro", math.nan)
+    print(f"degrade: {n_fb} wrong labels: live F1 macro {f1_before:.4f} -> {f1_after:.4f} (gate {gate})")
+    if not (f1_after < f1_before and f1_after < gate):
+        fail(f"degrade: live F1 macro did not fall below the gate: {f1_before} -> {f1_after}")
+
+    # 2. One-class traffic filling the whole recent-prediction window.
+    window = q1.get("window_size", 1000)
+    # the shortest text predicted as --skew-label, so the batches stay small
+    cands = [(len(t), t, p["label"]) for t, p in zip(texts, preds) if p["label"] == args.skew_label]
+    if not cands:
+        fail(f"degrade: none of the {len(texts)} texts is predicted {args.skew_label!r}")
+        return report()
+    _, text, label = min(cands)
+    sent = 0
+    while sent < window:
+        n = min(1000, window - sent)
+        got = predict_all(base, [text] * n)
+        if any(p["label"] != label for p in got):
+            fail("degrade: the same text got different labels")
+        sent += n
+    st, q2 = http("GET", f"{base}/model/quality")
+    drift = q2.get("drift") or {}
+    print(f"degrade: {sent} predictions of {label!r}: label JS divergence "
+          f"{(q1.get('drift') or {}).get('label_js_divergence', math.nan):.4f} -> {drift.get('label_js_divergence', math.nan):.4f}, "
+          f"shares {drift.get('predicted_label_share')}")
+
+    # 3. The alert expressions (without `for`) against the real Prometheus.
+    wait_prom(prom, f'sum(nbserve_feedback_total{{job="{args.job}", result="accepted"}})',
+              lambda v: v >= q1.get("samples", 0), args.timeout, "degrade: scrape of the feedback")
+    wait_prom(prom, f'max(nbserve_live_label_drift_js{{job="{args.job}"}})',
+              lambda v: v > 0.1, args.timeout, "degrade: scrape of the drift gauge")
+    fleet_after = prom_scalar(prom, fleet)
+    print(f"degrade: PromQL fleet F1 macro {fleet_before} -> {fleet_after}")
+    if fleet_after is None or fleet_before is None or not fleet_after < min(fleet_before, gate):
+        fail(f"degrade: fleet F1 macro did not fall below the gate: {fleet_before} -> {fleet_after}")
+    for name in ("NbserveLiveF1BelowGate", "NbserveLabelDrift"):
+        r = prom_query(prom, rule_expr(prom, name), time.time())
+        res = r.get("data", {}).get("result", [])
+        if r.get("status") != "success" or not res:
+            fail(f"degrade: {name} expression is empty: {r}")
+        else:
+            print(f"degrade: {name} expression true: " + ", ".join(
+                f"{s['metric'].get('instance', s['metric'].get('job'))}={float(s['value'][1]):.4f}" for s in res))
+    # Prometheus itself evaluates the rules: both go pending (their `for` is 15m).
+    want = {"NbserveLiveF1BelowGate", "NbserveLabelDrift"}
+    deadline = time.time() + args.timeout
+    while True:
+        r = prom_query(prom, 'ALERTS{alertstate=~"pending|firing"}')
+        active = {s["metric"]["alertname"] for s in r.get("data", {}).get("result", [])}
+        if want <= active or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    print(f"degrade: pending/firing alerts: {sorted(active)}")
+    if not want <= active:
+        fail(f"degrade: alerts not pending: {sorted(want - active)}")
+    print(f"degrade: done in {time.monotonic() - started:.1f}s")
+    return report()
+
+
 def report() -> int:
     if failures:
         print(f"{len(failures)} check(s) failed")
@@ -617,9 +858,26 @@ def main() -> int:
     p.add_argument("--job", default="nbserve")
     p.add_argument("--instance", default=".*")
     p.add_argument("--expect-firing", action="append", default=[])
+    p = sub.add_parser("replay")
+    p.add_argument("--url", required=True)
+    p.add_argument("--prom", required=True)
+    p.add_argument("--job", default="nbserve")
+    p.add_argument("--data", required=True, help="held-out split CSV (text,label)")
+    p.add_argument("--offline", required=True, help="`nbserve evaluate --json` of the model on --data")
+    p.add_argument("--model", default=str(ROOT / "models" / "spam-nb.json"))
+    p.add_argument("--timeout", type=float, default=20)
+    p = sub.add_parser("degrade")
+    p.add_argument("--url", required=True)
+    p.add_argument("--prom", required=True)
+    p.add_argument("--job", default="nbserve")
+    p.add_argument("--data", required=True, help="CSV whose texts are sent (labels unused)")
+    p.add_argument("--wrong", type=int, default=400, help="predictions given a wrong label")
+    p.add_argument("--skew-label", default="spam", help="class of the one-class traffic")
+    p.add_argument("--timeout", type=float, default=20)
     args = ap.parse_args()
     return {"static": cmd_static, "prom-config": cmd_prom_config, "traffic": cmd_traffic,
-            "wait-scraped": cmd_wait_scraped, "live": cmd_live}[args.cmd](args)
+            "wait-scraped": cmd_wait_scraped, "live": cmd_live, "replay": cmd_replay,
+            "degrade": cmd_degrade}[args.cmd](args)
 
 
 if __name__ == "__main__":
