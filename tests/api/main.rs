@@ -5,6 +5,7 @@ mod errors;
 mod feedback;
 mod helpers;
 mod lifecycle;
+mod live_quality;
 mod metrics;
 mod predict;
 mod readme;
