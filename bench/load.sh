@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# HTTP load test: nbserve vs. a floor (minimal axum server, fixed answer) vs. a
+# peer (scikit-learn + FastAPI/uvicorn, 2 workers), all on 127.0.0.1.
+#
+#   bench/load.sh                       # 3 runs × 10 s per target, 64 connections
+#   DURATION=5 RUNS=1 bench/load.sh     # quicker
+#
+# Environment: DURATION (seconds per measurement, default 10), RUNS (default 3,
+# the table shows the median), CONNECTIONS (64), THREADS (wrk threads, 2),
+# BATCH (texts per /predict/batch body, 100), PORT_BASE (28180: nbserve,
+# +1 floor, +2 peer), NBSERVE_CACHE (tool/venv cache, ~/.cache/nbserve).
+#
+# What it does: builds target/release/nbserve and examples/floor_server; fetches
+# Debian's wrk into $NBSERVE_CACHE/tools (apt-get download + dpkg -x, no root
+# install); creates the peer venv from bench/requirements-peer.txt; trains the
+# peer on the train half of nbserve's own split of the corpus; builds request
+# bodies from real documents; then, per run: starts nbserve (start-up = exec to
+# first 200 from /ready), drives /predict on nbserve, floor and peer and
+# /predict/batch on nbserve and peer, reads nbserve's peak RSS (VmHWM), stops
+# nbserve. Prints a markdown table and writes it to bench/results/.
+# Every server it started is stopped on exit, also on failure or Ctrl-C.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+cache="${NBSERVE_CACHE:-$HOME/.cache/nbserve}"
+work="$cache/bench"
+tools="$cache/tools"
+DURATION="${DURATION:-10}"
+RUNS="${RUNS:-3}"
+CONNECTIONS="${CONNECTIONS:-64}"
+THREADS="${THREADS:-2}"
+BATCH="${BATCH:-100}"
+PORT_BASE="${PORT_BASE:-28180}"
+nb_port="$PORT_BASE"
+floor_port="$((PORT_BASE + 1))"
+peer_port="$((PORT_BASE + 2))"
+host="127.0.0.1"   # never anything else: this is a local benchmark
+
+log() { echo "load: $*" >&2; }
+mkdir -p "$work" "$tools"
+
+# --- cleanup: stop exactly the processes this script started -------------------
+pids=()
+nb_pid=""
+cleanup() {
+    local p
+    for p in "$nb_pid" "${pids[@]:-}"; do
+        [[ -n "$p" ]] && kill "$p" 2>/dev/null || true
+    done
+    for p in "$nb_pid" "${pids[@]:-}"; do
+        [[ -n "$p" ]] && wait "$p" 2>/dev/null || true
+    done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- data ------------------------------------------------------------------------
+data="data/spamassassin.csv"
+if [[ ! -f "$data" ]]; then
+    log "$data is missing: run scripts/fetch-data.sh for the real corpus."
+    log "falling back to tests/data/sample.csv (300 rows; numbers are not representative)"
+    data="tests/data/sample.csv"
+fi
+
+# --- binaries ------------------------------------------------------------------------
+log "building release binaries (nbserve, examples/floor_server)"
+cargo build --release --quiet --bin nbserve --example floor_server
+nbserve="$root/target/release/nbserve"
+floor="$root/target/release/examples/floor_server"
+
+# --- wrk from Debian, unpacked into the cache --------------------------------------
+if command -v wrk >/dev/null 2>&1; then
+    wrk_bin="$(command -v wrk)"
+    wrk_lib=""
+else
+    wrk_dir="$tools/wrk"
+    wrk_bin="$wrk_dir/usr/bin/wrk"
+    if [[ ! -x "$wrk_bin" ]]; then
+        log "fetching Debian wrk + libluajit into $wrk_dir"
+        dl="$(mktemp -d)"
+        fetch() { (cd "$dl" && apt-get download wrk libluajit-5.1-2 >/dev/null 2>&1); }
+        if ! fetch; then
+            log "apt-get download failed; running apt-get update once"
+            apt-get update >/dev/null 2>&1 || true
+            fetch || { log "cannot download wrk (Debian). Install wrk or oha and retry."; exit 1; }
+        fi
+        rm -rf "$wrk_dir.tmp" && mkdir -p "$wrk_dir.tmp"
+        for deb in "$dl"/*.deb; do dpkg -x "$deb" "$wrk_dir.tmp"; done
+        rm -rf "$wrk_dir" && mv "$wrk_dir.tmp" "$wrk_dir" && rm -rf "$dl"
+    fi
+    wrk_lib="$(dirname "$(find "$wrk_dir" -name 'libluajit-5.1.so.2*' | head -n 1)")"
+fi
+wrk=(env "LD_LIBRARY_PATH=${wrk_lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$wrk_bin")
+"${wrk[@]}" --version 2>&1 | head -n 1 | sed 's/^/load: /' >&2 || true
+
+# --- peer venv ---------------------------------------------------------------------------
+req="bench/requirements-peer.txt"
+base_py="${NBSERVE_PYTHON:-python3.11}"
+command -v "$base_py" >/dev/null 2>&1 || base_py=python3
+pyver="$("$base_py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+venv="$cache/venv-peer-$( { cat "$req"; echo "python=$pyver"; } | sha256sum | cut -c1-16)"
+py="$venv/bin/python"
+if [[ ! -f "$venv/.complete" ]]; then
+    log "creating peer venv $venv (Python $pyver)"
+    rm -rf "$venv"
+    "$base_py" -m venv "$venv"
+    "$py" -m pip install --quiet --disable-pip-version-check --no-input \
+        --only-binary=:all: --require-hashes -r "$req" >&2
+    touch "$venv/.complete"
+fi
+
+# --- peer model: scikit-learn on the train half of nbserve's split -------------------
+data_hash="$(sha256sum "$data" | cut -c1-16)"
+peer_model="$work/peer-$data_hash.joblib"
+if [[ ! -f "$peer_model" ]]; then
+    log "training the peer (scikit-learn) on nbserve's 80/20 split, seed 42"
+    "$nbserve" split --data "$data" --train-out "$work/train.csv" --test-out "$work/test.csv" \
+        --test-size 0.2 --seed 42 >/dev/null
+    "$py" bench/peer_server.py train "$work/train.csv" "$peer_model.tmp"
+    mv "$peer_model.tmp" "$peer_model"
+fi
+
+# --- request bodies from real documents ---------------------------------------------------
+predict_bodies="$work/bodies-predict.jsonl"
+batch_bodies="$work/bodies-batch-$BATCH.jsonl"
+"$py" - "$data" "$predict_bodies" "$batch_bodies" "$BATCH" <<'PYEOF'
+import csv, json, sys
+csv.field_size_limit(sys.maxsize)
+data, one_out, batch_out, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+with open(data, newline="", encoding="utf-8") as f:
+    texts = [r["text"] for r in csv.DictReader(f)]
+n = min(1000, len(texts))
+docs = [texts[i * len(texts) // n] for i in range(n)]
+docs = [d for d in docs if d.strip()]
+with open(one_out, "w", encoding="utf-8") as f:
+    for d in docs:
+        f.write(json.dumps({"text": d}) + "\n")
+with open(batch_out, "w", encoding="utf-8") as f:
+    for i in range(0, len(docs) - batch + 1, batch):
+        f.write(json.dumps({"texts": docs[i:i + batch]}) + "\n")
+size = sum(len(d.encode()) for d in docs)
+print(f"load: {len(docs)} request texts, mean {size / len(docs):.0f} bytes", file=sys.stderr)
+PYEOF
+
+# --- helpers -------------------------------------------------------------------------------
+# ready PORT: true when GET /ready answers 200 (bash /dev/tcp: no fork of curl per poll).
+ready() (
+    exec 3<>"/dev/tcp/$host/$1" || exit 1
+    printf 'GET /ready HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$host" >&3
+    IFS= read -r -t 2 line <&3 || exit 1
+    [[ "$line" == *" 200 "* ]]
+) 2>/dev/null
+
+# wait_ready PORT PID SECONDS
+wait_ready() {
+    local deadline=$((SECONDS + $3))
+    until ready "$1"; do
+        if ! kill -0 "$2" 2>/dev/null; then log "process $2 (port $1) exited before it was ready"; return 1; fi
+        if ((SECONDS >= deadline)); then log "port $1 not ready after $3 s"; return 1; fi
+        sleep 0.002
+    done
+}
+
+# drive NAME PORT PATH BODIES SECONDS: one wrk run, its JSON summary appended to results.
+results="$work/results.jsonl"
+: >"$results"
+drive() {
+    local name="$1" port="$2" path="$3" bodies="$4" secs="$5" run="$6"
+    local out
+    out="$(BODIES="$bodies" timeout $((secs + 30)) \
+        "${wrk[@]}" -t"$THREADS" -c"$CONNECTIONS" -d"${secs}s" --timeout 5s -s bench/post.lua \
+        "http://$host:$port$path" | tail -n 1)"
+    [[ "$run" == warmup ]] && return 0
+    echo "{\"target\":\"$name\",\"path\":\"$path\",\"run\":$run,\"wrk\":$out}" >>"$results"
+    log "$(printf '%-8s %-15s run %s: %s' "$name" "$path" "$run" "$out")"
+}
+
+port_free() { ! ready "$1" && ! (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; }
+for p in "$nb_port" "$floor_port" "$peer_port"; do
+    port_free "$p" || { log "port $p on $host is in use (set PORT_BASE)"; exit 1; }
+done
+
+# --- floor and peer: started once ------------------------------------------------------------
+"$floor" "$floor_port" >"$work/floor.log" 2>&1 &
+floor_pid=$!
+pids+=("$floor_pid")
+NBSERVE_PEER_MODEL="$peer_model" "$py" -m uvicorn peer_server:app --app-dir bench \
+    --host "$host" --port "$peer_port" --workers 2 --no-access-log --log-level warning \
+    >"$work/peer.log" 2>&1 &
+peer_pid=$!
+pids+=("$peer_pid")
+wait_ready "$floor_port" "$floor_pid" 30
+wait_ready "$peer_port" "$peer_pid" 120
+drive floor "$floor_port" /predict "$predict_bodies" 2 warmup
+drive peer "$peer_port" /predict "$predict_bodies" 2 warmup
+
+# --- runs ---------------------------------------------------------------------------------------
+startup="$work/startup.txt"
+rss="$work/rss.txt"
+: >"$startup"
+: >"$rss"
+for run in $(seq 1 "$RUNS"); do
+    t0="$(date +%s%N)"
+    NBSERVE__SERVER__HOST="$host" NBSERVE__SERVER__PORT="$nb_port" \
+        "$nbserve" serve >"$work/nbserve-$run.log" 2>&1 &
+    nb_pid=$!
+    wait_ready "$nb_port" "$nb_pid" 30
+    t1="$(date +%s%N)"
+    echo "$(((t1 - t0) / 1000))" >>"$startup"
+    log "run $run/$RUNS: nbserve ready in $(((t1 - t0) / 1000000)) ms"
+    drive nbserve "$nb_port" /predict "$predict_bodies" 1 warmup
+    drive nbserve "$nb_port" /predict "$predict_bodies" "$DURATION" "$run"
+    drive floor "$floor_port" /predict "$predict_bodies" "$DURATION" "$run"
+    drive peer "$peer_port" /predict "$predict_bodies" "$DURATION" "$run"
+    drive nbserve "$nb_port" /predict/batch "$batch_bodies" "$DURATION" "$run"
+    drive peer "$peer_port" /predict/batch "$batch_bodies" "$DURATION" "$run"
+    awk '/^VmHWM/ {print $2}' "/proc/$nb_pid/status" >>"$rss"
+    kill "$nb_pid"
+    wait "$nb_pid" 2>/dev/null || true
+    nb_pid=""
+done
+
+# --- report -------------------------------------------------------------------------------------
+mkdir -p bench/results
+report="bench/results/load-$(date -u +%Y%m%dT%H%M%SZ).md"
+"$py" - "$results" "$startup" "$rss" "$BATCH" "$CONNECTIONS" "$DURATION" "$RUNS" "$data" >"$report" <<'PYEOF'
+import json, os, platform, statistics as st, sys, time
+
+results, startup, rss, batch, conns, dur, runs, data = sys.argv[1:9]
+batch = int(batch)
+rows = [json.loads(l) for l in open(results) if l.strip()]
+med = lambda xs: st.median(xs) if xs else float("nan")
+
+
+def pick(target, path, key):
+    return med([r["wrk"][key] for r in rows if r["target"] == target and r["path"] == path])
+
+
+def errors(target, path):
+    tot = 0
+    for r in rows:
+        if r["target"] == target and r["path"] == path:
+            w = r["wrk"]
+            tot += sum(w[k] for k in ("errors_connect", "errors_read", "errors_write", "errors_status", "errors_timeout"))
+    return tot
+
+
+def requests(target, path):
+    return sum(r["wrk"]["requests"] for r in rows if r["target"] == target and r["path"] == path)
+
+
+start_ms = med([int(x) / 1000 for x in open(startup).read().split()])
+rss_mb = med([int(x) / 1024 for x in open(rss).read().split()])
+cpu = "?"
+try:
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+except OSError:
+    pass
+
+print(f"## HTTP load ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})")
+print()
+print(f"Machine: {cpu}, {os.cpu_count()} cores shared by servers and wrk; {platform.platform()}.")
+print(f"wrk, {conns} connections, {dur} s per measurement, median of {runs} runs; bodies are real documents from {data} (cycled); batches of {batch}.")
+print()
+print("| target | endpoint | requests/s | documents/s | p50 ms | p99 ms | errors / requests |")
+print("|---|---|---:|---:|---:|---:|---:|")
+for target, path in [("nbserve", "/predict"), ("floor", "/predict"), ("peer", "/predict"),
+                     ("nbserve", "/predict/batch"), ("peer", "/predict/batch")]:
+    rps = pick(target, path, "rps")
+    docs = rps * (batch if path.endswith("batch") else 1)
+    print(f"| {target} | {path} | {rps:,.0f} | {docs:,.0f} | {pick(target, path, 'p50_ms'):.2f} | {pick(target, path, 'p99_ms'):.2f} | {errors(target, path)} / {requests(target, path):,} |")
+nb, fl, pe = (pick(t, "/predict", "rps") for t in ("nbserve", "floor", "peer"))
+nbb, peb = pick("nbserve", "/predict/batch", "rps"), pick("peer", "/predict/batch", "rps")
+p99 = pick("nbserve", "/predict", "p99_ms")
+print()
+print("| measure | value | target | |")
+print("|---|---:|---:|---|")
+print(f"| nbserve / floor, /predict requests/s | {nb / fl:.0%} | ≥ 85% | {'met' if nb / fl >= 0.85 else 'missed'} |")
+print(f"| nbserve / peer, /predict requests/s | {nb / pe:,.0f}× | ≥ 100× | {'met' if nb / pe >= 100 else 'missed'} |")
+print(f"| nbserve / peer, /predict/batch documents/s | {nbb / peb:,.0f}× | | |")
+print(f"| nbserve /predict p99 at {conns} connections | {p99:.2f} ms | ≤ 5 ms | {'met' if p99 <= 5 else 'missed'} |")
+print(f"| nbserve start-up, exec to /ready 200 | {start_ms:.0f} ms | < 100 ms | {'met' if start_ms < 100 else 'missed'} |")
+print(f"| nbserve peak RSS under load (VmHWM) | {rss_mb:.1f} MB | < 30 MB | {'met' if rss_mb < 30 else 'missed'} |")
+PYEOF
+cat "$report"
+log "written to $report"
