@@ -238,9 +238,9 @@ impl FeedbackStore {
 
     /// Records the true `label` of prediction `id`.
     pub fn submit(&self, id: &str, label: &str) -> Result<FeedbackRecord, FeedbackError> {
-        let key = uuid::Uuid::parse_str(id)
-            .map_err(|_| FeedbackError::UnknownId)?
-            .as_u128();
+        // `parse_str` also takes upper case, braces, `urn:uuid:` and no hyphens.
+        let uuid = uuid::Uuid::parse_str(id).map_err(|_| FeedbackError::UnknownId)?;
+        let key = uuid.as_u128();
         let now = Instant::now();
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *g;
@@ -261,7 +261,8 @@ impl FeedbackStore {
         let predicted = entry.predicted;
         let model = Arc::clone(&entry.model);
         let record = FeedbackRecord {
-            prediction_id: id.to_owned(),
+            // The id as issued, whatever form it came in: the log is joined on it.
+            prediction_id: uuid.hyphenated().to_string(),
             label: label.to_owned(),
             predicted_label: model.classes[predicted as usize].clone(),
             model_version: model.version.clone(),
@@ -403,6 +404,22 @@ mod tests {
         let q = s.live_quality();
         assert_eq!(q.samples, 1);
         assert_eq!(q.evaluation.unwrap().accuracy, 0.0);
+    }
+
+    #[test]
+    fn records_carry_the_id_as_issued() {
+        let s = FeedbackStore::new(10, Duration::from_secs(60), 10, None).unwrap();
+        let m = model();
+        let id = s.remember(&m, 0, 0.9, None);
+        let issued = id.to_string();
+        let upper = format!("urn:uuid:{}", issued.to_uppercase());
+        let r = s.submit(&upper, "ham").unwrap();
+        assert_eq!(r.prediction_id, issued);
+        let simple = id.simple().to_string();
+        assert_eq!(
+            s.submit(&simple, "ham").unwrap_err(),
+            FeedbackError::Duplicate
+        );
     }
 
     #[test]
