@@ -33,6 +33,9 @@ pub struct ServerSettings {
     pub port: u16,
     /// Whole-request timeout.
     pub request_timeout_ms: u64,
+    /// Time a client has to send the request line and headers (HTTP/1) —
+    /// also how long an idle keep-alive connection is kept.
+    pub header_read_timeout_ms: u64,
     /// Largest accepted request body.
     pub body_limit_bytes: usize,
     /// Largest accepted text, in bytes of UTF-8.
@@ -122,6 +125,7 @@ impl Default for Settings {
                 host: "0.0.0.0".into(),
                 port: 8080,
                 request_timeout_ms: 10_000,
+                header_read_timeout_ms: 10_000,
                 body_limit_bytes: 2 * 1024 * 1024,
                 max_text_bytes: 1_000_000,
                 max_batch_size: 1000,
@@ -227,6 +231,9 @@ impl Settings {
         if self.server.request_timeout_ms == 0 {
             return invalid("server.request_timeout_ms", "must be > 0");
         }
+        if self.server.header_read_timeout_ms == 0 {
+            return invalid("server.header_read_timeout_ms", "must be > 0");
+        }
         if self.feedback.capacity == 0 || self.feedback.window == 0 {
             return invalid("feedback", "capacity and window must be > 0");
         }
@@ -298,6 +305,15 @@ mod tests {
         let e =
             Settings::load_from(None, env(&[("NBSERVE__GATE__MIN_F1_MACRO", "1.5")])).unwrap_err();
         assert!(e.to_string().contains("gate.min_f1_macro"), "{e}");
+        let e = Settings::load_from(
+            None,
+            env(&[("NBSERVE__SERVER__HEADER_READ_TIMEOUT_MS", "0")]),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("server.header_read_timeout_ms"),
+            "{e}"
+        );
         let e = Settings::load_from(None, env(&[("NBSERVE__LOG__FORMAT", "xml")])).unwrap_err();
         assert!(
             e.to_string().contains("format") || e.to_string().contains("xml"),

@@ -59,7 +59,7 @@ fn map_rejection(r: JsonRejection) -> ApiError {
 /// serde's messages name the field and position; they can quote a short
 /// piece of the input (an unknown variant or field name), so they are capped
 /// to keep request text out of answers.
-fn short(text: String) -> String {
+pub(crate) fn short(text: String) -> String {
     const MAX: usize = 200;
     if text.len() <= MAX {
         return text;

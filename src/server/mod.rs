@@ -9,12 +9,15 @@ pub mod state;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
@@ -64,6 +67,10 @@ impl StartupError {
         }
     }
 }
+
+/// Largest request head (request line + headers) hyper buffers: 64 KiB.
+/// Larger heads get hyper's 431 before the app sees them.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// A built server: model loaded and gated, port bound, not yet serving.
 pub struct Application {
@@ -145,15 +152,23 @@ impl Application {
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> std::io::Result<()> {
         let state = self.state.clone();
         let app = router(state.clone());
+        let header_read_timeout =
+            Duration::from_millis(state.settings.server.header_read_timeout_ms);
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        // Slow clients cannot hold a connection by trickling headers.
+        // Slow clients cannot hold a connection by trickling headers (the
+        // timer also closes idle keep-alive connections), and a request head
+        // (request line + headers) is capped at MAX_HEAD_BYTES. hyper answers
+        // these itself, before the app: 431 (head too large or > 100
+        // headers), 400 (broken framing), with an empty body.
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10));
+            .header_read_timeout(header_read_timeout)
+            .max_buf_size(MAX_HEAD_BYTES);
         builder
             .http2()
             .timer(TokioTimer::new())
+            .max_header_list_size(MAX_HEAD_BYTES as u32)
             .keep_alive_interval(Duration::from_secs(30));
         let graceful = GracefulShutdown::new();
         tokio::pin!(signal);
@@ -170,6 +185,7 @@ impl Application {
                         }
                     };
                     let _ = stream.set_nodelay(true);
+                    let stream = OpeningDeadline::new(stream, header_read_timeout);
                     let app = app.clone();
                     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         app.clone().oneshot(req.map(axum::body::Body::new))
@@ -195,6 +211,104 @@ impl Application {
             Err(_) => tracing::warn!("drain timeout reached; closing remaining connections"),
         }
         Ok(())
+    }
+}
+
+/// The HTTP/2 connection preface; hyper-util reads up to this many bytes to
+/// choose between HTTP/1 and HTTP/2.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A connection that must show which protocol it speaks before a deadline.
+///
+/// hyper's header-read timer only starts once hyper-util has chosen HTTP/1,
+/// and it chooses only after the first bytes differ from the HTTP/2 preface
+/// (or all 24 match). A client that connects and sends nothing — or a few
+/// bytes of the preface — would otherwise hold the connection forever. Until
+/// the choice is made, a read still pending at the deadline fails with
+/// `TimedOut` and the connection is closed; after it, hyper's own timers
+/// (header read for HTTP/1, keep-alive pings for HTTP/2) apply.
+struct OpeningDeadline<T> {
+    inner: T,
+    seen: usize,
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> OpeningDeadline<T> {
+    fn new(inner: T, timeout: Duration) -> Self {
+        Self {
+            inner,
+            seen: 0,
+            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for OpeningDeadline<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if this.deadline.is_some() {
+                    let new = &buf.filled()[before..];
+                    let expected = &H2_PREFACE[this.seen.min(H2_PREFACE.len())..];
+                    let n = new.len().min(expected.len());
+                    this.seen += new.len();
+                    // Decided: not the HTTP/2 preface (so HTTP/1), or all of it.
+                    if new[..n] != expected[..n] || this.seen >= H2_PREFACE.len() {
+                        this.deadline = None;
+                    }
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                let expired = this
+                    .deadline
+                    .as_mut()
+                    .is_some_and(|d| d.as_mut().poll(cx).is_ready());
+                if expired {
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no request in time",
+                    )));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for OpeningDeadline<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -11,6 +11,7 @@ use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
 use crate::server::error::ApiError;
+use crate::server::extract::short;
 use crate::server::state::{AppState, LoadError};
 
 /// Optional reload body.
@@ -109,10 +110,12 @@ pub async fn reload(
         ReloadRequest::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| {
+            // Capped like AppJson's messages: serde quotes unknown field names.
+            let message = short(e.to_string());
             if e.is_data() {
-                ApiError::unprocessable("invalid_request", e.to_string())
+                ApiError::unprocessable("invalid_request", message)
             } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string())
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", message)
             }
         })?
     };

@@ -77,6 +77,42 @@ async fn json_errors(req: Request, next: Next) -> Response {
     response
 }
 
+/// Refuses a body whose declared `Content-Length` is over
+/// `server.body_limit_bytes` at once with 413, instead of waiting for the
+/// client to send it (a client announcing 3 MB and sending nothing would
+/// otherwise hold the connection until the request timeout). Bodies without
+/// a length (chunked) are still cut off at the limit by `DefaultBodyLimit`.
+async fn reject_oversized(State(limit): State<usize>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return ApiError::from_status(StatusCode::PAYLOAD_TOO_LARGE).into_response();
+    }
+    next.run(req).await
+}
+
+/// Longest client-supplied `x-request-id` that is kept.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Drops a client's `x-request-id` that is too long or holds anything but
+/// visible ASCII, so a fresh UUID is used instead: the id lands in every log
+/// line of the request and is echoed in the response.
+async fn sanitize_request_id(mut req: Request, next: Next) -> Response {
+    let acceptable = |v: &header::HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty() && b.len() <= MAX_REQUEST_ID_LEN && b.iter().all(u8::is_ascii_graphic)
+    };
+    if let Some(v) = req.headers().get("x-request-id") {
+        if !acceptable(v) {
+            req.headers_mut().remove("x-request-id");
+        }
+    }
+    next.run(req).await
+}
+
 /// Admission control: beyond `server.max_concurrency` requests in progress,
 /// answer 503 with `Retry-After` at once instead of queueing without bound.
 /// Hand-written rather than tower's `LoadShed` + `ConcurrencyLimit` because
@@ -118,6 +154,10 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(s.body_limit_bytes))
+        .layer(middleware::from_fn_with_state(
+            s.body_limit_bytes,
+            reject_oversized,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_millis(s.request_timeout_ms),
@@ -150,5 +190,6 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(middleware::from_fn(sanitize_request_id))
         .with_state(state)
 }
