@@ -1,0 +1,268 @@
+//! Overload and slow clients: admission control sheds excess requests fast,
+//! slow-header clients are disconnected, slow-body clients get 408.
+//!
+//! Timing bounds are deliberately generous (a loaded 2-core CI box must not
+//! make them flaky): what matters is the order of magnitude — a shed request
+//! is answered in well under a second while the held ones take seconds.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::*;
+use crate::raw::read_reply;
+
+/// How long the slow requests hold their slots.
+const HOLD: Duration = Duration::from_secs(5);
+
+/// Opens a `/predict` request whose body is sent only partly: the request
+/// holds a concurrency slot (admission happens before the body is read)
+/// until `finish` sends the rest.
+async fn start_held_request(port: u16, text: &str) -> (TcpStream, Vec<u8>) {
+    let body = serde_json::to_vec(&serde_json::json!({ "text": text })).unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let head = format!(
+        "POST /predict HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&body[..5]).await.unwrap();
+    (s, body[5..].to_vec())
+}
+
+#[tokio::test]
+async fn excess_requests_get_503_overloaded_fast_while_slow_requests_hold_the_slots() {
+    let app = spawn_app_with(|s| {
+        s.server.max_concurrency = 2;
+        s.server.request_timeout_ms = 60_000;
+    })
+    .await;
+    let mut held = Vec::new();
+    for t in ["held request one", "held request two"] {
+        held.push(start_held_request(app.port, t).await);
+    }
+    // Wait until both are admitted (in flight), not just connected.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.state.concurrency.available_permits() > 0 {
+        assert!(Instant::now() < deadline, "held requests never admitted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let held_since = Instant::now();
+
+    // A burst of excess requests over all API routes: each is shed at once.
+    let mut slowest = Duration::ZERO;
+    let mut shed = 0;
+    for i in 0..20 {
+        let started = Instant::now();
+        let r = match i % 4 {
+            0 => {
+                app.post_json("/predict", &serde_json::json!({"text": "x y"}))
+                    .await
+            }
+            1 => {
+                app.post_json("/predict/batch", &serde_json::json!({"texts": ["x y"]}))
+                    .await
+            }
+            2 => app.get("/model").await,
+            _ => {
+                app.post_json(
+                    "/feedback",
+                    &serde_json::json!({"prediction_id": "x", "label": "ham"}),
+                )
+                .await
+            }
+        };
+        assert_eq!(r.headers().get("retry-after").unwrap(), "1");
+        assert_error(r, 503, "overloaded").await;
+        slowest = slowest.max(started.elapsed());
+        shed += 1;
+    }
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a shed request took {slowest:?}; they must not wait for a slot"
+    );
+    assert!(held_since.elapsed() < HOLD, "the burst outlasted the hold");
+    // Liveness, readiness and metrics are never shed.
+    for path in ["/health", "/ready", "/metrics"] {
+        assert_eq!(app.get(path).await.status(), 200, "{path}");
+    }
+
+    // The held requests finish normally after HOLD.
+    tokio::time::sleep(HOLD.saturating_sub(held_since.elapsed())).await;
+    for (mut s, rest) in held {
+        s.write_all(&rest).await.unwrap();
+        let r = read_reply(&mut s, Duration::from_secs(10)).await;
+        assert_eq!(
+            r.status,
+            Some(200),
+            "{:?}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let v: Value = r.json().unwrap();
+        assert!(v["label"].is_string());
+    }
+    assert!(held_since.elapsed() >= HOLD);
+    // Slots are free again.
+    assert_eq!(app.predict("slots are free again").await["label"], "ham");
+    let m = app.metrics().await;
+    assert_eq!(
+        metric_value(&m, "nbserve_load_shed_total"),
+        Some(shed as f64)
+    );
+    assert!(
+        !m.lines()
+            .any(|l| l.starts_with("nbserve_http_requests_total")
+                && l.contains("status=\"5")
+                && !l.contains("status=\"503\"")),
+        "no 5xx besides the 503s"
+    );
+    app.stop().await;
+}
+
+/// Reads until EOF; returns the bytes and when EOF came.
+async fn until_closed(s: &mut TcpStream, limit: Duration) -> Option<(Vec<u8>, Instant)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let until = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(until, s.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some((buf, Instant::now())),
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_header_clients_are_disconnected_after_the_header_read_timeout() {
+    let timeout = Duration::from_millis(500);
+    let app = spawn_app_with(|s| s.server.header_read_timeout_ms = 500).await;
+
+    // 1. Half a request line, then silence.
+    let started = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    s.write_all(b"POST /predict HT").await.unwrap();
+    let (bytes, at) = until_closed(&mut s, Duration::from_secs(10))
+        .await
+        .expect("a stalled request line must be cut off");
+    let took = at - started;
+    assert!(
+        bytes.is_empty() || bytes.starts_with(b"HTTP/1.1 408"),
+        "{bytes:?}"
+    );
+    assert!(
+        took >= timeout - Duration::from_millis(50),
+        "closed early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(5), "closed late: {took:?}");
+
+    // 2. Headers trickled one byte every 50 ms: activity does not extend the
+    //    deadline, the whole head must arrive within the timeout.
+    let started = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    let head = format!(
+        "GET /health HTTP/1.1\r\nhost: x\r\nx-pad: {}\r\n\r\n",
+        "p".repeat(200)
+    );
+    let mut cut_off = false;
+    for b in head.as_bytes() {
+        if s.write_all(&[*b]).await.is_err() {
+            cut_off = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if started.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+    }
+    let closed = cut_off || until_closed(&mut s, Duration::from_secs(5)).await.is_some();
+    assert!(closed, "a trickling client kept its connection");
+    assert!(started.elapsed() < Duration::from_secs(8));
+
+    // 3. An idle keep-alive connection (one request served, then nothing)
+    //    is closed too.
+    let mut s = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let r = read_reply(&mut s, Duration::from_secs(5)).await;
+    assert_eq!(r.status, Some(200));
+    let idle_since = Instant::now();
+    let (_, at) = until_closed(&mut s, Duration::from_secs(10))
+        .await
+        .expect("an idle keep-alive connection must be closed");
+    assert!(at - idle_since < Duration::from_secs(5));
+
+    // 4. A connection that never sends a byte.
+    let started = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    let (_, at) = until_closed(&mut s, Duration::from_secs(10))
+        .await
+        .expect("a silent connection must be closed");
+    assert!(at - started < Duration::from_secs(5));
+
+    // 5. Half of the HTTP/2 preface: the protocol is never decided.
+    let started = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    s.write_all(b"PRI * HTTP/2").await.unwrap();
+    let (_, at) = until_closed(&mut s, Duration::from_secs(10))
+        .await
+        .expect("a partial HTTP/2 preface must be cut off");
+    assert!(at - started < Duration::from_secs(5));
+
+    // 6. The whole preface is still HTTP/2: the server answers with SETTINGS.
+    let mut s = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut frame = [0u8; 9];
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut frame))
+        .await
+        .expect("HTTP/2 server preface")
+        .unwrap();
+    assert_eq!(frame[3], 0x4, "first frame is SETTINGS: {frame:?}");
+    drop(s);
+
+    // Other clients were served throughout, and still are.
+    assert_eq!(app.get("/health").await.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_body_client_gets_408_even_while_still_sending() {
+    let app = spawn_app_with(|s| s.server.request_timeout_ms = 1_000).await;
+    let started = Instant::now();
+    let s = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    wr.write_all(
+        b"POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"text\": \"",
+    )
+    .await
+    .unwrap();
+    // Trickle one byte every 100 ms — the body would take 100 s.
+    let trickle = tokio::spawn(async move {
+        for _ in 0..1000 {
+            if wr.write_all(b"a").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let r = read_reply(&mut rd, Duration::from_secs(10)).await;
+    trickle.abort();
+    let took = started.elapsed();
+    assert_eq!(
+        r.status,
+        Some(408),
+        "{:?}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let v: Value = r.json().expect("JSON error body");
+    assert_eq!(v["error"]["code"], "request_timeout");
+    assert!(took >= Duration::from_millis(900), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!(app.get("/health").await.status(), 200);
+    app.stop().await;
+}
