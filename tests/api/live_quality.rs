@@ -125,7 +125,8 @@ async fn predictions_older_than_max_age_are_unknown() {
     let app = spawn_app_with(|s| s.feedback.max_age_secs = 1).await;
     let old = app.predict("an early document").await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let fresh = app.predict("a later document").await;
+    // Still in memory (nothing newer evicted it yet), but past max_age.
+    assert_eq!(app.state.feedback.remembered(), 1);
     let r = app
         .post_json(
             "/feedback",
@@ -133,6 +134,9 @@ async fn predictions_older_than_max_age_are_unknown() {
         )
         .await;
     assert_error(r, 404, "unknown_prediction").await;
+    // The next prediction drops it from memory.
+    let fresh = app.predict("a later document").await;
+    assert_eq!(app.state.feedback.remembered(), 1);
     let r = app
         .post_json(
             "/feedback",
@@ -140,8 +144,13 @@ async fn predictions_older_than_max_age_are_unknown() {
         )
         .await;
     assert_eq!(r.status(), 202);
-    // The expired prediction was dropped from memory, not only refused.
-    assert_eq!(app.state.feedback.remembered(), 1);
+    let r = app
+        .post_json(
+            "/feedback",
+            &json!({"prediction_id": old["prediction_id"], "label": "ham"}),
+        )
+        .await;
+    assert_error(r, 404, "unknown_prediction").await;
     app.stop().await;
 }
 
