@@ -201,3 +201,46 @@ pub fn write_variant(dir: &Path, name: &str, edit: impl FnOnce(&mut nbserve::Art
     a.save(&dir.join(name)).unwrap();
     name.to_owned()
 }
+
+/// A free loopback port (for spawning the real binary).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `nbserve serve` on loopback `port` with JSON logs on a piped stderr; `extra`
+/// adds or overrides environment variables.
+pub fn serve_command(port: u16, extra: &[(&str, &str)]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_nbserve"));
+    cmd.arg("serve")
+        .current_dir(root())
+        .env("NBSERVE__SERVER__HOST", "127.0.0.1")
+        .env("NBSERVE__SERVER__PORT", port.to_string())
+        .env("NBSERVE__LOG__FORMAT", "json")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+/// Waits until `child` accepts connections on `port`; panics (killing it) if
+/// it exits or does not bind within 20 s.
+pub fn wait_ready(port: u16, child: &mut std::process::Child) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("server exited: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    panic!("server did not bind port {port}");
+}

@@ -1,44 +1,10 @@
 //! The real binary: gate refusal, bad settings, SIGTERM drain, SIGHUP reload.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn serve(port: u16, extra: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nbserve"));
-    cmd.arg("serve")
-        .current_dir(root())
-        .env("NBSERVE__SERVER__HOST", "127.0.0.1")
-        .env("NBSERVE__SERVER__PORT", port.to_string())
-        .env("NBSERVE__LOG__FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    cmd
-}
-
-fn wait_ready(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("server did not bind port {port}");
-}
 
 fn signal(child: &Child, sig: &str) {
     let ok = Command::new("kill")
@@ -51,7 +17,7 @@ fn signal(child: &Child, sig: &str) {
 #[test]
 fn gate_refusal_exits_5_with_the_reason_and_never_binds() {
     let port = free_port();
-    let out = serve(port, &[("NBSERVE__GATE__MIN_F1_MACRO", "0.9999")])
+    let out = serve_command(port, &[("NBSERVE__GATE__MIN_F1_MACRO", "0.9999")])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(5));
@@ -71,7 +37,7 @@ fn invalid_model_exits_4_and_bad_settings_exit_3() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, b"{\"format\": \"something-else\"}").unwrap();
-    let out = serve(
+    let out = serve_command(
         free_port(),
         &[("NBSERVE__MODEL__PATH", bad.to_str().unwrap())],
     )
@@ -79,7 +45,7 @@ fn invalid_model_exits_4_and_bad_settings_exit_3() {
     .unwrap();
     assert_eq!(out.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown model format"));
-    let out = serve(free_port(), &[("NBSERVE__SERVER__PROT", "1")])
+    let out = serve_command(free_port(), &[("NBSERVE__SERVER__PROT", "1")])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
@@ -90,10 +56,10 @@ fn invalid_model_exits_4_and_bad_settings_exit_3() {
 async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     let port = free_port();
     // Big batches, so the requests are still being served when the signal lands.
-    let mut child = serve(port, &[("NBSERVE__SERVER__BODY_LIMIT_BYTES", "100000000")])
+    let mut child = serve_command(port, &[("NBSERVE__SERVER__BODY_LIMIT_BYTES", "100000000")])
         .spawn()
         .unwrap();
-    wait_ready(port);
+    wait_ready(port, &mut child);
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}");
     let texts: Vec<String> = sample()
@@ -160,7 +126,7 @@ fn sighup_reloads_the_model_file() {
     let path = dir.path().join("m.json");
     std::fs::copy(shipped_model(), &path).unwrap();
     let port = free_port();
-    let mut child = serve(
+    let mut child = serve_command(
         port,
         &[
             ("NBSERVE__MODEL__PATH", path.to_str().unwrap()),
@@ -169,7 +135,7 @@ fn sighup_reloads_the_model_file() {
     )
     .spawn()
     .unwrap();
-    wait_ready(port);
+    wait_ready(port, &mut child);
     write_variant(dir.path(), "m.json", |a| a.model.version = "hup".into());
     signal(&child, "HUP");
     let stderr = child.stderr.take().unwrap();

@@ -2,7 +2,7 @@
 //! through the HTTP API, and the feedback log surviving `kill -9`.
 
 use std::collections::{BTreeMap, HashSet};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -154,29 +154,6 @@ async fn predictions_older_than_max_age_are_unknown() {
     app.stop().await;
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_ready(port: u16, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("server exited: {status}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    panic!("server did not bind port {port}");
-}
-
 /// Feedback streams in from 4 clients; the real binary is killed with SIGKILL
 /// midway. Every complete line of the log is JSON, a cut last line is the
 /// only allowed damage, and every accepted response has its line (a line is
@@ -190,17 +167,16 @@ async fn feedback_log_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("feedback.jsonl");
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nbserve"))
-        .arg("serve")
-        .current_dir(root())
-        .env("NBSERVE__SERVER__HOST", "127.0.0.1")
-        .env("NBSERVE__SERVER__PORT", port.to_string())
-        .env("NBSERVE__FEEDBACK__LOG_PATH", &log)
-        .env("NBSERVE__LOG__LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = serve_command(
+        port,
+        &[
+            ("NBSERVE__FEEDBACK__LOG_PATH", log.to_str().unwrap()),
+            ("NBSERVE__LOG__LEVEL", "warn"),
+        ],
+    )
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
     wait_ready(port, &mut child);
     let url = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::builder()
