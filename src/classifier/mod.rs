@@ -69,7 +69,36 @@ pub struct Classifier {
 #[derive(Default)]
 struct Scratch {
     lowercase: String,
+    /// The document's distinct known features.
     features: Vec<u32>,
+    /// One bit per vocabulary term. Invariant: exactly the bits of the
+    /// indices in `features` are set, so clearing it costs O(features), not
+    /// O(vocabulary), and a panic mid-document cannot leave stale bits behind.
+    seen: Vec<u64>,
+}
+
+impl Scratch {
+    /// Empties `features` (and its bits) and sizes `seen` for `n_terms`.
+    fn reset(&mut self, n_terms: usize) {
+        for &f in &self.features {
+            self.seen[f as usize / 64] &= !(1 << (f % 64));
+        }
+        self.features.clear();
+        let words = n_terms.div_ceil(64);
+        if self.seen.len() < words {
+            self.seen.resize(words, 0);
+        }
+    }
+
+    /// Adds feature `f` unless the document already has it.
+    #[inline]
+    fn insert(&mut self, f: u32) {
+        let (word, bit) = (f as usize / 64, 1u64 << (f % 64));
+        if self.seen[word] & bit == 0 {
+            self.seen[word] |= bit;
+            self.features.push(f);
+        }
+    }
 }
 
 thread_local! {
@@ -123,14 +152,10 @@ impl Classifier {
     pub fn predict(&self, text: &str) -> Prediction {
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
-            let Scratch {
-                lowercase,
-                features,
-            } = &mut *s;
-            let (tokens, oov_tokens) = self.features_into(text, lowercase, features);
+            let (tokens, oov_tokens) = self.features_into(text, &mut s);
             let mut log_probabilities = Vec::with_capacity(self.classes.len());
             self.model
-                .joint_log_likelihood(features, &mut log_probabilities);
+                .joint_log_likelihood(&s.features, &mut log_probabilities);
             let label = argmax(&log_probabilities);
             normalize_log_probs(&mut log_probabilities);
             Prediction {
@@ -149,28 +174,30 @@ impl Classifier {
 
     /// The distinct feature indices of `text`, ascending.
     pub fn features(&self, text: &str) -> Vec<u32> {
-        let mut buf = String::new();
-        let mut out = Vec::new();
-        self.features_into(text, &mut buf, &mut out);
-        out
+        let mut scratch = Scratch::default();
+        self.features_into(text, &mut scratch);
+        scratch.features
     }
 
-    /// Fills `out` with distinct known feature indices (sorted, which is also
-    /// the order scikit-learn's sparse rows sum in) and returns
-    /// `(token occurrences, unknown token occurrences)`.
-    fn features_into(&self, text: &str, buf: &mut String, out: &mut Vec<u32>) -> (usize, usize) {
-        out.clear();
-        tokenizer::lowercase_into(text, buf);
+    /// Fills `scratch.features` with the distinct known feature indices of
+    /// `text` (sorted, which is also the order scikit-learn's sparse rows sum
+    /// in) and returns `(token occurrences, unknown token occurrences)`.
+    fn features_into(&self, text: &str, scratch: &mut Scratch) -> (usize, usize) {
+        scratch.reset(self.vocabulary.len());
+        // Taken out for the scan, so the token callback can borrow the rest.
+        let mut lowercase = std::mem::take(&mut scratch.lowercase);
+        tokenizer::lowercase_into(text, &mut lowercase);
         let (mut tokens, mut oov) = (0, 0);
-        tokenizer::for_each_token(buf, |t| {
+        tokenizer::for_each_token(&lowercase, |t| {
             tokens += 1;
             match self.vocabulary.get(t) {
-                Some(i) => out.push(i),
+                Some(i) => scratch.insert(i),
                 None => oov += 1,
             }
         });
-        out.sort_unstable();
-        out.dedup();
+        scratch.lowercase = lowercase;
+        // Already distinct: only the (usually much shorter) unique list is sorted.
+        scratch.features.sort_unstable();
         (tokens, oov)
     }
 
@@ -247,6 +274,29 @@ mod tests {
         let e = c.explain(text, &p, 3);
         assert!(!e.is_empty());
         assert!(e.iter().all(|x| x.log_odds > 0.0 && text.contains(&x.term)));
+    }
+
+    #[test]
+    fn scratch_reuse_does_not_leak_between_documents() {
+        // The thread's scratch (and its seen-bitset) carries over from one
+        // document to the next; a fresh scratch must give identical results.
+        let c = toy();
+        let docs = [
+            "free money free prize now now",
+            "team meeting",
+            "",
+            "free money free prize now now",
+        ];
+        for d in docs {
+            let fresh = c.features(d);
+            let mut sorted = fresh.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(fresh, sorted, "distinct and ascending");
+            let on_thread = c.predict(d);
+            let other_thread = std::thread::scope(|s| s.spawn(|| c.predict(d)).join().unwrap());
+            assert_eq!(on_thread, other_thread);
+        }
     }
 
     proptest! {
