@@ -6,7 +6,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
+
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
@@ -30,6 +33,9 @@ pub struct Metrics {
     pub http_in_flight: IntGauge,
     /// Predictions by predicted label.
     pub predictions: IntCounterVec,
+    /// The served model's `predictions` series, resolved once per model (see
+    /// [`Metrics::count_prediction`]).
+    prediction_series: ArcSwap<Vec<(String, IntCounter)>>,
     /// Model time per document.
     pub prediction_duration: Histogram,
     /// Probability of the predicted class.
@@ -222,6 +228,7 @@ impl Metrics {
                 "Mean out-of-vocabulary token share over recent predictions.",
             )
             .expect("metric"),
+            prediction_series: ArcSwap::from_pointee(Vec::new()),
             registry,
         };
         let build_info = IntGaugeVec::new(
@@ -298,12 +305,34 @@ impl Metrics {
         self.model_accuracy.set(meta.evaluation.accuracy);
         self.gate_min_f1_macro.set(gate_min);
         self.model_loaded_timestamp.set(loaded_at_secs);
+        let series = meta
+            .classes
+            .iter()
+            .map(|label| (label.clone(), self.predictions.with_label_values(&[label])))
+            .collect();
+        self.prediction_series.store(Arc::new(series));
         for label in &meta.classes {
-            self.predictions.with_label_values(&[label]);
             for predicted in &meta.classes {
                 self.feedback_confusion
                     .with_label_values(&[label, predicted]);
             }
+        }
+    }
+
+    /// Counts one prediction of `label`. The served model's classes hit
+    /// handles resolved in [`Metrics::set_model`]; this runs once per
+    /// document, and `with_label_values` would hash and look up the label
+    /// each time. Other labels (a request still finishing on a model that a
+    /// reload replaced) take the general path.
+    pub fn count_prediction(&self, label: &str) {
+        match self
+            .prediction_series
+            .load()
+            .iter()
+            .find(|(l, _)| l == label)
+        {
+            Some((_, counter)) => counter.inc(),
+            None => self.predictions.with_label_values(&[label]).inc(),
         }
     }
 
@@ -320,29 +349,34 @@ impl Metrics {
 /// Records count, latency and in-flight gauge per matched route template.
 pub async fn track_http(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or(UNMATCHED_ROUTE.to_owned(), |p| p.as_str().to_owned());
     // Only standard methods become label values; anything else is folded.
-    let method = match method.as_str() {
-        "GET" | "POST" | "PUT" | "DELETE" | "PATCH" | "HEAD" | "OPTIONS" => method,
-        _ => "other".to_owned(),
+    let method = match *req.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
     };
+    // A clone of `MatchedPath` is a reference count, not a string copy.
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched
+        .as_ref()
+        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
     let response = {
         // A guard, so a request dropped mid-flight (client gone) still decrements.
         let _in_flight = InFlight::new(&metrics.http_in_flight);
         next.run(req).await
     };
-    let status = response.status().as_u16().to_string();
     metrics
         .http_requests
-        .with_label_values(&[&method, &route, &status])
+        .with_label_values(&[method, route, response.status().as_str()])
         .inc();
     metrics
         .http_duration
-        .with_label_values(&[&method, &route])
+        .with_label_values(&[method, route])
         .observe(start.elapsed().as_secs_f64());
     response
 }

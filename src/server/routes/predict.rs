@@ -94,7 +94,7 @@ fn score(state: &AppState, model: &ServingModel, text: &str, explain: bool) -> P
     let label = &classes[prediction.label];
     let confidence = prediction.confidence();
     let oov = prediction.oov_ratio();
-    m.predictions.with_label_values(&[label]).inc();
+    m.count_prediction(label);
     m.prediction_confidence.observe(confidence);
     if let Some(r) = oov {
         m.oov_ratio.observe(r);
