@@ -9,16 +9,11 @@ pub mod state;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
 pub use routes::{router, ApiDoc};
@@ -147,35 +142,73 @@ impl Application {
     }
 
     /// Serves until `signal` completes, then drains: readiness turns 503,
-    /// the listener closes, in-flight requests finish (bounded by
+    /// connections the kernel already completed are still taken, the listener
+    /// closes, in-flight requests finish (bounded by
     /// `server.shutdown_timeout_secs`).
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> std::io::Result<()> {
         let state = self.state.clone();
         let app = router(state.clone());
+        // HTTP/1.1 only. hyper-util's auto (HTTP/1 + h2c) builder first reads
+        // a few bytes to pick the protocol, without any timeout (a silent
+        // client held its connection forever) and, on graceful shutdown,
+        // drops connections still at that step (requests sent just before
+        // SIGTERM were reset). Nothing here used h2c.
+        //
+        // Slow clients cannot hold a connection by trickling headers (the
+        // timer starts when the connection opens and again after every
+        // response, so it also closes silent and idle keep-alive
+        // connections), and a request head is capped at MAX_HEAD_BYTES.
+        // hyper answers these itself, before the app: 431 (head too large or
+        // > 100 headers), 400 (broken framing), with an empty body.
         let header_read_timeout =
             Duration::from_millis(state.settings.server.header_read_timeout_ms);
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        // Slow clients cannot hold a connection by trickling headers (the
-        // timer also closes idle keep-alive connections), and a request head
-        // (request line + headers) is capped at MAX_HEAD_BYTES. hyper answers
-        // these itself, before the app: 431 (head too large or > 100
-        // headers), 400 (broken framing), with an empty body.
-        builder
-            .http1()
+        let mut http1 = hyper::server::conn::http1::Builder::new();
+        http1
             .timer(TokioTimer::new())
             .header_read_timeout(header_read_timeout)
-            .max_buf_size(MAX_HEAD_BYTES);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(MAX_HEAD_BYTES as u32)
-            .keep_alive_interval(Duration::from_secs(30));
-        let graceful = GracefulShutdown::new();
+            .max_header_size(MAX_HEAD_BYTES);
+        // Graceful shutdown by hand rather than hyper-util's GracefulShutdown:
+        // hyper closes a connection that has not read anything yet when asked
+        // to shut down — even if the client's request already sits in the
+        // socket. So each connection first waits until its first bytes can be
+        // peeked (`readable()` alone can wake spuriously; closed if none come
+        // within the header timeout) and is polled once before it looks at
+        // the shutdown signal; the request it was opened for is then served.
+        let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(());
+        let serve = |stream: TcpStream| {
+            let _ = stream.set_nodelay(true);
+            let app = app.clone();
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    app.clone().oneshot(req.map(axum::body::Body::new))
+                });
+            let http1 = http1.clone();
+            let mut shutdown = shutdown_rx.clone();
+            tokio::spawn(async move {
+                // A client silent for the whole header timeout is dropped.
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(header_read_timeout, stream.peek(&mut first)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return,
+                }
+                let conn = http1.serve_connection(TokioIo::new(stream), service);
+                tokio::pin!(conn);
+                tokio::select! {
+                    biased;
+                    _ = conn.as_mut() => return,
+                    _ = shutdown.changed() => {}
+                }
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+                // `shutdown` dropped here: the drain below counts on it.
+            });
+        };
+        let mut connections: u64 = 0;
         tokio::pin!(signal);
         loop {
             tokio::select! {
                 accepted = self.listener.accept() => {
-                    let (stream, _peer): (tokio::net::TcpStream, SocketAddr) = match accepted {
+                    let (stream, _peer): (TcpStream, SocketAddr) = match accepted {
                         Ok(a) => a,
                         Err(e) => {
                             // Out of file descriptors and the like: back off, keep serving.
@@ -184,131 +217,51 @@ impl Application {
                             continue;
                         }
                     };
-                    let _ = stream.set_nodelay(true);
-                    let stream = OpeningDeadline::new(stream, header_read_timeout);
-                    let app = app.clone();
-                    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        app.clone().oneshot(req.map(axum::body::Body::new))
-                    });
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    let conn = graceful.watch(conn.into_owned());
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
+                    serve(stream);
+                    connections += 1;
                 }
                 () = &mut signal => break,
             }
         }
         state.set_not_ready();
-        drop(self.listener);
+        // Connections the kernel completed before the signal wait in the
+        // accept queue; closing the listener would reset them although their
+        // clients may already have sent a request. Take them (a bounded
+        // number) straight from the socket, then close. (One that completes
+        // between the last accept and the close is still closed by the
+        // kernel, unanswered and unread: its client sees it like a refusal.)
+        let listener = self.listener.into_std()?;
+        let mut late = 0;
+        while late < 4096 {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    if stream.set_nonblocking(true).is_ok() {
+                        if let Ok(stream) = TcpStream::from_std(stream) {
+                            serve(stream);
+                            late += 1;
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        drop(listener);
         let timeout = Duration::from_secs(state.settings.server.shutdown_timeout_secs);
         tracing::info!(
             timeout_secs = timeout.as_secs(),
+            late_connections = late,
+            connections_accepted = connections + late,
             "shutting down: draining in-flight requests"
         );
-        match tokio::time::timeout(timeout, graceful.shutdown()).await {
+        drop(shutdown_rx);
+        let _ = shutdown_tx.send(());
+        // Completes when every connection task has dropped its receiver.
+        match tokio::time::timeout(timeout, shutdown_tx.closed()).await {
             Ok(()) => tracing::info!("all connections closed"),
             Err(_) => tracing::warn!("drain timeout reached; closing remaining connections"),
         }
         Ok(())
-    }
-}
-
-/// The HTTP/2 connection preface; hyper-util reads up to this many bytes to
-/// choose between HTTP/1 and HTTP/2.
-const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// A connection that must show which protocol it speaks before a deadline.
-///
-/// hyper's header-read timer only starts once hyper-util has chosen HTTP/1,
-/// and it chooses only after the first bytes differ from the HTTP/2 preface
-/// (or all 24 match). A client that connects and sends nothing — or a few
-/// bytes of the preface — would otherwise hold the connection forever. Until
-/// the choice is made, a read still pending at the deadline fails with
-/// `TimedOut` and the connection is closed; after it, hyper's own timers
-/// (header read for HTTP/1, keep-alive pings for HTTP/2) apply.
-struct OpeningDeadline<T> {
-    inner: T,
-    seen: usize,
-    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl<T> OpeningDeadline<T> {
-    fn new(inner: T, timeout: Duration) -> Self {
-        Self {
-            inner,
-            seen: 0,
-            deadline: Some(Box::pin(tokio::time::sleep(timeout))),
-        }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for OpeningDeadline<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = &mut *self;
-        let before = buf.filled().len();
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(result) => {
-                if this.deadline.is_some() {
-                    let new = &buf.filled()[before..];
-                    let expected = &H2_PREFACE[this.seen.min(H2_PREFACE.len())..];
-                    let n = new.len().min(expected.len());
-                    this.seen += new.len();
-                    // Decided: not the HTTP/2 preface (so HTTP/1), or all of it.
-                    if new[..n] != expected[..n] || this.seen >= H2_PREFACE.len() {
-                        this.deadline = None;
-                    }
-                }
-                Poll::Ready(result)
-            }
-            Poll::Pending => {
-                let expired = this
-                    .deadline
-                    .as_mut()
-                    .is_some_and(|d| d.as_mut().poll(cx).is_ready());
-                if expired {
-                    return Poll::Ready(Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "no request in time",
-                    )));
-                }
-                Poll::Pending
-            }
-        }
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for OpeningDeadline<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
