@@ -187,6 +187,33 @@ mod tests {
     }
 
     #[test]
+    fn terms_sharing_a_prefix_or_length_are_told_apart() {
+        let terms = [
+            "abcdefg",
+            "abcdefgh",
+            "abcdefghi",
+            "abcdefghij",
+            "abcdefgi",
+            "abcdéfgh",
+            "longer_than_eight_bytes_a",
+            "longer_than_eight_bytes_b",
+        ];
+        let v = Vocabulary::from_sorted(&terms).unwrap();
+        for (i, t) in terms.iter().enumerate() {
+            assert_eq!(v.get(t), Some(i as u32), "{t}");
+        }
+        for absent in [
+            "abcdef",
+            "abcdefghk",
+            "abcdefghijk",
+            "longer_than_eight_bytes_c",
+            "abcdefgh\0",
+        ] {
+            assert_eq!(v.get(absent), None, "{absent:?}");
+        }
+    }
+
+    #[test]
     fn every_term_finds_its_own_index() {
         let terms: Vec<String> = (0..5000).map(|i| format!("t{i:05}")).collect();
         let v = Vocabulary::from_sorted(&terms).unwrap();
