@@ -8,7 +8,9 @@
 # Environment: DURATION (seconds per measurement, default 10), RUNS (default 3,
 # the table shows the median), CONNECTIONS (64), THREADS (wrk threads, 2),
 # BATCH (texts per /predict/batch body, 100), PORT_BASE (28180: nbserve,
-# +1 floor, +2 peer), NBSERVE_CACHE (tool/venv cache, ~/.cache/nbserve).
+# +1 floor, +2 peer), NBSERVE_CACHE (tool/venv cache, ~/.cache/nbserve),
+# NBSERVE_BIN (an nbserve binary to measure instead of target/release/nbserve,
+# e.g. an older build for a before/after comparison).
 #
 # What it does: builds target/release/nbserve and examples/floor_server; fetches
 # Debian's wrk into $NBSERVE_CACHE/tools (apt-get download + dpkg -x, no root
@@ -66,7 +68,8 @@ fi
 # --- binaries ------------------------------------------------------------------------
 log "building release binaries (nbserve, examples/floor_server)"
 cargo build --release --quiet --bin nbserve --example floor_server
-nbserve="$root/target/release/nbserve"
+nbserve="${NBSERVE_BIN:-$root/target/release/nbserve}"
+log "nbserve binary: $nbserve"
 floor="$root/target/release/examples/floor_server"
 
 # --- wrk from Debian, unpacked into the cache --------------------------------------
@@ -197,9 +200,11 @@ drive peer "$peer_port" /predict "$predict_bodies" 2 warmup
 
 # --- runs ---------------------------------------------------------------------------------------
 startup="$work/startup.txt"
-rss="$work/rss.txt"
+rss="$work/rss.txt"              # VmHWM after the /predict run
+rss_batch="$work/rss-batch.txt"  # VmHWM after /predict/batch as well
 : >"$startup"
 : >"$rss"
+: >"$rss_batch"
 for run in $(seq 1 "$RUNS"); do
     t0="$(date +%s%N)"
     NBSERVE__SERVER__HOST="$host" NBSERVE__SERVER__PORT="$nb_port" \
@@ -211,11 +216,12 @@ for run in $(seq 1 "$RUNS"); do
     log "run $run/$RUNS: nbserve ready in $(((t1 - t0) / 1000000)) ms"
     drive nbserve "$nb_port" /predict "$predict_bodies" 1 warmup
     drive nbserve "$nb_port" /predict "$predict_bodies" "$DURATION" "$run"
+    awk '/^VmHWM/ {print $2}' "/proc/$nb_pid/status" >>"$rss"
     drive floor "$floor_port" /predict "$predict_bodies" "$DURATION" "$run"
     drive peer "$peer_port" /predict "$predict_bodies" "$DURATION" "$run"
     drive nbserve "$nb_port" /predict/batch "$batch_bodies" "$DURATION" "$run"
     drive peer "$peer_port" /predict/batch "$batch_bodies" "$DURATION" "$run"
-    awk '/^VmHWM/ {print $2}' "/proc/$nb_pid/status" >>"$rss"
+    awk '/^VmHWM/ {print $2}' "/proc/$nb_pid/status" >>"$rss_batch"
     kill "$nb_pid"
     wait "$nb_pid" 2>/dev/null || true
     nb_pid=""
@@ -224,10 +230,10 @@ done
 # --- report -------------------------------------------------------------------------------------
 mkdir -p bench/results
 report="bench/results/load-$(date -u +%Y%m%dT%H%M%SZ).md"
-"$py" - "$results" "$startup" "$rss" "$BATCH" "$CONNECTIONS" "$DURATION" "$RUNS" "$data" >"$report" <<'PYEOF'
+"$py" - "$results" "$startup" "$rss" "$rss_batch" "$BATCH" "$CONNECTIONS" "$DURATION" "$RUNS" "$data" >"$report" <<'PYEOF'
 import json, os, platform, statistics as st, sys, time
 
-results, startup, rss, batch, conns, dur, runs, data = sys.argv[1:9]
+results, startup, rss, rss_batch, batch, conns, dur, runs, data = sys.argv[1:10]
 batch = int(batch)
 rows = [json.loads(l) for l in open(results) if l.strip()]
 med = lambda xs: st.median(xs) if xs else float("nan")
@@ -252,6 +258,7 @@ def requests(target, path):
 
 start_ms = med([int(x) / 1000 for x in open(startup).read().split()])
 rss_mb = med([int(x) / 1024 for x in open(rss).read().split()])
+rss_batch_mb = med([int(x) / 1024 for x in open(rss_batch).read().split()])
 cpu = "?"
 try:
     for line in open("/proc/cpuinfo"):
@@ -284,7 +291,8 @@ print(f"| nbserve / peer, /predict requests/s | {nb / pe:,.0f}× | ≥ 100× | {
 print(f"| nbserve / peer, /predict/batch documents/s | {nbb / peb:,.0f}× | | |")
 print(f"| nbserve /predict p99 at {conns} connections | {p99:.2f} ms | ≤ 5 ms | {'met' if p99 <= 5 else 'missed'} |")
 print(f"| nbserve start-up, exec to /ready 200 | {start_ms:.0f} ms | < 100 ms | {'met' if start_ms < 100 else 'missed'} |")
-print(f"| nbserve peak RSS under load (VmHWM) | {rss_mb:.1f} MB | < 30 MB | {'met' if rss_mb < 30 else 'missed'} |")
+print(f"| nbserve peak RSS under /predict load (VmHWM) | {rss_mb:.1f} MB | < 30 MB | {'met' if rss_mb < 30 else 'missed'} |")
+print(f"| nbserve peak RSS after /predict/batch too | {rss_batch_mb:.1f} MB | | |")
 PYEOF
 cat "$report"
 log "written to $report"
