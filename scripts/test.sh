@@ -29,4 +29,7 @@ scripts/test-observability.sh
 step "deployment files: compose, Dockerfile, workflows, settings names"
 scripts/check-deploy.sh
 
+step "API fuzzing: schemathesis against /openapi.json (no 5xx, documented statuses and schemas)"
+NBSERVE_BIN="$NBSERVE_BIN" scripts/api-fuzz.sh
+
 printf '\nall test suites passed in %ss\n' "$(( $(date +%s) - started ))"

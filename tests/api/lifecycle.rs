@@ -157,3 +157,99 @@ fn sighup_reloads_the_model_file() {
     let _ = child.wait();
     assert!(reloaded, "no reload logged after SIGHUP");
 }
+
+/// With debug logging, the logs carry neither request text nor the admin
+/// token (right or wrong), whatever the request did.
+#[tokio::test]
+async fn debug_logs_never_carry_request_text_or_tokens() {
+    const TEXT: &str = "Zq7TEXTSECRET";
+    const GOOD: &str = "Zq7GOODTOKENSECRET";
+    const WRONG: &str = "Zq7WRONGTOKENSECRET";
+    let port = free_port();
+    let mut cmd = serve_command(
+        port,
+        &[
+            ("NBSERVE__LOG__LEVEL", "debug"),
+            ("NBSERVE__ADMIN__TOKEN", GOOD),
+        ],
+    );
+    cmd.env_remove("RUST_LOG");
+    let mut child = cmd.spawn().unwrap();
+    wait_ready(port, &mut child);
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}");
+    let text = format!("meeting notes {TEXT} for friday");
+    let r = client
+        .post(format!("{url}/predict"))
+        .json(&serde_json::json!({ "text": text, "explain": true }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let id = r.json::<serde_json::Value>().await.unwrap()["prediction_id"].clone();
+    for (path, body) in [
+        (
+            "/predict/batch",
+            serde_json::json!({ "texts": [text, TEXT] }),
+        ),
+        (
+            "/feedback",
+            serde_json::json!({ "prediction_id": id, "label": TEXT }),
+        ),
+        (
+            "/feedback",
+            serde_json::json!({ "prediction_id": TEXT, "label": "ham" }),
+        ),
+        (
+            "/predict",
+            serde_json::json!({ "text": TEXT, "extra": TEXT }),
+        ),
+        ("/predict", serde_json::json!({ TEXT: 1 })),
+    ] {
+        let _ = client
+            .post(format!("{url}{path}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let _ = client
+        .post(format!("{url}/predict"))
+        .header("content-type", "application/json")
+        .body(format!("{{\"text\": \"{TEXT}"))
+        .send()
+        .await
+        .unwrap();
+    let _ = client
+        .get(format!("{url}/{TEXT}?q={TEXT}"))
+        .send()
+        .await
+        .unwrap();
+    for token in [GOOD, WRONG] {
+        let _ = client
+            .post(format!("{url}/admin/reload"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "path": format!("{TEXT}.json") }))
+            .send()
+            .await
+            .unwrap();
+        let r = client
+            .post(format!("{url}/admin/reload"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), if token == GOOD { 200 } else { 401 });
+    }
+    signal(&child, "TERM");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    // The logs did record the traffic at debug level...
+    assert!(stderr.contains("\"level\":\"DEBUG\""), "{stderr}");
+    assert!(stderr.contains("model reloaded"), "{stderr}");
+    // ...but none of the secrets.
+    for secret in [TEXT, GOOD, WRONG] {
+        assert!(!stderr.contains(secret), "{secret} in the logs:\n{stderr}");
+    }
+}

@@ -31,9 +31,66 @@ use super::state::AppState;
         predict::predict, predict::predict_batch, feedback::feedback, feedback::feedback_batch,
         health::health, health::ready, model::model, model::quality, model::metrics, admin::reload
     ),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &CommonErrors)
 )]
 pub struct ApiDoc;
+
+/// Documents the error answers every route can give because of the layers
+/// around it, not its handler: 408 (request timeout) everywhere; 400, 413
+/// and 415 wherever a JSON body is read; 503 `overloaded` on the
+/// admission-controlled routes. (Found missing by `scripts/api-fuzz.sh`.)
+struct CommonErrors;
+
+impl utoipa::Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        const SHED: [&str; 7] = [
+            "/predict",
+            "/predict/batch",
+            "/feedback",
+            "/feedback/batch",
+            "/model",
+            "/model/quality",
+            "/admin/reload",
+        ];
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let ops = [item.get.as_mut(), item.post.as_mut()];
+            for op in ops.into_iter().flatten() {
+                let mut add = |code: &str, description: &str| {
+                    op.responses
+                        .responses
+                        .entry(code.to_owned())
+                        .or_insert_with(|| error(description).into());
+                };
+                add(
+                    "408",
+                    "The request took longer than server.request_timeout_ms",
+                );
+                if op.request_body.is_some() || path == "/admin/reload" {
+                    add("400", "Malformed JSON or an unreadable body");
+                    add("413", "Body over server.body_limit_bytes");
+                    if path != "/admin/reload" {
+                        add("415", "Body not sent as application/json");
+                    }
+                }
+                if SHED.contains(&path.as_str()) {
+                    add("503", "Overloaded: over server.max_concurrency requests in progress (Retry-After)");
+                }
+            }
+        }
+    }
+}
 
 struct BearerAuth;
 
