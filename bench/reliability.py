@@ -369,7 +369,6 @@ def run_soak(a):
     started = time.monotonic()
     for t in threads:
         t.start()
-    admin = http.client.HTTPConnection(HOST, a.port, timeout=60)
     reloads = Tally()
     rss_samples = []
     k = 0
@@ -379,11 +378,15 @@ def run_soak(a):
             break
         name, version = valid[k % len(valid)]
         k += 1
+        # A fresh connection per reload: the server closes keep-alive
+        # connections idle for server.header_read_timeout_ms (10 s).
+        admin = http.client.HTTPConnection(HOST, a.port, timeout=60)
         try:
             status, body = post(admin, "/admin/reload", {"path": name}, auth)
             good = status == 200 and json.loads(body)["version"] == version
         except (OSError, http.client.HTTPException, ValueError) as e:
             good, status, body = False, 0, repr(e).encode()
+        admin.close()
         reloads.add("ok" if good else "failed", None if good else f"reload {name}: {status} {body[:200]!r}")
         if a.rss_pid:
             rss_samples.append((round(time.monotonic() - started), rss_kib(a.rss_pid)))
