@@ -148,8 +148,19 @@ async fn corrupt_and_below_gate_models_are_refused_and_the_old_one_serves() {
 #[tokio::test]
 async fn reload_while_clients_send_requests_loses_nothing() {
     let app = Arc::new(spawn_app().await);
-    let v2 = write_variant(app.models_dir.path(), "v2.json", |a| {
-        a.model.version = "v2".into()
+    let dir = app.models_dir.path();
+    let v2 = write_variant(dir, "v2.json", |a| a.model.version = "v2".into());
+    // Invalid artifacts with their own versions: were one ever swapped in,
+    // a client would see its version.
+    write_variant(dir, "bad.json", |a| a.model.version = "bad".into());
+    let mut bytes = std::fs::read(dir.join("bad.json")).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] = if bytes[i] == b'a' { b'b' } else { b'a' };
+    std::fs::write(dir.join("corrupt.json"), &bytes).unwrap();
+    std::fs::write(dir.join("truncated.json"), &bytes[..i]).unwrap();
+    write_variant(dir, "low.json", |a| {
+        a.model.version = "low".into();
+        a.evaluation.as_mut().unwrap().f1_macro = 0.5;
     });
     let texts: Arc<Vec<String>> = Arc::new(sample().into_iter().take(50).map(|(t, _)| t).collect());
     let failures = Arc::new(AtomicUsize::new(0));
@@ -175,13 +186,24 @@ async fn reload_while_clients_send_requests_loses_nothing() {
             sent
         }));
     }
-    for i in 0..10 {
-        let body = if i % 2 == 0 {
-            json!({"path": v2})
-        } else {
-            json!({"path": "spam-nb.json"})
-        };
-        assert_eq!(app.reload(Some(body)).await.status(), 200);
+    // Valid and invalid reloads alternate while the clients run.
+    let plan = [
+        (v2.as_str(), 200),
+        ("corrupt.json", 422),
+        ("spam-nb.json", 200),
+        ("low.json", 422),
+        (v2.as_str(), 200),
+        ("truncated.json", 422),
+        ("spam-nb.json", 200),
+        ("corrupt.json", 422),
+        (v2.as_str(), 200),
+        ("low.json", 422),
+        ("spam-nb.json", 200),
+        ("truncated.json", 422),
+    ];
+    for (path, status) in plan {
+        let r = app.reload(Some(json!({ "path": path }))).await;
+        assert_eq!(r.status(), status, "{path}");
     }
     done.store(true, Ordering::SeqCst);
     let mut sent = 0;

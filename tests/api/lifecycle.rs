@@ -253,3 +253,104 @@ async fn debug_logs_never_carry_request_text_or_tokens() {
         assert!(!stderr.contains(secret), "{secret} in the logs:\n{stderr}");
     }
 }
+
+/// The small version of bench/reliability.sh (b): 16 clients, a fresh
+/// connection per request, SIGTERM in the middle. Every request sent before
+/// the signal is answered in full; after it connections are refused; and the
+/// server's own count of accepted connections equals the answered requests
+/// (+1 for the readiness probe), so no accepted connection went unanswered.
+#[tokio::test]
+async fn sigterm_under_load_answers_every_accepted_connection() {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let port = free_port();
+    let mut child = serve_command(port, &[]).spawn().unwrap();
+    wait_ready(port, &mut child);
+    let body = serde_json::to_vec(&serde_json::json!({"text": "lunch on friday?"})).unwrap();
+    let request = [
+        format!(
+            "POST /predict HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes(),
+        body,
+    ]
+    .concat();
+    let signalled: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let mut clients = Vec::new();
+    for _ in 0..16 {
+        let (request, signalled) = (request.clone(), signalled.clone());
+        clients.push(tokio::spawn(async move {
+            // (sent before the signal, outcome)
+            let mut outcomes: Vec<(bool, &'static str)> = Vec::new();
+            let stop_at = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < stop_at {
+                let after = signalled
+                    .lock()
+                    .unwrap()
+                    .is_some_and(|t| t.elapsed() > Duration::from_millis(500));
+                if after {
+                    break;
+                }
+                let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+                    outcomes.push((false, "refused"));
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let sent_ok = s.write_all(&request).await.is_ok();
+                let before = signalled.lock().unwrap().is_none();
+                let mut reply = Vec::new();
+                let _ = s.read_to_end(&mut reply).await;
+                let outcome = if !sent_ok {
+                    "reset"
+                } else if reply.starts_with(b"HTTP/1.1 200") && reply.ends_with(b"}") {
+                    "ok"
+                } else {
+                    "unanswered"
+                };
+                outcomes.push((before, outcome));
+            }
+            outcomes
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    *signalled.lock().unwrap() = Some(Instant::now());
+    signal(&child, "TERM");
+    let mut all = Vec::new();
+    for c in clients {
+        all.extend(c.await.unwrap());
+    }
+    let status = tokio::task::spawn_blocking(move || {
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        (child.wait().unwrap(), stderr)
+    })
+    .await
+    .unwrap();
+    let (exit, stderr) = status;
+    assert_eq!(exit.code(), Some(0));
+    let before: Vec<_> = all.iter().filter(|(b, _)| *b).collect();
+    assert!(
+        before.len() > 50,
+        "{} requests before the signal",
+        before.len()
+    );
+    let lost: Vec<_> = before.iter().filter(|(_, o)| *o != "ok").collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} lost: {lost:?}",
+        lost.len(),
+        before.len()
+    );
+    let completed = all.iter().filter(|(_, o)| *o == "ok").count() as u64;
+    let accepted = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v["connections_accepted"].as_u64())
+        .expect("drain log line with connections_accepted");
+    assert_eq!(accepted, completed + 1, "accepted vs. answered (+1 probe)");
+    assert!(
+        all.iter().any(|(b, o)| !*b && *o == "refused"),
+        "new connections are refused after the signal"
+    );
+}
