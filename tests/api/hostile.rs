@@ -367,3 +367,139 @@ async fn reload_refuses_a_symlink_escaping_the_models_directory() {
     );
     app.stop().await;
 }
+
+/// Property test over the router in process (no sockets, so thousands of
+/// cases are cheap): whatever bytes arrive as a body on a JSON route — random
+/// bytes, random JSON, or a valid body with bytes inserted, deleted or cut
+/// off — the answer is 2xx or a 4xx with the app's JSON error, never a 5xx.
+/// (cargo-fuzz needs nightly, which cannot be installed here; this is the
+/// stable-Rust substitute, alongside scripts/api-fuzz.sh.)
+#[test]
+fn arbitrary_bodies_never_get_a_5xx() {
+    use axum::body::Body;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    use tower::ServiceExt;
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let app = rt
+        .block_on(nbserve::server::Application::build(test_settings(
+            dir.path(),
+        )))
+        .unwrap();
+    let router = nbserve::server::router(app.state());
+
+    let valid = [
+        (
+            "/predict",
+            r#"{"text": "lunch on friday?", "explain": true}"#,
+        ),
+        (
+            "/predict/batch",
+            r#"{"texts": ["first message", "second one"]}"#,
+        ),
+        (
+            "/feedback",
+            r#"{"prediction_id": "00000000-0000-4000-8000-000000000000", "label": "ham"}"#,
+        ),
+        (
+            "/feedback/batch",
+            r#"{"items": [{"prediction_id": "x", "label": "spam"}]}"#,
+        ),
+        ("/admin/reload", r#"{"path": "spam-nb.json"}"#),
+    ];
+    let json_value = {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            ".{0,40}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("text".to_owned()),
+                        Just("texts".to_owned()),
+                        Just("path".to_owned()),
+                        Just("items".to_owned()),
+                        Just("label".to_owned()),
+                        Just("prediction_id".to_owned()),
+                        Just("explain".to_owned()),
+                        "[a-z]{1,8}",
+                    ],
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    };
+    let body = prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..600),
+        json_value.prop_map(|v| serde_json::to_vec(&v).unwrap()),
+        (
+            0..valid.len(),
+            any::<prop::sample::Index>(),
+            any::<u8>(),
+            0..3u8
+        )
+            .prop_map(move |(i, at, byte, how)| {
+                let mut b = valid[i].1.as_bytes().to_vec();
+                let at = at.index(b.len());
+                match how {
+                    0 => b.insert(at, byte),
+                    1 => {
+                        b.remove(at);
+                    }
+                    _ => b.truncate(at),
+                }
+                b
+            }),
+    ];
+    let strategy = (
+        0..valid.len(),
+        prop_oneof![
+            Just(Some("application/json")),
+            Just(None),
+            Just(Some("text/plain"))
+        ],
+        any::<bool>(),
+        body,
+    );
+    let mut runner = TestRunner::new(Config {
+        cases: 1500,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&strategy, |(route, content_type, authorized, body)| {
+            let mut req = axum::http::Request::post(valid[route].0);
+            if let Some(ct) = content_type {
+                req = req.header("content-type", ct);
+            }
+            if authorized {
+                req = req.header("authorization", format!("Bearer {TOKEN}"));
+            }
+            let response = rt
+                .block_on(router.clone().oneshot(req.body(Body::from(body)).unwrap()))
+                .unwrap();
+            let status = response.status();
+            prop_assert!(!status.is_server_error(), "{status}");
+            if status.is_client_error() {
+                let bytes = rt
+                    .block_on(axum::body::to_bytes(response.into_body(), 1 << 20))
+                    .unwrap();
+                let v: serde_json::Value = serde_json::from_slice(&bytes)
+                    .map_err(|e| TestCaseError::fail(format!("not JSON: {e}")))?;
+                prop_assert!(v["error"]["code"].as_str().is_some_and(|c| !c.is_empty()));
+                let msg = v["error"]["message"].as_str().unwrap_or("");
+                prop_assert!(!msg.is_empty() && msg.chars().count() <= 300, "{msg}");
+            }
+            Ok(())
+        })
+        .unwrap();
+}
