@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Schema-driven API fuzzing: Schemathesis (pinned, in a venv under
+# Schema-driven API fuzzing: Schemathesis (scripts/api-fuzz-requirements.txt:
+# every package pinned and hash-checked; venv under
 # ${NBSERVE_CACHE:-~/.cache/nbserve}) generates valid and invalid requests for
 # every operation in the running server's /openapi.json and checks that
 #   - no answer is a 5xx                        (not_a_server_error)
@@ -19,7 +20,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 cache="${NBSERVE_CACHE:-$HOME/.cache/nbserve}"
 SCHEMATHESIS_VERSION="4.32.5"
-venv="$cache/venv-schemathesis-$SCHEMATHESIS_VERSION"
+req="$root/scripts/api-fuzz-requirements.txt"
+venv="$cache/venv-schemathesis-$(sha256sum "$req" | cut -c1-16)"
 FUZZ_EXAMPLES="${FUZZ_EXAMPLES:-30}"
 FUZZ_SECS="${FUZZ_SECS:-30}"
 FUZZ_SEED="${FUZZ_SEED:-1}"
@@ -28,13 +30,13 @@ token="api-fuzz-token-$$"
 
 log() { echo "api-fuzz: $*" >&2; }
 
-if [[ ! -x "$venv/bin/st" ]]; then
-    log "installing schemathesis==$SCHEMATHESIS_VERSION into $venv"
-    python3 -m venv "$venv.tmp"
-    "$venv.tmp/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
-    rm -rf "$venv"; mv "$venv.tmp" "$venv"
-    # venv scripts carry the absolute path of the venv they were made in.
-    sed -i "s|$venv.tmp|$venv|g" "$venv"/bin/*
+if [[ ! -x "$venv/bin/st" || ! -f "$venv/.complete" ]]; then
+    # Every package pinned with its sha256 (wheels for CPython 3.11, x86_64 Linux).
+    log "installing schemathesis==$SCHEMATHESIS_VERSION into $venv (hash-checked pins from $req)"
+    rm -rf "$venv"
+    "${NBSERVE_PYTHON:-python3}" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --require-hashes -r "$req"
+    touch "$venv/.complete"
 fi
 
 if [[ -z "$BIN" ]]; then
