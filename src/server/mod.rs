@@ -154,10 +154,11 @@ impl Application {
         // drops connections still at that step (requests sent just before
         // SIGTERM were reset). Nothing here used h2c.
         //
-        // Slow clients cannot hold a connection by trickling headers (the
-        // timer starts when the connection opens and again after every
-        // response, so it also closes silent and idle keep-alive
-        // connections), and a request head is capped at MAX_HEAD_BYTES.
+        // Slow clients cannot hold a connection: a connection must send its
+        // first byte within the header timeout (below), then hyper's header
+        // timer gives it the timeout again to complete the head, and restarts
+        // after every response (closing idle keep-alive connections). A
+        // request head is capped at MAX_HEAD_BYTES.
         // hyper answers these itself, before the app: 431 (head too large or
         // > 100 headers), 400 (broken framing), with an empty body.
         let header_read_timeout =
@@ -230,23 +231,27 @@ impl Application {
         // number) straight from the socket, then close. (One that completes
         // between the last accept and the close is still closed by the
         // kernel, unanswered and unread: its client sees it like a refusal.)
-        let listener = self.listener.into_std()?;
-        let mut late = 0;
-        while late < 4096 {
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    if stream.set_nonblocking(true).is_ok() {
-                        if let Ok(stream) = TcpStream::from_std(stream) {
-                            serve(stream);
-                            late += 1;
+        let mut late: u64 = 0;
+        match self.listener.into_std() {
+            Ok(listener) => {
+                while late < 4096 {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            if stream.set_nonblocking(true).is_ok() {
+                                if let Ok(stream) = TcpStream::from_std(stream) {
+                                    serve(stream);
+                                    late += 1;
+                                }
+                            }
                         }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(_) => break,
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => break,
             }
+            // Closed already (dropped by the failed conversion): drain anyway.
+            Err(e) => tracing::warn!(error = %e, "could not take queued connections"),
         }
-        drop(listener);
         let timeout = Duration::from_secs(state.settings.server.shutdown_timeout_secs);
         tracing::info!(
             timeout_secs = timeout.as_secs(),
