@@ -9,8 +9,9 @@
 # the table shows the median), CONNECTIONS (64), THREADS (wrk threads, 2),
 # BATCH (texts per /predict/batch body, 100), PORT_BASE (28180: nbserve,
 # +1 floor, +2 peer), NBSERVE_CACHE (tool/venv cache, ~/.cache/nbserve),
-# NBSERVE_BIN (an nbserve binary to measure instead of target/release/nbserve,
-# e.g. an older build for a before/after comparison).
+# NBSERVE_BIN (an nbserve binary to measure instead of target/release/nbserve),
+# NBSERVE_BASELINE_BIN (a second nbserve, e.g. an older build, measured in the
+# same runs, interleaved, for a before/after comparison under the same load).
 #
 # What it does: builds target/release/nbserve and examples/floor_server; fetches
 # Debian's wrk into $NBSERVE_CACHE/tools (apt-get download + dpkg -x, no root
@@ -199,66 +200,111 @@ drive floor "$floor_port" /predict "$predict_bodies" 2 warmup
 drive peer "$peer_port" /predict "$predict_bodies" 2 warmup
 
 # --- runs ---------------------------------------------------------------------------------------
-startup="$work/startup.txt"
-rss="$work/rss.txt"              # VmHWM after the /predict run
-rss_batch="$work/rss-batch.txt"  # VmHWM after /predict/batch as well
-: >"$startup"
-: >"$rss"
-: >"$rss_batch"
-for run in $(seq 1 "$RUNS"); do
+# measure_nbserve NAME BINARY RUN: start BINARY (start-up = exec to /ready 200), drive /predict,
+# read VmHWM, drive /predict/batch, read VmHWM again, stop it.
+: >"$work/startup.txt"
+measure_nbserve() {
+    local name="$1" bin="$2" run="$3" t0 t1
     t0="$(date +%s%N)"
     NBSERVE__SERVER__HOST="$host" NBSERVE__SERVER__PORT="$nb_port" \
-        "$nbserve" serve >"$work/nbserve-$run.log" 2>&1 &
+        "$bin" serve >"$work/$name-$run.log" 2>&1 &
     nb_pid=$!
     wait_ready "$nb_port" "$nb_pid" 30
     t1="$(date +%s%N)"
-    echo "$(((t1 - t0) / 1000))" >>"$startup"
-    log "run $run/$RUNS: nbserve ready in $(((t1 - t0) / 1000000)) ms"
-    drive nbserve "$nb_port" /predict "$predict_bodies" 1 warmup
-    drive nbserve "$nb_port" /predict "$predict_bodies" "$DURATION" "$run"
-    awk '/^VmHWM/ {print $2}' "/proc/$nb_pid/status" >>"$rss"
-    drive floor "$floor_port" /predict "$predict_bodies" "$DURATION" "$run"
-    drive peer "$peer_port" /predict "$predict_bodies" "$DURATION" "$run"
-    drive nbserve "$nb_port" /predict/batch "$batch_bodies" "$DURATION" "$run"
-    drive peer "$peer_port" /predict/batch "$batch_bodies" "$DURATION" "$run"
-    awk '/^VmHWM/ {print $2}' "/proc/$nb_pid/status" >>"$rss_batch"
+    log "run $run/$RUNS: $name ready in $(((t1 - t0) / 1000000)) ms"
+    drive "$name" "$nb_port" /predict "$predict_bodies" 1 warmup
+    drive "$name" "$nb_port" /predict "$predict_bodies" "$DURATION" "$run"
+    local hwm_predict hwm_batch
+    hwm_predict="$(awk '/^VmHWM/ {print $2}' "/proc/$nb_pid/status")"
+    drive "$name" "$nb_port" /predict/batch "$batch_bodies" "$DURATION" "$run"
+    hwm_batch="$(awk '/^VmHWM/ {print $2}' "/proc/$nb_pid/status")"
+    echo "{\"target\":\"$name\",\"run\":$run,\"startup_us\":$(((t1 - t0) / 1000)),\"hwm_predict_kb\":$hwm_predict,\"hwm_batch_kb\":$hwm_batch}" >>"$work/startup.txt"
     kill "$nb_pid"
     wait "$nb_pid" 2>/dev/null || true
     nb_pid=""
+}
+
+# settle: let the previous load finish (uvicorn keeps working through queued batch
+# requests after wrk stops), so a start-up is not timed while the CPU is busy.
+settle() {
+    local i
+    for i in $(seq 1 30); do
+        ready "$peer_port" && break
+        sleep 0.5
+    done
+    sleep 2
+}
+
+# startup NAME BINARY: exec to first /ready 200, STARTS times, on a settled machine.
+STARTS="${STARTS:-5}"
+startup() {
+    local name="$1" bin="$2" i t0 t1 pid
+    for i in $(seq 1 "$STARTS"); do
+        t0="$(date +%s%N)"
+        NBSERVE__SERVER__HOST="$host" NBSERVE__SERVER__PORT="$nb_port" \
+            "$bin" serve >"$work/$name-startup.log" 2>&1 &
+        nb_pid=$!
+        wait_ready "$nb_port" "$nb_pid" 30
+        t1="$(date +%s%N)"
+        kill "$nb_pid"
+        wait "$nb_pid" 2>/dev/null || true
+        nb_pid=""
+        echo "{\"target\":\"$name\",\"start_us\":$(((t1 - t0) / 1000))}" >>"$work/startup-only.txt"
+        sleep 0.2
+    done
+}
+: >"$work/startup-only.txt"
+startup nbserve "$nbserve"
+if [[ -n "${NBSERVE_BASELINE_BIN:-}" ]]; then startup baseline "$NBSERVE_BASELINE_BIN"; fi
+
+for run in $(seq 1 "$RUNS"); do
+    settle
+    measure_nbserve nbserve "$nbserve" "$run"
+    if [[ -n "${NBSERVE_BASELINE_BIN:-}" ]]; then
+        measure_nbserve baseline "$NBSERVE_BASELINE_BIN" "$run"
+    fi
+    drive floor "$floor_port" /predict "$predict_bodies" "$DURATION" "$run"
+    drive peer "$peer_port" /predict "$predict_bodies" "$DURATION" "$run"
+    drive peer "$peer_port" /predict/batch "$batch_bodies" "$DURATION" "$run"
 done
 
 # --- report -------------------------------------------------------------------------------------
 mkdir -p bench/results
 report="bench/results/load-$(date -u +%Y%m%dT%H%M%SZ).md"
-"$py" - "$results" "$startup" "$rss" "$rss_batch" "$BATCH" "$CONNECTIONS" "$DURATION" "$RUNS" "$data" >"$report" <<'PYEOF'
+"$py" - "$results" "$work/startup.txt" "$work/startup-only.txt" "$BATCH" "$CONNECTIONS" "$DURATION" "$RUNS" "$data" >"$report" <<'PYEOF'
 import json, os, platform, statistics as st, sys, time
 
-results, startup, rss, rss_batch, batch, conns, dur, runs, data = sys.argv[1:10]
+results, servers, starts, batch, conns, dur, runs, data = sys.argv[1:9]
 batch = int(batch)
 rows = [json.loads(l) for l in open(results) if l.strip()]
+procs = [json.loads(l) for l in open(servers) if l.strip()]
+starts = [json.loads(l) for l in open(starts) if l.strip()]
 med = lambda xs: st.median(xs) if xs else float("nan")
 
 
+def runs_of(target, path):
+    return {r["run"]: r["wrk"] for r in rows if r["target"] == target and r["path"] == path}
+
+
 def pick(target, path, key):
-    return med([r["wrk"][key] for r in rows if r["target"] == target and r["path"] == path])
+    return med([w[key] for w in runs_of(target, path).values()])
 
 
-def errors(target, path):
-    tot = 0
-    for r in rows:
-        if r["target"] == target and r["path"] == path:
-            w = r["wrk"]
-            tot += sum(w[k] for k in ("errors_connect", "errors_read", "errors_write", "errors_status", "errors_timeout"))
-    return tot
+def total(target, path, keys):
+    return sum(sum(w[k] for k in keys) for w in runs_of(target, path).values())
 
 
-def requests(target, path):
-    return sum(r["wrk"]["requests"] for r in rows if r["target"] == target and r["path"] == path)
+def paired_ratio(a, b, path, scale=1.0):
+    """Median over runs of a/b within the same run: the machine's load drifts
+    between runs, so run-paired ratios are steadier than a ratio of medians."""
+    ra, rb = runs_of(a, path), runs_of(b, path)
+    return med([ra[k]["rps"] / rb[k]["rps"] * scale for k in ra if k in rb])
 
 
-start_ms = med([int(x) / 1000 for x in open(startup).read().split()])
-rss_mb = med([int(x) / 1024 for x in open(rss).read().split()])
-rss_batch_mb = med([int(x) / 1024 for x in open(rss_batch).read().split()])
+def proc(target, key):
+    return med([p[key] for p in procs if p["target"] == target])
+
+
 cpu = "?"
 try:
     for line in open("/proc/cpuinfo"):
@@ -267,6 +313,8 @@ try:
             break
 except OSError:
     pass
+targets = ["nbserve"] + (["baseline"] if any(p["target"] == "baseline" for p in procs) else [])
+errs = ("errors_connect", "errors_read", "errors_write", "errors_status", "errors_timeout")
 
 print(f"## HTTP load ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})")
 print()
@@ -275,24 +323,38 @@ print(f"wrk, {conns} connections, {dur} s per measurement, median of {runs} runs
 print()
 print("| target | endpoint | requests/s | documents/s | p50 ms | p99 ms | errors / requests |")
 print("|---|---|---:|---:|---:|---:|---:|")
-for target, path in [("nbserve", "/predict"), ("floor", "/predict"), ("peer", "/predict"),
-                     ("nbserve", "/predict/batch"), ("peer", "/predict/batch")]:
+order = [(t, "/predict") for t in targets + ["floor", "peer"]] + [(t, "/predict/batch") for t in targets + ["peer"]]
+for target, path in order:
     rps = pick(target, path, "rps")
     docs = rps * (batch if path.endswith("batch") else 1)
-    print(f"| {target} | {path} | {rps:,.0f} | {docs:,.0f} | {pick(target, path, 'p50_ms'):.2f} | {pick(target, path, 'p99_ms'):.2f} | {errors(target, path)} / {requests(target, path):,} |")
-nb, fl, pe = (pick(t, "/predict", "rps") for t in ("nbserve", "floor", "peer"))
-nbb, peb = pick("nbserve", "/predict/batch", "rps"), pick("peer", "/predict/batch", "rps")
-p99 = pick("nbserve", "/predict", "p99_ms")
+    print(f"| {target} | {path} | {rps:,.0f} | {docs:,.0f} | {pick(target, path, 'p50_ms'):.2f} | {pick(target, path, 'p99_ms'):.2f} | {total(target, path, errs)} / {total(target, path, ['requests']):,} |")
 print()
-print("| measure | value | target | |")
-print("|---|---:|---:|---|")
-print(f"| nbserve / floor, /predict requests/s | {nb / fl:.0%} | ≥ 85% | {'met' if nb / fl >= 0.85 else 'missed'} |")
-print(f"| nbserve / peer, /predict requests/s | {nb / pe:,.0f}× | ≥ 100× | {'met' if nb / pe >= 100 else 'missed'} |")
-print(f"| nbserve / peer, /predict/batch documents/s | {nbb / peb:,.0f}× | | |")
-print(f"| nbserve /predict p99 at {conns} connections | {p99:.2f} ms | ≤ 5 ms | {'met' if p99 <= 5 else 'missed'} |")
-print(f"| nbserve start-up, exec to /ready 200 | {start_ms:.0f} ms | < 100 ms | {'met' if start_ms < 100 else 'missed'} |")
-print(f"| nbserve peak RSS under /predict load (VmHWM) | {rss_mb:.1f} MB | < 30 MB | {'met' if rss_mb < 30 else 'missed'} |")
-print(f"| nbserve peak RSS after /predict/batch too | {rss_batch_mb:.1f} MB | | |")
+print("| measure | " + " | ".join(targets) + " | target | nbserve |")
+print("|---|" + "---:|" * len(targets) + "---:|---|")
+
+
+def line(name, values, goal, ok):
+    print(f"| {name} | " + " | ".join(values) + f" | {goal} | {'met' if ok else 'missed'} |")
+
+
+fl = [paired_ratio(t, "floor", "/predict") for t in targets]
+line("/predict requests/s vs floor (run-paired)", [f"{x:.0%}" for x in fl], "≥ 85%", fl[0] >= 0.85)
+pe = [paired_ratio(t, "peer", "/predict") for t in targets]
+line("/predict requests/s vs peer (run-paired)", [f"{x:,.0f}×" for x in pe], "≥ 100×", pe[0] >= 100)
+pb = [paired_ratio(t, "peer", "/predict/batch") for t in targets]
+print(f"| /predict/batch documents/s vs peer (run-paired) | " + " | ".join(f"{x:,.0f}×" for x in pb) + " | | |")
+p99 = [pick(t, "/predict", "p99_ms") for t in targets]
+line(f"/predict p99 at {conns} connections", [f"{x:.2f} ms" for x in p99], "≤ 5 ms", p99[0] <= 5)
+su = [med([s["start_us"] for s in starts if s["target"] == t]) / 1000 for t in targets]
+line(f"start-up, exec to /ready 200 (median of {len(starts) // len(targets)}, idle machine)", [f"{x:.0f} ms" for x in su], "< 100 ms", su[0] < 100)
+sl = [proc(t, "startup_us") / 1000 for t in targets]
+print("| start-up at the start of each run (after the previous load) | " + " | ".join(f"{x:.0f} ms" for x in sl) + " | | |")
+rp = [proc(t, "hwm_predict_kb") / 1024 for t in targets]
+line("peak RSS (VmHWM) after /predict load", [f"{x:.1f} MB" for x in rp], "< 30 MB", rp[0] < 30)
+rb = [proc(t, "hwm_batch_kb") / 1024 for t in targets]
+print(f"| peak RSS after /predict/batch too | " + " | ".join(f"{x:.1f} MB" for x in rb) + " | | |")
+floor_p99 = [f"{pick('floor', '/predict', 'p99_ms'):.2f} ms"] + [""] * (len(targets) - 1)
+print("| floor /predict p99 (same machine, same load) | " + " | ".join(floor_p99) + " | | |")
 PYEOF
 cat "$report"
 log "written to $report"
