@@ -69,6 +69,8 @@ pub struct Classifier {
 #[derive(Default)]
 struct Scratch {
     lowercase: String,
+    /// Tokens of the document: (byte offset in `lowercase`, length, hash).
+    tokens: Vec<(usize, usize, u64)>,
     /// The document's distinct known features.
     features: Vec<u32>,
     /// One bit per vocabulary term. Invariant: exactly the bits of the
@@ -187,14 +189,27 @@ impl Classifier {
         // Taken out for the scan, so the token callback can borrow the rest.
         let mut lowercase = std::mem::take(&mut scratch.lowercase);
         tokenizer::lowercase_into(text, &mut lowercase);
-        let (mut tokens, mut oov) = (0, 0);
+        // Two passes: find and hash every token, then look them all up. The
+        // lookups are cache misses (the table is megabytes); in a tight loop
+        // of independent lookups the CPU overlaps them, where one lookup per
+        // scanned token would wait for each in turn.
+        let mut found = std::mem::take(&mut scratch.tokens);
+        found.clear();
+        let base = lowercase.as_ptr() as usize;
         tokenizer::for_each_token(&lowercase, |t| {
-            tokens += 1;
-            match self.vocabulary.get(t) {
+            let start = t.as_ptr() as usize - base;
+            found.push((start, t.len(), self.vocabulary.hash(t)));
+        });
+        let mut oov = 0;
+        for &(start, len, hash) in &found {
+            let t = &lowercase[start..start + len];
+            match self.vocabulary.get_hashed(t, hash) {
                 Some(i) => scratch.insert(i),
                 None => oov += 1,
             }
-        });
+        }
+        let tokens = found.len();
+        scratch.tokens = found;
         scratch.lowercase = lowercase;
         // Already distinct: only the (usually much shorter) unique list is sorted.
         scratch.features.sort_unstable();

@@ -100,7 +100,18 @@ impl Vocabulary {
     /// The feature index of `term`, if it is known.
     #[inline]
     pub fn get(&self, term: &str) -> Option<u32> {
-        let hash = self.hasher.hash_one(term);
+        self.get_hashed(term, self.hash(term))
+    }
+
+    /// The hash [`Vocabulary::get_hashed`] expects for `term`.
+    #[inline]
+    pub fn hash(&self, term: &str) -> u64 {
+        self.hasher.hash_one(term)
+    }
+
+    /// [`Vocabulary::get`] with the hash computed beforehand by [`Vocabulary::hash`].
+    #[inline]
+    pub fn get_hashed(&self, term: &str, hash: u64) -> Option<u32> {
         let arena = self.arena.as_bytes();
         let term = term.as_bytes();
         self.table
