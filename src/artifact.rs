@@ -567,6 +567,36 @@ mod tests {
         ));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// The loader's fuzz property (no nightly toolchain for cargo-fuzz
+        /// here): arbitrary bytes, and a real artifact with a random span
+        /// overwritten, never panic and never load unless unchanged.
+        #[test]
+        fn loader_never_panics_on_garbage(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096)) {
+            let _ = Artifact::load_bytes(&bytes);
+        }
+
+        #[test]
+        fn loader_rejects_any_overwritten_span(
+            at in 0.0f64..1.0,
+            patch in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..16),
+        ) {
+            let original = sealed_sample_bytes();
+            let mut bytes = original.clone();
+            let start = ((bytes.len() - patch.len()) as f64 * at) as usize;
+            bytes[start..start + patch.len()].copy_from_slice(&patch);
+            let result = Artifact::load_bytes(&bytes);
+            proptest::prop_assert_eq!(result.is_ok(), bytes == original);
+        }
+    }
+
+    fn sealed_sample_bytes() -> Vec<u8> {
+        static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        BYTES.get_or_init(|| sample_artifact().to_bytes()).clone()
+    }
+
     #[test]
     fn training_is_deterministic_to_the_byte() {
         let a = sample_artifact().to_bytes();
