@@ -259,9 +259,15 @@ if [[ -n "${NBSERVE_BASELINE_BIN:-}" ]]; then startup baseline "$NBSERVE_BASELIN
 
 for run in $(seq 1 "$RUNS"); do
     settle
-    measure_nbserve nbserve "$nbserve" "$run"
-    if [[ -n "${NBSERVE_BASELINE_BIN:-}" ]]; then
+    if [[ -z "${NBSERVE_BASELINE_BIN:-}" ]]; then
+        measure_nbserve nbserve "$nbserve" "$run"
+    elif ((run % 2)); then
+        # Alternate which build goes first: the machine's load drifts within a run.
+        measure_nbserve nbserve "$nbserve" "$run"
         measure_nbserve baseline "$NBSERVE_BASELINE_BIN" "$run"
+    else
+        measure_nbserve baseline "$NBSERVE_BASELINE_BIN" "$run"
+        measure_nbserve nbserve "$nbserve" "$run"
     fi
     drive floor "$floor_port" /predict "$predict_bodies" "$DURATION" "$run"
     drive peer "$peer_port" /predict "$predict_bodies" "$DURATION" "$run"

@@ -65,11 +65,15 @@ pub struct Classifier {
     model: BernoulliNb,
 }
 
+/// Tokens looked up together (see [`Classifier::features_into`]).
+const LOOKUP_BATCH: usize = 256;
+
 /// Per-thread scratch space, so scoring allocates nothing per document once warm.
 #[derive(Default)]
 struct Scratch {
     lowercase: String,
-    /// Tokens of the document: (byte offset in `lowercase`, length, hash).
+    /// Tokens waiting to be looked up: (byte offset in `lowercase`, length,
+    /// hash); at most [`LOOKUP_BATCH`].
     tokens: Vec<(usize, usize, u64)>,
     /// The document's distinct known features.
     features: Vec<u32>,
@@ -189,31 +193,47 @@ impl Classifier {
         // Taken out for the scan, so the token callback can borrow the rest.
         let mut lowercase = std::mem::take(&mut scratch.lowercase);
         tokenizer::lowercase_into(text, &mut lowercase);
-        // Two passes: find and hash every token, then look them all up. The
-        // lookups are cache misses (the table is megabytes); in a tight loop
-        // of independent lookups the CPU overlaps them, where one lookup per
-        // scanned token would wait for each in turn.
-        let mut found = std::mem::take(&mut scratch.tokens);
-        found.clear();
+        // Tokens are found and hashed first, then looked up [`LOOKUP_BATCH`]
+        // at a time. The lookups are cache misses (the table is megabytes); in
+        // a tight loop of independent lookups the CPU overlaps them, where one
+        // lookup per scanned token would wait for each in turn. Batching keeps
+        // the buffer small however long the document.
+        let mut pending = std::mem::take(&mut scratch.tokens);
+        pending.clear();
         let base = lowercase.as_ptr() as usize;
+        let (mut tokens, mut oov) = (0, 0);
         tokenizer::for_each_token(&lowercase, |t| {
-            let start = t.as_ptr() as usize - base;
-            found.push((start, t.len(), self.vocabulary.hash(t)));
-        });
-        let mut oov = 0;
-        for &(start, len, hash) in &found {
-            let t = &lowercase[start..start + len];
-            match self.vocabulary.get_hashed(t, hash) {
-                Some(i) => scratch.insert(i),
-                None => oov += 1,
+            tokens += 1;
+            pending.push((t.as_ptr() as usize - base, t.len(), self.vocabulary.hash(t)));
+            if pending.len() == LOOKUP_BATCH {
+                oov += self.look_up(&lowercase, &mut pending, scratch);
             }
-        }
-        let tokens = found.len();
-        scratch.tokens = found;
+        });
+        oov += self.look_up(&lowercase, &mut pending, scratch);
+        scratch.tokens = pending;
         scratch.lowercase = lowercase;
         // Already distinct: only the (usually much shorter) unique list is sorted.
         scratch.features.sort_unstable();
         (tokens, oov)
+    }
+
+    /// Looks up the `pending` tokens of `text`, adds the known ones to
+    /// `scratch`, empties `pending` and returns how many were unknown.
+    fn look_up(
+        &self,
+        text: &str,
+        pending: &mut Vec<(usize, usize, u64)>,
+        scratch: &mut Scratch,
+    ) -> usize {
+        let mut oov = 0;
+        for &(start, len, hash) in pending.iter() {
+            match self.vocabulary.get_hashed(&text[start..start + len], hash) {
+                Some(i) => scratch.insert(i),
+                None => oov += 1,
+            }
+        }
+        pending.clear();
+        oov
     }
 
     /// The `k` present terms that most favour `prediction.label` over the
