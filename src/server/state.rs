@@ -119,6 +119,10 @@ pub struct StateInner {
     pub reload_lock: tokio::sync::Mutex<()>,
     /// Admission control for the API routes.
     pub concurrency: Arc<Semaphore>,
+    /// One slot per core for large batches scored on the blocking pool, so
+    /// 64 concurrent batches queue here instead of spawning 64 threads (each
+    /// with its own scratch buffers and allocator arena).
+    pub batch_slots: Semaphore,
     /// Remembered predictions and live quality.
     pub feedback: FeedbackStore,
 }
@@ -151,6 +155,9 @@ impl AppState {
             ready: AtomicBool::new(true),
             reload_lock: tokio::sync::Mutex::new(()),
             concurrency,
+            batch_slots: Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            ),
             feedback,
         }))
     }

@@ -194,6 +194,11 @@ pub async fn predict_batch(
     } else {
         // Large batches take milliseconds of CPU: run them on the blocking
         // pool so they cannot starve /health, /metrics and small requests.
+        let _slot = state
+            .batch_slots
+            .acquire()
+            .await
+            .map_err(|_| ApiError::from_status(axum::http::StatusCode::SERVICE_UNAVAILABLE))?;
         let (state, model) = (state.clone(), model.clone());
         tokio::task::spawn_blocking(move || score_all(&state, &model, &req.texts))
             .await
