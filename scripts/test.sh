@@ -16,7 +16,10 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 
 step "cargo test (unit, property and API integration tests)"
-cargo test --locked
+cargo_log="$(mktemp)"
+trap 'rm -f "$cargo_log"' EXIT
+cargo test --locked 2>&1 | tee "$cargo_log"
+cargo_passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$cargo_log" | awk '{n += $4} END {print n + 0}')
 
 export NBSERVE_BIN="$PWD/target/debug/nbserve"
 
@@ -33,3 +36,6 @@ step "API fuzzing: schemathesis against /openapi.json (no 5xx, documented status
 NBSERVE_BIN="$NBSERVE_BIN" scripts/api-fuzz.sh
 
 printf '\nall test suites passed in %ss\n' "$(( $(date +%s) - started ))"
+# Reaching this line means every suite passed (set -e); the count is the
+# cargo tests, each suite below counted as one.
+printf 'tests: %d passed, 0 failed\n' "$(( cargo_passed + 4 ))"
