@@ -9,7 +9,6 @@ pub mod state;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -306,6 +305,3 @@ async fn reload_on_sighup(state: AppState) {
     #[cfg(not(unix))]
     let _ = state;
 }
-
-/// Keeps `Arc` in the public signature of handlers that share the model.
-pub type SharedModel = Arc<ServingModel>;
