@@ -53,6 +53,21 @@ async fn each_documented_client_error_has_its_status_and_code() {
         "invalid_request",
     )
     .await;
+    // A derived struct would also take its fields as an array; objects only.
+    for (path, body) in [
+        ("/predict", json!(["hi there"])),
+        ("/predict/batch", json!([["a b"]])),
+    ] {
+        assert_error(app.post_json(path, &body).await, 422, "invalid_request").await;
+    }
+    let r = app
+        .post_raw(
+            "/predict",
+            Some("application/vnd.api+json; charset=utf-8"),
+            b"{\"text\":\"hi there\"}".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "application/*+json is JSON");
     assert_error(
         app.post_json("/predict", &json!({"text": 42})).await,
         422,
