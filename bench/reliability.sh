@@ -37,17 +37,9 @@ token="reliability-token-$$"
 
 log() { echo "reliability: $*" >&2; }
 
-work="$(mktemp -d)"
-pid=""
-cleanup() {
-    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=scripts/lib/local-server.sh
+source scripts/lib/local-server.sh
+local_server_setup
 
 if [[ -z "${NBSERVE_BIN_RELEASE:-}" ]]; then
     log "building the release binary"
@@ -62,25 +54,8 @@ bench/make_artifacts.sh "$BIN" "$work/models" >&2
 valid="rel-a.json=rel-a,rel-b.json=rel-b,spam-nb.json=2026.11.25"
 invalid="corrupt.json,truncated.json,below-gate.json"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-start_server() {  # sets $port and $pid; one successful GET /ready
-    port="$(free_port)"
-    NBSERVE__SERVER__HOST=127.0.0.1 NBSERVE__SERVER__PORT="$port" \
-    NBSERVE__MODEL__PATH="$work/models/spam-nb.json" NBSERVE__MODEL__DIR="$work/models" \
-    NBSERVE__ADMIN__TOKEN="$token" NBSERVE__LOG__FORMAT=json \
-    NBSERVE__SERVER__SHUTDOWN_TIMEOUT_SECS="$SHUTDOWN_TIMEOUT" \
-        "$BIN" serve 2>"$1" >/dev/null &
-    pid=$!
-    for _ in $(seq 100); do
-        python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2).close()" 2>/dev/null && break
-        kill -0 "$pid" 2>/dev/null || { cat "$1" >&2; exit 1; }
-        sleep 0.1
-    done
-    # That probe connection is the only one besides the load.
-}
-
 status=0
-start_server "$work/server-a.log"
+local_server_start "$work/server-a.log" NBSERVE__SERVER__SHUTDOWN_TIMEOUT_SECS="$SHUTDOWN_TIMEOUT"
 log "(a) reload under load: $CONNS connections, ${DURATION}s, $RELOADS reloads"
 python3 bench/reliability.py reload --port "$port" --token "$token" --conns "$CONNS" \
     --duration "$DURATION" --reloads "$RELOADS" --valid "$valid" --invalid "$invalid" \
@@ -90,7 +65,7 @@ kill -TERM "$pid"; wait "$pid" || true; pid=""
 
 # (b) on a fresh server, so its count of accepted connections is exactly the
 # readiness probe plus this phase's requests.
-start_server "$work/server-b.log"
+local_server_start "$work/server-b.log" NBSERVE__SERVER__SHUTDOWN_TIMEOUT_SECS="$SHUTDOWN_TIMEOUT"
 log "(b) SIGTERM under load: $CONNS connections, signal after ${BEFORE}s"
 python3 bench/reliability.py sigterm --port "$port" --pid "$pid" --conns "$CONNS" \
     --before "$BEFORE" --after "$AFTER" >"$work/sigterm.json" || status=1

@@ -24,17 +24,9 @@ token="soak-token-$$"
 
 log() { echo "soak: $*" >&2; }
 
-work="$(mktemp -d)"
-pid=""
-cleanup() {
-    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=scripts/lib/local-server.sh
+source scripts/lib/local-server.sh
+local_server_setup
 
 if [[ -z "${NBSERVE_BIN_RELEASE:-}" ]]; then
     log "building the release binary"
@@ -43,17 +35,7 @@ fi
 [[ -f data/spamassassin.csv ]] || scripts/fetch-data.sh
 bench/make_artifacts.sh "$BIN" "$work/models" >&2
 
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-NBSERVE__SERVER__HOST=127.0.0.1 NBSERVE__SERVER__PORT="$port" \
-NBSERVE__MODEL__PATH="$work/models/spam-nb.json" NBSERVE__MODEL__DIR="$work/models" \
-NBSERVE__ADMIN__TOKEN="$token" NBSERVE__LOG__FORMAT=json \
-    "$BIN" serve 2>"$work/server.log" >/dev/null &
-pid=$!
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$port/ready" >/dev/null 2>&1 && break
-    kill -0 "$pid" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
-    sleep 0.1
-done
+local_server_start "$work/server.log"
 
 log "${SOAK_SECS}s, $CONNS connections, reload every ${RELOAD_EVERY}s (server pid $pid, port $port)"
 status=0

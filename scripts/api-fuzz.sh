@@ -44,32 +44,14 @@ if [[ -z "$BIN" ]]; then
     BIN="$root/target/debug/nbserve"
 fi
 
-work="$(mktemp -d)"
-pid=""
-cleanup() {
-    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# shellcheck source=scripts/lib/local-server.sh
+source scripts/lib/local-server.sh
+local_server_setup
 
 mkdir -p "$work/models"
 cp models/spam-nb.json "$work/models/spam-nb.json"
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-NBSERVE__SERVER__HOST=127.0.0.1 NBSERVE__SERVER__PORT="$port" \
-NBSERVE__MODEL__PATH="$work/models/spam-nb.json" NBSERVE__MODEL__DIR="$work/models" \
-NBSERVE__ADMIN__TOKEN="$token" NBSERVE__LOG__FORMAT=json \
-    "$BIN" serve 2>"$work/server.log" >/dev/null &
-pid=$!
+local_server_start "$work/server.log"
 url="http://127.0.0.1:$port"
-for _ in $(seq 100); do
-    curl -sf "$url/ready" >/dev/null 2>&1 && break
-    kill -0 "$pid" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
-    sleep 0.1
-done
 
 log "schemathesis $SCHEMATHESIS_VERSION against $url/openapi.json (${FUZZ_EXAMPLES} examples/operation, ${FUZZ_SECS}s, seed $FUZZ_SEED)"
 status=0

@@ -1,0 +1,58 @@
+# shellcheck shell=bash
+# Sourced (not run) by scripts that start their own nbserve on 127.0.0.1:
+# bench/reliability.sh, bench/soak.sh, scripts/api-fuzz.sh.
+#
+#   source scripts/lib/local-server.sh
+#   local_server_setup                      # $work (temp dir) + EXIT trap
+#   local_server_start LOG [VAR=VALUE ...]  # sets $port and $pid
+#
+# The caller sets BIN (the nbserve binary) and token (the admin token) and
+# puts the models in $work/models (spam-nb.json is served).
+
+# Creates $work and a trap that stops the server in $pid (if any) and
+# removes $work on exit, also on failure or Ctrl-C.
+local_server_setup() {
+    work="$(mktemp -d)"
+    pid=""
+    trap local_server_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+local_server_cleanup() {
+    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+
+local_server_free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Serves $work/models/spam-nb.json on a free loopback port with admin token
+# $token and JSON logs to LOG; extra VAR=VALUE settings override. Returns once
+# the port accepts a connection (the server binds only after the model passed
+# the gate, so that means ready). The probe is a bare connect, no HTTP request,
+# so the server's request counts stay exactly the caller's.
+local_server_start() {
+    local log="$1"
+    shift
+    : "${BIN:?local_server_start needs BIN}" "${token:?local_server_start needs token}"
+    port="$(local_server_free_port)"
+    env NBSERVE__SERVER__HOST=127.0.0.1 NBSERVE__SERVER__PORT="$port" \
+        NBSERVE__MODEL__PATH="$work/models/spam-nb.json" NBSERVE__MODEL__DIR="$work/models" \
+        NBSERVE__ADMIN__TOKEN="$token" NBSERVE__LOG__FORMAT=json "$@" \
+        "$BIN" serve 2>"$log" >/dev/null &
+    pid=$!
+    local _
+    for _ in $(seq 100); do
+        python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2).close()" \
+            2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
+        sleep 0.1
+    done
+    echo "nbserve did not start within 10 s" >&2
+    cat "$log" >&2
+    exit 1
+}
