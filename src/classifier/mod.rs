@@ -14,7 +14,7 @@ pub use model::{
     argmax, normalize_log_probs, validate_alpha, BernoulliNb, ModelError, NbParameters,
 };
 pub use split::{stratified_split, Split, SplitError};
-pub use vocabulary::{Vocabulary, VocabularyError};
+pub use vocabulary::{Key, Vocabulary, VocabularyError};
 
 use std::cell::RefCell;
 
@@ -73,8 +73,8 @@ const LOOKUP_BATCH: usize = 256;
 struct Scratch {
     lowercase: String,
     /// Tokens waiting to be looked up: (byte offset in `lowercase`, length,
-    /// hash); at most [`LOOKUP_BATCH`].
-    tokens: Vec<(usize, usize, u64)>,
+    /// lookup key); at most [`LOOKUP_BATCH`].
+    tokens: Vec<(usize, usize, Key)>,
     /// The document's distinct known features.
     features: Vec<u32>,
     /// One bit per vocabulary term. Invariant: exactly the bits of the
@@ -182,12 +182,18 @@ impl Classifier {
     pub fn features(&self, text: &str) -> Vec<u32> {
         let mut scratch = Scratch::default();
         self.features_into(text, &mut scratch);
+        scratch.features.sort_unstable();
         scratch.features
     }
 
     /// Fills `scratch.features` with the distinct known feature indices of
-    /// `text` (sorted, which is also the order scikit-learn's sparse rows sum
-    /// in) and returns `(token occurrences, unknown token occurrences)`.
+    /// `text`, in order of first occurrence, and returns `(token occurrences,
+    /// unknown token occurrences)`.
+    ///
+    /// scikit-learn sums a document's deltas in ascending feature order;
+    /// summing in occurrence order instead changes the joint log likelihood
+    /// only in its last bits (far inside the parity tolerance), while sorting
+    /// every document cost ~8% of scoring time.
     fn features_into(&self, text: &str, scratch: &mut Scratch) -> (usize, usize) {
         scratch.reset(self.vocabulary.len());
         // Taken out for the scan, so the token callback can borrow the rest.
@@ -204,7 +210,11 @@ impl Classifier {
         let (mut tokens, mut oov) = (0, 0);
         tokenizer::for_each_token(&lowercase, |t| {
             tokens += 1;
-            pending.push((t.as_ptr() as usize - base, t.len(), self.vocabulary.hash(t)));
+            pending.push((
+                t.as_ptr() as usize - base,
+                t.len(),
+                Vocabulary::key(t.as_bytes()),
+            ));
             if pending.len() == LOOKUP_BATCH {
                 oov += self.look_up(&lowercase, &mut pending, scratch);
             }
@@ -212,8 +222,6 @@ impl Classifier {
         oov += self.look_up(&lowercase, &mut pending, scratch);
         scratch.tokens = pending;
         scratch.lowercase = lowercase;
-        // Already distinct: only the (usually much shorter) unique list is sorted.
-        scratch.features.sort_unstable();
         (tokens, oov)
     }
 
@@ -222,12 +230,13 @@ impl Classifier {
     fn look_up(
         &self,
         text: &str,
-        pending: &mut Vec<(usize, usize, u64)>,
+        pending: &mut Vec<(usize, usize, Key)>,
         scratch: &mut Scratch,
     ) -> usize {
+        let text = text.as_bytes();
         let mut oov = 0;
-        for &(start, len, hash) in pending.iter() {
-            match self.vocabulary.get_hashed(&text[start..start + len], hash) {
+        for &(start, len, key) in pending.iter() {
+            match self.vocabulary.get_by_key(&text[start..start + len], key) {
                 Some(i) => scratch.insert(i),
                 None => oov += 1,
             }

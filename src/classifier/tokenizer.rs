@@ -74,61 +74,149 @@ fn push_ascii_lowercase(text: &str, buf: &mut String) {
 }
 
 /// Calls `f` with every token of an already lowercased text, in order.
-pub fn for_each_token<'a>(lowercased: &'a str, mut f: impl FnMut(&'a str)) {
-    let len = lowercased.len();
-    let mut i = 0;
-    while i < len {
-        // Skip non-word characters.
-        let start = loop {
-            if i >= len {
-                return;
-            }
-            let (word, n) = classify_at(lowercased, i);
-            if word {
-                break i;
-            }
-            i += n;
-        };
-        let mut chars = 0usize;
-        while i < len {
-            let (word, n) = classify_at(lowercased, i);
-            if !word {
-                break;
-            }
-            chars += 1;
-            i += n;
+///
+/// The text is read in blocks of 64 bytes. For each block a 64-bit mask
+/// marks the bytes that belong to word characters (eight bytes at a time for
+/// ASCII, see [`ascii_word_bits`]; decoded one character at a time only
+/// where the block holds non-ASCII bytes), and the token boundaries are the
+/// bits where the mask changes. Scanning byte by byte instead costs a table
+/// load and a branch per byte and a mispredicted branch at every token edge,
+/// which made tokenizing the largest part of scoring a document.
+pub fn for_each_token<'a>(text: &'a str, mut f: impl FnMut(&'a str)) {
+    let bytes = text.as_bytes();
+    // Start of the word run that reaches the current block's first byte, if any.
+    let mut open: Option<usize> = None;
+    // Word bits that a multi-byte character spilled into the next block.
+    let mut spill = 0u64;
+    for (n, block) in bytes.chunks(64).enumerate() {
+        let base = n * 64;
+        let (mut word, high) = ascii_word_bits(block);
+        word |= spill;
+        spill = 0;
+        if high != 0 {
+            let (here, next) = non_ascii_word_bits(text, base, block.len(), high);
+            word |= here;
+            spill = next;
         }
-        if chars >= 2 {
-            f(&lowercased[start..i]);
+        // Bit i of `edges`: the byte at i is a word byte and the one before is
+        // not (a token starts), or the reverse (a token ended at i).
+        let before = (word << 1) | u64::from(open.is_some());
+        let mut edges = word ^ before;
+        while edges != 0 {
+            let at = base + edges.trailing_zeros() as usize;
+            edges &= edges - 1;
+            match open.take() {
+                Some(start) => emit(text, start, at, &mut f),
+                None => open = Some(at),
+            }
         }
+        // A run that reaches the end of a partial (so final) block was closed
+        // by the zero bits past its end; only a full block can leave one open.
+    }
+    if let Some(start) = open {
+        emit(text, start, bytes.len(), &mut f);
     }
 }
 
-/// Whether the character at byte `i` is a word character, and its length in
-/// bytes; ASCII (the bulk of real text) is one table lookup.
-#[inline]
-fn classify_at(s: &str, i: usize) -> (bool, usize) {
-    let b = s.as_bytes()[i];
-    if b < 0x80 {
-        (ASCII_WORD[b as usize], 1)
-    } else {
-        let (c, n) = decode_at(s, i);
-        (is_word_char(c), n)
+/// Passes `text[start..end]` to `f` if it is at least two characters long.
+#[inline(always)]
+fn emit<'a>(text: &'a str, start: usize, end: usize, f: &mut impl FnMut(&'a str)) {
+    let run = &text.as_bytes()[start..end];
+    // Two or more bytes are two or more characters when the first or last
+    // byte is ASCII (a one-byte character plus at least one more) or when
+    // there are 5+ bytes (a character is at most 4); only short non-ASCII
+    // runs need their characters counted.
+    let two_chars = match run {
+        [] | [_] => false,
+        [first, .., last] if *first < 0x80 || *last < 0x80 || run.len() >= 5 => true,
+        _ => run.iter().filter(|&&b| b & 0xC0 != 0x80).count() >= 2,
+    };
+    if two_chars {
+        f(&text[start..end]);
     }
 }
 
-/// Decodes the character starting at byte `i`, with a branch-free fast path
-/// for ASCII (the bulk of real text).
+/// For a block of at most 64 bytes: (bit i set when byte i is an ASCII word
+/// character `[0-9A-Za-z_]`, bit i set when byte i is not ASCII).
+///
+/// Works on eight bytes at a time in a `u64` ("SIMD within a register"):
+/// portable, no `unsafe`, and several times fewer operations than a per-byte
+/// table lookup.
 #[inline]
-fn decode_at(s: &str, i: usize) -> (char, usize) {
-    let b = s.as_bytes()[i];
-    if b < 0x80 {
-        (b as char, 1)
-    } else {
-        // `i` is always on a char boundary: it only advances by whole chars.
-        let c = s[i..].chars().next().unwrap_or('\u{FFFD}');
-        (c, c.len_utf8())
+fn ascii_word_bits(block: &[u8]) -> (u64, u64) {
+    let full: &[u8; 64] = match block.try_into() {
+        Ok(full) => full,
+        Err(_) => {
+            // Only the text's last block is partial: pad it with zero bytes,
+            // which are neither word characters nor non-ASCII.
+            let mut padded = [0u8; 64];
+            padded[..block.len()].copy_from_slice(block);
+            return ascii_word_bits(&padded);
+        }
+    };
+    let mut word = 0u64;
+    let mut high = 0u64;
+    for (i, chunk) in full.chunks_exact(8).enumerate() {
+        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        word |= gather_high_bits(ascii_word_lanes(x)) << (i * 8);
+        high |= gather_high_bits(x) << (i * 8);
     }
+    (word, high)
+}
+
+const LANE_HIGH: u64 = 0x8080_8080_8080_8080;
+const LANE_LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+/// Every byte of the result has its top bit set when that byte of `x` is an
+/// ASCII word character; all other bits are zero.
+#[inline]
+fn ascii_word_lanes(x: u64) -> u64 {
+    let splat = |b: u8| u64::from(b) * 0x0101_0101_0101_0101;
+    // With the top bits cleared every lane is ≤ 0x7f, so adding ≤ 0x80 never
+    // carries into the next lane, and the lane's top bit says `y ≥ lo`.
+    let y = x & LANE_LOW7;
+    let at_least = |v: u64, lo: u8| v + splat(0x80 - lo);
+    let digit = at_least(y, b'0') & !at_least(y, b'9' + 1);
+    let folded = y | splat(0x20); // ASCII letters to lower case
+    let letter = at_least(folded, b'a') & !at_least(folded, b'z' + 1);
+    let not_underscore = (y ^ splat(b'_')) + LANE_LOW7;
+    (digit | letter | !not_underscore) & !x & LANE_HIGH
+}
+
+/// Packs the top bit of each byte of `lanes` into 8 bits (byte i → bit i).
+#[inline]
+fn gather_high_bits(lanes: u64) -> u64 {
+    // Byte i's top bit, shifted to bit 8i, is multiplied onto bit 56 + i;
+    // all the partial products land on distinct bits, so nothing carries.
+    (((lanes & LANE_HIGH) >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
+}
+
+/// Word bits for the non-ASCII characters of the block at `text[base..base +
+/// len]`, whose non-ASCII bytes are marked in `high`: (bits in this block,
+/// bits that a character crossing into the next block sets there).
+#[cold]
+fn non_ascii_word_bits(text: &str, base: usize, len: usize, mut high: u64) -> (u64, u64) {
+    let bytes = text.as_bytes();
+    let (mut here, mut next) = (0u64, 0u64);
+    while high != 0 {
+        let i = high.trailing_zeros() as usize;
+        high &= high - 1;
+        // Continuation bytes were set (or not) with the byte that leads them.
+        if bytes[base + i] & 0xC0 != 0xC0 {
+            continue;
+        }
+        let c = text[base + i..].chars().next().expect("a char starts here");
+        if is_word_char(c) {
+            let n = c.len_utf8();
+            // Bits i..i + n: the character's bytes, possibly past this block.
+            let bits = (1u128 << n) - 1;
+            let placed = bits << i;
+            here |= placed as u64;
+            next |= (placed >> 64) as u64;
+        }
+        debug_assert!(i < len);
+    }
+    (here, next)
 }
 
 /// Lowercases and tokenizes `text`, returning owned tokens (convenient for
@@ -219,6 +307,69 @@ mod tests {
         assert!(tokenize("a b c").is_empty());
     }
 
+    /// The straightforward character-by-character scanner: the reference
+    /// the block scanner must agree with.
+    fn reference_tokens(text: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        let mut run: Option<(usize, usize)> = None; // (start byte, chars)
+        for (i, c) in text.char_indices().chain([(text.len(), ' ')]) {
+            match (is_word_char(c) && i < text.len(), run) {
+                (true, Some((start, n))) => run = Some((start, n + 1)),
+                (true, None) => run = Some((i, 1)),
+                (false, Some((start, n))) => {
+                    if n >= 2 {
+                        out.push(&text[start..i]);
+                    }
+                    run = None;
+                }
+                (false, None) => {}
+            }
+        }
+        out
+    }
+
+    fn block_tokens(text: &str) -> Vec<&str> {
+        let mut out = Vec::new();
+        for_each_token(text, |t| out.push(t));
+        out
+    }
+
+    #[test]
+    fn tokens_across_block_boundaries() {
+        // Runs that end at, start at, straddle and span whole 64-byte blocks,
+        // with multi-byte characters split by the block edge.
+        let mut cases = vec![
+            "a".repeat(64),
+            "a".repeat(65),
+            format!("{} b", "a".repeat(63)),
+            format!("{}é{}", "x".repeat(63), "y".repeat(70)),
+            format!("{}€x {}", "x".repeat(62), "€".repeat(40)),
+            format!("{}😀ab", "x".repeat(62)),
+            format!("{}ab", " ".repeat(63)),
+            format!("{}é", " ".repeat(63)),
+            format!("{}\u{301}ab", "a".repeat(63)),
+            "z".repeat(200),
+        ];
+        cases.push(cases.concat());
+        for text in &cases {
+            assert_eq!(block_tokens(text), reference_tokens(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn word_lanes_match_the_byte_table() {
+        for b in 0..=255u8 {
+            let x = u64::from(b) << 24 | 0x0020_0041;
+            let lanes = ascii_word_lanes(x);
+            let expected = b < 0x80 && ASCII_WORD[b as usize];
+            assert_eq!(lanes >> 31 & 1 == 1, expected, "byte {b:#04x}");
+            assert_eq!(
+                gather_high_bits(lanes),
+                if expected { 0b1001 } else { 0b0001 }
+            );
+        }
+    }
+
     fn lower(text: &str) -> String {
         let mut buf = String::from("stale contents");
         lowercase_into(text, &mut buf);
@@ -238,6 +389,18 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn block_scanner_matches_the_reference(text in ".{0,300}") {
+            proptest::prop_assert_eq!(block_tokens(&text), reference_tokens(&text));
+        }
+
+        #[test]
+        fn block_scanner_matches_on_mail_like_text(
+            text in "([a-zA-Z0-9_ .,:;!@<>/=\n-]{0,90}[éß€😀\u{301}Σ½]?){0,12}"
+        ) {
+            proptest::prop_assert_eq!(block_tokens(&text), reference_tokens(&text));
+        }
+
         #[test]
         fn lowercase_into_is_str_to_lowercase(text in ".*") {
             proptest::prop_assert_eq!(lower(&text), text.to_lowercase());
