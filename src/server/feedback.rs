@@ -1,12 +1,17 @@
 //! Prediction memory, label feedback, live evaluation and drift signals.
 //!
-//! Every prediction is remembered (id → predicted class, model version, time)
-//! in bounded memory: at most `capacity` entries, none older than `max_age`,
+//! Every prediction is remembered (id → predicted class, model, time) in
+//! bounded memory: at most `capacity` entries, none older than `max_age`,
 //! oldest dropped first. Feedback on a remembered prediction feeds a sliding
 //! window of labelled predictions, scored with the same
 //! [`ConfusionMatrix::evaluate`] as offline evaluation.
+//!
+//! Remembered predictions live in a ring of 16-byte [`Slot`]s that needs no
+//! index: a prediction's id carries its sequence number, which names its slot
+//! (see [`IdCodec`]). At the default capacity of 100,000 that is 1.6 MB, where
+//! a hash index plus an eviction queue took ~10 MB.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -14,8 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use rustc_hash::FxBuildHasher;
 use serde::Serialize;
+use uuid::Uuid;
 
 use crate::classifier::{ConfusionMatrix, Evaluation};
 
@@ -55,20 +60,125 @@ pub struct ModelLabels {
     pub prior: Vec<f64>,
 }
 
-struct Remembered {
-    /// The prediction id as two halves (`u128` would force 16-byte alignment
-    /// and pad every entry).
-    id: [u64; 2],
-    predicted: u16,
-    model: Arc<ModelLabels>,
-    at: Instant,
-    at_wall: DateTime<Utc>,
-    answered: bool,
+/// Bits of sequence number an id carries (enough for a million predictions a
+/// second for 36,000 years).
+const SEQ_BITS: u32 = 60;
+/// Random bits an id carries: a guessed id that names a live slot still has
+/// to match its nonce, a 1 in 2⁶² chance.
+const NONCE_BITS: u32 = 62;
+const NONCE_MASK: u64 = (1 << NONCE_BITS) - 1;
+/// Feistel rounds of the sequence-number permutation.
+const ROUNDS: usize = 4;
+const HALF_BITS: u32 = SEQ_BITS / 2;
+const HALF_MASK: u64 = (1 << HALF_BITS) - 1;
+
+/// Issues and reads prediction ids.
+///
+/// An id is an RFC 9562 version-8 ("custom") UUID: 60 bits of sequence
+/// number and 62 random bits (the nonce), around the 6 version and variant
+/// bits. The sequence number finds the prediction's slot in the ring; the
+/// nonce, stored in the slot, proves the id was issued (a slot is reused for
+/// a later prediction with a new nonce, so old ids stop matching).
+///
+/// The sequence number goes through a keyed permutation (a 4-round Feistel
+/// network over two 30-bit halves, keys drawn at start-up), so ids do not
+/// show how many predictions were made, or were made between two ids, as a
+/// random (v4) UUID did not. This hides a count; it is not what makes ids
+/// unguessable: that is the nonce.
+struct IdCodec {
+    keys: [u64; ROUNDS],
 }
 
-fn id_halves(id: uuid::Uuid) -> [u64; 2] {
-    let v = id.as_u128();
-    [(v >> 64) as u64, v as u64]
+impl IdCodec {
+    fn new() -> Self {
+        Self {
+            keys: rand::random(),
+        }
+    }
+
+    /// The Feistel round function: 30 well-mixed bits of `half` and a key.
+    fn round(&self, round: usize, half: u64) -> u64 {
+        splitmix64(half ^ self.keys[round]) & HALF_MASK
+    }
+
+    /// A bijection on 60-bit numbers.
+    fn permute(&self, seq: u64) -> u64 {
+        let (mut l, mut r) = (seq >> HALF_BITS, seq & HALF_MASK);
+        for k in 0..ROUNDS {
+            (l, r) = (r, l ^ self.round(k, r));
+        }
+        (l << HALF_BITS) | r
+    }
+
+    /// The inverse of [`IdCodec::permute`].
+    fn unpermute(&self, value: u64) -> u64 {
+        let (mut l, mut r) = (value >> HALF_BITS, value & HALF_MASK);
+        for k in (0..ROUNDS).rev() {
+            (l, r) = (r ^ self.round(k, l), l);
+        }
+        (l << HALF_BITS) | r
+    }
+
+    /// The id of prediction `seq` (< 2⁶⁰) with random `nonce` (< 2⁶²).
+    fn encode(&self, seq: u64, nonce: u64) -> Uuid {
+        let p = self.permute(seq);
+        // UUID bit layout: 48 bits | version (4) | 12 bits | variant (2) | 62 bits.
+        let high = ((p >> 12) << 16) | (0x8 << 12) | (p & 0xfff);
+        let low = (0b10 << 62) | (nonce & NONCE_MASK);
+        Uuid::from_u64_pair(high, low)
+    }
+
+    /// `(sequence number, nonce)` of an id this codec could have issued.
+    fn decode(&self, id: Uuid) -> Option<(u64, u64)> {
+        if id.get_version_num() != 8 || id.get_variant() != uuid::Variant::RFC4122 {
+            return None;
+        }
+        let (high, low) = id.as_u64_pair();
+        let p = ((high >> 16) << 12) | (high & 0xfff);
+        Some((self.unpermute(p), low & NONCE_MASK))
+    }
+}
+
+/// SplitMix64's finaliser: every input bit affects every output bit.
+fn splitmix64(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// One remembered prediction in 16 bytes: the id's nonce, and packed into
+/// `stamp`: milliseconds since the store's epoch (bits 17–63, 4,000+ years),
+/// whether feedback arrived (bit 16) and the predicted class (bits 0–15).
+/// Its model is not stored per slot: see [`Inner::models`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Slot {
+    nonce: u64,
+    stamp: u64,
+}
+
+impl Slot {
+    const ANSWERED: u64 = 1 << 16;
+
+    fn new(nonce: u64, at_ms: u64, predicted: u16) -> Self {
+        Self {
+            nonce,
+            stamp: (at_ms << 17) | u64::from(predicted),
+        }
+    }
+    fn at_ms(self) -> u64 {
+        self.stamp >> 17
+    }
+    fn predicted(self) -> u16 {
+        self.stamp as u16
+    }
+    fn answered(self) -> bool {
+        self.stamp & Self::ANSWERED != 0
+    }
+    fn set_answered(&mut self) {
+        self.stamp |= Self::ANSWERED;
+    }
 }
 
 /// Accepted feedback, as returned to the caller and appended to the log.
@@ -118,18 +228,19 @@ struct Recent {
     oov: Option<f64>,
 }
 
-/// Remembered predictions live in `order`, oldest first, and are found
-/// through `by_id`: high half of the id → sequence number, where entry `seq`
-/// sits at `order[seq - first_seq]`. Compared with a map from the full id to
-/// the entry, the index holds 16-byte pairs instead of 64-byte entries, which
-/// matters because a hash map that keeps deleting (every prediction evicts
-/// one at capacity) fills with tombstones and doubles its table: at the
-/// default 100,000 predictions that was ~30 MB of peak RSS, most of the server's.
+/// Everything behind the store's lock.
 struct Inner {
-    by_id: HashMap<u64, u64, FxBuildHasher>,
-    order: VecDeque<Remembered>,
-    /// Sequence number of `order[0]`.
-    first_seq: u64,
+    /// The ring: prediction `seq` sits at `slots[seq % capacity]` while
+    /// `first <= seq < next`. Grows up to `capacity`, then wraps.
+    slots: Vec<Slot>,
+    /// Sequence number of the oldest remembered prediction.
+    first: u64,
+    /// Sequence number of the next prediction.
+    next: u64,
+    /// The models of the remembered predictions, as runs: `(first sequence
+    /// number it predicted, model)`, oldest first. Usually one entry; a
+    /// reload adds one, dropped once its last prediction is.
+    models: VecDeque<(u64, Arc<ModelLabels>)>,
     window: VecDeque<(u16, u16)>,
     window_model: Option<Arc<ModelLabels>>,
     matrix: ConfusionMatrix,
@@ -141,6 +252,14 @@ struct Inner {
     oov_n: u64,
 }
 
+impl Inner {
+    /// The model that made prediction `seq` (which must be remembered).
+    fn model_of(&self, seq: u64) -> &Arc<ModelLabels> {
+        let i = self.models.partition_point(|(start, _)| *start <= seq);
+        &self.models[i - 1].1
+    }
+}
+
 /// Predictions the store reserves room for up front (see [`FeedbackStore::new`]).
 const PREALLOCATE_MAX: usize = 1 << 20;
 
@@ -149,6 +268,12 @@ pub struct FeedbackStore {
     capacity: usize,
     max_age: Duration,
     window: usize,
+    ids: IdCodec,
+    /// Slot times count milliseconds from here.
+    epoch: Instant,
+    /// The wall-clock time at `epoch`: a prediction's wall-clock time is
+    /// this plus its slot time (no per-slot timestamp needed).
+    epoch_wall: DateTime<Utc>,
     inner: Mutex<Inner>,
     log: Option<Mutex<FeedbackLog>>,
 }
@@ -259,19 +384,18 @@ impl FeedbackStore {
             capacity,
             max_age,
             window,
+            ids: IdCodec::new(),
+            epoch: Instant::now(),
+            epoch_wall: Utc::now(),
             inner: Mutex::new(Inner {
-                // Sized once for the configured capacity (up to a million
-                // predictions; beyond that they grow on demand): growing by
-                // doubling would briefly hold the old and new tables at once.
-                // The index gets twice the room, so deletions (tombstones)
-                // are cleaned by rehashing in place rather than by doubling.
-                // Untouched pages of these allocations cost no memory.
-                by_id: HashMap::with_capacity_and_hasher(
-                    2 * capacity.min(PREALLOCATE_MAX),
-                    FxBuildHasher,
-                ),
-                order: VecDeque::with_capacity(capacity.min(PREALLOCATE_MAX)),
-                first_seq: 0,
+                // Reserved once for the configured capacity (up to a million
+                // predictions; beyond that the ring grows on demand), so it
+                // is never copied while growing. Pages of the reservation
+                // cost memory only once predictions are written to them.
+                slots: Vec::with_capacity(capacity.min(PREALLOCATE_MAX)),
+                first: 0,
+                next: 0,
+                models: VecDeque::new(),
                 window: VecDeque::new(),
                 window_model: None,
                 matrix: ConfusionMatrix::new(0),
@@ -286,6 +410,21 @@ impl FeedbackStore {
         })
     }
 
+    /// Milliseconds from the store's epoch to `t`.
+    fn millis(&self, t: Instant) -> u64 {
+        t.duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// Whether a prediction made at `at_ms` is past `max_age` at `now_ms`.
+    fn expired(&self, at_ms: u64, now_ms: u64) -> bool {
+        u128::from(now_ms.saturating_sub(at_ms)) > self.max_age.as_millis()
+    }
+
+    /// The ring index of prediction `seq`.
+    fn slot_index(&self, seq: u64) -> usize {
+        (seq % self.capacity as u64) as usize
+    }
+
     /// Remembers a prediction and returns its id.
     pub fn remember(
         &self,
@@ -293,37 +432,45 @@ impl FeedbackStore {
         predicted: usize,
         confidence: f64,
         oov: Option<f64>,
-    ) -> uuid::Uuid {
-        let id = uuid::Uuid::new_v4();
-        let now = Instant::now();
+    ) -> Uuid {
+        let nonce = rand::random::<u64>() & NONCE_MASK;
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *g;
+        // Read under the lock, so slot times never decrease along the ring.
+        let now_ms = self.millis(Instant::now());
         // Expire by age, then make room by evicting the oldest.
-        while let Some(old) = inner.order.front() {
-            if now.duration_since(old.at) > self.max_age || inner.order.len() >= self.capacity {
-                let [hi, _] = old.id;
-                // Another live id may share the high half (~n²/2⁶⁵ odds) and
-                // have replaced this one in the index: leave that one alone.
-                if inner.by_id.get(&hi) == Some(&inner.first_seq) {
-                    inner.by_id.remove(&hi);
-                }
-                inner.order.pop_front();
-                inner.first_seq += 1;
+        while inner.first < inner.next {
+            let oldest = inner.slots[self.slot_index(inner.first)];
+            let full = inner.next - inner.first >= self.capacity as u64;
+            if full || self.expired(oldest.at_ms(), now_ms) {
+                inner.first += 1;
             } else {
                 break;
             }
         }
-        let halves = id_halves(id);
-        let seq = inner.first_seq + inner.order.len() as u64;
-        inner.by_id.insert(halves[0], seq);
-        inner.order.push_back(Remembered {
-            id: halves,
-            predicted: predicted as u16,
-            model: Arc::clone(model),
-            at: now,
-            at_wall: Utc::now(),
-            answered: false,
-        });
+        // A model whose last remembered prediction is gone is let go.
+        while inner.models.len() > 1 && inner.models[1].0 <= inner.first {
+            inner.models.pop_front();
+        }
+        let seq = inner.next;
+        debug_assert!(seq < 1 << SEQ_BITS);
+        inner.next += 1;
+        let same_model = inner
+            .models
+            .back()
+            .is_some_and(|(_, m)| Arc::ptr_eq(m, model) || m == model);
+        if !same_model {
+            inner.models.push_back((seq, Arc::clone(model)));
+        }
+        let slot = Slot::new(nonce, now_ms, predicted as u16);
+        if inner.slots.len() < self.capacity {
+            // Not wrapped yet: sequence numbers and ring indices coincide.
+            debug_assert_eq!(inner.slots.len() as u64, seq);
+            inner.slots.push(slot);
+        } else {
+            let i = self.slot_index(seq);
+            inner.slots[i] = slot;
+        }
         // Drift window over recent predictions.
         if inner.recent_model.as_ref() != Some(model) {
             inner.recent.clear();
@@ -354,46 +501,45 @@ impl FeedbackStore {
             confidence,
             oov,
         });
-        id
+        drop(g);
+        self.ids.encode(seq, nonce)
     }
 
     /// Records the true `label` of prediction `id`.
     pub fn submit(&self, id: &str, label: &str) -> Result<FeedbackRecord, FeedbackError> {
         // `parse_str` also takes upper case, braces, `urn:uuid:` and no hyphens.
-        let uuid = uuid::Uuid::parse_str(id).map_err(|_| FeedbackError::UnknownId)?;
-        let key = id_halves(uuid);
-        let now = Instant::now();
+        let uuid = Uuid::parse_str(id).map_err(|_| FeedbackError::UnknownId)?;
+        let (seq, nonce) = self.ids.decode(uuid).ok_or(FeedbackError::UnknownId)?;
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let inner = &mut *g;
-        let seq = *inner.by_id.get(&key[0]).ok_or(FeedbackError::UnknownId)?;
-        let entry = seq
-            .checked_sub(inner.first_seq)
-            .and_then(|i| usize::try_from(i).ok())
-            .and_then(|i| inner.order.get_mut(i))
-            .filter(|e| e.id == key)
-            .ok_or(FeedbackError::UnknownId)?;
-        if now.duration_since(entry.at) > self.max_age {
+        let now_ms = self.millis(Instant::now());
+        if !(inner.first..inner.next).contains(&seq) {
             return Err(FeedbackError::UnknownId);
         }
-        let truth = entry
-            .model
+        let index = self.slot_index(seq);
+        let slot = inner.slots[index];
+        if slot.nonce != nonce || self.expired(slot.at_ms(), now_ms) {
+            return Err(FeedbackError::UnknownId);
+        }
+        let model = Arc::clone(inner.model_of(seq));
+        let truth = model
             .classes
             .iter()
             .position(|c| c == label)
-            .ok_or_else(|| FeedbackError::InvalidLabel(entry.model.classes.join(", ")))?;
-        if entry.answered {
+            .ok_or_else(|| FeedbackError::InvalidLabel(model.classes.join(", ")))?;
+        if slot.answered() {
             return Err(FeedbackError::Duplicate);
         }
-        entry.answered = true;
-        let predicted = entry.predicted;
-        let model = Arc::clone(&entry.model);
+        inner.slots[index].set_answered();
+        let predicted = slot.predicted();
+        let predicted_at = self.epoch_wall + Duration::from_millis(slot.at_ms());
         let record = FeedbackRecord {
             // The id as issued, whatever form it came in: the log is joined on it.
             prediction_id: uuid.hyphenated().to_string(),
             label: label.to_owned(),
             predicted_label: model.classes[predicted as usize].clone(),
             model_version: model.version.clone(),
-            predicted_at: entry.at_wall.to_rfc3339_opts(SecondsFormat::Millis, true),
+            predicted_at: predicted_at.to_rfc3339_opts(SecondsFormat::Millis, true),
             received_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
         };
         // A reload that changes the class list starts a new window.
@@ -469,11 +615,8 @@ impl FeedbackStore {
 
     /// Predictions currently remembered.
     pub fn remembered(&self) -> usize {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .order
-            .len()
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        (g.next - g.first) as usize
     }
 
     /// Window size setting.
@@ -602,6 +745,166 @@ mod tests {
         assert!(d.label_js_divergence > 0.1);
         assert!((d.mean_confidence - 0.8).abs() < 1e-12);
         assert!((d.mean_oov_ratio - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ids_are_version_8_uuids_that_round_trip() {
+        let codec = IdCodec::new();
+        let mut rng = rand::thread_rng();
+        let mut seen = std::collections::HashSet::new();
+        let seqs = (0..1000u64).chain([(1 << SEQ_BITS) - 1, 1 << 40, 12_345_678_901]);
+        for seq in seqs {
+            let nonce = rand::Rng::gen::<u64>(&mut rng) & NONCE_MASK;
+            let id = codec.encode(seq, nonce);
+            assert_eq!(id.get_version_num(), 8);
+            assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
+            assert_eq!(codec.decode(id), Some((seq, nonce)));
+            assert!(seen.insert(codec.permute(seq)), "permutation collides");
+        }
+        // Another store's keys read the same id as another prediction.
+        let other = IdCodec::new();
+        assert_ne!(other.decode(codec.encode(7, 1)), Some((7, 1)));
+        // Version 4 (or anything not issued as version 8) is never read.
+        assert_eq!(codec.decode(Uuid::new_v4()), None);
+    }
+
+    #[test]
+    fn ids_do_not_show_the_prediction_count() {
+        let codec = IdCodec::new();
+        // Consecutive sequence numbers land far apart: on average half of
+        // the 60 permuted bits differ between neighbours.
+        let flipped: u32 = (0..1000u64)
+            .map(|s| (codec.permute(s) ^ codec.permute(s + 1)).count_ones())
+            .sum();
+        let mean = f64::from(flipped) / 1000.0;
+        assert!((25.0..35.0).contains(&mean), "mean bits flipped {mean}");
+    }
+
+    #[test]
+    fn a_forged_or_altered_id_is_unknown() {
+        let s = FeedbackStore::new(10, Duration::from_secs(60), 10, None).unwrap();
+        let id = s.remember(&model(), 0, 0.9, None);
+        let (high, low) = id.as_u64_pair();
+        // Every bit of the nonce is checked.
+        for bit in 0..NONCE_BITS {
+            let forged = Uuid::from_u64_pair(high, low ^ (1 << bit)).to_string();
+            assert_eq!(
+                s.submit(&forged, "ham").unwrap_err(),
+                FeedbackError::UnknownId
+            );
+        }
+        // A neighbouring sequence number that was never issued.
+        let (seq, nonce) = s.ids.decode(id).unwrap();
+        let next = s.ids.encode(seq + 1, nonce).to_string();
+        assert_eq!(
+            s.submit(&next, "ham").unwrap_err(),
+            FeedbackError::UnknownId
+        );
+        assert!(s.submit(&id.to_string(), "ham").is_ok());
+    }
+
+    #[test]
+    fn a_reused_slot_does_not_accept_the_old_id() {
+        let s = FeedbackStore::new(4, Duration::from_secs(60), 100, None).unwrap();
+        let m = model();
+        let ids: Vec<Uuid> = (0..11).map(|i| s.remember(&m, i % 2, 0.9, None)).collect();
+        assert_eq!(s.remembered(), 4);
+        for (i, id) in ids.iter().enumerate() {
+            let r = s.submit(&id.to_string(), "ham");
+            if i < 7 {
+                assert_eq!(r.unwrap_err(), FeedbackError::UnknownId, "prediction {i}");
+            } else {
+                let r = r.unwrap();
+                assert_eq!(r.predicted_label, ["ham", "spam"][i % 2], "prediction {i}");
+            }
+        }
+        // The ring never grew past the capacity.
+        assert_eq!(s.inner.lock().unwrap().slots.len(), 4);
+    }
+
+    #[test]
+    fn feedback_is_judged_against_the_model_that_predicted() {
+        let s = FeedbackStore::new(3, Duration::from_secs(60), 100, None).unwrap();
+        let old = model();
+        let new = Arc::new(ModelLabels {
+            version: "v2".into(),
+            classes: vec!["a".into(), "b".into(), "c".into()],
+            prior: vec![0.2, 0.3, 0.5],
+        });
+        let by_old = s.remember(&old, 1, 0.9, None).to_string();
+        // A reload of an identical model continues the same run.
+        let by_same = s.remember(&model(), 0, 0.9, None).to_string();
+        let by_new = s.remember(&new, 2, 0.9, None).to_string();
+        assert_eq!(s.inner.lock().unwrap().models.len(), 2);
+        assert_eq!(
+            s.submit(&by_old, "c").unwrap_err(),
+            FeedbackError::InvalidLabel("ham, spam".into())
+        );
+        let r = s.submit(&by_old, "ham").unwrap();
+        assert_eq!(
+            (r.model_version.as_str(), r.predicted_label.as_str()),
+            ("v1", "spam")
+        );
+        let r = s.submit(&by_new, "c").unwrap();
+        assert_eq!(
+            (r.model_version.as_str(), r.predicted_label.as_str()),
+            ("v2", "c")
+        );
+        assert_eq!(s.submit(&by_same, "ham").unwrap().model_version, "v1");
+        // Once its predictions are evicted, the old model is let go.
+        for _ in 0..2 {
+            s.remember(&new, 0, 0.9, None);
+        }
+        let g = s.inner.lock().unwrap();
+        assert_eq!(g.models.len(), 1);
+        assert!(Arc::ptr_eq(&g.models[0].1, &new));
+    }
+
+    #[test]
+    fn records_carry_the_prediction_time() {
+        let s = FeedbackStore::new(10, Duration::from_secs(60), 10, None).unwrap();
+        let before = Utc::now();
+        let id = s.remember(&model(), 0, 0.9, None).to_string();
+        std::thread::sleep(Duration::from_millis(20));
+        let r = s.submit(&id, "ham").unwrap();
+        let at = DateTime::parse_from_rfc3339(&r.predicted_at).unwrap();
+        let received = DateTime::parse_from_rfc3339(&r.received_at).unwrap();
+        // Millisecond resolution, as written to the log.
+        let ms = chrono::Duration::milliseconds(1);
+        assert!(
+            at >= before - ms * 2 && at <= before + ms * 15,
+            "{at} vs {before}"
+        );
+        assert!(received - at >= ms * 19, "{at} then {received}");
+    }
+
+    #[test]
+    fn memory_is_16_bytes_per_remembered_prediction() {
+        assert_eq!(std::mem::size_of::<Slot>(), 16);
+        let s = FeedbackStore::new(100_000, Duration::from_secs(60), 10, None).unwrap();
+        let m = model();
+        for _ in 0..150_000 {
+            s.remember(&m, 0, 0.9, None);
+        }
+        let g = s.inner.lock().unwrap();
+        assert_eq!(g.slots.len(), 100_000);
+        assert_eq!(g.slots.capacity(), 100_000, "reserved once, never regrown");
+    }
+
+    #[test]
+    fn slots_pack_time_class_and_answer() {
+        let at = (1 << 47) - 1; // the largest time a slot holds: 4,400+ years
+        let mut slot = Slot::new(NONCE_MASK, at, u16::MAX);
+        assert_eq!(
+            (slot.at_ms(), slot.predicted(), slot.answered()),
+            (at, u16::MAX, false)
+        );
+        slot.set_answered();
+        assert_eq!(
+            (slot.at_ms(), slot.predicted(), slot.answered()),
+            (at, u16::MAX, true)
+        );
+        assert_eq!(slot.nonce, NONCE_MASK);
     }
 
     #[test]

@@ -123,3 +123,40 @@ async fn live_quality_over_a_replayed_split_equals_offline_evaluation() {
     assert!((metric_value(&m, "nbserve_live_f1_macro").unwrap() - offline.f1_macro).abs() < 1e-9);
     app.stop().await;
 }
+
+/// Prediction ids are version-8 UUIDs that only the issuing server accepts:
+/// one changed hex digit, or the id of another server's prediction made at
+/// the same point in its sequence, is an unknown prediction.
+#[tokio::test]
+async fn only_issued_ids_are_accepted() {
+    let a = spawn_app().await;
+    let b = spawn_app().await;
+    let text = "The quarterly report is attached";
+    let from_a = a.predict(text).await["prediction_id"].clone();
+    let from_b = b.predict(text).await["prediction_id"].clone();
+    let id = from_a.as_str().unwrap();
+    assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 8);
+    assert_ne!(from_a, from_b);
+    let r = b
+        .post_json("/feedback", &json!({"prediction_id": id, "label": "ham"}))
+        .await;
+    assert_error(r, 404, "unknown_prediction").await;
+    for (i, c) in id.char_indices().filter(|(_, c)| *c != '-') {
+        let digit = c.to_digit(16).unwrap();
+        let changed = char::from_digit((digit + 1) % 16, 16).unwrap();
+        let forged = format!("{}{changed}{}", &id[..i], &id[i + 1..]);
+        let r = a
+            .post_json(
+                "/feedback",
+                &json!({"prediction_id": forged, "label": "ham"}),
+            )
+            .await;
+        assert_error(r, 404, "unknown_prediction").await;
+    }
+    let r = a
+        .post_json("/feedback", &json!({"prediction_id": id, "label": "ham"}))
+        .await;
+    assert_eq!(r.status(), 202);
+    a.stop().await;
+    b.stop().await;
+}
