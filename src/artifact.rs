@@ -6,7 +6,7 @@
 //! Files are written compact, so every byte of a shipped file is significant.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -199,9 +199,17 @@ pub struct LoadedModel {
 
 impl Artifact {
     /// The checksum of the content as it is now.
+    ///
+    /// The canonical JSON is hashed as it is written, through a 64 KiB buffer:
+    /// materialising it would allocate (and copy) a buffer larger than the
+    /// file on every load.
     pub fn compute_checksum(&self) -> String {
-        let bytes = serde_json::to_vec(&CanonicalView(self)).expect("artifact serialises");
-        format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+        let mut out = BufWriter::with_capacity(64 * 1024, HashWriter(Sha256::new()));
+        serde_json::to_writer(&mut out, &CanonicalView(self)).expect("artifact serialises");
+        let HashWriter(hasher) = out
+            .into_inner()
+            .unwrap_or_else(|_| unreachable!("hashing never fails"));
+        format!("sha256:{}", hex::encode(hasher.finalize()))
     }
 
     /// Sets `checksum` from the content.
@@ -248,6 +256,12 @@ impl Artifact {
 
     /// Parses and fully validates artifact bytes.
     pub fn load_bytes(bytes: &[u8]) -> Result<LoadedModel, ArtifactError> {
+        Self::parse(bytes)?.into_loaded()
+    }
+
+    /// Parses artifact bytes: format and schema version first (so an
+    /// unrelated or newer file is named as such), then the whole schema.
+    fn parse(bytes: &[u8]) -> Result<Artifact, ArtifactError> {
         #[derive(Deserialize)]
         struct Header {
             format: Option<serde_json::Value>,
@@ -271,9 +285,7 @@ impl Artifact {
                 })
             }
         }
-        let artifact: Artifact =
-            serde_json::from_slice(bytes).map_err(|e| ArtifactError::Schema(e.to_string()))?;
-        artifact.into_loaded()
+        serde_json::from_slice(bytes).map_err(|e| ArtifactError::Schema(e.to_string()))
     }
 
     /// Reads and validates the artifact at `path`.
@@ -282,7 +294,11 @@ impl Artifact {
             path: path.to_owned(),
             source,
         })?;
-        Self::load_bytes(&bytes)
+        let artifact = Self::parse(&bytes)?;
+        // The file's bytes are not needed past parsing: free them before the
+        // scoring tables are built, so the two are never held at once.
+        drop(bytes);
+        artifact.into_loaded()
     }
 
     /// Validates everything and builds the classifier.
@@ -295,20 +311,36 @@ impl Artifact {
             });
         }
         self.validate()?;
-        let evaluation = self.evaluation.ok_or(ArtifactError::MissingEvaluation)?;
-        let vocabulary = Vocabulary::from_sorted(&self.vocabulary)?;
-        let model = BernoulliNb::new(&self.parameters)?;
+        let Artifact {
+            model,
+            checksum,
+            created_at,
+            training,
+            dataset,
+            classes,
+            evaluation,
+            vocabulary: terms,
+            parameters,
+            ..
+        } = self;
+        let evaluation = evaluation.ok_or(ArtifactError::MissingEvaluation)?;
+        // Each parsed part is freed as soon as its table is built: the
+        // 110k-term list before the counts are turned into log-probabilities.
+        let vocabulary = Vocabulary::from_sorted(&terms)?;
+        drop(terms);
+        let nb = BernoulliNb::new(&parameters)?;
+        drop(parameters);
         let vocabulary_size = vocabulary.len();
-        let classifier = Classifier::new(self.classes.clone(), vocabulary, model)?;
+        let classifier = Classifier::new(classes.clone(), vocabulary, nb)?;
         Ok(LoadedModel {
             classifier,
             meta: ModelMeta {
-                model: self.model,
-                checksum: self.checksum,
-                created_at: self.created_at,
-                training: self.training,
-                dataset: self.dataset,
-                classes: self.classes,
+                model,
+                checksum,
+                created_at,
+                training,
+                dataset,
+                classes,
                 vocabulary_size,
                 evaluation,
             },
@@ -360,6 +392,19 @@ impl Artifact {
             )));
         }
         self.parameters.validate(self.vocabulary.len())?;
+        Ok(())
+    }
+}
+
+/// Feeds what is written to it into a hash.
+struct HashWriter(Sha256);
+
+impl Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }
@@ -429,6 +474,17 @@ mod tests {
             serde_json::to_vec(&CanonicalView(&a)).unwrap(),
             serde_json::to_vec(&a).unwrap()
         );
+    }
+
+    #[test]
+    fn checksum_is_the_sha256_of_the_canonical_bytes() {
+        let a = sample_artifact();
+        let canonical = serde_json::to_vec(&CanonicalView(&a)).unwrap();
+        // Larger than the hashing buffer, so it is hashed in several pieces.
+        assert!(canonical.len() > 64 * 1024, "{} bytes", canonical.len());
+        let expected = format!("sha256:{}", hex::encode(Sha256::digest(&canonical)));
+        assert_eq!(a.compute_checksum(), expected);
+        assert_eq!(a.checksum, expected);
     }
 
     #[test]
