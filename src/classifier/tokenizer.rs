@@ -49,20 +49,43 @@ pub fn is_word_char(c: char) -> bool {
 /// Splitting at ASCII whitespace cannot change the result: final sigma looks
 /// at neighbouring characters only through case-ignorable ones, and
 /// whitespace is neither case-ignorable nor cased, so the context ends there
-/// in both cases.
+/// in both cases. Only the words that hold non-ASCII bytes are split out;
+/// the ASCII stretches between them are copied whole.
 pub fn lowercase_into(text: &str, buf: &mut String) {
     buf.clear();
-    if text.is_ascii() {
-        push_ascii_lowercase(text, buf);
-        return;
+    let bytes = text.as_bytes();
+    // `text[..done]` is in `buf`.
+    let mut done = 0;
+    while let Some(at) = first_non_ascii(&bytes[done..]).map(|i| done + i) {
+        let is_space = |b: &u8| b.is_ascii_whitespace();
+        let word_start = bytes[done..at]
+            .iter()
+            .rposition(is_space)
+            .map_or(done, |i| done + i + 1);
+        let word_end = bytes[at..]
+            .iter()
+            .position(is_space)
+            .map_or(bytes.len(), |i| at + i);
+        push_ascii_lowercase(&text[done..word_start], buf);
+        buf.push_str(&text[word_start..word_end].to_lowercase());
+        done = word_end;
     }
-    for word in text.split_inclusive(|c: char| c.is_ascii_whitespace()) {
-        if word.is_ascii() {
-            push_ascii_lowercase(word, buf);
-        } else {
-            buf.push_str(&word.to_lowercase());
+    push_ascii_lowercase(&text[done..], buf);
+}
+
+/// Index of the first byte ≥ 0x80 in `bytes`, checking eight bytes at a time.
+#[inline]
+fn first_non_ascii(bytes: &[u8]) -> Option<usize> {
+    let mut chunks = bytes.chunks_exact(8);
+    for (n, chunk) in chunks.by_ref().enumerate() {
+        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        if x & LANE_HIGH != 0 {
+            return Some(n * 8 + (x & LANE_HIGH).trailing_zeros() as usize / 8);
         }
     }
+    let tail = chunks.remainder();
+    let tail_start = bytes.len() - tail.len();
+    tail.iter().position(|&b| b >= 0x80).map(|i| tail_start + i)
 }
 
 /// Copies ASCII `text` to the end of `buf` and lowercases the copy in place:
@@ -155,10 +178,19 @@ fn ascii_word_bits(block: &[u8]) -> (u64, u64) {
         }
     };
     let mut word = 0u64;
-    let mut high = 0u64;
+    let mut any_high = 0u64;
     for (i, chunk) in full.chunks_exact(8).enumerate() {
         let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
         word |= gather_high_bits(ascii_word_lanes(x)) << (i * 8);
+        any_high |= x;
+    }
+    if any_high & LANE_HIGH == 0 {
+        return (word, 0);
+    }
+    // Rare: the block holds non-ASCII bytes; mark them.
+    let mut high = 0u64;
+    for (i, chunk) in full.chunks_exact(8).enumerate() {
+        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
         high |= gather_high_bits(x) << (i * 8);
     }
     (word, high)
@@ -403,6 +435,11 @@ mod tests {
 
         #[test]
         fn lowercase_into_is_str_to_lowercase(text in ".*") {
+            proptest::prop_assert_eq!(lower(&text), text.to_lowercase());
+        }
+
+        #[test]
+        fn lowercase_into_agrees_on_mixed_text(text in "([a-zA-Z .\t\n]{0,20}[ÀÉΣİß€😀]?){0,10}") {
             proptest::prop_assert_eq!(lower(&text), text.to_lowercase());
         }
 

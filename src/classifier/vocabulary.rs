@@ -136,7 +136,7 @@ impl Vocabulary {
             .find(key.hash, |s| {
                 s.prefix == key.prefix
                     && s.len as usize == term.len()
-                    && (term.len() <= 8 || self.tail(s.index) == &term[8..])
+                    && (term.len() <= 8 || same_bytes(self.tail(s.index), &term[8..]))
             })
             .map(|s| s.index)
     }
@@ -190,6 +190,18 @@ const MULTIPLIER: u64 = 0x1319_8a2e_0370_7345 | 1;
 fn fold(a: u64, b: u64) -> u64 {
     let product = u128::from(a) * u128::from(b);
     (product as u64) ^ ((product >> 64) as u64)
+}
+
+/// `a == b` for slices of equal length, eight bytes at a time. Term tails
+/// are short (a few bytes past the prefix), where a call into the C
+/// library's `memcmp` cost more than the comparison itself.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    debug_assert_eq!(a.len(), b.len());
+    a.len() == b.len()
+        && a.chunks(8)
+            .zip(b.chunks(8))
+            .all(|(x, y)| load_prefix(x) == load_prefix(y))
 }
 
 /// The first eight bytes of `bytes` as a little-endian integer, zero-padded.
