@@ -78,15 +78,10 @@ fn release_freed_memory() {
     // a load); `malloc_trim` releases every whole free page. Elsewhere this
     // does nothing.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        extern "C" {
-            fn malloc_trim(pad: usize) -> std::ffi::c_int;
-        }
-        // SAFETY: `malloc_trim` takes no pointers; it only walks glibc's own
-        // allocator state, under the allocator's locks.
-        unsafe {
-            malloc_trim(0);
-        }
+    // SAFETY: `malloc_trim` takes no pointers; it only walks glibc's own
+    // allocator state, under the allocator's locks.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
