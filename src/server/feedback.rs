@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -77,8 +77,9 @@ const HALF_MASK: u64 = (1 << HALF_BITS) - 1;
 /// An id is an RFC 9562 version-8 ("custom") UUID: 60 bits of sequence
 /// number and 62 random bits (the nonce), around the 6 version and variant
 /// bits. The sequence number finds the prediction's slot in the ring; the
-/// nonce, stored in the slot, proves the id was issued (a slot is reused for
-/// a later prediction with a new nonce, so old ids stop matching).
+/// nonce, stored in the slot, proves the id was issued. (An evicted
+/// prediction's id is refused before its slot is read: its sequence number
+/// is outside the remembered range.)
 ///
 /// The sequence number goes through a keyed permutation (a 4-round Feistel
 /// network over two 30-bit halves, keys drawn at start-up), so ids do not
@@ -271,9 +272,6 @@ pub struct FeedbackStore {
     ids: IdCodec,
     /// Slot times count milliseconds from here.
     epoch: Instant,
-    /// The wall-clock time at `epoch`: a prediction's wall-clock time is
-    /// this plus its slot time (no per-slot timestamp needed).
-    epoch_wall: DateTime<Utc>,
     inner: Mutex<Inner>,
     log: Option<Mutex<FeedbackLog>>,
 }
@@ -376,6 +374,8 @@ impl FeedbackStore {
         window: usize,
         log_path: Option<&Path>,
     ) -> std::io::Result<Self> {
+        // Settings refuse 0; a store that can remember nothing has no use.
+        assert!(capacity > 0, "feedback store capacity must be > 0");
         let log = match log_path {
             Some(p) => Some(Mutex::new(FeedbackLog::open(p)?)),
             None => None,
@@ -386,7 +386,6 @@ impl FeedbackStore {
             window,
             ids: IdCodec::new(),
             epoch: Instant::now(),
-            epoch_wall: Utc::now(),
             inner: Mutex::new(Inner {
                 // Reserved once for the configured capacity (up to a million
                 // predictions; beyond that the ring grows on demand), so it
@@ -532,7 +531,10 @@ impl FeedbackStore {
         }
         inner.slots[index].set_answered();
         let predicted = slot.predicted();
-        let predicted_at = self.epoch_wall + Duration::from_millis(slot.at_ms());
+        // Wall time now, minus the monotonic age of the prediction: ordered
+        // with `received_at` even if the system clock was stepped meanwhile.
+        let received_at = Utc::now();
+        let predicted_at = received_at - Duration::from_millis(now_ms.saturating_sub(slot.at_ms()));
         let record = FeedbackRecord {
             // The id as issued, whatever form it came in: the log is joined on it.
             prediction_id: uuid.hyphenated().to_string(),
@@ -540,7 +542,7 @@ impl FeedbackStore {
             predicted_label: model.classes[predicted as usize].clone(),
             model_version: model.version.clone(),
             predicted_at: predicted_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-            received_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            received_at: received_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         };
         // A reload that changes the class list starts a new window.
         if inner.window_model.as_ref().map(|m| &m.classes) != Some(&model.classes) {
@@ -641,6 +643,7 @@ pub fn js_divergence(p: &[f64], q: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::DateTime;
 
     fn model() -> Arc<ModelLabels> {
         Arc::new(ModelLabels {
@@ -804,7 +807,7 @@ mod tests {
     }
 
     #[test]
-    fn a_reused_slot_does_not_accept_the_old_id() {
+    fn evicted_predictions_are_unknown_after_their_slots_are_reused() {
         let s = FeedbackStore::new(4, Duration::from_secs(60), 100, None).unwrap();
         let m = model();
         let ids: Vec<Uuid> = (0..11).map(|i| s.remember(&m, i % 2, 0.9, None)).collect();
@@ -865,15 +868,18 @@ mod tests {
         let s = FeedbackStore::new(10, Duration::from_secs(60), 10, None).unwrap();
         let before = Utc::now();
         let id = s.remember(&model(), 0, 0.9, None).to_string();
+        let after = Utc::now();
         std::thread::sleep(Duration::from_millis(20));
         let r = s.submit(&id, "ham").unwrap();
         let at = DateTime::parse_from_rfc3339(&r.predicted_at).unwrap();
         let received = DateTime::parse_from_rfc3339(&r.received_at).unwrap();
-        // Millisecond resolution, as written to the log.
+        // Millisecond resolution, as written to the log: the prediction time
+        // lies between the clock readings around `remember`, and the slept
+        // 20 ms separate it from the time the feedback arrived.
         let ms = chrono::Duration::milliseconds(1);
         assert!(
-            at >= before - ms * 2 && at <= before + ms * 15,
-            "{at} vs {before}"
+            at >= before - ms * 2 && at <= after + ms * 2,
+            "{at} not within {before}..{after}"
         );
         assert!(received - at >= ms * 19, "{at} then {received}");
     }
