@@ -75,7 +75,7 @@ struct Scratch {
     /// Tokens waiting to be looked up: (byte offset in `lowercase`, length,
     /// lookup key); at most [`LOOKUP_BATCH`].
     tokens: Vec<(usize, usize, Key)>,
-    /// The document's distinct known features.
+    /// The document's distinct known features, in order of first occurrence.
     features: Vec<u32>,
     /// One bit per vocabulary term. Invariant: exactly the bits of the
     /// indices in `features` are set, so clearing it costs O(features), not

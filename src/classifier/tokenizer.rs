@@ -13,8 +13,8 @@
 
 use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
 
-/// `ASCII_WORD[b]`: the ASCII byte `b` is a word character (`[0-9A-Za-z_]`).
-/// A table lookup keeps the scanner's common case to one load and one branch.
+/// `ASCII_WORD[b]`: the ASCII byte `b` is a word character (`[0-9A-Za-z_]`),
+/// for [`is_word_char`]; the block scanner tests eight bytes at a time instead.
 const ASCII_WORD: [bool; 128] = {
     let mut table = [false; 128];
     let mut b = 0;
@@ -340,7 +340,9 @@ mod tests {
     }
 
     /// The straightforward character-by-character scanner: the reference
-    /// the block scanner must agree with.
+    /// the block scanner must agree with. It shares [`is_word_char`], so
+    /// these tests check the block logic; agreement with Python's `\w` is
+    /// checked against scikit-learn itself by `scripts/parity.sh`.
     fn reference_tokens(text: &str) -> Vec<&str> {
         let mut out = Vec::new();
         let mut run: Option<(usize, usize)> = None; // (start byte, chars)

@@ -130,8 +130,12 @@ impl Vocabulary {
     }
 
     /// [`Vocabulary::get`] with the key computed beforehand by [`Vocabulary::key`].
+    ///
+    /// `key` must be `Vocabulary::key(term)`: for terms of up to eight bytes
+    /// the key's prefix is all that is compared.
     #[inline]
     pub fn get_by_key(&self, term: &[u8], key: Key) -> Option<u32> {
+        debug_assert_eq!(key, Self::key(term), "key of another term");
         self.table
             .find(key.hash, |s| {
                 s.prefix == key.prefix
