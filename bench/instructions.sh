@@ -105,11 +105,10 @@ PYEOF
     kill "$pid"
     wait "$pid" 2>/dev/null || true
 }
-log "callgrind: nbserve serve, $WARM and $((WARM + REQUESTS)) /predict requests (two servers)"
-serve_under_callgrind "$PORT_BASE" "$WARM" "$work/serve-a.out" &
-a=$!
+log "callgrind: nbserve serve, $WARM then $((WARM + REQUESTS)) /predict requests"
+# One after the other, in this shell, so `cleanup` knows every server started.
+serve_under_callgrind "$PORT_BASE" "$WARM" "$work/serve-a.out"
 serve_under_callgrind "$((PORT_BASE + 1))" "$((WARM + REQUESTS))" "$work/serve-b.out"
-wait "$a"
 
 mkdir -p bench/results
 out="bench/results/instructions-$(date -u +%Y%m%dT%H%M%SZ).md"
