@@ -32,7 +32,6 @@ RELOADS="${RELOADS:-20}"
 BEFORE="${BEFORE:-4}"
 AFTER="${AFTER:-2}"
 SHUTDOWN_TIMEOUT="${SHUTDOWN_TIMEOUT:-30}"
-BIN="${NBSERVE_BIN_RELEASE:-$root/target/release/nbserve}"
 token="reliability-token-$$"
 
 log() { echo "reliability: $*" >&2; }
@@ -41,16 +40,10 @@ log() { echo "reliability: $*" >&2; }
 source scripts/lib/local-server.sh
 local_server_setup
 
-if [[ -z "${NBSERVE_BIN_RELEASE:-}" ]]; then
-    log "building the release binary"
-    cargo build --release --quiet --bin nbserve
-fi
-[[ -f data/spamassassin.csv ]] || scripts/fetch-data.sh
-
 # --- artifacts -----------------------------------------------------------------
 # Valid: the shipped model plus two retrained versions. Invalid: a corrupt copy
 # (one byte flipped), a truncated copy, and a well-formed model below the gate.
-bench/make_artifacts.sh "$BIN" "$work/models" >&2
+local_server_release_models
 valid="rel-a.json=rel-a,rel-b.json=rel-b,spam-nb.json=2026.11.25"
 invalid="corrupt.json,truncated.json,below-gate.json"
 

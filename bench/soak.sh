@@ -19,7 +19,6 @@ cd "$root"
 SOAK_SECS="${SOAK_SECS:-600}"
 CONNS="${CONNS:-16}"
 RELOAD_EVERY="${RELOAD_EVERY:-10}"
-BIN="${NBSERVE_BIN_RELEASE:-$root/target/release/nbserve}"
 token="soak-token-$$"
 
 log() { echo "soak: $*" >&2; }
@@ -27,13 +26,7 @@ log() { echo "soak: $*" >&2; }
 # shellcheck source=scripts/lib/local-server.sh
 source scripts/lib/local-server.sh
 local_server_setup
-
-if [[ -z "${NBSERVE_BIN_RELEASE:-}" ]]; then
-    log "building the release binary"
-    cargo build --release --quiet --bin nbserve
-fi
-[[ -f data/spamassassin.csv ]] || scripts/fetch-data.sh
-bench/make_artifacts.sh "$BIN" "$work/models" >&2
+local_server_release_models
 
 local_server_start "$work/server.log"
 

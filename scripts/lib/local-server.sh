@@ -9,6 +9,20 @@
 # The caller sets BIN (the nbserve binary) and token (the admin token) and
 # puts the models in $work/models (spam-nb.json is served).
 
+# Sets BIN to $NBSERVE_BIN_RELEASE, or builds and uses the release binary;
+# fetches the corpus if it is missing; writes the benchmark artifacts
+# (bench/make_artifacts.sh) to $work/models. Needs local_server_setup first
+# and a `log` function.
+local_server_release_models() {
+    BIN="${NBSERVE_BIN_RELEASE:-$root/target/release/nbserve}"
+    if [[ -z "${NBSERVE_BIN_RELEASE:-}" ]]; then
+        log "building the release binary"
+        cargo build --release --quiet --bin nbserve
+    fi
+    [[ -f data/spamassassin.csv ]] || scripts/fetch-data.sh
+    bench/make_artifacts.sh "$BIN" "$work/models" >&2
+}
+
 # Creates $work and a trap that stops the server in $pid (if any) and
 # removes $work on exit, also on failure or Ctrl-C.
 local_server_setup() {
