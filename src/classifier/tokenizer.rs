@@ -117,7 +117,7 @@ pub fn for_each_token<'a>(text: &'a str, mut f: impl FnMut(&'a str)) {
         word |= spill;
         spill = 0;
         if high != 0 {
-            let (here, next) = non_ascii_word_bits(text, base, block.len(), high);
+            let (here, next) = non_ascii_word_bits(text, base, high);
             word |= here;
             spill = next;
         }
@@ -223,11 +223,11 @@ fn gather_high_bits(lanes: u64) -> u64 {
     (((lanes & LANE_HIGH) >> 7).wrapping_mul(0x0102_0408_1020_4080)) >> 56
 }
 
-/// Word bits for the non-ASCII characters of the block at `text[base..base +
-/// len]`, whose non-ASCII bytes are marked in `high`: (bits in this block,
-/// bits that a character crossing into the next block sets there).
+/// Word bits for the non-ASCII characters of the 64-byte block starting at
+/// `text[base]`, whose non-ASCII bytes are marked in `high`: (bits in this
+/// block, bits that a character crossing into the next block sets there).
 #[cold]
-fn non_ascii_word_bits(text: &str, base: usize, len: usize, mut high: u64) -> (u64, u64) {
+fn non_ascii_word_bits(text: &str, base: usize, mut high: u64) -> (u64, u64) {
     let bytes = text.as_bytes();
     let (mut here, mut next) = (0u64, 0u64);
     while high != 0 {
@@ -246,7 +246,6 @@ fn non_ascii_word_bits(text: &str, base: usize, len: usize, mut high: u64) -> (u
             here |= placed as u64;
             next |= (placed >> 64) as u64;
         }
-        debug_assert!(i < len);
     }
     (here, next)
 }

@@ -147,8 +147,7 @@ impl Vocabulary {
 
     /// Bytes 8.. of term `index` (the part a slot does not hold).
     fn tail(&self, index: u32) -> &[u8] {
-        let i = index as usize;
-        &self.arena.as_bytes()[self.offsets[i] as usize + 8..self.offsets[i + 1] as usize]
+        &self.term(index as usize).as_bytes()[8..]
     }
 
     /// The term with feature index `index`.
