@@ -202,33 +202,43 @@ drive peer "$peer_port" /predict "$predict_bodies" 2 warmup
 # --- runs ---------------------------------------------------------------------------------------
 # measure_nbserve NAME BINARY RUN: start BINARY (start-up = exec to /ready 200), drive /predict,
 # read VmHWM, drive /predict/batch, read VmHWM again, stop it.
-: >"$work/startup.txt"
-measure_nbserve() {
-    local name="$1" bin="$2" run="$3" t0 t1
+# start_nbserve BINARY LOG: start it on $nb_port (pid in nb_pid) and wait for /ready;
+# startup_us is the time from exec to the first 200. stop_nbserve: stop it.
+start_nbserve() {
+    local t0 t1
     t0="$(date +%s%N)"
-    NBSERVE__SERVER__HOST="$host" NBSERVE__SERVER__PORT="$nb_port" \
-        "$bin" serve >"$work/$name-$run.log" 2>&1 &
+    NBSERVE__SERVER__HOST="$host" NBSERVE__SERVER__PORT="$nb_port" "$1" serve >"$2" 2>&1 &
     nb_pid=$!
     wait_ready "$nb_port" "$nb_pid" 30
     t1="$(date +%s%N)"
-    log "run $run/$RUNS: $name ready in $(((t1 - t0) / 1000000)) ms"
+    startup_us=$(((t1 - t0) / 1000))
+}
+stop_nbserve() {
+    kill "$nb_pid"
+    wait "$nb_pid" 2>/dev/null || true
+    nb_pid=""
+}
+
+: >"$work/startup.txt"
+measure_nbserve() {
+    local name="$1" bin="$2" run="$3"
+    start_nbserve "$bin" "$work/$name-$run.log"
+    log "run $run/$RUNS: $name ready in $((startup_us / 1000)) ms"
     drive "$name" "$nb_port" /predict "$predict_bodies" 1 warmup
     drive "$name" "$nb_port" /predict "$predict_bodies" "$DURATION" "$run"
     local hwm_predict hwm_batch
     hwm_predict="$(awk '/^VmHWM/ {print $2}' "/proc/$nb_pid/status")"
     drive "$name" "$nb_port" /predict/batch "$batch_bodies" "$DURATION" "$run"
     hwm_batch="$(awk '/^VmHWM/ {print $2}' "/proc/$nb_pid/status")"
-    echo "{\"target\":\"$name\",\"run\":$run,\"startup_us\":$(((t1 - t0) / 1000)),\"hwm_predict_kb\":$hwm_predict,\"hwm_batch_kb\":$hwm_batch}" >>"$work/startup.txt"
-    kill "$nb_pid"
-    wait "$nb_pid" 2>/dev/null || true
-    nb_pid=""
+    echo "{\"target\":\"$name\",\"run\":$run,\"startup_us\":$startup_us,\"hwm_predict_kb\":$hwm_predict,\"hwm_batch_kb\":$hwm_batch}" >>"$work/startup.txt"
+    stop_nbserve
 }
 
 # settle: let the previous load finish (uvicorn keeps working through queued batch
 # requests after wrk stops), so a start-up is not timed while the CPU is busy.
 settle() {
-    local i
-    for i in $(seq 1 30); do
+    local _
+    for _ in $(seq 1 30); do
         ready "$peer_port" && break
         sleep 0.5
     done
@@ -238,18 +248,11 @@ settle() {
 # startup NAME BINARY: exec to first /ready 200, STARTS times, on a settled machine.
 STARTS="${STARTS:-5}"
 startup() {
-    local name="$1" bin="$2" i t0 t1 pid
-    for i in $(seq 1 "$STARTS"); do
-        t0="$(date +%s%N)"
-        NBSERVE__SERVER__HOST="$host" NBSERVE__SERVER__PORT="$nb_port" \
-            "$bin" serve >"$work/$name-startup.log" 2>&1 &
-        nb_pid=$!
-        wait_ready "$nb_port" "$nb_pid" 30
-        t1="$(date +%s%N)"
-        kill "$nb_pid"
-        wait "$nb_pid" 2>/dev/null || true
-        nb_pid=""
-        echo "{\"target\":\"$name\",\"start_us\":$(((t1 - t0) / 1000))}" >>"$work/startup-only.txt"
+    local name="$1" bin="$2" _
+    for _ in $(seq 1 "$STARTS"); do
+        start_nbserve "$bin" "$work/$name-startup.log"
+        stop_nbserve
+        echo "{\"target\":\"$name\",\"start_us\":$startup_us}" >>"$work/startup-only.txt"
         sleep 0.2
     done
 }
