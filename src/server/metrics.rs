@@ -18,6 +18,7 @@ use prometheus::{
 };
 
 use crate::artifact::ModelMeta;
+use crate::gate::GatePass;
 
 /// Route label for requests that matched no route (bounded cardinality).
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -54,6 +55,12 @@ pub struct Metrics {
     pub model_accuracy: Gauge,
     /// The configured gate minimum.
     pub gate_min_f1_macro: Gauge,
+    /// F1 macro the gate judged the served model on (stored or holdout).
+    pub gate_f1_macro: Gauge,
+    /// The configured `server.max_concurrency` (saturation denominator).
+    pub max_concurrency: IntGauge,
+    /// Time a large batch waited for a blocking-pool slot.
+    pub batch_slot_wait: Histogram,
     /// Reload attempts by result.
     pub model_reloads: IntCounterVec,
     /// When the served model was loaded.
@@ -126,7 +133,7 @@ impl Metrics {
             .expect("metric"),
             prediction_duration: histogram(
                 "nbserve_prediction_duration_seconds",
-                "Model time (tokenize + score) per request.",
+                "Model time (tokenize + score) per document.",
                 exponential_buckets(0.000001, 2.5, 16).expect("valid buckets"),
             ),
             prediction_confidence: histogram(
@@ -163,6 +170,21 @@ impl Metrics {
                 "Minimum F1 macro the deployment gate requires.",
             )
             .expect("metric"),
+            gate_f1_macro: Gauge::new(
+                "nbserve_gate_f1_macro",
+                "F1 macro the deployment gate judged the served model on (stored or holdout).",
+            )
+            .expect("metric"),
+            max_concurrency: IntGauge::new(
+                "nbserve_max_concurrency",
+                "Configured limit of API requests in progress (server.max_concurrency).",
+            )
+            .expect("metric"),
+            batch_slot_wait: histogram(
+                "nbserve_batch_slot_wait_seconds",
+                "Time a large /predict/batch request waited for a scoring slot.",
+                latency.clone(),
+            ),
             model_reloads: IntCounterVec::new(
                 Opts::new("nbserve_model_reloads_total", "Model reload attempts by result."),
                 &["result"],
@@ -252,6 +274,9 @@ impl Metrics {
             Box::new(m.model_balanced_accuracy.clone()),
             Box::new(m.model_accuracy.clone()),
             Box::new(m.gate_min_f1_macro.clone()),
+            Box::new(m.gate_f1_macro.clone()),
+            Box::new(m.max_concurrency.clone()),
+            Box::new(m.batch_slot_wait.clone()),
             Box::new(m.model_reloads.clone()),
             Box::new(m.model_loaded_timestamp.clone()),
             Box::new(m.load_shed.clone()),
@@ -293,8 +318,8 @@ impl Metrics {
         Arc::new(m)
     }
 
-    /// Publishes the served model's identity and stored evaluation.
-    pub fn set_model(&self, meta: &ModelMeta, gate_min: f64, loaded_at_secs: f64) {
+    /// Publishes the served model's identity, stored evaluation and gate verdict.
+    pub fn set_model(&self, meta: &ModelMeta, gate: &GatePass, loaded_at_secs: f64) {
         self.model_info.reset();
         self.model_info
             .with_label_values(&[&meta.model.name, &meta.model.version, &meta.checksum])
@@ -303,7 +328,8 @@ impl Metrics {
         self.model_balanced_accuracy
             .set(meta.evaluation.balanced_accuracy);
         self.model_accuracy.set(meta.evaluation.accuracy);
-        self.gate_min_f1_macro.set(gate_min);
+        self.gate_min_f1_macro.set(gate.threshold);
+        self.gate_f1_macro.set(gate.f1_macro);
         self.model_loaded_timestamp.set(loaded_at_secs);
         let series = meta
             .classes

@@ -170,10 +170,13 @@ impl AppState {
     ) -> Self {
         metrics.set_model(
             &model.loaded.meta,
-            settings.gate.min_f1_macro,
+            &model.gate,
             model.loaded_at.timestamp_millis() as f64 / 1000.0,
         );
         let concurrency = Arc::new(Semaphore::new(settings.server.max_concurrency));
+        metrics
+            .max_concurrency
+            .set(settings.server.max_concurrency as i64);
         Self(Arc::new(StateInner {
             model: ArcSwap::from_pointee(model),
             settings,
@@ -213,7 +216,7 @@ impl AppState {
                 let model = Arc::new(model);
                 self.metrics.set_model(
                     &model.loaded.meta,
-                    self.settings.gate.min_f1_macro,
+                    &model.gate,
                     model.loaded_at.timestamp_millis() as f64 / 1000.0,
                 );
                 self.model.store(Arc::clone(&model));

@@ -16,12 +16,17 @@ async fn metrics_describe_traffic_and_the_model() {
         &json!({"texts": ["a document", "another one"]}),
     )
     .await;
+    // Over the inline limit (64 KiB): scored on the blocking pool after
+    // waiting for a batch slot.
+    let big = "word ".repeat(20_000);
+    app.post_json("/predict/batch", &json!({"texts": [big, "short"]}))
+        .await;
     app.post_json("/predict", &json!({"text": ""})).await;
     app.get("/definitely/not/a/route/12345").await;
     let m = app.metrics().await;
     let ham = metric_value(&m, "nbserve_predictions_total{label=\"ham\"}").unwrap();
     let spam = metric_value(&m, "nbserve_predictions_total{label=\"spam\"}").unwrap();
-    assert_eq!((ham + spam) - (ham_before + spam_before), 5.0);
+    assert_eq!((ham + spam) - (ham_before + spam_before), 7.0);
     assert_eq!(
         metric_value(
             &m,
@@ -45,10 +50,14 @@ async fn metrics_describe_traffic_and_the_model() {
         Some(1.0)
     );
     assert!(!m.contains("12345"));
-    assert_eq!(metric_value(&m, "nbserve_batch_size_count"), Some(1.0));
+    assert_eq!(metric_value(&m, "nbserve_batch_size_count"), Some(2.0));
     assert_eq!(
         metric_value(&m, "nbserve_prediction_confidence_count"),
-        Some(5.0)
+        Some(7.0)
+    );
+    assert_eq!(
+        metric_value(&m, "nbserve_batch_slot_wait_seconds_count"),
+        Some(1.0)
     );
     assert!(
         metric_value(
@@ -61,6 +70,12 @@ async fn metrics_describe_traffic_and_the_model() {
     assert!(m.contains("nbserve_model_info{name=\"spam-nb\",sha256=\"sha256:"));
     assert!(metric_value(&m, "nbserve_model_f1_macro").unwrap() > 0.8);
     assert_eq!(metric_value(&m, "nbserve_gate_min_f1_macro"), Some(0.8));
+    // No holdout configured: the gate judged the stored F1.
+    assert_eq!(
+        metric_value(&m, "nbserve_gate_f1_macro"),
+        metric_value(&m, "nbserve_model_f1_macro")
+    );
+    assert_eq!(metric_value(&m, "nbserve_max_concurrency"), Some(1024.0));
     assert!(metric_value(&m, "nbserve_model_loaded_timestamp_seconds").unwrap() > 1.7e9);
     assert!(m.contains("nbserve_build_info{version=\""));
     assert!(m.contains("nbserve_oov_token_ratio_bucket"));

@@ -194,11 +194,16 @@ pub async fn predict_batch(
     } else {
         // Large batches take milliseconds of CPU: run them on the blocking
         // pool so they cannot starve /health, /metrics and small requests.
+        let waited = std::time::Instant::now();
         let _slot = state
             .batch_slots
             .acquire()
             .await
             .map_err(|_| ApiError::from_status(axum::http::StatusCode::SERVICE_UNAVAILABLE))?;
+        state
+            .metrics
+            .batch_slot_wait
+            .observe(waited.elapsed().as_secs_f64());
         let (state, model) = (state.clone(), model.clone());
         tokio::task::spawn_blocking(move || score_all(&state, &model, &req.texts))
             .await
