@@ -5,8 +5,9 @@ Used by scripts/test-observability.sh:
 
   check.py static    structure of grafana/ dashboards and provisioning, and that
                      they cover every metric of docs/CONTRACTS.md
-  check.py prom-config --out F --rules R --nbserve H:P --prometheus H:P
-                     writes the Prometheus config of the live test
+  check.py prom-config --out F --rules R --nbserve H:P --prometheus H:P [--alertmanager H:P]
+                     writes the Prometheus config of the live test and its copy of the
+                     rules (every group evaluated each second, `--for ALERT=DUR` overrides)
   check.py traffic --url http://127.0.0.1:PORT --token T --sample tests/data/sample.csv
                      drives predictions, batches, bad requests, a reload and feedback
   check.py wait-scraped --prom URL --url URL
@@ -53,7 +54,12 @@ EXPECTED_UIDS = {
     "nbserve-service.json": "nbserve-service",
     "nbserve-model.json": "nbserve-model",
     "nbserve-alerts.json": "nbserve-alerts",
+    "nbserve-slo.json": "nbserve-slo",
 }
+
+# Every panel, variable and annotation queries the datasource the $datasource
+# variable picks (its default is the provisioned uid).
+DS_REF = "${datasource}"
 
 # Dashboard queries that may legitimately return nothing in a healthy live
 # test, keyed by (dashboard uid, panel title or "annotation:NAME", refId).
@@ -70,6 +76,7 @@ MAY_BE_EMPTY = {
 BUILTIN_VARS = {
     "__rate_interval": "1m",
     "__interval": "1m",
+    "__interval_ms": "60000",
     "__range": "5m",
     "__range_s": "300",
 }
@@ -129,6 +136,25 @@ def overlaps(a: dict, b: dict) -> bool:
             and a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"])
 
 
+def alert_windows() -> dict[str, set[str]]:
+    """alert name -> the range windows of its expression, with those of the
+    recording rules it reads (so a mirror may use the recorded windows too)."""
+    text = RULES_FILE.read_text()
+    rules = re.findall(r"^      - (alert|record): (\S+)\n(.*?)(?=^      - (?:alert|record): |^  - name: |\Z)",
+                       text, re.M | re.S)
+    recorded = {name: body for kind, name, body in rules if kind == "record"}
+    out: dict[str, set[str]] = {}
+    for kind, name, body in rules:
+        if kind != "alert":
+            continue
+        bodies = [body] + [b for r, b in recorded.items() if r in body]
+        wins = out.setdefault(name, set())
+        for b in bodies:
+            wins.update(re.findall(r"\[(\d+[smhd])\]", b))
+            wins.update(re.findall(r"offset (\d+[smhd])", b))
+    return out
+
+
 def contract_metrics() -> set[str]:
     text = CONTRACTS.read_text()
     m = re.search(r"^## Prometheus metrics\n(.*?)(?=^## |\Z)", text, re.M | re.S)
@@ -146,6 +172,7 @@ def cmd_static(_args) -> int:
         fail(f"{PROVIDER_FILE}: provider path should be /var/lib/grafana/dashboards")
 
     dashboards = load_dashboards()
+    rule_windows = alert_windows()
     if set(dashboards) != set(EXPECTED_UIDS):
         fail(f"{DASH_DIR}: expected dashboards {sorted(EXPECTED_UIDS)}, found {sorted(dashboards)}")
     seen_uids: dict[str, str] = {}
@@ -163,8 +190,14 @@ def cmd_static(_args) -> int:
         if dash.get("id") is not None:
             fail(f"{where}: a provisioned dashboard must have id null/absent, got {dash.get('id')}")
 
-        # template variables
+        # template variables; the datasource is one of them, so the dashboard
+        # imports into any Grafana (provisioned here: its default is ours)
         tvars = {v.get("name"): v for v in dash.get("templating", {}).get("list", [])}
+        dsv = tvars.get("datasource") or {}
+        if dsv.get("type") != "datasource" or dsv.get("query") != "prometheus":
+            fail(f"{where}: needs a $datasource variable of type datasource, query prometheus")
+        elif (dsv.get("current") or {}).get("value") != ds_uid:
+            fail(f"{where}: $datasource should default to the provisioned uid {ds_uid!r}")
         for var in ("job", "instance"):
             v = tvars.get(var)
             if not v:
@@ -174,11 +207,11 @@ def cmd_static(_args) -> int:
             q = q.get("query") if isinstance(q, dict) else q
             if v.get("type") != "query" or not str(q).startswith("label_values("):
                 fail(f"{where}: ${var} must be a label_values() query variable, got {v.get('type')} {q!r}")
-            if (v.get("datasource") or {}).get("uid") != ds_uid:
-                fail(f"{where}: ${var} datasource uid {(v.get('datasource') or {}).get('uid')!r} != {ds_uid!r}")
+            if (v.get("datasource") or {}).get("uid") != DS_REF:
+                fail(f"{where}: ${var} datasource uid {(v.get('datasource') or {}).get('uid')!r} != {DS_REF!r}")
         for a in dash.get("annotations", {}).get("list", []):
-            if (a.get("datasource") or {}).get("uid") != ds_uid:
-                fail(f"{where}: annotation {a.get('name')!r} datasource is not {ds_uid!r}")
+            if (a.get("datasource") or {}).get("uid") != DS_REF:
+                fail(f"{where}: annotation {a.get('name')!r} datasource is not {DS_REF!r}")
 
         # panels
         ids: dict[int, str] = {}
@@ -212,31 +245,46 @@ def cmd_static(_args) -> int:
             unit = ((p.get("fieldConfig") or {}).get("defaults") or {}).get("unit")
             if not unit:
                 fail(f"{pw}: fieldConfig.defaults.unit missing")
-            if (p.get("datasource") or {}).get("uid") != ds_uid:
-                fail(f"{pw}: datasource uid {(p.get('datasource') or {}).get('uid')!r} != {ds_uid!r}")
+            if (p.get("datasource") or {}).get("uid") != DS_REF:
+                fail(f"{pw}: datasource uid {(p.get('datasource') or {}).get('uid')!r} != {DS_REF!r}")
             targets = p.get("targets") or []
             if not targets:
                 fail(f"{pw}: no queries")
             refs = set()
             for t in targets:
-                if (t.get("datasource") or {}).get("uid") != ds_uid:
-                    fail(f"{pw} {t.get('refId')}: target datasource uid is not {ds_uid!r}")
+                if (t.get("datasource") or {}).get("uid") != DS_REF:
+                    fail(f"{pw} {t.get('refId')}: target datasource uid is not {DS_REF!r}")
                 if t.get("refId") in refs:
                     fail(f"{pw}: duplicate refId {t.get('refId')}")
                 refs.add(t.get("refId"))
                 expr = t.get("expr") or ""
                 if not expr.strip():
                     fail(f"{pw} {t.get('refId')}: empty expr")
-                for win in re.findall(r"\[([^\]]+)\]", expr):
+                for win in re.findall(r"\[([^\]:]+)(?::[^\]]*)?\]", expr):
                     if win.startswith("$"):
                         continue
-                    m = re.fullmatch(r"(\d+)([smhd])", win)
-                    secs = int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)] if m else 0
-                    if secs < 15 * 60:
-                        fail(f"{pw} {t.get('refId')}: fixed range [{win}]: use $__rate_interval "
-                             "(fixed windows only for >= 15m alert mirrors)")
-        if "$__rate_interval" not in json.dumps(dash):
+                    # A fixed window is right only where a panel mirrors an alert
+                    # rule (title "AlertName: ..."): it must then be a window of
+                    # that rule, or the panel shows something else than what fires.
+                    alert = title.split(":", 1)[0].strip()
+                    if win not in rule_windows.get(alert, set()):
+                        fail(f"{pw} {t.get('refId')}: fixed range [{win}]: use $__rate_interval, or "
+                             f"mirror an alert rule with one of its windows ({alert}: "
+                             f"{sorted(rule_windows.get(alert, set())) or 'no such rule'})")
+        if uid != "nbserve-alerts" and "$__rate_interval" not in json.dumps(dash):
             fail(f"{where}: does not use $__rate_interval")
+        if uid == "nbserve-alerts":
+            # "AlertName: ..." panels mirror a rule: same windows as the rule
+            # (no $__rate_interval), and the rule must exist.
+            for p in all_panels(dash):
+                m = re.match(r"([A-Z]\w+):", p.get("title") or "")
+                if not m or p.get("type") == "row":
+                    continue
+                if m.group(1) not in rule_windows:
+                    fail(f"{where} panel {p.get('title')!r}: mirrors no alert rule of {RULES_FILE.name}")
+                if "$__rate_interval" in json.dumps(p.get("targets")):
+                    fail(f"{where} panel {p.get('title')!r}: $__rate_interval in a mirror of a rule "
+                         "(use the rule's own windows)")
 
     # every contract metric is shown somewhere
     all_exprs = "\n".join(e for *_, e in dashboard_queries(dashboards))
@@ -261,14 +309,35 @@ def cmd_static(_args) -> int:
 
 # ------------------------------------------------------------ prom-config
 def cmd_prom_config(args) -> int:
-    rules = Path(args.rules).resolve()
-    Path(args.out).write_text(
+    out = Path(args.out)
+    rules = Path(args.rules).read_text()
+    # Every group at the global 1s: the long `interval:`s of the shipped rules
+    # would delay the first recorded samples by up to a minute.
+    rules = re.sub(r"(?m)^    interval: \S+\n", "", rules)
+    for override in args.for_:
+        name, dur = override.split("=", 1)
+        pat = rf"(- alert: {re.escape(name)}\n(?:(?!      - ).*\n)*?        for: )\S+"
+        rules, n = re.subn(pat, rf"\g<1>{dur}", rules)
+        if n == 0:
+            fail(f"prom-config: alert {name} with a `for:` not found in {args.rules}")
+    rules_copy = out.with_name("rules.yml")
+    rules_copy.write_text(rules)
+    alerting = ""
+    if args.alertmanager:
+        alerting = (
+            "alerting:\n"
+            "  alertmanagers:\n"
+            "    - static_configs:\n"
+            f"        - targets: [{json.dumps(args.alertmanager)}]\n"
+        )
+    out.write_text(
         "global:\n"
         "  scrape_interval: 1s\n"
         "  scrape_timeout: 1s\n"
         "  evaluation_interval: 1s\n"
+        f"{alerting}"
         "rule_files:\n"
-        f"  - {json.dumps(str(rules))}\n"
+        f"  - {json.dumps(str(rules_copy.resolve()))}\n"
         "scrape_configs:\n"
         "  - job_name: nbserve\n"
         "    static_configs:\n"
@@ -277,7 +346,7 @@ def cmd_prom_config(args) -> int:
         "    static_configs:\n"
         f"      - targets: [{json.dumps(args.prometheus)}]\n"
     )
-    return 0
+    return report()
 
 
 # ----------------------------------------------------------------- HTTP
@@ -463,7 +532,8 @@ def substitute(expr: str, values: dict[str, str]) -> str:
     return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", rep, expr)
 
 
-def rules_from_prometheus(prom: str) -> list[tuple[str, str, str]]:
+def rules_from_prometheus(prom: str) -> list[tuple[str, str, str, str]]:
+    """(group, name, expression, "alerting" | "recording") of every loaded rule."""
     st, body = http("GET", f"{prom}/api/v1/rules")
     if st != 200 or not isinstance(body, dict):
         fail(f"GET /api/v1/rules -> {st}")
@@ -471,7 +541,7 @@ def rules_from_prometheus(prom: str) -> list[tuple[str, str, str]]:
     out = []
     for g in body["data"]["groups"]:
         for r in g["rules"]:
-            out.append((g["name"], r.get("name", "?"), r["query"]))
+            out.append((g["name"], r.get("name", "?"), r["query"], r.get("type", "?")))
             if r.get("health") not in ("ok", None):
                 fail(f"rule {r.get('name')}: health {r.get('health')}: {r.get('lastError')}")
     return out
@@ -489,10 +559,11 @@ def cmd_live(args) -> int:
     # alert rules, as Prometheus loaded them
     rules = rules_from_prometheus(prom)
     in_file = re.findall(r"^\s*- alert:\s*(\w+)", RULES_FILE.read_text(), re.M)
-    if sorted(n for _, n, _ in rules) != sorted(in_file):
-        fail(f"Prometheus loaded rules {sorted(n for _, n, _ in rules)}, file has {sorted(in_file)}")
+    loaded = sorted(n for _, n, _, kind in rules if kind == "alerting")
+    if loaded != sorted(in_file):
+        fail(f"Prometheus loaded alerts {loaded}, file has {sorted(in_file)}")
     with_data = 0
-    for group, name, expr in rules:
+    for group, name, expr, _ in rules:
         r = prom_query(prom, expr, now)
         evaluated += 1
         if r.get("status") != "success":
@@ -500,7 +571,7 @@ def cmd_live(args) -> int:
             continue
         if r["data"]["result"]:
             with_data += 1
-    print(f"live: {len(rules)} alert rule expressions valid, {with_data} currently true")
+    print(f"live: {len(rules)} rule expressions valid, {with_data} currently with a result")
 
     # dashboards
     for dash in dashboards.values():
@@ -740,7 +811,7 @@ def cmd_replay(args) -> int:
 # --------------------------------------------------------------- degrade
 def rule_expr(prom: str, name: str) -> str:
     """The expression of alert `name` as Prometheus loaded it (no `for`)."""
-    for _, n, expr in rules_from_prometheus(prom):
+    for _, n, expr, _ in rules_from_prometheus(prom):
         if n == name:
             return expr
     fail(f"alert rule {name} not loaded")
@@ -841,6 +912,9 @@ def main() -> int:
     p.add_argument("--rules", default=str(RULES_FILE))
     p.add_argument("--nbserve", required=True)
     p.add_argument("--prometheus", required=True)
+    p.add_argument("--alertmanager", help="host:port of an Alertmanager to send alerts to")
+    p.add_argument("--for", dest="for_", action="append", default=[], metavar="ALERT=DURATION",
+                   help="replace the `for:` of ALERT in the test's copy of the rules")
     p = sub.add_parser("traffic")
     p.add_argument("--url", required=True)
     p.add_argument("--token", required=True)
