@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Offline checks of the container and CI/CD files (part of scripts/test.sh).
 #
-#   scripts/check-deploy.sh                 # builds target/debug/nbserve if needed
+#   scripts/check-deploy.sh                 # builds the debug nbserve if needed
 #   NBSERVE_BIN=path/to/nbserve scripts/check-deploy.sh
 #
 # No Docker engine is needed. Checks:
@@ -95,7 +95,9 @@ run_check "shellcheck deployment scripts" \
 if [[ -n "${NBSERVE_BIN:-}" ]]; then
   BIN="$NBSERVE_BIN"
 else
-  BIN="target/debug/nbserve"
+  # shellcheck source=scripts/lib/cargo.sh
+  source scripts/lib/cargo.sh
+  BIN="$(cargo_bin debug nbserve)"
   # No-op when up to date; cargo waits by itself if another build holds the lock.
   if ! build_out="$(cargo build --quiet --bin nbserve 2>&1)"; then
     fail "cargo build --bin nbserve" "$build_out"

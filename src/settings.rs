@@ -160,7 +160,17 @@ impl Default for Settings {
 pub enum SettingsError {
     /// The file or environment had an unknown key or an invalid value.
     #[error("invalid settings: {0}")]
-    Config(#[from] config::ConfigError),
+    Config(config::ConfigError),
+    /// A value does not fit its key's type (e.g. a port above 65535).
+    #[error("invalid setting {key}: must be {expected} (got {found})")]
+    Type {
+        /// The key, e.g. `server.port`.
+        key: String,
+        /// What the key takes, in words.
+        expected: String,
+        /// The value that was given.
+        found: String,
+    },
     /// A value is out of its allowed range.
     #[error("invalid setting {key}: {message}")]
     Invalid {
@@ -169,6 +179,56 @@ pub enum SettingsError {
         /// What is wrong.
         message: String,
     },
+}
+
+impl From<config::ConfigError> for SettingsError {
+    /// Names integer ranges in words: config says "expected an unsigned 16
+    /// bit integer", a user wants to read "0–65535".
+    fn from(e: config::ConfigError) -> Self {
+        use config::ConfigError::Type;
+        match e {
+            Type {
+                unexpected,
+                expected,
+                key: Some(key),
+                ..
+            } => {
+                let expected = integer_range(expected).unwrap_or_else(|| expected.to_owned());
+                // config does not export `Unexpected`; its text is e.g.
+                // "64-bit unsigned integer `70000`": keep the quoted value.
+                let found = unexpected.to_string();
+                let found = match found.split('`').nth(1) {
+                    Some(value) => value.to_owned(),
+                    None => found,
+                };
+                SettingsError::Type {
+                    key,
+                    expected,
+                    found,
+                }
+            }
+            other => SettingsError::Config(other),
+        }
+    }
+}
+
+/// "an unsigned 16 bit integer" → "an integer from 0 to 65535".
+fn integer_range(expected: &str) -> Option<String> {
+    let (signed, rest) = if let Some(r) = expected.strip_prefix("an unsigned ") {
+        (false, r)
+    } else {
+        (true, expected.strip_prefix("an signed ")?)
+    };
+    let bits: u32 = rest.strip_suffix(" bit integer")?.parse().ok()?;
+    if !(1..=64).contains(&bits) {
+        return None;
+    }
+    Some(if signed {
+        let max = (1i128 << (bits - 1)) - 1;
+        format!("an integer from {} to {max}", -max - 1)
+    } else {
+        format!("an integer from 0 to {}", (1u128 << bits) - 1)
+    })
 }
 
 impl Settings {
@@ -319,6 +379,24 @@ mod tests {
             e.to_string().contains("format") || e.to_string().contains("xml"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn out_of_range_integers_name_the_range() {
+        let e = Settings::load_from(None, env(&[("NBSERVE__SERVER__PORT", "70000")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid setting server.port: must be an integer from 0 to 65535 (got 70000)"
+        );
+        assert_eq!(
+            integer_range("an signed 8 bit integer").unwrap(),
+            "an integer from -128 to 127"
+        );
+        assert_eq!(
+            integer_range("an unsigned 64 bit integer").unwrap(),
+            "an integer from 0 to 18446744073709551615"
+        );
+        assert_eq!(integer_range("a map"), None);
     }
 
     #[test]
