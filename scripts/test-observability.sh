@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Tests the monitoring files (prometheus.yml, prometheus/, grafana/):
-#  1. installs Prometheus + promtool (scripts/install-prometheus.sh)
-#  2. promtool check config / check rules / test rules (alert unit tests)
+# Tests the monitoring files (prometheus.yml, prometheus/, alertmanager.yml, grafana/):
+#  1. installs Prometheus + promtool and Alertmanager + amtool (Debian's packages,
+#     scripts/install-prometheus.sh, scripts/install-alertmanager.sh)
+#  2. promtool check config / check rules / test rules (rule unit tests),
+#     amtool check-config
 #  3. dashboard + provisioning structure (tests/observability/check.py static)
 #  4. live: runs the real nbserve and a real Prometheus scraping it every 1s
 #     with the alert rules loaded, drives traffic (predictions of both
@@ -22,6 +24,11 @@
 # figures to 1e-9, the dashboards' fleet PromQL to 1e-6. After it, wrong labels
 # and one-class traffic must drop live F1 and make the NbserveLiveF1BelowGate and
 # NbserveLabelDrift expressions true (both rules go pending; their `for` is 15m).
+#
+# Prometheus sends its alerts to a real Alertmanager whose receivers post to a
+# webhook listener of the test's own: the Watchdog must arrive at the watchdog
+# receiver, and once nbserve is stopped NbserveDown (`for` 2s in the test's copy
+# of the rules) at the page receiver; both delivery delays are printed.
 #
 # Env: NBSERVE_BIN (default: the debug build, built if missing),
 #      NBSERVE_OBS_LIVE=0 to skip step 4, NBSERVE_CACHE (Prometheus cache),
@@ -48,7 +55,7 @@ cleanup() {
     fi
   done
   if [[ $rc -ne 0 ]]; then
-    for log in "$tmp"/nbserve.log "$tmp"/prometheus.log; do
+    for log in "$tmp"/nbserve.log "$tmp"/prometheus.log "$tmp"/alertmanager.log "$tmp"/webhook.log; do
       [[ -f "$log" ]] && { echo "--- last lines of ${log##*/}"; tail -n 30 "$log"; }
     done
   fi
@@ -81,6 +88,9 @@ PROM_BIN="$(scripts/install-prometheus.sh | tail -n1)"
 PROMTOOL="$PROM_BIN/promtool"
 "$PROMTOOL" --version 2>&1 | head -n1
 
+step "install Alertmanager"
+AM_BIN="$(scripts/install-alertmanager.sh | tail -n1)"
+
 step "promtool check config / check rules / test rules"
 # A copy with the same layout, so the relative rule path resolves the same way
 # it does in the container (/etc/prometheus/prometheus/alerts.yml).
@@ -90,6 +100,9 @@ cp prometheus/alerts.yml "$tmp/config/prometheus/alerts.yml"
 "$PROMTOOL" check config "$tmp/config/prometheus.yml"
 "$PROMTOOL" check rules prometheus/alerts.yml
 "$PROMTOOL" test rules prometheus/alerts_test.yml
+
+step "amtool check-config"
+"$AM_BIN/amtool" check-config alertmanager.yml
 
 step "dashboards and provisioning"
 "${CHECK[@]}" static
@@ -147,16 +160,40 @@ nbserve_ready() {
 wait_for 30 "nbserve $url/ready" nbserve_ready
 echo "nbserve ready on $url"
 
+# The test's own webhook receiver and a real Alertmanager posting to it.
+"${CHECK[@]}" webhook --port-file "$tmp/webhook.port" --log "$tmp/webhook.log" &
+pids+=($!)
+wait_for 10 "the webhook listener" test -s "$tmp/webhook.port"
+webhook="http://127.0.0.1:$(cat "$tmp/webhook.port")"
+"${CHECK[@]}" am-config --out "$tmp/alertmanager.yml" --webhook "$webhook"
+"$AM_BIN/amtool" check-config "$tmp/alertmanager.yml" >/dev/null
+aport="$(free_port)"
+"$AM_BIN/prometheus-alertmanager" \
+  --config.file="$tmp/alertmanager.yml" \
+  --storage.path="$tmp/am-data" \
+  --web.listen-address="127.0.0.1:$aport" \
+  --cluster.listen-address="" \
+  --log.level=warn >"$tmp/alertmanager.log" 2>&1 &
+pids+=($!)
+wait_for 20 "Alertmanager on :$aport" curl -fsS "http://127.0.0.1:$aport/-/ready"
+
 pport="$(free_port)"
-while [[ "$pport" == "$port" ]]; do pport="$(free_port)"; done
+while [[ "$pport" == "$port" || "$pport" == "$aport" ]]; do pport="$(free_port)"; done
 prom="http://127.0.0.1:$pport"
+# The test's copy of the rules: NbserveDown after 2s instead of 1m, so that
+# stopping nbserve at the end shows a real alert reaching the webhook.
 "${CHECK[@]}" prom-config --out "$tmp/prometheus.yml" --rules "$ROOT/prometheus/alerts.yml" \
-  --nbserve "127.0.0.1:$port" --prometheus "127.0.0.1:$pport"
+  --nbserve "127.0.0.1:$port" --prometheus "127.0.0.1:$pport" --alertmanager "127.0.0.1:$aport" \
+  --for NbserveDown=2s
 "$PROMTOOL" check config "$tmp/prometheus.yml" >/dev/null
+prom_started=$(date +%s.%N)
+# resend-delay 1s: alerts that fired before the notifier knew the Alertmanager
+# are sent again at once, not after the default minute.
 "$PROM_BIN/prometheus" \
   --config.file="$tmp/prometheus.yml" \
   --storage.tsdb.path="$tmp/tsdb" \
   --web.listen-address="127.0.0.1:$pport" \
+  --rules.alert.resend-delay=1s \
   --log.level=warn >"$tmp/prometheus.log" 2>&1 &
 pids+=($!)
 wait_for 20 "Prometheus $prom/-/ready" curl -fsS "$prom/-/ready"
@@ -164,7 +201,7 @@ scraped() {
   curl -fsS "$prom/api/v1/query" --data-urlencode 'query=up{job="nbserve"} == 1' | grep -q '"value"'
 }
 wait_for 20 "the first scrape of nbserve" scraped
-echo "Prometheus on $prom scrapes nbserve"
+echo "Prometheus on $prom scrapes nbserve, sends alerts to Alertmanager on :$aport"
 
 if [[ "$replay" != 0 ]]; then
   step "live: replay the held-out split of data/spamassassin.csv"
@@ -184,6 +221,17 @@ step "live: evaluate every PromQL expression"
 step "live: wrong labels and one-class traffic"
 "${CHECK[@]}" degrade --url "$url" --prom "$prom" \
   --data "$([[ "$replay" != 0 ]] && echo "$tmp/test.csv" || echo "$ROOT/tests/data/sample.csv")"
+
+step "live: alerts reach the webhook through Alertmanager"
+"${CHECK[@]}" wait-webhook --log "$tmp/webhook.log" --alert Watchdog --receiver watchdog \
+  --since "$prom_started" --since-what "Prometheus start" --timeout 60
+# Stop nbserve for real: NbserveDown (its `for` shortened to 2s here) must be
+# delivered to the page receiver.
+kill "$nbserve_pid"
+wait "$nbserve_pid" 2>/dev/null || true
+stopped=$(date +%s.%N)
+"${CHECK[@]}" wait-webhook --log "$tmp/webhook.log" --alert NbserveDown --receiver page \
+  --since "$stopped" --since-what "nbserve stopped" --timeout 60
 
 echo
 echo "observability: all checks passed in $(($(date +%s) - started))s (live part $(($(date +%s) - live_started))s)"

@@ -20,6 +20,13 @@ Used by scripts/test-observability.sh:
                      its true label through /feedback/batch; live quality (/model/quality)
                      must equal the offline evaluation to 1e-9, the dashboards' fleet
                      PromQL over the confusion counters to 1e-6
+  check.py am-config --out F --webhook URL
+                     writes the live test's copy of alertmanager.yml: every receiver posts
+                     to URL/<receiver>, second-scale timings
+  check.py webhook --port-file F --log F
+                     a webhook receiver: appends each notification (JSON) to F, one a line
+  check.py wait-webhook --log F --alert NAME [--since T] [--timeout S]
+                     waits until a firing NAME notification arrived; prints the delay
   check.py degrade --url URL --prom URL
                      wrong labels and one-class traffic: live F1 must fall and the
                      NbserveLiveF1BelowGate and NbserveLabelDrift expressions must be true
@@ -46,6 +53,7 @@ DASH_DIR = ROOT / "grafana" / "dashboards"
 DS_FILE = ROOT / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 PROVIDER_FILE = ROOT / "grafana" / "provisioning" / "dashboards" / "dashboards.yml"
 RULES_FILE = ROOT / "prometheus" / "alerts.yml"
+AM_FILE = ROOT / "alertmanager.yml"
 CONTRACTS = ROOT / "docs" / "CONTRACTS.md"
 
 # Dashboard file -> uid. Uids are part of the dashboards' URLs (bookmarks,
@@ -896,6 +904,85 @@ def cmd_degrade(args) -> int:
     return report()
 
 
+# ----------------------------------------------------------- alertmanager
+def cmd_am_config(args) -> int:
+    text = AM_FILE.read_text()
+    base = args.webhook.rstrip("/")
+    # every receiver's webhook -> the test's listener, one path per receiver
+    text, n = re.subn(r"(?m)^(  - name: (\w+)\n    webhook_configs:\n      - url: )\S+",
+                      lambda m: f"{m.group(1)}{base}/{m.group(2)}", text)
+    receivers = re.findall(r"(?m)^  - name: (\w+)$", text)
+    if n == 0 or n != len(receivers):
+        fail(f"am-config: {n} webhook urls replaced, receivers {receivers}")
+    # seconds instead of minutes, so the test sees deliveries quickly
+    for key, val in (("group_wait", "1s"), ("group_interval", "1s"), ("repeat_interval", "1m"),
+                     ("resolve_timeout", "1m")):
+        text = re.sub(rf"(?m)^(\s+{key}: )\S+", rf"\g<1>{val}", text)
+    Path(args.out).write_text(text)
+    return report()
+
+
+def cmd_webhook(args) -> int:
+    """Serves until killed; each POST body becomes one line of --log."""
+    import http.server
+
+    log = open(args.log, "a", encoding="utf-8")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's naming)
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            try:
+                payload = json.loads(body)
+            except json.JSONDecodeError:
+                payload = {"invalid": body.decode(errors="replace")}
+            log.write(json.dumps({"received": time.time(), "path": self.path, "payload": payload}) + "\n")
+            log.flush()
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *_):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    tmp = Path(args.port_file + ".tmp")
+    tmp.write_text(str(srv.server_address[1]))
+    tmp.rename(args.port_file)
+    srv.serve_forever()
+    return 0
+
+
+def webhook_deliveries(path: str) -> list[dict]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def cmd_wait_webhook(args) -> int:
+    since = args.since if args.since is not None else 0.0
+    deadline = time.time() + args.timeout
+    while True:
+        for d in webhook_deliveries(args.log):
+            if d["received"] < since:
+                continue
+            for a in (d["payload"].get("alerts") or []):
+                if a.get("labels", {}).get("alertname") == args.alert and a.get("status") == "firing":
+                    labels = a["labels"]
+                    if args.receiver and d["path"] != f"/{args.receiver}":
+                        fail(f"wait-webhook: {args.alert} arrived at {d['path']}, expected /{args.receiver}")
+                    extra = f", {args.since_what} -> delivery {d['received'] - since:.1f}s" if args.since else ""
+                    print(f"wait-webhook: {args.alert} (severity {labels.get('severity')}) delivered to "
+                          f"{d['path']}{extra}")
+                    return report()
+        if time.time() > deadline:
+            got = sorted({(d["path"], a.get("labels", {}).get("alertname"), a.get("status"))
+                          for d in webhook_deliveries(args.log) for a in (d["payload"].get("alerts") or [])})
+            fail(f"wait-webhook: no firing {args.alert} within {args.timeout}s; deliveries: {got}")
+            return report()
+        time.sleep(0.25)
+
+
 def report() -> int:
     if failures:
         print(f"{len(failures)} check(s) failed")
@@ -940,6 +1027,19 @@ def main() -> int:
     p.add_argument("--offline", required=True, help="`nbserve evaluate --json` of the model on --data")
     p.add_argument("--model", default=str(ROOT / "models" / "spam-nb.json"))
     p.add_argument("--timeout", type=float, default=20)
+    p = sub.add_parser("am-config")
+    p.add_argument("--out", required=True)
+    p.add_argument("--webhook", required=True, help="base URL of the test's webhook listener")
+    p = sub.add_parser("webhook")
+    p.add_argument("--port-file", required=True)
+    p.add_argument("--log", required=True)
+    p = sub.add_parser("wait-webhook")
+    p.add_argument("--log", required=True)
+    p.add_argument("--alert", required=True)
+    p.add_argument("--receiver", help="the receiver (path) it must arrive at")
+    p.add_argument("--since", type=float, help="unix time: only deliveries after it; the delay is printed")
+    p.add_argument("--since-what", default="start")
+    p.add_argument("--timeout", type=float, default=60)
     p = sub.add_parser("degrade")
     p.add_argument("--url", required=True)
     p.add_argument("--prom", required=True)
@@ -951,7 +1051,8 @@ def main() -> int:
     args = ap.parse_args()
     return {"static": cmd_static, "prom-config": cmd_prom_config, "traffic": cmd_traffic,
             "wait-scraped": cmd_wait_scraped, "live": cmd_live, "replay": cmd_replay,
-            "degrade": cmd_degrade}[args.cmd](args)
+            "degrade": cmd_degrade, "am-config": cmd_am_config, "webhook": cmd_webhook,
+            "wait-webhook": cmd_wait_webhook}[args.cmd](args)
 
 
 if __name__ == "__main__":
