@@ -75,16 +75,14 @@ MAY_BE_EMPTY = {
     ("nbserve-alerts", "Firing alerts", "A"): "lists firing alerts: empty while nothing fires",
     ("nbserve-alerts", "Pending alerts", "A"): "lists pending alerts: empty while nothing is pending",
     ("nbserve-alerts", "Alerts over time", "A"): "empty until some alert has been pending or firing",
-    ("nbserve-service", "annotation:Model reload", "-"): "marks reloads: empty when none happened within $__interval",
-    ("nbserve-model", "annotation:Model reload", "-"): "marks reloads: empty when none happened within $__interval",
 }
 
 # Template/builtin variables -> the value used for the live evaluation.
 # (job and instance are filled in from the command line.)
 BUILTIN_VARS = {
     "__rate_interval": "1m",
-    "__interval": "1m",
-    "__interval_ms": "60000",
+    "__interval": "5s",
+    "__interval_ms": "5000",
     "__range": "5m",
     "__range_s": "300",
 }
@@ -296,6 +294,15 @@ def cmd_static(_args) -> int:
 
     # every contract metric is shown somewhere
     all_exprs = "\n".join(e for *_, e in dashboard_queries(dashboards))
+    # ... directly or through a recording rule a dashboard reads (with every
+    # value of the $window variable, which picks one of the recorded windows)
+    windows = ["15m", "1h", "6h", "24h"]
+    shown = "\n".join(all_exprs.replace("$window", w) for w in windows)
+    records = re.findall(r"^      - record: (\S+)\n        expr: (.*?)(?=^      - |^  - name: |^\s*#|\Z)",
+                         RULES_FILE.read_text(), re.M | re.S)
+    for name, body in records:
+        if re.search(rf"{re.escape(name)}(?![\w:])", shown):
+            all_exprs += "\n" + body
     missing = sorted(m for m in contract_metrics() if not re.search(rf"\b{m}(_bucket|_sum|_count)?\b", all_exprs))
     if missing:
         fail(f"dashboards do not use these metrics of docs/CONTRACTS.md: {', '.join(missing)}")
@@ -555,6 +562,110 @@ def rules_from_prometheus(prom: str) -> list[tuple[str, str, str, str]]:
     return out
 
 
+def prom_range(prom: str, expr: str, start: float, end: float, step: float) -> list[dict]:
+    data = urllib.parse.urlencode({"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}",
+                                   "step": f"{step}"}).encode()
+    req = urllib.request.Request(f"{prom}/api/v1/query_range", data=data, method="POST",
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            body = json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        body = {"status": "error", "error": f"HTTP {e.code}: {e.read()[:200]!r}"}
+    if body.get("status") != "success":
+        fail(f"query_range {expr}: {body.get('error')}")
+        return []
+    return body["data"]["result"]
+
+
+def grafana_annotation_events(series: list[dict], step_ms: float) -> list[tuple[str, float]]:
+    """Grafana's Prometheus annotation processing with "series value as
+    timestamp" (useValueForTime): each sample's value is an event time;
+    consecutive ones within `step` merge into one event. (instance, time ms)."""
+    events = []
+    for s in series:
+        last_end = None
+        for _, v in s["values"]:
+            t = math.floor(float(v))
+            if last_end is not None and last_end + step_ms >= t:
+                last_end = t
+                continue
+            events.append((s["metric"].get("instance", ""), t))
+            last_end = t
+    return events
+
+
+def check_events(prom: str, dashboards: dict[str, dict], values: dict[str, str], since: float) -> int:
+    """Draws the annotation, the confidence heatmap and the reload bars of the
+    dashboards as Grafana would (range query, step S, $__rate_interval =
+    max(S + scrape, 4 x scrape)) over the whole test and compares them with the
+    events that really happened: each must be drawn exactly once.
+
+    Event panels draw the counter minus its value one step earlier: the
+    steps telescope, so a range adds up to exactly the events in it at any
+    step. Drawn here with a 2s step (scrapes every 1s), where an increase over
+    $__rate_interval (4s) would count each event about twice.
+    """
+    scrape, step = 1.0, 2.0
+    v = dict(values, __interval=f"{step:g}s", __interval_ms=f"{step * 1000:g}",
+             __rate_interval=f"{max(step + scrape, 4 * scrape):g}s")
+    # a few seconds past now so the last events' windows are all evaluated
+    start, end = math.floor(since / step) * step, time.time() + 8
+    checked = 0
+    loads = {}
+    for r in prom_range(prom, 'nbserve_model_loaded_timestamp_seconds{job="%s"}' % values["job"], start, end, step):
+        loads.setdefault(r["metric"].get("instance", ""), set()).update(float(x) for _, x in r["values"])
+    reloads_ok = prom_scalar(prom, 'sum(nbserve_model_reloads_total{job="%s", result="success"})' % values["job"])
+    for dash in dashboards.values():
+        for a in dash.get("annotations", {}).get("list", []):
+            if not a.get("expr"):
+                continue
+            if not a.get("useValueForTime"):
+                fail(f"{dash['uid']} annotation {a.get('name')!r}: not drawn from the load time itself "
+                     "(useValueForTime), so it depends on the step")
+                continue
+            series = prom_range(prom, substitute(a["expr"], v), start, end, step)
+            events = grafana_annotation_events(series, step * 1000)
+            want = sorted((inst, math.floor(t * 1000)) for inst, ts in loads.items() for t in ts)
+            checked += 1
+            # the start plus each successful reload, once each, at its time
+            if sorted(events) != want or len(want) != 1 + int(reloads_ok or 0):
+                fail(f"{dash['uid']} annotation {a.get('name')!r}: events {sorted(events)}, "
+                     f"loads {want} (1 + {reloads_ok} successful reloads)")
+            else:
+                print(f"live: {dash['uid']} annotation {a.get('name')!r}: {len(events)} events = "
+                      f"start + {reloads_ok:.0f} reload(s), at the load times")
+    model = next((d for d in dashboards.values() if d.get("uid") == "nbserve-model"), {})
+    truth = {
+        "Prediction confidence": ('sum(nbserve_prediction_confidence_count{job="%s"})' % values["job"],
+                                  lambda r: r["metric"].get("le") == "+Inf"),
+        "Model reloads by result": ('sum(nbserve_model_reloads_total{job="%s"})' % values["job"], lambda r: True),
+    }
+    for p in all_panels(model):
+        if p.get("title") not in truth:
+            continue
+        total_expr, pick = truth.pop(p["title"])
+        expr = substitute(p["targets"][0]["expr"], v)
+        drawn = sum(float(x) for r in prom_range(prom, expr, start, end, step) if pick(r)
+                    for _, x in r["values"] if x not in ("NaN", "+Inf", "-Inf"))
+        happened = (prom_scalar(prom, total_expr) or 0) - (prom_scalar(prom, total_expr, since) or 0)
+        # what the old increase([$__rate_interval]) at the same step drew
+        sel = re.search(r"(nbserve_\w+\{[^}]*\})", expr).group(1)
+        by = re.search(r"sum by \((\w+)\)", expr).group(1)
+        old_expr = f"sum by ({by}) (increase({sel}[{v['__rate_interval']}]))"
+        old = sum(float(x) for r in prom_range(prom, old_expr, start, end, step) if pick(r)
+                  for _, x in r["values"] if x not in ("NaN", "+Inf", "-Inf"))
+        checked += 1
+        ratio = drawn / happened if happened else math.nan
+        print(f"live: {p['title']!r}: {drawn:.1f} events drawn over the test for {happened:.0f} that happened "
+              f"(x{ratio:.3f}; increase([$__rate_interval]) per step would draw x{old / happened if happened else math.nan:.2f})")
+        if not (happened > 0 and abs(ratio - 1) <= 0.01):
+            fail(f"{p['title']!r}: draws {drawn:.1f} events for {happened:.0f}: each must be drawn once")
+    if truth:
+        fail(f"nbserve-model: panels not found: {sorted(truth)}")
+    return checked
+
+
 def cmd_live(args) -> int:
     started = time.monotonic()
     prom = args.prom.rstrip("/")
@@ -592,6 +703,7 @@ def cmd_live(args) -> int:
             values[v["name"]] = cur or ""
         values["job"] = args.job
         values["instance"] = args.instance
+        values["min_samples"] = str(args.min_samples)
         # template variable queries: label_values(selector, label)
         for v in dash.get("templating", {}).get("list", []):
             q = v.get("query")
@@ -644,7 +756,8 @@ def cmd_live(args) -> int:
         gauge = pairs.pop(p.get("title"), None)
         if not gauge:
             continue
-        expr = substitute(p["targets"][0]["expr"], {"job": args.job, "window": "1h", **BUILTIN_VARS})
+        expr = substitute(p["targets"][0]["expr"], {"job": args.job, "window": "1h",
+                                                    "min_samples": str(args.min_samples), **BUILTIN_VARS})
         a = prom_query(prom, expr, now).get("data", {}).get("result", [])
         b = prom_query(prom, f'max({gauge}{{job="{args.job}"}})', now).get("data", {}).get("result", [])
         evaluated += 2
@@ -659,6 +772,9 @@ def cmd_live(args) -> int:
             print(f"live: {p['title']} = {va:.4f} = {gauge}")
     if pairs:
         fail(f"nbserve-model: panels not found: {sorted(pairs)}")
+    if args.since:
+        evaluated += check_events(prom, dashboards, {"job": args.job, "instance": args.instance, **BUILTIN_VARS},
+                                  args.since)
     if args.expect_firing:
         r = prom_query(prom, 'ALERTS{alertstate="firing"}', time.time())
         firing = sorted({s["metric"]["alertname"] for s in r.get("data", {}).get("result", [])})
@@ -740,19 +856,28 @@ def wait_prom(prom: str, expr: str, ok, timeout: float, what: str) -> float | No
         time.sleep(0.5)
 
 
+def wait_recorded(prom: str, timeout: float, what: str) -> None:
+    """Waits until the fleet live-quality recording rules have been evaluated
+    after now (so they include every sample scraped so far)."""
+    since = time.time()
+    wait_prom(prom, "min(timestamp(nbserve:feedback_labelled:increase1h))",
+              lambda v: v > since, timeout, f"{what}: evaluation of the recording rules")
+
+
 FLEET_PANELS = {"Live F1 macro (fleet)": "f1_macro",
                 "Live balanced accuracy (fleet)": "balanced_accuracy",
                 "Live accuracy (fleet)": "accuracy"}
 
 
-def fleet_exprs(job: str) -> dict[str, str]:
+def fleet_exprs(job: str, min_samples: int) -> dict[str, str]:
     """figure -> the model dashboard's fleet PromQL for it (window 1h)."""
     model = next((d for d in load_dashboards().values() if d.get("uid") == "nbserve-model"), {})
     out = {}
     for p in all_panels(model):
         fig = FLEET_PANELS.get(p.get("title"))
         if fig:
-            out[fig] = substitute(p["targets"][0]["expr"], {"job": job, "window": "1h", **BUILTIN_VARS})
+            out[fig] = substitute(p["targets"][0]["expr"], {"job": job, "window": "1h",
+                                                            "min_samples": str(min_samples), **BUILTIN_VARS})
     if len(out) != len(FLEET_PANELS):
         fail(f"nbserve-model: fleet panels found {sorted(out)}, expected {sorted(FLEET_PANELS.values())}")
     return out
@@ -802,8 +927,9 @@ def cmd_replay(args) -> int:
     # once Prometheus has scraped all of the replay's feedback.
     wait_prom(prom, f'sum(nbserve_feedback_confusion_total{{job="{args.job}"}})',
               lambda v: v >= len(rows), args.timeout, "replay: scrape of the feedback counters")
+    wait_recorded(prom, args.timeout, "replay")
     now = time.time()
-    for fig, expr in fleet_exprs(args.job).items():
+    for fig, expr in fleet_exprs(args.job, args.min_samples).items():
         v, o = prom_scalar(prom, expr, now), offline[fig]
         if v is None:
             fail(f"replay: fleet {fig}: no single value from\n    {expr}")
@@ -835,7 +961,7 @@ def cmd_degrade(args) -> int:
     st, model = http("GET", f"{base}/model")
     classes, gate = model["classes"], model["gate_min_f1_macro"]
     f1_before = (q0.get("live") or {}).get("f1_macro")
-    fleet = fleet_exprs(args.job)["f1_macro"]
+    fleet = fleet_exprs(args.job, args.min_samples)["f1_macro"]
     fleet_before = prom_scalar(prom, fleet)
 
     # 1. Wrong labels: each prediction gets a class it was not predicted as.
@@ -876,6 +1002,7 @@ def cmd_degrade(args) -> int:
               lambda v: v >= q1.get("samples", 0), args.timeout, "degrade: scrape of the feedback")
     wait_prom(prom, f'max(nbserve_live_label_drift_js{{job="{args.job}"}})',
               lambda v: v > 0.1, args.timeout, "degrade: scrape of the drift gauge")
+    wait_recorded(prom, args.timeout, "degrade")
     fleet_after = prom_scalar(prom, fleet)
     print(f"degrade: PromQL fleet F1 macro {fleet_before} -> {fleet_after}")
     if fleet_after is None or fleet_before is None or not fleet_after < min(fleet_before, gate):
@@ -1015,11 +1142,18 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=20)
     p.add_argument("--settle", type=float, default=2.5)
     p = sub.add_parser("live")
+    p.add_argument("--min-samples", type=int, default=100,
+                   help="the dashboards' $min_samples (fleet live quality needs that many labels)")
     p.add_argument("--prom", required=True)
     p.add_argument("--job", default="nbserve")
     p.add_argument("--instance", default=".*")
     p.add_argument("--expect-firing", action="append", default=[])
+    p.add_argument("--since", type=float,
+                   help="unix time Prometheus started: annotation and event panels are drawn over the "
+                        "whole test and compared with the events that happened")
     p = sub.add_parser("replay")
+    p.add_argument("--min-samples", type=int, default=100,
+                   help="the dashboards' $min_samples (fleet live quality needs that many labels)")
     p.add_argument("--url", required=True)
     p.add_argument("--prom", required=True)
     p.add_argument("--job", default="nbserve")
@@ -1041,6 +1175,8 @@ def main() -> int:
     p.add_argument("--since-what", default="start")
     p.add_argument("--timeout", type=float, default=60)
     p = sub.add_parser("degrade")
+    p.add_argument("--min-samples", type=int, default=100,
+                   help="the dashboards' $min_samples (fleet live quality needs that many labels)")
     p.add_argument("--url", required=True)
     p.add_argument("--prom", required=True)
     p.add_argument("--job", default="nbserve")
