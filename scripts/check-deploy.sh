@@ -7,7 +7,7 @@
 # No Docker engine is needed. Checks:
 #   - `docker compose config` with the real Compose v2 binary (warnings fail too)
 #   - JSON schemas: compose spec, GitHub workflows, dependabot
-#   - hadolint (Dockerfile), actionlint (+ shellcheck on run: blocks), shellcheck on these scripts
+#   - hadolint (Dockerfile), actionlint (+ shellcheck on run: blocks), zizmor, shellcheck on these scripts
 #   - every NBSERVE__* variable set in docker-compose.yml, the Dockerfile and the
 #     workflows is a setting the server accepts (`env NAME=value nbserve config`
 #     exits 0; 3 means unknown key or invalid value)
@@ -82,6 +82,9 @@ if [[ ${#WORKFLOWS[@]} -gt 0 ]]; then
   run_check "workflows match the GitHub workflow schema (${WORKFLOWS[*]})" \
     check-jsonschema --builtin-schema vendor.github-workflows "${WORKFLOWS[@]}"
   run_check "actionlint (with shellcheck on run: blocks)" actionlint "${WORKFLOWS[@]}"
+  # Template injection, over-broad permissions, unpinned actions, credential
+  # persistence, cache poisoning in release workflows, ...
+  run_check "zizmor (GitHub Actions security, offline)" zizmor --offline --no-progress "${WORKFLOWS[@]}"
 else
   fail "workflows present" "no .github/workflows/*.yml"
 fi

@@ -94,12 +94,46 @@ pub struct LogSettings {
 pub struct AdminSettings {
     /// Bearer token for `/admin/*`; admin endpoints are disabled when unset.
     pub token: Option<String>,
+    /// A file holding the token (the `*_FILE` convention of Compose and
+    /// Kubernetes secrets); read once at start-up, one trailing newline
+    /// dropped. Exclusive with `token`.
+    pub token_file: Option<PathBuf>,
+}
+
+impl AdminSettings {
+    /// Moves the content of `token_file` into `token`.
+    fn read_token_file(&mut self) -> Result<(), SettingsError> {
+        let Some(path) = &self.token_file else {
+            return Ok(());
+        };
+        if self.token.is_some() {
+            return Err(SettingsError::Invalid {
+                key: "admin.token_file",
+                message: "set admin.token or admin.token_file, not both".into(),
+            });
+        }
+        let mut token =
+            std::fs::read_to_string(path).map_err(|source| SettingsError::TokenFile {
+                path: path.clone(),
+                source,
+            })?;
+        // Secrets written with `echo` end in a newline that is not part of the token.
+        if token.ends_with('\n') {
+            token.pop();
+            if token.ends_with('\r') {
+                token.pop();
+            }
+        }
+        self.token = Some(token);
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for AdminSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminSettings")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
             .finish()
     }
 }
@@ -144,7 +178,10 @@ impl Default for Settings {
                 format: LogFormat::Pretty,
                 level: "info".into(),
             },
-            admin: AdminSettings { token: None },
+            admin: AdminSettings {
+                token: None,
+                token_file: None,
+            },
             feedback: FeedbackSettings {
                 capacity: 100_000,
                 max_age_secs: 3600,
@@ -170,6 +207,14 @@ pub enum SettingsError {
         expected: String,
         /// The value that was given.
         found: String,
+    },
+    /// `admin.token_file` could not be read.
+    #[error("invalid setting admin.token_file: cannot read {path}: {source}")]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
     },
     /// A value is out of its allowed range.
     #[error("invalid setting {key}: {message}")]
@@ -259,7 +304,8 @@ impl Settings {
                 .try_parsing(true)
                 .source(Some(env)),
         );
-        let settings: Settings = builder.build()?.try_deserialize()?;
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        settings.admin.read_token_file()?;
         settings.validate()?;
         Ok(settings)
     }
@@ -397,6 +443,43 @@ mod tests {
             "an integer from 0 to 18446744073709551615"
         );
         assert_eq!(integer_range("a map"), None);
+    }
+
+    #[test]
+    fn admin_token_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("token");
+        std::fs::write(&f, "from-a-secret-file\n").unwrap();
+        let path = f.to_str().unwrap();
+        let s = Settings::load_from(None, env(&[("NBSERVE__ADMIN__TOKEN_FILE", path)])).unwrap();
+        assert_eq!(s.admin.token.as_deref(), Some("from-a-secret-file"));
+
+        let e = Settings::load_from(
+            None,
+            env(&[
+                ("NBSERVE__ADMIN__TOKEN_FILE", path),
+                ("NBSERVE__ADMIN__TOKEN", "another-token"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+
+        let missing = dir.path().join("missing");
+        let e = Settings::load_from(
+            None,
+            env(&[("NBSERVE__ADMIN__TOKEN_FILE", missing.to_str().unwrap())]),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid setting admin.token_file: cannot read"),
+            "{e}"
+        );
+
+        std::fs::write(&f, "short\n").unwrap();
+        let e =
+            Settings::load_from(None, env(&[("NBSERVE__ADMIN__TOKEN_FILE", path)])).unwrap_err();
+        assert!(e.to_string().contains("admin.token"), "{e}");
     }
 
     #[test]
