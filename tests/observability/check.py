@@ -256,6 +256,14 @@ def cmd_static(_args) -> int:
             targets = p.get("targets") or []
             if not targets:
                 fail(f"{pw}: no queries")
+            # An F1 figure is judged against the gate, whatever the deployment
+            # configures: no fixed threshold (it was 0.8), the gate query as one.
+            steps = (((p.get("fieldConfig") or {}).get("defaults") or {}).get("thresholds") or {}).get("steps") or []
+            fixed = [st.get("value") for st in steps if isinstance(st.get("value"), (int, float))
+                     and 0 < st["value"] < 1]
+            if "f1_macro" in json.dumps(targets) and fixed and \
+                    "configFromData" not in json.dumps(p.get("transformations") or []):
+                fail(f"{pw}: F1 threshold hard-coded at {fixed}: take it from nbserve_gate_min_f1_macro")
             refs = set()
             for t in targets:
                 if (t.get("datasource") or {}).get("uid") != DS_REF:
