@@ -31,7 +31,7 @@
 # of the rules) at the page receiver; both delivery delays are printed.
 #
 # Env: NBSERVE_BIN (default: the debug build, built if missing),
-#      NBSERVE_OBS_LIVE=0 to skip step 4, NBSERVE_CACHE (Prometheus cache),
+#      NBSERVE_OBS_LIVE=0 to skip step 4, NBSERVE_CACHE (Prometheus and Alertmanager cache),
 #      NBSERVE_OBS_REPLAY=0 to skip the real-dataset replay (no data/spamassassin.csv
 #      and no registry access to fetch it).
 # Only 127.0.0.1 and free ports are used; everything started is stopped on exit.
