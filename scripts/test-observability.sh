@@ -27,8 +27,9 @@
 #
 # Prometheus sends its alerts to a real Alertmanager whose receivers post to a
 # webhook listener of the test's own: the Watchdog must arrive at the watchdog
-# receiver, and once nbserve is stopped NbserveDown (`for` 2s in the test's copy
-# of the rules) at the page receiver; both delivery delays are printed.
+# receiver, the failed reload's NbserveModelReloadFailing at the ticket receiver,
+# and once nbserve is stopped NbserveDown (`for` 2s in the test's copy of the
+# rules) at the page receiver; the delivery delays are printed.
 #
 # Env: NBSERVE_BIN (default: the debug build, built if missing),
 #      NBSERVE_OBS_LIVE=0 to skip step 4, NBSERVE_CACHE (Prometheus and Alertmanager cache),
@@ -229,6 +230,9 @@ step "live: wrong labels and one-class traffic"
 step "live: alerts reach the webhook through Alertmanager"
 "${CHECK[@]}" wait-webhook --log "$tmp/webhook.log" --alert Watchdog --receiver watchdog \
   --since "$prom_started" --since-what "Prometheus start" --timeout 60
+# A ticket: the failed reload of the traffic step (NbserveModelReloadFailing).
+"${CHECK[@]}" wait-webhook --log "$tmp/webhook.log" --alert NbserveModelReloadFailing --receiver ticket \
+  --timeout 30
 # Stop nbserve for real: NbserveDown (its `for` shortened to 2s here) must be
 # delivered to the page receiver.
 kill "$nbserve_pid"
