@@ -257,7 +257,8 @@ def cmd_static(_args) -> int:
             if not targets:
                 fail(f"{pw}: no queries")
             # An F1 figure is judged against the gate, whatever the deployment
-            # configures: no fixed threshold (it was 0.8), the gate query as one.
+            # configures: no fixed threshold (it was 0.8); colour a margin over
+            # nbserve_gate_min_f1_macro instead (or take the gate as threshold).
             steps = (((p.get("fieldConfig") or {}).get("defaults") or {}).get("thresholds") or {}).get("steps") or []
             fixed = [st.get("value") for st in steps if isinstance(st.get("value"), (int, float))
                      and 0 < st["value"] < 1]
@@ -274,7 +275,10 @@ def cmd_static(_args) -> int:
                 expr = t.get("expr") or ""
                 if not expr.strip():
                     fail(f"{pw} {t.get('refId')}: empty expr")
-                for win in re.findall(r"\[([^\]:]+)(?::[^\]]*)?\]", expr):
+                # last_over_time(x[5m]) is a lookback (the last sample, across
+                # failed scrapes), not a rate window: not subject to the rule below
+                scan = re.sub(r"last_over_time\(([^\[()]*)\[5m\]", r"last_over_time(\1", expr)
+                for win in re.findall(r"\[([^\]:]+)(?::[^\]]*)?\]", scan):
                     if win.startswith("$"):
                         continue
                     # A fixed window is right only where a panel mirrors an alert
@@ -609,9 +613,10 @@ def check_events(prom: str, dashboards: dict[str, dict], values: dict[str, str],
     max(S + scrape, 4 x scrape)) over the whole test and compares them with the
     events that really happened: each must be drawn exactly once.
 
-    Event panels draw the counter minus its value one step earlier: the
-    steps telescope, so a range adds up to exactly the events in it at any
-    step. Drawn here with a 2s step (scrapes every 1s), where an increase over
+    Event panels draw the counter's last value minus its last value one step
+    earlier (last_over_time, so a failed scrape's staleness does not cut the
+    chain): the steps telescope, so a range adds up to exactly the events in
+    it at any step. Drawn here with a 2s step (scrapes every 1s), where an increase over
     $__rate_interval (4s) would count each event about twice.
     """
     scrape, step = 1.0, 2.0
