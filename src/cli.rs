@@ -1,4 +1,5 @@
-//! Command-line interface: parses arguments and hands over to the library.
+//! Command-line interface: parses arguments, hands over to the library and
+//! maps its errors to the documented exit codes (the library knows neither).
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -6,10 +7,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::artifact::Artifact;
-use crate::dataset::Dataset;
-use crate::settings::Settings;
-use crate::training::{evaluate_on, train, TrainOptions};
+use nbserve::artifact::Artifact;
+use nbserve::dataset::Dataset;
+use nbserve::server::{LoadError, StartupError};
+use nbserve::settings::Settings;
+use nbserve::training::{evaluate_on, train, TrainOptions};
 
 /// Process exit codes (documented in the README).
 pub mod exit {
@@ -222,7 +224,7 @@ fn read_csv(path: &Path, text: &str, label: &str) -> Result<Dataset, Failure> {
     Dataset::from_csv(path, text, label).map_err(|e| Failure::new(exit::INVALID_MODEL, e))
 }
 
-fn load_model(path: &Path) -> Result<crate::LoadedModel, Failure> {
+fn load_model(path: &Path) -> Result<nbserve::LoadedModel, Failure> {
     Artifact::load(path).map_err(|e| Failure::new(exit::INVALID_MODEL, e))
 }
 
@@ -294,7 +296,7 @@ fn cmd_split(a: SplitArgs) -> CmdResult {
     let data = read_data(&a.data)?;
     let classes = data.classes();
     let labels = data.label_indices(&classes).expect("own labels");
-    let split = crate::classifier::stratified_split(&labels, &classes, a.test_size, a.seed)
+    let split = nbserve::classifier::stratified_split(&labels, &classes, a.test_size, a.seed)
         .map_err(|e| Failure::new(exit::INVALID_MODEL, e))?;
     let io = |e| Failure::new(exit::FAILURE, e);
     data.subset(&split.train)
@@ -392,7 +394,7 @@ fn cmd_check(a: CheckArgs) -> CmdResult {
         .as_deref()
         .map(|p| read_csv(p, "text", "label"))
         .transpose()?;
-    match crate::gate::gate(&model, a.min_f1_macro, holdout.as_ref()) {
+    match nbserve::gate::gate(&model, a.min_f1_macro, holdout.as_ref()) {
         Ok(pass) => {
             println!(
                 "gate passed: model {} {} F1 macro {:.4} ({}) >= minimum {:.4}",
@@ -404,11 +406,11 @@ fn cmd_check(a: CheckArgs) -> CmdResult {
             );
             Ok(())
         }
-        Err(crate::gate::GateError::InvalidThreshold(t)) => Err(Failure::new(
+        Err(nbserve::gate::GateError::InvalidThreshold(t)) => Err(Failure::new(
             exit::USAGE,
             format!("--min-f1-macro must be within [0, 1], got {t}"),
         )),
-        Err(e @ crate::gate::GateError::Holdout(_)) => Err(Failure::new(exit::INVALID_MODEL, e)),
+        Err(e @ nbserve::gate::GateError::Holdout(_)) => Err(Failure::new(exit::INVALID_MODEL, e)),
         Err(e) => Err(Failure::new(
             exit::GATE_REJECTED,
             format!("gate rejected: {e}"),
@@ -441,18 +443,31 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 fn cmd_serve(a: ConfigArgs) -> CmdResult {
     let settings = load_settings(&a)?;
-    crate::telemetry::init(&settings.log);
+    nbserve::telemetry::init(&settings.log);
     runtime()?.block_on(async {
-        let app = crate::server::Application::build(settings)
+        let app = nbserve::server::Application::build(settings)
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "start-up failed");
-                Failure::new(e.exit_code(), e)
+                Failure::new(startup_exit_code(&e), e)
             })?;
         app.run_until_stopped()
             .await
             .map_err(|e| Failure::new(exit::FAILURE, e))
     })
+}
+
+/// The documented exit code for a server that did not start.
+fn startup_exit_code(e: &StartupError) -> u8 {
+    match e {
+        StartupError::Model {
+            source: LoadError::Gate(nbserve::gate::GateError::Rejected { .. }),
+            ..
+        } => exit::GATE_REJECTED,
+        StartupError::Model { .. } => exit::INVALID_MODEL,
+        StartupError::FeedbackLog(_) => exit::SETTINGS,
+        StartupError::Bind { .. } => exit::FAILURE,
+    }
 }
 
 fn cmd_healthcheck(a: HealthcheckArgs) -> CmdResult {

@@ -18,7 +18,6 @@ use tower::ServiceExt;
 pub use routes::{router, ApiDoc};
 pub use state::{load_gated, AppState, LoadError, ServingModel};
 
-use crate::cli::exit;
 use crate::settings::Settings;
 use feedback::FeedbackStore;
 use metrics::Metrics;
@@ -45,21 +44,6 @@ pub enum StartupError {
         /// Why.
         source: std::io::Error,
     },
-}
-
-impl StartupError {
-    /// The documented process exit code for this failure.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            StartupError::Model {
-                source: LoadError::Gate(crate::gate::GateError::Rejected { .. }),
-                ..
-            } => exit::GATE_REJECTED,
-            StartupError::Model { .. } => exit::INVALID_MODEL,
-            StartupError::FeedbackLog(_) => exit::SETTINGS,
-            StartupError::Bind { .. } => exit::FAILURE,
-        }
-    }
 }
 
 /// Largest request head (request line + headers) hyper buffers: 64 KiB.
