@@ -8,8 +8,8 @@ use crate::artifact::{
     Artifact, DatasetFingerprint, ModelId, TrainingParams, VectorizerSpec, FORMAT, SCHEMA_VERSION,
 };
 use crate::classifier::{
-    evaluate, stratified_split, tokenizer, BernoulliNb, Classifier, Evaluation, EvaluationError,
-    ModelError, NbParameters, SplitError, Vocabulary,
+    evaluate, fit, stratified_split, BernoulliNb, Classifier, Evaluation, EvaluationError,
+    ModelError, SplitError,
 };
 use crate::dataset::Dataset;
 
@@ -45,48 +45,6 @@ pub enum TrainError {
     /// Evaluation problem.
     #[error(transparent)]
     Evaluation(#[from] EvaluationError),
-}
-
-/// Learns the vocabulary and counts from texts with label indices.
-///
-/// `progress(done, total)` is called every 1,000 documents and at the end.
-pub fn fit<S: AsRef<str>>(
-    texts: &[S],
-    labels: &[usize],
-    n_classes: usize,
-    alpha: f64,
-    mut progress: impl FnMut(usize, usize),
-) -> Result<(Vocabulary, NbParameters), ModelError> {
-    crate::classifier::validate_alpha(alpha)?;
-    let total = texts.len();
-    let mut buf = String::new();
-    let docs_tokens: Vec<Vec<String>> = texts
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            if (i + 1) % 1000 == 0 {
-                progress(i + 1, total);
-            }
-            tokenizer::lowercase_into(t.as_ref(), &mut buf);
-            let mut toks = Vec::new();
-            tokenizer::for_each_token(&buf, |tok| toks.push(tok.to_owned()));
-            toks.sort_unstable();
-            toks.dedup();
-            toks
-        })
-        .collect();
-    progress(total, total);
-    let vocabulary = Vocabulary::learn(docs_tokens.iter().flatten().map(String::as_str));
-    let docs: Vec<Vec<u32>> = docs_tokens
-        .iter()
-        .map(|toks| {
-            toks.iter()
-                .map(|t| vocabulary.get(t).expect("learnt from these tokens"))
-                .collect()
-        })
-        .collect();
-    let params = NbParameters::fit(&docs, labels, n_classes, vocabulary.len(), alpha)?;
-    Ok((vocabulary, params))
 }
 
 /// Scores `data` with `classifier` against its labels.

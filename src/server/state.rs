@@ -90,7 +90,7 @@ fn load_gated_inner(path: &Path, settings: &GateSettings) -> Result<ServingModel
     let holdout = settings
         .holdout_path
         .as_deref()
-        .map(|p| Dataset::from_csv(p, "text", "label"))
+        .map(Dataset::holdout)
         .transpose()?;
     let pass = gate(&loaded, settings.min_f1_macro, holdout.as_ref())?;
     let total: u64 = loaded.meta.dataset.class_counts.values().sum();
