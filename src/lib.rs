@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! server                      HTTP: Application, routes, state, metrics
-//! gate                        may this model be served?
+//! gate, monitoring            may this model be served? how is it doing?
 //! training                    dataset → split → fit → evaluate → artifact
 //! artifact, telemetry         the model file; logging set-up
 //! dataset, settings           CSV input; typed settings
@@ -20,6 +20,7 @@ pub mod artifact;
 pub mod classifier;
 pub mod dataset;
 pub mod gate;
+pub mod monitoring;
 pub mod server;
 pub mod settings;
 pub mod telemetry;

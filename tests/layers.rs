@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["dataset", "settings"],
     &["artifact", "telemetry"],
     &["training"],
-    &["gate"],
+    &["gate", "monitoring"],
     &["server"],
 ];
 

@@ -2,7 +2,6 @@
 
 pub mod error;
 pub mod extract;
-pub mod feedback;
 pub mod metrics;
 pub mod routes;
 pub mod state;
@@ -18,8 +17,8 @@ use tower::ServiceExt;
 pub use routes::{router, ApiDoc};
 pub use state::{load_gated, AppState, LoadError, ServingModel};
 
+use crate::monitoring::FeedbackStore;
 use crate::settings::Settings;
-use feedback::FeedbackStore;
 use metrics::Metrics;
 
 /// Why the server did not start.

@@ -9,11 +9,11 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 
-use super::feedback::{FeedbackStore, ModelLabels};
 use super::metrics::Metrics;
 use crate::artifact::{Artifact, ArtifactError, LoadedModel};
 use crate::dataset::{Dataset, DatasetError};
 use crate::gate::{gate, GateError, GatePass};
+use crate::monitoring::{FeedbackStore, ModelProfile};
 use crate::settings::{GateSettings, Settings};
 
 /// A model that passed validation and the gate.
@@ -26,8 +26,8 @@ pub struct ServingModel {
     pub loaded_at: DateTime<Utc>,
     /// The file it came from (reloads without a path re-read it).
     pub path: PathBuf,
-    /// Labels shared with remembered predictions.
-    pub labels: Arc<ModelLabels>,
+    /// What remembered predictions need to know about this model.
+    pub profile: Arc<ModelProfile>,
 }
 
 /// Why a model could not be (re)loaded.
@@ -113,7 +113,7 @@ fn load_gated_inner(path: &Path, settings: &GateSettings) -> Result<ServingModel
             }
         })
         .collect();
-    let labels = Arc::new(ModelLabels {
+    let profile = Arc::new(ModelProfile {
         version: loaded.meta.model.version.clone(),
         classes: loaded.meta.classes.clone(),
         prior,
@@ -123,7 +123,7 @@ fn load_gated_inner(path: &Path, settings: &GateSettings) -> Result<ServingModel
         gate: pass,
         loaded_at: Utc::now(),
         path: path.to_owned(),
-        labels,
+        profile,
     })
 }
 

@@ -6,9 +6,9 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::monitoring::FeedbackError;
 use crate::server::error::ApiError;
 use crate::server::extract::AppJson;
-use crate::server::feedback::FeedbackError;
 use crate::server::state::AppState;
 
 /// The true label of an earlier prediction.

@@ -107,7 +107,8 @@ pub struct DriftFigures {
 /// Live vs. stored model quality.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct QualityResponse {
-    /// Configured window of labelled predictions.
+    /// Configured window size (`feedback.window`): of labelled predictions
+    /// for `live`, and of recent predictions for `drift`.
     pub window_size: usize,
     /// Labelled predictions in it.
     pub samples: u64,

@@ -101,7 +101,7 @@ fn score(state: &AppState, model: &ServingModel, text: &str, explain: bool) -> P
     }
     let id = state
         .feedback
-        .remember(&model.labels, prediction.label, confidence, oov);
+        .remember(&model.profile, prediction.label, confidence, oov);
     let explanation = explain.then(|| {
         classifier
             .explain(text, &prediction, 10)
