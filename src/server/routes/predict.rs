@@ -10,7 +10,8 @@ use utoipa::ToSchema;
 
 use crate::server::error::ApiError;
 use crate::server::extract::AppJson;
-use crate::server::state::{AppState, ServingModel};
+use crate::server::loader::ServingModel;
+use crate::server::state::AppState;
 
 /// One text to classify.
 #[derive(Debug, Deserialize, ToSchema)]
