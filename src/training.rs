@@ -60,6 +60,46 @@ pub fn evaluate_on(classifier: &Classifier, data: &Dataset) -> Result<Evaluation
     Ok(evaluate(&truth, &predicted, classifier.classes())?)
 }
 
+/// Where the evaluation documents came from, as the artifact records it.
+struct Holdout {
+    train: Dataset,
+    test: Dataset,
+    evaluated_on: &'static str,
+    test_size: Option<f64>,
+    seed: Option<u64>,
+}
+
+/// `test` when given, else a stratified split of `data`.
+fn hold_out(
+    data: &Dataset,
+    test: Option<&Dataset>,
+    classes: &[String],
+    options: &TrainOptions,
+) -> Result<Holdout, TrainError> {
+    Ok(match test {
+        Some(t) => Holdout {
+            train: data.clone(),
+            test: t.clone(),
+            evaluated_on: "test_file",
+            test_size: None,
+            seed: None,
+        },
+        None => {
+            let labels = data
+                .label_indices(classes)
+                .expect("classes come from these labels");
+            let split = stratified_split(&labels, classes, options.test_size, options.seed)?;
+            Holdout {
+                train: data.subset(&split.train),
+                test: data.subset(&split.test),
+                evaluated_on: "stratified_split",
+                test_size: Some(options.test_size),
+                seed: Some(options.seed),
+            }
+        }
+    })
+}
+
 /// Trains on `data` and evaluates on `test` when given, else on a stratified
 /// split of `data`; returns a sealed artifact.
 pub fn train(
@@ -73,27 +113,13 @@ pub fn train(
     if classes.len() < 2 {
         return Err(ModelError::TooFewClasses(classes.len()).into());
     }
-    let all_labels = data
-        .label_indices(&classes)
-        .expect("classes come from these labels");
-    let (train_set, test_set, evaluated_on, test_size, seed) = match test {
-        Some(t) => (data.clone(), t.clone(), "test_file", None, None),
-        None => {
-            let split = stratified_split(&all_labels, &classes, options.test_size, options.seed)?;
-            (
-                data.subset(&split.train),
-                data.subset(&split.test),
-                "stratified_split",
-                Some(options.test_size),
-                Some(options.seed),
-            )
-        }
-    };
-    let train_labels = train_set
+    let sets = hold_out(data, test, &classes, options)?;
+    let train_labels = sets
+        .train
         .label_indices(&classes)
         .expect("subset of the same labels");
     let (vocabulary, parameters) = fit(
-        &train_set.texts,
+        &sets.train.texts,
         &train_labels,
         classes.len(),
         options.alpha,
@@ -104,7 +130,7 @@ pub fn train(
         vocabulary.clone(),
         BernoulliNb::new(&parameters)?,
     )?;
-    let evaluation = evaluate_on(&classifier, &test_set)?;
+    let evaluation = evaluate_on(&classifier, &sets.test)?;
     let mut class_counts = BTreeMap::new();
     for l in &data.labels {
         *class_counts.entry(l.clone()).or_insert(0u64) += 1;
@@ -125,9 +151,9 @@ pub fn train(
             .to_rfc3339_opts(SecondsFormat::Secs, true),
         training: TrainingParams {
             alpha: options.alpha,
-            test_size,
-            seed,
-            evaluated_on: evaluated_on.to_owned(),
+            test_size: sets.test_size,
+            seed: sets.seed,
+            evaluated_on: sets.evaluated_on.to_owned(),
             vectorizer: VectorizerSpec::default(),
         },
         dataset: DatasetFingerprint {

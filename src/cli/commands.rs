@@ -227,7 +227,7 @@ pub fn check(a: CheckArgs) -> CmdResult {
                 model.meta.model.name,
                 model.meta.model.version,
                 pass.f1_macro,
-                pass.basis,
+                pass.gate_source,
                 pass.threshold
             );
             Ok(())

@@ -91,7 +91,7 @@ impl Application {
             version = %meta.model.version,
             f1_macro = model.gate.f1_macro,
             gate_min_f1_macro = model.gate.threshold,
-            gate_source = %model.gate.basis,
+            gate_source = %model.gate.gate_source,
             address = %format!("{}:{port}", settings.server.host),
             startup_ms = started.elapsed().as_millis() as u64,
             "model passed the gate; listening"

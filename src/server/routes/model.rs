@@ -58,7 +58,7 @@ pub async fn model(State(state): State<AppState>) -> Json<ModelResponse> {
         dataset: meta.dataset.clone(),
         gate_min_f1_macro: m.gate.threshold,
         gate_f1_macro: m.gate.f1_macro,
-        gate_source: m.gate.basis.to_string(),
+        gate_source: m.gate.gate_source.to_string(),
         loaded_at: m.loaded_at.to_rfc3339(),
     })
 }
