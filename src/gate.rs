@@ -48,7 +48,9 @@ pub enum GateError {
     #[error("gate minimum F1 macro must be within [0, 1], got {0}")]
     InvalidThreshold(f64),
     /// The model is below the minimum.
-    #[error("model F1 macro {f1_macro:.4} ({gate_source}) is below the gate minimum {threshold:.4}")]
+    #[error(
+        "model F1 macro {f1_macro:.4} ({gate_source}) is below the gate minimum {threshold:.4}"
+    )]
     Rejected {
         /// The F1 macro judged.
         f1_macro: f64,
