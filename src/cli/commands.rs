@@ -4,7 +4,7 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
-use nbserve::artifact::{Artifact, LoadedModel};
+use nbserve::artifact::{Artifact, ArtifactError, LoadedModel};
 use nbserve::classifier::{stratified_split, Classifier};
 use nbserve::dataset::{self, Dataset, DatasetError};
 use nbserve::gate::GateError;
@@ -34,7 +34,11 @@ fn invalid_data(e: DatasetError) -> Failure {
 }
 
 fn load_model(path: &Path) -> Result<LoadedModel, Failure> {
-    Artifact::load(path).map_err(|e| Failure::new(exit::INVALID_MODEL, e))
+    Artifact::load(path).map_err(|e| match e {
+        // Already names the file.
+        ArtifactError::Io { .. } => Failure::new(exit::INVALID_MODEL, e),
+        _ => Failure::new(exit::INVALID_MODEL, format!("{}: {e}", path.display())),
+    })
 }
 
 fn io_failure(e: std::io::Error) -> Failure {
@@ -274,8 +278,13 @@ pub fn serve(a: ConfigArgs) -> CmdResult {
     nbserve::telemetry::init(&settings.log);
     runtime()?.block_on(async {
         let app = Application::build(settings).await.map_err(|e| {
+            // The log is where a service's operators look; one report is
+            // enough, unless the log is switched off.
             tracing::error!(error = %e, "start-up failed");
-            Failure::new(startup_exit_code(&e), e)
+            Failure {
+                logged: tracing::enabled!(tracing::Level::ERROR),
+                ..Failure::new(startup_exit_code(&e), e)
+            }
         })?;
         app.run_until_stopped().await.map_err(io_failure)
     })

@@ -35,6 +35,8 @@ pub mod exit {
 pub struct Failure {
     code: u8,
     message: String,
+    /// Already reported through the log: `main` prints nothing more.
+    logged: bool,
 }
 
 impl Failure {
@@ -43,6 +45,7 @@ impl Failure {
         Self {
             code,
             message: message.to_string(),
+            logged: false,
         }
     }
 }
@@ -62,7 +65,9 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(f) => {
-            eprintln!("nbserve: {}", f.message);
+            if !f.logged {
+                eprintln!("nbserve: {}", f.message);
+            }
             ExitCode::from(f.code)
         }
     }
