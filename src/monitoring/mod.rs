@@ -3,14 +3,14 @@
 //! signals. No HTTP here: the server calls [`FeedbackStore`].
 //!
 //! One job per module, all behind the store's one lock:
-//! - [`ids`]: prediction ids that name a ring slot and prove they were issued;
-//! - [`ring`]: remembered predictions, 16 bytes each, in bounded memory (at
+//! - `ids`: prediction ids that name a ring slot and prove they were issued;
+//! - `ring`: remembered predictions, 16 bytes each, in bounded memory (at
 //!   most `capacity`, none older than `max_age`, oldest dropped first);
-//! - [`window`]: the last `window` labelled predictions, scored with the same
+//! - `window`: the last `window` labelled predictions, scored with the same
 //!   [`ConfusionMatrix::evaluate`](crate::classifier::ConfusionMatrix::evaluate)
 //!   as offline evaluation;
-//! - [`drift`]: the last `window` predictions, labelled or not;
-//! - [`log`]: the crash-safe JSON-lines log of accepted feedback.
+//! - `drift`: the last `window` predictions, labelled or not;
+//! - `log`: the crash-safe JSON-lines log of accepted feedback.
 
 mod drift;
 mod ids;
