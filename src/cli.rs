@@ -11,6 +11,8 @@ use crate::dataset::Dataset;
 use crate::settings::Settings;
 use crate::training::{evaluate_on, train, TrainOptions};
 
+mod tune;
+
 /// Process exit codes (documented in the README).
 pub mod exit {
     /// Success.
@@ -41,6 +43,8 @@ pub struct Cli {
 enum Command {
     /// Train a model from a labelled CSV and write the artifact.
     Train(TrainArgs),
+    /// Choose model and vectorizer parameters by cross-validation, then train.
+    Tune(tune::TuneArgs),
     /// Write the stratified train/test split `train` would use, as two CSVs.
     Split(SplitArgs),
     /// Score a model on a labelled CSV.
@@ -80,10 +84,38 @@ struct TrainArgs {
     /// Additive smoothing (> 0).
     #[arg(long, default_value_t = 1.0)]
     alpha: f64,
+    /// bernoulli, multinomial or complement (scikit-learn's BernoulliNB, MultinomialNB, ComplementNB).
+    #[arg(long, default_value = "bernoulli")]
+    model: String,
+    /// Binary features for multinomial/complement (Bernoulli NB is always binary).
+    #[arg(long)]
+    binary: bool,
+    /// Drop terms in fewer documents: an integer is a count, a float in (0, 1] a share.
+    #[arg(long, default_value = "1")]
+    min_df: String,
+    /// Drop terms in more documents: an integer is a count, a float in (0, 1] a share.
+    #[arg(long, default_value = "1.0")]
+    max_df: String,
+    /// Keep only this many most frequent terms (0 = all).
+    #[arg(long, default_value_t = 0)]
+    max_features: u64,
+    /// Fit a probability temperature on out-of-fold scores of the training part.
+    #[arg(long)]
+    calibrate: bool,
+    /// Cross-validation folds for --calibrate.
+    #[arg(long, default_value_t = 5)]
+    folds: u32,
+    #[command(flatten)]
+    held_out: HeldOutArgs,
+}
+
+/// The held-out evaluation and naming options `train` and `tune` share.
+#[derive(Debug, Args)]
+struct HeldOutArgs {
     /// Held-out share for the stratified split.
     #[arg(long, default_value_t = 0.2)]
     test_size: f64,
-    /// Split seed.
+    /// Split seed (also seeds cross-validation folds).
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Train on all of --data and evaluate on this labelled CSV instead of a split.
@@ -197,6 +229,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(a) => cmd_train(a),
+        Command::Tune(a) => tune::cmd_tune(a),
         Command::Split(a) => cmd_split(a),
         Command::Evaluate(a) => cmd_evaluate(a),
         Command::Predict(a) => cmd_predict(a),
@@ -226,42 +259,126 @@ fn load_model(path: &Path) -> Result<crate::LoadedModel, Failure> {
     Artifact::load(path).map_err(|e| Failure::new(exit::INVALID_MODEL, e))
 }
 
-fn cmd_train(a: TrainArgs) -> CmdResult {
-    let data = read_data(&a.data)?;
-    let test = a
+/// Reads `--data` and `--test-data` and says what will be trained on.
+fn read_train_data(
+    data: &DataArgs,
+    held_out: &HeldOutArgs,
+) -> Result<(Dataset, Option<Dataset>), Failure> {
+    let train = read_data(data)?;
+    let test = held_out
         .test_data
         .as_deref()
-        .map(|p| read_csv(p, &a.data.text_column, &a.data.label_column))
+        .map(|p| read_csv(p, &data.text_column, &data.label_column))
         .transpose()?;
     eprintln!(
         "training on {} documents from {}{}",
-        data.len(),
-        a.data.data.display(),
+        train.len(),
+        data.data.display(),
         test.as_ref()
             .map(|t| format!(", evaluating on {} documents", t.len()))
             .unwrap_or_default()
     );
-    let created_at = match std::env::var("SOURCE_DATE_EPOCH") {
+    Ok((train, test))
+}
+
+/// The creation time: `SOURCE_DATE_EPOCH` when set (reproducible builds), else now.
+fn created_at() -> Result<chrono::DateTime<chrono::Utc>, Failure> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(s) => s
             .parse::<i64>()
             .ok()
             .and_then(|secs| chrono::DateTime::from_timestamp(secs, 0))
-            .ok_or_else(|| Failure::new(exit::USAGE, "SOURCE_DATE_EPOCH must be Unix seconds"))?,
-        Err(_) => chrono::Utc::now(),
-    };
-    let options = TrainOptions {
-        alpha: a.alpha,
+            .ok_or_else(|| Failure::new(exit::USAGE, "SOURCE_DATE_EPOCH must be Unix seconds")),
+        Err(_) => Ok(chrono::Utc::now()),
+    }
+}
+
+/// The split and naming options; the name defaults to the output file's stem.
+fn run_options(a: &HeldOutArgs, out: &Path) -> Result<crate::training::RunOptions, Failure> {
+    Ok(crate::training::RunOptions {
         test_size: a.test_size,
         seed: a.seed,
         name: a.name.clone().unwrap_or_else(|| {
-            a.out
-                .file_stem()
+            out.file_stem()
                 .and_then(|s| s.to_str())
                 .unwrap_or("model")
                 .to_owned()
         }),
         version: a.model_version.clone(),
-        created_at,
+        created_at: created_at()?,
+    })
+}
+
+/// Parses a `--min-df` / `--max-df` value (exit 2 naming it when invalid).
+fn parse_df(flag: &str, value: &str) -> Result<crate::classifier::DfBound, Failure> {
+    crate::classifier::DfBound::parse(value)
+        .map_err(|e| Failure::new(exit::USAGE, format!("{flag} {value}: {e}")))
+}
+
+/// Parses a `--model` value (exit 2 naming it when unknown).
+fn parse_model(value: &str) -> Result<crate::classifier::ModelKind, Failure> {
+    crate::classifier::ModelKind::parse(value)
+        .map_err(|e| Failure::new(exit::USAGE, format!("--model: {e}")))
+}
+
+/// Saves the artifact and prints what was written and its evaluation.
+fn save_and_report(artifact: &Artifact, out: &Path) -> CmdResult {
+    artifact
+        .save(out)
+        .map_err(|e| Failure::new(exit::FAILURE, e))?;
+    let evaluation = artifact.evaluation.as_ref().expect("training evaluates");
+    println!(
+        "model {} {} ({} {}, {} terms, {} classes) written to {}",
+        artifact.model.name,
+        artifact.model.version,
+        artifact.training.model_kind(),
+        if artifact.training.vectorizer.binary {
+            "binary"
+        } else {
+            "counts"
+        },
+        artifact.vocabulary.len(),
+        artifact.classes.len(),
+        out.display()
+    );
+    if let Some(c) = &artifact.calibration {
+        println!(
+            "calibration: temperature {:.4} ({}-fold out-of-fold log loss {:.4} -> {:.4})",
+            c.temperature, c.folds, c.log_loss_before, c.log_loss_after
+        );
+    }
+    println!(
+        "evaluated on {} ({} documents):",
+        artifact.training.evaluated_on, evaluation.documents
+    );
+    print!("{}", evaluation.to_table());
+    Ok(())
+}
+
+fn cmd_train(a: TrainArgs) -> CmdResult {
+    let model = parse_model(&a.model)?;
+    if a.calibrate && a.folds < 2 {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!(
+                "--folds {}: cross-validation needs at least 2 folds",
+                a.folds
+            ),
+        ));
+    }
+    let vectorizer = crate::classifier::VectorizerOptions {
+        min_df: parse_df("--min-df", &a.min_df)?,
+        max_df: parse_df("--max-df", &a.max_df)?,
+        max_features: a.max_features,
+        binary: a.binary || model == crate::classifier::ModelKind::Bernoulli,
+    };
+    let (data, test) = read_train_data(&a.data, &a.held_out)?;
+    let options = TrainOptions {
+        model,
+        vectorizer,
+        calibrate_folds: a.calibrate.then_some(a.folds),
+        alpha: a.alpha,
+        run: run_options(&a.held_out, &a.out)?,
     };
     let show_progress = data.len() >= 5000;
     let artifact = train(&data, test.as_ref(), &options, |done, total| {
@@ -270,24 +387,7 @@ fn cmd_train(a: TrainArgs) -> CmdResult {
         }
     })
     .map_err(|e| Failure::new(exit::INVALID_MODEL, e))?;
-    artifact
-        .save(&a.out)
-        .map_err(|e| Failure::new(exit::FAILURE, e))?;
-    let evaluation = artifact.evaluation.as_ref().expect("training evaluates");
-    println!(
-        "model {} {} ({} terms, {} classes) written to {}",
-        artifact.model.name,
-        artifact.model.version,
-        artifact.vocabulary.len(),
-        artifact.classes.len(),
-        a.out.display()
-    );
-    println!(
-        "evaluated on {} ({} documents):",
-        artifact.training.evaluated_on, evaluation.documents
-    );
-    print!("{}", evaluation.to_table());
-    Ok(())
+    save_and_report(&artifact, &a.out)
 }
 
 fn cmd_split(a: SplitArgs) -> CmdResult {

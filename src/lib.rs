@@ -14,6 +14,7 @@ pub mod server;
 pub mod settings;
 pub mod telemetry;
 pub mod training;
+pub mod tuning;
 
 pub use artifact::{Artifact, ArtifactError, LoadedModel, ModelMeta};
 pub use classifier::{Classifier, Evaluation, Prediction};

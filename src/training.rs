@@ -5,22 +5,38 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::artifact::{
-    Artifact, DatasetFingerprint, ModelId, TrainingParams, VectorizerSpec, FORMAT, SCHEMA_VERSION,
+    Artifact, Calibration, DatasetFingerprint, ModelId, TrainingParams, VectorizerSpec, FORMAT,
+    SCHEMA_VERSION,
 };
 use crate::classifier::{
-    evaluate, stratified_split, tokenizer, BernoulliNb, Classifier, Evaluation, EvaluationError,
-    ModelError, NbParameters, SplitError, Vocabulary,
+    calibration, evaluate, stratified_split, Classifier, Evaluation, EvaluationError, FitError,
+    ModelError, ModelKind, NaiveBayes, NbParameters, SplitError, VectorizerError,
+    VectorizerOptions, Vocabulary,
 };
 use crate::dataset::Dataset;
+use crate::tuning::{CrossValidation, GridPoint, TuningReport};
 
 /// Options for [`train`].
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
+    /// Which naive Bayes.
+    pub model: ModelKind,
+    /// Vectorizer options (`binary` is forced on for Bernoulli NB).
+    pub vectorizer: VectorizerOptions,
+    /// Fit a calibration temperature on this many cross-validation folds.
+    pub calibrate_folds: Option<u32>,
     /// Smoothing.
     pub alpha: f64,
+    /// Split, naming and creation time.
+    pub run: RunOptions,
+}
+
+/// What `train` and `tune` share: the held-out split and the model's name.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
     /// Held-out share for the stratified split (ignored with a test file).
     pub test_size: f64,
-    /// Split seed (ignored with a test file).
+    /// Split seed (ignored with a test file); also seeds cross-validation folds.
     pub seed: u64,
     /// Model name.
     pub name: String,
@@ -39,6 +55,12 @@ pub enum TrainError {
     /// Model problem (alpha, classes).
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// Vocabulary problem (min_df, max_df, empty vocabulary).
+    #[error(transparent)]
+    Vectorizer(#[from] VectorizerError),
+    /// Cross-validation problem (folds, a grid value).
+    #[error("{0}")]
+    CrossValidation(String),
     /// A test label the training data never had.
     #[error("label {0:?} appears in the test data but not in the training data")]
     UnknownTestLabel(String),
@@ -47,7 +69,8 @@ pub enum TrainError {
     Evaluation(#[from] EvaluationError),
 }
 
-/// Learns the vocabulary and counts from texts with label indices.
+/// Learns the vocabulary and counts from texts with label indices, with
+/// `CountVectorizer(binary=True)`'s default options.
 ///
 /// `progress(done, total)` is called every 1,000 documents and at the end.
 pub fn fit<S: AsRef<str>>(
@@ -55,38 +78,26 @@ pub fn fit<S: AsRef<str>>(
     labels: &[usize],
     n_classes: usize,
     alpha: f64,
-    mut progress: impl FnMut(usize, usize),
+    progress: impl FnMut(usize, usize),
 ) -> Result<(Vocabulary, NbParameters), ModelError> {
-    crate::classifier::validate_alpha(alpha)?;
-    let total = texts.len();
-    let mut buf = String::new();
-    let docs_tokens: Vec<Vec<String>> = texts
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            if (i + 1) % 1000 == 0 {
-                progress(i + 1, total);
-            }
-            tokenizer::lowercase_into(t.as_ref(), &mut buf);
-            let mut toks = Vec::new();
-            tokenizer::for_each_token(&buf, |tok| toks.push(tok.to_owned()));
-            toks.sort_unstable();
-            toks.dedup();
-            toks
-        })
-        .collect();
-    progress(total, total);
-    let vocabulary = Vocabulary::learn(docs_tokens.iter().flatten().map(String::as_str));
-    let docs: Vec<Vec<u32>> = docs_tokens
-        .iter()
-        .map(|toks| {
-            toks.iter()
-                .map(|t| vocabulary.get(t).expect("learnt from these tokens"))
-                .collect()
-        })
-        .collect();
-    let params = NbParameters::fit(&docs, labels, n_classes, vocabulary.len(), alpha)?;
-    Ok((vocabulary, params))
+    let options = VectorizerOptions::default();
+    crate::classifier::vectorizer::fit_vocabulary(
+        texts, labels, n_classes, &options, alpha, progress,
+    )
+    .map_err(|e| match e {
+        FitError::Model(e) => e,
+        // The default options keep every term of a non-empty corpus.
+        FitError::Vectorizer(e) => ModelError::Shape(e.to_string()),
+    })
+}
+
+impl From<FitError> for TrainError {
+    fn from(e: FitError) -> Self {
+        match e {
+            FitError::Model(e) => e.into(),
+            FitError::Vectorizer(e) => e.into(),
+        }
+    }
 }
 
 /// Scores `data` with `classifier` against its labels.
@@ -94,12 +105,149 @@ pub fn evaluate_on(classifier: &Classifier, data: &Dataset) -> Result<Evaluation
     let truth = data
         .label_indices(classifier.classes())
         .map_err(TrainError::UnknownTestLabel)?;
-    let predicted: Vec<usize> = data
-        .texts
-        .iter()
-        .map(|t| classifier.predict(t).label)
-        .collect();
-    Ok(evaluate(&truth, &predicted, classifier.classes())?)
+    let predictions: Vec<_> = data.texts.iter().map(|t| classifier.predict(t)).collect();
+    let predicted: Vec<usize> = predictions.iter().map(|p| p.label).collect();
+    let mut evaluation = evaluate(&truth, &predicted, classifier.classes())?;
+    let probabilities: Vec<Vec<f64>> = predictions.iter().map(|p| p.probabilities()).collect();
+    evaluation.brier_score = Some(calibration::brier_score(&probabilities, &truth));
+    evaluation.ece = Some(calibration::expected_calibration_error(
+        &probabilities,
+        &truth,
+    ));
+    if classifier.temperature().is_some() {
+        let raw: Vec<Vec<f64>> = data
+            .texts
+            .iter()
+            .map(|t| classifier.predict_uncalibrated(t).probabilities())
+            .collect();
+        evaluation.brier_score_uncalibrated = Some(calibration::brier_score(&raw, &truth));
+        evaluation.ece_uncalibrated = Some(calibration::expected_calibration_error(&raw, &truth));
+    }
+    Ok(evaluation)
+}
+
+/// The training and evaluation parts of a run: `test` when given, else a
+/// stratified split of `data`.
+pub(crate) struct Parts {
+    /// Training documents.
+    pub train: Dataset,
+    /// Held-out documents.
+    pub test: Dataset,
+    /// `stratified_split` or `test_file`.
+    pub evaluated_on: &'static str,
+    /// Held-out share, for a split.
+    pub test_size: Option<f64>,
+    /// Split seed, for a split.
+    pub seed: Option<u64>,
+}
+
+/// Splits as `train` does; `classes` are `data`'s classes (at least two).
+pub(crate) fn parts(
+    data: &Dataset,
+    test: Option<&Dataset>,
+    classes: &[String],
+    test_size: f64,
+    seed: u64,
+) -> Result<Parts, TrainError> {
+    if classes.len() < 2 {
+        return Err(ModelError::TooFewClasses(classes.len()).into());
+    }
+    Ok(match test {
+        Some(t) => Parts {
+            train: data.clone(),
+            test: t.clone(),
+            evaluated_on: "test_file",
+            test_size: None,
+            seed: None,
+        },
+        None => {
+            let labels = data
+                .label_indices(classes)
+                .expect("classes come from these labels");
+            let split = stratified_split(&labels, classes, test_size, seed)?;
+            Parts {
+                train: data.subset(&split.train),
+                test: data.subset(&split.test),
+                evaluated_on: "stratified_split",
+                test_size: Some(test_size),
+                seed: Some(seed),
+            }
+        }
+    })
+}
+
+/// What a fitted model adds to an artifact besides its counts.
+pub(crate) struct Fitted {
+    /// Model name, version and creation time.
+    pub run: RunOptions,
+    /// The parameters the model was fitted with.
+    pub point: GridPoint,
+    /// The vocabulary.
+    pub vocabulary: Vocabulary,
+    /// The counts.
+    pub parameters: NbParameters,
+    /// The calibration, if fitted.
+    pub calibration: Option<Calibration>,
+    /// The search that chose `point`, for `tune`.
+    pub tuning: Option<TuningReport>,
+}
+
+/// Evaluates `fitted` on `parts.test` and seals the artifact.
+pub(crate) fn seal_artifact(
+    data: &Dataset,
+    test: Option<&Dataset>,
+    classes: Vec<String>,
+    parts: &Parts,
+    fitted: Fitted,
+) -> Result<Artifact, TrainError> {
+    let point = fitted.point;
+    let classifier = Classifier::new(
+        classes.clone(),
+        fitted.vocabulary.clone(),
+        NaiveBayes::with_kind(point.model, point.binary, &fitted.parameters)?,
+    )?
+    .with_temperature(fitted.calibration.as_ref().map(|c| c.temperature));
+    let evaluation = evaluate_on(&classifier, &parts.test)?;
+    let mut class_counts = BTreeMap::new();
+    for l in &data.labels {
+        *class_counts.entry(l.clone()).or_insert(0u64) += 1;
+    }
+    let run = fitted.run;
+    let version = run
+        .version
+        .unwrap_or_else(|| run.created_at.format("%Y.%m.%d-%H%M%S").to_string());
+    let mut artifact = Artifact {
+        format: FORMAT.to_owned(),
+        schema_version: SCHEMA_VERSION,
+        model: ModelId {
+            name: run.name,
+            version,
+        },
+        created_at: run.created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        training: TrainingParams {
+            alpha: point.alpha,
+            test_size: parts.test_size,
+            seed: parts.seed,
+            evaluated_on: parts.evaluated_on.to_owned(),
+            vectorizer: VectorizerSpec::new(&point.vectorizer()),
+            model: Some(point.model),
+        },
+        dataset: DatasetFingerprint {
+            sha256: data.sha256.clone(),
+            documents: data.len() as u64,
+            class_counts,
+            test_sha256: test.map(|t| t.sha256.clone()),
+        },
+        classes,
+        evaluation: Some(evaluation),
+        calibration: fitted.calibration,
+        tuning: fitted.tuning,
+        vocabulary: fitted.vocabulary.iter().map(str::to_owned).collect(),
+        parameters: fitted.parameters,
+        checksum: String::new(),
+    };
+    artifact.seal();
+    Ok(artifact)
 }
 
 /// Trains on `data` and evaluates on `test` when given, else on a stratified
@@ -112,78 +260,37 @@ pub fn train(
 ) -> Result<Artifact, TrainError> {
     crate::classifier::validate_alpha(options.alpha)?;
     let classes = data.classes();
-    if classes.len() < 2 {
-        return Err(ModelError::TooFewClasses(classes.len()).into());
-    }
-    let all_labels = data
-        .label_indices(&classes)
-        .expect("classes come from these labels");
-    let (train_set, test_set, evaluated_on, test_size, seed) = match test {
-        Some(t) => (data.clone(), t.clone(), "test_file", None, None),
-        None => {
-            let split = stratified_split(&all_labels, &classes, options.test_size, options.seed)?;
-            (
-                data.subset(&split.train),
-                data.subset(&split.test),
-                "stratified_split",
-                Some(options.test_size),
-                Some(options.seed),
-            )
-        }
+    let parts = parts(
+        data,
+        test,
+        &classes,
+        options.run.test_size,
+        options.run.seed,
+    )?;
+    let point = GridPoint {
+        model: options.model,
+        binary: options.vectorizer.binary || options.model == ModelKind::Bernoulli,
+        alpha: options.alpha,
+        min_df: options.vectorizer.min_df,
+        max_df: options.vectorizer.max_df,
+        max_features: options.vectorizer.max_features,
     };
-    let train_labels = train_set
-        .label_indices(&classes)
-        .expect("subset of the same labels");
-    let (vocabulary, parameters) = fit(
-        &train_set.texts,
-        &train_labels,
-        classes.len(),
-        options.alpha,
-        progress,
-    )?;
-    let classifier = Classifier::new(
-        classes.clone(),
-        vocabulary.clone(),
-        BernoulliNb::new(&parameters)?,
-    )?;
-    let evaluation = evaluate_on(&classifier, &test_set)?;
-    let mut class_counts = BTreeMap::new();
-    for l in &data.labels {
-        *class_counts.entry(l.clone()).or_insert(0u64) += 1;
-    }
-    let version = options
-        .version
-        .clone()
-        .unwrap_or_else(|| options.created_at.format("%Y.%m.%d-%H%M%S").to_string());
-    let mut artifact = Artifact {
-        format: FORMAT.to_owned(),
-        schema_version: SCHEMA_VERSION,
-        model: ModelId {
-            name: options.name.clone(),
-            version,
-        },
-        created_at: options
-            .created_at
-            .to_rfc3339_opts(SecondsFormat::Secs, true),
-        training: TrainingParams {
-            alpha: options.alpha,
-            test_size,
-            seed,
-            evaluated_on: evaluated_on.to_owned(),
-            vectorizer: VectorizerSpec::default(),
-        },
-        dataset: DatasetFingerprint {
-            sha256: data.sha256.clone(),
-            documents: data.len() as u64,
-            class_counts,
-            test_sha256: test.map(|t| t.sha256.clone()),
-        },
-        classes,
-        evaluation: Some(evaluation),
-        vocabulary: vocabulary.iter().map(str::to_owned).collect(),
+    let cv = CrossValidation::new(&parts.train, &classes, options.run.seed, progress);
+    let (vocabulary, parameters) = cv.refit(&point)?;
+    let calibration = match options.calibrate_folds {
+        Some(folds) => Some(
+            cv.calibrate(&point, folds)
+                .map_err(|e| TrainError::CrossValidation(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let fitted = Fitted {
+        run: options.run.clone(),
+        point,
+        vocabulary,
         parameters,
-        checksum: String::new(),
+        calibration,
+        tuning: None,
     };
-    artifact.seal();
-    Ok(artifact)
+    seal_artifact(data, test, classes, &parts, fitted)
 }
