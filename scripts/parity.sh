@@ -147,6 +147,7 @@ option_case multinomial-binary -- --model multinomial --binary --alpha 0.5 -- \
     --nb multinomial --alpha 0.5
 option_case complement-binary -- --model complement --binary --min-df 2 -- \
     --nb complement --min-df 2
+option_case bernoulli-calibrated -- --min-df 5 --alpha 0.1 --calibrate -- --min-df 5 --alpha 0.1
 option_case complement-counts -- --model complement --max-df 0.9 --alpha 0.3 -- \
     --nb complement --binary false --max-df 0.9 --alpha 0.3
 

@@ -23,6 +23,8 @@
         * artifact evaluation.{f1_macro,balanced_accuracy,accuracy} equal to sklearn's
           on TEST.csv to 4 decimals
         * artifact training.model / training.vectorizer agree with the options given
+        * with a `calibration` block, probabilities are compared with
+          log_softmax(joint_log_likelihood / temperature) (labels: arg-max as always)
       Only `vocabulary`, `classes`, `evaluation` and `training` of the artifact are relied on.
       With max_features, scikit-learn ranks terms with an unstable argsort, so which of
       several terms tied at the cut it keeps depends on NumPy's sort kernel; nbserve keeps the
@@ -141,7 +143,16 @@ def check(args):
     sk_classes = [str(c) for c in clf.classes_]
     xm_test = vec.transform(x_test)
     sk_logp = clf.predict_log_proba(xm_test)
-    sk_pred = [sk_classes[j] for j in sk_logp.argmax(axis=1)]
+    calibration = model.get("calibration")
+    if calibration:
+        # A calibrated artifact serves log_softmax(jll / T); labels stay the arg-max of jll.
+        from scipy.special import log_softmax
+        t = float(calibration["temperature"])
+        jll = clf.predict_joint_log_proba(xm_test)
+        sk_pred_idx = jll.argmax(axis=1)
+        sk_logp = log_softmax(jll / t, axis=1)
+        print(f"[{name}] calibrated artifact: comparing with log_softmax(jll / {t!r})")
+    sk_pred = [sk_classes[j] for j in (sk_pred_idx if calibration else sk_logp.argmax(axis=1))]
     analyzer = vec.build_analyzer()
 
     print(f"[{name}] train {len(x_train)} docs, test {len(x_test)} docs, "
