@@ -9,6 +9,13 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 started=$(date +%s)
 
+# shellcheck source=scripts/lib/preflight.sh
+source scripts/lib/preflight.sh
+preflight test.sh cargo rustfmt cargo-clippy python3.11 npm curl git apt-get apt-cache dpkg readelf
+if [[ "$(id -u)" -ne 0 && ! -x "${NBSERVE_CACHE:-$HOME/.cache/nbserve}/prometheus/root/usr/bin/prometheus" ]]; then
+  echo "test.sh: note: not root; if apt's package lists are stale, fetching Prometheus needs 'apt-get update' (root)" >&2
+fi
+
 step "cargo fmt --check"
 cargo fmt --all --check
 
@@ -21,7 +28,11 @@ trap 'rm -f "$cargo_log"' EXIT
 cargo test --locked 2>&1 | tee "$cargo_log"
 cargo_passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$cargo_log" | awk '{n += $4} END {print n + 0}')
 
-export NBSERVE_BIN="$PWD/target/debug/nbserve"
+# shellcheck source=scripts/lib/cargo.sh
+source scripts/lib/cargo.sh
+# The binary `cargo test` just built, wherever CARGO_TARGET_DIR puts it.
+NBSERVE_BIN="$(cargo_bin debug nbserve)"
+export NBSERVE_BIN
 
 step "scikit-learn parity"
 scripts/parity.sh

@@ -55,6 +55,9 @@ pub enum TrainError {
     /// Model problem (alpha, classes).
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// Every training document has the same label.
+    #[error("every training document has the label {0:?}; at least 2 classes are needed")]
+    OneClass(String),
     /// Vocabulary problem (min_df, max_df, empty vocabulary).
     #[error(transparent)]
     Vectorizer(#[from] VectorizerError),
@@ -149,6 +152,9 @@ pub(crate) fn parts(
     test_size: f64,
     seed: u64,
 ) -> Result<Parts, TrainError> {
+    if let [only] = classes {
+        return Err(TrainError::OneClass(only.clone()));
+    }
     if classes.len() < 2 {
         return Err(ModelError::TooFewClasses(classes.len()).into());
     }
