@@ -13,10 +13,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::classifier::{
-    Classifier, DfBound, Evaluation, ModelError, ModelKind, NaiveBayes, NbParameters,
+    Classifier, DfBound, Evaluation, ModelError, ModelKind, NaiveBayes, NbParameters, TuningReport,
     VectorizerOptions, Vocabulary, VocabularyError,
 };
-use crate::tuning::TuningReport;
 
 /// The `format` value of every nbserve artifact (kept for every model kind,
 /// so existing readers recognise the file).
@@ -389,42 +388,30 @@ impl Artifact {
             });
         }
         self.validate()?;
-        let Artifact {
-            model,
-            checksum,
-            created_at,
-            training,
-            dataset,
-            classes,
-            evaluation,
-            calibration,
-            vocabulary: terms,
-            parameters,
-            ..
-        } = self;
-        let evaluation = evaluation.ok_or(ArtifactError::MissingEvaluation)?;
+        let evaluation = self.evaluation.ok_or(ArtifactError::MissingEvaluation)?;
         // Each parsed part is freed as soon as its table is built: the
         // 110k-term list before the counts are turned into log-probabilities.
-        let vocabulary = Vocabulary::from_sorted(&terms)?;
-        drop(terms);
+        let vocabulary = Vocabulary::from_sorted(&self.vocabulary)?;
+        drop(self.vocabulary);
         let nb = NaiveBayes::with_kind(
-            training.model_kind(),
-            training.vectorizer.binary,
-            &parameters,
+            self.training.model_kind(),
+            self.training.vectorizer.binary,
+            &self.parameters,
         )?;
-        drop(parameters);
+        drop(self.parameters);
         let vocabulary_size = vocabulary.len();
-        let classifier = Classifier::new(classes.clone(), vocabulary, nb)?
+        let calibration = self.calibration;
+        let classifier = Classifier::new(self.classes.clone(), vocabulary, nb)?
             .with_temperature(calibration.as_ref().map(|c| c.temperature));
         Ok(LoadedModel {
             classifier,
             meta: ModelMeta {
-                model,
-                checksum,
-                created_at,
-                training,
-                dataset,
-                classes,
+                model: self.model,
+                checksum: self.checksum,
+                created_at: self.created_at,
+                training: self.training,
+                dataset: self.dataset,
+                classes: self.classes,
                 vocabulary_size,
                 evaluation,
                 calibration,

@@ -9,12 +9,12 @@ use crate::artifact::{
     SCHEMA_VERSION,
 };
 use crate::classifier::{
-    calibration, evaluate, stratified_split, Classifier, Evaluation, EvaluationError, FitError,
-    ModelError, ModelKind, NaiveBayes, NbParameters, SplitError, VectorizerError,
+    best, calibration, evaluate, stratified_split, Classifier, Evaluation, EvaluationError, Grid,
+    GridPoint, ModelError, ModelKind, NaiveBayes, NbParameters, SplitError, TuningReport,
     VectorizerOptions, Vocabulary,
 };
 use crate::dataset::Dataset;
-use crate::tuning::{CrossValidation, GridPoint, TuningReport};
+use crate::tuning::{CrossValidation, CvError};
 
 /// Options for [`train`].
 #[derive(Debug, Clone)]
@@ -58,12 +58,10 @@ pub enum TrainError {
     /// Every training document has the same label.
     #[error("every training document has the label {0:?}; at least 2 classes are needed")]
     OneClass(String),
-    /// Vocabulary problem (min_df, max_df, empty vocabulary).
-    #[error(transparent)]
-    Vectorizer(#[from] VectorizerError),
-    /// Cross-validation problem (folds, a grid value).
+    /// Vocabulary selection, fitting or cross-validation problem (a
+    /// `min_df` / `max_df` that selects nothing, too many folds, ...).
     #[error("{0}")]
-    CrossValidation(String),
+    Fit(String),
     /// A test label the training data never had.
     #[error("label {0:?} appears in the test data but not in the training data")]
     UnknownTestLabel(String),
@@ -72,34 +70,9 @@ pub enum TrainError {
     Evaluation(#[from] EvaluationError),
 }
 
-/// Learns the vocabulary and counts from texts with label indices, with
-/// `CountVectorizer(binary=True)`'s default options.
-///
-/// `progress(done, total)` is called every 1,000 documents and at the end.
-pub fn fit<S: AsRef<str>>(
-    texts: &[S],
-    labels: &[usize],
-    n_classes: usize,
-    alpha: f64,
-    progress: impl FnMut(usize, usize),
-) -> Result<(Vocabulary, NbParameters), ModelError> {
-    let options = VectorizerOptions::default();
-    crate::classifier::vectorizer::fit_vocabulary(
-        texts, labels, n_classes, &options, alpha, progress,
-    )
-    .map_err(|e| match e {
-        FitError::Model(e) => e,
-        // The default options keep every term of a non-empty corpus.
-        FitError::Vectorizer(e) => ModelError::Shape(e.to_string()),
-    })
-}
-
-impl From<FitError> for TrainError {
-    fn from(e: FitError) -> Self {
-        match e {
-            FitError::Model(e) => e.into(),
-            FitError::Vectorizer(e) => e.into(),
-        }
+impl From<CvError> for TrainError {
+    fn from(e: CvError) -> Self {
+        TrainError::Fit(e.to_string())
     }
 }
 
@@ -284,10 +257,7 @@ pub fn train(
     let cv = CrossValidation::new(&parts.train, &classes, options.run.seed, progress);
     let (vocabulary, parameters) = cv.refit(&point)?;
     let calibration = match options.calibrate_folds {
-        Some(folds) => Some(
-            cv.calibrate(&point, folds)
-                .map_err(|e| TrainError::CrossValidation(e.to_string()))?,
-        ),
+        Some(folds) => Some(cv.calibrate(&point, folds)?),
         None => None,
     };
     let fitted = Fitted {
@@ -299,4 +269,74 @@ pub fn train(
         tuning: None,
     };
     seal_artifact(data, test, classes, &parts, fitted)
+}
+
+/// Options for [`tune`].
+#[derive(Debug, Clone)]
+pub struct TuneOptions {
+    /// The grid.
+    pub grid: Grid,
+    /// Folds.
+    pub folds: u32,
+    /// Split, naming and creation time.
+    pub run: RunOptions,
+}
+
+/// Why `tune` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TuneError {
+    /// A parameter value out of range (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// Data or model problem (exit 4).
+    #[error(transparent)]
+    Train(#[from] TrainError),
+}
+
+impl From<CvError> for TuneError {
+    fn from(e: CvError) -> Self {
+        match e {
+            CvError::BadValue(m) => TuneError::Usage(m),
+            e => TuneError::Train(e.into()),
+        }
+    }
+}
+
+/// Splits like `train`, cross-validates the grid on the training part,
+/// refits the winner on the whole training part with a temperature fitted on
+/// its out-of-fold scores, and evaluates it on the held-out part.
+pub fn tune(
+    data: &Dataset,
+    test: Option<&Dataset>,
+    options: &TuneOptions,
+    tokenize_progress: impl FnMut(usize, usize),
+    cv_progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Artifact, TuneError> {
+    let points = options.grid.points();
+    if points.is_empty() {
+        return Err(TuneError::Usage("the grid is empty".into()));
+    }
+    let classes = data.classes();
+    let seed = options.run.seed;
+    let parts = parts(data, test, &classes, options.run.test_size, seed)?;
+    let cv = CrossValidation::new(&parts.train, &classes, seed, tokenize_progress);
+    let (results, oof) = cv.run(&points, options.folds, cv_progress)?;
+    let best = best(&results);
+    let point = results[best].params;
+    let (vocabulary, parameters) = cv.refit(&point)?;
+    let fitted = Fitted {
+        run: options.run.clone(),
+        point,
+        vocabulary,
+        parameters,
+        calibration: Some(cv.calibration_from(&oof[best], options.folds)),
+        tuning: Some(TuningReport {
+            folds: options.folds,
+            seed,
+            scoring: "f1_macro".into(),
+            results,
+            best,
+        }),
+    };
+    Ok(seal_artifact(data, test, classes, &parts, fitted)?)
 }

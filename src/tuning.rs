@@ -1,5 +1,6 @@
-//! Cross-validated parameter search (`nbserve tune`) and the out-of-fold
-//! temperature calibration that `tune` and `train --calibrate` share.
+//! Cross-validation on a tokenized training part: the engine of `nbserve
+//! tune` and of the out-of-fold temperature calibration that `tune` and
+//! `train --calibrate` share (the pipelines themselves are in `training`).
 //!
 //! The training part is tokenized once: every fold's vocabulary and counts,
 //! for any `min_df` / `max_df` / `max_features` / `alpha` / model, follow
@@ -7,188 +8,16 @@
 //! ([`TermStats`]), so a grid of points costs one tokenization plus cheap
 //! counting, not one `CountVectorizer.fit` per point and fold.
 
-use std::fmt::Write as _;
-
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
-use crate::artifact::{Artifact, Calibration};
+use crate::artifact::Calibration;
 use crate::classifier::{
-    calibration, evaluate, DfBound, ModelKind, NaiveBayes, NbParameters, TermCounts, TermStats,
-    VectorizerError, VectorizerOptions, Vocabulary,
+    calibration, evaluate, CvResult, DfBound, GridPoint, MeanStd, ModelError, NaiveBayes,
+    NbParameters, TermCounts, TermStats, VectorizerError, Vocabulary,
 };
 use crate::dataset::Dataset;
-use crate::training::{parts, seal_artifact, Fitted, RunOptions, TrainError};
-
-/// One combination of parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GridPoint {
-    /// The naive Bayes model.
-    pub model: ModelKind,
-    /// Binary features (always true for Bernoulli NB).
-    pub binary: bool,
-    /// Smoothing.
-    pub alpha: f64,
-    /// `min_df`.
-    pub min_df: DfBound,
-    /// `max_df`.
-    pub max_df: DfBound,
-    /// `max_features`, 0 = no limit.
-    pub max_features: u64,
-}
-
-impl GridPoint {
-    /// The vectorizer options of this point.
-    pub fn vectorizer(&self) -> VectorizerOptions {
-        VectorizerOptions {
-            min_df: self.min_df,
-            max_df: self.max_df,
-            max_features: self.max_features,
-            binary: self.binary,
-        }
-    }
-}
-
-/// A grid: every combination of the listed values.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Grid {
-    /// Models.
-    pub models: Vec<ModelKind>,
-    /// Binary features for Multinomial / Complement NB.
-    pub binary: bool,
-    /// Smoothing values (> 0).
-    pub alphas: Vec<f64>,
-    /// `min_df` values.
-    pub min_dfs: Vec<DfBound>,
-    /// `max_df` values.
-    pub max_dfs: Vec<DfBound>,
-    /// `max_features` values, 0 = no limit.
-    pub max_features: Vec<u64>,
-}
-
-impl Grid {
-    /// Every point, models outermost, `max_features` innermost.
-    pub fn points(&self) -> Vec<GridPoint> {
-        let mut out = Vec::new();
-        for &model in &self.models {
-            for &alpha in &self.alphas {
-                for &min_df in &self.min_dfs {
-                    for &max_df in &self.max_dfs {
-                        for &max_features in &self.max_features {
-                            out.push(GridPoint {
-                                model,
-                                binary: self.binary || model == ModelKind::Bernoulli,
-                                alpha,
-                                min_df,
-                                max_df,
-                                max_features,
-                            });
-                        }
-                    }
-                }
-            }
-        }
-        out
-    }
-}
-
-/// Mean and (population) standard deviation over folds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MeanStd {
-    /// Mean.
-    pub mean: f64,
-    /// Standard deviation (`ddof=0`, as scikit-learn's `cv_results_`).
-    pub std: f64,
-}
-
-impl MeanStd {
-    fn of(values: &[f64]) -> Self {
-        let n = values.len() as f64;
-        let mean = values.iter().sum::<f64>() / n;
-        let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
-        Self {
-            mean,
-            std: var.sqrt(),
-        }
-    }
-}
-
-/// Cross-validated scores of one grid point.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CvResult {
-    /// The parameters.
-    pub params: GridPoint,
-    /// F1 macro over the held-out folds.
-    pub f1_macro: MeanStd,
-    /// Balanced accuracy over the held-out folds.
-    pub balanced_accuracy: MeanStd,
-    /// Accuracy over the held-out folds.
-    pub accuracy: MeanStd,
-    /// Mean vocabulary size of the fold models.
-    pub vocabulary_size: f64,
-}
-
-/// The search as stored in the artifact.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TuningReport {
-    /// Stratified folds.
-    pub folds: u32,
-    /// Seed of the folds.
-    pub seed: u64,
-    /// The criterion: mean `f1_macro` (ties: the smaller vocabulary).
-    pub scoring: String,
-    /// One entry per grid point, in grid order.
-    pub results: Vec<CvResult>,
-    /// Index of the chosen point in `results`.
-    pub best: usize,
-}
-
-impl TuningReport {
-    /// The table `tune` prints; the chosen point is marked `*`.
-    pub fn to_table(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "  {:<11} {:>6} {:>7} {:>6} {:>6} {:>8} {:>8}  {:<17}  {:<17}  {:<17}",
-            "model",
-            "binary",
-            "alpha",
-            "min_df",
-            "max_df",
-            "max_feat",
-            "terms",
-            "F1 macro",
-            "bal. accuracy",
-            "accuracy"
-        );
-        for (i, r) in self.results.iter().enumerate() {
-            let p = &r.params;
-            let ms = |m: MeanStd| format!("{:.4} ± {:.4}", m.mean, m.std);
-            let _ = writeln!(
-                s,
-                "{} {:<11} {:>6} {:>7} {:>6} {:>6} {:>8} {:>8.0}  {:<17}  {:<17}  {:<17}",
-                if i == self.best { "*" } else { " " },
-                p.model.name(),
-                p.binary,
-                p.alpha,
-                p.min_df.to_string(),
-                p.max_df.to_string(),
-                p.max_features,
-                r.vocabulary_size,
-                ms(r.f1_macro),
-                ms(r.balanced_accuracy),
-                ms(r.accuracy)
-            );
-        }
-        s
-    }
-}
 
 /// Why a cross-validation cannot run; [`CvError::is_usage`] tells a bad
 /// command-line value from data that cannot support it.
@@ -206,12 +35,6 @@ impl CvError {
     /// True for a bad parameter value (exit 2), false for unusable data (exit 4).
     pub fn is_usage(&self) -> bool {
         matches!(self, CvError::BadValue(_))
-    }
-}
-
-impl From<CvError> for TrainError {
-    fn from(e: CvError) -> Self {
-        TrainError::CrossValidation(e.to_string())
     }
 }
 
@@ -253,11 +76,15 @@ impl CrossValidation {
     }
 
     /// Fits `point` on the whole training part: scikit-learn's vocabulary and counts.
-    pub fn refit(&self, point: &GridPoint) -> Result<(Vocabulary, NbParameters), TrainError> {
+    pub fn refit(&self, point: &GridPoint) -> Result<(Vocabulary, NbParameters), CvError> {
         let rows: Vec<usize> = (0..self.corpus.len()).collect();
         let stats = self.corpus.stats(&rows, &self.labels, self.classes.len());
-        let kept = stats.select(&point.vectorizer())?;
-        let parameters = stats.parameters(&kept, point.binary, point.alpha)?;
+        let kept = stats
+            .select(&point.vectorizer())
+            .map_err(vectorizer_error)?;
+        let parameters = stats
+            .parameters(&kept, point.binary, point.alpha)
+            .map_err(model_error)?;
         let terms: Vec<&str> = kept
             .iter()
             .map(|&t| self.corpus.terms()[t as usize].as_str())
@@ -474,7 +301,8 @@ impl CrossValidation {
         Ok(self.calibration_from(&oof[0], k))
     }
 
-    fn calibration_from(&self, jll: &[Vec<f64>], k: u32) -> Calibration {
+    /// The temperature calibration fitted on out-of-fold joint log likelihoods `jll`.
+    pub fn calibration_from(&self, jll: &[Vec<f64>], k: u32) -> Calibration {
         let temperature = calibration::fit_temperature(jll, &self.labels);
         Calibration {
             method: "temperature".into(),
@@ -489,97 +317,38 @@ impl CrossValidation {
 
 /// The fold's vocabulary for `p`, with errors naming the value.
 fn select(stats: &TermStats, p: &GridPoint, fold: usize) -> Result<Vec<u32>, CvError> {
-    stats.select(&p.vectorizer()).map_err(|e| match e {
-        VectorizerError::Invalid(m) => CvError::BadValue(m),
-        VectorizerError::MaxBelowMin { .. } => CvError::BadValue(format!("fold {}: {e}", fold + 1)),
-        VectorizerError::EmptyVocabulary { .. } => CvError::Data(format!("fold {}: {e}", fold + 1)),
-    })
+    stats
+        .select(&p.vectorizer())
+        .map_err(|e| match vectorizer_error(e) {
+            CvError::BadValue(m) => CvError::BadValue(format!("fold {}: {m}", fold + 1)),
+            CvError::Data(m) => CvError::Data(format!("fold {}: {m}", fold + 1)),
+        })
 }
 
-/// The index of the best result: highest mean F1 macro, then the smaller
-/// vocabulary, then the earlier grid point.
-pub fn best(results: &[CvResult]) -> usize {
-    let mut best = 0;
-    for (i, r) in results.iter().enumerate().skip(1) {
-        let b = &results[best];
-        let better = r.f1_macro.mean > b.f1_macro.mean
-            || (r.f1_macro.mean == b.f1_macro.mean && r.vocabulary_size < b.vocabulary_size);
-        if better {
-            best = i;
+/// A bound out of range is a bad value; an empty vocabulary is the data's.
+fn vectorizer_error(e: VectorizerError) -> CvError {
+    match e {
+        VectorizerError::Invalid(_) | VectorizerError::MaxBelowMin { .. } => {
+            CvError::BadValue(e.to_string())
         }
+        VectorizerError::EmptyVocabulary { .. } => CvError::Data(e.to_string()),
     }
-    best
 }
 
-/// Options for [`tune`].
-#[derive(Debug, Clone)]
-pub struct TuneOptions {
-    /// The grid.
-    pub grid: Grid,
-    /// Folds.
-    pub folds: u32,
-    /// Split, naming and creation time.
-    pub run: RunOptions,
-}
-
-/// Why `tune` failed.
-#[derive(Debug, thiserror::Error)]
-pub enum TuneError {
-    /// A parameter value out of range (exit 2).
-    #[error("{0}")]
-    Usage(String),
-    /// Data or model problem (exit 4).
-    #[error(transparent)]
-    Train(#[from] TrainError),
-}
-
-/// Splits like `train`, cross-validates the grid on the training part,
-/// refits the winner on the whole training part with a temperature fitted on
-/// its out-of-fold scores, and evaluates it on the held-out part.
-pub fn tune(
-    data: &Dataset,
-    test: Option<&Dataset>,
-    options: &TuneOptions,
-    tokenize_progress: impl FnMut(usize, usize),
-    cv_progress: &(dyn Fn(usize, usize) + Sync),
-) -> Result<Artifact, TuneError> {
-    let points = options.grid.points();
-    if points.is_empty() {
-        return Err(TuneError::Usage("the grid is empty".into()));
+/// An alpha out of range is a bad value; a missing class is the data's.
+fn model_error(e: ModelError) -> CvError {
+    match e {
+        ModelError::InvalidAlpha(_) => CvError::BadValue(e.to_string()),
+        _ => CvError::Data(e.to_string()),
     }
-    let classes = data.classes();
-    let seed = options.run.seed;
-    let parts = parts(data, test, &classes, options.run.test_size, seed)?;
-    let cv = CrossValidation::new(&parts.train, &classes, seed, tokenize_progress);
-    let (results, oof) = cv
-        .run(&points, options.folds, cv_progress)
-        .map_err(|e| match e {
-            CvError::BadValue(m) => TuneError::Usage(m),
-            e => TuneError::Train(e.into()),
-        })?;
-    let best = best(&results);
-    let point = results[best].params;
-    let (vocabulary, parameters) = cv.refit(&point)?;
-    let fitted = Fitted {
-        run: options.run.clone(),
-        point,
-        vocabulary,
-        parameters,
-        calibration: Some(cv.calibration_from(&oof[best], options.folds)),
-        tuning: Some(TuningReport {
-            folds: options.folds,
-            seed,
-            scoring: "f1_macro".into(),
-            results,
-            best,
-        }),
-    };
-    Ok(seal_artifact(data, test, classes, &parts, fitted)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::artifact::Artifact;
+    use crate::classifier::{best, Grid, ModelKind};
+    use crate::training::{tune, RunOptions, TuneOptions};
     use std::path::Path;
 
     fn sample() -> Dataset {
@@ -650,7 +419,7 @@ mod tests {
         let point = grid().points()[0];
         let (v, p) = cv.refit(&point).unwrap();
         let (v2, p2) =
-            crate::training::fit(&data.texts, &labels, classes.len(), 0.1, |_, _| {}).unwrap();
+            crate::classifier::fit(&data.texts, &labels, classes.len(), 0.1, |_, _| {}).unwrap();
         assert_eq!(v.iter().collect::<Vec<_>>(), v2.iter().collect::<Vec<_>>());
         assert_eq!(p, p2);
     }

@@ -1,12 +1,14 @@
 //! The classifier: pure computation, no I/O, no HTTP, no global state.
 //!
 //! `CountVectorizer` + `BernoulliNB` (or `MultinomialNB` / `ComplementNB`)
-//! as scikit-learn defines them, split into tokenization, vocabulary, the
-//! model, calibration and evaluation.
+//! as scikit-learn defines them, split into tokenization, vocabulary options,
+//! fitting, the model, calibration and evaluation.
 
 pub mod calibration;
 mod evaluation;
 mod family;
+mod fit;
+mod grid;
 mod model;
 mod split;
 pub mod tokenizer;
@@ -14,13 +16,13 @@ pub mod vectorizer;
 mod vocabulary;
 
 pub use evaluation::{evaluate, ClassScores, ConfusionMatrix, Evaluation, EvaluationError};
+pub use fit::fit;
+pub use grid::{best, CvResult, Grid, GridPoint, MeanStd, TuningReport};
 pub use model::{
     argmax, normalize_log_probs, validate_alpha, ModelError, ModelKind, NaiveBayes, NbParameters,
 };
 pub use split::{stratified_split, Split, SplitError};
-pub use vectorizer::{
-    DfBound, FitError, TermCounts, TermStats, VectorizerError, VectorizerOptions,
-};
+pub use vectorizer::{DfBound, TermCounts, TermStats, VectorizerError, VectorizerOptions};
 pub use vocabulary::{Key, Vocabulary, VocabularyError};
 
 use std::cell::RefCell;
@@ -351,7 +353,7 @@ mod tests {
             "project review notes attached",
         ];
         let labels = [1, 1, 1, 0, 0, 0];
-        let (vocab, params) = crate::training::fit(&texts, &labels, 2, 1.0, |_, _| {}).unwrap();
+        let (vocab, params) = fit(&texts, &labels, 2, 1.0, |_, _| {}).unwrap();
         Classifier::new(
             vec!["ham".into(), "spam".into()],
             vocab,

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{tokenizer, ModelError, NbParameters, Vocabulary};
+use super::{tokenizer, ModelError, NbParameters};
 
 /// A document-frequency bound as scikit-learn takes it: an integer is a
 /// number of documents, a float in (0, 1] a proportion of the documents.
@@ -342,44 +342,6 @@ impl TermStats {
                 .collect(),
         })
     }
-}
-
-/// Tokenizes `texts`, selects the vocabulary by `options` and counts it:
-/// `CountVectorizer(**options).fit_transform` followed by a naive Bayes `fit`.
-pub fn fit_vocabulary<S: AsRef<str>>(
-    texts: &[S],
-    labels: &[usize],
-    n_classes: usize,
-    options: &VectorizerOptions,
-    alpha: f64,
-    progress: impl FnMut(usize, usize),
-) -> Result<(Vocabulary, NbParameters), FitError> {
-    super::validate_alpha(alpha)?;
-    if texts.is_empty() {
-        return Err(ModelError::NoDocuments.into());
-    }
-    let corpus = TermCounts::tokenize(texts, progress);
-    let rows: Vec<usize> = (0..corpus.len()).collect();
-    let stats = corpus.stats(&rows, labels, n_classes);
-    let kept = stats.select(options)?;
-    let params = stats.parameters(&kept, options.binary, alpha)?;
-    let terms: Vec<&str> = kept
-        .iter()
-        .map(|&t| corpus.terms()[t as usize].as_str())
-        .collect();
-    let vocabulary = Vocabulary::from_sorted(&terms).expect("sorted, unique, non-empty tokens");
-    Ok((vocabulary, params))
-}
-
-/// Why [`fit_vocabulary`] failed.
-#[derive(Debug, thiserror::Error, PartialEq)]
-pub enum FitError {
-    /// Model problem (alpha, classes).
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    /// Vocabulary problem (bounds, empty vocabulary).
-    #[error(transparent)]
-    Vectorizer(#[from] VectorizerError),
 }
 
 #[cfg(test)]

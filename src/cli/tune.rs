@@ -1,51 +1,18 @@
 //! `nbserve tune`: cross-validated choice of model and vectorizer parameters.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
 
-use clap::Args;
+use nbserve::classifier::{Grid, ModelKind};
+use nbserve::training::{tune as run_tune, TuneError, TuneOptions};
 
-use super::{
-    exit, parse_df, parse_model, read_train_data, run_options, save_and_report, CmdResult,
-    DataArgs, Failure, HeldOutArgs,
+use super::args::TuneArgs;
+use super::commands::{
+    check_folds, parse_df, parse_model, read_train_data, run_options, save_and_report, CmdResult,
 };
-use crate::tuning::{tune, Grid, TuneError, TuneOptions};
-
-/// `nbserve tune` arguments; every grid option is a comma-separated list.
-#[derive(Debug, Args)]
-pub(super) struct TuneArgs {
-    #[command(flatten)]
-    data: DataArgs,
-    /// Where to write the artifact of the chosen model.
-    #[arg(long)]
-    out: PathBuf,
-    /// Models to try: bernoulli, multinomial, complement.
-    #[arg(long, value_delimiter = ',', default_value = "bernoulli")]
-    model: Vec<String>,
-    /// Binary features for multinomial/complement (Bernoulli NB is always binary).
-    #[arg(long)]
-    binary: bool,
-    /// Smoothing values (> 0).
-    #[arg(long, value_delimiter = ',', default_value = "0.01,0.1,1")]
-    alpha: Vec<f64>,
-    /// min_df values (integer = documents, float in (0, 1] = share).
-    #[arg(long, value_delimiter = ',', default_value = "1,2,5")]
-    min_df: Vec<String>,
-    /// max_df values (integer = documents, float in (0, 1] = share).
-    #[arg(long, value_delimiter = ',', default_value = "1.0")]
-    max_df: Vec<String>,
-    /// max_features values (0 = no limit).
-    #[arg(long, value_delimiter = ',', default_value = "0,20000")]
-    max_features: Vec<u64>,
-    /// Stratified cross-validation folds.
-    #[arg(long, default_value_t = 5)]
-    folds: u32,
-    #[command(flatten)]
-    held_out: HeldOutArgs,
-}
+use super::{exit, Failure};
 
 /// Runs the search and writes the chosen, calibrated model.
-pub(super) fn cmd_tune(a: TuneArgs) -> CmdResult {
+pub(super) fn tune(a: TuneArgs) -> CmdResult {
     let grid = Grid {
         models: a
             .model
@@ -72,15 +39,7 @@ pub(super) fn cmd_tune(a: TuneArgs) -> CmdResult {
             format!("--alpha {bad}: alpha must be a finite number > 0"),
         ));
     }
-    if a.folds < 2 {
-        return Err(Failure::new(
-            exit::USAGE,
-            format!(
-                "--folds {}: cross-validation needs at least 2 folds",
-                a.folds
-            ),
-        ));
-    }
+    check_folds(a.folds)?;
     let (data, test) = read_train_data(&a.data, &a.held_out)?;
     let options = TuneOptions {
         grid,
@@ -103,7 +62,7 @@ pub(super) fn cmd_tune(a: TuneArgs) -> CmdResult {
         }
     };
     let started = std::time::Instant::now();
-    let artifact = tune(&data, test.as_ref(), &options, |_, _| {}, &progress).map_err(|e| {
+    let artifact = run_tune(&data, test.as_ref(), &options, |_, _| {}, &progress).map_err(|e| {
         let code = match e {
             TuneError::Usage(_) => exit::USAGE,
             TuneError::Train(_) => exit::INVALID_MODEL,
@@ -121,7 +80,7 @@ pub(super) fn cmd_tune(a: TuneArgs) -> CmdResult {
     println!(
         "chosen: --model {} {}--alpha {} --min-df {} --max-df {} --max-features {}",
         p.model,
-        if p.binary && p.model != crate::classifier::ModelKind::Bernoulli {
+        if p.binary && p.model != ModelKind::Bernoulli {
             "--binary "
         } else {
             ""
