@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `nbserve tune` vs scikit-learn GridSearchCV (n_jobs=1) on the same grid and split.
 #
-#   bench/tune.sh            # builds target/release/nbserve if needed
+#   bench/tune.sh            # builds the release nbserve first
 #   NBSERVE_BIN=... bench/tune.sh
 #
 # Grid (18 points): alpha 0.01,0.1,1 x min_df 1,2,5 x max_features none,20000, Bernoulli
@@ -14,10 +14,12 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-bin="${NBSERVE_BIN:-target/release/nbserve}"
+# shellcheck source=scripts/lib/cargo.sh
+source "$root/scripts/lib/cargo.sh"
+bin="${NBSERVE_BIN:-$(cargo_bin release nbserve)}"
 if [[ -z "${NBSERVE_BIN:-}" ]]; then
     echo "tune-bench: cargo build --release --bin nbserve" >&2
-    cargo build --quiet --release --bin nbserve
+    cargo build --quiet --release --locked --bin nbserve
 fi
 scripts/fetch-data.sh >&2
 PY="$(scripts/setup-python.sh | tail -n 1)"
@@ -27,7 +29,7 @@ trap 'rm -rf "$work"' EXIT
 "$bin" split --data data/spamassassin.csv --train-out "$work/train.csv" \
     --test-out "$work/test.csv" --test-size 0.2 --seed 42 >&2
 
-grid=(--alpha 0.01,0.1,1 --min-df 1,2,5 --max-features 0,20000 --folds 5 --seed 42 --test-size 0.2)
+grid=(--alpha "0.01,0.1,1" --min-df "1,2,5" --max-features "0,20000" --folds 5 --seed 42 --test-size 0.2)
 
 # time_tune PREFIX...: seconds for one `nbserve tune` run (tokenizing included).
 time_tune() {
