@@ -172,7 +172,7 @@ impl Default for Settings {
                 dir: "models".into(),
             },
             gate: GateSettings {
-                min_f1_macro: 0.80,
+                min_f1_macro: 0.90,
                 holdout_path: None,
             },
             log: LogSettings {

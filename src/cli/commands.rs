@@ -5,21 +5,21 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use nbserve::artifact::{Artifact, ArtifactError, LoadedModel};
-use nbserve::classifier::{stratified_split, Classifier};
+use nbserve::classifier::{stratified_split, Classifier, DfBound, ModelKind, VectorizerOptions};
 use nbserve::dataset::{self, Dataset, DatasetError};
 use nbserve::gate::GateError;
 use nbserve::server::{Application, LoadError, StartupError};
 use nbserve::settings::Settings;
-use nbserve::training::{evaluate_on, TrainOptions};
+use nbserve::training::{evaluate_on, RunOptions, TrainOptions};
 
 use super::args::{
-    CheckArgs, ConfigArgs, DataArgs, EvaluateArgs, HealthcheckArgs, PredictArgs, SplitArgs,
-    TrainArgs,
+    CheckArgs, ConfigArgs, DataArgs, EvaluateArgs, HealthcheckArgs, HeldOutArgs, PredictArgs,
+    SplitArgs, TrainArgs,
 };
 use super::exit;
 use super::Failure;
 
-type CmdResult = Result<(), Failure>;
+pub(super) type CmdResult = Result<(), Failure>;
 
 fn read_data(args: &DataArgs) -> Result<Dataset, Failure> {
     read_csv(&args.data, &args.text_column, &args.label_column)
@@ -57,40 +57,84 @@ fn creation_time() -> Result<DateTime<Utc>, Failure> {
     }
 }
 
-impl TrainArgs {
-    fn options(&self, created_at: DateTime<Utc>) -> TrainOptions {
-        let stem = self.out.file_stem().and_then(|s| s.to_str());
-        TrainOptions {
-            alpha: self.alpha,
-            test_size: self.test_size,
-            seed: self.seed,
-            name: self
-                .name
-                .clone()
-                .unwrap_or_else(|| stem.unwrap_or("model").to_owned()),
-            version: self.model_version.clone(),
-            created_at,
-        }
-    }
-}
-
-/// `nbserve train`.
-pub fn train(a: TrainArgs) -> CmdResult {
-    let data = read_data(&a.data)?;
-    let test = a
+/// Reads `--data` and `--test-data` and says what will be trained on.
+pub(super) fn read_train_data(
+    data: &DataArgs,
+    held_out: &HeldOutArgs,
+) -> Result<(Dataset, Option<Dataset>), Failure> {
+    let train = read_data(data)?;
+    let test = held_out
         .test_data
         .as_deref()
-        .map(|p| read_csv(p, &a.data.text_column, &a.data.label_column))
+        .map(|p| read_csv(p, &data.text_column, &data.label_column))
         .transpose()?;
     eprintln!(
         "training on {} documents from {}{}",
-        data.len(),
-        a.data.data.display(),
+        train.len(),
+        data.data.display(),
         test.as_ref()
             .map(|t| format!(", evaluating on {} documents", t.len()))
             .unwrap_or_default()
     );
-    let options = a.options(creation_time()?);
+    Ok((train, test))
+}
+
+/// The split and naming options; the name defaults to the output file's stem.
+pub(super) fn run_options(a: &HeldOutArgs, out: &Path) -> Result<RunOptions, Failure> {
+    let stem = out.file_stem().and_then(|s| s.to_str());
+    Ok(RunOptions {
+        test_size: a.test_size,
+        seed: a.seed,
+        name: a
+            .name
+            .clone()
+            .unwrap_or_else(|| stem.unwrap_or("model").to_owned()),
+        version: a.model_version.clone(),
+        created_at: creation_time()?,
+    })
+}
+
+/// Parses a `--min-df` / `--max-df` value (exit 2 naming it when invalid).
+pub(super) fn parse_df(flag: &str, value: &str) -> Result<DfBound, Failure> {
+    DfBound::parse(value).map_err(|e| Failure::new(exit::USAGE, format!("{flag} {value}: {e}")))
+}
+
+/// Parses a `--model` value (exit 2 naming it when unknown).
+pub(super) fn parse_model(value: &str) -> Result<ModelKind, Failure> {
+    ModelKind::parse(value).map_err(|e| Failure::new(exit::USAGE, format!("--model: {e}")))
+}
+
+/// `--folds` below 2 is a usage error (exit 2).
+pub(super) fn check_folds(folds: u32) -> Result<(), Failure> {
+    if folds < 2 {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!("--folds {folds}: cross-validation needs at least 2 folds"),
+        ));
+    }
+    Ok(())
+}
+
+/// `nbserve train`.
+pub fn train(a: TrainArgs) -> CmdResult {
+    let model = parse_model(&a.model)?;
+    if a.calibrate {
+        check_folds(a.folds)?;
+    }
+    let vectorizer = VectorizerOptions {
+        min_df: parse_df("--min-df", &a.min_df)?,
+        max_df: parse_df("--max-df", &a.max_df)?,
+        max_features: a.max_features,
+        binary: a.binary || model == ModelKind::Bernoulli,
+    };
+    let (data, test) = read_train_data(&a.data, &a.held_out)?;
+    let options = TrainOptions {
+        model,
+        vectorizer,
+        calibrate_folds: a.calibrate.then_some(a.folds),
+        alpha: a.alpha,
+        run: run_options(&a.held_out, &a.out)?,
+    };
     let show_progress = data.len() >= 5000;
     let artifact = nbserve::training::train(&data, test.as_ref(), &options, |done, total| {
         if show_progress {
@@ -98,28 +142,41 @@ pub fn train(a: TrainArgs) -> CmdResult {
         }
     })
     .map_err(|e| Failure::new(exit::INVALID_DATA, e))?;
-    artifact
-        .save(&a.out)
-        .map_err(|e| Failure::new(exit::FAILURE, e))?;
-    print_trained(&artifact, &a.out);
-    Ok(())
+    save_and_report(&artifact, &a.out)
 }
 
-fn print_trained(artifact: &Artifact, out: &Path) {
+/// Saves the artifact and prints what was written and its evaluation.
+pub(super) fn save_and_report(artifact: &Artifact, out: &Path) -> CmdResult {
+    artifact
+        .save(out)
+        .map_err(|e| Failure::new(exit::FAILURE, e))?;
     let evaluation = artifact.evaluation.as_ref().expect("training evaluates");
     println!(
-        "model {} {} ({} terms, {} classes) written to {}",
+        "model {} {} ({} {}, {} terms, {} classes) written to {}",
         artifact.model.name,
         artifact.model.version,
+        artifact.training.model_kind(),
+        if artifact.training.vectorizer.binary {
+            "binary"
+        } else {
+            "counts"
+        },
         artifact.vocabulary.len(),
         artifact.classes.len(),
         out.display()
     );
+    if let Some(c) = &artifact.calibration {
+        println!(
+            "calibration: temperature {:.4} ({}-fold out-of-fold log loss {:.4} -> {:.4})",
+            c.temperature, c.folds, c.log_loss_before, c.log_loss_after
+        );
+    }
     println!(
         "evaluated on {} ({} documents):",
         artifact.training.evaluated_on, evaluation.documents
     );
     print!("{}", evaluation.to_table());
+    Ok(())
 }
 
 /// `nbserve split`.

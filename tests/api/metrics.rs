@@ -69,7 +69,7 @@ async fn metrics_describe_traffic_and_the_model() {
     );
     assert!(m.contains("nbserve_model_info{name=\"spam-nb\",sha256=\"sha256:"));
     assert!(metric_value(&m, "nbserve_model_f1_macro").unwrap() > 0.8);
-    assert_eq!(metric_value(&m, "nbserve_gate_min_f1_macro"), Some(0.8));
+    assert_eq!(metric_value(&m, "nbserve_gate_min_f1_macro"), Some(0.9));
     // No holdout configured: the gate judged the stored F1.
     assert_eq!(
         metric_value(&m, "nbserve_gate_f1_macro"),
