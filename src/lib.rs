@@ -9,7 +9,7 @@
 //! gate, monitoring            may this model be served? how is it doing?
 //! training                    dataset → split → fit → evaluate → artifact
 //! artifact, telemetry         the model file; logging set-up
-//! dataset, settings           CSV input; typed settings
+//! dataset, settings, mlflow   CSV input; typed settings; MLflow REST client
 //! classifier                  pure computation: tokenizer … evaluation
 //! ```
 //!
@@ -20,6 +20,7 @@ pub mod artifact;
 pub mod classifier;
 pub mod dataset;
 pub mod gate;
+pub mod mlflow;
 pub mod monitoring;
 pub mod server;
 pub mod settings;
