@@ -169,6 +169,7 @@ pub fn train(
         evaluation: Some(evaluation),
         vocabulary: vocabulary.iter().map(str::to_owned).collect(),
         parameters,
+        mlflow_run_id: None,
         checksum: String::new(),
     };
     artifact.seal();

@@ -13,10 +13,11 @@ use nbserve::settings::Settings;
 use nbserve::training::{evaluate_on, TrainOptions};
 
 use super::args::{
-    CheckArgs, ConfigArgs, DataArgs, EvaluateArgs, HealthcheckArgs, PredictArgs, SplitArgs,
-    TrainArgs,
+    CheckArgs, ConfigArgs, DataArgs, EvaluateArgs, HealthcheckArgs, PredictArgs, PromoteArgs,
+    SplitArgs, TrainArgs,
 };
 use super::exit;
+use super::tracking::{Tracker, TrainingFacts};
 use super::Failure;
 
 type CmdResult = Result<(), Failure>;
@@ -74,8 +75,24 @@ impl TrainArgs {
     }
 }
 
-/// `nbserve train`.
+/// `nbserve train`: with a tracking URI, inside an MLflow run that ends
+/// FAILED when anything after its start fails.
 pub fn train(a: TrainArgs) -> CmdResult {
+    let options = a.options(creation_time()?);
+    let run_name = format!(
+        "{}-{}",
+        options.name,
+        options.version.as_deref().unwrap_or("train")
+    );
+    let tracker = Tracker::start(&a.tracking, &run_name, "nbserve train")?;
+    let outcome = train_tracked(&a, options, tracker.as_ref());
+    if let Some(t) = tracker {
+        t.finish(&outcome);
+    }
+    outcome
+}
+
+fn train_tracked(a: &TrainArgs, options: TrainOptions, tracker: Option<&Tracker>) -> CmdResult {
     let data = read_data(&a.data)?;
     let test = a
         .test_data
@@ -90,18 +107,38 @@ pub fn train(a: TrainArgs) -> CmdResult {
             .map(|t| format!(", evaluating on {} documents", t.len()))
             .unwrap_or_default()
     );
-    let options = a.options(creation_time()?);
     let show_progress = data.len() >= 5000;
-    let artifact = nbserve::training::train(&data, test.as_ref(), &options, |done, total| {
+    let started = std::time::Instant::now();
+    let mut artifact = nbserve::training::train(&data, test.as_ref(), &options, |done, total| {
         if show_progress {
             eprintln!("  tokenized {done}/{total} documents");
         }
     })
     .map_err(|e| Failure::new(exit::INVALID_DATA, e))?;
+    let training_seconds = started.elapsed().as_secs_f64();
+    // Everything that can fail remotely happens before the file is written,
+    // so a failed command leaves no new artifact behind.
+    if let Some(t) = tracker {
+        artifact.mlflow_run_id = Some(t.run_id().to_owned());
+        artifact.seal();
+        let facts = TrainingFacts {
+            command: "nbserve train",
+            dataset_bytes: std::fs::metadata(&a.data.data).map_or(0, |m| m.len()),
+            training_seconds,
+        };
+        t.log_model(&artifact, &facts)?;
+        if let Some(name) = &a.tracking.register {
+            let mv = t.register(name)?;
+            eprintln!("registered model {} version {}", mv.name, mv.version);
+        }
+    }
     artifact
         .save(&a.out)
         .map_err(|e| Failure::new(exit::FAILURE, e))?;
     print_trained(&artifact, &a.out);
+    if let Some(t) = tracker {
+        println!("MLflow run {}", t.run_id());
+    }
     Ok(())
 }
 
@@ -265,7 +302,8 @@ pub fn config(a: ConfigArgs) -> CmdResult {
     Ok(())
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+/// A multi-threaded runtime for the commands that talk HTTP.
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -323,4 +361,55 @@ pub fn healthcheck(a: HealthcheckArgs) -> CmdResult {
             Err(e) => Err(Failure::new(exit::UNHEALTHY, format!("{}: {e}", a.url))),
         }
     })
+}
+
+/// `nbserve promote`: moves a registry alias to a version, only when that
+/// version's artifact validates and passes the gate.
+pub fn promote(a: PromoteArgs) -> CmdResult {
+    let threshold = match a.min_f1_macro {
+        Some(t) => t,
+        None => {
+            load_settings(&ConfigArgs {
+                config: a.config.clone(),
+            })?
+            .gate
+            .min_f1_macro
+        }
+    };
+    let client = nbserve::mlflow::MlflowClient::new(&a.mlflow_uri)
+        .map_err(|e| Failure::new(exit::USAGE, e))?;
+    let mlflow = |e: nbserve::mlflow::MlflowError| Failure::new(exit::FAILURE, e);
+    let rt = runtime()?;
+    let (mv, bytes) = rt
+        .block_on(async {
+            let mv = client.get_model_version(&a.model_name, &a.version).await?;
+            let bytes = client.download_model_file(&mv).await?;
+            Ok((mv, bytes))
+        })
+        .map_err(mlflow)?;
+    let model = Artifact::load_bytes(&bytes).map_err(|e| {
+        Failure::new(
+            exit::INVALID_MODEL,
+            format!("{} version {}: {e}", mv.name, mv.version),
+        )
+    })?;
+    match nbserve::gate::gate(&model, threshold, None) {
+        Ok(pass) => {
+            rt.block_on(client.set_alias(&a.model_name, &a.alias, &a.version))
+                .map_err(mlflow)?;
+            println!(
+                "{}@{} -> version {} (F1 macro {:.4} >= minimum {:.4})",
+                a.model_name, a.alias, a.version, pass.f1_macro, pass.threshold
+            );
+            Ok(())
+        }
+        Err(GateError::InvalidThreshold(t)) => Err(Failure::new(
+            exit::USAGE,
+            format!("--min-f1-macro must be within [0, 1], got {t}"),
+        )),
+        Err(e) => Err(Failure::new(
+            exit::GATE_REJECTED,
+            format!("not promoted: {} version {}: {e}", a.model_name, a.version),
+        )),
+    }
 }

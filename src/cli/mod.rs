@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod tracking;
 
 use std::process::ExitCode;
 
@@ -61,6 +62,7 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => commands::serve(a),
         Command::Healthcheck(a) => commands::healthcheck(a),
         Command::Config(a) => commands::config(a),
+        Command::Promote(a) => commands::promote(a),
     };
     match result {
         Ok(()) => ExitCode::from(exit::OK),

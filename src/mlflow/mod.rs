@@ -18,6 +18,12 @@ use serde_json::{json, Value};
 
 pub use uri::ModelUri;
 
+/// The run-relative directory a model is logged to; a model version's
+/// `source` is this directory of its run.
+pub const MODEL_DIR: &str = "model";
+/// The artifact file's name inside [`MODEL_DIR`].
+pub const MODEL_FILE: &str = "model.json";
+
 /// Attempts per request (the first one included) on connection errors and 5xx.
 const ATTEMPTS: u32 = 4;
 /// Wait before the first retry; doubled before each next one.
@@ -69,7 +75,9 @@ pub enum MlflowError {
         detail: String,
     },
     /// An artifact URI this client cannot fetch through the tracking server.
-    #[error("artifact URI {0:?} is not served by the tracking server (expected mlflow-artifacts:/…)")]
+    #[error(
+        "artifact URI {0:?} is not served by the tracking server (expected mlflow-artifacts:/…)"
+    )]
     UnsupportedArtifactUri(String),
 }
 
@@ -224,7 +232,10 @@ impl MlflowClient {
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 1;
         loop {
-            let mut req = self.http.request(method.clone(), self.url(path)).query(query);
+            let mut req = self
+                .http
+                .request(method.clone(), self.url(path))
+                .query(query);
             req = match &self.auth {
                 Auth::None => req,
                 Auth::Basic { username, password } => req.basic_auth(username, Some(password)),
@@ -278,7 +289,9 @@ impl MlflowClient {
         body: Option<Value>,
     ) -> Result<Value, MlflowError> {
         let path = format!("/api/2.0/mlflow/{endpoint}");
-        let bytes = self.send(method, &path, query, body.map(Body::Json)).await?;
+        let bytes = self
+            .send(method, &path, query, body.map(Body::Json))
+            .await?;
         if bytes.is_empty() {
             return Ok(json!({}));
         }
@@ -293,7 +306,8 @@ impl MlflowClient {
     }
 
     async fn post(&self, endpoint: &str, body: Value) -> Result<Value, MlflowError> {
-        self.call_json(Method::POST, endpoint, &[], Some(body)).await
+        self.call_json(Method::POST, endpoint, &[], Some(body))
+            .await
     }
 
     /// The id of the experiment called `name`, created when missing.
@@ -304,7 +318,9 @@ impl MlflowClient {
         {
             Ok(v) => field_str(&v, "/experiment/experiment_id", "experiments/get-by-name"),
             Err(e) if e.is_not_found() => {
-                let v = self.post("experiments/create", json!({ "name": name })).await;
+                let v = self
+                    .post("experiments/create", json!({ "name": name }))
+                    .await;
                 match v {
                     Ok(v) => field_str(&v, "/experiment_id", "experiments/create"),
                     // Created by someone else in between.
@@ -418,6 +434,12 @@ impl MlflowClient {
     pub async fn download_artifact(&self, uri: &str) -> Result<Vec<u8>, MlflowError> {
         let path = proxied_path(uri)?;
         self.send(Method::GET, &path, &[], None).await
+    }
+
+    /// Downloads a model version's artifact file (`<source>/model.json`).
+    pub async fn download_model_file(&self, mv: &ModelVersion) -> Result<Vec<u8>, MlflowError> {
+        let uri = format!("{}/{MODEL_FILE}", mv.source.trim_end_matches('/'));
+        self.download_artifact(&uri).await
     }
 
     /// Creates the registered model `name` unless it exists.
@@ -557,12 +579,10 @@ fn api_error(endpoint: &str, status: StatusCode, body: &str) -> MlflowError {
         endpoint: endpoint.to_owned(),
         status: status.as_u16(),
         code: get("error_code").unwrap_or_else(|| "UNKNOWN".to_owned()),
-        message: one_line(&get("message").unwrap_or_else(|| {
-            status
-                .canonical_reason()
-                .unwrap_or("no message")
-                .to_owned()
-        })),
+        message: one_line(
+            &get("message")
+                .unwrap_or_else(|| status.canonical_reason().unwrap_or("no message").to_owned()),
+        ),
     }
 }
 
