@@ -306,6 +306,11 @@ impl Artifact {
             path: path.to_owned(),
             source,
         })?;
+        Self::load_owned(bytes)
+    }
+
+    /// Parses and validates artifact bytes, freeing them once parsed.
+    pub fn load_owned(bytes: Vec<u8>) -> Result<LoadedModel, ArtifactError> {
         let artifact = Self::parse(&bytes)?;
         // The file's bytes are not needed past parsing: free them before the
         // scoring tables are built, so the two are never held at once.
