@@ -681,4 +681,88 @@ mod tests {
         let garbage = api_error("/x", StatusCode::BAD_GATEWAY, "<html>");
         assert!(garbage.to_string().contains("502: UNKNOWN: Bad Gateway"));
     }
+
+    /// A fake tracking server: answers `get-by-name` with `statuses` in
+    /// turn (then 200), recording each request's Authorization header.
+    async fn fake(statuses: Vec<u16>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use axum::http::HeaderMap;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let app = axum::Router::new().route(
+            "/api/2.0/mlflow/experiments/get-by-name",
+            axum::routing::get(move |headers: HeaderMap| {
+                let log = log.clone();
+                let statuses = statuses.clone();
+                async move {
+                    let mut log = log.lock().unwrap();
+                    let auth = headers
+                        .get("authorization")
+                        .map_or("", |v| v.to_str().unwrap())
+                        .to_owned();
+                    let status = statuses.get(log.len()).copied().unwrap_or(200);
+                    log.push(auth);
+                    let body = if status == 200 {
+                        r#"{"experiment":{"experiment_id":"7"}}"#
+                    } else {
+                        r#"{"error_code":"INTERNAL_ERROR","message":"db locked"}"#
+                    };
+                    (StatusCode::from_u16(status).unwrap(), body)
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}"), seen)
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_retried_then_succeed_with_credentials() {
+        let (url, seen) = fake(vec![503, 500]).await;
+        let client = MlflowClient::with_auth(&url, Auth::Bearer("tok".into())).unwrap();
+        assert_eq!(client.experiment_id("x").await.unwrap(), "7");
+        assert_eq!(*seen.lock().unwrap(), vec!["Bearer tok"; 3]);
+    }
+
+    #[tokio::test]
+    async fn retries_are_bounded() {
+        let (url, seen) = fake(vec![500; 10]).await;
+        let basic = Auth::Basic {
+            username: "u".into(),
+            password: "p".into(),
+        };
+        let e = MlflowClient::with_auth(&url, basic)
+            .unwrap()
+            .experiment_id("x")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, MlflowError::Api { status: 500, .. }), "{e}");
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), ATTEMPTS as usize);
+        assert!(seen.iter().all(|a| a == "Basic dTpw"));
+    }
+
+    #[tokio::test]
+    async fn client_errors_are_not_retried() {
+        let (url, seen) = fake(vec![403]).await;
+        let client = MlflowClient::with_auth(&url, Auth::None).unwrap();
+        let e = client.experiment_id("x").await.unwrap_err();
+        assert!(matches!(e, MlflowError::Api { status: 403, .. }), "{e}");
+        assert_eq!(seen.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_one_line_without_secrets() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client =
+            MlflowClient::with_auth(&format!("http://u:hunter2@127.0.0.1:{port}"), Auth::None)
+                .unwrap();
+        let e = client.experiment_id("x").await.unwrap_err().to_string();
+        assert!(e.contains("unreachable after 4 attempts"), "{e}");
+        assert!(!e.contains("hunter2") && !e.contains('\n'), "{e}");
+    }
 }
