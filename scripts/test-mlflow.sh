@@ -53,9 +53,21 @@ stop() {
         fi
     done
 }
+# MLflow runs in its own session: its server forks job consumers (huey) that
+# outlive a plain kill of the `mlflow` process, so the whole group is stopped.
+stop_mlflow() {
+    [[ -n "$mlflow_pid" ]] || return 0
+    kill -TERM -- "-$mlflow_pid" 2>/dev/null || true
+    local deadline=$((SECONDS + 15))
+    while kill -0 -- "-$mlflow_pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+    kill -KILL -- "-$mlflow_pid" 2>/dev/null || true
+    wait "$mlflow_pid" 2>/dev/null || true
+    mlflow_pid=""
+}
 cleanup() {
     local rc=$?
-    stop "$traffic_pid" "$serve_pid" "$mlflow_pid"
+    stop "$traffic_pid" "$serve_pid"
+    stop_mlflow
     if [[ $rc -ne 0 || $failed -ne 0 ]]; then
         for log in "$tmp"/serve.log "$tmp"/mlflow.log; do
             [[ -f "$log" ]] && { echo "--- last lines of ${log##*/}"; tail -n 20 "$log"; }
@@ -103,7 +115,7 @@ fi
 step "start mlflow server (SQLite store, local artifact destination)"
 MLFLOW_PORT="$(free_port)"
 MLFLOW="http://127.0.0.1:$MLFLOW_PORT"
-"$MLFLOW_BIN/mlflow" server --backend-store-uri "sqlite:///$tmp/mlflow.db" \
+setsid "$MLFLOW_BIN/mlflow" server --backend-store-uri "sqlite:///$tmp/mlflow.db" \
     --artifacts-destination "$tmp/artifacts" --host 127.0.0.1 --port "$MLFLOW_PORT" \
     --workers 1 >"$tmp/mlflow.log" 2>&1 &
 mlflow_pid=$!
@@ -259,8 +271,7 @@ check "traffic: $(json "$tmp/traffic.json" '"%d ok, %d failed, versions %s" % (d
     test "$(json "$tmp/traffic.json" 'd["failed"] == 0 and d["ok"] > 0 and d["versions"] == ["1", "2"]')" = True
 
 step "stop MLflow"
-stop "$mlflow_pid"
-mlflow_pid=""
+stop_mlflow
 set +e
 MLFLOW_TRACKING_USERNAME=nbserve MLFLOW_TRACKING_PASSWORD=s3cret-do-not-print \
     "$BIN" train --data tests/data/sample.csv --out "$tmp/v4.json" >/dev/null 2>"$tmp/train4.err"
