@@ -178,6 +178,20 @@ check "the run's model artifact downloads byte-identical" cmp -s "$tmp/downloade
 check "the evaluation table is a run artifact" \
     bash -c "curl -sf '$proxied/evaluation.txt' | grep -q 'F1 macro'"
 
+printf 'text,label\nonly one class here,ham\nand another,ham\n' >"$tmp/one-class.csv"
+set +e
+"$BIN" train --data "$tmp/one-class.csv" --out "$tmp/bad.json" 2>"$tmp/bad.err"
+rc=$?
+set -e
+check "train that fails after its run began exits 4 ($(tail -n1 "$tmp/bad.err" | head -c 90))" test "$rc" -eq 4
+experiment="$(json "$tmp/run1.json" 'd["run"]["info"]["experiment_id"]')"
+curl -sf -X POST -H 'content-type: application/json' \
+    -d "{\"experiment_ids\":[\"$experiment\"],\"filter\":\"attributes.status = 'FAILED'\"}" \
+    "$MLFLOW/api/2.0/mlflow/runs/search" >"$tmp/failed.json"
+error_line="$(tail -n1 "$tmp/bad.err")"
+check "... and its run is FAILED with that error as a tag" test "$(NBSERVE_ERR="${error_line#nbserve: }" json "$tmp/failed.json" \
+    '[t["value"] for r in d.get("runs", []) for t in r["data"]["tags"] if t["key"] == "nbserve.error"] == [__import__("os").environ["NBSERVE_ERR"]]')" = True
+
 step "register versions; promote behind the gate"
 check "train v2 (alpha 0.1) registers" train 2 0.1
 check "train v3 (alpha 50, below the gate) registers" train 3 50

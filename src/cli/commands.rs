@@ -295,6 +295,13 @@ pub fn config(a: ConfigArgs) -> CmdResult {
     if s.admin.token.is_some() {
         s.admin.token = Some("<redacted>".into());
     }
+    if let Some(uri) = &mut s.model.mlflow_uri {
+        if let Ok(mut url) = reqwest::Url::parse(uri) {
+            if url.password().is_some() && url.set_password(Some("redacted")).is_ok() {
+                *uri = url.to_string();
+            }
+        }
+    }
     println!(
         "{}",
         serde_json::to_string_pretty(&s).expect("serialisable")

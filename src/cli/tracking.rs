@@ -37,6 +37,12 @@ impl Tracker {
         command: &str,
     ) -> Result<Option<Self>, Failure> {
         let Some(uri) = args.mlflow_uri.as_deref().filter(|u| !u.is_empty()) else {
+            if args.register.is_some() {
+                return Err(Failure::new(
+                    exit::USAGE,
+                    "--register needs a tracking server (--mlflow-uri or MLFLOW_TRACKING_URI)",
+                ));
+            }
             return Ok(None);
         };
         let client = MlflowClient::new(uri).map_err(|e| Failure::new(exit::USAGE, e))?;
