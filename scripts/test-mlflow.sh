@@ -43,6 +43,7 @@ check() { # check DESCRIPTION COMMAND...
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/nbserve-mlflow.XXXXXX")"
 mlflow_pid=""
 serve_pid=""
+replica_pid=""
 traffic_pid=""
 stop() {
     local p
@@ -66,7 +67,7 @@ stop_mlflow() {
 }
 cleanup() {
     local rc=$?
-    stop "$traffic_pid" "$serve_pid"
+    stop "$traffic_pid" "$serve_pid" "$replica_pid"
     stop_mlflow
     if [[ $rc -ne 0 || $failed -ne 0 ]]; then
         for log in "$tmp"/serve.log "$tmp"/mlflow.log; do
@@ -209,14 +210,23 @@ check "promote of below-gate v3 exits 5 ($(head -c 120 "$tmp/promote3.err"))" te
 champion() { api "registered-models/alias?name=$NAME&alias=champion" | json - 'd["model_version"]["version"]'; }
 check "champion still points at v1" test "$(champion)" = 1
 
-step "serve models:/$NAME@champion, polling every ${POLL_SECS}s"
+step "serve models:/$NAME@champion, polling every ${POLL_SECS}s (two replicas)"
+# serve_champion PORT LOG: a server on the champion, in the background.
+serve_champion() {
+    env NBSERVE__SERVER__HOST=127.0.0.1 NBSERVE__SERVER__PORT="$1" NBSERVE__LOG__FORMAT=json \
+        NBSERVE__MODEL__PATH="models:/$NAME@champion" NBSERVE__MODEL__POLL_INTERVAL_SECS="$POLL_SECS" \
+        NBSERVE__GATE__MIN_F1_MACRO=0.8 "$BIN" serve >"$2" 2>&1 &
+}
 PORT="$(free_port)"
 SRV="http://127.0.0.1:$PORT"
-env NBSERVE__SERVER__HOST=127.0.0.1 NBSERVE__SERVER__PORT="$PORT" NBSERVE__LOG__FORMAT=json \
-    NBSERVE__MODEL__PATH="models:/$NAME@champion" NBSERVE__MODEL__POLL_INTERVAL_SECS="$POLL_SECS" \
-    NBSERVE__GATE__MIN_F1_MACRO=0.8 "$BIN" serve >"$tmp/serve.log" 2>&1 &
+serve_champion "$PORT" "$tmp/serve.log"
 serve_pid=$!
+# A second replica that gets no request at all while the champion moves.
+REPLICA="http://127.0.0.1:$(free_port)"
+serve_champion "${REPLICA##*:}" "$tmp/replica.log"
+replica_pid=$!
 wait_for 30 "nbserve /health" curl -sf "$SRV/health"
+wait_for 30 "replica /health" curl -sf "$REPLICA/health"
 curl -sf "$SRV/model" >"$tmp/model1.json"
 check "/model shows registry version 1 and run id" \
     test "$(json "$tmp/model1.json" '(d["registry_version"], d["mlflow_run_id"])')" = "('1', '$RUN1')"
@@ -261,11 +271,15 @@ sleep 1
 step "move champion to v2: the server follows"
 "$BIN" promote --model-name "$NAME" --version 2 --alias champion
 moved=$(date +%s.%N)
-wait_for 10 "registry version 2" bash -c "curl -sf '$SRV/model' | grep -q '\"registry_version\":\"2\"'" || true
-switched=$(date +%s.%N)
-switch_secs=$(python3 -c "print(round($switched - $moved, 2))")
-check "switched to v2 in ${switch_secs}s (<= 2 intervals = $((2 * POLL_SECS))s)" \
-    python3 -c "import sys; sys.exit(0 if $switch_secs <= 2 * $POLL_SECS else 1)"
+for server in "$SRV" "$REPLICA"; do
+    wait_for 10 "registry version 2" bash -c "curl -sf '$server/model' | grep -q '\"registry_version\":\"2\"'" || true
+    switched=$(date +%s.%N)
+    switch_secs=$(python3 -c "print(round($switched - $moved, 2))")
+    what="the server under traffic"
+    [[ "$server" == "$REPLICA" ]] && what="the idle replica"
+    check "$what switched to v2 within ${switch_secs}s (<= 2 intervals = $((2 * POLL_SECS))s)" \
+        python3 -c "import sys; sys.exit(0 if $switch_secs <= 2 * $POLL_SECS else 1)"
+done
 
 step "point champion at the below-gate v3 behind promote's back"
 curl -sf -X POST -H 'content-type: application/json' \
@@ -278,6 +292,10 @@ check "v3 refused once, not retried while the alias stays" \
     bash -c "curl -sf '$SRV/metrics' | grep -q 'nbserve_model_polls_total{result=\"refused\"} 1$'"
 check "the refusal is logged with the gate's reason" grep -q 'reload rejected.*below the gate' "$tmp/serve.log"
 check "v2 keeps serving" bash -c "curl -sf '$SRV/model' | grep -q '\"registry_version\":\"2\"'"
+check "the idle replica refused v3 too and serves v2" bash -c "curl -sf '$REPLICA/model' | grep -q '\"registry_version\":\"2\"' &&
+    curl -sf '$REPLICA/metrics' | grep -q 'nbserve_model_polls_total{result=\"refused\"} 1$'"
+stop "$replica_pid"
+replica_pid=""
 
 stop "$traffic_pid"
 traffic_pid=""
