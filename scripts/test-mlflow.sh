@@ -9,7 +9,7 @@
 #    FINISHED, and the artifact downloads byte-identical to the local file;
 #  - `--register` gives versions 1, 2, 3; `promote` moves `champion` to 1 and
 #    refuses the below-gate version 3 (exit 5, alias unchanged);
-#  - a server on `models:/NAME@champion` polling every second: `/model` shows
+#  - a server on `models:/NAME@champion` polling every POLL_SECS (2 s): `/model` shows
 #    registry version and run id; after `promote` to version 2 it switches
 #    within two intervals under steady /predict traffic with zero failed
 #    requests; pointing the alias at version 3 behind promote's back is
@@ -26,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
 started=$SECONDS
-POLL_SECS=1
+POLL_SECS=2
 NAME=spam-test
 
 step() { printf '\n== %s\n' "$*"; }
