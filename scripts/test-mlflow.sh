@@ -7,6 +7,8 @@
 #  - `train` with tracking: the run read back through MLflow's REST API has
 #    the params, metrics equal to the artifact's evaluation, the tags, status
 #    FINISHED, and the artifact downloads byte-identical to the local file;
+#  - `tune` with tracking: the run holds the chosen point's cross-validation
+#    mean/std, Brier, ECE, the temperature and the grid, equal to the artifact;
 #  - `--register` gives versions 1, 2, 3; `promote` moves `champion` to 1 and
 #    refuses the below-gate version 3 (exit 5, alias unchanged);
 #  - a server on `models:/NAME@champion` polling every POLL_SECS (2 s): `/model` shows
@@ -124,6 +126,9 @@ wait_for 120 "mlflow /health" curl -sf "$MLFLOW/health"
 echo "mlflow $("$MLFLOW_BIN/mlflow" --version | awk '{print $NF}') on $MLFLOW after $((SECONDS - started))s"
 
 export MLFLOW_TRACKING_URI="$MLFLOW" MLFLOW_EXPERIMENT_NAME=nbserve-test
+# The small sample data gives F1 macro ~0.83 (alpha 1, 0.1) and ~0.41 (alpha
+# 50): a gate between them, independent of the shipped default.
+export NBSERVE__GATE__MIN_F1_MACRO=0.75
 api() { curl -sf "$MLFLOW/api/2.0/mlflow/$1"; }
 
 # train VERSION ALPHA: trains tests/data/sample.csv and registers the run.
@@ -192,6 +197,43 @@ curl -sf -X POST -H 'content-type: application/json' \
 error_line="$(tail -n1 "$tmp/bad.err")"
 check "... and its run is FAILED with that error as a tag" test "$(NBSERVE_ERR="${error_line#nbserve: }" json "$tmp/failed.json" \
     '[t["value"] for r in d.get("runs", []) for t in r["data"]["tags"] if t["key"] == "nbserve.error"] == [__import__("os").environ["NBSERVE_ERR"]]')" = True
+
+step "tune with tracking: the cross-validation and calibration figures in the run"
+check "tune (2 alphas x 2 min_df, 3 folds) with tracking exits 0" \
+    "$BIN" tune --data tests/data/sample.csv --out "$tmp/tuned.json" --name "$NAME-tuned" \
+    --alpha 0.1,1 --min-df 1,2 --max-features 0 --folds 3 >"$tmp/tune.out" 2>"$tmp/tune.err"
+TUNE_RUN="$(json "$tmp/tuned.json" 'd.get("mlflow_run_id")')"
+api "runs/get?run_id=$TUNE_RUN" >"$tmp/tune-run.json"
+cat >"$tmp/compare-tune.py" <<'EOF'
+import json, sys
+run = json.load(open(sys.argv[1]))["run"]
+art = json.load(open(sys.argv[2]))
+params = {p["key"]: p["value"] for p in run["data"]["params"]}
+metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+tuning, ev = art["tuning"], art["evaluation"]
+best = tuning["results"][tuning["best"]]
+want = {"cv.f1_macro.mean": best["f1_macro"]["mean"], "cv.f1_macro.std": best["f1_macro"]["std"],
+        "brier_score": ev["brier_score"], "ece": ev["ece"], "f1_macro": ev["f1_macro"]}
+problems = [f"metric {k}: {metrics.get(k)!r} != {v!r}" for k, v in want.items() if metrics.get(k) != v]
+if params.get("tune.folds") != "3":
+    problems.append(f"tune.folds {params.get('tune.folds')!r}")
+if params.get("tune.grid_points") != str(len(tuning["results"])):
+    problems.append(f"tune.grid_points {params.get('tune.grid_points')!r}")
+if float(params.get("calibration.temperature", "nan")) != art["calibration"]["temperature"]:
+    problems.append("calibration.temperature")
+for k in ("vectorizer.min_df", "vectorizer.max_df", "vectorizer.max_features", "model", "tune.grid"):
+    if k not in params:
+        problems.append(f"param {k} missing")
+if tags.get("mlflow.source.name") != "nbserve tune":
+    problems.append("mlflow.source.name")
+if run["info"]["status"] != "FINISHED":
+    problems.append("status " + run["info"]["status"])
+print("\n".join(problems) or "cv, calibration and grid figures match the artifact")
+sys.exit(1 if problems else 0)
+EOF
+check "tune's run: CV mean/std, Brier, ECE, temperature, grid (= the artifact)" \
+    python3 "$tmp/compare-tune.py" "$tmp/tune-run.json" "$tmp/tuned.json"
 
 step "register versions; promote behind the gate"
 check "train v2 (alpha 0.1) registers" train 2 0.1

@@ -179,7 +179,7 @@ impl Default for Settings {
                 poll_interval_secs: 0,
             },
             gate: GateSettings {
-                min_f1_macro: 0.80,
+                min_f1_macro: 0.90,
                 holdout_path: None,
             },
             log: LogSettings {

@@ -217,6 +217,88 @@ fn config_names_unknown_keys_and_healthcheck_fails_without_a_server() {
     assert_eq!(o.status.code(), Some(6));
 }
 
+#[test]
+fn tune_writes_a_calibrated_model_and_its_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tuned.json");
+    let m = model.to_str().unwrap();
+    let o = nbserve(&[
+        "tune",
+        "--data",
+        "tests/data/sample.csv",
+        "--out",
+        m,
+        "--model",
+        "bernoulli,complement",
+        "--binary",
+        "--alpha",
+        "0.1,1",
+        "--min-df",
+        "1,2",
+        "--max-features",
+        "0,200",
+        "--folds",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.matches(" ± ").count() == 3)
+            .count(),
+        16,
+        "{out}"
+    );
+    assert!(
+        out.contains("chosen: --model") && out.contains("ECE"),
+        "{out}"
+    );
+    let a: serde_json::Value = serde_json::from_slice(&std::fs::read(&model).unwrap()).unwrap();
+    assert_eq!(a["schema_version"], 2);
+    assert_eq!(a["tuning"]["results"].as_array().unwrap().len(), 16);
+    let best = &a["tuning"]["results"][a["tuning"]["best"].as_u64().unwrap() as usize]["params"];
+    assert_eq!(a["training"]["alpha"], best["alpha"]);
+    assert_eq!(a["training"]["model"], best["model"]);
+    assert!(a["calibration"]["temperature"].as_f64().unwrap() > 0.0);
+    // The served probabilities are the calibrated ones; labels are unchanged.
+    let o = nbserve(&["predict", "--model", m, "--json", "free money prize now"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn tune_bad_input_names_the_value_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("never.json");
+    let m = model.to_str().unwrap();
+    let base = ["tune", "--data", "tests/data/sample.csv", "--out", m];
+    for (extra, code, needle) in [
+        (&["--alpha", "0.1,0"][..], 2, "--alpha 0"),
+        (&["--min-df", "1,0.0"][..], 2, "--min-df 0.0"),
+        (&["--min-df", "100000"][..], 2, "--min-df 100000"),
+        (&["--min-df", "5", "--max-df", "2"][..], 2, "--max-df 2"),
+        (&["--folds", "1"][..], 2, "--folds 1"),
+        (&["--folds", "5000"][..], 4, "--folds 5000"),
+        (&["--model", "gaussian"][..], 2, "gaussian"),
+        (&["--min-df", "0.99"][..], 4, "no terms remain"),
+    ] {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let o = nbserve(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(code), "{extra:?}: {err}");
+        assert!(err.contains(needle), "{extra:?}: {err}");
+        assert_eq!(
+            err.trim_end()
+                .lines()
+                .last()
+                .map(|l| l.starts_with("nbserve: ")),
+            Some(true),
+            "{err}"
+        );
+        assert!(!model.exists(), "{extra:?} wrote a model");
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
 fn nbserve_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_nbserve"))
         .args(args)

@@ -13,6 +13,7 @@ const LAYERS: &[&[&str]] = &[
     &["classifier"],
     &["dataset", "settings", "mlflow"],
     &["artifact", "telemetry"],
+    &["tuning"],
     &["training"],
     &["gate", "monitoring"],
     &["server"],

@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 mod tracking;
+mod tune;
 
 use std::process::ExitCode;
 
@@ -55,6 +56,7 @@ impl Failure {
 pub fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Train(a) => commands::train(a),
+        Command::Tune(a) => tune::tune(a),
         Command::Split(a) => commands::split(a),
         Command::Evaluate(a) => commands::evaluate(a),
         Command::Predict(a) => commands::predict(a),

@@ -147,11 +147,44 @@ fn metric_key(s: &str) -> String {
 }
 
 /// Params, metrics and tags of a trained artifact.
+/// Each grid axis's distinct values, e.g. `model=bernoulli alpha=0.01,0.1 min_df=1,2`
+/// (MLflow params are capped at 6,000 characters; the full table is in the artifact).
+fn grid_summary(t: &nbserve::classifier::TuningReport) -> String {
+    fn distinct(values: impl Iterator<Item = String>) -> String {
+        let mut seen: Vec<String> = Vec::new();
+        for v in values {
+            if !seen.contains(&v) {
+                seen.push(v);
+            }
+        }
+        seen.join(",")
+    }
+    let points = || t.results.iter().map(|r| &r.params);
+    let summary = format!(
+        "model={} binary={} alpha={} min_df={} max_df={} max_features={}",
+        distinct(points().map(|p| p.model.to_string())),
+        distinct(points().map(|p| p.binary.to_string())),
+        distinct(points().map(|p| p.alpha.to_string())),
+        distinct(points().map(|p| p.min_df.to_string())),
+        distinct(points().map(|p| p.max_df.to_string())),
+        distinct(points().map(|p| p.max_features.to_string())),
+    );
+    summary.chars().take(6000).collect()
+}
+
 fn describe(a: &Artifact, facts: &TrainingFacts) -> (Pairs, Vec<(String, f64)>, Pairs) {
     let t = &a.training;
     let opt = |v: Option<String>| v.unwrap_or_else(|| "none".to_owned());
-    let params: Pairs = [
+    let v = &t.vectorizer;
+    let mut params: Pairs = [
+        ("model", t.model_kind().to_string()),
         ("alpha", t.alpha.to_string()),
+        ("vectorizer.min_df", opt(v.min_df.map(|d| d.to_string()))),
+        ("vectorizer.max_df", opt(v.max_df.map(|d| d.to_string()))),
+        (
+            "vectorizer.max_features",
+            opt(v.max_features.map(|m| m.to_string())),
+        ),
         ("vectorizer.lowercase", t.vectorizer.lowercase.to_string()),
         (
             "vectorizer.token_pattern",
@@ -171,13 +204,45 @@ fn describe(a: &Artifact, facts: &TrainingFacts) -> (Pairs, Vec<(String, f64)>, 
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    if let Some(c) = &a.calibration {
+        params.push(("calibration.method".into(), c.method.clone()));
+        params.push(("calibration.folds".into(), c.folds.to_string()));
+        params.push(("calibration.temperature".into(), c.temperature.to_string()));
+    }
     let mut metrics = vec![("training_seconds".to_owned(), facts.training_seconds)];
+    if let Some(tuning) = &a.tuning {
+        params.push(("tune.folds".into(), tuning.folds.to_string()));
+        params.push(("tune.scoring".into(), tuning.scoring.clone()));
+        params.push(("tune.grid_points".into(), tuning.results.len().to_string()));
+        params.push(("tune.grid".into(), grid_summary(tuning)));
+        if let Some(best) = tuning.results.get(tuning.best) {
+            for (name, ms) in [
+                ("f1_macro", &best.f1_macro),
+                ("balanced_accuracy", &best.balanced_accuracy),
+                ("accuracy", &best.accuracy),
+            ] {
+                metrics.push((format!("cv.{name}.mean"), ms.mean));
+                metrics.push((format!("cv.{name}.std"), ms.std));
+            }
+        }
+    }
     if let Some(e) = &a.evaluation {
         metrics.extend([
             ("f1_macro".to_owned(), e.f1_macro),
             ("balanced_accuracy".to_owned(), e.balanced_accuracy),
             ("accuracy".to_owned(), e.accuracy),
         ]);
+        let optional = [
+            ("brier_score", e.brier_score),
+            ("ece", e.ece),
+            ("brier_score_uncalibrated", e.brier_score_uncalibrated),
+            ("ece_uncalibrated", e.ece_uncalibrated),
+        ];
+        metrics.extend(
+            optional
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v))),
+        );
         for c in &e.per_class {
             let label = metric_key(&c.label);
             metrics.extend([

@@ -116,7 +116,7 @@ async fn corrupt_and_below_gate_models_are_refused_and_the_old_one_serves() {
     )
     .await;
     let msg = body["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("0.5000") && msg.contains("0.8000"), "{msg}");
+    assert!(msg.contains("0.5000") && msg.contains("0.9000"), "{msg}");
     // Escapes from the models directory.
     for p in ["../spam-nb.json", "/etc/passwd", "missing.json"] {
         assert_error(
@@ -134,7 +134,7 @@ async fn corrupt_and_below_gate_models_are_refused_and_the_old_one_serves() {
     .await;
     assert_eq!(
         app.predict("hello world").await["model_version"],
-        "2026.11.25"
+        "2026.11.30"
     );
     let metrics = app.metrics().await;
     // Corrupt, half, below-gate and three refused paths; the malformed body is not a reload.
@@ -176,7 +176,7 @@ async fn reload_while_clients_send_requests_loses_nothing() {
                 let r = app.post_json("/predict", &json!({ "text": t })).await;
                 let ok = r.status() == 200 && {
                     let v: Value = r.json().await.unwrap();
-                    v["model_version"] == "v2" || v["model_version"] == "2026.11.25"
+                    v["model_version"] == "v2" || v["model_version"] == "2026.11.30"
                 };
                 if !ok {
                     failures.fetch_add(1, Ordering::SeqCst);

@@ -23,7 +23,7 @@ fn gate_refusal_exits_5_with_the_reason_and_never_binds() {
     assert_eq!(out.status.code(), Some(5));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("0.9999") && stderr.contains("0.8289"),
+        stderr.contains("0.9999") && stderr.contains("0.9534"),
         "{stderr}"
     );
     assert!(

@@ -31,6 +31,9 @@ pub struct ModelResponse {
     /// Training-data fingerprint.
     #[schema(value_type = Object)]
     pub dataset: crate::artifact::DatasetFingerprint,
+    /// Probability calibration (temperature) applied to every prediction, if any.
+    #[schema(value_type = Option<Object>)]
+    pub calibration: Option<crate::artifact::Calibration>,
     /// Gate minimum F1 macro in force.
     pub gate_min_f1_macro: f64,
     /// F1 macro the gate judged.
@@ -60,6 +63,7 @@ pub async fn model(State(state): State<AppState>) -> Json<ModelResponse> {
         evaluation: meta.evaluation.clone(),
         training: meta.training.clone(),
         dataset: meta.dataset.clone(),
+        calibration: meta.calibration.clone(),
         gate_min_f1_macro: m.gate.threshold,
         gate_f1_macro: m.gate.f1_macro,
         gate_source: m.gate.gate_source.to_string(),
