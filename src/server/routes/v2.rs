@@ -110,7 +110,7 @@ pub(crate) async fn protocol_error(response: Response) -> Response {
 
 /// Server metadata.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ServerMetadata {
+pub struct V2ServerMetadata {
     /// `nbserve`.
     pub name: String,
     /// The server's version.
@@ -120,9 +120,9 @@ pub struct ServerMetadata {
 }
 
 /// Server metadata.
-#[utoipa::path(get, path = "/v2", tag = "v2", responses((status = 200, body = ServerMetadata)))]
-pub async fn server_metadata() -> Json<ServerMetadata> {
-    Json(ServerMetadata {
+#[utoipa::path(get, path = "/v2", tag = "v2", responses((status = 200, body = V2ServerMetadata)))]
+pub async fn server_metadata() -> Json<V2ServerMetadata> {
+    Json(V2ServerMetadata {
         name: "nbserve".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         extensions: vec!["binary_tensor_data".into()],
@@ -131,22 +131,22 @@ pub async fn server_metadata() -> Json<ServerMetadata> {
 
 /// Liveness answer.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct LiveResponse {
+pub struct V2LiveResponse {
     /// Always true while the process serves.
     pub live: bool,
 }
 
 /// Readiness answer.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ReadyResponse {
+pub struct V2ReadyResponse {
     /// True while the server takes traffic.
     pub ready: bool,
 }
 
 /// Server liveness.
-#[utoipa::path(get, path = "/v2/health/live", tag = "v2", responses((status = 200, body = LiveResponse)))]
-pub async fn live() -> Json<LiveResponse> {
-    Json(LiveResponse { live: true })
+#[utoipa::path(get, path = "/v2/health/live", tag = "v2", responses((status = 200, body = V2LiveResponse)))]
+pub async fn live() -> Json<V2LiveResponse> {
+    Json(V2LiveResponse { live: true })
 }
 
 fn check_ready(state: &AppState) -> Result<(), ApiError> {
@@ -163,16 +163,16 @@ fn check_ready(state: &AppState) -> Result<(), ApiError> {
 
 /// Server readiness: 503 once shutdown has begun (as `/ready`).
 #[utoipa::path(get, path = "/v2/health/ready", tag = "v2", responses(
-    (status = 200, body = ReadyResponse),
+    (status = 200, body = V2ReadyResponse),
     (status = 503, body = V2ErrorBody)))]
-pub async fn ready(State(state): State<AppState>) -> Result<Json<ReadyResponse>, ApiError> {
+pub async fn ready(State(state): State<AppState>) -> Result<Json<V2ReadyResponse>, ApiError> {
     check_ready(&state)?;
-    Ok(Json(ReadyResponse { ready: true }))
+    Ok(Json(V2ReadyResponse { ready: true }))
 }
 
 /// Model readiness answer.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ModelReadyResponse {
+pub struct V2ModelReadyResponse {
     /// The model's name.
     pub name: String,
     /// True while it is served.
@@ -208,10 +208,10 @@ async fn ready_answer(
     state: AppState,
     name: String,
     version: Option<String>,
-) -> V2Result<Json<ModelReadyResponse>> {
+) -> V2Result<Json<V2ModelReadyResponse>> {
     let model = served_model(&state, &name, version.as_deref())?;
     check_ready(&state)?;
-    Ok(Json(ModelReadyResponse {
+    Ok(Json(V2ModelReadyResponse {
         name: model.loaded.meta.model.name.clone(),
         ready: true,
     }))
@@ -221,13 +221,13 @@ async fn ready_answer(
 #[utoipa::path(get, path = "/v2/models/{name}/ready", tag = "v2",
     params(("name" = String, Path, description = "Model name (as `/model` reports it)")),
     responses(
-        (status = 200, body = ModelReadyResponse),
+        (status = 200, body = V2ModelReadyResponse),
         (status = 404, description = "Unknown model", body = V2ErrorBody),
         (status = 503, description = "Shutting down", body = V2ErrorBody)))]
 pub async fn model_ready(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> V2Result<Json<ModelReadyResponse>> {
+) -> V2Result<Json<V2ModelReadyResponse>> {
     ready_answer(state, name, None).await
 }
 
@@ -236,19 +236,19 @@ pub async fn model_ready(
     params(("name" = String, Path, description = "Model name"),
            ("version" = String, Path, description = "Model version")),
     responses(
-        (status = 200, body = ModelReadyResponse),
+        (status = 200, body = V2ModelReadyResponse),
         (status = 404, description = "Unknown model or version", body = V2ErrorBody),
         (status = 503, description = "Shutting down", body = V2ErrorBody)))]
 pub async fn version_ready(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
-) -> V2Result<Json<ModelReadyResponse>> {
+) -> V2Result<Json<V2ModelReadyResponse>> {
     ready_answer(state, name, Some(version)).await
 }
 
 /// A tensor's name, datatype and shape (-1: any size).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct TensorMetadata {
+pub struct V2TensorMetadata {
     /// Tensor name.
     pub name: String,
     /// Protocol datatype.
@@ -259,7 +259,7 @@ pub struct TensorMetadata {
 
 /// Model metadata.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ModelMetadata {
+pub struct V2ModelMetadata {
     /// Model name.
     pub name: String,
     /// The one version served.
@@ -267,9 +267,9 @@ pub struct ModelMetadata {
     /// `nbserve_bernoulli_nb`.
     pub platform: String,
     /// The input: `text`, `BYTES`, `[-1]`.
-    pub inputs: Vec<TensorMetadata>,
+    pub inputs: Vec<V2TensorMetadata>,
     /// The outputs: `label` and `probabilities`.
-    pub outputs: Vec<TensorMetadata>,
+    pub outputs: Vec<V2TensorMetadata>,
     /// The class labels: the columns of `probabilities`, in order.
     pub classes: Vec<String>,
 }
@@ -278,15 +278,15 @@ fn metadata_answer(
     state: &AppState,
     name: &str,
     version: Option<&str>,
-) -> V2Result<Json<ModelMetadata>> {
+) -> V2Result<Json<V2ModelMetadata>> {
     let model = served_model(state, name, version)?;
     let meta = &model.loaded.meta;
-    let tensor = |name: &str, datatype: &str, shape: Vec<i64>| TensorMetadata {
+    let tensor = |name: &str, datatype: &str, shape: Vec<i64>| V2TensorMetadata {
         name: name.into(),
         datatype: datatype.into(),
         shape,
     };
-    Ok(Json(ModelMetadata {
+    Ok(Json(V2ModelMetadata {
         name: meta.model.name.clone(),
         versions: vec![meta.model.version.clone()],
         platform: "nbserve_bernoulli_nb".into(),
@@ -303,12 +303,12 @@ fn metadata_answer(
 #[utoipa::path(get, path = "/v2/models/{name}", tag = "v2",
     params(("name" = String, Path, description = "Model name (as `/model` reports it)")),
     responses(
-        (status = 200, body = ModelMetadata),
+        (status = 200, body = V2ModelMetadata),
         (status = 404, description = "Unknown model", body = V2ErrorBody)))]
 pub async fn model_metadata(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> V2Result<Json<ModelMetadata>> {
+) -> V2Result<Json<V2ModelMetadata>> {
     metadata_answer(&state, &name, None)
 }
 
@@ -317,18 +317,18 @@ pub async fn model_metadata(
     params(("name" = String, Path, description = "Model name"),
            ("version" = String, Path, description = "Model version")),
     responses(
-        (status = 200, body = ModelMetadata),
+        (status = 200, body = V2ModelMetadata),
         (status = 404, description = "Unknown model or version", body = V2ErrorBody)))]
 pub async fn version_metadata(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
-) -> V2Result<Json<ModelMetadata>> {
+) -> V2Result<Json<V2ModelMetadata>> {
     metadata_answer(&state, &name, Some(&version))
 }
 
 /// An input tensor.
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct InputTensor {
+pub struct V2InputTensor {
     /// Must be `text`.
     pub name: String,
     /// `[N]`.
@@ -347,7 +347,7 @@ pub struct InputTensor {
 
 /// A requested output.
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct RequestedOutput {
+pub struct V2RequestedOutput {
     /// `label` or `probabilities`.
     pub name: String,
     /// `binary_data: true` to get it as binary tensor data.
@@ -358,7 +358,7 @@ pub struct RequestedOutput {
 
 /// An inference request (the JSON header of a binary-extension body).
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct InferRequest {
+pub struct V2InferRequest {
     /// Echoed in the response.
     #[serde(default)]
     pub id: Option<String>,
@@ -367,15 +367,15 @@ pub struct InferRequest {
     #[schema(value_type = Option<Object>)]
     pub parameters: Option<Map<String, Value>>,
     /// Exactly one: `text`.
-    pub inputs: Vec<InputTensor>,
+    pub inputs: Vec<V2InputTensor>,
     /// Outputs to return (default: all).
     #[serde(default)]
-    pub outputs: Option<Vec<RequestedOutput>>,
+    pub outputs: Option<Vec<V2RequestedOutput>>,
 }
 
 /// An output tensor.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct OutputTensor {
+pub struct V2OutputTensor {
     /// `label` or `probabilities`.
     pub name: String,
     /// `BYTES` or `FP64`.
@@ -394,7 +394,7 @@ pub struct OutputTensor {
 
 /// An inference response (the JSON header of a binary-extension body).
 #[derive(Debug, Serialize, ToSchema)]
-pub struct InferResponse {
+pub struct V2InferResponse {
     /// The served model's name.
     pub model_name: String,
     /// Its version.
@@ -406,7 +406,7 @@ pub struct InferResponse {
     #[schema(value_type = Object)]
     pub parameters: Map<String, Value>,
     /// The outputs asked for, in the order asked.
-    pub outputs: Vec<OutputTensor>,
+    pub outputs: Vec<V2OutputTensor>,
 }
 
 fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -496,7 +496,7 @@ fn collect_strings(value: Value, out: &mut Vec<String>) -> Result<(), ApiError> 
 }
 
 /// The texts of the one input tensor, from JSON data or the binary part.
-fn input_texts(mut inputs: Vec<InputTensor>, binary: &[u8]) -> Result<Vec<String>, ApiError> {
+fn input_texts(mut inputs: Vec<V2InputTensor>, binary: &[u8]) -> Result<Vec<String>, ApiError> {
     if inputs.len() != 1 || inputs[0].name != INPUT {
         return Err(bad(
             "invalid_inputs",
@@ -568,7 +568,7 @@ fn input_texts(mut inputs: Vec<InputTensor>, binary: &[u8]) -> Result<Vec<String
 }
 
 /// Which outputs to send, in order, and whether each goes as binary data.
-fn requested_outputs(req: &InferRequest) -> Result<Vec<(&'static str, bool)>, ApiError> {
+fn requested_outputs(req: &V2InferRequest) -> Result<Vec<(&'static str, bool)>, ApiError> {
     let all_binary = flag(req.parameters.as_ref(), "binary_data_output")?.unwrap_or(false);
     let Some(outputs) = &req.outputs else {
         return Ok(vec![(LABEL, all_binary), (PROBABILITIES, all_binary)]);
@@ -652,7 +652,7 @@ fn infer_response(
                     .flat_map(|p| classes.iter().map(|c| Value::from(probability(p, c))));
                 (None, Some(values.collect()))
             };
-            OutputTensor {
+            V2OutputTensor {
                 name: name.into(),
                 datatype: datatype.into(),
                 shape,
@@ -667,7 +667,7 @@ fn infer_response(
         .collect();
     let mut parameters = Map::new();
     parameters.insert("prediction_ids".into(), ids.join(",").into());
-    let answer = InferResponse {
+    let answer = V2InferResponse {
         model_name: model.loaded.meta.model.name.clone(),
         model_version: model.loaded.meta.model.version.clone(),
         id,
@@ -716,7 +716,7 @@ async fn infer_answer(
             "the request header must be a JSON object",
         ));
     }
-    let request: InferRequest = serde_json::from_slice(json)
+    let request: V2InferRequest = serde_json::from_slice(json)
         .map_err(|e| bad("invalid_json", crate::server::extract::short(e.to_string())))?;
     let outputs = requested_outputs(&request)?;
     let texts = input_texts(request.inputs, binary)?;
@@ -731,10 +731,10 @@ async fn infer_answer(
 /// JSON header, then the input's raw data.
 #[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "v2",
     params(("name" = String, Path, description = "Model name (as `/model` reports it)")),
-    request_body(content = InferRequest, content_type = "application/json"),
+    request_body(content = V2InferRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Outputs (application/octet-stream with Inference-Header-Content-Length when binary outputs were asked for)",
-            content((InferResponse = "application/json"), (Vec<u8> = "application/octet-stream"))),
+            content((V2InferResponse = "application/json"), (Vec<u8> = "application/octet-stream"))),
         (status = 400, description = "Malformed request, wrong datatype or shape", body = V2ErrorBody),
         (status = 404, description = "Unknown model", body = V2ErrorBody),
         (status = 413, description = "Body too large", body = V2ErrorBody),
@@ -752,10 +752,10 @@ pub async fn infer(
 #[utoipa::path(post, path = "/v2/models/{name}/versions/{version}/infer", tag = "v2",
     params(("name" = String, Path, description = "Model name"),
            ("version" = String, Path, description = "Model version")),
-    request_body(content = InferRequest, content_type = "application/json"),
+    request_body(content = V2InferRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "Outputs",
-            content((InferResponse = "application/json"), (Vec<u8> = "application/octet-stream"))),
+            content((V2InferResponse = "application/json"), (Vec<u8> = "application/octet-stream"))),
         (status = 400, description = "Malformed request, wrong datatype or shape", body = V2ErrorBody),
         (status = 404, description = "Unknown model or version", body = V2ErrorBody),
         (status = 413, description = "Body too large", body = V2ErrorBody),
