@@ -331,3 +331,21 @@ async fn v2_readiness_follows_shutdown() {
     assert_eq!(app.get("/v2/health/live").await.status(), 200);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn layer_errors_under_v2_take_the_protocol_shape() {
+    let app = spawn_app_with(|s| s.server.body_limit_bytes = 1000).await;
+    let r = app.get(INFER).await;
+    assert_eq!(r.headers()["allow"], "POST");
+    assert_v2_error(r, 405).await;
+    let big = json_request(&["word ".repeat(400)]);
+    assert_v2_error(app.post_json(INFER, &big).await, 413).await;
+    // The native API keeps its own shape.
+    assert_error(
+        app.post_json("/predict/batch", &big).await,
+        413,
+        "payload_too_large",
+    )
+    .await;
+    app.stop().await;
+}
