@@ -29,8 +29,6 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 cache="${NBSERVE_CACHE:-$HOME/.cache/nbserve}"
 K8S_VERSION="1.32.0"
-req="$root/scripts/check-kubernetes-requirements.txt"
-venv="$cache/venv-kubernetes-validate-$(sha256sum "$req" | cut -c1-16)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
@@ -75,13 +73,9 @@ if [[ -z "$KUBECTL" ]]; then
 fi
 log "$("$KUBECTL" version --client 2>/dev/null | tr '\n' ' ')($KUBECTL)"
 
-if [[ ! -x "$venv/bin/kubernetes-validate" || ! -f "$venv/.complete" ]]; then
-  log "installing kubernetes-validate into $venv (hash-checked pins from $req)"
-  rm -rf "$venv"
-  "${NBSERVE_PYTHON:-python3}" -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --require-hashes -r "$req"
-  touch "$venv/.complete"
-fi
+# shellcheck source=scripts/lib/venv.sh
+source "$root/scripts/lib/venv.sh"
+venv="$(pinned_venv kubernetes-validate scripts/check-kubernetes-requirements.txt)"
 PY="$venv/bin/python"   # has PyYAML (a kubernetes-validate dependency)
 
 BIN="${NBSERVE_BIN:-}"

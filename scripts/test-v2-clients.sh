@@ -13,22 +13,15 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-cache="${NBSERVE_CACHE:-$HOME/.cache/nbserve}"
-req="$root/scripts/test-v2-clients-requirements.txt"
-venv="$cache/venv-v2-clients-$(sha256sum "$req" | cut -c1-16)"
 BIN="${NBSERVE_BIN:-}"
 token="v2-clients-token-$$"
 
 log() { echo "test-v2-clients: $*" >&2; }
 
-if [[ ! -x "$venv/bin/python" || ! -f "$venv/.complete" ]]; then
-    # Every package pinned with its sha256 (wheels for CPython 3.11, x86_64 Linux).
-    log "installing tritonclient[http] and open-inference-openapi into $venv (hash-checked pins from $req)"
-    rm -rf "$venv"
-    "${NBSERVE_PYTHON:-python3.11}" -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --require-hashes -r "$req"
-    touch "$venv/.complete"
-fi
+# Wheels for CPython 3.11, x86_64 Linux.
+# shellcheck source=scripts/lib/venv.sh
+source scripts/lib/venv.sh
+venv="$(NBSERVE_PYTHON="${NBSERVE_PYTHON:-python3.11}" pinned_venv v2-clients scripts/test-v2-clients-requirements.txt)"
 
 if [[ -z "$BIN" ]]; then
     cargo build --quiet --bin nbserve

@@ -50,6 +50,20 @@ async fn post_binary(app: &TestApp, body: Vec<u8>, header_len: usize) -> reqwest
         .unwrap()
 }
 
+/// A 200 binary-extension answer split into its JSON header and binary data.
+async fn binary_answer(r: reqwest::Response) -> (Value, Vec<u8>) {
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/octet-stream");
+    let json_len: usize = r.headers()["inference-header-content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let bytes = r.bytes().await.unwrap();
+    let header = serde_json::from_slice(&bytes[..json_len]).unwrap();
+    (header, bytes[json_len..].to_vec())
+}
+
 /// `/predict`'s label and class-ordered probabilities for each text.
 async fn native(app: &TestApp, texts: &[String], classes: &[String]) -> Vec<(String, Vec<f64>)> {
     let mut out = Vec::new();
@@ -158,17 +172,8 @@ async fn binary_infer_round_trips_and_equals_predict() {
     let classes = classes(&app).await;
     let (body, header_len) =
         binary_request(&texts, json!({"parameters": {"binary_data_output": true}}));
-    let r = post_binary(&app, body, header_len).await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["content-type"], "application/octet-stream");
-    let json_len: usize = r.headers()["inference-header-content-length"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let bytes = r.bytes().await.unwrap();
-    let header: Value = serde_json::from_slice(&bytes[..json_len]).unwrap();
-    let mut rest = &bytes[json_len..];
+    let (header, binary) = binary_answer(post_binary(&app, body, header_len).await).await;
+    let mut rest = &binary[..];
     let mut take = |name: &str| {
         let out = header["outputs"]
             .as_array()
@@ -215,15 +220,7 @@ async fn requested_outputs_are_honoured_in_order_and_format() {
         &texts,
         json!({"outputs": [{"name": "probabilities"}, {"name": "label", "parameters": {"binary_data": true}}]}),
     );
-    let r = post_binary(&app, body, header_len).await;
-    assert_eq!(r.status(), 200);
-    let json_len: usize = r.headers()["inference-header-content-length"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let bytes = r.bytes().await.unwrap();
-    let header: Value = serde_json::from_slice(&bytes[..json_len]).unwrap();
+    let (header, binary) = binary_answer(post_binary(&app, body, header_len).await).await;
     let outputs = header["outputs"].as_array().unwrap();
     assert_eq!(outputs.len(), 2);
     assert_eq!(outputs[0]["name"], "probabilities");
@@ -232,7 +229,7 @@ async fn requested_outputs_are_honoured_in_order_and_format() {
     let size = outputs[1]["parameters"]["binary_data_size"]
         .as_u64()
         .unwrap() as usize;
-    assert_eq!(bytes.len() - json_len, size);
+    assert_eq!(binary.len(), size);
 
     let mut only_label = json_request(&texts);
     only_label["outputs"] = json!([{"name": "label"}]);
