@@ -37,6 +37,8 @@ use super::state::AppState;
         v2::server_metadata, v2::live, v2::ready, v2::model_metadata, v2::version_metadata,
         v2::model_ready, v2::version_ready, v2::infer, v2::version_infer
     ),
+    // Named by hand in v2::InferAnswers, so not collected from the paths.
+    components(schemas(v2::V2InferResponse, v2::V2OutputTensor, v2::V2ErrorBody)),
     tags((name = "v2", description = "Open Inference Protocol (KServe V2) REST, with the binary tensor data extension")),
     modifiers(&BearerAuth, &CommonErrors)
 )]

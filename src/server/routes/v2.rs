@@ -15,6 +15,8 @@
 //! the same way. Errors are the protocol's `{"error": "..."}`
 //! ([`protocol_error`] reshapes every error under `/v2`).
 
+use std::collections::BTreeMap;
+
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -23,6 +25,7 @@ use axum::routing::{get, post, MethodRouter};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
 use super::predict::{score_batch, PredictResponse};
@@ -726,20 +729,61 @@ async fn infer_answer(
     Ok(infer_response(&model, request.id, &outputs, &predictions))
 }
 
+/// The answers of the two `infer` routes, for the OpenAPI document: one
+/// list for both (the schemas it names are registered in [`super::ApiDoc`]).
+pub struct InferAnswers;
+
+impl utoipa::IntoResponses for InferAnswers {
+    fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::response::Response>> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder, ResponsesBuilder};
+        let json = |schema: &str| {
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(schema)))
+                .build()
+        };
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content("application/json", json("V2ErrorBody"))
+                .build()
+        };
+        let binary = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)));
+        let outputs = ResponseBuilder::new()
+            .description(
+                "Outputs: JSON, or with binary outputs asked for, application/octet-stream \
+                 with Inference-Header-Content-Length (JSON header, then the tensor data)",
+            )
+            .content("application/json", json("V2InferResponse"))
+            .content(
+                "application/octet-stream",
+                ContentBuilder::new().schema(Some(binary)).build(),
+            )
+            .build();
+        let responses = ResponsesBuilder::new()
+            .response("200", outputs)
+            .response("400", error("Malformed request, wrong datatype or shape"))
+            .response("404", error("Unknown model or version"))
+            .response("413", error("Body too large"))
+            .response(
+                "422",
+                error("Over the /predict/batch limits, or an empty text"),
+            )
+            .response("503", error("Overloaded"))
+            .build();
+        responses.responses
+    }
+}
+
 /// Inference. JSON, or the binary tensor data extension: with an
 /// `Inference-Header-Content-Length` header the body is that many bytes of
 /// JSON header, then the input's raw data.
 #[utoipa::path(post, path = "/v2/models/{name}/infer", tag = "v2",
     params(("name" = String, Path, description = "Model name (as `/model` reports it)")),
     request_body(content = V2InferRequest, content_type = "application/json"),
-    responses(
-        (status = 200, description = "Outputs (application/octet-stream with Inference-Header-Content-Length when binary outputs were asked for)",
-            content((V2InferResponse = "application/json"), (Vec<u8> = "application/octet-stream"))),
-        (status = 400, description = "Malformed request, wrong datatype or shape", body = V2ErrorBody),
-        (status = 404, description = "Unknown model", body = V2ErrorBody),
-        (status = 413, description = "Body too large", body = V2ErrorBody),
-        (status = 422, description = "Over the /predict/batch limits, or an empty text", body = V2ErrorBody),
-        (status = 503, description = "Overloaded", body = V2ErrorBody)))]
+    responses(InferAnswers))]
 pub async fn infer(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -753,14 +797,7 @@ pub async fn infer(
     params(("name" = String, Path, description = "Model name"),
            ("version" = String, Path, description = "Model version")),
     request_body(content = V2InferRequest, content_type = "application/json"),
-    responses(
-        (status = 200, description = "Outputs",
-            content((V2InferResponse = "application/json"), (Vec<u8> = "application/octet-stream"))),
-        (status = 400, description = "Malformed request, wrong datatype or shape", body = V2ErrorBody),
-        (status = 404, description = "Unknown model or version", body = V2ErrorBody),
-        (status = 413, description = "Body too large", body = V2ErrorBody),
-        (status = 422, description = "Over the /predict/batch limits, or an empty text", body = V2ErrorBody),
-        (status = 503, description = "Overloaded", body = V2ErrorBody)))]
+    responses(InferAnswers))]
 pub async fn version_infer(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
