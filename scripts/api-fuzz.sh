@@ -23,7 +23,6 @@ req="$root/scripts/api-fuzz-requirements.txt"
 FUZZ_EXAMPLES="${FUZZ_EXAMPLES:-30}"
 FUZZ_SECS="${FUZZ_SECS:-30}"
 FUZZ_SEED="${FUZZ_SEED:-1}"
-BIN="${NBSERVE_BIN:-}"
 token="api-fuzz-token-$$"
 
 log() { echo "api-fuzz: $*" >&2; }
@@ -33,20 +32,10 @@ log() { echo "api-fuzz: $*" >&2; }
 source scripts/lib/venv.sh
 venv="$(pinned_venv schemathesis "$req")"
 
-if [[ -z "$BIN" ]]; then
-    cargo build --quiet --bin nbserve
-    # shellcheck source=scripts/lib/cargo.sh
-    source scripts/lib/cargo.sh
-    BIN="$(cargo_bin debug nbserve)"
-fi
-
 # shellcheck source=scripts/lib/local-server.sh
 source scripts/lib/local-server.sh
 local_server_setup
-
-mkdir -p "$work/models"
-cp models/spam-nb.json "$work/models/spam-nb.json"
-local_server_start "$work/server.log"
+local_server_start_shipped "$work/server.log"
 url="http://127.0.0.1:$port"
 
 log "schemathesis $SCHEMATHESIS_VERSION against $url/openapi.json (${FUZZ_EXAMPLES} examples/operation, ${FUZZ_SECS}s, seed $FUZZ_SEED)"

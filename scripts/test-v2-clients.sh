@@ -13,7 +13,6 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-BIN="${NBSERVE_BIN:-}"
 token="v2-clients-token-$$"
 
 log() { echo "test-v2-clients: $*" >&2; }
@@ -23,19 +22,10 @@ log() { echo "test-v2-clients: $*" >&2; }
 source scripts/lib/venv.sh
 venv="$(NBSERVE_PYTHON="${NBSERVE_PYTHON:-python3.11}" pinned_venv v2-clients scripts/test-v2-clients-requirements.txt)"
 
-if [[ -z "$BIN" ]]; then
-    cargo build --quiet --bin nbserve
-    # shellcheck source=scripts/lib/cargo.sh
-    source scripts/lib/cargo.sh
-    BIN="$(cargo_bin debug nbserve)"
-fi
-
 # shellcheck source=scripts/lib/local-server.sh
 source scripts/lib/local-server.sh
 local_server_setup
-mkdir -p "$work/models"
-cp models/spam-nb.json "$work/models/spam-nb.json"
-local_server_start "$work/server.log"
+local_server_start_shipped "$work/server.log"
 
 status=0
 "$venv/bin/python" tests/v2_clients/clients.py "http://127.0.0.1:$port" || status=1
