@@ -46,6 +46,10 @@ pub struct ServerSettings {
     pub max_concurrency: usize,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_timeout_secs: u64,
+    /// After SIGTERM, how long readiness reports 503 while the listener
+    /// still accepts and serves, before the drain starts: time for a load
+    /// balancer (Kubernetes endpoints) to stop sending new connections.
+    pub drain_delay_secs: u64,
 }
 
 /// Which model to serve.
@@ -171,6 +175,7 @@ impl Default for Settings {
                 max_batch_size: 1000,
                 max_concurrency: 1024,
                 shutdown_timeout_secs: 30,
+                drain_delay_secs: 0,
             },
             model: ModelSettings {
                 path: "models/spam-nb.json".into(),

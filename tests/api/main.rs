@@ -14,3 +14,4 @@ mod poll;
 mod predict;
 mod raw;
 mod readme;
+mod v2;
