@@ -56,6 +56,8 @@ pub struct ModelSettings {
     pub path: PathBuf,
     /// Reload requests may only name files inside this directory.
     pub dir: PathBuf,
+    /// Largest model file read, in bytes; a larger one is refused unread.
+    pub max_bytes: u64,
 }
 
 /// Deployment-gate settings.
@@ -170,6 +172,7 @@ impl Default for Settings {
             model: ModelSettings {
                 path: "models/spam-nb.json".into(),
                 dir: "models".into(),
+                max_bytes: 256 * 1024 * 1024,
             },
             gate: GateSettings {
                 min_f1_macro: 0.90,
@@ -340,6 +343,9 @@ impl Settings {
         }
         if self.server.header_read_timeout_ms == 0 {
             return invalid("server.header_read_timeout_ms", "must be > 0");
+        }
+        if self.model.max_bytes == 0 {
+            return invalid("model.max_bytes", "must be > 0");
         }
         if self.feedback.capacity == 0 || self.feedback.window == 0 {
             return invalid("feedback", "capacity and window must be > 0");

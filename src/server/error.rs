@@ -142,6 +142,7 @@ impl From<FeedbackError> for ApiError {
 impl From<LoadError> for ApiError {
     fn from(e: LoadError) -> Self {
         let code = match e {
+            LoadError::Path => "invalid_model_path",
             LoadError::Gate(_) => "gate_rejected",
             LoadError::Artifact(_) => "invalid_model",
             LoadError::Holdout(_) => "holdout_unavailable",

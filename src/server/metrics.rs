@@ -150,6 +150,8 @@ metrics! {
     gate_min_f1_macro: Gauge = ("nbserve_gate_min_f1_macro", "Minimum F1 macro the deployment gate requires.", ());
     /// Reload attempts by result.
     model_reloads: IntCounterVec = ("nbserve_model_reloads_total", "Model reload attempts by result.", ["result"]);
+    /// Reloads whose caller went away before they finished.
+    model_reloads_abandoned: IntCounter = ("nbserve_model_reloads_abandoned_total", "Reloads whose client went away (timeout, disconnect) before they finished; each still completes.", ());
     /// When the served model was loaded.
     model_loaded_timestamp: Gauge = ("nbserve_model_loaded_timestamp_seconds", "Unix time the served model was loaded.", ());
     /// Requests shed because the server was at its concurrency limit.
@@ -221,6 +223,7 @@ impl Metrics {
         self.model_accuracy.set(meta.evaluation.accuracy);
         self.gate_min_f1_macro.set(gate_min);
         self.model_loaded_timestamp.set(loaded_at_secs);
+        self.forget_labels_not_in(&meta.classes);
         let series = meta
             .classes
             .iter()
@@ -235,10 +238,36 @@ impl Metrics {
         }
     }
 
+    /// Removes the per-label series of the replaced model's labels that the
+    /// new model does not have, so a model with many classes leaves nothing
+    /// behind once replaced.
+    fn forget_labels_not_in(&self, classes: &[String]) {
+        let old = self.prediction_series.load();
+        let gone = |label: &String| !classes.contains(label);
+        for (label, _) in old.iter() {
+            if gone(label) {
+                let _ = self.predictions.remove_label_values(&[label]);
+                let _ = self
+                    .live_predicted_label_share
+                    .remove_label_values(&[label]);
+            }
+            for (other, _) in old.iter() {
+                if gone(label) || gone(other) {
+                    let _ = self.feedback_confusion.remove_label_values(&[label, other]);
+                }
+            }
+        }
+    }
+
     /// Counts one reload attempt (`success` or `failure`).
     pub fn count_reload(&self, succeeded: bool) {
         let result = if succeeded { "success" } else { "failure" };
         self.model_reloads.with_label_values(&[result]).inc();
+    }
+
+    /// Counts one reload abandoned by its caller.
+    pub fn count_abandoned_reload(&self) {
+        self.model_reloads_abandoned.inc();
     }
 
     /// Counts one prediction of `label`. The served model's classes hit

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
-pub use loader::{load_gated, LoadError, ServingModel};
+pub use loader::{load_gated, LoadError, ModelSource, ServingModel};
 pub use routes::{router, ApiDoc};
 pub use state::AppState;
 
@@ -61,13 +61,16 @@ impl Application {
     /// is invalid or rejected.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let started = Instant::now();
-        let model =
-            loader::load_gated_off_thread(settings.model.path.clone(), settings.gate.clone())
-                .await
-                .map_err(|source| StartupError::Model {
-                    path: settings.model.path.display().to_string(),
-                    source,
-                })?;
+        let model = loader::load_gated_off_thread(
+            loader::ModelSource::Configured(settings.model.path.clone()),
+            settings.model.max_bytes,
+            settings.gate.clone(),
+        )
+        .await
+        .map_err(|source| StartupError::Model {
+            path: settings.model.path.display().to_string(),
+            source,
+        })?;
         let f = &settings.feedback;
         let feedback = FeedbackStore::new(
             f.capacity,

@@ -1,14 +1,13 @@
 //! Shared state: the live model behind an `ArcSwap`, settings, metrics.
 
 use std::ops::Deref;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 
-use super::loader::{load_gated_off_thread, LoadError, ServingModel};
+use super::loader::{load_gated, LoadError, ModelSource, ServingModel};
 use super::metrics::Metrics;
 use crate::monitoring::FeedbackStore;
 use crate::settings::Settings;
@@ -27,8 +26,10 @@ pub struct StateInner {
     pub metrics: Arc<Metrics>,
     /// False once shutdown has begun.
     pub ready: AtomicBool,
-    /// Serialises reloads so two cannot interleave.
-    pub reload_lock: tokio::sync::Mutex<()>,
+    /// Serialises reloads so two cannot interleave. A std mutex, held by the
+    /// blocking load itself: a reload whose client gave up still holds it
+    /// until its load ends, so abandoned reloads never run in parallel.
+    pub reload_lock: Mutex<()>,
     /// Admission control for the API routes.
     pub concurrency: Arc<Semaphore>,
     /// One slot per core for large batches scored on the blocking pool, so
@@ -65,7 +66,7 @@ impl AppState {
             settings,
             metrics,
             ready: AtomicBool::new(true),
-            reload_lock: tokio::sync::Mutex::new(()),
+            reload_lock: Mutex::new(()),
             concurrency,
             batch_slots: Semaphore::new(
                 std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
@@ -84,13 +85,36 @@ impl AppState {
         self.ready.store(false, Ordering::SeqCst);
     }
 
-    /// Reloads from `path` (or the current model's file), swapping only when
-    /// the new model validates and passes the gate. Requests in flight keep
-    /// the `Arc` of the model they started with.
-    pub async fn reload(&self, path: Option<PathBuf>) -> Result<Arc<ServingModel>, LoadError> {
-        let _guard = self.reload_lock.lock().await;
-        let path = path.unwrap_or_else(|| self.model.load().path.clone());
-        let result = load_gated_off_thread(path, self.settings.gate.clone()).await;
+    /// Reloads `name` from the models directory (or the current model's
+    /// source), swapping only when the new model validates and passes the
+    /// gate. Requests in flight keep the `Arc` of the model they started with.
+    ///
+    /// The whole reload (lock, load, swap, log) runs on the blocking pool:
+    /// if the caller is dropped (request timeout, client gone) it still
+    /// completes, is logged, and is counted as abandoned.
+    pub async fn reload(&self, name: Option<String>) -> Result<Arc<ServingModel>, LoadError> {
+        let state = self.clone();
+        let abandoned = AbandonedReload(Some(Arc::clone(&self.metrics)));
+        let result = tokio::task::spawn_blocking(move || state.reload_blocking(name))
+            .await
+            .expect("model reloading does not panic");
+        abandoned.disarm();
+        result
+    }
+
+    fn reload_blocking(&self, name: Option<String>) -> Result<Arc<ServingModel>, LoadError> {
+        let _guard = self
+            .reload_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let source = match name {
+            Some(name) => ModelSource::InDir {
+                dir: self.settings.model.dir.clone(),
+                name,
+            },
+            None => self.model.load().source.clone(),
+        };
+        let result = load_gated(&source, self.settings.model.max_bytes, &self.settings.gate);
         self.metrics.count_reload(result.is_ok());
         match result {
             Ok(model) => {
@@ -110,9 +134,27 @@ impl AppState {
                 Ok(model)
             }
             Err(e) => {
-                tracing::warn!(error = %e, "model reload rejected; still serving the previous model");
+                tracing::warn!(error = %e.log_message(), "model reload rejected; still serving the previous model");
                 Err(e)
             }
+        }
+    }
+}
+
+/// Counts a reload whose caller went away before it finished.
+struct AbandonedReload(Option<Arc<Metrics>>);
+
+impl AbandonedReload {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbandonedReload {
+    fn drop(&mut self) {
+        if let Some(metrics) = self.0.take() {
+            metrics.count_abandoned_reload();
+            tracing::warn!("reload abandoned by its caller; it completes in the background");
         }
     }
 }

@@ -13,3 +13,4 @@ mod overload;
 mod predict;
 mod raw;
 mod readme;
+mod reload_files;
