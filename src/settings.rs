@@ -46,6 +46,11 @@ pub struct ServerSettings {
     pub max_concurrency: usize,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_timeout_secs: u64,
+    /// Open connections; beyond it new ones are closed on accept.
+    pub max_connections: usize,
+    /// How long a response write may make no progress (a client that does
+    /// not read) before the connection is closed.
+    pub write_timeout_ms: u64,
 }
 
 /// Which model to serve.
@@ -168,6 +173,8 @@ impl Default for Settings {
                 max_batch_size: 1000,
                 max_concurrency: 1024,
                 shutdown_timeout_secs: 30,
+                max_connections: 10_000,
+                write_timeout_ms: 10_000,
             },
             model: ModelSettings {
                 path: "models/spam-nb.json".into(),
@@ -337,6 +344,12 @@ impl Settings {
         }
         if self.server.max_concurrency == 0 {
             return invalid("server.max_concurrency", "must be > 0");
+        }
+        if self.server.max_connections == 0 {
+            return invalid("server.max_connections", "must be > 0");
+        }
+        if self.server.write_timeout_ms == 0 {
+            return invalid("server.write_timeout_ms", "must be > 0");
         }
         if self.server.request_timeout_ms == 0 {
             return invalid("server.request_timeout_ms", "must be > 0");

@@ -154,6 +154,12 @@ metrics! {
     model_reloads_abandoned: IntCounter = ("nbserve_model_reloads_abandoned_total", "Reloads whose client went away (timeout, disconnect) before they finished; each still completes.", ());
     /// When the served model was loaded.
     model_loaded_timestamp: Gauge = ("nbserve_model_loaded_timestamp_seconds", "Unix time the served model was loaded.", ());
+    /// Open client connections.
+    connections_open: IntGauge = ("nbserve_connections_open", "Open client connections.", ());
+    /// Connections closed at once because `server.max_connections` were open.
+    connections_refused: IntCounter = ("nbserve_connections_refused_total", "Connections closed on accept because server.max_connections were open.", ());
+    /// Connections closed because a response write made no progress for `server.write_timeout_ms`.
+    connections_write_timeouts: IntCounter = ("nbserve_connection_write_timeouts_total", "Connections closed because the client did not read its response within server.write_timeout_ms.", ());
     /// Requests shed because the server was at its concurrency limit.
     load_shed: IntCounter = ("nbserve_load_shed_total", "Requests answered 503 because the server was at its concurrency limit.", ());
     /// Feedback by result.
