@@ -46,6 +46,10 @@ pub struct ServerSettings {
     pub max_concurrency: usize,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_timeout_secs: u64,
+    /// Request bodies being read or processed at once, in bytes (declared
+    /// lengths, or `body_limit_bytes` for a body without one); beyond it
+    /// requests are shed with 503.
+    pub max_inflight_body_bytes: usize,
     /// Open connections; beyond it new ones are closed on accept.
     pub max_connections: usize,
     /// How long a response write may make no progress (a client that does
@@ -173,6 +177,7 @@ impl Default for Settings {
                 max_batch_size: 1000,
                 max_concurrency: 1024,
                 shutdown_timeout_secs: 30,
+                max_inflight_body_bytes: 64 * 1024 * 1024,
                 max_connections: 10_000,
                 write_timeout_ms: 10_000,
             },
@@ -344,6 +349,12 @@ impl Settings {
         }
         if self.server.max_concurrency == 0 {
             return invalid("server.max_concurrency", "must be > 0");
+        }
+        if self.server.max_inflight_body_bytes < self.server.body_limit_bytes {
+            return invalid(
+                "server.max_inflight_body_bytes",
+                "must be at least server.body_limit_bytes",
+            );
         }
         if self.server.max_connections == 0 {
             return invalid("server.max_connections", "must be > 0");

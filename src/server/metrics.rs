@@ -160,6 +160,10 @@ metrics! {
     connections_refused: IntCounter = ("nbserve_connections_refused_total", "Connections closed on accept because server.max_connections were open.", ());
     /// Connections closed because a response write made no progress for `server.write_timeout_ms`.
     connections_write_timeouts: IntCounter = ("nbserve_connection_write_timeouts_total", "Connections closed because the client did not read its response within server.write_timeout_ms.", ());
+    /// Request-body bytes admitted and not yet released.
+    body_budget_reserved: IntGauge = ("nbserve_body_budget_reserved_bytes", "Request-body bytes reserved against server.max_inflight_body_bytes.", ());
+    /// Requests shed because their body did not fit the byte budget.
+    body_budget_shed: IntCounter = ("nbserve_body_budget_shed_total", "Requests answered 503 because their body did not fit server.max_inflight_body_bytes.", ());
     /// Requests shed because the server was at its concurrency limit.
     load_shed: IntCounter = ("nbserve_load_shed_total", "Requests answered 503 because the server was at its concurrency limit.", ());
     /// Feedback by result.

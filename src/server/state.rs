@@ -32,6 +32,9 @@ pub struct StateInner {
     pub reload_lock: Mutex<()>,
     /// Admission control for the API routes.
     pub concurrency: Arc<Semaphore>,
+    /// Memory admission: one permit per KiB of request body being read or
+    /// processed (`server.max_inflight_body_bytes`).
+    pub body_budget: Arc<Semaphore>,
     /// One slot per core for large batches scored on the blocking pool, so
     /// 64 concurrent batches queue here instead of spawning 64 threads (each
     /// with its own scratch buffers and allocator arena).
@@ -61,6 +64,9 @@ impl AppState {
             model.loaded_at.timestamp_millis() as f64 / 1000.0,
         );
         let concurrency = Arc::new(Semaphore::new(settings.server.max_concurrency));
+        let body_budget = Arc::new(Semaphore::new(
+            settings.server.max_inflight_body_bytes / 1024,
+        ));
         Self(Arc::new(StateInner {
             model: ArcSwap::from_pointee(model),
             settings,
@@ -68,6 +74,7 @@ impl AppState {
             ready: AtomicBool::new(true),
             reload_lock: Mutex::new(()),
             concurrency,
+            body_budget,
             batch_slots: Semaphore::new(
                 std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
             ),
