@@ -162,6 +162,20 @@ pub struct FeedbackSettings {
     pub window: usize,
     /// Append accepted feedback to this JSON-lines file.
     pub log_path: Option<PathBuf>,
+    /// When the log is flushed to disk.
+    pub log_fsync: LogFsync,
+}
+
+/// When the feedback log is synced to disk (`fsync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFsync {
+    /// Never: the OS writes it back when it likes.
+    Never,
+    /// At most one second after a line is written.
+    Interval,
+    /// After every line, before the feedback is acknowledged.
+    Always,
 }
 
 impl Default for Settings {
@@ -203,6 +217,7 @@ impl Default for Settings {
                 max_age_secs: 3600,
                 window: 1000,
                 log_path: None,
+                log_fsync: LogFsync::Interval,
             },
         }
     }

@@ -168,6 +168,8 @@ metrics! {
     load_shed: IntCounter = ("nbserve_load_shed_total", "Requests answered 503 because the server was at its concurrency limit.", ());
     /// Feedback by result.
     feedback: IntCounterVec = ("nbserve_feedback_total", "Label feedback by result.", ["result"]);
+    /// Failed feedback-log writes, syncs and reopens.
+    feedback_log_errors: IntCounter = ("nbserve_feedback_log_errors_total", "Failed feedback-log writes, syncs and reopens (the feedback is still counted).", ());
     /// Labelled predictions by true and predicted label (classes² series).
     feedback_confusion: IntCounterVec = ("nbserve_feedback_confusion_total", "Labelled predictions by true and predicted label.", ["true_label", "predicted_label"]);
     /// F1 macro over the live feedback window.

@@ -5,6 +5,7 @@ mod body_budget;
 mod connections;
 mod errors;
 mod feedback;
+mod feedback_log;
 mod half_close;
 mod helpers;
 mod hostile;
