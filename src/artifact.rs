@@ -194,6 +194,10 @@ pub struct Artifact {
     pub vocabulary: Vec<String>,
     /// Fitted counts.
     pub parameters: NbParameters,
+    /// The MLflow run that trained it, when training was tracked. Absent
+    /// from untracked (and older) files, so their checksums are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlflow_run_id: Option<String>,
     /// `sha256:<hex>` over the canonical content.
     pub checksum: String,
 }
@@ -285,6 +289,8 @@ pub struct ModelMeta {
     pub vocabulary_size: usize,
     /// Stored evaluation.
     pub evaluation: Evaluation,
+    /// The MLflow run that trained it, when tracked.
+    pub mlflow_run_id: Option<String>,
     /// Probability calibration, if any.
     pub calibration: Option<Calibration>,
 }
@@ -323,6 +329,13 @@ impl Artifact {
         serde_json::to_vec(self).expect("artifact serialises")
     }
 
+    /// The exact bytes [`Artifact::save`] writes (JSON and a final newline).
+    pub fn file_bytes(&self) -> Vec<u8> {
+        let mut bytes = self.to_bytes();
+        bytes.push(b'\n');
+        bytes
+    }
+
     /// Writes atomically: a temporary file in the same directory, synced, then
     /// renamed over `path`, so a reader never sees a half-written model.
     pub fn save(&self, path: &Path) -> Result<(), ArtifactError> {
@@ -339,8 +352,7 @@ impl Artifact {
         let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
         let result = (|| {
             let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&self.to_bytes())?;
-            f.write_all(b"\n")?;
+            f.write_all(&self.file_bytes())?;
             f.sync_all()?;
             std::fs::rename(&tmp, path)?;
             // Make the rename itself durable.
@@ -406,7 +418,11 @@ impl Artifact {
         path: &Path,
         max_bytes: u64,
     ) -> Result<LoadedModel, ArtifactError> {
-        let bytes = read_capped(file, path, max_bytes)?;
+        Self::load_owned(read_capped(file, path, max_bytes)?)
+    }
+
+    /// Parses and validates artifact bytes, freeing them once parsed.
+    pub fn load_owned(bytes: Vec<u8>) -> Result<LoadedModel, ArtifactError> {
         let artifact = Self::parse(&bytes)?;
         // The file's bytes are not needed past parsing: free them before the
         // scoring tables are built, so the two are never held at once.
@@ -450,6 +466,7 @@ impl Artifact {
                 classes: self.classes,
                 vocabulary_size,
                 evaluation,
+                mlflow_run_id: self.mlflow_run_id,
                 calibration,
             },
         })
@@ -566,7 +583,7 @@ pub fn ensure_regular(file: &File, path: &Path) -> Result<(), ArtifactError> {
 /// Reads all of `file`, but never more than `max_bytes` + 1 bytes: one more
 /// than the cap means the file is too large (its size on disk may change
 /// while it is read, so the stat size alone is not trusted).
-fn read_capped(file: File, path: &Path, max_bytes: u64) -> Result<Vec<u8>, ArtifactError> {
+pub fn read_capped(file: File, path: &Path, max_bytes: u64) -> Result<Vec<u8>, ArtifactError> {
     let io = |source| ArtifactError::Io {
         path: path.to_owned(),
         source,
@@ -646,6 +663,10 @@ impl Serialize for CanonicalView<'_> {
         }
         st.serialize_field("vocabulary", &a.vocabulary)?;
         st.serialize_field("parameters", &a.parameters)?;
+        match &a.mlflow_run_id {
+            Some(id) => st.serialize_field("mlflow_run_id", id)?,
+            None => st.skip_field("mlflow_run_id")?,
+        }
         st.serialize_field("checksum", "")?;
         st.end()
     }
@@ -1045,5 +1066,26 @@ mod tests {
         let a = sample_artifact().to_bytes();
         let b = sample_artifact().to_bytes();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn the_mlflow_run_id_is_optional_and_covered_by_the_checksum() {
+        let plain = sample_artifact();
+        assert!(!String::from_utf8(plain.to_bytes())
+            .unwrap()
+            .contains("mlflow_run_id"));
+        let mut tracked = sample_artifact();
+        tracked.mlflow_run_id = Some("0123abcd".into());
+        tracked.seal();
+        assert_ne!(tracked.checksum, plain.checksum);
+        let loaded = Artifact::load_bytes(&tracked.to_bytes()).unwrap();
+        assert_eq!(loaded.meta.mlflow_run_id.as_deref(), Some("0123abcd"));
+        let edited = String::from_utf8(tracked.to_bytes())
+            .unwrap()
+            .replace("0123abcd", "fedc3210");
+        assert!(matches!(
+            Artifact::load_bytes(edited.as_bytes()),
+            Err(ArtifactError::ChecksumMismatch { .. })
+        ));
     }
 }

@@ -10,7 +10,7 @@
 //! training                    dataset → split → fit → evaluate → artifact (train, tune)
 //! tuning                      cross-validation: folds, grid scores, out-of-fold temperature
 //! artifact, telemetry         the model file; logging set-up
-//! dataset, settings           CSV input; typed settings
+//! dataset, settings, mlflow   CSV input; typed settings; MLflow REST client
 //! classifier                  pure computation: tokenizer … evaluation
 //! ```
 //!
@@ -21,6 +21,7 @@ pub mod artifact;
 pub mod classifier;
 pub mod dataset;
 pub mod gate;
+pub mod mlflow;
 pub mod monitoring;
 pub mod server;
 pub mod settings;

@@ -61,12 +61,17 @@ pub struct ServerSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSettings {
-    /// The artifact loaded at start and on reload.
+    /// The artifact loaded at start and on reload: a file, or an MLflow
+    /// registry URI (`models:/NAME@ALIAS`, `models:/NAME/VERSION`).
     pub path: PathBuf,
     /// Reload requests may only name files inside this directory.
     pub dir: PathBuf,
     /// Largest model file read, in bytes; a larger one is refused unread.
     pub max_bytes: u64,
+    /// MLflow tracking server for `models:/` paths (default: `MLFLOW_TRACKING_URI`).
+    pub mlflow_uri: Option<String>,
+    /// Check the source this often and reload when it changed (0 = never).
+    pub poll_interval_secs: u64,
 }
 
 /// Deployment-gate settings.
@@ -199,6 +204,8 @@ impl Default for Settings {
                 path: "models/spam-nb.json".into(),
                 dir: "models".into(),
                 max_bytes: 256 * 1024 * 1024,
+                mlflow_uri: None,
+                poll_interval_secs: 0,
             },
             gate: GateSettings {
                 min_f1_macro: 0.90,

@@ -221,6 +221,7 @@ pub(crate) fn seal_artifact(
         evaluation: Some(evaluation),
         calibration: fitted.calibration,
         tuning: fitted.tuning,
+        mlflow_run_id: None,
         vocabulary: fitted.vocabulary.iter().map(str::to_owned).collect(),
         parameters: fitted.parameters,
         checksum: String::new(),

@@ -4,11 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn nbserve(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nbserve"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap()
+    nbserve_env(args, &[])
 }
 
 fn stderr(o: &Output) -> String {
@@ -306,8 +302,10 @@ fn tune_bad_input_names_the_value_and_writes_nothing() {
 fn nbserve_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_nbserve"))
         .args(args)
-        .envs(env.iter().copied())
+        // A caller's MLflow server must not receive the tests' runs.
+        .env_remove("MLFLOW_TRACKING_URI")
         .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap()
@@ -377,4 +375,53 @@ fn a_csv_given_as_model_is_named() {
         );
         assert!(err.contains("`nbserve train`"), "{err}");
     }
+}
+
+/// A loopback URL where nothing listens.
+fn dead_url() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn mlflow_commands_fail_cleanly_without_a_tracking_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.json");
+    let out = out.to_str().unwrap();
+    let train = ["train", "--data", "tests/data/sample.csv", "--out", out];
+
+    let o = nbserve(&[&train[..], &["--register", "spam"]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--register needs a tracking server"));
+
+    let url = dead_url();
+    let secret = [("MLFLOW_TRACKING_TOKEN", "tok-do-not-print")];
+    let o = nbserve_env(&[&train[..], &["--mlflow-uri", &url]].concat(), &secret);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("unreachable after 4 attempts") && !err.contains("tok-do-not-print"));
+    assert!(!Path::new(out).exists(), "no artifact without its run");
+
+    let promote = ["promote", "--model-name", "spam", "--version", "1"];
+    let o = nbserve_env(&promote, &[("MLFLOW_TRACKING_URI", url.as_str())]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+
+    let serve = [
+        ("NBSERVE__MODEL__PATH", "models:/spam@champion"),
+        ("NBSERVE__SERVER__PORT", "0"),
+    ];
+    let o = nbserve_env(&["serve"], &serve);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("needs an MLflow tracking URI"));
+    let o = nbserve_env(
+        &["serve"],
+        &[&serve[..], &[("MLFLOW_TRACKING_URI", &url)]].concat(),
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unreachable"), "{}", stderr(&o));
 }

@@ -34,6 +34,8 @@ pub enum Command {
     Healthcheck(HealthcheckArgs),
     /// Print the resolved settings as JSON (exit 3 on an unknown or invalid key).
     Config(ConfigArgs),
+    /// Point an MLflow registry alias at a version that passes the gate (exit 5 if not).
+    Promote(PromoteArgs),
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +84,8 @@ pub struct TrainArgs {
     pub folds: u32,
     #[command(flatten)]
     pub held_out: HeldOutArgs,
+    #[command(flatten)]
+    pub tracking: TrackingArgs,
 }
 
 /// The held-out evaluation and naming options `train` and `tune` share.
@@ -102,6 +106,45 @@ pub struct HeldOutArgs {
     /// Model version recorded in the artifact (default: creation time).
     #[arg(long)]
     pub model_version: Option<String>,
+}
+
+/// MLflow tracking options of commands that fit a model.
+#[derive(Debug, Args)]
+pub struct TrackingArgs {
+    /// MLflow tracking server (http://host:port); when set, the run is tracked.
+    #[arg(long, env = "MLFLOW_TRACKING_URI")]
+    pub mlflow_uri: Option<String>,
+    /// MLflow experiment of the run (created when missing).
+    #[arg(long, env = "MLFLOW_EXPERIMENT_NAME", default_value = "nbserve")]
+    pub mlflow_experiment: String,
+    /// Git commit recorded on the run.
+    #[arg(long, env = "GITHUB_SHA")]
+    pub git_commit: Option<String>,
+    /// Register a new version of this MLflow registered model from the run.
+    #[arg(long, value_name = "NAME")]
+    pub register: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// MLflow tracking server (http://host:port).
+    #[arg(long, env = "MLFLOW_TRACKING_URI")]
+    pub mlflow_uri: String,
+    /// Registered model name.
+    #[arg(long)]
+    pub model_name: String,
+    /// Version to point the alias at.
+    #[arg(long)]
+    pub version: String,
+    /// Alias to move.
+    #[arg(long, default_value = "champion")]
+    pub alias: String,
+    /// Minimum F1 macro (default: the settings' gate.min_f1_macro).
+    #[arg(long)]
+    pub min_f1_macro: Option<f64>,
+    /// Settings file for the default gate minimum.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 /// `nbserve tune` arguments; every grid option is a comma-separated list.
@@ -135,6 +178,8 @@ pub struct TuneArgs {
     pub folds: u32,
     #[command(flatten)]
     pub held_out: HeldOutArgs,
+    #[command(flatten)]
+    pub tracking: TrackingArgs,
 }
 
 #[derive(Debug, Args)]

@@ -14,9 +14,10 @@ use nbserve::training::{evaluate_on, RunOptions, TrainOptions};
 
 use super::args::{
     CheckArgs, ConfigArgs, DataArgs, EvaluateArgs, HealthcheckArgs, HeldOutArgs, PredictArgs,
-    SplitArgs, TrainArgs,
+    PromoteArgs, SplitArgs, TrainArgs,
 };
 use super::exit;
+use super::tracking::{Tracker, TrainingFacts};
 use super::Failure;
 
 pub(super) type CmdResult = Result<(), Failure>;
@@ -115,7 +116,8 @@ pub(super) fn check_folds(folds: u32) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `nbserve train`.
+/// `nbserve train`: with a tracking URI, inside an MLflow run that ends
+/// FAILED when anything after its start fails.
 pub fn train(a: TrainArgs) -> CmdResult {
     let model = parse_model(&a.model)?;
     if a.calibrate {
@@ -127,7 +129,6 @@ pub fn train(a: TrainArgs) -> CmdResult {
         max_features: a.max_features,
         binary: a.binary || model == ModelKind::Bernoulli,
     };
-    let (data, test) = read_train_data(&a.data, &a.held_out)?;
     let options = TrainOptions {
         model,
         vectorizer,
@@ -135,14 +136,67 @@ pub fn train(a: TrainArgs) -> CmdResult {
         alpha: a.alpha,
         run: run_options(&a.held_out, &a.out)?,
     };
+    let tracker = Tracker::start(&a.tracking, &run_name(&options.run), "nbserve train")?;
+    let outcome = train_tracked(&a, &options, tracker.as_ref());
+    if let Some(t) = tracker {
+        t.finish(&outcome);
+    }
+    outcome
+}
+
+/// The MLflow run name: the model's name and version.
+pub(super) fn run_name(run: &RunOptions) -> String {
+    format!("{}-{}", run.name, run.version.as_deref().unwrap_or("train"))
+}
+
+fn train_tracked(a: &TrainArgs, options: &TrainOptions, tracker: Option<&Tracker>) -> CmdResult {
+    let (data, test) = read_train_data(&a.data, &a.held_out)?;
     let show_progress = data.len() >= 5000;
-    let artifact = nbserve::training::train(&data, test.as_ref(), &options, |done, total| {
+    let started = std::time::Instant::now();
+    let artifact = nbserve::training::train(&data, test.as_ref(), options, |done, total| {
         if show_progress {
             eprintln!("  tokenized {done}/{total} documents");
         }
     })
     .map_err(|e| Failure::new(exit::INVALID_DATA, e))?;
-    save_and_report(&artifact, &a.out)
+    let facts = TrainingFacts {
+        command: "nbserve train",
+        dataset_bytes: std::fs::metadata(&a.data.data).map_or(0, |m| m.len()),
+        training_seconds: started.elapsed().as_secs_f64(),
+    };
+    track_and_save(
+        artifact,
+        &a.out,
+        tracker,
+        &facts,
+        a.tracking.register.as_deref(),
+    )
+}
+
+/// Logs the artifact to the run (and registers it) when tracked, then saves
+/// it. Everything that can fail remotely happens before the file is written,
+/// so a failed command leaves no new artifact behind.
+pub(super) fn track_and_save(
+    mut artifact: Artifact,
+    out: &Path,
+    tracker: Option<&Tracker>,
+    facts: &TrainingFacts,
+    register: Option<&str>,
+) -> CmdResult {
+    if let Some(t) = tracker {
+        artifact.mlflow_run_id = Some(t.run_id().to_owned());
+        artifact.seal();
+        t.log_model(&artifact, facts)?;
+        if let Some(name) = register {
+            let mv = t.register(name)?;
+            eprintln!("registered model {} version {}", mv.name, mv.version);
+        }
+    }
+    save_and_report(&artifact, out)?;
+    if let Some(t) = tracker {
+        println!("MLflow run {}", t.run_id());
+    }
+    Ok(())
 }
 
 /// Saves the artifact and prints what was written and its evaluation.
@@ -315,6 +369,13 @@ pub fn config(a: ConfigArgs) -> CmdResult {
     if s.admin.token.is_some() {
         s.admin.token = Some("<redacted>".into());
     }
+    if let Some(uri) = &mut s.model.mlflow_uri {
+        if let Ok(mut url) = reqwest::Url::parse(uri) {
+            if url.password().is_some() && url.set_password(Some("redacted")).is_ok() {
+                *uri = url.to_string();
+            }
+        }
+    }
     println!(
         "{}",
         serde_json::to_string_pretty(&s).expect("serialisable")
@@ -322,7 +383,8 @@ pub fn config(a: ConfigArgs) -> CmdResult {
     Ok(())
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+/// A multi-threaded runtime for the commands that talk HTTP.
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -385,4 +447,55 @@ pub fn healthcheck(a: HealthcheckArgs) -> CmdResult {
             Err(e) => Err(Failure::new(exit::UNHEALTHY, format!("{}: {e}", a.url))),
         }
     })
+}
+
+/// `nbserve promote`: moves a registry alias to a version, only when that
+/// version's artifact validates and passes the gate.
+pub fn promote(a: PromoteArgs) -> CmdResult {
+    let threshold = match a.min_f1_macro {
+        Some(t) => t,
+        None => {
+            load_settings(&ConfigArgs {
+                config: a.config.clone(),
+            })?
+            .gate
+            .min_f1_macro
+        }
+    };
+    let client = nbserve::mlflow::MlflowClient::new(&a.mlflow_uri)
+        .map_err(|e| Failure::new(exit::USAGE, e))?;
+    let mlflow = |e: nbserve::mlflow::MlflowError| Failure::new(exit::FAILURE, e);
+    let rt = runtime()?;
+    let (mv, bytes) = rt
+        .block_on(async {
+            let mv = client.get_model_version(&a.model_name, &a.version).await?;
+            let bytes = client.download_model_file(&mv).await?;
+            Ok((mv, bytes))
+        })
+        .map_err(mlflow)?;
+    let model = Artifact::load_bytes(&bytes).map_err(|e| {
+        Failure::new(
+            exit::INVALID_MODEL,
+            format!("{} version {}: {e}", mv.name, mv.version),
+        )
+    })?;
+    match nbserve::gate::gate(&model, threshold, None) {
+        Ok(pass) => {
+            rt.block_on(client.set_alias(&a.model_name, &a.alias, &a.version))
+                .map_err(mlflow)?;
+            println!(
+                "{}@{} -> version {} (F1 macro {:.4} >= minimum {:.4})",
+                a.model_name, a.alias, a.version, pass.f1_macro, pass.threshold
+            );
+            Ok(())
+        }
+        Err(GateError::InvalidThreshold(t)) => Err(Failure::new(
+            exit::USAGE,
+            format!("--min-f1-macro must be within [0, 1], got {t}"),
+        )),
+        Err(e) => Err(Failure::new(
+            exit::GATE_REJECTED,
+            format!("not promoted: {} version {}: {e}", a.model_name, a.version),
+        )),
+    }
 }

@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod tracking;
 mod tune;
 
 use std::process::ExitCode;
@@ -63,6 +64,7 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => commands::serve(a),
         Command::Healthcheck(a) => commands::healthcheck(a),
         Command::Config(a) => commands::config(a),
+        Command::Promote(a) => commands::promote(a),
     };
     match result {
         Ok(()) => ExitCode::from(exit::OK),

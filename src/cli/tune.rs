@@ -7,11 +7,14 @@ use nbserve::training::{tune as run_tune, TuneError, TuneOptions};
 
 use super::args::TuneArgs;
 use super::commands::{
-    check_folds, parse_df, parse_model, read_train_data, run_options, save_and_report, CmdResult,
+    check_folds, parse_df, parse_model, read_train_data, run_name, run_options, track_and_save,
+    CmdResult,
 };
+use super::tracking::{Tracker, TrainingFacts};
 use super::{exit, Failure};
 
-/// Runs the search and writes the chosen, calibrated model.
+/// Runs the search and writes the chosen, calibrated model; with a tracking
+/// URI, inside an MLflow run that ends FAILED when anything after its start fails.
 pub(super) fn tune(a: TuneArgs) -> CmdResult {
     let grid = Grid {
         models: a
@@ -40,12 +43,21 @@ pub(super) fn tune(a: TuneArgs) -> CmdResult {
         ));
     }
     check_folds(a.folds)?;
-    let (data, test) = read_train_data(&a.data, &a.held_out)?;
     let options = TuneOptions {
         grid,
         folds: a.folds,
         run: run_options(&a.held_out, &a.out)?,
     };
+    let tracker = Tracker::start(&a.tracking, &run_name(&options.run), "nbserve tune")?;
+    let outcome = tune_tracked(&a, &options, tracker.as_ref());
+    if let Some(t) = tracker {
+        t.finish(&outcome);
+    }
+    outcome
+}
+
+fn tune_tracked(a: &TuneArgs, options: &TuneOptions, tracker: Option<&Tracker>) -> CmdResult {
+    let (data, test) = read_train_data(&a.data, &a.held_out)?;
     let points = options.grid.points().len();
     eprintln!(
         "cross-validating {points} grid points on {} folds ({} fits)",
@@ -62,7 +74,7 @@ pub(super) fn tune(a: TuneArgs) -> CmdResult {
         }
     };
     let started = std::time::Instant::now();
-    let artifact = run_tune(&data, test.as_ref(), &options, |_, _| {}, &progress).map_err(|e| {
+    let artifact = run_tune(&data, test.as_ref(), options, |_, _| {}, &progress).map_err(|e| {
         let code = match e {
             TuneError::Usage(_) => exit::USAGE,
             TuneError::Train(_) => exit::INVALID_MODEL,
@@ -90,5 +102,16 @@ pub(super) fn tune(a: TuneArgs) -> CmdResult {
         p.max_df,
         p.max_features
     );
-    save_and_report(&artifact, &a.out)
+    let facts = TrainingFacts {
+        command: "nbserve tune",
+        dataset_bytes: std::fs::metadata(&a.data.data).map_or(0, |m| m.len()),
+        training_seconds: started.elapsed().as_secs_f64(),
+    };
+    track_and_save(
+        artifact,
+        &a.out,
+        tracker,
+        &facts,
+        a.tracking.register.as_deref(),
+    )
 }

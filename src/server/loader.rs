@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 
-use crate::artifact::{open_regular, Artifact, ArtifactError, LoadedModel, ModelMeta};
+use crate::artifact::{open_regular, read_capped, Artifact, ArtifactError, LoadedModel, ModelMeta};
 use crate::dataset::{Dataset, DatasetError};
 use crate::gate::{gate, GateError, GatePass};
+use crate::mlflow::{MlflowClient, MlflowError, ModelUri, ModelVersion};
 use crate::monitoring::ModelProfile;
 use crate::settings::GateSettings;
 
@@ -21,39 +23,19 @@ pub struct ServingModel {
     pub gate: GatePass,
     /// When it was loaded.
     pub loaded_at: DateTime<Utc>,
-    /// Where it came from (reloads without a path re-read it, the same way).
-    pub source: ModelSource,
+    /// Its source: a file or a `models:/` URI (reloads without a path
+    /// re-read it; polling watches it).
+    pub path: PathBuf,
+    /// The models directory, when a reload request named the file: re-reads
+    /// stay confined beneath it.
+    pub confined_to: Option<PathBuf>,
+    /// What the source held when it was read: the file's sha256, or the
+    /// registry version. A source whose fingerprint moves has changed.
+    pub fingerprint: String,
+    /// The registry version it was resolved to (`models:/` sources only).
+    pub registry_version: Option<ModelVersion>,
     /// What remembered predictions need to know about this model.
     pub profile: Arc<ModelProfile>,
-}
-
-/// Where a model file is read from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ModelSource {
-    /// The operator's `model.path`: symlinks are followed (Kubernetes mounts
-    /// are symlinks), but the file must be a regular one.
-    Configured(PathBuf),
-    /// A file a reload request named: resolved beneath `dir` only.
-    InDir {
-        /// The models directory.
-        dir: PathBuf,
-        /// The name the request gave, relative to `dir`.
-        name: String,
-    },
-}
-
-impl ModelSource {
-    /// Opens the file once; everything after reads from this handle, so
-    /// renaming or re-linking the name afterwards cannot change what loads.
-    fn open(&self) -> Result<(File, PathBuf), LoadError> {
-        match self {
-            ModelSource::Configured(path) => Ok((open_regular(path)?, path.clone())),
-            ModelSource::InDir { dir, name } => {
-                let file = open_beneath(dir, name).ok_or(LoadError::Path)?;
-                Ok((file, dir.join(name)))
-            }
-        }
-    }
 }
 
 /// Opens `name` inside `dir` without ever leaving it (`..`, absolute paths
@@ -158,6 +140,9 @@ pub enum LoadError {
     /// The configured holdout file is unusable.
     #[error(transparent)]
     Holdout(#[from] DatasetError),
+    /// The model registry could not be asked or did not provide the model.
+    #[error(transparent)]
+    Registry(#[from] MlflowError),
 }
 
 impl LoadError {
@@ -183,6 +168,7 @@ impl LoadError {
                 "model file content does not match its checksum"
             }
             LoadError::Holdout(_) => "the configured holdout file cannot be used",
+            LoadError::Registry(_) => "the model registry did not provide the model",
             // Computed from counts and numbers, never from the file's text.
             other => return crate::server::extract::short(other.to_string()),
         };
@@ -209,20 +195,69 @@ pub fn escape_controls(text: &str) -> String {
     out
 }
 
-/// [`load_gated`] on the blocking pool, so the async workers keep serving.
-pub async fn load_gated_off_thread(
-    source: ModelSource,
-    max_bytes: u64,
-    settings: GateSettings,
-) -> Result<ServingModel, LoadError> {
-    tokio::task::spawn_blocking(move || load_gated(&source, max_bytes, &settings))
-        .await
-        .expect("model loading does not panic")
+/// The `models:/` URI `path` spells, if it is one.
+pub fn model_uri(path: &Path) -> Option<Result<ModelUri, MlflowError>> {
+    let s = path.to_str().filter(|s| ModelUri::is_model_uri(s))?;
+    Some(ModelUri::parse(s))
 }
 
-/// Loads, validates and gates the artifact from `source`, at most
-/// `max_bytes` long (blocking: call from `spawn_blocking` inside the
-/// runtime, e.g. [`load_gated_off_thread`]).
+/// Loads and gates the model at `source` — a file (read on the blocking
+/// pool, so the async workers keep serving) or a `models:/` URI resolved
+/// and downloaded through `registry`.
+///
+/// A file is opened once and read from that handle (a regular file, at most
+/// `max_bytes`); with `confined_to`, `source` must lie beneath that
+/// directory (see [`open_beneath`]).
+pub async fn load_source(
+    source: PathBuf,
+    confined_to: Option<PathBuf>,
+    max_bytes: u64,
+    settings: GateSettings,
+    registry: Option<&MlflowClient>,
+) -> Result<ServingModel, LoadError> {
+    let uri = match confined_to {
+        Some(_) => None,
+        None => model_uri(&source),
+    };
+    let (bytes, version) = match uri {
+        None => (None, None),
+        Some(uri) => {
+            let uri = uri?;
+            let client = registry.ok_or_else(|| MlflowError::NoTrackingUri(uri.to_string()))?;
+            let version = client.resolve(&uri).await?;
+            (
+                Some(client.download_model_file(&version).await?),
+                Some(version),
+            )
+        }
+    };
+    tokio::task::spawn_blocking(move || {
+        let result = match bytes {
+            None => load_file(&source, confined_to.as_deref(), max_bytes, &settings),
+            Some(bytes) => {
+                let version = version.expect("downloaded with its version");
+                let fingerprint = version.version.clone();
+                let result = gate_bytes(bytes, &settings, source, fingerprint);
+                result.map(|m| ServingModel {
+                    registry_version: Some(version),
+                    ..m
+                })
+            }
+        };
+        release_freed_memory();
+        result
+    })
+    .await
+    .expect("model loading does not panic")
+}
+
+/// The sha256 (hex) of file content: a file source's fingerprint.
+pub fn content_fingerprint(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Loads, validates and gates the artifact at `path` (blocking: call from
+/// `spawn_blocking` inside the runtime, e.g. [`load_source`]).
 ///
 /// Loading the shipped 2.6 MB artifact frees ~4 MB of parsed data (110k term
 /// strings, the counts) among the ~6 MB of scoring tables that stay. The
@@ -230,13 +265,45 @@ pub async fn load_gated_off_thread(
 /// arena, where serving never reuses them, so they are handed back to the OS
 /// here, whether or not the model was accepted.
 pub fn load_gated(
-    source: &ModelSource,
+    path: &Path,
     max_bytes: u64,
     settings: &GateSettings,
 ) -> Result<ServingModel, LoadError> {
-    let result = load_gated_inner(source, max_bytes, settings);
+    let result = load_file(path, None, max_bytes, settings);
     release_freed_memory();
     result
+}
+
+/// Opens the model file once; everything after reads from this handle, so
+/// renaming or re-linking the name afterwards cannot change what loads.
+pub fn open_model_file(path: &Path, confined_to: Option<&Path>) -> Result<File, LoadError> {
+    match confined_to {
+        None => Ok(open_regular(path)?),
+        Some(dir) => {
+            let name = path
+                .strip_prefix(dir)
+                .ok()
+                .and_then(Path::to_str)
+                .ok_or(LoadError::Path)?;
+            open_beneath(dir, name).ok_or(LoadError::Path)
+        }
+    }
+}
+
+fn load_file(
+    path: &Path,
+    confined_to: Option<&Path>,
+    max_bytes: u64,
+    settings: &GateSettings,
+) -> Result<ServingModel, LoadError> {
+    let file = open_model_file(path, confined_to)?;
+    let bytes = read_capped(file, path, max_bytes)?;
+    let fingerprint = content_fingerprint(&bytes);
+    let model = gate_bytes(bytes, settings, path.to_owned(), fingerprint)?;
+    Ok(ServingModel {
+        confined_to: confined_to.map(Path::to_owned),
+        ..model
+    })
 }
 
 /// Returns free memory held by the allocator (all arenas) to the OS.
@@ -253,13 +320,13 @@ fn release_freed_memory() {
     }
 }
 
-fn load_gated_inner(
-    source: &ModelSource,
-    max_bytes: u64,
+fn gate_bytes(
+    bytes: Vec<u8>,
     settings: &GateSettings,
+    source: PathBuf,
+    fingerprint: String,
 ) -> Result<ServingModel, LoadError> {
-    let (file, path) = source.open()?;
-    let loaded = Artifact::load_file(file, &path, max_bytes)?;
+    let loaded = Artifact::load_owned(bytes)?;
     let holdout = settings
         .holdout_path
         .as_deref()
@@ -271,7 +338,10 @@ fn load_gated_inner(
         loaded,
         gate: pass,
         loaded_at: Utc::now(),
-        source: source.clone(),
+        path: source,
+        confined_to: None,
+        fingerprint,
+        registry_version: None,
         profile,
     })
 }

@@ -5,6 +5,7 @@ pub mod error;
 pub mod extract;
 pub mod loader;
 pub mod metrics;
+mod poll;
 pub mod routes;
 mod serve;
 pub mod state;
@@ -14,10 +15,11 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
-pub use loader::{load_gated, LoadError, ModelSource, ServingModel};
+pub use loader::{load_gated, LoadError, ServingModel};
 pub use routes::{router, ApiDoc};
 pub use state::AppState;
 
+use crate::mlflow::MlflowClient;
 use crate::monitoring::FeedbackStore;
 use crate::settings::Settings;
 use metrics::Metrics;
@@ -62,16 +64,20 @@ impl Application {
     /// is invalid or rejected.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let started = Instant::now();
-        let model = loader::load_gated_off_thread(
-            loader::ModelSource::Configured(settings.model.path.clone()),
-            settings.model.max_bytes,
-            settings.gate.clone(),
-        )
-        .await
-        .map_err(|source| StartupError::Model {
+        let model_error = |source| StartupError::Model {
             path: settings.model.path.display().to_string(),
             source,
-        })?;
+        };
+        let registry = registry_client(&settings).map_err(|e| model_error(e.into()))?;
+        let model = loader::load_source(
+            settings.model.path.clone(),
+            None,
+            settings.model.max_bytes,
+            settings.gate.clone(),
+            registry.as_ref(),
+        )
+        .await
+        .map_err(model_error)?;
         let f = &settings.feedback;
         let feedback = FeedbackStore::new(
             f.capacity,
@@ -94,6 +100,8 @@ impl Application {
         tracing::info!(
             model = %meta.model.name,
             version = %meta.model.version,
+            registry_version = model.registry_version.as_ref().map(|v| v.version.as_str()),
+            run_id = meta.mlflow_run_id.as_deref(),
             f1_macro = model.gate.f1_macro,
             gate_min_f1_macro = model.gate.threshold,
             gate_source = %model.gate.gate_source,
@@ -101,7 +109,7 @@ impl Application {
             startup_ms = started.elapsed().as_millis() as u64,
             "model passed the gate; listening"
         );
-        let state = AppState::new(settings, model, metrics, feedback);
+        let state = AppState::new(settings, model, metrics, feedback, registry);
         let f = &state.settings.feedback;
         if f.log_path.is_some() && f.log_fsync == crate::settings::LogFsync::Interval {
             tokio::spawn(sync_feedback_log(state.clone()));
@@ -134,9 +142,40 @@ impl Application {
     /// connections the kernel already completed are still taken, the listener
     /// closes, in-flight requests finish (bounded by
     /// `server.shutdown_timeout_secs`).
+    ///
+    /// With `model.poll_interval_secs` set, the model's source is followed
+    /// meanwhile.
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> std::io::Result<()> {
-        serve::serve(self.listener, self.state, signal).await
+        let interval = self.state.settings.model.poll_interval_secs;
+        let poller = (interval > 0).then(|| {
+            tokio::spawn(poll::follow_source(
+                self.state.clone(),
+                Duration::from_secs(interval),
+            ))
+        });
+        let result = serve::serve(self.listener, self.state, signal).await;
+        if let Some(p) = poller {
+            p.abort();
+        }
+        result
     }
+}
+
+/// A registry client when the model is a `models:/` URI: for
+/// `model.mlflow_uri`, else MLflow's own `MLFLOW_TRACKING_URI`.
+fn registry_client(
+    settings: &Settings,
+) -> Result<Option<MlflowClient>, crate::mlflow::MlflowError> {
+    if loader::model_uri(&settings.model.path).is_none() {
+        return Ok(None);
+    }
+    let uri = settings
+        .model
+        .mlflow_uri
+        .clone()
+        .or_else(|| std::env::var("MLFLOW_TRACKING_URI").ok())
+        .filter(|u| !u.is_empty());
+    uri.map(|u| MlflowClient::new(&u)).transpose()
 }
 
 async fn shutdown_signal() {

@@ -2,13 +2,14 @@
 
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 
-use super::loader::{load_gated, LoadError, ModelSource, ServingModel};
+use super::loader::{load_source, LoadError, ServingModel};
 use super::metrics::Metrics;
+use crate::mlflow::MlflowClient;
 use crate::monitoring::FeedbackStore;
 use crate::settings::Settings;
 
@@ -26,10 +27,10 @@ pub struct StateInner {
     pub metrics: Arc<Metrics>,
     /// False once shutdown has begun.
     pub ready: AtomicBool,
-    /// Serialises reloads so two cannot interleave. A std mutex, held by the
-    /// blocking load itself: a reload whose client gave up still holds it
-    /// until its load ends, so abandoned reloads never run in parallel.
-    pub reload_lock: Mutex<()>,
+    /// Serialises reloads so two cannot interleave. Held by the reload's own
+    /// task: a reload whose client gave up still holds it until its load
+    /// ends, so abandoned reloads never run in parallel.
+    pub reload_lock: tokio::sync::Mutex<()>,
     /// Admission control for the API routes.
     pub concurrency: Arc<Semaphore>,
     /// Memory admission: one permit per KiB of request body being read or
@@ -41,6 +42,8 @@ pub struct StateInner {
     pub batch_slots: Semaphore,
     /// Remembered predictions and live quality.
     pub feedback: FeedbackStore,
+    /// The MLflow registry `models:/` sources are resolved through.
+    pub registry: Option<MlflowClient>,
 }
 
 impl Deref for AppState {
@@ -57,12 +60,9 @@ impl AppState {
         model: ServingModel,
         metrics: Arc<Metrics>,
         feedback: FeedbackStore,
+        registry: Option<MlflowClient>,
     ) -> Self {
-        metrics.set_model(
-            &model.loaded.meta,
-            settings.gate.min_f1_macro,
-            model.loaded_at.timestamp_millis() as f64 / 1000.0,
-        );
+        metrics.set_model(&model, settings.gate.min_f1_macro);
         let concurrency = Arc::new(Semaphore::new(settings.server.max_concurrency));
         let body_budget = Arc::new(Semaphore::new(
             settings.server.max_inflight_body_bytes / 1024,
@@ -72,13 +72,14 @@ impl AppState {
             settings,
             metrics,
             ready: AtomicBool::new(true),
-            reload_lock: Mutex::new(()),
+            reload_lock: tokio::sync::Mutex::new(()),
             concurrency,
             body_budget,
             batch_slots: Semaphore::new(
                 std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
             ),
             feedback,
+            registry,
         }))
     }
 
@@ -96,45 +97,51 @@ impl AppState {
     /// source), swapping only when the new model validates and passes the
     /// gate. Requests in flight keep the `Arc` of the model they started with.
     ///
-    /// The whole reload (lock, load, swap, log) runs on the blocking pool:
-    /// if the caller is dropped (request timeout, client gone) it still
-    /// completes, is logged, and is counted as abandoned.
+    /// The whole reload (lock, load, swap, log) runs in its own task: if the
+    /// caller is dropped (request timeout, client gone) it still completes
+    /// under the lock, is logged, and is counted as abandoned.
     pub async fn reload(&self, name: Option<String>) -> Result<Arc<ServingModel>, LoadError> {
         let state = self.clone();
         let abandoned = AbandonedReload(Some(Arc::clone(&self.metrics)));
-        let result = tokio::task::spawn_blocking(move || state.reload_blocking(name))
+        let result = tokio::spawn(async move { state.reload_locked(name).await })
             .await
             .expect("model reloading does not panic");
         abandoned.disarm();
         result
     }
 
-    fn reload_blocking(&self, name: Option<String>) -> Result<Arc<ServingModel>, LoadError> {
-        let _guard = self
-            .reload_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let source = match name {
-            Some(name) => ModelSource::InDir {
-                dir: self.settings.model.dir.clone(),
-                name,
-            },
-            None => self.model.load().source.clone(),
+    async fn reload_locked(&self, name: Option<String>) -> Result<Arc<ServingModel>, LoadError> {
+        let _guard = self.reload_lock.lock().await;
+        let (path, confined_to) = match name {
+            Some(name) => {
+                let dir = self.settings.model.dir.clone();
+                (dir.join(name), Some(dir))
+            }
+            None => {
+                let current = self.model.load();
+                (current.path.clone(), current.confined_to.clone())
+            }
         };
-        let result = load_gated(&source, self.settings.model.max_bytes, &self.settings.gate);
+        let result = load_source(
+            path,
+            confined_to,
+            self.settings.model.max_bytes,
+            self.settings.gate.clone(),
+            self.registry.as_ref(),
+        )
+        .await;
         self.metrics.count_reload(result.is_ok());
         match result {
             Ok(model) => {
                 let model = Arc::new(model);
-                self.metrics.set_model(
-                    &model.loaded.meta,
-                    self.settings.gate.min_f1_macro,
-                    model.loaded_at.timestamp_millis() as f64 / 1000.0,
-                );
+                self.metrics
+                    .set_model(&model, self.settings.gate.min_f1_macro);
                 self.model.store(Arc::clone(&model));
                 tracing::info!(
                     model = %model.loaded.meta.model.name,
                     version = %model.loaded.meta.model.version,
+                    registry_version = model.registry_version.as_ref().map(|v| v.version.as_str()),
+                    run_id = model.loaded.meta.mlflow_run_id.as_deref(),
                     f1_macro = model.gate.f1_macro,
                     "model reloaded"
                 );

@@ -140,7 +140,7 @@ async fn an_abandoned_reload_still_completes_under_the_lock_and_is_counted() {
     let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
     let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
     let holder = std::thread::spawn(move || {
-        let _guard = state.reload_lock.lock().unwrap();
+        let _guard = state.reload_lock.blocking_lock();
         held_tx.send(()).unwrap();
         let _ = hold_rx.recv();
     });

@@ -42,6 +42,10 @@ pub struct ModelResponse {
     pub gate_source: String,
     /// When the model was loaded (RFC 3339).
     pub loaded_at: String,
+    /// The MLflow run that trained it (`null` when training was not tracked).
+    pub mlflow_run_id: Option<String>,
+    /// The MLflow registry version served (`null` unless `model.path` is a `models:/` URI).
+    pub registry_version: Option<String>,
 }
 
 /// The served model.
@@ -64,6 +68,8 @@ pub async fn model(State(state): State<AppState>) -> Json<ModelResponse> {
         gate_f1_macro: m.gate.f1_macro,
         gate_source: m.gate.gate_source.to_string(),
         loaded_at: m.loaded_at.to_rfc3339(),
+        mlflow_run_id: meta.mlflow_run_id.clone(),
+        registry_version: m.registry_version.as_ref().map(|v| v.version.clone()),
     })
 }
 
