@@ -211,3 +211,19 @@ async fn a_replaced_models_label_series_are_removed() {
     }
     app.stop().await;
 }
+
+/// (Issue #20, "echoes") a 422 for a mistyped field must not quote the
+/// request text it was given.
+#[tokio::test]
+async fn a_mistyped_texts_field_is_not_echoed() {
+    let app = spawn_app().await;
+    let secret = "confidential wording that must stay private";
+    for (path, body) in [
+        ("/predict/batch", json!({ "texts": secret })),
+        ("/predict", json!({ "text": [secret] , "explain": secret})),
+    ] {
+        let body = assert_error(app.post_json(path, &body).await, 422, "invalid_request").await;
+        assert!(!body.to_string().contains("confidential"), "{body}");
+    }
+    app.stop().await;
+}
