@@ -255,6 +255,8 @@ async fn debug_logs_never_carry_request_text_or_tokens() {
     // The logs did record the traffic at debug level...
     assert!(stderr.contains("\"level\":\"DEBUG\""), "{stderr}");
     assert!(stderr.contains("model reloaded"), "{stderr}");
+    // The wrong token's attempt is logged (without the token).
+    assert!(stderr.contains("admin authentication failed"), "{stderr}");
     // ...but none of the secrets.
     for secret in [TEXT, GOOD, WRONG] {
         assert!(!stderr.contains(secret), "{secret} in the logs:\n{stderr}");

@@ -67,6 +67,28 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// Logs a failed admin authentication, at most once a second (a guessing
+/// client must not flood the log); the ones in between are counted into
+/// the next line. Never logs the token given.
+fn log_failed_login() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    *last = Some(Instant::now());
+    let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
+    tracing::warn!(
+        suppressed_since_last = suppressed,
+        "admin authentication failed"
+    );
+}
+
 /// Load the model file again (or another file in the models directory),
 /// validate and gate it; swap only on success.
 #[utoipa::path(post, path = "/admin/reload", request_body(content = Option<ReloadRequest>),
@@ -82,7 +104,11 @@ pub async fn reload(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<ReloadResponse>, ApiError> {
-    authorize(&state, &headers)?;
+    authorize(&state, &headers).inspect_err(|e| {
+        if e.code == "unauthorized" {
+            log_failed_login();
+        }
+    })?;
     // The body is optional, so it is parsed by hand rather than by AppJson.
     let req: ReloadRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ReloadRequest::default()
