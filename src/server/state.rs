@@ -39,7 +39,7 @@ pub struct StateInner {
     /// One slot per core for large batches scored on the blocking pool, so
     /// 64 concurrent batches queue here instead of spawning 64 threads (each
     /// with its own scratch buffers and allocator arena).
-    pub batch_slots: Semaphore,
+    pub batch_slots: Arc<Semaphore>,
     /// Remembered predictions and live quality.
     pub feedback: FeedbackStore,
     /// The MLflow registry `models:/` sources are resolved through.
@@ -75,9 +75,9 @@ impl AppState {
             reload_lock: tokio::sync::Mutex::new(()),
             concurrency,
             body_budget,
-            batch_slots: Semaphore::new(
+            batch_slots: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
-            ),
+            )),
             feedback,
             registry,
         }))

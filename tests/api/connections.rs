@@ -107,3 +107,30 @@ async fn thousands_of_idle_connections_leave_health_answering() {
     drop(idle);
     app.stop().await;
 }
+
+/// (Issue #20, CPU fairness) a large single text is scored on the blocking
+/// pool behind the batch slots, like a large batch, not on the async workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_single_text_waits_for_a_batch_slot() {
+    let app = spawn_app().await;
+    let slots = app.state.batch_slots.clone();
+    let all = slots.available_permits() as u32;
+    let held = slots.clone().acquire_many_owned(all).await.unwrap();
+    let text = "free prize money ".repeat(8_000); // ~136 KB, over the inline limit
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let body = serde_json::json!({ "text": text, "explain": true });
+    let blocked = client.post(app.url("/predict")).json(&body).send().await;
+    assert!(
+        blocked.is_err_and(|e| e.is_timeout()),
+        "scored without a slot"
+    );
+    // A small one is still scored inline, slots or not.
+    assert_eq!(app.predict("hello").await["label"], "ham");
+    drop(held);
+    let r = app.post_json("/predict", &body).await;
+    assert_eq!(r.status(), 200);
+    app.stop().await;
+}
