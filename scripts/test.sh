@@ -11,7 +11,7 @@ started=$(date +%s)
 
 # shellcheck source=scripts/lib/preflight.sh
 source scripts/lib/preflight.sh
-preflight test.sh cargo rustfmt cargo-clippy python3.11 npm curl git setsid apt-get apt-cache dpkg readelf
+preflight test.sh cargo rustfmt cargo-clippy python3.11 npm curl git setsid kubectl apt-get apt-cache dpkg readelf
 if [[ "$(id -u)" -ne 0 && ! -x "${NBSERVE_CACHE:-$HOME/.cache/nbserve}/prometheus/root/usr/bin/prometheus" ]]; then
   echo "test.sh: note: not root; if apt's package lists are stale, fetching Prometheus needs 'apt-get update' (root)" >&2
 fi
@@ -43,6 +43,15 @@ scripts/test-observability.sh
 step "deployment files: compose, Dockerfile, workflows, settings names"
 scripts/check-deploy.sh
 
+step "Kubernetes manifests: kustomize render, kubernetes-validate --strict, settings, probes"
+NBSERVE_BIN="$NBSERVE_BIN" scripts/check-kubernetes.sh
+
+step "Open Inference Protocol: tritonclient (binary + JSON) and open-inference-openapi"
+NBSERVE_BIN="$NBSERVE_BIN" scripts/test-v2-clients.sh
+
+step "fleet: three replicas + Prometheus, fleet F1 equals the offline union"
+NBSERVE_BIN="$NBSERVE_BIN" scripts/test-fleet.sh
+
 step "MLflow: tracking, registry and champion following against a real mlflow server"
 scripts/test-mlflow.sh
 
@@ -52,4 +61,4 @@ NBSERVE_BIN="$NBSERVE_BIN" scripts/api-fuzz.sh
 printf '\nall test suites passed in %ss\n' "$(( $(date +%s) - started ))"
 # Reaching this line means every suite passed (set -e); the count is the
 # cargo tests, each suite below counted as one.
-printf 'tests: %d passed, 0 failed\n' "$(( cargo_passed + 4 ))"
+printf 'tests: %d passed, 0 failed\n' "$(( cargo_passed + 8 ))"

@@ -55,6 +55,10 @@ pub struct ServerSettings {
     /// How long a response write may make no progress (a client that does
     /// not read) before the connection is closed.
     pub write_timeout_ms: u64,
+    /// After SIGTERM, how long readiness reports 503 while the listener
+    /// still accepts and serves, before the drain starts: time for a load
+    /// balancer (Kubernetes endpoints) to stop sending new connections.
+    pub drain_delay_secs: u64,
 }
 
 /// Which model to serve.
@@ -199,6 +203,7 @@ impl Default for Settings {
                 max_inflight_body_bytes: 64 * 1024 * 1024,
                 max_connections: 10_000,
                 write_timeout_ms: 10_000,
+                drain_delay_secs: 0,
             },
             model: ModelSettings {
                 path: "models/spam-nb.json".into(),

@@ -20,7 +20,7 @@ use super::MAX_HEAD_BYTES;
 const MAX_LATE_CONNECTIONS: u64 = 4096;
 
 /// Serves on `listener` until `signal` completes, then drains: readiness
-/// turns 503, connections the kernel already completed are still taken, the
+/// turns 503, serving goes on for `server.drain_delay_secs`, connections the kernel already completed are still taken, the
 /// listener closes, in-flight requests finish (bounded by
 /// `server.shutdown_timeout_secs`).
 pub(super) async fn serve(
@@ -30,8 +30,19 @@ pub(super) async fn serve(
 ) -> std::io::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(());
     let connections = Connections::new(&state, shutdown_rx);
-    let accepted = accept_until(&listener, &connections, signal).await;
+    let mut accepted = accept_until(&listener, &connections, signal).await;
     state.set_not_ready();
+    let delay = Duration::from_secs(state.settings.server.drain_delay_secs);
+    if !delay.is_zero() {
+        // Kubernetes removes a terminating pod from its endpoints only after
+        // readiness fails, and the image has no shell for a preStop sleep:
+        // serve on until the endpoints are gone.
+        tracing::info!(
+            delay_secs = delay.as_secs(),
+            "readiness is 503; serving on for server.drain_delay_secs before draining"
+        );
+        accepted += accept_until(&listener, &connections, tokio::time::sleep(delay)).await;
+    }
     let late = take_queued(listener, &connections);
     let timeout = Duration::from_secs(state.settings.server.shutdown_timeout_secs);
     tracing::info!(

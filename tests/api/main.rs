@@ -18,3 +18,4 @@ mod predict;
 mod raw;
 mod readme;
 mod reload_files;
+mod v2;

@@ -138,6 +138,43 @@ fn score_all(state: &AppState, model: &ServingModel, texts: &[String]) -> Vec<Pr
         .collect()
 }
 
+/// Validates a batch against the `/predict/batch` limits and scores it with
+/// one model version (even if a reload lands meanwhile): the one scoring
+/// path behind `/predict/batch` and the Open Inference Protocol's `infer`.
+pub(crate) async fn score_batch(
+    state: &AppState,
+    texts: Vec<String>,
+) -> Result<(Arc<ServingModel>, Vec<PredictResponse>), ApiError> {
+    let max = state.settings.server.max_batch_size;
+    if texts.is_empty() {
+        return Err(ApiError::unprocessable(
+            "empty_batch",
+            "texts must hold at least one text",
+        ));
+    }
+    if texts.len() > max {
+        return Err(ApiError::unprocessable(
+            "batch_too_large",
+            format!("{} texts; the limit is {max}", texts.len()),
+        ));
+    }
+    for (i, t) in texts.iter().enumerate() {
+        check_text(t, state.settings.server.max_text_bytes, Some(i))?;
+    }
+    state.metrics.batch_size.observe(texts.len() as f64);
+    let model = state.model.load_full();
+    let total_bytes: usize = texts.iter().map(String::len).sum();
+    let predictions = if total_bytes <= INLINE_BATCH_BYTES {
+        score_all(state, &model, &texts)
+    } else {
+        // Large batches take milliseconds of CPU: run them on the blocking
+        // pool so they cannot starve /health, /metrics and small requests.
+        let model = model.clone();
+        off_thread(state, move |state| score_all(state, &model, &texts)).await?
+    };
+    Ok((model, predictions))
+}
+
 /// Classify one text.
 #[utoipa::path(post, path = "/predict", request_body = PredictRequest,
     responses(
@@ -201,34 +238,7 @@ pub async fn predict_batch(
     State(state): State<AppState>,
     AppJson(req): AppJson<BatchRequest>,
 ) -> Result<Json<BatchResponse>, ApiError> {
-    let max = state.settings.server.max_batch_size;
-    if req.texts.is_empty() {
-        return Err(ApiError::unprocessable(
-            "empty_batch",
-            "texts must hold at least one text",
-        ));
-    }
-    if req.texts.len() > max {
-        return Err(ApiError::unprocessable(
-            "batch_too_large",
-            format!("{} texts; the limit is {max}", req.texts.len()),
-        ));
-    }
-    for (i, t) in req.texts.iter().enumerate() {
-        check_text(t, state.settings.server.max_text_bytes, Some(i))?;
-    }
-    state.metrics.batch_size.observe(req.texts.len() as f64);
-    // One model for the whole batch, even if a reload lands meanwhile.
-    let model = state.model.load_full();
-    let total_bytes: usize = req.texts.iter().map(String::len).sum();
-    let predictions = if total_bytes <= INLINE_BATCH_BYTES {
-        score_all(&state, &model, &req.texts)
-    } else {
-        // Large batches take milliseconds of CPU: run them on the blocking
-        // pool so they cannot starve /health, /metrics and small requests.
-        let model = model.clone();
-        off_thread(&state, move |state| score_all(state, &model, &req.texts)).await?
-    };
+    let (model, predictions) = score_batch(&state, req.texts).await?;
     Ok(Json(BatchResponse {
         predictions,
         model_version: model.loaded.meta.model.version.clone(),
