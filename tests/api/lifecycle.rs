@@ -56,9 +56,16 @@ fn invalid_model_exits_4_and_bad_settings_exit_3() {
 async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     let port = free_port();
     // Big batches, so the requests are still being served when the signal lands.
-    let mut child = serve_command(port, &[("NBSERVE__SERVER__BODY_LIMIT_BYTES", "100000000")])
-        .spawn()
-        .unwrap();
+    let mut child = serve_command(
+        port,
+        &[
+            ("NBSERVE__SERVER__BODY_LIMIT_BYTES", "100000000"),
+            // The byte budget must hold at least one maximum-size body.
+            ("NBSERVE__SERVER__MAX_INFLIGHT_BODY_BYTES", "100000000"),
+        ],
+    )
+    .spawn()
+    .unwrap();
     wait_ready(port, &mut child);
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}");
@@ -248,6 +255,8 @@ async fn debug_logs_never_carry_request_text_or_tokens() {
     // The logs did record the traffic at debug level...
     assert!(stderr.contains("\"level\":\"DEBUG\""), "{stderr}");
     assert!(stderr.contains("model reloaded"), "{stderr}");
+    // The wrong token's attempt is logged (without the token).
+    assert!(stderr.contains("admin authentication failed"), "{stderr}");
     // ...but none of the secrets.
     for secret in [TEXT, GOOD, WRONG] {
         assert!(!stderr.contains(secret), "{secret} in the logs:\n{stderr}");

@@ -175,18 +175,86 @@ async fn sanitize_request_id(mut req: Request, next: Next) -> Response {
 /// Hand-written rather than tower's `LoadShed` + `ConcurrencyLimit` because
 /// those surface an error type that would need converting back into the
 /// app's JSON error with a `Retry-After` header anyway.
+///
+/// Then memory admission: the request's body is reserved against
+/// `server.max_inflight_body_bytes` before anything of it is read — its
+/// declared length, or the whole body limit when it has none (chunked) —
+/// and released when the answer is ready. Over budget → the same 503.
 async fn shed_load(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match state.concurrency.clone().try_acquire_owned() {
-        Ok(_permit) => next.run(req).await,
-        Err(_) => {
-            state.metrics.load_shed.inc();
-            ApiError::unavailable(
+    let Ok(_permit) = state.concurrency.clone().try_acquire_owned() else {
+        state.metrics.load_shed.inc();
+        return ApiError::unavailable(
+            "overloaded",
+            "the server is at its concurrency limit; retry shortly",
+            1,
+        )
+        .into_response();
+    };
+    let kib = body_reservation(&req, state.settings.server.body_limit_bytes).div_ceil(1024);
+    // More KiB than a u32 holds cannot fit the budget either: refused below.
+    let kib = u32::try_from(kib).unwrap_or(u32::MAX);
+    let _reservation = if kib == 0 {
+        None
+    } else {
+        let Ok(permit) = state.body_budget.clone().try_acquire_many_owned(kib) else {
+            state.metrics.body_budget_shed.inc();
+            return ApiError::unavailable(
                 "overloaded",
-                "the server is at its concurrency limit; retry shortly",
+                "the server is at its memory budget for request bodies; retry shortly",
                 1,
             )
-            .into_response()
+            .into_response();
+        };
+        Some(Reservation::new(
+            permit,
+            &state.metrics.body_budget_reserved,
+        ))
+    };
+    next.run(req).await
+}
+
+/// Reserved request-body KiB, shown in a gauge until released (also when
+/// the request is dropped half-way: timeout, client gone).
+struct Reservation {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    gauge: prometheus::IntGauge,
+    bytes: i64,
+}
+
+impl Reservation {
+    fn new(permit: tokio::sync::OwnedSemaphorePermit, gauge: &prometheus::IntGauge) -> Self {
+        let bytes = permit.num_permits() as i64 * 1024;
+        gauge.add(bytes);
+        Self {
+            _permit: permit,
+            gauge: gauge.clone(),
+            bytes,
         }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.gauge.sub(self.bytes);
+    }
+}
+
+/// Bytes a request's body may take: its declared length (at most `limit`;
+/// a larger one is refused with 413 without being read), `limit` when the
+/// length is unknown (chunked), 0 without a body.
+fn body_reservation(req: &Request, limit: usize) -> usize {
+    let headers = req.headers();
+    if let Some(len) = headers.get(header::CONTENT_LENGTH) {
+        return len
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .map_or(limit, |n| n.min(limit));
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        limit
+    } else {
+        0
     }
 }
 

@@ -169,20 +169,8 @@ pub(crate) async fn score_batch(
     } else {
         // Large batches take milliseconds of CPU: run them on the blocking
         // pool so they cannot starve /health, /metrics and small requests.
-        let waited = std::time::Instant::now();
-        let _slot = state
-            .batch_slots
-            .acquire()
-            .await
-            .map_err(|_| ApiError::from_status(axum::http::StatusCode::SERVICE_UNAVAILABLE))?;
-        state
-            .metrics
-            .batch_slot_wait
-            .observe(waited.elapsed().as_secs_f64());
-        let (state, model) = (state.clone(), model.clone());
-        tokio::task::spawn_blocking(move || score_all(&state, &model, &texts))
-            .await
-            .map_err(|_| ApiError::from_status(axum::http::StatusCode::INTERNAL_SERVER_ERROR))?
+        let model = model.clone();
+        off_thread(state, move |state| score_all(state, &model, &texts)).await?
     };
     Ok((model, predictions))
 }
@@ -203,7 +191,42 @@ pub async fn predict(
 ) -> Result<Json<PredictResponse>, ApiError> {
     check_text(&req.text, state.settings.server.max_text_bytes, None)?;
     let model = state.model.load_full();
-    Ok(Json(score(&state, &model, &req.text, req.explain)))
+    if req.text.len() <= INLINE_BATCH_BYTES {
+        return Ok(Json(score(&state, &model, &req.text, req.explain)));
+    }
+    // A large text (with `explain`, milliseconds of CPU) goes where large
+    // batches go, so it cannot slow /health on the async workers.
+    off_thread(&state, move |state| {
+        score(state, &model, &req.text, req.explain)
+    })
+    .await
+    .map(Json)
+}
+
+/// Runs `work` on the blocking pool once a batch slot is free. The slot is
+/// held by the blocking task itself: if the client goes away, the work
+/// still running keeps its slot until it ends, so abandoned requests cannot
+/// pile more CPU work than there are slots.
+async fn off_thread<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(&AppState) -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let waited = std::time::Instant::now();
+    let slot = Arc::clone(&state.batch_slots)
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::from_status(axum::http::StatusCode::SERVICE_UNAVAILABLE))?;
+    state
+        .metrics
+        .batch_slot_wait
+        .observe(waited.elapsed().as_secs_f64());
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        work(&state)
+    })
+    .await
+    .map_err(|_| ApiError::from_status(axum::http::StatusCode::INTERNAL_SERVER_ERROR))
 }
 
 /// Classify many texts with one model version.
