@@ -443,7 +443,7 @@ fn cmd_serve(a: ConfigArgs) -> CmdResult {
     let settings = load_settings(&a)?;
     crate::telemetry::init(&settings.log);
     runtime()?.block_on(async {
-        let app = crate::server::Application::build(settings)
+        let app = crate::server::Application::build_with_signals(settings)
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "start-up failed");
