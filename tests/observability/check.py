@@ -581,12 +581,18 @@ def cmd_live(args) -> int:
     if pairs:
         fail(f"nbserve-model: panels not found: {sorted(pairs)}")
     if args.expect_firing:
-        r = prom_query(prom, 'ALERTS{alertstate="firing"}', time.time())
-        firing = sorted({s["metric"]["alertname"] for s in r.get("data", {}).get("result", [])})
-        print(f"live: firing alerts: {firing or 'none'}")
-        for a in args.expect_firing:
-            if a not in firing:
-                fail(f"expected alert {a} to fire")
+        # Prometheus evaluates the rules on its own schedule: poll to a deadline.
+        want = set(args.expect_firing)
+        deadline = time.monotonic() + args.timeout
+        while True:
+            r = prom_query(prom, 'ALERTS{alertstate="firing"}', time.time())
+            firing = {s["metric"]["alertname"] for s in r.get("data", {}).get("result", [])}
+            if want <= firing or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        print(f"live: firing alerts: {sorted(firing) or 'none'}")
+        for a in sorted(want - firing):
+            fail(f"expected alert {a} to fire (not firing after {args.timeout}s)")
     elapsed = time.monotonic() - started
     print(f"live: evaluated {evaluated} PromQL expressions in {elapsed:.1f}s")
     return report()
@@ -858,6 +864,7 @@ def main() -> int:
     p.add_argument("--job", default="nbserve")
     p.add_argument("--instance", default=".*")
     p.add_argument("--expect-firing", action="append", default=[])
+    p.add_argument("--timeout", type=float, default=60, help="seconds to wait for --expect-firing")
     p = sub.add_parser("replay")
     p.add_argument("--url", required=True)
     p.add_argument("--prom", required=True)
