@@ -134,7 +134,7 @@ async fn corrupt_and_below_gate_models_are_refused_and_the_old_one_serves() {
     .await;
     assert_eq!(
         app.predict("hello world").await["model_version"],
-        "2026.11.25"
+        shipped_version()
     );
     let metrics = app.metrics().await;
     // Corrupt, half, below-gate and three refused paths; the malformed body is not a reload.

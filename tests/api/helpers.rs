@@ -21,6 +21,13 @@ pub fn shipped_model() -> PathBuf {
     root().join("models/spam-nb.json")
 }
 
+/// The shipped model's `model.version`, read as plain JSON.
+pub fn shipped_version() -> String {
+    let bytes = std::fs::read(shipped_model()).expect("shipped model");
+    let v: Value = serde_json::from_slice(&bytes).expect("JSON");
+    v["model"]["version"].as_str().expect("model.version").to_owned()
+}
+
 /// A running test server.
 pub struct TestApp {
     pub address: String,
