@@ -11,6 +11,11 @@
 #   fits scikit-learn on the same train file and compares vocabulary, labels,
 #   log-probabilities and the artifact's evaluation metrics.
 # Case 2 "tokenizer-stress": the same on tests/data/tokenizer_stress.csv alone.
+# Case 3 "shipped-model-http": tests/parity/http_parity.py serves models/spam-nb.json
+#   with the real binary, reproduces the split the artifact records (its test size and
+#   seed), and compares /predict and /predict/batch on the held-out part with
+#   scikit-learn fitted with the artifact's alpha on the train part (probabilities at
+#   1e-9, labels exactly), and the artifact's stored evaluation with scikit-learn's.
 # Work files stay in $NBSERVE_CACHE/parity for inspection. Exit status 1 on any mismatch.
 set -euo pipefail
 
@@ -102,6 +107,13 @@ status=0
     "$PY" "$parity" check --name tokenizer-stress --train "$stress" --test "$stress" \
         --model "$work/stress-model.json" --pred "$work/stress-pred.jsonl" --alpha 1.0
 } || status=$?
+record "$status"
+
+# Case 3: the shipped model, served over HTTP
+echo "parity: case shipped-model-http"
+status=0
+"$PY" tests/parity/http_parity.py --bin "$bin" --model models/spam-nb.json \
+    --data data/spamassassin.csv --work "$work/shipped" || status=$?
 record "$status"
 
 echo "parity: work files in $work"
