@@ -485,7 +485,9 @@ mod tests {
         let bytes = std::fs::read(path).unwrap();
         let text = std::str::from_utf8(&bytes).unwrap();
         let text = text.strip_suffix('\n').unwrap_or(text);
-        let at = text.rfind(r#","checksum":"sha256:"#).expect("checksum field last");
+        let at = text
+            .rfind(r#","checksum":"sha256:"#)
+            .expect("checksum field last");
         let (content, field) = text.split_at(at);
         let stored = field
             .strip_prefix(r#","checksum":""#)
@@ -495,11 +497,17 @@ mod tests {
         let canonical = format!(r#"{content},"checksum":""}}"#);
         // Larger than the hashing buffer, so it is hashed in several pieces.
         assert!(canonical.len() > 64 * 1024, "{} bytes", canonical.len());
-        let expected = format!("sha256:{}", hex::encode(Sha256::digest(canonical.as_bytes())));
+        let expected = format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(canonical.as_bytes()))
+        );
         assert_eq!(stored, expected, "the shipped file's own checksum");
         let parsed: Artifact = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(parsed.compute_checksum(), expected);
-        assert_eq!(Artifact::load(Path::new(path)).unwrap().meta.checksum, expected);
+        assert_eq!(
+            Artifact::load(Path::new(path)).unwrap().meta.checksum,
+            expected
+        );
     }
 
     #[test]

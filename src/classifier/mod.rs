@@ -332,7 +332,10 @@ mod tests {
         assert_eq!(got.len(), want.len(), "{got:?}");
         for ((term, odds), (want_term, want_odds)) in got.iter().zip(want) {
             assert_eq!(*term, want_term, "{got:?}");
-            assert!((odds - want_odds).abs() < 1e-12, "{term}: {odds} vs {want_odds}");
+            assert!(
+                (odds - want_odds).abs() < 1e-12,
+                "{term}: {odds} vs {want_odds}"
+            );
         }
         assert_eq!(c.explain(text, &p, 1).len(), 1, "k bounds the list");
     }

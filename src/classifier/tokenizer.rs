@@ -447,14 +447,22 @@ mod tests {
             .filter(|&c| is_word_char(c) != py.word[c as usize])
             .map(u32::from)
             .collect();
-        assert!(differ.is_empty(), "\\w differs from Python for {}", ranges(&differ));
+        assert!(
+            differ.is_empty(),
+            "\\w differs from Python for {}",
+            ranges(&differ)
+        );
         // The scanner agrees too: each word character alone between spaces
         // is (half of) a token, each other character is none.
         for c in (0..=0x10_FFFFu32).filter_map(char::from_u32) {
             let doubled: String = [c, c].iter().collect();
             let mut tokens = Vec::new();
             for_each_token(&doubled, |t| tokens.push(t));
-            let want: Vec<&str> = if py.word[c as usize] { vec![&doubled] } else { vec![] };
+            let want: Vec<&str> = if py.word[c as usize] {
+                vec![&doubled]
+            } else {
+                vec![]
+            };
             assert_eq!(tokens, want, "U+{:04X}", u32::from(c));
         }
     }
@@ -472,7 +480,11 @@ mod tests {
             })
             .map(u32::from)
             .collect();
-        assert!(differ.is_empty(), "lower() differs from Python for {}", ranges(&differ));
+        assert!(
+            differ.is_empty(),
+            "lower() differs from Python for {}",
+            ranges(&differ)
+        );
     }
 
     /// The straightforward character-by-character scanner: the reference

@@ -148,8 +148,8 @@ async fn corrupt_and_below_gate_models_are_refused_and_the_old_one_serves() {
 /// A model genuinely different from the shipped one: trained on the
 /// committed sample with another alpha (other vocabulary, priors and counts).
 fn other_model(dir: &std::path::Path) -> String {
-    let data = nbserve::Dataset::from_csv(&root().join("tests/data/sample.csv"), "text", "label")
-        .unwrap();
+    let data =
+        nbserve::Dataset::from_csv(&root().join("tests/data/sample.csv"), "text", "label").unwrap();
     let options = nbserve::training::TrainOptions {
         alpha: 0.3,
         test_size: 0.25,
@@ -163,8 +163,11 @@ fn other_model(dir: &std::path::Path) -> String {
     "other.json".into()
 }
 
+/// A model's answer for one text: (label, (class, probability) per class).
+type Score = (String, Vec<(String, f64)>);
+
 /// (label, probabilities) per text, as `model` itself scores them.
-fn scores(model: &std::path::Path, texts: &[String]) -> Vec<(String, Vec<(String, f64)>)> {
+fn scores(model: &std::path::Path, texts: &[String]) -> Vec<Score> {
     let m = nbserve::Artifact::load(model).unwrap();
     let classes = m.classifier.classes();
     texts
@@ -211,7 +214,10 @@ async fn reload_while_clients_send_requests_loses_nothing() {
     let shipped = nbserve::Artifact::load(&dir.join("spam-nb.json")).unwrap();
     let shipped_version = shipped.meta.model.version.clone();
     let expected: Arc<HashMap<String, _>> = Arc::new(HashMap::from([
-        (shipped_version.clone(), scores(&dir.join("spam-nb.json"), &texts)),
+        (
+            shipped_version.clone(),
+            scores(&dir.join("spam-nb.json"), &texts),
+        ),
         ("other".to_owned(), scores(&dir.join(&other), &texts)),
     ]));
     // The two models disagree on these texts, so a mixed-up answer shows.
@@ -224,7 +230,7 @@ async fn reload_while_clients_send_requests_loses_nothing() {
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Checks one answer (a /predict body or a batch item) against the model its version names.
     fn check(
-        expected: &HashMap<String, Vec<(String, Vec<(String, f64)>)>>,
+        expected: &HashMap<String, Vec<Score>>,
         version: &Value,
         answer: &Value,
         text: usize,
@@ -242,7 +248,9 @@ async fn reload_while_clients_send_requests_loses_nothing() {
         if ok {
             Ok(version.to_owned())
         } else {
-            Err(format!("text {text}: {answer} is not what {version} gives: {label} {probs:?}"))
+            Err(format!(
+                "text {text}: {answer} is not what {version} gives: {label} {probs:?}"
+            ))
         }
     }
     let mut clients = Vec::new();
@@ -261,7 +269,9 @@ async fn reload_while_clients_send_requests_loses_nothing() {
                 let at = (c * 7 + sent) % texts.len();
                 let mut outcomes = Vec::new();
                 if sent % 2 == 0 {
-                    let r = app.post_json("/predict", &json!({ "text": texts[at] })).await;
+                    let r = app
+                        .post_json("/predict", &json!({ "text": texts[at] }))
+                        .await;
                     if r.status() != 200 {
                         outcomes.push(Err(format!("/predict answered {}", r.status())));
                     } else {
@@ -271,7 +281,9 @@ async fn reload_while_clients_send_requests_loses_nothing() {
                 } else {
                     let idx: Vec<usize> = (0..5).map(|k| (at + k * 3) % texts.len()).collect();
                     let batch: Vec<&String> = idx.iter().map(|&k| &texts[k]).collect();
-                    let r = app.post_json("/predict/batch", &json!({ "texts": batch })).await;
+                    let r = app
+                        .post_json("/predict/batch", &json!({ "texts": batch }))
+                        .await;
                     if r.status() != 200 {
                         outcomes.push(Err(format!("/predict/batch answered {}", r.status())));
                     } else {
@@ -384,7 +396,10 @@ async fn the_server_gates_on_the_holdout_file_not_the_stored_figure() {
     assert!(judged >= 0.8 && judged != 0.5, "{m}");
     // A reload is judged on the holdout too: a stored 0.5 passes...
     std::fs::copy(&low_path, app.models_dir.path().join("low.json")).unwrap();
-    assert_eq!(app.reload(Some(json!({"path": "low.json"}))).await.status(), 200);
+    assert_eq!(
+        app.reload(Some(json!({"path": "low.json"}))).await.status(),
+        200
+    );
     // ...and a stored 0.99 fails on a holdout the model gets wrong.
     app.stop().await;
     let swapped = swapped_labels_csv(dir.path());

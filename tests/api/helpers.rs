@@ -25,7 +25,10 @@ pub fn shipped_model() -> PathBuf {
 pub fn shipped_version() -> String {
     let bytes = std::fs::read(shipped_model()).expect("shipped model");
     let v: Value = serde_json::from_slice(&bytes).expect("JSON");
-    v["model"]["version"].as_str().expect("model.version").to_owned()
+    v["model"]["version"]
+        .as_str()
+        .expect("model.version")
+        .to_owned()
 }
 
 /// A running test server.

@@ -176,7 +176,11 @@ fn signals_sent_as_soon_as_the_port_accepts_are_handled() {
             signal(&child, "TERM");
         }
         let status = wait_exit(&mut child, EXIT_WITHIN);
-        assert_eq!(status.code(), Some(0), "SIG{sig} right after bind: {status}");
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "SIG{sig} right after bind: {status}"
+        );
     }
 }
 
@@ -308,8 +312,7 @@ async fn sigterm_under_load_answers_every_accepted_connection() {
     let give_up = Instant::now() + Duration::from_secs(120);
     let mut clients = Vec::new();
     for _ in 0..16 {
-        let (request, signalled, answered) =
-            (request.clone(), signalled.clone(), answered.clone());
+        let (request, signalled, answered) = (request.clone(), signalled.clone(), answered.clone());
         clients.push(tokio::spawn(async move {
             // (sent before the signal, outcome)
             let mut outcomes: Vec<(bool, &'static str)> = Vec::new();
@@ -433,7 +436,10 @@ async fn drain_turns_ready_to_503_and_is_bounded_by_shutdown_timeout() {
     tokio::time::timeout(Duration::from_secs(120), app.stop())
         .await
         .expect("the drain outlived shutdown_timeout_secs by minutes");
-    assert!(started.elapsed() >= Duration::from_secs(1), "drain cut short");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "drain cut short"
+    );
     drop(held);
 }
 

@@ -229,7 +229,10 @@ async fn feedback_log_survives_kill_9() {
         }));
     }
     while accepted.load(Ordering::SeqCst) < KILL_AFTER {
-        assert!(Instant::now() < give_up, "feedback never reached {KILL_AFTER}");
+        assert!(
+            Instant::now() < give_up,
+            "feedback never reached {KILL_AFTER}"
+        );
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     child.kill().unwrap(); // SIGKILL
