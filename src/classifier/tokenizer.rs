@@ -420,6 +420,15 @@ mod tests {
         TABLE.get_or_init(python_unicode)
     }
 
+    /// Every code point (as `char`s: surrogates excluded) for which `differs` holds.
+    fn code_points_where(mut differs: impl FnMut(char) -> bool) -> Vec<u32> {
+        (0..=0x10_FFFFu32)
+            .filter_map(char::from_u32)
+            .filter(|&c| differs(c))
+            .map(u32::from)
+            .collect()
+    }
+
     /// Code points as compact ranges, for failure messages.
     fn ranges(cps: &[u32]) -> String {
         let mut out: Vec<String> = Vec::new();
@@ -442,18 +451,14 @@ mod tests {
     #[test]
     fn every_code_point_is_a_word_char_exactly_as_in_python_3_11() {
         let py = python_unicode();
-        let differ: Vec<u32> = (0..=0x10_FFFFu32)
-            .filter_map(char::from_u32)
-            .filter(|&c| is_word_char(c) != py.word[c as usize])
-            .map(u32::from)
-            .collect();
+        let differ = code_points_where(|c| is_word_char(c) != py.word[c as usize]);
         assert!(
             differ.is_empty(),
             "\\w differs from Python for {}",
             ranges(&differ)
         );
-        // The scanner agrees too: each word character alone between spaces
-        // is (half of) a token, each other character is none.
+        // The scanner agrees too: a word character doubled is one token,
+        // any other character doubled is none.
         for c in (0..=0x10_FFFFu32).filter_map(char::from_u32) {
             let doubled: String = [c, c].iter().collect();
             let mut tokens = Vec::new();
@@ -471,15 +476,11 @@ mod tests {
     fn every_code_point_lowercases_exactly_as_in_python_3_11() {
         let py = python_unicode();
         let mut buf = String::new();
-        let differ: Vec<u32> = (0..=0x10_FFFFu32)
-            .filter_map(char::from_u32)
-            .filter(|&c| {
-                lowercase_into(c.encode_utf8(&mut [0; 4]), &mut buf);
-                let want = py.lower.get(&u32::from(c));
-                buf != want.map_or_else(|| c.to_string(), Clone::clone)
-            })
-            .map(u32::from)
-            .collect();
+        let differ = code_points_where(|c| {
+            lowercase_into(c.encode_utf8(&mut [0; 4]), &mut buf);
+            let want = py.lower.get(&u32::from(c));
+            buf != want.map_or_else(|| c.to_string(), Clone::clone)
+        });
         assert!(
             differ.is_empty(),
             "lower() differs from Python for {}",
