@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Memory per remembered prediction and feedback throughput (standard library only).
 
-    bench/feedback.py [--bin target/release/nbserve] [--n 100000] [--single 20000]
+    bench/feedback.py [--bin path/to/nbserve] [--n 100000] [--single 20000]
                       [--clients 4] [--log] [--runs 3]
 
 Starts nbserve (127.0.0.1, a free port, feedback.capacity = --n) twice:
@@ -188,15 +188,25 @@ def run(args, capacity: int, log: Path | None, feedback: bool) -> dict:
         s.stop()
 
 
+def release_binary() -> str:
+    """The release nbserve wherever cargo puts it (honours CARGO_TARGET_DIR)."""
+    meta = subprocess.run(
+        ["cargo", "metadata", "--format-version", "1", "--no-deps", "--locked"],
+        cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout
+    return str(Path(json.loads(meta)["target_directory"]) / "release" / "nbserve")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", default=str(ROOT / "target" / "release" / "nbserve"))
+    ap.add_argument("--bin", help="nbserve binary (default: the release build)")
     ap.add_argument("--n", type=int, default=100_000, help="predictions remembered (= feedback.capacity)")
     ap.add_argument("--single", type=int, default=20_000, help="of them, labelled through /feedback")
     ap.add_argument("--clients", type=int, default=4, help="concurrent /feedback clients")
     ap.add_argument("--log", action="store_true", help="set feedback.log_path (a temporary file)")
     ap.add_argument("--runs", type=int, default=3, help="repetitions (medians are printed)")
     args = ap.parse_args()
+    args.bin = args.bin or release_binary()
     if not Path(args.bin).is_file():
         print(f"{args.bin} missing: cargo build --release --bin nbserve", file=sys.stderr)
         return 1

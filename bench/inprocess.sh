@@ -12,6 +12,8 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+# shellcheck source=scripts/lib/cargo.sh
+source scripts/lib/cargo.sh
 export NBSERVE_BENCH_DOCS="${NBSERVE_BENCH_DOCS:-1000}"
 
 data="data/spamassassin.csv"
@@ -34,12 +36,12 @@ sk_json="$("${pin[@]}" "$PY" bench/sklearn_inprocess.py "$data" "$NBSERVE_BENCH_
 
 mkdir -p bench/results
 out="bench/results/inprocess-$(date -u +%Y%m%dT%H%M%SZ).md"
-SK_JSON="$sk_json" DOCS="$NBSERVE_BENCH_DOCS" DATA="$data" "$PY" - >"$out" <<'PYEOF'
+CRITERION_DIR="$(cargo_bin . criterion)" SK_JSON="$sk_json" DOCS="$NBSERVE_BENCH_DOCS" DATA="$data" "$PY" - >"$out" <<'PYEOF'
 import csv, json, os, platform, sys, time
 
 sk = json.loads(os.environ["SK_JSON"])
 n = int(os.environ["DOCS"])
-crit = "target/criterion"
+crit = os.environ["CRITERION_DIR"]
 
 
 def median_ns(group, bench):

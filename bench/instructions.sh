@@ -2,7 +2,7 @@
 # Deterministic instruction counts (valgrind callgrind), for comparing builds on
 # a noisy machine where wall-clock benchmarks move by ±30%.
 #
-#   bench/instructions.sh                      # target/release/nbserve
+#   bench/instructions.sh                      # the release build
 #   NBSERVE_BIN=/path/to/nbserve bench/instructions.sh
 #   REQUESTS=2000 TOP=25 bench/instructions.sh
 #
@@ -35,9 +35,11 @@ if [[ ! -f "$data" ]]; then
     data="tests/data/sample.csv"
 fi
 if [[ -z "${NBSERVE_BIN:-}" ]]; then
-    log "building target/release/nbserve"
+    log "building the release nbserve"
     cargo build --release --quiet
-    NBSERVE_BIN="$root/target/release/nbserve"
+    # shellcheck source=scripts/lib/cargo.sh
+    source "$root/scripts/lib/cargo.sh"
+    NBSERVE_BIN="$(cargo_bin release nbserve)"
 fi
 model="$root/models/spam-nb.json"
 work="$(mktemp -d)"

@@ -9,11 +9,11 @@
 # the table shows the median), CONNECTIONS (64), THREADS (wrk threads, 2),
 # BATCH (texts per /predict/batch body, 100), PORT_BASE (28180: nbserve,
 # +1 floor, +2 peer), NBSERVE_CACHE (tool/venv cache, ~/.cache/nbserve),
-# NBSERVE_BIN (an nbserve binary to measure instead of target/release/nbserve),
+# NBSERVE_BIN (an nbserve binary to measure instead of the release build),
 # NBSERVE_BASELINE_BIN (a second nbserve, e.g. an older build, measured in the
 # same runs, interleaved, for a before/after comparison under the same load).
 #
-# What it does: builds target/release/nbserve and examples/floor_server; fetches
+# What it does: builds the release nbserve and examples/floor_server; fetches
 # Debian's wrk into $NBSERVE_CACHE/tools (apt-get download + dpkg -x, no root
 # install); creates the peer venv from bench/requirements-peer.txt; trains the
 # peer on the train half of nbserve's own split of the corpus; builds request
@@ -69,9 +69,11 @@ fi
 # --- binaries ------------------------------------------------------------------------
 log "building release binaries (nbserve, examples/floor_server)"
 cargo build --release --quiet --bin nbserve --example floor_server
-nbserve="${NBSERVE_BIN:-$root/target/release/nbserve}"
+# shellcheck source=scripts/lib/cargo.sh
+source "$root/scripts/lib/cargo.sh"
+nbserve="${NBSERVE_BIN:-$(cargo_bin release nbserve)}"
 log "nbserve binary: $nbserve"
-floor="$root/target/release/examples/floor_server"
+floor="$(cargo_bin release examples/floor_server)"
 
 # --- wrk from Debian, unpacked into the cache --------------------------------------
 if command -v wrk >/dev/null 2>&1; then

@@ -49,7 +49,9 @@ fi
 
 if [[ -z "$BIN" ]]; then
     cargo build --quiet --bin nbserve
-    BIN="$root/target/debug/nbserve"
+    # shellcheck source=scripts/lib/cargo.sh
+    source scripts/lib/cargo.sh
+    BIN="$(cargo_bin debug nbserve)"
 fi
 
 # shellcheck source=scripts/lib/local-server.sh

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Offline checks of the container and CI/CD files (part of scripts/test.sh).
 #
-#   scripts/check-deploy.sh                 # builds target/debug/nbserve if needed
+#   scripts/check-deploy.sh                 # builds the debug nbserve if needed
 #   NBSERVE_BIN=path/to/nbserve scripts/check-deploy.sh
 #
 # No Docker engine is needed. Checks:
 #   - `docker compose config` with the real Compose v2 binary (warnings fail too)
 #   - JSON schemas: compose spec, GitHub workflows, dependabot
-#   - hadolint (Dockerfile), actionlint (+ shellcheck on run: blocks), shellcheck on these scripts
+#   - hadolint (Dockerfile), actionlint (+ shellcheck on run: blocks), zizmor, shellcheck on these scripts
 #   - every NBSERVE__* variable set in docker-compose.yml, the Dockerfile and the
 #     workflows is a setting the server accepts (`env NAME=value nbserve config`
 #     exits 0; 3 means unknown key or invalid value)
@@ -82,6 +82,9 @@ if [[ ${#WORKFLOWS[@]} -gt 0 ]]; then
   run_check "workflows match the GitHub workflow schema (${WORKFLOWS[*]})" \
     check-jsonschema --builtin-schema vendor.github-workflows "${WORKFLOWS[@]}"
   run_check "actionlint (with shellcheck on run: blocks)" actionlint "${WORKFLOWS[@]}"
+  # Template injection, over-broad permissions, unpinned actions, credential
+  # persistence, cache poisoning in release workflows, ...
+  run_check "zizmor (GitHub Actions security, offline)" zizmor --offline --no-progress "${WORKFLOWS[@]}"
 else
   fail "workflows present" "no .github/workflows/*.yml"
 fi
@@ -95,7 +98,9 @@ run_check "shellcheck deployment scripts" \
 if [[ -n "${NBSERVE_BIN:-}" ]]; then
   BIN="$NBSERVE_BIN"
 else
-  BIN="target/debug/nbserve"
+  # shellcheck source=scripts/lib/cargo.sh
+  source scripts/lib/cargo.sh
+  BIN="$(cargo_bin debug nbserve)"
   # No-op when up to date; cargo waits by itself if another build holds the lock.
   if ! build_out="$(cargo build --quiet --bin nbserve 2>&1)"; then
     fail "cargo build --bin nbserve" "$build_out"

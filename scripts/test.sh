@@ -20,6 +20,13 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 started=$(date +%s)
 
+# shellcheck source=scripts/lib/preflight.sh
+source scripts/lib/preflight.sh
+preflight test.sh cargo rustfmt cargo-clippy python3.11 npm curl git apt-get apt-cache dpkg readelf
+if [[ "$(id -u)" -ne 0 && ! -x "${NBSERVE_CACHE:-$HOME/.cache/nbserve}/prometheus/root/usr/bin/prometheus" ]]; then
+  echo "test.sh: note: not root; if apt's package lists are stale, fetching Prometheus needs 'apt-get update' (root)" >&2
+fi
+
 # ------------------------------------------------------------ reduced runs
 reduced=()
 [[ "${NBSERVE_OBS_LIVE:-1}" == 0 ]] && reduced+=("NBSERVE_OBS_LIVE=0 skips the live Prometheus checks")
@@ -105,9 +112,11 @@ cargo_tests() {
 step "cargo test (unit, property and API integration tests)"
 suite cargo cargo_tests
 
-# The binary cargo test just built (the build's own target directory).
-target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
-export NBSERVE_BIN="$target_dir/debug/nbserve"
+# shellcheck source=scripts/lib/cargo.sh
+source scripts/lib/cargo.sh
+# The binary `cargo test` just built, wherever CARGO_TARGET_DIR puts it.
+NBSERVE_BIN="$(cargo_bin debug nbserve)"
+export NBSERVE_BIN
 
 step "scikit-learn parity"
 suite parity scripts/parity.sh

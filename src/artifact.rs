@@ -125,7 +125,7 @@ pub enum ArtifactError {
         source: std::io::Error,
     },
     /// Not parseable JSON.
-    #[error("model file is not valid JSON: {0}")]
+    #[error("model file is not valid JSON ({0}); a model is the JSON file `nbserve train` writes")]
     NotJson(String),
     /// Valid JSON but not an nbserve artifact.
     #[error("unknown model format {found:?} (expected {FORMAT:?})")]

@@ -179,6 +179,8 @@ struct HealthcheckArgs {
 struct Failure {
     code: u8,
     message: String,
+    /// Already reported through the log: `main` prints nothing more.
+    logged: bool,
 }
 
 impl Failure {
@@ -186,6 +188,7 @@ impl Failure {
         Self {
             code,
             message: message.to_string(),
+            logged: false,
         }
     }
 }
@@ -208,7 +211,9 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::from(exit::OK),
         Err(f) => {
-            eprintln!("nbserve: {}", f.message);
+            if !f.logged {
+                eprintln!("nbserve: {}", f.message);
+            }
             ExitCode::from(f.code)
         }
     }
@@ -223,7 +228,11 @@ fn read_csv(path: &Path, text: &str, label: &str) -> Result<Dataset, Failure> {
 }
 
 fn load_model(path: &Path) -> Result<crate::LoadedModel, Failure> {
-    Artifact::load(path).map_err(|e| Failure::new(exit::INVALID_MODEL, e))
+    Artifact::load(path).map_err(|e| match e {
+        // Already names the file.
+        crate::artifact::ArtifactError::Io { .. } => Failure::new(exit::INVALID_MODEL, e),
+        _ => Failure::new(exit::INVALID_MODEL, format!("{}: {e}", path.display())),
+    })
 }
 
 fn cmd_train(a: TrainArgs) -> CmdResult {
@@ -446,8 +455,13 @@ fn cmd_serve(a: ConfigArgs) -> CmdResult {
         let app = crate::server::Application::build_with_signals(settings)
             .await
             .map_err(|e| {
+                // The log is where a service's operators look; one report is
+                // enough, unless the log is switched off.
                 tracing::error!(error = %e, "start-up failed");
-                Failure::new(e.exit_code(), e)
+                Failure {
+                    logged: tracing::enabled!(tracing::Level::ERROR),
+                    ..Failure::new(e.exit_code(), e)
+                }
             })?;
         app.run_until_stopped()
             .await

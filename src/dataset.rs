@@ -26,9 +26,17 @@ pub enum DatasetError {
         /// The cause.
         source: std::io::Error,
     },
-    /// No header or no rows.
-    #[error("{0}: the file has no data rows")]
-    Empty(PathBuf),
+    /// The file is empty: no header line.
+    #[error("{0}, line 1: the file is empty (expected a header line such as `text,label`, then data rows)")]
+    NoHeader(PathBuf),
+    /// A header but no data rows.
+    #[error("{path}, line {line}: no data rows after the header")]
+    NoRows {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line where the first data row was expected.
+        line: u64,
+    },
     /// A required column is not in the header.
     #[error("{path}: no column {column:?} in the header (columns: {available})")]
     MissingColumn {
@@ -76,8 +84,10 @@ impl Dataset {
         let mut reader = csv::ReaderBuilder::new().from_reader(bytes);
         let row_error = |e: csv::Error| row_error(path, e);
         let headers = reader.headers().map_err(row_error)?.clone();
+        // Where the first data row starts (a quoted header may span lines).
+        let first_row_line = reader.position().line();
         if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
-            return Err(DatasetError::Empty(path.to_owned()));
+            return Err(DatasetError::NoHeader(path.to_owned()));
         }
         let find = |name: &str| {
             headers
@@ -108,7 +118,10 @@ impl Dataset {
             labels.push(label.to_owned());
         }
         if texts.is_empty() {
-            return Err(DatasetError::Empty(path.to_owned()));
+            return Err(DatasetError::NoRows {
+                path: path.to_owned(),
+                line: first_row_line.max(2),
+            });
         }
         Ok(Self {
             texts,
@@ -207,12 +220,29 @@ mod tests {
     }
 
     #[test]
-    fn empty_file_and_header_only_are_errors() {
-        assert!(matches!(parse(b""), Err(DatasetError::Empty(_))));
-        assert!(matches!(
-            parse(b"text,label\n"),
-            Err(DatasetError::Empty(_))
-        ));
+    fn empty_file_and_header_only_are_errors_with_line_numbers() {
+        let e = parse(b"").unwrap_err();
+        assert!(matches!(e, DatasetError::NoHeader(_)));
+        assert!(
+            e.to_string()
+                .starts_with("t.csv, line 1: the file is empty"),
+            "{e}"
+        );
+        for (input, line) in [
+            (&b"text,label\n"[..], 2),
+            (b"text,label", 2),
+            (b"text,label,\"note\nspans lines\"\n", 3),
+        ] {
+            let e = parse(input).unwrap_err();
+            assert!(
+                matches!(e, DatasetError::NoRows { line: l, .. } if l == line),
+                "{input:?}: {e:?}"
+            );
+            assert_eq!(
+                e.to_string(),
+                format!("t.csv, line {line}: no data rows after the header")
+            );
+        }
     }
 
     #[test]

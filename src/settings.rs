@@ -94,12 +94,46 @@ pub struct LogSettings {
 pub struct AdminSettings {
     /// Bearer token for `/admin/*`; admin endpoints are disabled when unset.
     pub token: Option<String>,
+    /// A file holding the token (the `*_FILE` convention of Compose and
+    /// Kubernetes secrets); read once at start-up, one trailing newline
+    /// dropped. Exclusive with `token`.
+    pub token_file: Option<PathBuf>,
+}
+
+impl AdminSettings {
+    /// Moves the content of `token_file` into `token`.
+    fn read_token_file(&mut self) -> Result<(), SettingsError> {
+        let Some(path) = &self.token_file else {
+            return Ok(());
+        };
+        if self.token.is_some() {
+            return Err(SettingsError::Invalid {
+                key: "admin.token_file",
+                message: "set admin.token or admin.token_file, not both".into(),
+            });
+        }
+        let mut token =
+            std::fs::read_to_string(path).map_err(|source| SettingsError::TokenFile {
+                path: path.clone(),
+                source,
+            })?;
+        // Secrets written with `echo` end in a newline that is not part of the token.
+        if token.ends_with('\n') {
+            token.pop();
+            if token.ends_with('\r') {
+                token.pop();
+            }
+        }
+        self.token = Some(token);
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for AdminSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminSettings")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
             .finish()
     }
 }
@@ -144,7 +178,10 @@ impl Default for Settings {
                 format: LogFormat::Pretty,
                 level: "info".into(),
             },
-            admin: AdminSettings { token: None },
+            admin: AdminSettings {
+                token: None,
+                token_file: None,
+            },
             feedback: FeedbackSettings {
                 capacity: 100_000,
                 max_age_secs: 3600,
@@ -160,7 +197,25 @@ impl Default for Settings {
 pub enum SettingsError {
     /// The file or environment had an unknown key or an invalid value.
     #[error("invalid settings: {0}")]
-    Config(#[from] config::ConfigError),
+    Config(config::ConfigError),
+    /// A value does not fit its key's type (e.g. a port above 65535).
+    #[error("invalid setting {key}: must be {expected} (got {found})")]
+    Type {
+        /// The key, e.g. `server.port`.
+        key: String,
+        /// What the key takes, in words.
+        expected: String,
+        /// The value that was given.
+        found: String,
+    },
+    /// `admin.token_file` could not be read.
+    #[error("invalid setting admin.token_file: cannot read {path}: {source}")]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// A value is out of its allowed range.
     #[error("invalid setting {key}: {message}")]
     Invalid {
@@ -169,6 +224,56 @@ pub enum SettingsError {
         /// What is wrong.
         message: String,
     },
+}
+
+impl From<config::ConfigError> for SettingsError {
+    /// Names integer ranges in words: config says "expected an unsigned 16
+    /// bit integer", a user wants to read "0–65535".
+    fn from(e: config::ConfigError) -> Self {
+        use config::ConfigError::Type;
+        match e {
+            Type {
+                unexpected,
+                expected,
+                key: Some(key),
+                ..
+            } => {
+                let expected = integer_range(expected).unwrap_or_else(|| expected.to_owned());
+                // config does not export `Unexpected`; its text is e.g.
+                // "64-bit unsigned integer `70000`": keep the quoted value.
+                let found = unexpected.to_string();
+                let found = match found.split('`').nth(1) {
+                    Some(value) => value.to_owned(),
+                    None => found,
+                };
+                SettingsError::Type {
+                    key,
+                    expected,
+                    found,
+                }
+            }
+            other => SettingsError::Config(other),
+        }
+    }
+}
+
+/// "an unsigned 16 bit integer" → "an integer from 0 to 65535".
+fn integer_range(expected: &str) -> Option<String> {
+    let (signed, rest) = if let Some(r) = expected.strip_prefix("an unsigned ") {
+        (false, r)
+    } else {
+        (true, expected.strip_prefix("an signed ")?)
+    };
+    let bits: u32 = rest.strip_suffix(" bit integer")?.parse().ok()?;
+    if !(1..=64).contains(&bits) {
+        return None;
+    }
+    Some(if signed {
+        let max = (1i128 << (bits - 1)) - 1;
+        format!("an integer from {} to {max}", -max - 1)
+    } else {
+        format!("an integer from 0 to {}", (1u128 << bits) - 1)
+    })
 }
 
 impl Settings {
@@ -199,7 +304,8 @@ impl Settings {
                 .try_parsing(true)
                 .source(Some(env)),
         );
-        let settings: Settings = builder.build()?.try_deserialize()?;
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        settings.admin.read_token_file()?;
         settings.validate()?;
         Ok(settings)
     }
@@ -352,6 +458,61 @@ mod tests {
             e.to_string().contains("format") || e.to_string().contains("xml"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn out_of_range_integers_name_the_range() {
+        let e = Settings::load_from(None, env(&[("NBSERVE__SERVER__PORT", "70000")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid setting server.port: must be an integer from 0 to 65535 (got 70000)"
+        );
+        assert_eq!(
+            integer_range("an signed 8 bit integer").unwrap(),
+            "an integer from -128 to 127"
+        );
+        assert_eq!(
+            integer_range("an unsigned 64 bit integer").unwrap(),
+            "an integer from 0 to 18446744073709551615"
+        );
+        assert_eq!(integer_range("a map"), None);
+    }
+
+    #[test]
+    fn admin_token_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("token");
+        std::fs::write(&f, "from-a-secret-file\n").unwrap();
+        let path = f.to_str().unwrap();
+        let s = Settings::load_from(None, env(&[("NBSERVE__ADMIN__TOKEN_FILE", path)])).unwrap();
+        assert_eq!(s.admin.token.as_deref(), Some("from-a-secret-file"));
+
+        let e = Settings::load_from(
+            None,
+            env(&[
+                ("NBSERVE__ADMIN__TOKEN_FILE", path),
+                ("NBSERVE__ADMIN__TOKEN", "another-token"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+
+        let missing = dir.path().join("missing");
+        let e = Settings::load_from(
+            None,
+            env(&[("NBSERVE__ADMIN__TOKEN_FILE", missing.to_str().unwrap())]),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid setting admin.token_file: cannot read"),
+            "{e}"
+        );
+
+        std::fs::write(&f, "short\n").unwrap();
+        let e =
+            Settings::load_from(None, env(&[("NBSERVE__ADMIN__TOKEN_FILE", path)])).unwrap_err();
+        assert!(e.to_string().contains("admin.token"), "{e}");
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub enum TrainError {
     /// Model problem (alpha, classes).
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// Every training document has the same label.
+    #[error("every training document has the label {0:?}; at least 2 classes are needed")]
+    OneClass(String),
     /// A test label the training data never had.
     #[error("label {0:?} appears in the test data but not in the training data")]
     UnknownTestLabel(String),
@@ -112,8 +115,8 @@ pub fn train(
 ) -> Result<Artifact, TrainError> {
     crate::classifier::validate_alpha(options.alpha)?;
     let classes = data.classes();
-    if classes.len() < 2 {
-        return Err(ModelError::TooFewClasses(classes.len()).into());
+    if let [only] = classes.as_slice() {
+        return Err(TrainError::OneClass(only.clone()));
     }
     let all_labels = data
         .label_indices(&classes)

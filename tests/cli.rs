@@ -1,6 +1,6 @@
 //! The command line as users and CI call it: exit codes and messages.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn nbserve(args: &[&str]) -> Output {
@@ -121,8 +121,13 @@ fn bad_csv_is_reported_with_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.json");
     let out = out.to_str().unwrap();
-    let cases: [(&str, &[u8], &str); 5] = [
-        ("empty.csv", b"", "no data rows"),
+    let cases: [(&str, &[u8], &str); 6] = [
+        ("empty.csv", b"", "empty.csv, line 1: the file is empty"),
+        (
+            "header.csv",
+            b"text,label\n",
+            "header.csv, line 2: no data rows after the header",
+        ),
         ("cols.csv", b"body,label\nx,ham\n", "no column \"text\""),
         (
             "ragged.csv",
@@ -137,7 +142,7 @@ fn bad_csv_is_reported_with_the_line() {
         (
             "oneclass.csv",
             b"text,label\na b,ham\nc d,ham\n",
-            "at least 2 are needed",
+            "every training document has the label \"ham\"; at least 2 classes are needed",
         ),
     ];
     for (name, bytes, expected) in cases {
@@ -146,6 +151,10 @@ fn bad_csv_is_reported_with_the_line() {
         assert_eq!(o.status.code(), Some(4), "{name}: {}", stderr(&o));
         assert!(stderr(&o).contains(expected), "{name}: {}", stderr(&o));
         assert!(!stderr(&o).contains("panicked"));
+        assert!(
+            !Path::new(out).exists(),
+            "{name}: nothing is written for bad data"
+        );
     }
     let o = nbserve(&[
         "train",
@@ -252,4 +261,80 @@ fn retraining_with_source_date_epoch_is_byte_identical() {
         serde_json::from_slice::<serde_json::Value>(&c).unwrap()["created_at"],
         "2023-11-14T22:13:20Z"
     );
+}
+
+fn nbserve_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nbserve"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("RUST_LOG")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn gate_refusal_is_reported_once() {
+    let o = nbserve_env(
+        &["serve"],
+        &[
+            ("NBSERVE__GATE__MIN_F1_MACRO", "0.9999"),
+            ("NBSERVE__SERVER__PORT", "0"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(
+        err.matches("below the gate minimum 0.9999").count(),
+        1,
+        "{err}"
+    );
+    // With the log switched off the reason still reaches the terminal, once.
+    let o = nbserve_env(
+        &["serve"],
+        &[
+            ("NBSERVE__GATE__MIN_F1_MACRO", "0.9999"),
+            ("NBSERVE__LOG__LEVEL", "off"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(5));
+    let err = stderr(&o);
+    assert_eq!(
+        err.matches("below the gate minimum 0.9999").count(),
+        1,
+        "{err}"
+    );
+}
+
+#[test]
+fn out_of_range_port_names_the_range() {
+    let o = nbserve_env(&["serve"], &[("NBSERVE__SERVER__PORT", "70000")]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(
+        stderr(&o).trim(),
+        "nbserve: invalid setting server.port: must be an integer from 0 to 65535 (got 70000)"
+    );
+}
+
+#[test]
+fn a_csv_given_as_model_is_named() {
+    for cmd in [
+        &[
+            "check",
+            "--model",
+            "tests/data/sample.csv",
+            "--min-f1-macro",
+            "0.5",
+        ][..],
+        &["predict", "--model", "tests/data/sample.csv", "hello there"],
+    ] {
+        let o = nbserve(cmd);
+        assert_eq!(o.status.code(), Some(4), "{cmd:?}");
+        let err = stderr(&o);
+        assert!(
+            err.starts_with("nbserve: tests/data/sample.csv: model file is not valid JSON"),
+            "{cmd:?}: {err}"
+        );
+        assert!(err.contains("`nbserve train`"), "{err}");
+    }
 }

@@ -14,10 +14,13 @@
 # (bench/make_artifacts.sh) to $work/models. Needs local_server_setup first
 # and a `log` function.
 local_server_release_models() {
-    BIN="${NBSERVE_BIN_RELEASE:-$root/target/release/nbserve}"
-    if [[ -z "${NBSERVE_BIN_RELEASE:-}" ]]; then
+    BIN="${NBSERVE_BIN_RELEASE:-}"
+    if [[ -z "$BIN" ]]; then
         log "building the release binary"
         cargo build --release --quiet --bin nbserve
+        # shellcheck source=scripts/lib/cargo.sh
+        source "$root/scripts/lib/cargo.sh"
+        BIN="$(cargo_bin release nbserve)"
     fi
     [[ -f data/spamassassin.csv ]] || scripts/fetch-data.sh
     bench/make_artifacts.sh "$BIN" "$work/models" >&2

@@ -191,10 +191,14 @@ impl Application {
         let header_read_timeout =
             Duration::from_millis(state.settings.server.header_read_timeout_ms);
         let mut http1 = hyper::server::conn::http1::Builder::new();
+        // half_close: a client may shut down its write side once the request
+        // is sent (`nc -N`, some health checkers); by default hyper treats
+        // that EOF as "gone" and closes without answering.
         http1
             .timer(TokioTimer::new())
             .header_read_timeout(header_read_timeout)
-            .max_header_size(MAX_HEAD_BYTES);
+            .max_header_size(MAX_HEAD_BYTES)
+            .half_close(true);
         // Graceful shutdown by hand rather than hyper-util's GracefulShutdown:
         // hyper closes a connection that has not read anything yet when asked
         // to shut down — even if the client's request already sits in the

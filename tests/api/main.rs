@@ -3,6 +3,7 @@
 mod admin;
 mod errors;
 mod feedback;
+mod half_close;
 mod helpers;
 mod hostile;
 mod lifecycle;

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
@@ -37,7 +38,9 @@ pub struct ReloadResponse {
     pub f1_macro: f64,
 }
 
-/// Checks `Authorization: Bearer <token>` in constant time.
+/// Checks `Authorization: Bearer <token>` in constant time, length included:
+/// `ct_eq` on slices returns early when lengths differ, so both sides are
+/// hashed to 32 bytes first.
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = state.settings.admin.token.as_deref() else {
         return Err(ApiError::new(
@@ -58,7 +61,8 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(unauthorized)?;
-    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+    let digest = |s: &str| sha2::Sha256::digest(s.as_bytes());
+    if bool::from(digest(given).ct_eq(&digest(expected))) {
         Ok(())
     } else {
         Err(unauthorized())
