@@ -56,6 +56,10 @@ pub fn test_settings(models_dir: &Path) -> Settings {
     s.model.path = model;
     s.model.dir = models_dir.to_owned();
     s.admin.token = Some(TOKEN.into());
+    // Loading the shipped model (110k terms, debug build) on a loaded machine
+    // can outlast the default 10 s: a reload must not turn into a 408. Tests
+    // of the timeout set their own.
+    s.server.request_timeout_ms = 120_000;
     s
 }
 
@@ -79,8 +83,12 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
+        // Idle pooled connections are dropped well before the server's
+        // header_read_timeout (10 s by default) closes them: reusing one the
+        // server is closing fails the request (IncompleteMessage).
         client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(120))
+            .pool_idle_timeout(Duration::from_secs(3))
             .build()
             .unwrap(),
         state,
