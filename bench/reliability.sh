@@ -104,5 +104,5 @@ if grep -hE '"level":"ERROR"|panicked' "$work"/server-*.log >&2; then
 fi
 refused=$(grep -c '"model reload rejected' "$work/server-a.log" || true)
 log "server log (a): $refused refused reloads logged"
-[[ $status -eq 0 ]] && log "PASS" || log "FAIL"
+if [[ $status -eq 0 ]]; then log "PASS"; else log "FAIL"; fi
 exit $status

@@ -43,5 +43,5 @@ rc=0; wait "$pid" || rc=$?; pid=""
 if grep -E '"level":"ERROR"|panicked' "$work/server.log" >&2; then
     log "FAIL: errors or panics in the server log"; status=1
 fi
-[[ $status -eq 0 ]] && log "PASS" || log "FAIL"
+if [[ $status -eq 0 ]]; then log "PASS"; else log "FAIL"; fi
 exit $status

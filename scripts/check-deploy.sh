@@ -91,8 +91,9 @@ fi
 run_check "dependabot.yml matches the dependabot schema" \
   check-jsonschema --builtin-schema vendor.dependabot .github/dependabot.yml
 run_check "hadolint Dockerfile" hadolint Dockerfile
-run_check "shellcheck deployment scripts" \
-  shellcheck scripts/check-deploy.sh scripts/install-tools.sh
+# -x: follow `source`d helpers (scripts/lib/), checked as part of each caller.
+run_check "shellcheck every script (scripts/, scripts/lib/, bench/, .ci/run)" \
+  shellcheck -x scripts/*.sh scripts/lib/*.sh bench/*.sh .ci/run
 
 # ---------------------------------------------------------------- binary
 if [[ -n "${NBSERVE_BIN:-}" ]]; then

@@ -311,36 +311,24 @@ impl Artifact {
             });
         }
         self.validate()?;
-        let Artifact {
-            model,
-            checksum,
-            created_at,
-            training,
-            dataset,
-            classes,
-            evaluation,
-            vocabulary: terms,
-            parameters,
-            ..
-        } = self;
-        let evaluation = evaluation.ok_or(ArtifactError::MissingEvaluation)?;
+        let evaluation = self.evaluation.ok_or(ArtifactError::MissingEvaluation)?;
         // Each parsed part is freed as soon as its table is built: the
         // 110k-term list before the counts are turned into log-probabilities.
-        let vocabulary = Vocabulary::from_sorted(&terms)?;
-        drop(terms);
-        let nb = BernoulliNb::new(&parameters)?;
-        drop(parameters);
+        let vocabulary = Vocabulary::from_sorted(&self.vocabulary)?;
+        drop(self.vocabulary);
+        let nb = BernoulliNb::new(&self.parameters)?;
+        drop(self.parameters);
         let vocabulary_size = vocabulary.len();
-        let classifier = Classifier::new(classes.clone(), vocabulary, nb)?;
+        let classifier = Classifier::new(self.classes.clone(), vocabulary, nb)?;
         Ok(LoadedModel {
             classifier,
             meta: ModelMeta {
-                model,
-                checksum,
-                created_at,
-                training,
-                dataset,
-                classes,
+                model: self.model,
+                checksum: self.checksum,
+                created_at: self.created_at,
+                training: self.training,
+                dataset: self.dataset,
+                classes: self.classes,
                 vocabulary_size,
                 evaluation,
             },

@@ -4,6 +4,11 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+/// The text column of a labelled CSV unless told otherwise (holdouts always).
+pub const TEXT_COLUMN: &str = "text";
+/// The label column of a labelled CSV unless told otherwise (holdouts always).
+pub const LABEL_COLUMN: &str = "label";
+
 /// Labelled documents read from a CSV file.
 #[derive(Debug, Clone)]
 pub struct Dataset {
@@ -73,6 +78,12 @@ impl Dataset {
         Self::from_csv_bytes(&bytes, path, text_column, label_column)
     }
 
+    /// Reads a holdout: a labelled CSV with the default `text` and `label`
+    /// columns (as `train` and `split` write them).
+    pub fn holdout(path: &Path) -> Result<Self, DatasetError> {
+        Self::from_csv(path, TEXT_COLUMN, LABEL_COLUMN)
+    }
+
     /// Parses CSV bytes; `path` is only used in error messages.
     pub fn from_csv_bytes(
         bytes: &[u8],
@@ -89,18 +100,8 @@ impl Dataset {
         if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
             return Err(DatasetError::NoHeader(path.to_owned()));
         }
-        let find = |name: &str| {
-            headers
-                .iter()
-                .position(|h| h == name)
-                .ok_or_else(|| DatasetError::MissingColumn {
-                    path: path.to_owned(),
-                    column: name.to_owned(),
-                    available: headers.iter().collect::<Vec<_>>().join(", "),
-                })
-        };
-        let text_idx = find(text_column)?;
-        let label_idx = find(label_column)?;
+        let text_idx = column_index(&headers, text_column, path)?;
+        let label_idx = column_index(&headers, label_column, path)?;
         let mut texts = Vec::new();
         let mut labels = Vec::new();
         for record in reader.records() {
@@ -172,13 +173,50 @@ impl Dataset {
             source: e,
         };
         let mut w = csv::Writer::from_path(path).map_err(|e| io(e.into()))?;
-        w.write_record(["text", "label"])
+        w.write_record([TEXT_COLUMN, LABEL_COLUMN])
             .map_err(|e| io(e.into()))?;
         for (t, l) in self.texts.iter().zip(&self.labels) {
             w.write_record([t, l]).map_err(|e| io(e.into()))?;
         }
         w.flush().map_err(io)
     }
+}
+
+/// The `column` field of each record of the CSV at `path`, read as the
+/// iterator advances (the file is never held whole; fields may span lines).
+pub fn stream_column(
+    path: &Path,
+    column: &str,
+) -> Result<impl Iterator<Item = Result<String, DatasetError>>, DatasetError> {
+    let file = std::fs::File::open(path).map_err(|source| DatasetError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut reader = csv::Reader::from_reader(file);
+    let headers = reader.headers().map_err(|e| row_error(path, e))?.clone();
+    let index = column_index(&headers, column, path)?;
+    let path = path.to_owned();
+    Ok(reader.into_records().map(move |record| {
+        record
+            .map(|r| r[index].to_owned())
+            .map_err(|e| row_error(&path, e))
+    }))
+}
+
+/// The position of `name` in `headers`.
+fn column_index(
+    headers: &csv::StringRecord,
+    name: &str,
+    path: &Path,
+) -> Result<usize, DatasetError> {
+    headers
+        .iter()
+        .position(|h| h == name)
+        .ok_or_else(|| DatasetError::MissingColumn {
+            path: path.to_owned(),
+            column: name.to_owned(),
+            available: headers.iter().collect::<Vec<_>>().join(", "),
+        })
 }
 
 fn row_error(path: &Path, e: csv::Error) -> DatasetError {

@@ -6,7 +6,8 @@ use crate::artifact::LoadedModel;
 use crate::dataset::Dataset;
 use crate::training::{evaluate_on, TrainError};
 
-/// Where the F1 macro the gate judged came from.
+/// Where the F1 macro the gate judged came from (`gate_source` in logs, in
+/// `GET /model` and in these types).
 #[derive(Debug, Clone, PartialEq)]
 pub enum GateSource {
     /// The evaluation block stored in the artifact.
@@ -37,7 +38,7 @@ pub struct GatePass {
     /// The minimum it had to reach.
     pub threshold: f64,
     /// Where the F1 came from.
-    pub basis: GateSource,
+    pub gate_source: GateSource,
 }
 
 /// Why the gate did not let a model through.
@@ -47,14 +48,16 @@ pub enum GateError {
     #[error("gate minimum F1 macro must be within [0, 1], got {0}")]
     InvalidThreshold(f64),
     /// The model is below the minimum.
-    #[error("model F1 macro {f1_macro:.4} ({basis}) is below the gate minimum {threshold:.4}")]
+    #[error(
+        "model F1 macro {f1_macro:.4} ({gate_source}) is below the gate minimum {threshold:.4}"
+    )]
     Rejected {
         /// The F1 macro judged.
         f1_macro: f64,
         /// The minimum.
         threshold: f64,
         /// Where the F1 came from.
-        basis: GateSource,
+        gate_source: GateSource,
     },
     /// The holdout could not be evaluated.
     #[error("holdout re-evaluation failed: {0}")]
@@ -73,7 +76,7 @@ pub fn gate(
     if !(min_f1_macro.is_finite() && (0.0..=1.0).contains(&min_f1_macro)) {
         return Err(GateError::InvalidThreshold(min_f1_macro));
     }
-    let (f1_macro, basis) = match holdout {
+    let (f1_macro, gate_source) = match holdout {
         None => (model.meta.evaluation.f1_macro, GateSource::Stored),
         Some(data) => {
             let e = evaluate_on(&model.classifier, data)?;
@@ -89,13 +92,13 @@ pub fn gate(
         Ok(GatePass {
             f1_macro,
             threshold: min_f1_macro,
-            basis,
+            gate_source,
         })
     } else {
         Err(GateError::Rejected {
             f1_macro,
             threshold: min_f1_macro,
-            basis,
+            gate_source,
         })
     }
 }

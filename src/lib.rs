@@ -2,14 +2,25 @@
 //! the same predictions as scikit-learn's `CountVectorizer(binary=True)` +
 //! `BernoulliNB`.
 //!
-//! Dependencies point one way: `server` → (`gate`, `artifact`, `training`) →
-//! `classifier`. The classifier knows nothing of files or HTTP.
+//! Layers, each using only the ones below it (checked by `tests/layers.rs`):
+//!
+//! ```text
+//! server                      HTTP: Application, routes, state, metrics
+//! gate, monitoring            may this model be served? how is it doing?
+//! training                    dataset → split → fit → evaluate → artifact
+//! artifact, telemetry         the model file; logging set-up
+//! dataset, settings           CSV input; typed settings
+//! classifier                  pure computation: tokenizer … evaluation
+//! ```
+//!
+//! The command line (`src/main.rs`, `src/cli`) is the binary, above all of
+//! them, and the only place that turns errors into exit codes.
 
 pub mod artifact;
 pub mod classifier;
-pub mod cli;
 pub mod dataset;
 pub mod gate;
+pub mod monitoring;
 pub mod server;
 pub mod settings;
 pub mod telemetry;

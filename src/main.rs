@@ -1,5 +1,8 @@
-//! The `nbserve` command line; everything lives in the library.
+//! The `nbserve` binary: the command line on top of the library, and the only
+//! place where errors become process exit codes.
+
+mod cli;
 
 fn main() -> std::process::ExitCode {
-    nbserve::cli::main()
+    cli::main()
 }

@@ -146,7 +146,8 @@ pub struct FeedbackSettings {
     pub capacity: usize,
     /// How long a prediction can receive feedback.
     pub max_age_secs: u64,
-    /// Labelled predictions in the live-evaluation window.
+    /// Size of both live windows: the labelled predictions scored for the
+    /// live evaluation, and the recent predictions behind the drift signals.
     pub window: usize,
     /// Append accepted feedback to this JSON-lines file.
     pub log_path: Option<PathBuf>,

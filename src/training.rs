@@ -8,8 +8,8 @@ use crate::artifact::{
     Artifact, DatasetFingerprint, ModelId, TrainingParams, VectorizerSpec, FORMAT, SCHEMA_VERSION,
 };
 use crate::classifier::{
-    evaluate, stratified_split, tokenizer, BernoulliNb, Classifier, Evaluation, EvaluationError,
-    ModelError, NbParameters, SplitError, Vocabulary,
+    evaluate, fit, stratified_split, BernoulliNb, Classifier, Evaluation, EvaluationError,
+    ModelError, SplitError,
 };
 use crate::dataset::Dataset;
 
@@ -50,48 +50,6 @@ pub enum TrainError {
     Evaluation(#[from] EvaluationError),
 }
 
-/// Learns the vocabulary and counts from texts with label indices.
-///
-/// `progress(done, total)` is called every 1,000 documents and at the end.
-pub fn fit<S: AsRef<str>>(
-    texts: &[S],
-    labels: &[usize],
-    n_classes: usize,
-    alpha: f64,
-    mut progress: impl FnMut(usize, usize),
-) -> Result<(Vocabulary, NbParameters), ModelError> {
-    crate::classifier::validate_alpha(alpha)?;
-    let total = texts.len();
-    let mut buf = String::new();
-    let docs_tokens: Vec<Vec<String>> = texts
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            if (i + 1) % 1000 == 0 {
-                progress(i + 1, total);
-            }
-            tokenizer::lowercase_into(t.as_ref(), &mut buf);
-            let mut toks = Vec::new();
-            tokenizer::for_each_token(&buf, |tok| toks.push(tok.to_owned()));
-            toks.sort_unstable();
-            toks.dedup();
-            toks
-        })
-        .collect();
-    progress(total, total);
-    let vocabulary = Vocabulary::learn(docs_tokens.iter().flatten().map(String::as_str));
-    let docs: Vec<Vec<u32>> = docs_tokens
-        .iter()
-        .map(|toks| {
-            toks.iter()
-                .map(|t| vocabulary.get(t).expect("learnt from these tokens"))
-                .collect()
-        })
-        .collect();
-    let params = NbParameters::fit(&docs, labels, n_classes, vocabulary.len(), alpha)?;
-    Ok((vocabulary, params))
-}
-
 /// Scores `data` with `classifier` against its labels.
 pub fn evaluate_on(classifier: &Classifier, data: &Dataset) -> Result<Evaluation, TrainError> {
     let truth = data
@@ -103,6 +61,46 @@ pub fn evaluate_on(classifier: &Classifier, data: &Dataset) -> Result<Evaluation
         .map(|t| classifier.predict(t).label)
         .collect();
     Ok(evaluate(&truth, &predicted, classifier.classes())?)
+}
+
+/// Where the evaluation documents came from, as the artifact records it.
+struct Holdout {
+    train: Dataset,
+    test: Dataset,
+    evaluated_on: &'static str,
+    test_size: Option<f64>,
+    seed: Option<u64>,
+}
+
+/// `test` when given, else a stratified split of `data`.
+fn hold_out(
+    data: &Dataset,
+    test: Option<&Dataset>,
+    classes: &[String],
+    options: &TrainOptions,
+) -> Result<Holdout, TrainError> {
+    Ok(match test {
+        Some(t) => Holdout {
+            train: data.clone(),
+            test: t.clone(),
+            evaluated_on: "test_file",
+            test_size: None,
+            seed: None,
+        },
+        None => {
+            let labels = data
+                .label_indices(classes)
+                .expect("classes come from these labels");
+            let split = stratified_split(&labels, classes, options.test_size, options.seed)?;
+            Holdout {
+                train: data.subset(&split.train),
+                test: data.subset(&split.test),
+                evaluated_on: "stratified_split",
+                test_size: Some(options.test_size),
+                seed: Some(options.seed),
+            }
+        }
+    })
 }
 
 /// Trains on `data` and evaluates on `test` when given, else on a stratified
@@ -118,27 +116,13 @@ pub fn train(
     if let [only] = classes.as_slice() {
         return Err(TrainError::OneClass(only.clone()));
     }
-    let all_labels = data
-        .label_indices(&classes)
-        .expect("classes come from these labels");
-    let (train_set, test_set, evaluated_on, test_size, seed) = match test {
-        Some(t) => (data.clone(), t.clone(), "test_file", None, None),
-        None => {
-            let split = stratified_split(&all_labels, &classes, options.test_size, options.seed)?;
-            (
-                data.subset(&split.train),
-                data.subset(&split.test),
-                "stratified_split",
-                Some(options.test_size),
-                Some(options.seed),
-            )
-        }
-    };
-    let train_labels = train_set
+    let sets = hold_out(data, test, &classes, options)?;
+    let train_labels = sets
+        .train
         .label_indices(&classes)
         .expect("subset of the same labels");
     let (vocabulary, parameters) = fit(
-        &train_set.texts,
+        &sets.train.texts,
         &train_labels,
         classes.len(),
         options.alpha,
@@ -149,7 +133,7 @@ pub fn train(
         vocabulary.clone(),
         BernoulliNb::new(&parameters)?,
     )?;
-    let evaluation = evaluate_on(&classifier, &test_set)?;
+    let evaluation = evaluate_on(&classifier, &sets.test)?;
     let mut class_counts = BTreeMap::new();
     for l in &data.labels {
         *class_counts.entry(l.clone()).or_insert(0u64) += 1;
@@ -170,9 +154,9 @@ pub fn train(
             .to_rfc3339_opts(SecondsFormat::Secs, true),
         training: TrainingParams {
             alpha: options.alpha,
-            test_size,
-            seed,
-            evaluated_on: evaluated_on.to_owned(),
+            test_size: sets.test_size,
+            seed: sets.seed,
+            evaluated_on: sets.evaluated_on.to_owned(),
             vectorizer: VectorizerSpec::default(),
         },
         dataset: DatasetFingerprint {

@@ -12,13 +12,14 @@
 # Sets BIN to $NBSERVE_BIN_RELEASE, or builds and uses the release binary;
 # fetches the corpus if it is missing; writes the benchmark artifacts
 # (bench/make_artifacts.sh) to $work/models. Needs local_server_setup first
-# and a `log` function.
+# and a `log` function; the caller sets `root` (the repository root).
 local_server_release_models() {
     BIN="${NBSERVE_BIN_RELEASE:-}"
     if [[ -z "$BIN" ]]; then
         log "building the release binary"
         cargo build --release --quiet --bin nbserve
         # shellcheck source=scripts/lib/cargo.sh
+        # shellcheck disable=SC2154 # root: set by the caller
         source "$root/scripts/lib/cargo.sh"
         BIN="$(cargo_bin release nbserve)"
     fi

@@ -1,9 +1,10 @@
 //! The classifier: pure computation, no I/O, no HTTP, no global state.
 //!
 //! `CountVectorizer(binary=True)` + `BernoulliNB` as scikit-learn defines them,
-//! split into tokenization, vocabulary, the model and its evaluation.
+//! split into tokenization, vocabulary, fitting, the model and its evaluation.
 
 mod evaluation;
+mod fit;
 mod model;
 mod split;
 pub mod tokenizer;
@@ -11,6 +12,7 @@ pub mod unicode14;
 mod vocabulary;
 
 pub use evaluation::{evaluate, ClassScores, ConfusionMatrix, Evaluation, EvaluationError};
+pub use fit::fit;
 pub use model::{
     argmax, normalize_log_probs, validate_alpha, BernoulliNb, ModelError, NbParameters,
 };
@@ -292,7 +294,7 @@ mod tests {
             "project review notes attached",
         ];
         let labels = [1, 1, 1, 0, 0, 0];
-        let (vocab, params) = crate::training::fit(&texts, &labels, 2, 1.0, |_, _| {}).unwrap();
+        let (vocab, params) = fit(&texts, &labels, 2, 1.0, |_, _| {}).unwrap();
         Classifier::new(
             vec!["ham".into(), "spam".into()],
             vocab,

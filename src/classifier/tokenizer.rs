@@ -571,7 +571,39 @@ mod tests {
         }
     }
 
+    /// An oracle that shares no code with the tokenizer: the `regex` crate's
+    /// Unicode tables. Python's `str` `\w` is `[\p{L}\p{N}_]` (see the module
+    /// comment), so scikit-learn's tokens are the runs of two or more of
+    /// those in the lowercased text.
+    fn regex_tokens(text: &str) -> Vec<String> {
+        static WORDS: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+        let words = WORDS.get_or_init(|| regex::Regex::new(r"[\p{L}\p{N}_]{2,}").unwrap());
+        words
+            .find_iter(&text.to_lowercase())
+            .map(|m| m.as_str().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn the_regex_oracle_sees_what_the_module_comment_says() {
+        // Combining marks are in the regex crate's `\w` but not in Python's.
+        assert_eq!(regex_tokens("CAFE\u{301}S ab"), vec!["cafe", "ab"]);
+        assert_eq!(tokenize("CAFE\u{301}S ab"), regex_tokens("CAFE\u{301}S ab"));
+    }
+
     proptest::proptest! {
+        #[test]
+        fn tokenize_matches_the_regex_oracle(text in "\\PC{0,300}") {
+            proptest::prop_assert_eq!(tokenize(&text), regex_tokens(&text));
+        }
+
+        #[test]
+        fn tokenize_matches_the_regex_oracle_on_mail_like_text(
+            text in "([a-zA-Z0-9_ .,:;!@<>/=\n-]{0,90}[éß€😀\u{301}ΣİK½٣]?){0,12}"
+        ) {
+            proptest::prop_assert_eq!(tokenize(&text), regex_tokens(&text));
+        }
+
         #[test]
         fn block_scanner_matches_the_reference(text in ".{0,300}") {
             proptest::prop_assert_eq!(block_tokens(&text), reference_tokens(&text));

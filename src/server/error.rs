@@ -9,6 +9,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::loader::LoadError;
+use crate::monitoring::FeedbackError;
+
 /// An error answer: status, stable code, human message.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -121,5 +124,28 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+}
+
+impl From<FeedbackError> for ApiError {
+    fn from(e: FeedbackError) -> Self {
+        let (status, code) = match e {
+            FeedbackError::UnknownId => (StatusCode::NOT_FOUND, "unknown_prediction"),
+            FeedbackError::Duplicate => (StatusCode::CONFLICT, "duplicate_feedback"),
+            FeedbackError::InvalidLabel(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_label"),
+        };
+        Self::new(status, code, e.to_string())
+    }
+}
+
+/// A model that could not be (re)loaded: 422, the old model keeps serving.
+impl From<LoadError> for ApiError {
+    fn from(e: LoadError) -> Self {
+        let code = match e {
+            LoadError::Gate(_) => "gate_rejected",
+            LoadError::Artifact(_) => "invalid_model",
+            LoadError::Holdout(_) => "holdout_unavailable",
+        };
+        Self::unprocessable(code, e.public_message())
     }
 }

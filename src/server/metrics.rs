@@ -12,269 +12,181 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
+use prometheus::core::Collector;
 use prometheus::{
-    exponential_buckets, Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter,
-    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    exponential_buckets, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec,
+    IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::artifact::ModelMeta;
+use crate::monitoring::{DriftSignals, LiveQuality};
 
 /// Route label for requests that matched no route (bounded cardinality).
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
-/// The server's metrics, registered in their own registry.
-pub struct Metrics {
-    registry: Registry,
-    /// Requests by method, route template and status.
-    pub http_requests: IntCounterVec,
-    /// Request latency by method and route template.
-    pub http_duration: HistogramVec,
-    /// Requests being served.
-    pub http_in_flight: IntGauge,
-    /// Predictions by predicted label.
-    pub predictions: IntCounterVec,
-    /// The served model's `predictions` series, resolved once per model (see
-    /// [`Metrics::count_prediction`]).
-    prediction_series: ArcSwap<Vec<(String, IntCounter)>>,
-    /// Model time per document.
-    pub prediction_duration: Histogram,
-    /// Probability of the predicted class.
-    pub prediction_confidence: Histogram,
-    /// Texts per batch request.
-    pub batch_size: Histogram,
-    /// Share of a document's tokens unseen at training time.
-    pub oov_ratio: Histogram,
-    /// 1 for the model being served.
-    pub model_info: IntGaugeVec,
-    /// Stored F1 macro of the served model.
-    pub model_f1_macro: Gauge,
-    /// Stored balanced accuracy of the served model.
-    pub model_balanced_accuracy: Gauge,
-    /// Stored accuracy of the served model.
-    pub model_accuracy: Gauge,
-    /// The configured gate minimum.
-    pub gate_min_f1_macro: Gauge,
-    /// Reload attempts by result.
-    pub model_reloads: IntCounterVec,
-    /// When the served model was loaded.
-    pub model_loaded_timestamp: Gauge,
-    /// Requests shed because the server was at its concurrency limit.
-    pub load_shed: IntCounter,
-    /// Feedback by result.
-    pub feedback: IntCounterVec,
-    /// Labelled predictions by true and predicted label (classes² series).
-    pub feedback_confusion: IntCounterVec,
-    /// F1 macro over the live feedback window.
-    pub live_f1_macro: Gauge,
-    /// Balanced accuracy over the live feedback window.
-    pub live_balanced_accuracy: Gauge,
-    /// Accuracy over the live feedback window.
-    pub live_accuracy: Gauge,
-    /// Labelled predictions in the live window.
-    pub live_window_samples: IntGauge,
-    /// Jensen–Shannon divergence of recent predicted labels vs. the training prior.
-    pub live_label_drift_js: Gauge,
-    /// Share of each label among recent predictions.
-    pub live_predicted_label_share: prometheus::GaugeVec,
-    /// Mean top probability over recent predictions.
-    pub live_mean_confidence: Gauge,
-    /// Mean out-of-vocabulary share over recent predictions.
-    pub live_oov_ratio: Gauge,
+/// 50 µs … 10 s: sub-millisecond predictions to slow batch requests, with
+/// exact bounds at the usual SLO values (5, 10, 50, 100 ms).
+const LATENCY: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+];
+/// Shares in [0, 1].
+const UNIT: &[f64] = &[
+    0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0,
+];
+/// Top-class probabilities (at least 1 / classes).
+const CONFIDENCE: &[f64] = &[
+    0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, 0.999, 1.0,
+];
+
+/// Constructors that read as one line per metric in [`metrics!`].
+trait Make: Sized {
+    /// Labels or buckets, by metric kind.
+    type Extra: ?Sized;
+    fn make(name: &str, help: &str, extra: &Self::Extra) -> Self;
 }
 
-fn histogram(name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
-    Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid histogram")
+macro_rules! make_plain {
+    ($($ty:ty),*) => {$(
+        impl Make for $ty {
+            type Extra = ();
+            fn make(name: &str, help: &str, _: &()) -> Self {
+                <$ty>::new(name, help).expect("valid metric")
+            }
+        }
+    )*};
+}
+make_plain!(IntCounter, IntGauge, Gauge);
+
+macro_rules! make_labelled {
+    ($($ty:ty),*) => {$(
+        impl Make for $ty {
+            type Extra = [&'static str];
+            fn make(name: &str, help: &str, labels: &[&'static str]) -> Self {
+                <$ty>::new(Opts::new(name, help), labels).expect("valid metric")
+            }
+        }
+    )*};
+}
+make_labelled!(IntCounterVec, IntGaugeVec, GaugeVec);
+
+impl Make for Histogram {
+    type Extra = [f64];
+    fn make(name: &str, help: &str, buckets: &[f64]) -> Self {
+        Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+            .expect("valid histogram")
+    }
+}
+
+impl Make for HistogramVec {
+    /// Buckets, then labels.
+    type Extra = (&'static [f64], &'static [&'static str]);
+    fn make(name: &str, help: &str, (buckets, labels): &Self::Extra) -> Self {
+        HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+            labels,
+        )
+        .expect("valid histogram")
+    }
+}
+
+/// Declares [`Metrics`]: each metric is one entry — field, type, name, help,
+/// labels or buckets — and is created and registered from it.
+macro_rules! metrics {
+    ($( $(#[doc = $doc:literal])* $field:ident: $ty:ty = ($name:literal, $help:literal, $extra:expr); )*) => {
+        /// The server's metrics, registered in their own registry.
+        pub struct Metrics {
+            registry: Registry,
+            /// The served model's `predictions` series, resolved once per
+            /// model (see [`Metrics::count_prediction`]).
+            prediction_series: ArcSwap<Vec<(String, IntCounter)>>,
+            $( $(#[doc = $doc])* pub $field: $ty, )*
+        }
+
+        impl Metrics {
+            fn create() -> Self {
+                let m = Self {
+                    registry: Registry::new(),
+                    prediction_series: ArcSwap::from_pointee(Vec::new()),
+                    $( $field: <$ty as Make>::make($name, $help, &$extra), )*
+                };
+                $( m.register(Box::new(m.$field.clone())); )*
+                m
+            }
+        }
+    };
+}
+
+fn exponential(start: f64, factor: f64, count: usize) -> Vec<f64> {
+    exponential_buckets(start, factor, count).expect("valid buckets")
+}
+
+metrics! {
+    /// Requests by method, route template and status.
+    http_requests: IntCounterVec = ("nbserve_http_requests_total", "HTTP requests by method, route and status.", ["method", "route", "status"]);
+    /// Request latency by method and route template.
+    http_duration: HistogramVec = ("nbserve_http_request_duration_seconds", "HTTP request latency by method and route.", (LATENCY, &["method", "route"]));
+    /// Requests being served.
+    http_in_flight: IntGauge = ("nbserve_http_requests_in_flight", "HTTP requests being served.", ());
+    /// Predictions by predicted label.
+    predictions: IntCounterVec = ("nbserve_predictions_total", "Documents classified, by predicted label.", ["label"]);
+    /// Model time per document.
+    prediction_duration: Histogram = ("nbserve_prediction_duration_seconds", "Model time (tokenize + score) per request.", *exponential(0.000001, 2.5, 16));
+    /// Probability of the predicted class.
+    prediction_confidence: Histogram = ("nbserve_prediction_confidence", "Probability of the predicted class.", *CONFIDENCE);
+    /// Texts per batch request.
+    batch_size: Histogram = ("nbserve_batch_size", "Texts per /predict/batch request.", *exponential(1.0, 2.0, 12));
+    /// Share of a document's tokens unseen at training time.
+    oov_ratio: Histogram = ("nbserve_oov_token_ratio", "Share of a document's tokens not in the vocabulary.", *UNIT);
+    /// 1 for the model being served.
+    model_info: IntGaugeVec = ("nbserve_model_info", "The model being served (value 1).", ["name", "version", "sha256"]);
+    /// Stored F1 macro of the served model.
+    model_f1_macro: Gauge = ("nbserve_model_f1_macro", "Stored F1 macro of the served model.", ());
+    /// Stored balanced accuracy of the served model.
+    model_balanced_accuracy: Gauge = ("nbserve_model_balanced_accuracy", "Stored balanced accuracy of the served model.", ());
+    /// Stored accuracy of the served model.
+    model_accuracy: Gauge = ("nbserve_model_accuracy", "Stored accuracy of the served model.", ());
+    /// The configured gate minimum.
+    gate_min_f1_macro: Gauge = ("nbserve_gate_min_f1_macro", "Minimum F1 macro the deployment gate requires.", ());
+    /// Reload attempts by result.
+    model_reloads: IntCounterVec = ("nbserve_model_reloads_total", "Model reload attempts by result.", ["result"]);
+    /// When the served model was loaded.
+    model_loaded_timestamp: Gauge = ("nbserve_model_loaded_timestamp_seconds", "Unix time the served model was loaded.", ());
+    /// Requests shed because the server was at its concurrency limit.
+    load_shed: IntCounter = ("nbserve_load_shed_total", "Requests answered 503 because the server was at its concurrency limit.", ());
+    /// Feedback by result.
+    feedback: IntCounterVec = ("nbserve_feedback_total", "Label feedback by result.", ["result"]);
+    /// Labelled predictions by true and predicted label (classes² series).
+    feedback_confusion: IntCounterVec = ("nbserve_feedback_confusion_total", "Labelled predictions by true and predicted label.", ["true_label", "predicted_label"]);
+    /// F1 macro over the live feedback window.
+    live_f1_macro: Gauge = ("nbserve_live_f1_macro", "F1 macro over the live feedback window.", ());
+    /// Balanced accuracy over the live feedback window.
+    live_balanced_accuracy: Gauge = ("nbserve_live_balanced_accuracy", "Balanced accuracy over the live feedback window.", ());
+    /// Accuracy over the live feedback window.
+    live_accuracy: Gauge = ("nbserve_live_accuracy", "Accuracy over the live feedback window.", ());
+    /// Labelled predictions in the live window.
+    live_window_samples: IntGauge = ("nbserve_live_window_samples", "Labelled predictions in the live evaluation window.", ());
+    /// Jensen–Shannon divergence of recent predicted labels vs. the training prior.
+    live_label_drift_js: Gauge = ("nbserve_live_label_drift_js", "Jensen-Shannon divergence (base 2) of recent predicted labels vs. the training prior.", ());
+    /// Share of each label among recent predictions.
+    live_predicted_label_share: GaugeVec = ("nbserve_live_predicted_label_share", "Share of each label among recent predictions.", ["label"]);
+    /// Mean top probability over recent predictions.
+    live_mean_confidence: Gauge = ("nbserve_live_mean_confidence", "Mean probability of the predicted class over recent predictions.", ());
+    /// Mean out-of-vocabulary share over recent predictions.
+    live_oov_ratio: Gauge = ("nbserve_live_oov_ratio", "Mean out-of-vocabulary token share over recent predictions.", ());
+    /// The build (value 1, label `version`).
+    build_info: IntGaugeVec = ("nbserve_build_info", "Build information (value 1).", ["version"]);
 }
 
 impl Metrics {
     /// Creates and registers every metric; `version` goes into `nbserve_build_info`.
     pub fn new(version: &str) -> Arc<Self> {
-        let registry = Registry::new();
-        // 50 µs … 10 s: sub-millisecond predictions to slow batch requests,
-        // with exact bounds at the usual SLO values (5, 10, 50, 100 ms).
-        let latency = vec![
-            0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-            0.5, 1.0, 2.5, 5.0, 10.0,
-        ];
-        let unit = vec![
-            0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0,
-        ];
-        let confidence = vec![
-            0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99, 0.999, 1.0,
-        ];
-        let m = Self {
-            http_requests: IntCounterVec::new(
-                Opts::new("nbserve_http_requests_total", "HTTP requests by method, route and status."),
-                &["method", "route", "status"],
-            )
-            .expect("metric"),
-            http_duration: HistogramVec::new(
-                HistogramOpts::new(
-                    "nbserve_http_request_duration_seconds",
-                    "HTTP request latency by method and route.",
-                )
-                .buckets(latency.clone()),
-                &["method", "route"],
-            )
-            .expect("metric"),
-            http_in_flight: IntGauge::new("nbserve_http_requests_in_flight", "HTTP requests being served.")
-                .expect("metric"),
-            predictions: IntCounterVec::new(
-                Opts::new("nbserve_predictions_total", "Documents classified, by predicted label."),
-                &["label"],
-            )
-            .expect("metric"),
-            prediction_duration: histogram(
-                "nbserve_prediction_duration_seconds",
-                "Model time (tokenize + score) per request.",
-                exponential_buckets(0.000001, 2.5, 16).expect("valid buckets"),
-            ),
-            prediction_confidence: histogram(
-                "nbserve_prediction_confidence",
-                "Probability of the predicted class.",
-                confidence,
-            ),
-            batch_size: histogram(
-                "nbserve_batch_size",
-                "Texts per /predict/batch request.",
-                exponential_buckets(1.0, 2.0, 12).expect("valid buckets"),
-            ),
-            oov_ratio: histogram(
-                "nbserve_oov_token_ratio",
-                "Share of a document's tokens not in the vocabulary.",
-                unit,
-            ),
-            model_info: IntGaugeVec::new(
-                Opts::new("nbserve_model_info", "The model being served (value 1)."),
-                &["name", "version", "sha256"],
-            )
-            .expect("metric"),
-            model_f1_macro: Gauge::new("nbserve_model_f1_macro", "Stored F1 macro of the served model.")
-                .expect("metric"),
-            model_balanced_accuracy: Gauge::new(
-                "nbserve_model_balanced_accuracy",
-                "Stored balanced accuracy of the served model.",
-            )
-            .expect("metric"),
-            model_accuracy: Gauge::new("nbserve_model_accuracy", "Stored accuracy of the served model.")
-                .expect("metric"),
-            gate_min_f1_macro: Gauge::new(
-                "nbserve_gate_min_f1_macro",
-                "Minimum F1 macro the deployment gate requires.",
-            )
-            .expect("metric"),
-            model_reloads: IntCounterVec::new(
-                Opts::new("nbserve_model_reloads_total", "Model reload attempts by result."),
-                &["result"],
-            )
-            .expect("metric"),
-            model_loaded_timestamp: Gauge::new(
-                "nbserve_model_loaded_timestamp_seconds",
-                "Unix time the served model was loaded.",
-            )
-            .expect("metric"),
-            load_shed: IntCounter::new(
-                "nbserve_load_shed_total",
-                "Requests answered 503 because the server was at its concurrency limit.",
-            )
-            .expect("metric"),
-            feedback: IntCounterVec::new(
-                Opts::new("nbserve_feedback_total", "Label feedback by result."),
-                &["result"],
-            )
-            .expect("metric"),
-            feedback_confusion: IntCounterVec::new(
-                Opts::new(
-                    "nbserve_feedback_confusion_total",
-                    "Labelled predictions by true and predicted label.",
-                ),
-                &["true_label", "predicted_label"],
-            )
-            .expect("metric"),
-            live_f1_macro: Gauge::new("nbserve_live_f1_macro", "F1 macro over the live feedback window.")
-                .expect("metric"),
-            live_balanced_accuracy: Gauge::new(
-                "nbserve_live_balanced_accuracy",
-                "Balanced accuracy over the live feedback window.",
-            )
-            .expect("metric"),
-            live_accuracy: Gauge::new("nbserve_live_accuracy", "Accuracy over the live feedback window.")
-                .expect("metric"),
-            live_window_samples: IntGauge::new(
-                "nbserve_live_window_samples",
-                "Labelled predictions in the live evaluation window.",
-            )
-            .expect("metric"),
-            live_label_drift_js: Gauge::new(
-                "nbserve_live_label_drift_js",
-                "Jensen-Shannon divergence (base 2) of recent predicted labels vs. the training prior.",
-            )
-            .expect("metric"),
-            live_predicted_label_share: prometheus::GaugeVec::new(
-                Opts::new(
-                    "nbserve_live_predicted_label_share",
-                    "Share of each label among recent predictions.",
-                ),
-                &["label"],
-            )
-            .expect("metric"),
-            live_mean_confidence: Gauge::new(
-                "nbserve_live_mean_confidence",
-                "Mean probability of the predicted class over recent predictions.",
-            )
-            .expect("metric"),
-            live_oov_ratio: Gauge::new(
-                "nbserve_live_oov_ratio",
-                "Mean out-of-vocabulary token share over recent predictions.",
-            )
-            .expect("metric"),
-            prediction_series: ArcSwap::from_pointee(Vec::new()),
-            registry,
-        };
-        let build_info = IntGaugeVec::new(
-            Opts::new("nbserve_build_info", "Build information (value 1)."),
-            &["version"],
-        )
-        .expect("metric");
-        build_info.with_label_values(&[version]).set(1);
-        let r = &m.registry;
-        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
-            Box::new(m.http_requests.clone()),
-            Box::new(m.http_duration.clone()),
-            Box::new(m.http_in_flight.clone()),
-            Box::new(m.predictions.clone()),
-            Box::new(m.prediction_duration.clone()),
-            Box::new(m.prediction_confidence.clone()),
-            Box::new(m.batch_size.clone()),
-            Box::new(m.oov_ratio.clone()),
-            Box::new(m.model_info.clone()),
-            Box::new(m.model_f1_macro.clone()),
-            Box::new(m.model_balanced_accuracy.clone()),
-            Box::new(m.model_accuracy.clone()),
-            Box::new(m.gate_min_f1_macro.clone()),
-            Box::new(m.model_reloads.clone()),
-            Box::new(m.model_loaded_timestamp.clone()),
-            Box::new(m.load_shed.clone()),
-            Box::new(m.feedback.clone()),
-            Box::new(m.feedback_confusion.clone()),
-            Box::new(m.live_f1_macro.clone()),
-            Box::new(m.live_balanced_accuracy.clone()),
-            Box::new(m.live_accuracy.clone()),
-            Box::new(m.live_window_samples.clone()),
-            Box::new(m.live_label_drift_js.clone()),
-            Box::new(m.live_predicted_label_share.clone()),
-            Box::new(m.live_mean_confidence.clone()),
-            Box::new(m.live_oov_ratio.clone()),
-            Box::new(build_info),
-        ];
-        for c in collectors {
-            r.register(c).expect("unique metric names");
-        }
+        let m = Self::create();
+        m.build_info.with_label_values(&[version]).set(1);
         #[cfg(target_os = "linux")]
-        r.register(Box::new(
+        m.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
-        ))
-        .expect("process collector");
+        ));
         // No live figures until feedback arrives: NaN, not a misleading 0.
         for g in [
             &m.live_f1_macro,
@@ -291,6 +203,10 @@ impl Metrics {
             m.feedback.with_label_values(&[result]);
         }
         Arc::new(m)
+    }
+
+    fn register(&self, c: Box<dyn Collector>) {
+        self.registry.register(c).expect("unique metric names");
     }
 
     /// Publishes the served model's identity and stored evaluation.
@@ -319,6 +235,12 @@ impl Metrics {
         }
     }
 
+    /// Counts one reload attempt (`success` or `failure`).
+    pub fn count_reload(&self, succeeded: bool) {
+        let result = if succeeded { "success" } else { "failure" };
+        self.model_reloads.with_label_values(&[result]).inc();
+    }
+
     /// Counts one prediction of `label`. The served model's classes hit
     /// handles resolved in [`Metrics::set_model`]; this runs once per
     /// document, and `with_label_values` would hash and look up the label
@@ -336,6 +258,27 @@ impl Metrics {
         }
     }
 
+    /// Copies the live figures into their gauges (at scrape time). Figures
+    /// not yet known keep their previous value (NaN at start).
+    pub fn set_live(&self, live: &LiveQuality, drift: Option<&DriftSignals>) {
+        self.live_window_samples.set(live.samples as i64);
+        if let Some(e) = &live.evaluation {
+            self.live_f1_macro.set(e.f1_macro);
+            self.live_balanced_accuracy.set(e.balanced_accuracy);
+            self.live_accuracy.set(e.accuracy);
+        }
+        if let Some(d) = drift {
+            self.live_label_drift_js.set(d.label_js_divergence);
+            self.live_mean_confidence.set(d.mean_confidence);
+            self.live_oov_ratio.set(d.mean_oov_ratio);
+            for (label, share) in &d.predicted_label_share {
+                self.live_predicted_label_share
+                    .with_label_values(&[label])
+                    .set(*share);
+            }
+        }
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
@@ -345,7 +288,6 @@ impl Metrics {
         String::from_utf8(buf).expect("exposition is UTF-8")
     }
 }
-
 /// Records count, latency and in-flight gauge per matched route template.
 pub async fn track_http(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let start = Instant::now();

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use crate::server::error::ApiError;
 use crate::server::extract::short;
-use crate::server::state::{AppState, LoadError};
+use crate::server::state::AppState;
 
 /// Optional reload body.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -128,31 +128,16 @@ pub async fn reload(
         .as_deref()
         .map(|p| confine(&state.settings.model.dir, p))
         .transpose()
-        .inspect_err(|_| {
-            // A refused path is a failed reload too: the alert must see it.
-            state
-                .metrics
-                .model_reloads
-                .with_label_values(&["failure"])
-                .inc();
-        })?;
-    match state.reload(path).await {
-        Ok(m) => Ok(Json(ReloadResponse {
-            status: "reloaded".into(),
-            name: m.loaded.meta.model.name.clone(),
-            version: m.loaded.meta.model.version.clone(),
-            sha256: m.loaded.meta.checksum.clone(),
-            f1_macro: m.gate.f1_macro,
-        })),
-        Err(e) => {
-            let code = match e {
-                LoadError::Gate(_) => "gate_rejected",
-                LoadError::Artifact(_) => "invalid_model",
-                LoadError::Holdout(_) => "holdout_unavailable",
-            };
-            Err(ApiError::unprocessable(code, e.public_message()))
-        }
-    }
+        // A refused path is a failed reload too: the alert must see it.
+        .inspect_err(|_| state.metrics.count_reload(false))?;
+    let m = state.reload(path).await?;
+    Ok(Json(ReloadResponse {
+        status: "reloaded".into(),
+        name: m.loaded.meta.model.name.clone(),
+        version: m.loaded.meta.model.version.clone(),
+        sha256: m.loaded.meta.checksum.clone(),
+        f1_macro: m.gate.f1_macro,
+    }))
 }
 
 #[cfg(test)]

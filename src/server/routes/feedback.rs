@@ -6,9 +6,9 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::monitoring::FeedbackError;
 use crate::server::error::ApiError;
 use crate::server::extract::AppJson;
-use crate::server::feedback::FeedbackError;
 use crate::server::state::AppState;
 
 /// The true label of an earlier prediction.
@@ -88,29 +88,15 @@ pub async fn feedback(
     State(state): State<AppState>,
     AppJson(req): AppJson<FeedbackRequest>,
 ) -> Result<(StatusCode, Json<FeedbackResponse>), ApiError> {
-    match record(&state, &req) {
-        Ok(correct) => Ok((
-            StatusCode::ACCEPTED,
-            Json(FeedbackResponse {
-                status: "accepted".into(),
-                prediction_id: req.prediction_id,
-                correct,
-            }),
-        )),
-        Err(e @ FeedbackError::UnknownId) => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_prediction",
-            e.to_string(),
-        )),
-        Err(e @ FeedbackError::Duplicate) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "duplicate_feedback",
-            e.to_string(),
-        )),
-        Err(e @ FeedbackError::InvalidLabel(_)) => {
-            Err(ApiError::unprocessable("invalid_label", e.to_string()))
-        }
-    }
+    let correct = record(&state, &req)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(FeedbackResponse {
+            status: "accepted".into(),
+            prediction_id: req.prediction_id,
+            correct,
+        }),
+    ))
 }
 
 /// Give many true labels at once; each item succeeds or fails on its own.

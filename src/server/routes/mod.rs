@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod feedback;
 pub mod health;
+pub mod metrics;
 pub mod model;
 pub mod predict;
 
@@ -12,9 +13,10 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderName, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use tower::ServiceBuilder;
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -30,7 +32,7 @@ use super::state::AppState;
     info(title = "nbserve", description = "Bernoulli naive Bayes text classification server"),
     paths(
         predict::predict, predict::predict_batch, feedback::feedback, feedback::feedback_batch,
-        health::health, health::ready, model::model, model::quality, model::metrics, admin::reload
+        health::health, health::ready, model::model, model::quality, metrics::metrics, admin::reload
     ),
     modifiers(&BearerAuth, &CommonErrors)
 )]
@@ -56,15 +58,7 @@ impl utoipa::Modify for CommonErrors {
                 )
                 .build()
         };
-        const SHED: [&str; 7] = [
-            "/predict",
-            "/predict/batch",
-            "/feedback",
-            "/feedback/batch",
-            "/model",
-            "/model/quality",
-            "/admin/reload",
-        ];
+        let shed: Vec<&str> = admitted_routes().iter().map(|(path, _)| *path).collect();
         for (path, item) in openapi.paths.paths.iter_mut() {
             let ops = [item.get.as_mut(), item.post.as_mut()];
             for op in ops.into_iter().flatten() {
@@ -85,7 +79,7 @@ impl utoipa::Modify for CommonErrors {
                         add("415", "Body not sent as application/json");
                     }
                 }
-                if SHED.contains(&path.as_str()) {
+                if shed.contains(&path.as_str()) {
                     add("503", "Overloaded: over server.max_concurrency requests in progress (Retry-After)");
                 }
             }
@@ -135,23 +129,6 @@ async fn json_errors(req: Request, next: Next) -> Response {
     response
 }
 
-/// Refuses a body whose declared `Content-Length` is over
-/// `server.body_limit_bytes` at once with 413, instead of waiting for the
-/// client to send it (a client announcing 3 MB and sending nothing would
-/// otherwise hold the connection until the request timeout). Bodies without
-/// a length (chunked) are still cut off at the limit by `DefaultBodyLimit`.
-async fn reject_oversized(State(limit): State<usize>, req: Request, next: Next) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return ApiError::from_status(StatusCode::PAYLOAD_TOO_LARGE).into_response();
-    }
-    next.run(req).await
-}
-
 /// Longest client-supplied `x-request-id` that is kept.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
@@ -191,24 +168,33 @@ async fn shed_load(State(state): State<AppState>, req: Request, next: Next) -> R
     }
 }
 
+/// The API routes, behind admission control ([`shed_load`]): the one list
+/// the router and the OpenAPI document's 503 answers are both made from.
+fn admitted_routes() -> [(&'static str, MethodRouter<AppState>); 7] {
+    [
+        ("/predict", post(predict::predict)),
+        ("/predict/batch", post(predict::predict_batch)),
+        ("/feedback", post(feedback::feedback)),
+        ("/feedback/batch", post(feedback::feedback_batch)),
+        ("/model", get(model::model)),
+        ("/model/quality", get(model::quality)),
+        ("/admin/reload", post(admin::reload)),
+    ]
+}
+
 /// Builds the application router around `state`.
 pub fn router(state: AppState) -> Router {
     let s = &state.settings.server;
-    let api = Router::new()
-        .route("/predict", post(predict::predict))
-        .route("/predict/batch", post(predict::predict_batch))
-        .route("/feedback", post(feedback::feedback))
-        .route("/feedback/batch", post(feedback::feedback_batch))
-        .route("/model", get(model::model))
-        .route("/model/quality", get(model::quality))
-        .route("/admin/reload", post(admin::reload))
+    let api = admitted_routes()
+        .into_iter()
+        .fold(Router::new(), |api, (path, route)| api.route(path, route))
         .route_layer(middleware::from_fn_with_state(state.clone(), shed_load));
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(api)
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
-        .route("/metrics", get(model::metrics))
+        .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
         // One `layer` call for the whole stack, outermost first. axum boxes
@@ -251,11 +237,16 @@ pub fn router(state: AppState) -> Router {
                     StatusCode::REQUEST_TIMEOUT,
                     Duration::from_millis(s.request_timeout_ms),
                 ))
-                .layer(middleware::from_fn_with_state(
-                    s.body_limit_bytes,
-                    reject_oversized,
-                ))
-                .layer(DefaultBodyLimit::max(s.body_limit_bytes)),
+                // A declared Content-Length over the limit is refused at once
+                // with 413, instead of waiting for a body the client may
+                // never send; bodies without a length (chunked) are cut off
+                // at the limit as they are read.
+                .layer(DefaultBodyLimit::max(s.body_limit_bytes))
+                // Innermost: it hands the routes a `Limited` body, which the
+                // middleware above (written for axum's `Body`) cannot take;
+                // its answers get axum's body back.
+                .map_response(IntoResponse::into_response)
+                .layer(RequestBodyLimitLayer::new(s.body_limit_bytes)),
         )
         .with_state(state)
 }

@@ -1,8 +1,6 @@
-//! `GET /model`, `GET /model/quality` and `GET /metrics`.
+//! `GET /model` and `GET /model/quality`.
 
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -60,7 +58,7 @@ pub async fn model(State(state): State<AppState>) -> Json<ModelResponse> {
         dataset: meta.dataset.clone(),
         gate_min_f1_macro: m.gate.threshold,
         gate_f1_macro: m.gate.f1_macro,
-        gate_source: m.gate.basis.to_string(),
+        gate_source: m.gate.gate_source.to_string(),
         loaded_at: m.loaded_at.to_rfc3339(),
     })
 }
@@ -107,7 +105,8 @@ pub struct DriftFigures {
 /// Live vs. stored model quality.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct QualityResponse {
-    /// Configured window of labelled predictions.
+    /// Configured window size (`feedback.window`): of labelled predictions
+    /// for `live`, and of recent predictions for `drift`.
     pub window_size: usize,
     /// Labelled predictions in it.
     pub samples: u64,
@@ -152,34 +151,4 @@ pub async fn quality(State(state): State<AppState>) -> Json<QualityResponse> {
             mean_oov_ratio: d.mean_oov_ratio,
         }),
     })
-}
-
-/// Prometheus text exposition; live gauges are refreshed at scrape time.
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let m = &state.metrics;
-    let live = state.feedback.live_quality();
-    m.live_window_samples.set(live.samples as i64);
-    if let Some(e) = live.evaluation {
-        m.live_f1_macro.set(e.f1_macro);
-        m.live_balanced_accuracy.set(e.balanced_accuracy);
-        m.live_accuracy.set(e.accuracy);
-    }
-    if let Some(d) = state.feedback.drift() {
-        m.live_label_drift_js.set(d.label_js_divergence);
-        m.live_mean_confidence.set(d.mean_confidence);
-        m.live_oov_ratio.set(d.mean_oov_ratio);
-        for (label, share) in &d.predicted_label_share {
-            m.live_predicted_label_share
-                .with_label_values(&[label])
-                .set(*share);
-        }
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        m.render(),
-    )
 }

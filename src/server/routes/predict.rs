@@ -10,7 +10,8 @@ use utoipa::ToSchema;
 
 use crate::server::error::ApiError;
 use crate::server::extract::AppJson;
-use crate::server::state::{AppState, ServingModel};
+use crate::server::loader::ServingModel;
+use crate::server::state::AppState;
 
 /// One text to classify.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -101,7 +102,7 @@ fn score(state: &AppState, model: &ServingModel, text: &str, explain: bool) -> P
     }
     let id = state
         .feedback
-        .remember(&model.labels, prediction.label, confidence, oov);
+        .remember(&model.profile, prediction.label, confidence, oov);
     let explanation = explain.then(|| {
         classifier
             .explain(text, &prediction, 10)

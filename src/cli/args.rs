@@ -1,0 +1,153 @@
+//! The command line's arguments (clap derive): one struct per subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use nbserve::dataset::{LABEL_COLUMN, TEXT_COLUMN};
+
+/// Train, gate and serve a Bernoulli naive Bayes text classifier.
+#[derive(Debug, Parser)]
+#[command(name = "nbserve", version, about, long_about = None)]
+pub struct Cli {
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model from a labelled CSV and write the artifact.
+    Train(TrainArgs),
+    /// Write the stratified train/test split `train` would use, as two CSVs.
+    Split(SplitArgs),
+    /// Score a model on a labelled CSV.
+    Evaluate(EvaluateArgs),
+    /// Predict the label of texts (argument, `--data` CSV, or one per stdin line).
+    Predict(PredictArgs),
+    /// Run the deployment gate: exit 0 if the model may be served, 5 if not.
+    Check(CheckArgs),
+    /// Serve the configured model over HTTP.
+    Serve(ConfigArgs),
+    /// Exit 0 when the server's /health answers 200 (for container health checks).
+    Healthcheck(HealthcheckArgs),
+    /// Print the resolved settings as JSON (exit 3 on an unknown or invalid key).
+    Config(ConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// Labelled CSV file.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Column holding the text.
+    #[arg(long, default_value = TEXT_COLUMN)]
+    pub text_column: String,
+    /// Column holding the label.
+    #[arg(long, default_value = LABEL_COLUMN)]
+    pub label_column: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Where to write the artifact.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Additive smoothing (> 0).
+    #[arg(long, default_value_t = 1.0)]
+    pub alpha: f64,
+    /// Held-out share for the stratified split.
+    #[arg(long, default_value_t = 0.2)]
+    pub test_size: f64,
+    /// Split seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Train on all of --data and evaluate on this labelled CSV instead of a split.
+    #[arg(long)]
+    pub test_data: Option<PathBuf>,
+    /// Model name recorded in the artifact (default: the output file's stem).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Model version recorded in the artifact (default: creation time).
+    #[arg(long)]
+    pub model_version: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SplitArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Training part output.
+    #[arg(long)]
+    pub train_out: PathBuf,
+    /// Test part output.
+    #[arg(long)]
+    pub test_out: PathBuf,
+    /// Held-out share.
+    #[arg(long, default_value_t = 0.2)]
+    pub test_size: f64,
+    /// Split seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Model artifact.
+    #[arg(long)]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Model artifact.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Text to classify; without it, reads --data or one document per stdin line.
+    pub text: Option<String>,
+    /// CSV whose text column to classify (documents may span lines).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Column holding the text in --data.
+    #[arg(long, default_value = TEXT_COLUMN)]
+    pub text_column: String,
+    /// One JSON object per document: label, probabilities, log_probabilities.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Model artifact.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Minimum F1 macro.
+    #[arg(long)]
+    pub min_f1_macro: f64,
+    /// Re-evaluate on this labelled CSV instead of trusting the stored evaluation.
+    #[arg(long)]
+    pub holdout: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Settings file (TOML or YAML); environment variables NBSERVE__* override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthcheckArgs {
+    /// Health endpoint to probe.
+    #[arg(long, default_value = "http://127.0.0.1:8080/health")]
+    pub url: String,
+    /// Give up after this many milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub timeout_ms: u64,
+}

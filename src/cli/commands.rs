@@ -1,0 +1,328 @@
+//! One function per subcommand; each error leaves with its exit code.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use nbserve::artifact::{Artifact, ArtifactError, LoadedModel};
+use nbserve::classifier::{stratified_split, Classifier};
+use nbserve::dataset::{self, Dataset, DatasetError};
+use nbserve::gate::GateError;
+use nbserve::server::{Application, LoadError, StartupError};
+use nbserve::settings::Settings;
+use nbserve::training::{evaluate_on, TrainOptions};
+
+use super::args::{
+    CheckArgs, ConfigArgs, DataArgs, EvaluateArgs, HealthcheckArgs, PredictArgs, SplitArgs,
+    TrainArgs,
+};
+use super::exit;
+use super::Failure;
+
+type CmdResult = Result<(), Failure>;
+
+fn read_data(args: &DataArgs) -> Result<Dataset, Failure> {
+    read_csv(&args.data, &args.text_column, &args.label_column)
+}
+
+fn read_csv(path: &Path, text: &str, label: &str) -> Result<Dataset, Failure> {
+    Dataset::from_csv(path, text, label).map_err(invalid_data)
+}
+
+fn invalid_data(e: DatasetError) -> Failure {
+    Failure::new(exit::INVALID_DATA, e)
+}
+
+fn load_model(path: &Path) -> Result<LoadedModel, Failure> {
+    Artifact::load(path).map_err(|e| match e {
+        // Already names the file.
+        ArtifactError::Io { .. } => Failure::new(exit::INVALID_MODEL, e),
+        _ => Failure::new(exit::INVALID_MODEL, format!("{}: {e}", path.display())),
+    })
+}
+
+fn io_failure(e: std::io::Error) -> Failure {
+    Failure::new(exit::FAILURE, e)
+}
+
+/// `SOURCE_DATE_EPOCH` when set (reproducible builds), else now.
+fn creation_time() -> Result<DateTime<Utc>, Failure> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(s) => s
+            .parse::<i64>()
+            .ok()
+            .and_then(|secs| DateTime::from_timestamp(secs, 0))
+            .ok_or_else(|| Failure::new(exit::USAGE, "SOURCE_DATE_EPOCH must be Unix seconds")),
+        Err(_) => Ok(Utc::now()),
+    }
+}
+
+impl TrainArgs {
+    fn options(&self, created_at: DateTime<Utc>) -> TrainOptions {
+        let stem = self.out.file_stem().and_then(|s| s.to_str());
+        TrainOptions {
+            alpha: self.alpha,
+            test_size: self.test_size,
+            seed: self.seed,
+            name: self
+                .name
+                .clone()
+                .unwrap_or_else(|| stem.unwrap_or("model").to_owned()),
+            version: self.model_version.clone(),
+            created_at,
+        }
+    }
+}
+
+/// `nbserve train`.
+pub fn train(a: TrainArgs) -> CmdResult {
+    let data = read_data(&a.data)?;
+    let test = a
+        .test_data
+        .as_deref()
+        .map(|p| read_csv(p, &a.data.text_column, &a.data.label_column))
+        .transpose()?;
+    eprintln!(
+        "training on {} documents from {}{}",
+        data.len(),
+        a.data.data.display(),
+        test.as_ref()
+            .map(|t| format!(", evaluating on {} documents", t.len()))
+            .unwrap_or_default()
+    );
+    let options = a.options(creation_time()?);
+    let show_progress = data.len() >= 5000;
+    let artifact = nbserve::training::train(&data, test.as_ref(), &options, |done, total| {
+        if show_progress {
+            eprintln!("  tokenized {done}/{total} documents");
+        }
+    })
+    .map_err(|e| Failure::new(exit::INVALID_DATA, e))?;
+    artifact
+        .save(&a.out)
+        .map_err(|e| Failure::new(exit::FAILURE, e))?;
+    print_trained(&artifact, &a.out);
+    Ok(())
+}
+
+fn print_trained(artifact: &Artifact, out: &Path) {
+    let evaluation = artifact.evaluation.as_ref().expect("training evaluates");
+    println!(
+        "model {} {} ({} terms, {} classes) written to {}",
+        artifact.model.name,
+        artifact.model.version,
+        artifact.vocabulary.len(),
+        artifact.classes.len(),
+        out.display()
+    );
+    println!(
+        "evaluated on {} ({} documents):",
+        artifact.training.evaluated_on, evaluation.documents
+    );
+    print!("{}", evaluation.to_table());
+}
+
+/// `nbserve split`.
+pub fn split(a: SplitArgs) -> CmdResult {
+    let data = read_data(&a.data)?;
+    let classes = data.classes();
+    let labels = data.label_indices(&classes).expect("own labels");
+    let split = stratified_split(&labels, &classes, a.test_size, a.seed)
+        .map_err(|e| Failure::new(exit::INVALID_DATA, e))?;
+    let write = |part: &[usize], path: &Path| {
+        data.subset(part)
+            .write_csv(path)
+            .map_err(|e| Failure::new(exit::FAILURE, e))
+    };
+    write(&split.train, &a.train_out)?;
+    write(&split.test, &a.test_out)?;
+    println!(
+        "{} training and {} test documents written",
+        split.train.len(),
+        split.test.len()
+    );
+    Ok(())
+}
+
+/// `nbserve evaluate`.
+pub fn evaluate(a: EvaluateArgs) -> CmdResult {
+    let model = load_model(&a.model)?;
+    let data = read_data(&a.data)?;
+    let e =
+        evaluate_on(&model.classifier, &data).map_err(|e| Failure::new(exit::INVALID_DATA, e))?;
+    if a.json {
+        println!("{}", serde_json::to_string(&e).expect("serialisable"));
+    } else {
+        print!("{}", e.to_table());
+    }
+    Ok(())
+}
+
+/// Writes one line per classified text: a table row or a JSON object.
+struct Printer<'a, W> {
+    classifier: &'a Classifier,
+    json: bool,
+    out: W,
+}
+
+impl<W: Write> Printer<'_, W> {
+    fn print(&mut self, text: &str) -> std::io::Result<()> {
+        let p = self.classifier.predict(text);
+        let classes = self.classifier.classes();
+        let label = &classes[p.label];
+        if !self.json {
+            return writeln!(self.out, "{label}\t{:.4}", p.confidence());
+        }
+        let by_class = |values: &[f64]| -> serde_json::Map<String, serde_json::Value> {
+            classes
+                .iter()
+                .zip(values)
+                .map(|(c, &v)| (c.clone(), v.into()))
+                .collect()
+        };
+        let line = serde_json::json!({
+            "label": label,
+            "probabilities": by_class(&p.probabilities()),
+            "log_probabilities": by_class(&p.log_probabilities),
+        });
+        writeln!(self.out, "{line}")
+    }
+}
+
+/// `nbserve predict`: the argument, else the `--data` CSV, else stdin lines.
+pub fn predict(a: PredictArgs) -> CmdResult {
+    let model = load_model(&a.model)?;
+    let stdout = std::io::stdout();
+    let mut printer = Printer {
+        classifier: &model.classifier,
+        json: a.json,
+        out: std::io::BufWriter::new(stdout.lock()),
+    };
+    if let Some(text) = &a.text {
+        printer.print(text).map_err(io_failure)?;
+    } else if let Some(path) = &a.data {
+        for text in dataset::stream_column(path, &a.text_column).map_err(invalid_data)? {
+            printer
+                .print(&text.map_err(invalid_data)?)
+                .map_err(io_failure)?;
+        }
+    } else {
+        for line in std::io::stdin().lock().lines() {
+            printer
+                .print(&line.map_err(io_failure)?)
+                .map_err(io_failure)?;
+        }
+    }
+    printer.out.flush().map_err(io_failure)
+}
+
+/// `nbserve check`: the deployment gate, as CI calls it.
+pub fn check(a: CheckArgs) -> CmdResult {
+    let model = load_model(&a.model)?;
+    let holdout = a
+        .holdout
+        .as_deref()
+        .map(|p| Dataset::holdout(p).map_err(invalid_data))
+        .transpose()?;
+    match nbserve::gate::gate(&model, a.min_f1_macro, holdout.as_ref()) {
+        Ok(pass) => {
+            println!(
+                "gate passed: model {} {} F1 macro {:.4} ({}) >= minimum {:.4}",
+                model.meta.model.name,
+                model.meta.model.version,
+                pass.f1_macro,
+                pass.gate_source,
+                pass.threshold
+            );
+            Ok(())
+        }
+        Err(GateError::InvalidThreshold(t)) => Err(Failure::new(
+            exit::USAGE,
+            format!("--min-f1-macro must be within [0, 1], got {t}"),
+        )),
+        Err(e @ GateError::Holdout(_)) => Err(Failure::new(exit::INVALID_DATA, e)),
+        Err(e) => Err(Failure::new(
+            exit::GATE_REJECTED,
+            format!("gate rejected: {e}"),
+        )),
+    }
+}
+
+fn load_settings(a: &ConfigArgs) -> Result<Settings, Failure> {
+    Settings::load(a.config.as_deref()).map_err(|e| Failure::new(exit::SETTINGS, e))
+}
+
+/// `nbserve config`: the resolved settings, the admin token redacted.
+pub fn config(a: ConfigArgs) -> CmdResult {
+    let mut s = load_settings(&a)?;
+    if s.admin.token.is_some() {
+        s.admin.token = Some("<redacted>".into());
+    }
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&s).expect("serialisable")
+    );
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(io_failure)
+}
+
+/// `nbserve serve`.
+pub fn serve(a: ConfigArgs) -> CmdResult {
+    let settings = load_settings(&a)?;
+    nbserve::telemetry::init(&settings.log);
+    runtime()?.block_on(async {
+        let app = Application::build_with_signals(settings)
+            .await
+            .map_err(|e| {
+                // The log is where a service's operators look; one report is
+                // enough, unless the log is switched off.
+                tracing::error!(error = %e, "start-up failed");
+                Failure {
+                    logged: tracing::enabled!(tracing::Level::ERROR),
+                    ..Failure::new(startup_exit_code(&e), e)
+                }
+            })?;
+        app.run_until_stopped().await.map_err(io_failure)
+    })
+}
+
+/// The documented exit code for a server that did not start.
+fn startup_exit_code(e: &StartupError) -> u8 {
+    match e {
+        StartupError::Model {
+            source: LoadError::Gate(GateError::Rejected { .. }),
+            ..
+        } => exit::GATE_REJECTED,
+        StartupError::Model {
+            source: LoadError::Holdout(_),
+            ..
+        } => exit::INVALID_DATA,
+        StartupError::Model { .. } => exit::INVALID_MODEL,
+        StartupError::FeedbackLog(_) => exit::SETTINGS,
+        StartupError::Signals(_) | StartupError::Bind { .. } => exit::FAILURE,
+    }
+}
+
+/// `nbserve healthcheck`.
+pub fn healthcheck(a: HealthcheckArgs) -> CmdResult {
+    runtime()?.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_millis(a.timeout_ms))
+            .build()
+            .map_err(|e| Failure::new(exit::FAILURE, e))?;
+        match client.get(&a.url).send().await {
+            Ok(r) if r.status() == reqwest::StatusCode::OK => Ok(()),
+            Ok(r) => Err(Failure::new(
+                exit::UNHEALTHY,
+                format!("{} answered {}", a.url, r.status()),
+            )),
+            Err(e) => Err(Failure::new(exit::UNHEALTHY, format!("{}: {e}", a.url))),
+        }
+    })
+}

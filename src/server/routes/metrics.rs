@@ -1,0 +1,23 @@
+//! `GET /metrics`: the Prometheus text exposition.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use crate::server::state::AppState;
+
+/// Prometheus text exposition; live gauges are refreshed at scrape time.
+#[utoipa::path(get, path = "/metrics", tag = "model", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let live = state.feedback.live_quality();
+    state
+        .metrics
+        .set_live(&live, state.feedback.drift().as_ref());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}

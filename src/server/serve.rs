@@ -1,0 +1,195 @@
+//! The accept loop and the drain: how connections are served and how they
+//! are let finish on shutdown.
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+use super::routes::router;
+use super::state::AppState;
+use super::MAX_HEAD_BYTES;
+
+/// Most connections taken from the accept queue after the shutdown signal.
+const MAX_LATE_CONNECTIONS: u64 = 4096;
+
+/// Serves on `listener` until `signal` completes, then drains: readiness
+/// turns 503, connections the kernel already completed are still taken, the
+/// listener closes, in-flight requests finish (bounded by
+/// `server.shutdown_timeout_secs`).
+pub(super) async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    signal: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let (shutdown_tx, shutdown_rx) = watch::channel(());
+    let connections = Connections::new(&state, shutdown_rx);
+    let accepted = accept_until(&listener, &connections, signal).await;
+    state.set_not_ready();
+    let late = take_queued(listener, &connections);
+    let timeout = Duration::from_secs(state.settings.server.shutdown_timeout_secs);
+    tracing::info!(
+        timeout_secs = timeout.as_secs(),
+        late_connections = late,
+        connections_accepted = accepted + late,
+        "shutting down: draining in-flight requests"
+    );
+    // The connection tasks hold the other receivers; the drain counts on it.
+    drop(connections);
+    let _ = shutdown_tx.send(());
+    // Completes when every connection task has dropped its receiver.
+    match tokio::time::timeout(timeout, shutdown_tx.closed()).await {
+        Ok(()) => tracing::info!("all connections closed"),
+        Err(_) => tracing::warn!("drain timeout reached; closing remaining connections"),
+    }
+    Ok(())
+}
+
+/// Everything a connection task needs: one per server.
+struct Connections {
+    app: Router,
+    http1: http1::Builder,
+    header_read_timeout: Duration,
+    shutdown: watch::Receiver<()>,
+}
+
+impl Connections {
+    fn new(state: &AppState, shutdown: watch::Receiver<()>) -> Self {
+        // HTTP/1.1 only. hyper-util's auto (HTTP/1 + h2c) builder first reads
+        // a few bytes to pick the protocol, without any timeout (a silent
+        // client held its connection forever) and, on graceful shutdown,
+        // drops connections still at that step (requests sent just before
+        // SIGTERM were reset). Nothing here used h2c.
+        //
+        // Slow clients cannot hold a connection: a connection must send its
+        // first byte within the header timeout (see `spawn`), then hyper's
+        // header timer gives it the timeout again to complete the head, and
+        // restarts after every response (closing idle keep-alive
+        // connections). A request head is capped at MAX_HEAD_BYTES.
+        // hyper answers these itself, before the app: 431 (head too large or
+        // > 100 headers), 400 (broken framing), with an empty body.
+        let header_read_timeout =
+            Duration::from_millis(state.settings.server.header_read_timeout_ms);
+        let mut http1 = http1::Builder::new();
+        // half_close: a client may shut down its write side once the request
+        // is sent (`nc -N`, some health checkers); by default hyper treats
+        // that EOF as "gone" and closes without answering.
+        http1
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .max_header_size(MAX_HEAD_BYTES)
+            .half_close(true);
+        Self {
+            app: router(state.clone()),
+            http1,
+            header_read_timeout,
+            shutdown,
+        }
+    }
+
+    /// Serves `stream` on its own task.
+    ///
+    /// Graceful shutdown by hand rather than hyper-util's GracefulShutdown:
+    /// hyper closes a connection that has not read anything yet when asked
+    /// to shut down — even if the client's request already sits in the
+    /// socket. So each connection first waits until its first bytes can be
+    /// peeked (`readable()` alone can wake spuriously; closed if none come
+    /// within the header timeout) and is polled once before it looks at the
+    /// shutdown signal; the request it was opened for is then served.
+    fn spawn(&self, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let app = self.app.clone();
+        let service =
+            hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                app.clone().oneshot(req.map(axum::body::Body::new))
+            });
+        let http1 = self.http1.clone();
+        let header_read_timeout = self.header_read_timeout;
+        let mut shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            // A client silent for the whole header timeout is dropped.
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(header_read_timeout, stream.peek(&mut first)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                _ => return,
+            }
+            let conn = http1.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                biased;
+                _ = conn.as_mut() => return,
+                _ = shutdown.changed() => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+            // `shutdown` dropped here: the drain counts on it.
+        });
+    }
+}
+
+/// Accepts and serves connections until `signal`; returns how many.
+async fn accept_until(
+    listener: &TcpListener,
+    connections: &Connections,
+    signal: impl Future<Output = ()>,
+) -> u64 {
+    let mut accepted: u64 = 0;
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            result = listener.accept() => match result {
+                Ok((stream, _peer)) => {
+                    connections.spawn(stream);
+                    accepted += 1;
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = &mut signal => return accepted,
+        }
+    }
+}
+
+/// Serves the connections waiting in the accept queue, then closes the
+/// listener; returns how many.
+///
+/// Connections the kernel completed before the signal wait in the accept
+/// queue; closing the listener would reset them although their clients may
+/// already have sent a request. They are taken (a bounded number) straight
+/// from the socket. (One that completes between the last accept and the
+/// close is still closed by the kernel, unanswered and unread: its client
+/// sees it like a refusal.)
+fn take_queued(listener: TcpListener, connections: &Connections) -> u64 {
+    let listener = match listener.into_std() {
+        Ok(l) => l,
+        // Closed already (dropped by the failed conversion): drain anyway.
+        Err(e) => {
+            tracing::warn!(error = %e, "could not take queued connections");
+            return 0;
+        }
+    };
+    let mut late: u64 = 0;
+    while late < MAX_LATE_CONNECTIONS {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if stream.set_nonblocking(true).is_ok() {
+                    if let Ok(stream) = TcpStream::from_std(stream) {
+                        connections.spawn(stream);
+                        late += 1;
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    late
+}
