@@ -101,7 +101,8 @@ suite() {
 # cargo's own summary lines, one per test binary: `test result: ok. 12 passed; 0 failed; ...`
 cargo_tests() {
     local status=0
-    cargo test --locked 2>&1 | tee "$logs/cargo.log" || status=$?
+    # --no-fail-fast: every test binary runs and is counted, even after one failed.
+    cargo test --locked --no-fail-fast 2>&1 | tee "$logs/cargo.log" || status=$?
     local sums
     sums="$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed' "$logs/cargo.log" |
         awk '{p += $4; f += $6} END {print p + 0, f + 0}')"

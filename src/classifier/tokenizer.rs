@@ -574,7 +574,10 @@ mod tests {
     /// An oracle that shares no code with the tokenizer: the `regex` crate's
     /// Unicode tables. Python's `str` `\w` is `[\p{L}\p{N}_]` (see the module
     /// comment), so scikit-learn's tokens are the runs of two or more of
-    /// those in the lowercased text.
+    /// those in the lowercased text. Those tables are newer than CPython
+    /// 3.11's Unicode 14.0, so the oracle holds only for text without
+    /// characters assigned since ([`known_to_python`]); for those the dump
+    /// from Python decides (`every_code_point_*`).
     fn regex_tokens(text: &str) -> Vec<String> {
         static WORDS: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
         let words = WORDS.get_or_init(|| regex::Regex::new(r"[\p{L}\p{N}_]{2,}").unwrap());
@@ -591,9 +594,15 @@ mod tests {
         assert_eq!(tokenize("CAFE\u{301}S ab"), regex_tokens("CAFE\u{301}S ab"));
     }
 
+    /// `text` without the characters CPython 3.11 does not know.
+    fn known_to_python(text: &str) -> String {
+        text.chars().filter(|&c| !unassigned_in_python(c)).collect()
+    }
+
     proptest::proptest! {
         #[test]
         fn tokenize_matches_the_regex_oracle(text in "\\PC{0,300}") {
+            let text = known_to_python(&text);
             proptest::prop_assert_eq!(tokenize(&text), regex_tokens(&text));
         }
 
@@ -620,7 +629,7 @@ mod tests {
         fn lowercase_into_is_str_to_lowercase(text in ".*") {
             // For the characters Python knows; the others stay as they are
             // (every_code_point_lowercases_exactly_as_in_python_3_11).
-            let text: String = text.chars().filter(|&c| !unassigned_in_python(c)).collect();
+            let text = known_to_python(&text);
             proptest::prop_assert_eq!(lower(&text), text.to_lowercase());
         }
 
