@@ -44,7 +44,7 @@ local_server_setup
 # Valid: the shipped model plus two retrained versions. Invalid: a corrupt copy
 # (one byte flipped), a truncated copy, and a well-formed model below the gate.
 local_server_release_models
-valid="rel-a.json=rel-a,rel-b.json=rel-b,spam-nb.json=2026.11.25"
+valid="rel-a.json=rel-a,rel-b.json=rel-b,spam-nb.json=2026.11.30"
 invalid="corrupt.json,truncated.json,below-gate.json"
 
 status=0
@@ -52,7 +52,7 @@ local_server_start "$work/server-a.log" NBSERVE__SERVER__SHUTDOWN_TIMEOUT_SECS="
 log "(a) reload under load: $CONNS connections, ${DURATION}s, $RELOADS reloads"
 python3 bench/reliability.py reload --port "$port" --token "$token" --conns "$CONNS" \
     --duration "$DURATION" --reloads "$RELOADS" --valid "$valid" --invalid "$invalid" \
-    --initial-version 2026.11.25 || status=1
+    --initial-version 2026.11.30 || status=1
 
 kill -TERM "$pid"; wait "$pid" || true; pid=""
 

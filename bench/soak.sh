@@ -34,7 +34,7 @@ log "${SOAK_SECS}s, $CONNS connections, reload every ${RELOAD_EVERY}s (server pi
 status=0
 python3 bench/reliability.py soak --port "$port" --token "$token" --conns "$CONNS" \
     --seconds "$SOAK_SECS" --reload-every "$RELOAD_EVERY" --rss-pid "$pid" \
-    --valid "rel-a.json=rel-a,rel-b.json=rel-b,spam-nb.json=2026.11.25" || status=1
+    --valid "rel-a.json=rel-a,rel-b.json=rel-b,spam-nb.json=2026.11.30" || status=1
 kill -0 "$pid" 2>/dev/null || { log "FAIL: the server died"; status=1; }
 grep -E 'VmHWM|VmRSS' "/proc/$pid/status" >&2 || true
 kill -TERM "$pid"

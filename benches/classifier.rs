@@ -9,7 +9,9 @@
 //! can compare the two. Each workload is measured twice, once reporting
 //! bytes/s and once documents/s.
 //!
-//! `NBSERVE_BENCH_DOCS` (default 1000) sets the batch size.
+//! `NBSERVE_BENCH_DOCS` (default 1000) sets the batch size and
+//! `NBSERVE_BENCH_MODEL` (default `models/spam-nb.json`) the artifact, e.g. to
+//! compare vocabulary sizes.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -60,10 +62,15 @@ fn batch_size() -> usize {
 }
 
 fn benches(c: &mut Criterion) {
-    let model_path = root().join(MODEL);
+    let model_path = root().join(std::env::var("NBSERVE_BENCH_MODEL").unwrap_or(MODEL.into()));
     let classifier = Artifact::load(&model_path)
-        .expect("models/spam-nb.json loads")
+        .unwrap_or_else(|e| panic!("{}: {e}", model_path.display()))
         .classifier;
+    eprintln!(
+        "bench: model {} ({} terms)",
+        model_path.display(),
+        classifier.vocabulary().len()
+    );
     let docs = documents(batch_size());
     let batch_bytes: u64 = docs.iter().map(|d| d.len() as u64).sum();
 

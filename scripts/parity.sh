@@ -11,7 +11,15 @@
 #   fits scikit-learn on the same train file and compares vocabulary, labels,
 #   log-probabilities and the artifact's evaluation metrics.
 # Case 2 "tokenizer-stress": the same on tests/data/tokenizer_stress.csv alone.
-# Case 3 "shipped-model-http": tests/parity/http_parity.py serves models/spam-nb.json
+# Cases 3+ reuse case 1's train/test files with vectorizer options (min_df, max_df,
+#   max_features, two settings each) and the other models (MultinomialNB, ComplementNB on
+#   counts and on binary features): `nbserve train` gets the options, parity.py fits the
+#   same CountVectorizer + model in scikit-learn. max_features values are the largest up
+#   to 20,000 and 1,000 whose cut falls between distinct counts on this split
+#   (parity.py tie-free-limit; the check reports where the cut falls): at a tie
+#   scikit-learn's unstable argsort keeps whichever tied terms NumPy's sort kernel puts
+#   first, nbserve the alphabetically first.
+# Last case "shipped-model-http": tests/parity/http_parity.py serves models/spam-nb.json
 #   with the real binary, reproduces the split the artifact records (its test size and
 #   seed), and compares /predict and /predict/batch on the held-out part with
 #   scikit-learn fitted with the artifact's alpha on the train part (probabilities at
@@ -111,7 +119,46 @@ status=0
 } || status=$?
 record "$status"
 
-# Case 3: the shipped model, served over HTTP
+# option_case NAME -- NBSERVE_TRAIN_OPTIONS -- PARITY_OPTIONS: case 1's files, other options.
+option_case() {
+    local name="$1"; shift; shift
+    local nb_opts=() py_opts=()
+    while [[ "$1" != "--" ]]; do nb_opts+=("$1"); shift; done
+    shift
+    py_opts=("$@")
+    echo "parity: case $name"
+    local status=0
+    {
+        need "$work/train.csv" "$work/test.csv" &&
+        run "$name-train" train --data "$work/train.csv" --test-data "$work/test.csv" \
+            --out "$work/$name-model.json" "${nb_opts[@]}" &&
+        need "$work/$name-model.json" &&
+        run "$name-predict" predict --model "$work/$name-model.json" --data "$work/test.csv" --json &&
+        "$PY" "$parity" check --name "$name" --train "$work/train.csv" --test "$work/test.csv" \
+            --model "$work/$name-model.json" --pred "$work/$name-predict.out" "${py_opts[@]}"
+    } || status=$?
+    record "$status"
+}
+
+option_case min-df-2 -- --min-df 2 -- --min-df 2
+option_case min-df-share -- --min-df 0.005 --alpha 0.1 -- --min-df 0.005 --alpha 0.1
+option_case max-df-share -- --max-df 0.5 -- --max-df 0.5
+option_case max-df-count -- --max-df 400 --min-df 3 -- --max-df 400 --min-df 3
+# The largest limits up to 20,000 and 1,000 that do not cut through a tie.
+mf_a=$("$PY" "$parity" tie-free-limit "$work/train.csv" 20000 2>/dev/null || echo 20000)
+mf_b=$("$PY" "$parity" tie-free-limit "$work/train.csv" 1000 --min-df 2 2>/dev/null || echo 1000)
+option_case max-features-a -- --max-features "$mf_a" -- --max-features "$mf_a"
+option_case max-features-b -- --max-features "$mf_b" --min-df 2 -- --max-features "$mf_b" --min-df 2
+option_case multinomial-counts -- --model multinomial -- --nb multinomial --binary false
+option_case multinomial-binary -- --model multinomial --binary --alpha 0.5 -- \
+    --nb multinomial --alpha 0.5
+option_case complement-binary -- --model complement --binary --min-df 2 -- \
+    --nb complement --min-df 2
+option_case bernoulli-calibrated -- --min-df 5 --alpha 0.1 --calibrate -- --min-df 5 --alpha 0.1
+option_case complement-counts -- --model complement --max-df 0.9 --alpha 0.3 -- \
+    --nb complement --binary false --max-df 0.9 --alpha 0.3
+
+# Last case: the shipped model, served over HTTP
 echo "parity: case shipped-model-http"
 status=0
 "$PY" tests/parity/http_parity.py --bin "$bin" --model models/spam-nb.json \

@@ -13,13 +13,22 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::classifier::{
-    BernoulliNb, Classifier, Evaluation, ModelError, NbParameters, Vocabulary, VocabularyError,
+    Classifier, DfBound, Evaluation, ModelError, ModelKind, NaiveBayes, NbParameters, TuningReport,
+    VectorizerOptions, Vocabulary, VocabularyError,
 };
 
-/// The `format` value of every nbserve artifact.
+/// The `format` value of every nbserve artifact (kept for every model kind,
+/// so existing readers recognise the file).
 pub const FORMAT: &str = "nbserve-bernoulli-nb";
-/// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema version this build writes.
+///
+/// Schema 2 adds the vectorizer options, the model kind, `calibration`,
+/// `tuning` and the Brier score / ECE in `evaluation`; every addition is
+/// optional, so schema-1 files (Bernoulli NB, default vectorizer, no
+/// calibration) still load and keep their checksum.
+pub const SCHEMA_VERSION: u32 = 2;
+/// Every schema version this build reads.
+pub const READABLE_SCHEMAS: [u32; 2] = [1, 2];
 /// The token pattern the tokenizer implements (recorded for readers of the file).
 pub const TOKEN_PATTERN: &str = r"(?u)\b\w\w+\b";
 
@@ -43,14 +52,44 @@ pub struct VectorizerSpec {
     pub token_pattern: String,
     /// Features are presence/absence, not counts.
     pub binary: bool,
+    /// `min_df` (absent in schema 1: 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_df: Option<DfBound>,
+    /// `max_df` (absent in schema 1: 1.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_df: Option<DfBound>,
+    /// `max_features`, 0 = no limit (absent in schema 1: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_features: Option<u64>,
 }
 
 impl Default for VectorizerSpec {
     fn default() -> Self {
+        Self::new(&VectorizerOptions::default())
+    }
+}
+
+impl VectorizerSpec {
+    /// The spec of a vectorizer with these options.
+    pub fn new(options: &VectorizerOptions) -> Self {
         Self {
             lowercase: true,
             token_pattern: TOKEN_PATTERN.to_owned(),
-            binary: true,
+            binary: options.binary,
+            min_df: Some(options.min_df),
+            max_df: Some(options.max_df),
+            max_features: Some(options.max_features),
+        }
+    }
+
+    /// The options, with scikit-learn's defaults for absent ones.
+    pub fn options(&self) -> VectorizerOptions {
+        let d = VectorizerOptions::default();
+        VectorizerOptions {
+            min_df: self.min_df.unwrap_or(d.min_df),
+            max_df: self.max_df.unwrap_or(d.max_df),
+            max_features: self.max_features.unwrap_or(d.max_features),
+            binary: self.binary,
         }
     }
 }
@@ -69,6 +108,34 @@ pub struct TrainingParams {
     pub evaluated_on: String,
     /// The vectorizer.
     pub vectorizer: VectorizerSpec,
+    /// The model (absent in schema 1: Bernoulli NB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelKind>,
+}
+
+impl TrainingParams {
+    /// The model kind, Bernoulli when the file does not say.
+    pub fn model_kind(&self) -> ModelKind {
+        self.model.unwrap_or_default()
+    }
+}
+
+/// Temperature scaling fitted on out-of-fold predictions of the training part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    /// Always `temperature`: probabilities are `softmax(jll / temperature)`.
+    pub method: String,
+    /// The fitted temperature (> 0).
+    pub temperature: f64,
+    /// Cross-validation folds that produced the out-of-fold scores.
+    pub folds: u32,
+    /// Seed of those folds.
+    pub seed: u64,
+    /// Mean out-of-fold log loss at temperature 1 (scikit-learn's probabilities).
+    pub log_loss_before: f64,
+    /// Mean out-of-fold log loss at the fitted temperature.
+    pub log_loss_after: f64,
 }
 
 /// What the model was trained on.
@@ -105,10 +172,20 @@ pub struct Artifact {
     pub classes: Vec<String>,
     /// Held-out evaluation measured at training time.
     pub evaluation: Option<Evaluation>,
+    /// Probability calibration, when fitted (`tune`, `train --calibrate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
+    /// The cross-validated search that chose the parameters (`tune`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuning: Option<TuningReport>,
     /// Sorted terms; position = feature index.
     pub vocabulary: Vec<String>,
     /// Fitted counts.
     pub parameters: NbParameters,
+    /// The MLflow run that trained it, when training was tracked. Absent
+    /// from untracked (and older) files, so their checksums are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mlflow_run_id: Option<String>,
     /// `sha256:<hex>` over the canonical content.
     pub checksum: String,
 }
@@ -134,7 +211,7 @@ pub enum ArtifactError {
         found: String,
     },
     /// A schema version this build does not read.
-    #[error("unsupported schema version {found} (this build reads {SCHEMA_VERSION})")]
+    #[error("unsupported schema version {found} (this build reads 1 and {SCHEMA_VERSION})")]
     UnsupportedSchema {
         /// What the file says.
         found: String,
@@ -186,6 +263,10 @@ pub struct ModelMeta {
     pub vocabulary_size: usize,
     /// Stored evaluation.
     pub evaluation: Evaluation,
+    /// The MLflow run that trained it, when tracked.
+    pub mlflow_run_id: Option<String>,
+    /// Probability calibration, if any.
+    pub calibration: Option<Calibration>,
 }
 
 /// A validated model, ready to serve.
@@ -222,6 +303,13 @@ impl Artifact {
         serde_json::to_vec(self).expect("artifact serialises")
     }
 
+    /// The exact bytes [`Artifact::save`] writes (JSON and a final newline).
+    pub fn file_bytes(&self) -> Vec<u8> {
+        let mut bytes = self.to_bytes();
+        bytes.push(b'\n');
+        bytes
+    }
+
     /// Writes atomically: a temporary file in the same directory, synced, then
     /// renamed over `path`, so a reader never sees a half-written model.
     pub fn save(&self, path: &Path) -> Result<(), ArtifactError> {
@@ -238,8 +326,7 @@ impl Artifact {
         let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
         let result = (|| {
             let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&self.to_bytes())?;
-            f.write_all(b"\n")?;
+            f.write_all(&self.file_bytes())?;
             f.sync_all()?;
             std::fs::rename(&tmp, path)?;
             // Make the rename itself durable.
@@ -278,7 +365,9 @@ impl Artifact {
             }
         }
         match header.schema_version {
-            Some(v) if v.as_u64() == Some(SCHEMA_VERSION as u64) => {}
+            Some(v)
+                if v.as_u64()
+                    .is_some_and(|n| READABLE_SCHEMAS.iter().any(|&s| u64::from(s) == n)) => {}
             other => {
                 return Err(ArtifactError::UnsupportedSchema {
                     found: other.map_or("<missing>".into(), |v| v.to_string()),
@@ -294,6 +383,11 @@ impl Artifact {
             path: path.to_owned(),
             source,
         })?;
+        Self::load_owned(bytes)
+    }
+
+    /// Parses and validates artifact bytes, freeing them once parsed.
+    pub fn load_owned(bytes: Vec<u8>) -> Result<LoadedModel, ArtifactError> {
         let artifact = Self::parse(&bytes)?;
         // The file's bytes are not needed past parsing: free them before the
         // scoring tables are built, so the two are never held at once.
@@ -316,10 +410,16 @@ impl Artifact {
         // 110k-term list before the counts are turned into log-probabilities.
         let vocabulary = Vocabulary::from_sorted(&self.vocabulary)?;
         drop(self.vocabulary);
-        let nb = BernoulliNb::new(&self.parameters)?;
+        let nb = NaiveBayes::with_kind(
+            self.training.model_kind(),
+            self.training.vectorizer.binary,
+            &self.parameters,
+        )?;
         drop(self.parameters);
         let vocabulary_size = vocabulary.len();
-        let classifier = Classifier::new(self.classes.clone(), vocabulary, nb)?;
+        let calibration = self.calibration;
+        let classifier = Classifier::new(self.classes.clone(), vocabulary, nb)?
+            .with_temperature(calibration.as_ref().map(|c| c.temperature));
         Ok(LoadedModel {
             classifier,
             meta: ModelMeta {
@@ -331,6 +431,8 @@ impl Artifact {
                 classes: self.classes,
                 vocabulary_size,
                 evaluation,
+                mlflow_run_id: self.mlflow_run_id,
+                calibration,
             },
         })
     }
@@ -379,7 +481,24 @@ impl Artifact {
                 evaluation.per_class.len()
             )));
         }
-        self.parameters.validate(self.vocabulary.len())?;
+        let options = self.training.vectorizer.options();
+        for bound in [options.min_df, options.max_df] {
+            bound
+                .validate()
+                .map_err(|e| ArtifactError::Shape(format!("vectorizer: {e}")))?;
+        }
+        if self.training.model_kind() == ModelKind::Bernoulli && !options.binary {
+            return Err(ArtifactError::Shape(
+                "a Bernoulli model needs a binary vectorizer".into(),
+            ));
+        }
+        if let Some(c) = &self.calibration {
+            if !(c.temperature.is_finite() && c.temperature > 0.0) {
+                return Err(ArtifactError::NonFinite("calibration.temperature"));
+            }
+        }
+        self.parameters
+            .validate_as(self.vocabulary.len(), options.binary)?;
         Ok(())
     }
 }
@@ -404,7 +523,7 @@ impl Serialize for CanonicalView<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let a = self.0;
-        let mut st = s.serialize_struct("Artifact", 12)?;
+        let mut st = s.serialize_struct("Artifact", 14)?;
         st.serialize_field("format", &a.format)?;
         st.serialize_field("schema_version", &a.schema_version)?;
         st.serialize_field("model", &a.model)?;
@@ -413,8 +532,21 @@ impl Serialize for CanonicalView<'_> {
         st.serialize_field("dataset", &a.dataset)?;
         st.serialize_field("classes", &a.classes)?;
         st.serialize_field("evaluation", &a.evaluation)?;
+        // Absent rather than null, as the derived Serialize writes them.
+        match &a.calibration {
+            Some(c) => st.serialize_field("calibration", c)?,
+            None => st.skip_field("calibration")?,
+        }
+        match &a.tuning {
+            Some(t) => st.serialize_field("tuning", t)?,
+            None => st.skip_field("tuning")?,
+        }
         st.serialize_field("vocabulary", &a.vocabulary)?;
         st.serialize_field("parameters", &a.parameters)?;
+        match &a.mlflow_run_id {
+            Some(id) => st.serialize_field("mlflow_run_id", id)?,
+            None => st.skip_field("mlflow_run_id")?,
+        }
         st.serialize_field("checksum", "")?;
         st.end()
     }
@@ -424,7 +556,7 @@ impl Serialize for CanonicalView<'_> {
 mod tests {
     use super::*;
     use crate::dataset::Dataset;
-    use crate::training::{train, TrainOptions};
+    use crate::training::{train, RunOptions, TrainOptions};
 
     fn sample_artifact() -> Artifact {
         let data = Dataset::from_csv(
@@ -437,12 +569,17 @@ mod tests {
         )
         .unwrap();
         let options = TrainOptions {
+            model: ModelKind::Bernoulli,
+            vectorizer: VectorizerOptions::default(),
+            calibrate_folds: None,
             alpha: 1.0,
-            test_size: 0.25,
-            seed: 7,
-            name: "sample".into(),
-            version: None,
-            created_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            run: RunOptions {
+                test_size: 0.25,
+                seed: 7,
+                name: "sample".into(),
+                version: None,
+                created_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            },
         };
         train(&data, None, &options, |_, _| {}).unwrap()
     }
@@ -564,7 +701,7 @@ mod tests {
             Artifact::load_bytes(br#"{"format":"onnx","schema_version":1}"#),
             Err(ArtifactError::UnknownFormat { .. })
         ));
-        let b = resealed(|a| a.schema_version = 2);
+        let b = resealed(|a| a.schema_version = SCHEMA_VERSION + 1);
         assert!(matches!(
             Artifact::load_bytes(&b),
             Err(ArtifactError::UnsupportedSchema { .. })
@@ -665,9 +802,110 @@ mod tests {
     }
 
     #[test]
+    fn schema_1_files_still_load_and_score_the_same() {
+        // What a schema-1 build wrote: no vectorizer options, no model kind,
+        // no calibration, no Brier score or ECE.
+        let current = sample_artifact();
+        let mut a = current.clone();
+        a.schema_version = 1;
+        a.training.model = None;
+        a.training.vectorizer.min_df = None;
+        a.training.vectorizer.max_df = None;
+        a.training.vectorizer.max_features = None;
+        let e = a.evaluation.as_mut().unwrap();
+        e.brier_score = None;
+        e.ece = None;
+        a.seal();
+        let text = String::from_utf8(a.to_bytes()).unwrap();
+        for absent in [
+            "min_df",
+            "max_features",
+            "brier_score",
+            "calibration",
+            "tuning",
+        ] {
+            assert!(
+                !text.contains(&format!("\"{absent}\":")),
+                "{absent} written"
+            );
+        }
+        assert!(!text.contains("\"ece\":"), "ece written");
+        let old = Artifact::load_bytes(text.as_bytes()).unwrap();
+        let new = Artifact::load_bytes(&current.to_bytes()).unwrap();
+        assert_eq!(old.classifier.temperature(), None);
+        for t in ["free money now", "meeting tomorrow at ten", ""] {
+            assert_eq!(old.classifier.predict(t), new.classifier.predict(t));
+        }
+    }
+
+    #[test]
+    fn calibration_is_covered_by_the_checksum_and_applied() {
+        let mut a = sample_artifact();
+        a.calibration = Some(Calibration {
+            method: "temperature".into(),
+            temperature: 8.0,
+            folds: 5,
+            seed: 1,
+            log_loss_before: 1.0,
+            log_loss_after: 0.5,
+        });
+        a.seal();
+        let mut plain = a.clone();
+        plain.checksum = String::new();
+        assert_eq!(
+            serde_json::to_vec(&CanonicalView(&plain)).unwrap(),
+            serde_json::to_vec(&plain).unwrap()
+        );
+        let calibrated = Artifact::load_bytes(&a.to_bytes()).unwrap();
+        let raw = Artifact::load_bytes(&sample_artifact().to_bytes()).unwrap();
+        let text = "free money now";
+        let (c, r) = (
+            calibrated.classifier.predict(text),
+            raw.classifier.predict(text),
+        );
+        assert_eq!(c.label, r.label);
+        assert!(c.confidence() < r.confidence());
+        assert_eq!(calibrated.classifier.predict_uncalibrated(text), r);
+        let mut bad = a.clone();
+        bad.calibration.as_mut().unwrap().temperature = 0.0;
+        bad.seal();
+        assert!(matches!(
+            Artifact::load_bytes(&bad.to_bytes()),
+            Err(ArtifactError::NonFinite("calibration.temperature"))
+        ));
+        let mut tampered = a;
+        tampered.calibration.as_mut().unwrap().temperature = 9.0;
+        assert!(matches!(
+            Artifact::load_bytes(&tampered.to_bytes()),
+            Err(ArtifactError::ChecksumMismatch { .. })
+        ));
+    }
+
+    #[test]
     fn training_is_deterministic_to_the_byte() {
         let a = sample_artifact().to_bytes();
         let b = sample_artifact().to_bytes();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn the_mlflow_run_id_is_optional_and_covered_by_the_checksum() {
+        let plain = sample_artifact();
+        assert!(!String::from_utf8(plain.to_bytes())
+            .unwrap()
+            .contains("mlflow_run_id"));
+        let mut tracked = sample_artifact();
+        tracked.mlflow_run_id = Some("0123abcd".into());
+        tracked.seal();
+        assert_ne!(tracked.checksum, plain.checksum);
+        let loaded = Artifact::load_bytes(&tracked.to_bytes()).unwrap();
+        assert_eq!(loaded.meta.mlflow_run_id.as_deref(), Some("0123abcd"));
+        let edited = String::from_utf8(tracked.to_bytes())
+            .unwrap()
+            .replace("0123abcd", "fedc3210");
+        assert!(matches!(
+            Artifact::load_bytes(edited.as_bytes()),
+            Err(ArtifactError::ChecksumMismatch { .. })
+        ));
     }
 }

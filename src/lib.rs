@@ -7,9 +7,10 @@
 //! ```text
 //! server                      HTTP: Application, routes, state, metrics
 //! gate, monitoring            may this model be served? how is it doing?
-//! training                    dataset → split → fit → evaluate → artifact
+//! training                    dataset → split → fit → evaluate → artifact (train, tune)
+//! tuning                      cross-validation: folds, grid scores, out-of-fold temperature
 //! artifact, telemetry         the model file; logging set-up
-//! dataset, settings           CSV input; typed settings
+//! dataset, settings, mlflow   CSV input; typed settings; MLflow REST client
 //! classifier                  pure computation: tokenizer … evaluation
 //! ```
 //!
@@ -20,11 +21,13 @@ pub mod artifact;
 pub mod classifier;
 pub mod dataset;
 pub mod gate;
+pub mod mlflow;
 pub mod monitoring;
 pub mod server;
 pub mod settings;
 pub mod telemetry;
 pub mod training;
+pub mod tuning;
 
 pub use artifact::{Artifact, ArtifactError, LoadedModel, ModelMeta};
 pub use classifier::{Classifier, Evaluation, Prediction};

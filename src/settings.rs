@@ -52,10 +52,15 @@ pub struct ServerSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSettings {
-    /// The artifact loaded at start and on reload.
+    /// The artifact loaded at start and on reload: a file, or an MLflow
+    /// registry URI (`models:/NAME@ALIAS`, `models:/NAME/VERSION`).
     pub path: PathBuf,
     /// Reload requests may only name files inside this directory.
     pub dir: PathBuf,
+    /// MLflow tracking server for `models:/` paths (default: `MLFLOW_TRACKING_URI`).
+    pub mlflow_uri: Option<String>,
+    /// Check the source this often and reload when it changed (0 = never).
+    pub poll_interval_secs: u64,
 }
 
 /// Deployment-gate settings.
@@ -170,9 +175,11 @@ impl Default for Settings {
             model: ModelSettings {
                 path: "models/spam-nb.json".into(),
                 dir: "models".into(),
+                mlflow_uri: None,
+                poll_interval_secs: 0,
             },
             gate: GateSettings {
-                min_f1_macro: 0.80,
+                min_f1_macro: 0.90,
                 holdout_path: None,
             },
             log: LogSettings {

@@ -5,22 +5,38 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::artifact::{
-    Artifact, DatasetFingerprint, ModelId, TrainingParams, VectorizerSpec, FORMAT, SCHEMA_VERSION,
+    Artifact, Calibration, DatasetFingerprint, ModelId, TrainingParams, VectorizerSpec, FORMAT,
+    SCHEMA_VERSION,
 };
 use crate::classifier::{
-    evaluate, fit, stratified_split, BernoulliNb, Classifier, Evaluation, EvaluationError,
-    ModelError, SplitError,
+    best, calibration, evaluate, stratified_split, Classifier, Evaluation, EvaluationError, Grid,
+    GridPoint, ModelError, ModelKind, NaiveBayes, NbParameters, SplitError, TuningReport,
+    VectorizerOptions, Vocabulary,
 };
 use crate::dataset::Dataset;
+use crate::tuning::{CrossValidation, CvError};
 
 /// Options for [`train`].
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
+    /// Which naive Bayes.
+    pub model: ModelKind,
+    /// Vectorizer options (`binary` is forced on for Bernoulli NB).
+    pub vectorizer: VectorizerOptions,
+    /// Fit a calibration temperature on this many cross-validation folds.
+    pub calibrate_folds: Option<u32>,
     /// Smoothing.
     pub alpha: f64,
+    /// Split, naming and creation time.
+    pub run: RunOptions,
+}
+
+/// What `train` and `tune` share: the held-out split and the model's name.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
     /// Held-out share for the stratified split (ignored with a test file).
     pub test_size: f64,
-    /// Split seed (ignored with a test file).
+    /// Split seed (ignored with a test file); also seeds cross-validation folds.
     pub seed: u64,
     /// Model name.
     pub name: String,
@@ -42,6 +58,10 @@ pub enum TrainError {
     /// Every training document has the same label.
     #[error("every training document has the label {0:?}; at least 2 classes are needed")]
     OneClass(String),
+    /// Vocabulary selection, fitting or cross-validation problem (a
+    /// `min_df` / `max_df` that selects nothing, too many folds, ...).
+    #[error("{0}")]
+    Fit(String),
     /// A test label the training data never had.
     #[error("label {0:?} appears in the test data but not in the training data")]
     UnknownTestLabel(String),
@@ -50,37 +70,69 @@ pub enum TrainError {
     Evaluation(#[from] EvaluationError),
 }
 
+impl From<CvError> for TrainError {
+    fn from(e: CvError) -> Self {
+        TrainError::Fit(e.to_string())
+    }
+}
+
 /// Scores `data` with `classifier` against its labels.
 pub fn evaluate_on(classifier: &Classifier, data: &Dataset) -> Result<Evaluation, TrainError> {
     let truth = data
         .label_indices(classifier.classes())
         .map_err(TrainError::UnknownTestLabel)?;
-    let predicted: Vec<usize> = data
-        .texts
-        .iter()
-        .map(|t| classifier.predict(t).label)
-        .collect();
-    Ok(evaluate(&truth, &predicted, classifier.classes())?)
+    let predictions: Vec<_> = data.texts.iter().map(|t| classifier.predict(t)).collect();
+    let predicted: Vec<usize> = predictions.iter().map(|p| p.label).collect();
+    let mut evaluation = evaluate(&truth, &predicted, classifier.classes())?;
+    let probabilities: Vec<Vec<f64>> = predictions.iter().map(|p| p.probabilities()).collect();
+    evaluation.brier_score = Some(calibration::brier_score(&probabilities, &truth));
+    evaluation.ece = Some(calibration::expected_calibration_error(
+        &probabilities,
+        &truth,
+    ));
+    if classifier.temperature().is_some() {
+        let raw: Vec<Vec<f64>> = data
+            .texts
+            .iter()
+            .map(|t| classifier.predict_uncalibrated(t).probabilities())
+            .collect();
+        evaluation.brier_score_uncalibrated = Some(calibration::brier_score(&raw, &truth));
+        evaluation.ece_uncalibrated = Some(calibration::expected_calibration_error(&raw, &truth));
+    }
+    Ok(evaluation)
 }
 
-/// Where the evaluation documents came from, as the artifact records it.
-struct Holdout {
-    train: Dataset,
-    test: Dataset,
-    evaluated_on: &'static str,
-    test_size: Option<f64>,
-    seed: Option<u64>,
+/// The training and evaluation parts of a run: `test` when given, else a
+/// stratified split of `data`.
+pub(crate) struct Parts {
+    /// Training documents.
+    pub train: Dataset,
+    /// Held-out documents.
+    pub test: Dataset,
+    /// `stratified_split` or `test_file`.
+    pub evaluated_on: &'static str,
+    /// Held-out share, for a split.
+    pub test_size: Option<f64>,
+    /// Split seed, for a split.
+    pub seed: Option<u64>,
 }
 
-/// `test` when given, else a stratified split of `data`.
-fn hold_out(
+/// Splits as `train` does; `classes` are `data`'s classes (at least two).
+pub(crate) fn parts(
     data: &Dataset,
     test: Option<&Dataset>,
     classes: &[String],
-    options: &TrainOptions,
-) -> Result<Holdout, TrainError> {
+    test_size: f64,
+    seed: u64,
+) -> Result<Parts, TrainError> {
+    if let [only] = classes {
+        return Err(TrainError::OneClass(only.clone()));
+    }
+    if classes.len() < 2 {
+        return Err(ModelError::TooFewClasses(classes.len()).into());
+    }
     Ok(match test {
-        Some(t) => Holdout {
+        Some(t) => Parts {
             train: data.clone(),
             test: t.clone(),
             evaluated_on: "test_file",
@@ -91,16 +143,91 @@ fn hold_out(
             let labels = data
                 .label_indices(classes)
                 .expect("classes come from these labels");
-            let split = stratified_split(&labels, classes, options.test_size, options.seed)?;
-            Holdout {
+            let split = stratified_split(&labels, classes, test_size, seed)?;
+            Parts {
                 train: data.subset(&split.train),
                 test: data.subset(&split.test),
                 evaluated_on: "stratified_split",
-                test_size: Some(options.test_size),
-                seed: Some(options.seed),
+                test_size: Some(test_size),
+                seed: Some(seed),
             }
         }
     })
+}
+
+/// What a fitted model adds to an artifact besides its counts.
+pub(crate) struct Fitted {
+    /// Model name, version and creation time.
+    pub run: RunOptions,
+    /// The parameters the model was fitted with.
+    pub point: GridPoint,
+    /// The vocabulary.
+    pub vocabulary: Vocabulary,
+    /// The counts.
+    pub parameters: NbParameters,
+    /// The calibration, if fitted.
+    pub calibration: Option<Calibration>,
+    /// The search that chose `point`, for `tune`.
+    pub tuning: Option<TuningReport>,
+}
+
+/// Evaluates `fitted` on `parts.test` and seals the artifact.
+pub(crate) fn seal_artifact(
+    data: &Dataset,
+    test: Option<&Dataset>,
+    classes: Vec<String>,
+    parts: &Parts,
+    fitted: Fitted,
+) -> Result<Artifact, TrainError> {
+    let point = fitted.point;
+    let classifier = Classifier::new(
+        classes.clone(),
+        fitted.vocabulary.clone(),
+        NaiveBayes::with_kind(point.model, point.binary, &fitted.parameters)?,
+    )?
+    .with_temperature(fitted.calibration.as_ref().map(|c| c.temperature));
+    let evaluation = evaluate_on(&classifier, &parts.test)?;
+    let mut class_counts = BTreeMap::new();
+    for l in &data.labels {
+        *class_counts.entry(l.clone()).or_insert(0u64) += 1;
+    }
+    let run = fitted.run;
+    let version = run
+        .version
+        .unwrap_or_else(|| run.created_at.format("%Y.%m.%d-%H%M%S").to_string());
+    let mut artifact = Artifact {
+        format: FORMAT.to_owned(),
+        schema_version: SCHEMA_VERSION,
+        model: ModelId {
+            name: run.name,
+            version,
+        },
+        created_at: run.created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        training: TrainingParams {
+            alpha: point.alpha,
+            test_size: parts.test_size,
+            seed: parts.seed,
+            evaluated_on: parts.evaluated_on.to_owned(),
+            vectorizer: VectorizerSpec::new(&point.vectorizer()),
+            model: Some(point.model),
+        },
+        dataset: DatasetFingerprint {
+            sha256: data.sha256.clone(),
+            documents: data.len() as u64,
+            class_counts,
+            test_sha256: test.map(|t| t.sha256.clone()),
+        },
+        classes,
+        evaluation: Some(evaluation),
+        calibration: fitted.calibration,
+        tuning: fitted.tuning,
+        mlflow_run_id: None,
+        vocabulary: fitted.vocabulary.iter().map(str::to_owned).collect(),
+        parameters: fitted.parameters,
+        checksum: String::new(),
+    };
+    artifact.seal();
+    Ok(artifact)
 }
 
 /// Trains on `data` and evaluates on `test` when given, else on a stratified
@@ -113,64 +240,104 @@ pub fn train(
 ) -> Result<Artifact, TrainError> {
     crate::classifier::validate_alpha(options.alpha)?;
     let classes = data.classes();
-    if let [only] = classes.as_slice() {
-        return Err(TrainError::OneClass(only.clone()));
-    }
-    let sets = hold_out(data, test, &classes, options)?;
-    let train_labels = sets
-        .train
-        .label_indices(&classes)
-        .expect("subset of the same labels");
-    let (vocabulary, parameters) = fit(
-        &sets.train.texts,
-        &train_labels,
-        classes.len(),
-        options.alpha,
-        progress,
+    let parts = parts(
+        data,
+        test,
+        &classes,
+        options.run.test_size,
+        options.run.seed,
     )?;
-    let classifier = Classifier::new(
-        classes.clone(),
-        vocabulary.clone(),
-        BernoulliNb::new(&parameters)?,
-    )?;
-    let evaluation = evaluate_on(&classifier, &sets.test)?;
-    let mut class_counts = BTreeMap::new();
-    for l in &data.labels {
-        *class_counts.entry(l.clone()).or_insert(0u64) += 1;
-    }
-    let version = options
-        .version
-        .clone()
-        .unwrap_or_else(|| options.created_at.format("%Y.%m.%d-%H%M%S").to_string());
-    let mut artifact = Artifact {
-        format: FORMAT.to_owned(),
-        schema_version: SCHEMA_VERSION,
-        model: ModelId {
-            name: options.name.clone(),
-            version,
-        },
-        created_at: options
-            .created_at
-            .to_rfc3339_opts(SecondsFormat::Secs, true),
-        training: TrainingParams {
-            alpha: options.alpha,
-            test_size: sets.test_size,
-            seed: sets.seed,
-            evaluated_on: sets.evaluated_on.to_owned(),
-            vectorizer: VectorizerSpec::default(),
-        },
-        dataset: DatasetFingerprint {
-            sha256: data.sha256.clone(),
-            documents: data.len() as u64,
-            class_counts,
-            test_sha256: test.map(|t| t.sha256.clone()),
-        },
-        classes,
-        evaluation: Some(evaluation),
-        vocabulary: vocabulary.iter().map(str::to_owned).collect(),
-        parameters,
-        checksum: String::new(),
+    let point = GridPoint {
+        model: options.model,
+        binary: options.vectorizer.binary || options.model == ModelKind::Bernoulli,
+        alpha: options.alpha,
+        min_df: options.vectorizer.min_df,
+        max_df: options.vectorizer.max_df,
+        max_features: options.vectorizer.max_features,
     };
-    artifact.seal();
-    Ok(artifact)
+    let cv = CrossValidation::new(&parts.train, &classes, options.run.seed, progress);
+    let (vocabulary, parameters) = cv.refit(&point)?;
+    let calibration = match options.calibrate_folds {
+        Some(folds) => Some(cv.calibrate(&point, folds)?),
+        None => None,
+    };
+    let fitted = Fitted {
+        run: options.run.clone(),
+        point,
+        vocabulary,
+        parameters,
+        calibration,
+        tuning: None,
+    };
+    seal_artifact(data, test, classes, &parts, fitted)
+}
+
+/// Options for [`tune`].
+#[derive(Debug, Clone)]
+pub struct TuneOptions {
+    /// The grid.
+    pub grid: Grid,
+    /// Folds.
+    pub folds: u32,
+    /// Split, naming and creation time.
+    pub run: RunOptions,
+}
+
+/// Why `tune` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TuneError {
+    /// A parameter value out of range (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    /// Data or model problem (exit 4).
+    #[error(transparent)]
+    Train(#[from] TrainError),
+}
+
+impl From<CvError> for TuneError {
+    fn from(e: CvError) -> Self {
+        match e {
+            CvError::BadValue(m) => TuneError::Usage(m),
+            e => TuneError::Train(e.into()),
+        }
+    }
+}
+
+/// Splits like `train`, cross-validates the grid on the training part,
+/// refits the winner on the whole training part with a temperature fitted on
+/// its out-of-fold scores, and evaluates it on the held-out part.
+pub fn tune(
+    data: &Dataset,
+    test: Option<&Dataset>,
+    options: &TuneOptions,
+    tokenize_progress: impl FnMut(usize, usize),
+    cv_progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Artifact, TuneError> {
+    let points = options.grid.points();
+    if points.is_empty() {
+        return Err(TuneError::Usage("the grid is empty".into()));
+    }
+    let classes = data.classes();
+    let seed = options.run.seed;
+    let parts = parts(data, test, &classes, options.run.test_size, seed)?;
+    let cv = CrossValidation::new(&parts.train, &classes, seed, tokenize_progress);
+    let (results, oof) = cv.run(&points, options.folds, cv_progress)?;
+    let best = best(&results);
+    let point = results[best].params;
+    let (vocabulary, parameters) = cv.refit(&point)?;
+    let fitted = Fitted {
+        run: options.run.clone(),
+        point,
+        vocabulary,
+        parameters,
+        calibration: Some(cv.calibration_from(&oof[best], options.folds)),
+        tuning: Some(TuningReport {
+            folds: options.folds,
+            seed,
+            scoring: "f1_macro".into(),
+            results,
+            best,
+        }),
+    };
+    Ok(seal_artifact(data, test, classes, &parts, fitted)?)
 }

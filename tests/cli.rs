@@ -4,11 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn nbserve(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nbserve"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap()
+    nbserve_env(args, &[])
 }
 
 fn stderr(o: &Output) -> String {
@@ -263,11 +259,95 @@ fn retraining_with_source_date_epoch_is_byte_identical() {
     );
 }
 
+#[test]
+fn tune_writes_a_calibrated_model_and_its_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tuned.json");
+    let m = model.to_str().unwrap();
+    let o = nbserve(&[
+        "tune",
+        "--data",
+        "tests/data/sample.csv",
+        "--out",
+        m,
+        "--model",
+        "bernoulli,complement",
+        "--binary",
+        "--alpha",
+        "0.1,1",
+        "--min-df",
+        "1,2",
+        "--max-features",
+        "0,200",
+        "--folds",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.matches(" ± ").count() == 3)
+            .count(),
+        16,
+        "{out}"
+    );
+    assert!(
+        out.contains("chosen: --model") && out.contains("ECE"),
+        "{out}"
+    );
+    let a: serde_json::Value = serde_json::from_slice(&std::fs::read(&model).unwrap()).unwrap();
+    assert_eq!(a["schema_version"], 2);
+    assert_eq!(a["tuning"]["results"].as_array().unwrap().len(), 16);
+    let best = &a["tuning"]["results"][a["tuning"]["best"].as_u64().unwrap() as usize]["params"];
+    assert_eq!(a["training"]["alpha"], best["alpha"]);
+    assert_eq!(a["training"]["model"], best["model"]);
+    assert!(a["calibration"]["temperature"].as_f64().unwrap() > 0.0);
+    // The served probabilities are the calibrated ones; labels are unchanged.
+    let o = nbserve(&["predict", "--model", m, "--json", "free money prize now"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn tune_bad_input_names_the_value_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("never.json");
+    let m = model.to_str().unwrap();
+    let base = ["tune", "--data", "tests/data/sample.csv", "--out", m];
+    for (extra, code, needle) in [
+        (&["--alpha", "0.1,0"][..], 2, "--alpha 0"),
+        (&["--min-df", "1,0.0"][..], 2, "--min-df 0.0"),
+        (&["--min-df", "100000"][..], 2, "--min-df 100000"),
+        (&["--min-df", "5", "--max-df", "2"][..], 2, "--max-df 2"),
+        (&["--folds", "1"][..], 2, "--folds 1"),
+        (&["--folds", "5000"][..], 4, "--folds 5000"),
+        (&["--model", "gaussian"][..], 2, "gaussian"),
+        (&["--min-df", "0.99"][..], 4, "no terms remain"),
+    ] {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let o = nbserve(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(code), "{extra:?}: {err}");
+        assert!(err.contains(needle), "{extra:?}: {err}");
+        assert_eq!(
+            err.trim_end()
+                .lines()
+                .last()
+                .map(|l| l.starts_with("nbserve: ")),
+            Some(true),
+            "{err}"
+        );
+        assert!(!model.exists(), "{extra:?} wrote a model");
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
 fn nbserve_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_nbserve"))
         .args(args)
-        .envs(env.iter().copied())
+        // A caller's MLflow server must not receive the tests' runs.
+        .env_remove("MLFLOW_TRACKING_URI")
         .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .unwrap()
@@ -337,4 +417,53 @@ fn a_csv_given_as_model_is_named() {
         );
         assert!(err.contains("`nbserve train`"), "{err}");
     }
+}
+
+/// A loopback URL where nothing listens.
+fn dead_url() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn mlflow_commands_fail_cleanly_without_a_tracking_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.json");
+    let out = out.to_str().unwrap();
+    let train = ["train", "--data", "tests/data/sample.csv", "--out", out];
+
+    let o = nbserve(&[&train[..], &["--register", "spam"]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--register needs a tracking server"));
+
+    let url = dead_url();
+    let secret = [("MLFLOW_TRACKING_TOKEN", "tok-do-not-print")];
+    let o = nbserve_env(&[&train[..], &["--mlflow-uri", &url]].concat(), &secret);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("unreachable after 4 attempts") && !err.contains("tok-do-not-print"));
+    assert!(!Path::new(out).exists(), "no artifact without its run");
+
+    let promote = ["promote", "--model-name", "spam", "--version", "1"];
+    let o = nbserve_env(&promote, &[("MLFLOW_TRACKING_URI", url.as_str())]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+
+    let serve = [
+        ("NBSERVE__MODEL__PATH", "models:/spam@champion"),
+        ("NBSERVE__SERVER__PORT", "0"),
+    ];
+    let o = nbserve_env(&["serve"], &serve);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("needs an MLflow tracking URI"));
+    let o = nbserve_env(
+        &["serve"],
+        &[&serve[..], &[("MLFLOW_TRACKING_URI", &url)]].concat(),
+    );
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unreachable"), "{}", stderr(&o));
 }

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 /// Lowest first. Modules in the same layer do not import each other.
 const LAYERS: &[&[&str]] = &[
     &["classifier"],
-    &["dataset", "settings"],
+    &["dataset", "settings", "mlflow"],
     &["artifact", "telemetry"],
+    &["tuning"],
     &["training"],
     &["gate", "monitoring"],
     &["server"],

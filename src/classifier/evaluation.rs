@@ -39,6 +39,20 @@ pub struct Evaluation {
     pub per_class: Vec<ClassScores>,
     /// `confusion_matrix[true][predicted]`, rows and columns in class order.
     pub confusion_matrix: Vec<Vec<u64>>,
+    /// Brier score of the served probabilities (calibrated when the model
+    /// has a temperature); absent in schema-1 artifacts and live figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brier_score: Option<f64>,
+    /// Expected calibration error (10 bins of top probability) of the
+    /// served probabilities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ece: Option<f64>,
+    /// Brier score before calibration (only for a calibrated model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brier_score_uncalibrated: Option<f64>,
+    /// ECE before calibration (only for a calibrated model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ece_uncalibrated: Option<f64>,
 }
 
 /// Why an evaluation cannot be computed.
@@ -160,6 +174,10 @@ impl ConfusionMatrix {
             accuracy: correct as f64 / total as f64,
             per_class,
             confusion_matrix: self.counts.clone(),
+            brier_score: None,
+            ece: None,
+            brier_score_uncalibrated: None,
+            ece_uncalibrated: None,
         })
     }
 }
@@ -214,6 +232,20 @@ impl Evaluation {
         );
         let _ = writeln!(s, "{:>width$}  {:>9.4}", "accuracy", self.accuracy);
         let _ = writeln!(s, "{:>width$}  {:>9}", "documents", self.documents);
+        for (name, value, before) in [
+            ("Brier", self.brier_score, self.brier_score_uncalibrated),
+            ("ECE", self.ece, self.ece_uncalibrated),
+        ] {
+            match (value, before) {
+                (Some(v), Some(b)) => {
+                    let _ = writeln!(s, "{name:>width$}  {v:>9.4}  (uncalibrated {b:.4})");
+                }
+                (Some(v), None) => {
+                    let _ = writeln!(s, "{name:>width$}  {v:>9.4}");
+                }
+                _ => {}
+            }
+        }
         let _ = writeln!(s);
         let _ = writeln!(s, "confusion matrix (rows: true, columns: predicted)");
         let _ = write!(s, "{:>width$}", "");
@@ -235,7 +267,14 @@ impl Evaluation {
     pub fn is_consistent(&self) -> bool {
         let n = self.per_class.len();
         let unit = |x: f64| x.is_finite() && (0.0..=1.0).contains(&x);
-        unit(self.f1_macro)
+        // A multi-class Brier score lies in [0, 2].
+        let brier = |x: &Option<f64>| x.map_or(true, |x| x.is_finite() && (0.0..=2.0).contains(&x));
+        let ece = |x: &Option<f64>| x.map_or(true, unit);
+        brier(&self.brier_score)
+            && brier(&self.brier_score_uncalibrated)
+            && ece(&self.ece)
+            && ece(&self.ece_uncalibrated)
+            && unit(self.f1_macro)
             && unit(self.balanced_accuracy)
             && unit(self.accuracy)
             && self

@@ -1,22 +1,29 @@
 //! The classifier: pure computation, no I/O, no HTTP, no global state.
 //!
-//! `CountVectorizer(binary=True)` + `BernoulliNB` as scikit-learn defines them,
-//! split into tokenization, vocabulary, fitting, the model and its evaluation.
+//! `CountVectorizer` + `BernoulliNB` (or `MultinomialNB` / `ComplementNB`)
+//! as scikit-learn defines them, split into tokenization, vocabulary options,
+//! fitting, the model, calibration and evaluation.
 
+pub mod calibration;
 mod evaluation;
+mod family;
 mod fit;
+mod grid;
 mod model;
 mod split;
 pub mod tokenizer;
 pub mod unicode14;
+pub mod vectorizer;
 mod vocabulary;
 
 pub use evaluation::{evaluate, ClassScores, ConfusionMatrix, Evaluation, EvaluationError};
 pub use fit::fit;
+pub use grid::{best, CvResult, Grid, GridPoint, MeanStd, TuningReport};
 pub use model::{
-    argmax, normalize_log_probs, validate_alpha, BernoulliNb, ModelError, NbParameters,
+    argmax, normalize_log_probs, validate_alpha, ModelError, ModelKind, NaiveBayes, NbParameters,
 };
 pub use split::{stratified_split, Split, SplitError};
+pub use vectorizer::{DfBound, TermCounts, TermStats, VectorizerError, VectorizerOptions};
 pub use vocabulary::{Key, Vocabulary, VocabularyError};
 
 use std::cell::RefCell;
@@ -65,7 +72,9 @@ pub struct Contribution {
 pub struct Classifier {
     classes: Vec<String>,
     vocabulary: Vocabulary,
-    model: BernoulliNb,
+    model: NaiveBayes,
+    /// Probabilities are `softmax(jll / T)` when set (labels are unchanged).
+    temperature: Option<f64>,
 }
 
 /// Tokens looked up together (see [`Classifier::features_into`]).
@@ -80,6 +89,11 @@ struct Scratch {
     tokens: Vec<(usize, usize, Key)>,
     /// The document's distinct known features, in order of first occurrence.
     features: Vec<u32>,
+    /// Every known token occurrence (feature index), for models scored on
+    /// term counts; left empty for binary models.
+    occurrences: Vec<u32>,
+    /// `occurrences` as ascending `(feature, count)` pairs.
+    counts: Vec<(u32, u32)>,
     /// One bit per vocabulary term. Invariant: exactly the bits of the
     /// indices in `features` are set, so clearing it costs O(features), not
     /// O(vocabulary), and a panic mid-document cannot leave stale bits behind.
@@ -93,6 +107,7 @@ impl Scratch {
             self.seen[f as usize / 64] &= !(1 << (f % 64));
         }
         self.features.clear();
+        self.occurrences.clear();
         let words = n_terms.div_ceil(64);
         if self.seen.len() < words {
             self.seen.resize(words, 0);
@@ -119,7 +134,7 @@ impl Classifier {
     pub fn new(
         classes: Vec<String>,
         vocabulary: Vocabulary,
-        model: BernoulliNb,
+        model: NaiveBayes,
     ) -> Result<Self, ModelError> {
         if classes.len() != model.n_classes() {
             return Err(ModelError::Shape(format!(
@@ -139,7 +154,19 @@ impl Classifier {
             classes,
             vocabulary,
             model,
+            temperature: None,
         })
+    }
+
+    /// Sets the calibration temperature (`None`: scikit-learn's probabilities).
+    pub fn with_temperature(mut self, temperature: Option<f64>) -> Self {
+        self.temperature = temperature;
+        self
+    }
+
+    /// The calibration temperature, if any.
+    pub fn temperature(&self) -> Option<f64> {
+        self.temperature
     }
 
     /// Class names in index order.
@@ -153,19 +180,46 @@ impl Classifier {
     }
 
     /// The scoring model.
-    pub fn model(&self) -> &BernoulliNb {
+    pub fn model(&self) -> &NaiveBayes {
         &self.model
     }
 
-    /// Predicts one document: O(tokens × classes).
+    /// Predicts one document: O(tokens × classes). Probabilities are
+    /// calibrated when the classifier has a temperature.
     pub fn predict(&self, text: &str) -> Prediction {
+        self.predict_at(text, self.temperature)
+    }
+
+    /// Predicts one document with scikit-learn's (uncalibrated) probabilities.
+    pub fn predict_uncalibrated(&self, text: &str) -> Prediction {
+        self.predict_at(text, None)
+    }
+
+    fn predict_at(&self, text: &str, temperature: Option<f64>) -> Prediction {
         SCRATCH.with(|s| {
             let mut s = s.borrow_mut();
             let (tokens, oov_tokens) = self.features_into(text, &mut s);
             let mut log_probabilities = Vec::with_capacity(self.classes.len());
-            self.model
-                .joint_log_likelihood(&s.features, &mut log_probabilities);
+            if self.model.uses_counts() {
+                let s = &mut *s;
+                s.occurrences.sort_unstable();
+                s.counts.clear();
+                for &f in &s.occurrences {
+                    match s.counts.last_mut() {
+                        Some((last, n)) if *last == f => *n += 1,
+                        _ => s.counts.push((f, 1)),
+                    }
+                }
+                self.model
+                    .joint_log_likelihood_counts(&s.counts, &mut log_probabilities);
+            } else {
+                self.model
+                    .joint_log_likelihood(&s.features, &mut log_probabilities);
+            }
             let label = argmax(&log_probabilities);
+            if let Some(t) = temperature {
+                log_probabilities.iter_mut().for_each(|v| *v /= t);
+            }
             normalize_log_probs(&mut log_probabilities);
             Prediction {
                 label,
@@ -237,10 +291,16 @@ impl Classifier {
         scratch: &mut Scratch,
     ) -> usize {
         let text = text.as_bytes();
+        let counts = self.model.uses_counts();
         let mut oov = 0;
         for &(start, len, key) in pending.iter() {
             match self.vocabulary.get_by_key(&text[start..start + len], key) {
-                Some(i) => scratch.insert(i),
+                Some(i) => {
+                    scratch.insert(i);
+                    if counts {
+                        scratch.occurrences.push(i);
+                    }
+                }
                 None => oov += 1,
             }
         }
@@ -298,7 +358,7 @@ mod tests {
         Classifier::new(
             vec!["ham".into(), "spam".into()],
             vocab,
-            BernoulliNb::new(&params).unwrap(),
+            NaiveBayes::new(&params).unwrap(),
         )
         .unwrap()
     }

@@ -1,11 +1,16 @@
-//! Bernoulli naive Bayes with scikit-learn's `BernoulliNB` definitions.
+//! The naive Bayes family with scikit-learn's definitions: `BernoulliNB`
+//! (the default), `MultinomialNB` and `ComplementNB`.
 //!
-//! `feature_log_prob[c][f] = ln(N_cf + α) − ln(N_c + 2α)` and the joint log
+//! Bernoulli: `feature_log_prob[c][f] = ln(N_cf + α) − ln(N_c + 2α)` and the joint log
 //! likelihood of a binary document `x` is
 //! `prior_c + Σ_f x_f·ln p_cf + (1 − x_f)·ln(1 − p_cf)`.
 //! Rearranged as `(prior_c + Σ_f ln(1 − p_cf)) + Σ_{f ∈ x} (ln p_cf − ln(1 − p_cf))`,
 //! the first bracket is a per-class constant computed once, so scoring costs
 //! O(features present × classes) instead of O(vocabulary × classes).
+//!
+//! Multinomial and Complement NB are linear in the term counts already:
+//! `jll_c = prior_c + Σ_f x_f·w_cf` (Complement NB has no prior with two or
+//! more classes), so the same `base + Σ delta` scorer serves all three.
 
 use serde::{Deserialize, Serialize};
 
@@ -29,7 +34,54 @@ pub enum ModelError {
     Counts(String),
 }
 
-/// The sufficient statistics of a fitted Bernoulli NB: what the artifact stores.
+/// Which naive Bayes model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// scikit-learn `BernoulliNB` on binary features (the default).
+    #[default]
+    Bernoulli,
+    /// scikit-learn `MultinomialNB`.
+    Multinomial,
+    /// scikit-learn `ComplementNB` (`norm=False`).
+    Complement,
+}
+
+impl ModelKind {
+    /// Every kind, in the order the CLI lists them.
+    pub const ALL: [ModelKind; 3] = [
+        ModelKind::Bernoulli,
+        ModelKind::Multinomial,
+        ModelKind::Complement,
+    ];
+
+    /// The lowercase name used on the command line and in the artifact.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Bernoulli => "bernoulli",
+            ModelKind::Multinomial => "multinomial",
+            ModelKind::Complement => "complement",
+        }
+    }
+
+    /// Parses a lowercase name.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == s.trim())
+            .ok_or_else(|| {
+                format!("unknown model {s:?} (expected bernoulli, multinomial or complement)")
+            })
+    }
+}
+
+impl std::fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The sufficient statistics of a fitted naive Bayes: what the artifact stores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NbParameters {
@@ -37,7 +89,8 @@ pub struct NbParameters {
     pub alpha: f64,
     /// Training documents per class.
     pub class_count: Vec<u64>,
-    /// `feature_count[c][f]`: training documents of class `c` containing feature `f`.
+    /// `feature_count[c][f]`: training documents of class `c` containing
+    /// feature `f` (binary features), or its occurrences in them (counts).
     pub feature_count: Vec<Vec<u64>>,
 }
 
@@ -101,8 +154,14 @@ impl NbParameters {
         self.feature_count.first().map_or(0, Vec::len)
     }
 
-    /// Checks shapes and counts against an expected number of features.
+    /// Checks shapes and counts against an expected number of features, for
+    /// binary features (a feature count cannot exceed its class's documents).
     pub fn validate(&self, n_features: usize) -> Result<(), ModelError> {
+        self.validate_as(n_features, true)
+    }
+
+    /// [`NbParameters::validate`] for binary features or term counts.
+    pub fn validate_as(&self, n_features: usize, binary: bool) -> Result<(), ModelError> {
         validate_alpha(self.alpha)?;
         if self.class_count.len() < 2 {
             return Err(ModelError::TooFewClasses(self.class_count.len()));
@@ -121,7 +180,10 @@ impl NbParameters {
                     row.len()
                 )));
             }
-            if let Some(f) = row.iter().position(|&n| n > self.class_count[c]) {
+            let impossible = binary
+                .then(|| row.iter().position(|&n| n > self.class_count[c]))
+                .flatten();
+            if let Some(f) = impossible {
                 return Err(ModelError::Counts(format!(
                     "feature {f} occurs in more documents of class {c} than the class has"
                 )));
@@ -136,51 +198,62 @@ impl NbParameters {
     }
 }
 
-/// A Bernoulli NB ready to score: per-class constants and per-feature deltas.
+/// A naive Bayes ready to score: per-class constants and per-feature deltas.
 #[derive(Debug, Clone)]
-pub struct BernoulliNb {
+pub struct NaiveBayes {
+    kind: ModelKind,
+    /// Scored on term counts (every occurrence adds its delta), not presence.
+    counts: bool,
     n_classes: usize,
     class_log_prior: Vec<f64>,
-    /// `prior_c + Σ_f ln(1 − p_cf)`.
+    /// Bernoulli: `prior_c + Σ_f ln(1 − p_cf)`; Multinomial: `prior_c`;
+    /// Complement: 0.
     base: Vec<f64>,
-    /// Feature-major `[f * n_classes + c] = ln p_cf − ln(1 − p_cf)`, so the
-    /// deltas of one feature for every class sit in one cache line.
+    /// Feature-major `[f * n_classes + c]`, so the deltas of one feature for
+    /// every class sit in one cache line. Bernoulli: `ln p_cf − ln(1 − p_cf)`;
+    /// Multinomial and Complement: `feature_log_prob_[c][f]`.
     delta: Vec<f64>,
 }
 
-impl BernoulliNb {
-    /// Precomputes the scoring tables from validated parameters.
+impl NaiveBayes {
+    /// A Bernoulli NB from validated parameters (binary features).
     pub fn new(params: &NbParameters) -> Result<Self, ModelError> {
-        let n_features = params.n_features();
-        params.validate(n_features)?;
-        let n_classes = params.n_classes();
-        let total: u64 = params.class_count.iter().sum();
-        let class_log_prior: Vec<f64> = params
-            .class_count
-            .iter()
-            .map(|&n| (n as f64).ln() - (total as f64).ln())
-            .collect();
-        let mut base = Vec::with_capacity(n_classes);
-        let mut delta = vec![0.0; n_features * n_classes];
-        for c in 0..n_classes {
-            let denom = (params.class_count[c] as f64 + 2.0 * params.alpha).ln();
-            let mut neg_sum = NeumaierSum::default();
-            for (f, &count) in params.feature_count[c].iter().enumerate() {
-                let log_p = (count as f64 + params.alpha).ln() - denom;
-                // Same expression as scikit-learn (`np.log(1 - np.exp(flp))`), so
-                // the rounding matches to the last bits.
-                let log_not_p = (1.0 - log_p.exp()).ln();
-                neg_sum.add(log_not_p);
-                delta[f * n_classes + c] = log_p - log_not_p;
-            }
-            base.push(class_log_prior[c] + neg_sum.total());
-        }
+        Self::with_kind(ModelKind::Bernoulli, true, params)
+    }
+
+    /// Precomputes the scoring tables of `kind` from validated parameters;
+    /// `binary` says whether documents are scored on presence or term counts
+    /// (Bernoulli NB always binarizes, as scikit-learn's `binarize=0.0`).
+    pub fn with_kind(
+        kind: ModelKind,
+        binary: bool,
+        params: &NbParameters,
+    ) -> Result<Self, ModelError> {
+        let binary = binary || kind == ModelKind::Bernoulli;
+        params.validate_as(params.n_features(), binary)?;
+        let (class_log_prior, base, delta) = match kind {
+            ModelKind::Bernoulli => bernoulli_tables(params),
+            ModelKind::Multinomial => super::family::multinomial_tables(params),
+            ModelKind::Complement => super::family::complement_tables(params),
+        };
         Ok(Self {
-            n_classes,
+            kind,
+            counts: !binary,
+            n_classes: params.n_classes(),
             class_log_prior,
             base,
             delta,
         })
+    }
+
+    /// Which model this is.
+    pub fn kind(&self) -> ModelKind {
+        self.kind
+    }
+
+    /// True when documents are scored on term counts rather than presence.
+    pub fn uses_counts(&self) -> bool {
+        self.counts
     }
 
     /// Number of classes.
@@ -204,7 +277,8 @@ impl BernoulliNb {
         self.delta[f * self.n_classes + c]
     }
 
-    /// Joint log likelihood of a document given its distinct feature indices.
+    /// Joint log likelihood of a document given its distinct feature indices
+    /// (binary features; see [`NaiveBayes::joint_log_likelihood_counts`]).
     pub fn joint_log_likelihood(&self, features: &[u32], out: &mut Vec<f64>) {
         out.clear();
         out.extend_from_slice(&self.base);
@@ -215,6 +289,58 @@ impl BernoulliNb {
             }
         }
     }
+
+    /// Joint log likelihood of a document given `(feature, occurrences)`
+    /// pairs in ascending feature order, for models scored on term counts:
+    /// `Σ n·w` summed in that order and the class constant added last, as
+    /// scikit-learn's sparse product does, so long documents (sums of
+    /// thousands of terms) round the same way.
+    pub fn joint_log_likelihood_counts(&self, counts: &[(u32, u32)], out: &mut Vec<f64>) {
+        out.clear();
+        out.resize(self.n_classes, 0.0);
+        for &(f, n) in counts {
+            let row = &self.delta[f as usize * self.n_classes..][..self.n_classes];
+            for (acc, d) in out.iter_mut().zip(row) {
+                *acc += f64::from(n) * d;
+            }
+        }
+        for (acc, b) in out.iter_mut().zip(&self.base) {
+            *acc += b;
+        }
+    }
+}
+
+/// `ln(N_c) − ln(Σ N)` per class, as scikit-learn's `class_log_prior_`.
+pub(super) fn class_log_prior(params: &NbParameters) -> Vec<f64> {
+    let total: u64 = params.class_count.iter().sum();
+    params
+        .class_count
+        .iter()
+        .map(|&n| (n as f64).ln() - (total as f64).ln())
+        .collect()
+}
+
+/// The Bernoulli scoring tables: `(class_log_prior, base, delta)`.
+fn bernoulli_tables(params: &NbParameters) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let n_features = params.n_features();
+    let n_classes = params.n_classes();
+    let class_log_prior = class_log_prior(params);
+    let mut base = Vec::with_capacity(n_classes);
+    let mut delta = vec![0.0; n_features * n_classes];
+    for c in 0..n_classes {
+        let denom = (params.class_count[c] as f64 + 2.0 * params.alpha).ln();
+        let mut neg_sum = NeumaierSum::default();
+        for (f, &count) in params.feature_count[c].iter().enumerate() {
+            let log_p = (count as f64 + params.alpha).ln() - denom;
+            // Same expression as scikit-learn (`np.log(1 - np.exp(flp))`), so
+            // the rounding matches to the last bits.
+            let log_not_p = (1.0 - log_p.exp()).ln();
+            neg_sum.add(log_not_p);
+            delta[f * n_classes + c] = log_p - log_not_p;
+        }
+        base.push(class_log_prior[c] + neg_sum.total());
+    }
+    (class_log_prior, base, delta)
 }
 
 /// Turns joint log likelihoods into normalised log probabilities in place
@@ -243,13 +369,13 @@ pub fn argmax(values: &[f64]) -> usize {
 /// a naive running sum would drift further from NumPy's pairwise sum than the
 /// parity tolerance allows.
 #[derive(Default)]
-struct NeumaierSum {
+pub(super) struct NeumaierSum {
     sum: f64,
     compensation: f64,
 }
 
 impl NeumaierSum {
-    fn add(&mut self, x: f64) {
+    pub(super) fn add(&mut self, x: f64) {
         let t = self.sum + x;
         if self.sum.abs() >= x.abs() {
             self.compensation += (self.sum - t) + x;
@@ -259,7 +385,7 @@ impl NeumaierSum {
         self.sum = t;
     }
 
-    fn total(&self) -> f64 {
+    pub(super) fn total(&self) -> f64 {
         self.sum + self.compensation
     }
 }
@@ -286,7 +412,7 @@ mod tests {
     #[test]
     fn scoring_matches_the_direct_formula() {
         let p = toy();
-        let nb = BernoulliNb::new(&p).unwrap();
+        let nb = NaiveBayes::new(&p).unwrap();
         let x = [0u32, 2];
         let mut jll = Vec::new();
         nb.joint_log_likelihood(&x, &mut jll);

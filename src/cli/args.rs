@@ -18,6 +18,8 @@ pub struct Cli {
 pub enum Command {
     /// Train a model from a labelled CSV and write the artifact.
     Train(TrainArgs),
+    /// Choose model and vectorizer parameters by cross-validation, then train.
+    Tune(TuneArgs),
     /// Write the stratified train/test split `train` would use, as two CSVs.
     Split(SplitArgs),
     /// Score a model on a labelled CSV.
@@ -32,6 +34,8 @@ pub enum Command {
     Healthcheck(HealthcheckArgs),
     /// Print the resolved settings as JSON (exit 3 on an unknown or invalid key).
     Config(ConfigArgs),
+    /// Point an MLflow registry alias at a version that passes the gate (exit 5 if not).
+    Promote(PromoteArgs),
 }
 
 #[derive(Debug, Args)]
@@ -57,10 +61,40 @@ pub struct TrainArgs {
     /// Additive smoothing (> 0).
     #[arg(long, default_value_t = 1.0)]
     pub alpha: f64,
+    /// bernoulli, multinomial or complement (scikit-learn's BernoulliNB, MultinomialNB, ComplementNB).
+    #[arg(long, default_value = "bernoulli")]
+    pub model: String,
+    /// Binary features for multinomial/complement (Bernoulli NB is always binary).
+    #[arg(long)]
+    pub binary: bool,
+    /// Drop terms in fewer documents: an integer is a count, a float in (0, 1] a share.
+    #[arg(long, default_value = "1")]
+    pub min_df: String,
+    /// Drop terms in more documents: an integer is a count, a float in (0, 1] a share.
+    #[arg(long, default_value = "1.0")]
+    pub max_df: String,
+    /// Keep only this many most frequent terms (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub max_features: u64,
+    /// Fit a probability temperature on out-of-fold scores of the training part.
+    #[arg(long)]
+    pub calibrate: bool,
+    /// Cross-validation folds for --calibrate.
+    #[arg(long, default_value_t = 5)]
+    pub folds: u32,
+    #[command(flatten)]
+    pub held_out: HeldOutArgs,
+    #[command(flatten)]
+    pub tracking: TrackingArgs,
+}
+
+/// The held-out evaluation and naming options `train` and `tune` share.
+#[derive(Debug, Args)]
+pub struct HeldOutArgs {
     /// Held-out share for the stratified split.
     #[arg(long, default_value_t = 0.2)]
     pub test_size: f64,
-    /// Split seed.
+    /// Split seed (also seeds cross-validation folds).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Train on all of --data and evaluate on this labelled CSV instead of a split.
@@ -72,6 +106,80 @@ pub struct TrainArgs {
     /// Model version recorded in the artifact (default: creation time).
     #[arg(long)]
     pub model_version: Option<String>,
+}
+
+/// MLflow tracking options of commands that fit a model.
+#[derive(Debug, Args)]
+pub struct TrackingArgs {
+    /// MLflow tracking server (http://host:port); when set, the run is tracked.
+    #[arg(long, env = "MLFLOW_TRACKING_URI")]
+    pub mlflow_uri: Option<String>,
+    /// MLflow experiment of the run (created when missing).
+    #[arg(long, env = "MLFLOW_EXPERIMENT_NAME", default_value = "nbserve")]
+    pub mlflow_experiment: String,
+    /// Git commit recorded on the run.
+    #[arg(long, env = "GITHUB_SHA")]
+    pub git_commit: Option<String>,
+    /// Register a new version of this MLflow registered model from the run.
+    #[arg(long, value_name = "NAME")]
+    pub register: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// MLflow tracking server (http://host:port).
+    #[arg(long, env = "MLFLOW_TRACKING_URI")]
+    pub mlflow_uri: String,
+    /// Registered model name.
+    #[arg(long)]
+    pub model_name: String,
+    /// Version to point the alias at.
+    #[arg(long)]
+    pub version: String,
+    /// Alias to move.
+    #[arg(long, default_value = "champion")]
+    pub alias: String,
+    /// Minimum F1 macro (default: the settings' gate.min_f1_macro).
+    #[arg(long)]
+    pub min_f1_macro: Option<f64>,
+    /// Settings file for the default gate minimum.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// `nbserve tune` arguments; every grid option is a comma-separated list.
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Where to write the artifact of the chosen model.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Models to try: bernoulli, multinomial, complement.
+    #[arg(long, value_delimiter = ',', default_value = "bernoulli")]
+    pub model: Vec<String>,
+    /// Binary features for multinomial/complement (Bernoulli NB is always binary).
+    #[arg(long)]
+    pub binary: bool,
+    /// Smoothing values (> 0).
+    #[arg(long, value_delimiter = ',', default_value = "0.01,0.1,1")]
+    pub alpha: Vec<f64>,
+    /// min_df values (integer = documents, float in (0, 1] = share).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,5")]
+    pub min_df: Vec<String>,
+    /// max_df values (integer = documents, float in (0, 1] = share).
+    #[arg(long, value_delimiter = ',', default_value = "1.0")]
+    pub max_df: Vec<String>,
+    /// max_features values (0 = no limit).
+    #[arg(long, value_delimiter = ',', default_value = "0,20000")]
+    pub max_features: Vec<u64>,
+    /// Stratified cross-validation folds.
+    #[arg(long, default_value_t = 5)]
+    pub folds: u32,
+    #[command(flatten)]
+    pub held_out: HeldOutArgs,
+    #[command(flatten)]
+    pub tracking: TrackingArgs,
 }
 
 #[derive(Debug, Args)]

@@ -5,21 +5,22 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use nbserve::artifact::{Artifact, ArtifactError, LoadedModel};
-use nbserve::classifier::{stratified_split, Classifier};
+use nbserve::classifier::{stratified_split, Classifier, DfBound, ModelKind, VectorizerOptions};
 use nbserve::dataset::{self, Dataset, DatasetError};
 use nbserve::gate::GateError;
 use nbserve::server::{Application, LoadError, StartupError};
 use nbserve::settings::Settings;
-use nbserve::training::{evaluate_on, TrainOptions};
+use nbserve::training::{evaluate_on, RunOptions, TrainOptions};
 
 use super::args::{
-    CheckArgs, ConfigArgs, DataArgs, EvaluateArgs, HealthcheckArgs, PredictArgs, SplitArgs,
-    TrainArgs,
+    CheckArgs, ConfigArgs, DataArgs, EvaluateArgs, HealthcheckArgs, HeldOutArgs, PredictArgs,
+    PromoteArgs, SplitArgs, TrainArgs,
 };
 use super::exit;
+use super::tracking::{Tracker, TrainingFacts};
 use super::Failure;
 
-type CmdResult = Result<(), Failure>;
+pub(super) type CmdResult = Result<(), Failure>;
 
 fn read_data(args: &DataArgs) -> Result<Dataset, Failure> {
     read_csv(&args.data, &args.text_column, &args.label_column)
@@ -57,69 +58,179 @@ fn creation_time() -> Result<DateTime<Utc>, Failure> {
     }
 }
 
-impl TrainArgs {
-    fn options(&self, created_at: DateTime<Utc>) -> TrainOptions {
-        let stem = self.out.file_stem().and_then(|s| s.to_str());
-        TrainOptions {
-            alpha: self.alpha,
-            test_size: self.test_size,
-            seed: self.seed,
-            name: self
-                .name
-                .clone()
-                .unwrap_or_else(|| stem.unwrap_or("model").to_owned()),
-            version: self.model_version.clone(),
-            created_at,
-        }
-    }
-}
-
-/// `nbserve train`.
-pub fn train(a: TrainArgs) -> CmdResult {
-    let data = read_data(&a.data)?;
-    let test = a
+/// Reads `--data` and `--test-data` and says what will be trained on.
+pub(super) fn read_train_data(
+    data: &DataArgs,
+    held_out: &HeldOutArgs,
+) -> Result<(Dataset, Option<Dataset>), Failure> {
+    let train = read_data(data)?;
+    let test = held_out
         .test_data
         .as_deref()
-        .map(|p| read_csv(p, &a.data.text_column, &a.data.label_column))
+        .map(|p| read_csv(p, &data.text_column, &data.label_column))
         .transpose()?;
     eprintln!(
         "training on {} documents from {}{}",
-        data.len(),
-        a.data.data.display(),
+        train.len(),
+        data.data.display(),
         test.as_ref()
             .map(|t| format!(", evaluating on {} documents", t.len()))
             .unwrap_or_default()
     );
-    let options = a.options(creation_time()?);
+    Ok((train, test))
+}
+
+/// The split and naming options; the name defaults to the output file's stem.
+pub(super) fn run_options(a: &HeldOutArgs, out: &Path) -> Result<RunOptions, Failure> {
+    let stem = out.file_stem().and_then(|s| s.to_str());
+    Ok(RunOptions {
+        test_size: a.test_size,
+        seed: a.seed,
+        name: a
+            .name
+            .clone()
+            .unwrap_or_else(|| stem.unwrap_or("model").to_owned()),
+        version: a.model_version.clone(),
+        created_at: creation_time()?,
+    })
+}
+
+/// Parses a `--min-df` / `--max-df` value (exit 2 naming it when invalid).
+pub(super) fn parse_df(flag: &str, value: &str) -> Result<DfBound, Failure> {
+    DfBound::parse(value).map_err(|e| Failure::new(exit::USAGE, format!("{flag} {value}: {e}")))
+}
+
+/// Parses a `--model` value (exit 2 naming it when unknown).
+pub(super) fn parse_model(value: &str) -> Result<ModelKind, Failure> {
+    ModelKind::parse(value).map_err(|e| Failure::new(exit::USAGE, format!("--model: {e}")))
+}
+
+/// `--folds` below 2 is a usage error (exit 2).
+pub(super) fn check_folds(folds: u32) -> Result<(), Failure> {
+    if folds < 2 {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!("--folds {folds}: cross-validation needs at least 2 folds"),
+        ));
+    }
+    Ok(())
+}
+
+/// `nbserve train`: with a tracking URI, inside an MLflow run that ends
+/// FAILED when anything after its start fails.
+pub fn train(a: TrainArgs) -> CmdResult {
+    let model = parse_model(&a.model)?;
+    if a.calibrate {
+        check_folds(a.folds)?;
+    }
+    let vectorizer = VectorizerOptions {
+        min_df: parse_df("--min-df", &a.min_df)?,
+        max_df: parse_df("--max-df", &a.max_df)?,
+        max_features: a.max_features,
+        binary: a.binary || model == ModelKind::Bernoulli,
+    };
+    let options = TrainOptions {
+        model,
+        vectorizer,
+        calibrate_folds: a.calibrate.then_some(a.folds),
+        alpha: a.alpha,
+        run: run_options(&a.held_out, &a.out)?,
+    };
+    let tracker = Tracker::start(&a.tracking, &run_name(&options.run), "nbserve train")?;
+    let outcome = train_tracked(&a, &options, tracker.as_ref());
+    if let Some(t) = tracker {
+        t.finish(&outcome);
+    }
+    outcome
+}
+
+/// The MLflow run name: the model's name and version.
+pub(super) fn run_name(run: &RunOptions) -> String {
+    format!("{}-{}", run.name, run.version.as_deref().unwrap_or("train"))
+}
+
+fn train_tracked(a: &TrainArgs, options: &TrainOptions, tracker: Option<&Tracker>) -> CmdResult {
+    let (data, test) = read_train_data(&a.data, &a.held_out)?;
     let show_progress = data.len() >= 5000;
-    let artifact = nbserve::training::train(&data, test.as_ref(), &options, |done, total| {
+    let started = std::time::Instant::now();
+    let artifact = nbserve::training::train(&data, test.as_ref(), options, |done, total| {
         if show_progress {
             eprintln!("  tokenized {done}/{total} documents");
         }
     })
     .map_err(|e| Failure::new(exit::INVALID_DATA, e))?;
-    artifact
-        .save(&a.out)
-        .map_err(|e| Failure::new(exit::FAILURE, e))?;
-    print_trained(&artifact, &a.out);
+    let facts = TrainingFacts {
+        command: "nbserve train",
+        dataset_bytes: std::fs::metadata(&a.data.data).map_or(0, |m| m.len()),
+        training_seconds: started.elapsed().as_secs_f64(),
+    };
+    track_and_save(
+        artifact,
+        &a.out,
+        tracker,
+        &facts,
+        a.tracking.register.as_deref(),
+    )
+}
+
+/// Logs the artifact to the run (and registers it) when tracked, then saves
+/// it. Everything that can fail remotely happens before the file is written,
+/// so a failed command leaves no new artifact behind.
+pub(super) fn track_and_save(
+    mut artifact: Artifact,
+    out: &Path,
+    tracker: Option<&Tracker>,
+    facts: &TrainingFacts,
+    register: Option<&str>,
+) -> CmdResult {
+    if let Some(t) = tracker {
+        artifact.mlflow_run_id = Some(t.run_id().to_owned());
+        artifact.seal();
+        t.log_model(&artifact, facts)?;
+        if let Some(name) = register {
+            let mv = t.register(name)?;
+            eprintln!("registered model {} version {}", mv.name, mv.version);
+        }
+    }
+    save_and_report(&artifact, out)?;
+    if let Some(t) = tracker {
+        println!("MLflow run {}", t.run_id());
+    }
     Ok(())
 }
 
-fn print_trained(artifact: &Artifact, out: &Path) {
+/// Saves the artifact and prints what was written and its evaluation.
+pub(super) fn save_and_report(artifact: &Artifact, out: &Path) -> CmdResult {
+    artifact
+        .save(out)
+        .map_err(|e| Failure::new(exit::FAILURE, e))?;
     let evaluation = artifact.evaluation.as_ref().expect("training evaluates");
     println!(
-        "model {} {} ({} terms, {} classes) written to {}",
+        "model {} {} ({} {}, {} terms, {} classes) written to {}",
         artifact.model.name,
         artifact.model.version,
+        artifact.training.model_kind(),
+        if artifact.training.vectorizer.binary {
+            "binary"
+        } else {
+            "counts"
+        },
         artifact.vocabulary.len(),
         artifact.classes.len(),
         out.display()
     );
+    if let Some(c) = &artifact.calibration {
+        println!(
+            "calibration: temperature {:.4} ({}-fold out-of-fold log loss {:.4} -> {:.4})",
+            c.temperature, c.folds, c.log_loss_before, c.log_loss_after
+        );
+    }
     println!(
         "evaluated on {} ({} documents):",
         artifact.training.evaluated_on, evaluation.documents
     );
     print!("{}", evaluation.to_table());
+    Ok(())
 }
 
 /// `nbserve split`.
@@ -258,6 +369,13 @@ pub fn config(a: ConfigArgs) -> CmdResult {
     if s.admin.token.is_some() {
         s.admin.token = Some("<redacted>".into());
     }
+    if let Some(uri) = &mut s.model.mlflow_uri {
+        if let Ok(mut url) = reqwest::Url::parse(uri) {
+            if url.password().is_some() && url.set_password(Some("redacted")).is_ok() {
+                *uri = url.to_string();
+            }
+        }
+    }
     println!(
         "{}",
         serde_json::to_string_pretty(&s).expect("serialisable")
@@ -265,7 +383,8 @@ pub fn config(a: ConfigArgs) -> CmdResult {
     Ok(())
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+/// A multi-threaded runtime for the commands that talk HTTP.
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -325,4 +444,55 @@ pub fn healthcheck(a: HealthcheckArgs) -> CmdResult {
             Err(e) => Err(Failure::new(exit::UNHEALTHY, format!("{}: {e}", a.url))),
         }
     })
+}
+
+/// `nbserve promote`: moves a registry alias to a version, only when that
+/// version's artifact validates and passes the gate.
+pub fn promote(a: PromoteArgs) -> CmdResult {
+    let threshold = match a.min_f1_macro {
+        Some(t) => t,
+        None => {
+            load_settings(&ConfigArgs {
+                config: a.config.clone(),
+            })?
+            .gate
+            .min_f1_macro
+        }
+    };
+    let client = nbserve::mlflow::MlflowClient::new(&a.mlflow_uri)
+        .map_err(|e| Failure::new(exit::USAGE, e))?;
+    let mlflow = |e: nbserve::mlflow::MlflowError| Failure::new(exit::FAILURE, e);
+    let rt = runtime()?;
+    let (mv, bytes) = rt
+        .block_on(async {
+            let mv = client.get_model_version(&a.model_name, &a.version).await?;
+            let bytes = client.download_model_file(&mv).await?;
+            Ok((mv, bytes))
+        })
+        .map_err(mlflow)?;
+    let model = Artifact::load_bytes(&bytes).map_err(|e| {
+        Failure::new(
+            exit::INVALID_MODEL,
+            format!("{} version {}: {e}", mv.name, mv.version),
+        )
+    })?;
+    match nbserve::gate::gate(&model, threshold, None) {
+        Ok(pass) => {
+            rt.block_on(client.set_alias(&a.model_name, &a.alias, &a.version))
+                .map_err(mlflow)?;
+            println!(
+                "{}@{} -> version {} (F1 macro {:.4} >= minimum {:.4})",
+                a.model_name, a.alias, a.version, pass.f1_macro, pass.threshold
+            );
+            Ok(())
+        }
+        Err(GateError::InvalidThreshold(t)) => Err(Failure::new(
+            exit::USAGE,
+            format!("--min-f1-macro must be within [0, 1], got {t}"),
+        )),
+        Err(e) => Err(Failure::new(
+            exit::GATE_REJECTED,
+            format!("not promoted: {} version {}: {e}", a.model_name, a.version),
+        )),
+    }
 }

@@ -3,6 +3,8 @@
 
 mod args;
 mod commands;
+mod tracking;
+mod tune;
 
 use std::process::ExitCode;
 
@@ -54,6 +56,7 @@ impl Failure {
 pub fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Train(a) => commands::train(a),
+        Command::Tune(a) => tune::tune(a),
         Command::Split(a) => commands::split(a),
         Command::Evaluate(a) => commands::evaluate(a),
         Command::Predict(a) => commands::predict(a),
@@ -61,6 +64,7 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => commands::serve(a),
         Command::Healthcheck(a) => commands::healthcheck(a),
         Command::Config(a) => commands::config(a),
+        Command::Promote(a) => commands::promote(a),
     };
     match result {
         Ok(()) => ExitCode::from(exit::OK),

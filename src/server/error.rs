@@ -138,10 +138,18 @@ impl From<FeedbackError> for ApiError {
     }
 }
 
-/// A model that could not be (re)loaded: 422, the old model keeps serving.
+/// A model that could not be (re)loaded: 422 (503 when the registry did not
+/// answer), the old model keeps serving.
 impl From<LoadError> for ApiError {
     fn from(e: LoadError) -> Self {
         let code = match e {
+            LoadError::Registry(_) => {
+                return Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "registry_unavailable",
+                    e.public_message(),
+                )
+            }
             LoadError::Gate(_) => "gate_rejected",
             LoadError::Artifact(_) => "invalid_model",
             LoadError::Holdout(_) => "holdout_unavailable",

@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 
 use crate::artifact::{Artifact, ArtifactError, LoadedModel, ModelMeta};
 use crate::dataset::{Dataset, DatasetError};
 use crate::gate::{gate, GateError, GatePass};
+use crate::mlflow::{MlflowClient, MlflowError, ModelUri, ModelVersion};
 use crate::monitoring::ModelProfile;
 use crate::settings::GateSettings;
 
@@ -20,8 +22,14 @@ pub struct ServingModel {
     pub gate: GatePass,
     /// When it was loaded.
     pub loaded_at: DateTime<Utc>,
-    /// The file it came from (reloads without a path re-read it).
+    /// Its source: a file or a `models:/` URI (reloads without a path
+    /// re-read it; polling watches it).
     pub path: PathBuf,
+    /// What the source held when it was read: the file's sha256, or the
+    /// registry version. A source whose fingerprint moves has changed.
+    pub fingerprint: String,
+    /// The registry version it was resolved to (`models:/` sources only).
+    pub registry_version: Option<ModelVersion>,
     /// What remembered predictions need to know about this model.
     pub profile: Arc<ModelProfile>,
 }
@@ -38,6 +46,9 @@ pub enum LoadError {
     /// The configured holdout file is unusable.
     #[error(transparent)]
     Holdout(#[from] DatasetError),
+    /// The model registry could not be asked or did not provide the model.
+    #[error(transparent)]
+    Registry(#[from] MlflowError),
 }
 
 impl LoadError {
@@ -48,23 +59,65 @@ impl LoadError {
                 format!("model file cannot be read ({})", source.kind())
             }
             LoadError::Holdout(_) => "the configured holdout file cannot be used".to_owned(),
+            LoadError::Registry(_) => "the model registry did not provide the model".to_owned(),
             other => other.to_string(),
         }
     }
 }
 
-/// [`load_gated`] on the blocking pool, so the async workers keep serving.
-pub async fn load_gated_off_thread(
-    path: PathBuf,
+/// The `models:/` URI `path` spells, if it is one.
+pub fn model_uri(path: &Path) -> Option<Result<ModelUri, MlflowError>> {
+    let s = path.to_str().filter(|s| ModelUri::is_model_uri(s))?;
+    Some(ModelUri::parse(s))
+}
+
+/// Loads and gates the model at `source` — a file (read on the blocking
+/// pool, so the async workers keep serving) or a `models:/` URI resolved
+/// and downloaded through `registry`.
+pub async fn load_source(
+    source: PathBuf,
     settings: GateSettings,
+    registry: Option<&MlflowClient>,
 ) -> Result<ServingModel, LoadError> {
-    tokio::task::spawn_blocking(move || load_gated(&path, &settings))
-        .await
-        .expect("model loading does not panic")
+    let (bytes, version) = match model_uri(&source) {
+        None => (None, None),
+        Some(uri) => {
+            let uri = uri?;
+            let client = registry.ok_or_else(|| MlflowError::NoTrackingUri(uri.to_string()))?;
+            let version = client.resolve(&uri).await?;
+            (
+                Some(client.download_model_file(&version).await?),
+                Some(version),
+            )
+        }
+    };
+    tokio::task::spawn_blocking(move || {
+        let result = match bytes {
+            None => load_file(&source, &settings),
+            Some(bytes) => {
+                let version = version.expect("downloaded with its version");
+                let fingerprint = version.version.clone();
+                let result = gate_bytes(bytes, &settings, source, fingerprint);
+                result.map(|m| ServingModel {
+                    registry_version: Some(version),
+                    ..m
+                })
+            }
+        };
+        release_freed_memory();
+        result
+    })
+    .await
+    .expect("model loading does not panic")
+}
+
+/// The sha256 (hex) of file content: a file source's fingerprint.
+pub fn content_fingerprint(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Loads, validates and gates the artifact at `path` (blocking: call from
-/// `spawn_blocking` inside the runtime, e.g. [`load_gated_off_thread`]).
+/// `spawn_blocking` inside the runtime, e.g. [`load_source`]).
 ///
 /// Loading the shipped 2.6 MB artifact frees ~4 MB of parsed data (110k term
 /// strings, the counts) among the ~6 MB of scoring tables that stay. The
@@ -72,9 +125,23 @@ pub async fn load_gated_off_thread(
 /// arena, where serving never reuses them, so they are handed back to the OS
 /// here, whether or not the model was accepted.
 pub fn load_gated(path: &Path, settings: &GateSettings) -> Result<ServingModel, LoadError> {
-    let result = load_gated_inner(path, settings);
+    let result = load_file(path, settings);
     release_freed_memory();
     result
+}
+
+fn load_file(path: &Path, settings: &GateSettings) -> Result<ServingModel, LoadError> {
+    std::fs::read(path)
+        .map_err(|source| {
+            LoadError::Artifact(ArtifactError::Io {
+                path: path.to_owned(),
+                source,
+            })
+        })
+        .and_then(|bytes| {
+            let fingerprint = content_fingerprint(&bytes);
+            gate_bytes(bytes, settings, path.to_owned(), fingerprint)
+        })
 }
 
 /// Returns free memory held by the allocator (all arenas) to the OS.
@@ -91,8 +158,13 @@ fn release_freed_memory() {
     }
 }
 
-fn load_gated_inner(path: &Path, settings: &GateSettings) -> Result<ServingModel, LoadError> {
-    let loaded = Artifact::load(path)?;
+fn gate_bytes(
+    bytes: Vec<u8>,
+    settings: &GateSettings,
+    source: PathBuf,
+    fingerprint: String,
+) -> Result<ServingModel, LoadError> {
+    let loaded = Artifact::load_owned(bytes)?;
     let holdout = settings
         .holdout_path
         .as_deref()
@@ -104,7 +176,9 @@ fn load_gated_inner(path: &Path, settings: &GateSettings) -> Result<ServingModel
         loaded,
         gate: pass,
         loaded_at: Utc::now(),
-        path: path.to_owned(),
+        path: source,
+        fingerprint,
+        registry_version: None,
         profile,
     })
 }

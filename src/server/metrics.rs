@@ -18,7 +18,7 @@ use prometheus::{
     IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::artifact::ModelMeta;
+use super::loader::ServingModel;
 use crate::monitoring::{DriftSignals, LiveQuality};
 
 /// Route label for requests that matched no route (bounded cardinality).
@@ -121,6 +121,9 @@ fn exponential(start: f64, factor: f64, count: usize) -> Vec<f64> {
     exponential_buckets(start, factor, count).expect("valid buckets")
 }
 
+/// The results `nbserve_model_polls_total` counts.
+pub const POLL_RESULTS: [&str; 4] = ["unchanged", "reloaded", "refused", "error"];
+
 metrics! {
     /// Requests by method, route template and status.
     http_requests: IntCounterVec = ("nbserve_http_requests_total", "HTTP requests by method, route and status.", ["method", "route", "status"]);
@@ -139,7 +142,7 @@ metrics! {
     /// Share of a document's tokens unseen at training time.
     oov_ratio: Histogram = ("nbserve_oov_token_ratio", "Share of a document's tokens not in the vocabulary.", *UNIT);
     /// 1 for the model being served.
-    model_info: IntGaugeVec = ("nbserve_model_info", "The model being served (value 1).", ["name", "version", "sha256"]);
+    model_info: IntGaugeVec = ("nbserve_model_info", "The model being served (value 1); source_* are its MLflow registry version and run.", ["name", "version", "sha256", "source_version", "source_run_id"]);
     /// Stored F1 macro of the served model.
     model_f1_macro: Gauge = ("nbserve_model_f1_macro", "Stored F1 macro of the served model.", ());
     /// Stored balanced accuracy of the served model.
@@ -148,6 +151,8 @@ metrics! {
     model_accuracy: Gauge = ("nbserve_model_accuracy", "Stored accuracy of the served model.", ());
     /// The configured gate minimum.
     gate_min_f1_macro: Gauge = ("nbserve_gate_min_f1_macro", "Minimum F1 macro the deployment gate requires.", ());
+    /// Source polls by result.
+    model_polls: IntCounterVec = ("nbserve_model_polls_total", "Polls of the model source by result (unchanged, reloaded, refused, error).", ["result"]);
     /// Reload attempts by result.
     model_reloads: IntCounterVec = ("nbserve_model_reloads_total", "Model reload attempts by result.", ["result"]);
     /// When the served model was loaded.
@@ -199,6 +204,9 @@ impl Metrics {
         for result in ["success", "failure"] {
             m.model_reloads.with_label_values(&[result]);
         }
+        for result in POLL_RESULTS {
+            m.model_polls.with_label_values(&[result]);
+        }
         for result in ["accepted", "unknown_id", "invalid_label", "duplicate"] {
             m.feedback.with_label_values(&[result]);
         }
@@ -210,10 +218,20 @@ impl Metrics {
     }
 
     /// Publishes the served model's identity and stored evaluation.
-    pub fn set_model(&self, meta: &ModelMeta, gate_min: f64, loaded_at_secs: f64) {
+    pub fn set_model(&self, model: &ServingModel, gate_min: f64) {
+        let meta = &model.loaded.meta;
+        let loaded_at_secs = model.loaded_at.timestamp_millis() as f64 / 1000.0;
+        let registry_version = model.registry_version.as_ref().map_or("", |v| &v.version);
+        let run_id = meta.mlflow_run_id.as_deref().unwrap_or("");
         self.model_info.reset();
         self.model_info
-            .with_label_values(&[&meta.model.name, &meta.model.version, &meta.checksum])
+            .with_label_values(&[
+                &meta.model.name,
+                &meta.model.version,
+                &meta.checksum,
+                registry_version,
+                run_id,
+            ])
             .set(1);
         self.model_f1_macro.set(meta.evaluation.f1_macro);
         self.model_balanced_accuracy
@@ -233,6 +251,11 @@ impl Metrics {
                     .with_label_values(&[label, predicted]);
             }
         }
+    }
+
+    /// Counts one poll of the model source; `result` is one of [`POLL_RESULTS`].
+    pub fn count_poll(&self, result: &str) {
+        self.model_polls.with_label_values(&[result]).inc();
     }
 
     /// Counts one reload attempt (`success` or `failure`).

@@ -4,6 +4,7 @@ pub mod error;
 pub mod extract;
 pub mod loader;
 pub mod metrics;
+mod poll;
 pub mod routes;
 mod serve;
 pub mod state;
@@ -17,6 +18,7 @@ pub use loader::{load_gated, LoadError, ServingModel};
 pub use routes::{router, ApiDoc};
 pub use state::AppState;
 
+use crate::mlflow::MlflowClient;
 use crate::monitoring::FeedbackStore;
 use crate::settings::Settings;
 use metrics::Metrics;
@@ -77,13 +79,18 @@ impl Application {
 
     async fn build_inner(settings: Settings, with_signals: bool) -> Result<Self, StartupError> {
         let started = Instant::now();
-        let model =
-            loader::load_gated_off_thread(settings.model.path.clone(), settings.gate.clone())
-                .await
-                .map_err(|source| StartupError::Model {
-                    path: settings.model.path.display().to_string(),
-                    source,
-                })?;
+        let model_error = |source| StartupError::Model {
+            path: settings.model.path.display().to_string(),
+            source,
+        };
+        let registry = registry_client(&settings).map_err(|e| model_error(e.into()))?;
+        let model = loader::load_source(
+            settings.model.path.clone(),
+            settings.gate.clone(),
+            registry.as_ref(),
+        )
+        .await
+        .map_err(model_error)?;
         let f = &settings.feedback;
         let feedback = FeedbackStore::new(
             f.capacity,
@@ -110,6 +117,8 @@ impl Application {
         tracing::info!(
             model = %meta.model.name,
             version = %meta.model.version,
+            registry_version = model.registry_version.as_ref().map(|v| v.version.as_str()),
+            run_id = meta.mlflow_run_id.as_deref(),
             f1_macro = model.gate.f1_macro,
             gate_min_f1_macro = model.gate.threshold,
             gate_source = %model.gate.gate_source,
@@ -117,7 +126,7 @@ impl Application {
             startup_ms = started.elapsed().as_millis() as u64,
             "model passed the gate; listening"
         );
-        let state = AppState::new(settings, model, metrics, feedback);
+        let state = AppState::new(settings, model, metrics, feedback, registry);
         Ok(Self {
             listener,
             port,
@@ -153,9 +162,40 @@ impl Application {
     /// connections the kernel already completed are still taken, the listener
     /// closes, in-flight requests finish (bounded by
     /// `server.shutdown_timeout_secs`).
+    ///
+    /// With `model.poll_interval_secs` set, the model's source is followed
+    /// meanwhile.
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> std::io::Result<()> {
-        serve::serve(self.listener, self.state, signal).await
+        let interval = self.state.settings.model.poll_interval_secs;
+        let poller = (interval > 0).then(|| {
+            tokio::spawn(poll::follow_source(
+                self.state.clone(),
+                Duration::from_secs(interval),
+            ))
+        });
+        let result = serve::serve(self.listener, self.state, signal).await;
+        if let Some(p) = poller {
+            p.abort();
+        }
+        result
     }
+}
+
+/// A registry client when the model is a `models:/` URI: for
+/// `model.mlflow_uri`, else MLflow's own `MLFLOW_TRACKING_URI`.
+fn registry_client(
+    settings: &Settings,
+) -> Result<Option<MlflowClient>, crate::mlflow::MlflowError> {
+    if loader::model_uri(&settings.model.path).is_none() {
+        return Ok(None);
+    }
+    let uri = settings
+        .model
+        .mlflow_uri
+        .clone()
+        .or_else(|| std::env::var("MLFLOW_TRACKING_URI").ok())
+        .filter(|u| !u.is_empty());
+    uri.map(|u| MlflowClient::new(&u)).transpose()
 }
 
 /// The process's signal handlers, installed (and catching) from creation on;

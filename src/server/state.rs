@@ -8,8 +8,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 
-use super::loader::{load_gated_off_thread, LoadError, ServingModel};
+use super::loader::{load_source, LoadError, ServingModel};
 use super::metrics::Metrics;
+use crate::mlflow::MlflowClient;
 use crate::monitoring::FeedbackStore;
 use crate::settings::Settings;
 
@@ -37,6 +38,8 @@ pub struct StateInner {
     pub batch_slots: Semaphore,
     /// Remembered predictions and live quality.
     pub feedback: FeedbackStore,
+    /// The MLflow registry `models:/` sources are resolved through.
+    pub registry: Option<MlflowClient>,
 }
 
 impl Deref for AppState {
@@ -53,12 +56,9 @@ impl AppState {
         model: ServingModel,
         metrics: Arc<Metrics>,
         feedback: FeedbackStore,
+        registry: Option<MlflowClient>,
     ) -> Self {
-        metrics.set_model(
-            &model.loaded.meta,
-            settings.gate.min_f1_macro,
-            model.loaded_at.timestamp_millis() as f64 / 1000.0,
-        );
+        metrics.set_model(&model, settings.gate.min_f1_macro);
         let concurrency = Arc::new(Semaphore::new(settings.server.max_concurrency));
         Self(Arc::new(StateInner {
             model: ArcSwap::from_pointee(model),
@@ -71,6 +71,7 @@ impl AppState {
                 std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
             ),
             feedback,
+            registry,
         }))
     }
 
@@ -90,20 +91,19 @@ impl AppState {
     pub async fn reload(&self, path: Option<PathBuf>) -> Result<Arc<ServingModel>, LoadError> {
         let _guard = self.reload_lock.lock().await;
         let path = path.unwrap_or_else(|| self.model.load().path.clone());
-        let result = load_gated_off_thread(path, self.settings.gate.clone()).await;
+        let result = load_source(path, self.settings.gate.clone(), self.registry.as_ref()).await;
         self.metrics.count_reload(result.is_ok());
         match result {
             Ok(model) => {
                 let model = Arc::new(model);
-                self.metrics.set_model(
-                    &model.loaded.meta,
-                    self.settings.gate.min_f1_macro,
-                    model.loaded_at.timestamp_millis() as f64 / 1000.0,
-                );
+                self.metrics
+                    .set_model(&model, self.settings.gate.min_f1_macro);
                 self.model.store(Arc::clone(&model));
                 tracing::info!(
                     model = %model.loaded.meta.model.name,
                     version = %model.loaded.meta.model.version,
+                    registry_version = model.registry_version.as_ref().map(|v| v.version.as_str()),
+                    run_id = model.loaded.meta.mlflow_run_id.as_deref(),
                     f1_macro = model.gate.f1_macro,
                     "model reloaded"
                 );

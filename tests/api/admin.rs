@@ -116,7 +116,7 @@ async fn corrupt_and_below_gate_models_are_refused_and_the_old_one_serves() {
     )
     .await;
     let msg = body["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("0.5000") && msg.contains("0.8000"), "{msg}");
+    assert!(msg.contains("0.5000") && msg.contains("0.9000"), "{msg}");
     // Escapes from the models directory.
     for p in ["../spam-nb.json", "/etc/passwd", "missing.json"] {
         assert_error(
@@ -151,12 +151,17 @@ fn other_model(dir: &std::path::Path) -> String {
     let data =
         nbserve::Dataset::from_csv(&root().join("tests/data/sample.csv"), "text", "label").unwrap();
     let options = nbserve::training::TrainOptions {
+        model: nbserve::classifier::ModelKind::Bernoulli,
+        vectorizer: nbserve::classifier::vectorizer::VectorizerOptions::default(),
+        calibrate_folds: None,
         alpha: 0.3,
-        test_size: 0.25,
-        seed: 11,
-        name: "sample-nb".into(),
-        version: Some("other".into()),
-        created_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        run: nbserve::training::RunOptions {
+            test_size: 0.25,
+            seed: 11,
+            name: "sample-nb".into(),
+            version: Some("other".into()),
+            created_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        },
     };
     let a = nbserve::training::train(&data, None, &options, |_, _| {}).unwrap();
     a.save(&dir.join("other.json")).unwrap();

@@ -10,6 +10,7 @@ mod lifecycle;
 mod live_quality;
 mod metrics;
 mod overload;
+mod poll;
 mod predict;
 mod raw;
 mod readme;

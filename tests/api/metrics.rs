@@ -60,7 +60,7 @@ async fn metrics_describe_traffic_and_the_model() {
     );
     assert!(m.contains("nbserve_model_info{name=\"spam-nb\",sha256=\"sha256:"));
     assert!(metric_value(&m, "nbserve_model_f1_macro").unwrap() > 0.8);
-    assert_eq!(metric_value(&m, "nbserve_gate_min_f1_macro"), Some(0.8));
+    assert_eq!(metric_value(&m, "nbserve_gate_min_f1_macro"), Some(0.9));
     assert!(metric_value(&m, "nbserve_model_loaded_timestamp_seconds").unwrap() > 1.7e9);
     assert!(m.contains("nbserve_build_info{version=\""));
     assert!(m.contains("nbserve_oov_token_ratio_bucket"));

@@ -106,8 +106,17 @@ async fn health_ready_model_and_openapi() {
     assert!(
         m["evaluation"]["f1_macro"].as_f64().unwrap() >= m["gate_min_f1_macro"].as_f64().unwrap()
     );
-    assert_eq!(m["gate_min_f1_macro"], 0.8);
+    assert_eq!(m["gate_min_f1_macro"], 0.9);
     assert!(m["loaded_at"].is_string() && m["trained_at"].is_string());
+    // The shipped model is tuned and calibrated; /model says so.
+    assert_eq!(m["training"]["model"], "bernoulli");
+    assert!(m["training"]["vectorizer"]["min_df"].is_u64());
+    let t = m["calibration"]["temperature"].as_f64().unwrap();
+    assert!(t > 1.0, "temperature {t}");
+    let e = &m["evaluation"];
+    assert!(e["ece"].as_f64().unwrap() <= 0.03);
+    assert!(e["ece"].as_f64().unwrap() < e["ece_uncalibrated"].as_f64().unwrap());
+    assert!(e["brier_score"].as_f64().unwrap() < e["brier_score_uncalibrated"].as_f64().unwrap());
     let spec: Value = app.get("/openapi.json").await.json().await.unwrap();
     assert!(spec["openapi"].as_str().unwrap().starts_with("3."));
     for path in [

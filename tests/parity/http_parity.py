@@ -22,6 +22,10 @@ same way: its alpha, vectorizer settings, test size and seed.
     F1 macro, balanced accuracy, accuracy within 1e-12, per-class precision, recall,
     F1 within 1e-12 and support, confusion matrix exactly.
 
+The model family (BernoulliNB, MultinomialNB, ComplementNB), the vectorizer options
+(binary, min_df, max_df, max_features) and a temperature calibration (probabilities
+softmax(joint log-likelihood / T), labels the arg-max) are taken from the artifact.
+
 Prints `http-parity: N passed, M failed` (one check per numbered step); exit status 1
 on any mismatch.
 """
@@ -43,7 +47,7 @@ from parity import headline_metrics, read_csv  # noqa: E402  (shared with the CL
 
 PROBA_TOL = 1e-9
 METRIC_TOL = 1e-12
-VECTORIZER_KEYS = {"lowercase", "token_pattern", "binary"}
+VECTORIZER_KEYS = {"lowercase", "token_pattern", "binary", "min_df", "max_df", "max_features"}
 
 checks = {"passed": 0, "failed": 0}
 
@@ -147,7 +151,8 @@ def main() -> int:
     import numpy as np
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-    from sklearn.naive_bayes import BernoulliNB
+    from scipy.special import softmax
+    from sklearn.naive_bayes import BernoulliNB, ComplementNB, MultinomialNB
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -181,11 +186,15 @@ def main() -> int:
     vec_settings = training["vectorizer"]
     unknown = set(vec_settings) - VECTORIZER_KEYS
     problems = [f"vectorizer settings this check does not know: {sorted(unknown)}"] if unknown else []
-    if vec_settings.get("binary") is not True:
-        problems.append(f"vectorizer binary {vec_settings.get('binary')!r}, BernoulliNB parity needs true")
-    vec = CountVectorizer(binary=True, lowercase=vec_settings["lowercase"],
-                          token_pattern=vec_settings["token_pattern"])
-    clf = BernoulliNB(alpha=params["alpha"]).fit(vec.fit_transform(x_train), y_train)
+    family = training.get("model", "bernoulli")
+    nb = {"bernoulli": BernoulliNB, "multinomial": MultinomialNB, "complement": ComplementNB}[family]
+    # max_features 0 = no limit; min_df / max_df as stored (int: documents, float: share).
+    vec = CountVectorizer(binary=vec_settings["binary"], lowercase=vec_settings["lowercase"],
+                          token_pattern=vec_settings["token_pattern"],
+                          min_df=vec_settings.get("min_df", 1), max_df=vec_settings.get("max_df", 1.0),
+                          max_features=vec_settings.get("max_features") or None)
+    clf = nb(alpha=params["alpha"]).fit(vec.fit_transform(x_train), y_train)
+    print(f"  {vec!r} + {nb.__name__}(alpha={params['alpha']})")
     sk_classes = [str(c) for c in clf.classes_]
     if artifact["classes"] != sk_classes:
         problems.append(f"classes {artifact['classes']} != scikit-learn {sk_classes}")
@@ -196,13 +205,19 @@ def main() -> int:
         problems.append(f"class_count {params['class_count']} != scikit-learn {clf.class_count_.tolist()}")
     elif not np.array_equal(np.asarray(params["feature_count"], dtype=float), clf.feature_count_):
         problems.append("feature_count differs from scikit-learn's feature_count_")
-    outcome(f"scikit-learn (alpha {params['alpha']}) on the train part is the artifact's model", problems)
+    outcome(f"scikit-learn ({nb.__name__}, alpha {params['alpha']}) on the train part is the artifact's model",
+            problems)
     if problems:
         print(f"http-parity: {checks['passed']} passed, {checks['failed'] + 2} failed (the rest not run)")
         return 1
 
-    sk_proba = clf.predict_proba(vec.transform(x_test))
-    sk_pred = [sk_classes[j] for j in sk_proba.argmax(axis=1)]
+    jll = clf.predict_joint_log_proba(vec.transform(x_test))
+    sk_pred = [sk_classes[j] for j in jll.argmax(axis=1)]
+    calibration = artifact.get("calibration")
+    # A calibrated artifact serves softmax(jll / T); labels stay the arg-max of jll.
+    t = float(calibration["temperature"]) if calibration else 1.0
+    sk_proba = softmax(jll / t, axis=1)
+    print(f"  probabilities: softmax(joint log-likelihood / {t!r})")
 
     # 3. The real binary serving the artifact.
     port = free_port()

@@ -5,9 +5,15 @@
       Rewrite DATA.csv (any column order, must have `text` and `label`) with the rows
       of STRESS.csv appended, so the tokenizer stress terms end up in the vocabulary.
 
+  parity.py tie-free-limit TRAIN.csv NEAR [--binary true|false] [--min-df N|F] [--max-df N|F]
+      Print the largest max_features <= NEAR whose cut falls between distinct term counts.
+
   parity.py check --name NAME --train TRAIN.csv --test TEST.csv --model MODEL.json
-                  --pred PRED.jsonl [--alpha 1.0]
-      Fit CountVectorizer(binary=True) + BernoulliNB(alpha) on TRAIN.csv and compare with
+                  --pred PRED.jsonl [--alpha 1.0] [--nb bernoulli|multinomial|complement]
+                  [--binary true|false] [--min-df N|F] [--max-df N|F] [--max-features N]
+      Fit CountVectorizer(binary, min_df, max_df, max_features) + BernoulliNB / MultinomialNB /
+      ComplementNB(alpha) on TRAIN.csv (an integer df is a document count, a float a share,
+      max_features 0 = None) and compare with
       nbserve's artifact (trained on the same file) and its `predict --json` output on
       TEST.csv. Exit status 0 only if everything matches:
         * artifact `classes` == classes_
@@ -16,7 +22,13 @@
         * max |log-probability difference| per class < 1e-9 (probabilities too)
         * artifact evaluation.{f1_macro,balanced_accuracy,accuracy} equal to sklearn's
           on TEST.csv within 1e-12 (stored at full precision)
-      Only `vocabulary`, `classes` and `evaluation` of the artifact are relied on.
+        * artifact training.model / training.vectorizer agree with the options given
+        * with a `calibration` block, probabilities are compared with
+          log_softmax(joint_log_likelihood / temperature) (labels: arg-max as always)
+      Only `vocabulary`, `classes`, `evaluation` and `training` of the artifact are relied on.
+      With max_features, scikit-learn ranks terms with an unstable argsort, so which of
+      several terms tied at the cut it keeps depends on NumPy's sort kernel; nbserve keeps the
+      alphabetically first. The check reports whether the cut falls inside a tie.
 
 CSVs are read with the csv module (newline="", UTF-8, no field size limit) so texts are
 exactly the strings nbserve reads.
@@ -107,7 +119,7 @@ def headline_metrics(y_true, y_pred):
 
 def check(args):
     from sklearn.feature_extraction.text import CountVectorizer
-    from sklearn.naive_bayes import BernoulliNB
+    from sklearn.naive_bayes import BernoulliNB, ComplementNB, MultinomialNB
 
     name = args.name
     failures = []
@@ -126,14 +138,31 @@ def check(args):
             if line.strip():
                 preds.append(json.loads(line))
 
-    vec = CountVectorizer(binary=True)
+    binary = args.binary == "true"
+    min_df, max_df = df_bound(args.min_df), df_bound(args.max_df)
+    max_features = args.max_features or None
+    vec = CountVectorizer(binary=binary, min_df=min_df, max_df=max_df, max_features=max_features)
     xm_train = vec.fit_transform(x_train)
-    clf = BernoulliNB(alpha=args.alpha).fit(xm_train, y_train)
+    nb = {"bernoulli": BernoulliNB, "multinomial": MultinomialNB, "complement": ComplementNB}[args.nb]
+    clf = nb(alpha=args.alpha).fit(xm_train, y_train)
+    print(f"[{name}] CountVectorizer(binary={binary}, min_df={min_df!r}, max_df={max_df!r}, "
+          f"max_features={max_features}) + {nb.__name__}(alpha={args.alpha})")
+    if max_features:
+        report_cut(x_train, binary, min_df, max_df, max_features)
     sk_vocab = list(vec.get_feature_names_out())
     sk_classes = [str(c) for c in clf.classes_]
     xm_test = vec.transform(x_test)
     sk_logp = clf.predict_log_proba(xm_test)
-    sk_pred = [sk_classes[j] for j in sk_logp.argmax(axis=1)]
+    calibration = model.get("calibration")
+    if calibration:
+        # A calibrated artifact serves log_softmax(jll / T); labels stay the arg-max of jll.
+        from scipy.special import log_softmax
+        t = float(calibration["temperature"])
+        jll = clf.predict_joint_log_proba(xm_test)
+        sk_pred_idx = jll.argmax(axis=1)
+        sk_logp = log_softmax(jll / t, axis=1)
+        print(f"[{name}] calibrated artifact: comparing with log_softmax(jll / {t!r})")
+    sk_pred = [sk_classes[j] for j in (sk_pred_idx if calibration else sk_logp.argmax(axis=1))]
     analyzer = vec.build_analyzer()
 
     print(f"[{name}] train {len(x_train)} docs, test {len(x_test)} docs, "
@@ -143,6 +172,18 @@ def check(args):
     nb_classes = model.get("classes")
     if nb_classes != sk_classes:
         fail(f"classes: nbserve {nb_classes!r} != sklearn {sk_classes!r}")
+
+    # training parameters recorded in the artifact
+    training = model.get("training") or {}
+    vz = training.get("vectorizer") or {}
+    want = {"model": args.nb, "alpha": args.alpha, "binary": binary, "min_df": min_df,
+            "max_df": max_df, "max_features": args.max_features}
+    got = {"model": training.get("model", "bernoulli"), "alpha": training.get("alpha"),
+           "binary": vz.get("binary"), "min_df": vz.get("min_df", 1), "max_df": vz.get("max_df", 1.0),
+           "max_features": vz.get("max_features", 0)}
+    for key in want:
+        if got[key] != want[key] or type(got[key]) is not type(want[key]):
+            fail(f"artifact training {key}: {got[key]!r} != {want[key]!r}")
 
     # vocabulary
     nb_vocab = model.get("vocabulary")
@@ -238,6 +279,41 @@ def check(args):
     return failures
 
 
+def df_bound(s):
+    """scikit-learn's int-or-float min_df / max_df from its command-line spelling."""
+    return float(s) if any(ch in s for ch in ".eE") else int(s)
+
+
+def report_cut(x_train, binary, min_df, max_df, max_features):
+    """Say whether the max_features cut falls inside a run of equal counts."""
+    import numpy as np
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    full = CountVectorizer(binary=binary, min_df=min_df, max_df=max_df)
+    counts = np.sort(np.asarray(full.fit_transform(x_train).sum(axis=0)).ravel())[::-1]
+    if len(counts) <= max_features:
+        print(f"  max_features {max_features}: only {len(counts)} terms, no cut")
+        return
+    last_in, first_out = counts[max_features - 1], counts[max_features]
+    tie = "INSIDE a tie" if last_in == first_out else "between distinct counts"
+    print(f"  max_features {max_features}: cut {tie} (count {last_in} kept, {first_out} dropped)")
+
+
+def tie_free_limit(args):
+    """Largest max_features <= NEAR whose cut falls between distinct counts on TRAIN.csv."""
+    import numpy as np
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    _, _, x_train, _ = read_csv(args.train)
+    vec = CountVectorizer(binary=args.binary == "true", min_df=df_bound(args.min_df),
+                          max_df=df_bound(args.max_df))
+    counts = np.sort(np.asarray(vec.fit_transform(x_train).sum(axis=0)).ravel())[::-1]
+    limit = min(args.near, len(counts) - 1)
+    while limit > 1 and counts[limit - 1] == counts[limit]:
+        limit -= 1
+    print(limit)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -251,7 +327,21 @@ def main():
     c.add_argument("--model", required=True)
     c.add_argument("--pred", required=True)
     c.add_argument("--alpha", type=float, default=1.0)
+    c.add_argument("--nb", choices=["bernoulli", "multinomial", "complement"], default="bernoulli")
+    c.add_argument("--binary", choices=["true", "false"], default="true")
+    c.add_argument("--min-df", default="1")
+    c.add_argument("--max-df", default="1.0")
+    c.add_argument("--max-features", type=int, default=0)
+    t = sub.add_parser("tie-free-limit")
+    t.add_argument("train")
+    t.add_argument("near", type=int)
+    t.add_argument("--binary", choices=["true", "false"], default="true")
+    t.add_argument("--min-df", default="1")
+    t.add_argument("--max-df", default="1.0")
     args = ap.parse_args()
+    if args.cmd == "tie-free-limit":
+        tie_free_limit(args)
+        return 0
     if args.cmd == "append-stress":
         append_stress(args.data, args.stress)
         return 0

@@ -31,6 +31,9 @@ pub struct ModelResponse {
     /// Training-data fingerprint.
     #[schema(value_type = Object)]
     pub dataset: crate::artifact::DatasetFingerprint,
+    /// Probability calibration (temperature) applied to every prediction, if any.
+    #[schema(value_type = Option<Object>)]
+    pub calibration: Option<crate::artifact::Calibration>,
     /// Gate minimum F1 macro in force.
     pub gate_min_f1_macro: f64,
     /// F1 macro the gate judged.
@@ -39,6 +42,10 @@ pub struct ModelResponse {
     pub gate_source: String,
     /// When the model was loaded (RFC 3339).
     pub loaded_at: String,
+    /// The MLflow run that trained it (`null` when training was not tracked).
+    pub mlflow_run_id: Option<String>,
+    /// The MLflow registry version served (`null` unless `model.path` is a `models:/` URI).
+    pub registry_version: Option<String>,
 }
 
 /// The served model.
@@ -56,10 +63,13 @@ pub async fn model(State(state): State<AppState>) -> Json<ModelResponse> {
         evaluation: meta.evaluation.clone(),
         training: meta.training.clone(),
         dataset: meta.dataset.clone(),
+        calibration: meta.calibration.clone(),
         gate_min_f1_macro: m.gate.threshold,
         gate_f1_macro: m.gate.f1_macro,
         gate_source: m.gate.gate_source.to_string(),
         loaded_at: m.loaded_at.to_rfc3339(),
+        mlflow_run_id: meta.mlflow_run_id.clone(),
+        registry_version: m.registry_version.as_ref().map(|v| v.version.clone()),
     })
 }
 

@@ -1,0 +1,117 @@
+//! `nbserve tune`: cross-validated choice of model and vectorizer parameters.
+
+use std::io::IsTerminal;
+
+use nbserve::classifier::{Grid, ModelKind};
+use nbserve::training::{tune as run_tune, TuneError, TuneOptions};
+
+use super::args::TuneArgs;
+use super::commands::{
+    check_folds, parse_df, parse_model, read_train_data, run_name, run_options, track_and_save,
+    CmdResult,
+};
+use super::tracking::{Tracker, TrainingFacts};
+use super::{exit, Failure};
+
+/// Runs the search and writes the chosen, calibrated model; with a tracking
+/// URI, inside an MLflow run that ends FAILED when anything after its start fails.
+pub(super) fn tune(a: TuneArgs) -> CmdResult {
+    let grid = Grid {
+        models: a
+            .model
+            .iter()
+            .map(|m| parse_model(m))
+            .collect::<Result<_, _>>()?,
+        binary: a.binary,
+        alphas: a.alpha.clone(),
+        min_dfs: a
+            .min_df
+            .iter()
+            .map(|v| parse_df("--min-df", v))
+            .collect::<Result<_, _>>()?,
+        max_dfs: a
+            .max_df
+            .iter()
+            .map(|v| parse_df("--max-df", v))
+            .collect::<Result<_, _>>()?,
+        max_features: a.max_features.clone(),
+    };
+    if let Some(bad) = a.alpha.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!("--alpha {bad}: alpha must be a finite number > 0"),
+        ));
+    }
+    check_folds(a.folds)?;
+    let options = TuneOptions {
+        grid,
+        folds: a.folds,
+        run: run_options(&a.held_out, &a.out)?,
+    };
+    let tracker = Tracker::start(&a.tracking, &run_name(&options.run), "nbserve tune")?;
+    let outcome = tune_tracked(&a, &options, tracker.as_ref());
+    if let Some(t) = tracker {
+        t.finish(&outcome);
+    }
+    outcome
+}
+
+fn tune_tracked(a: &TuneArgs, options: &TuneOptions, tracker: Option<&Tracker>) -> CmdResult {
+    let (data, test) = read_train_data(&a.data, &a.held_out)?;
+    let points = options.grid.points().len();
+    eprintln!(
+        "cross-validating {points} grid points on {} folds ({} fits)",
+        a.folds,
+        points * a.folds as usize
+    );
+    let terminal = std::io::stderr().is_terminal();
+    let progress = |done: usize, total: usize| {
+        if terminal {
+            eprint!("\r  fitted {done}/{total}");
+            if done == total {
+                eprintln!();
+            }
+        }
+    };
+    let started = std::time::Instant::now();
+    let artifact = run_tune(&data, test.as_ref(), options, |_, _| {}, &progress).map_err(|e| {
+        let code = match e {
+            TuneError::Usage(_) => exit::USAGE,
+            TuneError::Train(_) => exit::INVALID_MODEL,
+        };
+        Failure::new(code, e)
+    })?;
+    let report = artifact.tuning.as_ref().expect("tune stores its search");
+    println!(
+        "{}-fold cross-validation, mean ± std over folds ({:.1} s):",
+        report.folds,
+        started.elapsed().as_secs_f64()
+    );
+    print!("{}", report.to_table());
+    let p = report.results[report.best].params;
+    println!(
+        "chosen: --model {} {}--alpha {} --min-df {} --max-df {} --max-features {}",
+        p.model,
+        if p.binary && p.model != ModelKind::Bernoulli {
+            "--binary "
+        } else {
+            ""
+        },
+        p.alpha,
+        p.min_df,
+        p.max_df,
+        p.max_features
+    );
+    let facts = TrainingFacts {
+        command: "nbserve tune",
+        dataset_bytes: std::fs::metadata(&a.data.data).map_or(0, |m| m.len()),
+        training_seconds: started.elapsed().as_secs_f64(),
+    };
+    track_and_save(
+        artifact,
+        &a.out,
+        tracker,
+        &facts,
+        a.tracking.register.as_deref(),
+    )
+}

@@ -1,0 +1,89 @@
+//! Following the model's source: at `model.poll_interval_secs`, the source
+//! (a file's content, or the version a registry alias points at) is checked
+//! and, when it changed, reloaded through the same gated path as
+//! `/admin/reload`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::time::MissedTickBehavior;
+
+use super::loader::{content_fingerprint, model_uri};
+use super::state::AppState;
+use crate::mlflow::MlflowError;
+
+/// Why the source could not be checked.
+#[derive(Debug, thiserror::Error)]
+enum PollError {
+    #[error("cannot read the model file ({0})")]
+    File(std::io::ErrorKind),
+    #[error(transparent)]
+    Registry(#[from] MlflowError),
+}
+
+/// The source's fingerprint now, comparable with `ServingModel::fingerprint`.
+async fn fingerprint(state: &AppState, source: &Path) -> Result<String, PollError> {
+    match model_uri(source) {
+        Some(uri) => {
+            let uri = uri?;
+            let client = state
+                .registry
+                .as_ref()
+                .ok_or_else(|| MlflowError::NoTrackingUri(uri.to_string()))?;
+            Ok(client.resolve(&uri).await?.version)
+        }
+        None => {
+            let path = source.to_owned();
+            tokio::task::spawn_blocking(move || {
+                std::fs::read(path).map(|b| content_fingerprint(&b))
+            })
+            .await
+            .expect("hashing does not panic")
+            .map_err(|e| PollError::File(e.kind()))
+        }
+    }
+}
+
+/// Polls forever; a change is reloaded once — a refused model is not
+/// retried until the source changes again.
+pub(super) async fn follow_source(state: AppState, interval: Duration) {
+    let mut last_seen = state.model.load().fingerprint.clone();
+    let mut failing = false;
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let current = state.model.load_full();
+        let seen = match fingerprint(&state, &current.path).await {
+            Ok(seen) => {
+                if failing {
+                    tracing::info!("model source readable again");
+                    failing = false;
+                }
+                seen
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cannot check the model source; still serving the current model");
+                    failing = true;
+                }
+                state.metrics.count_poll("error");
+                continue;
+            }
+        };
+        // Also unchanged when someone reloaded the new source by hand.
+        if seen == last_seen || seen == current.fingerprint {
+            last_seen = seen;
+            state.metrics.count_poll("unchanged");
+            continue;
+        }
+        tracing::info!(from = %current.fingerprint, to = %seen, "model source changed: reloading");
+        last_seen = seen;
+        let result = state.reload(Some(current.path.clone())).await;
+        state.metrics.count_poll(if result.is_ok() {
+            "reloaded"
+        } else {
+            "refused"
+        });
+    }
+}

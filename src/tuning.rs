@@ -1,0 +1,489 @@
+//! Cross-validation on a tokenized training part: the engine of `nbserve
+//! tune` and of the out-of-fold temperature calibration that `tune` and
+//! `train --calibrate` share (the pipelines themselves are in `training`).
+//!
+//! The training part is tokenized once: every fold's vocabulary and counts,
+//! for any `min_df` / `max_df` / `max_features` / `alpha` / model, follow
+//! from per-term document and occurrence counts of the fold's documents
+//! ([`TermStats`]), so a grid of points costs one tokenization plus cheap
+//! counting, not one `CountVectorizer.fit` per point and fold.
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::artifact::Calibration;
+use crate::classifier::{
+    calibration, evaluate, CvResult, DfBound, GridPoint, MeanStd, ModelError, NaiveBayes,
+    NbParameters, TermCounts, TermStats, VectorizerError, Vocabulary,
+};
+use crate::dataset::Dataset;
+
+/// Why a cross-validation cannot run; [`CvError::is_usage`] tells a bad
+/// command-line value from data that cannot support it.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CvError {
+    /// A parameter value out of range for this data.
+    #[error("{0}")]
+    BadValue(String),
+    /// The data cannot be cross-validated as asked.
+    #[error("{0}")]
+    Data(String),
+}
+
+impl CvError {
+    /// True for a bad parameter value (exit 2), false for unusable data (exit 4).
+    pub fn is_usage(&self) -> bool {
+        matches!(self, CvError::BadValue(_))
+    }
+}
+
+/// A tokenized training part, ready for any number of fits.
+pub struct CrossValidation {
+    corpus: TermCounts,
+    labels: Vec<usize>,
+    classes: Vec<String>,
+    seed: u64,
+}
+
+/// Out-of-fold joint log likelihoods: `oof[point][document]`.
+type OutOfFold = Vec<Vec<Vec<f64>>>;
+
+/// One fold's figures for every point: (F1, BA, accuracy, terms).
+type FoldScores = Vec<(f64, f64, f64, usize)>;
+
+/// One fold's outcome: its scores and, per held-out document, its joint log
+/// likelihoods under every point.
+type FoldOutcome = Result<(FoldScores, Vec<(usize, Vec<Vec<f64>>)>), CvError>;
+
+impl CrossValidation {
+    /// Tokenizes `train` (labels are indices into `classes`); `seed` seeds the folds.
+    pub fn new(
+        train: &Dataset,
+        classes: &[String],
+        seed: u64,
+        progress: impl FnMut(usize, usize),
+    ) -> Self {
+        let labels = train
+            .label_indices(classes)
+            .expect("classes cover the training labels");
+        Self {
+            corpus: TermCounts::tokenize(&train.texts, progress),
+            labels,
+            classes: classes.to_vec(),
+            seed,
+        }
+    }
+
+    /// Fits `point` on the whole training part: scikit-learn's vocabulary and counts.
+    pub fn refit(&self, point: &GridPoint) -> Result<(Vocabulary, NbParameters), CvError> {
+        let rows: Vec<usize> = (0..self.corpus.len()).collect();
+        let stats = self.corpus.stats(&rows, &self.labels, self.classes.len());
+        let kept = stats
+            .select(&point.vectorizer())
+            .map_err(vectorizer_error)?;
+        let parameters = stats
+            .parameters(&kept, point.binary, point.alpha)
+            .map_err(model_error)?;
+        let terms: Vec<&str> = kept
+            .iter()
+            .map(|&t| self.corpus.terms()[t as usize].as_str())
+            .collect();
+        let vocabulary = Vocabulary::from_sorted(&terms).expect("sorted, unique, non-empty tokens");
+        Ok((vocabulary, parameters))
+    }
+
+    /// Checks every point's values against the size of the training part.
+    pub fn check_points(&self, points: &[GridPoint]) -> Result<(), CvError> {
+        let n = self.corpus.len();
+        for p in points {
+            crate::classifier::validate_alpha(p.alpha)
+                .map_err(|e| CvError::BadValue(format!("--alpha: {e}")))?;
+            for (flag, b) in [("--min-df", p.min_df), ("--max-df", p.max_df)] {
+                b.validate()
+                    .map_err(|e| CvError::BadValue(format!("{flag} {b}: {e}")))?;
+            }
+            if let DfBound::Count(c) = p.min_df {
+                if c as usize > n {
+                    return Err(CvError::BadValue(format!(
+                        "--min-df {c} is more than the {n} training documents"
+                    )));
+                }
+            }
+            if p.max_df.doc_count(n) < p.min_df.doc_count(n) {
+                return Err(CvError::BadValue(format!(
+                    "--max-df {} is below --min-df {} ({n} training documents)",
+                    p.max_df, p.min_df
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Seeded stratified folds: `fold_of[document]`.
+    fn folds(&self, k: u32) -> Result<Vec<usize>, CvError> {
+        if k < 2 {
+            return Err(CvError::BadValue(format!(
+                "--folds {k}: cross-validation needs at least 2 folds"
+            )));
+        }
+        let k = k as usize;
+        let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); self.classes.len()];
+        for (i, &l) in self.labels.iter().enumerate() {
+            by_class[l].push(i);
+        }
+        if let Some((c, members)) = by_class
+            .iter()
+            .enumerate()
+            .find(|(_, m)| !m.is_empty() && m.len() < k)
+        {
+            return Err(CvError::Data(format!(
+                "--folds {k} is more than the {} training documents of class {:?}: a fold would lose the class",
+                members.len(),
+                self.classes[c]
+            )));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let mut fold_of = vec![0; self.labels.len()];
+        // Round-robin continuing across classes keeps the fold sizes within one.
+        let mut next = 0;
+        for mut members in by_class {
+            members.shuffle(&mut rng);
+            for m in members {
+                fold_of[m] = next % k;
+                next += 1;
+            }
+        }
+        Ok(fold_of)
+    }
+
+    /// Cross-validates every point on `k` folds; `progress(done, total)`
+    /// counts fitted (fold, point) pairs. Folds run on parallel threads;
+    /// results do not depend on how many.
+    pub fn run(
+        &self,
+        points: &[GridPoint],
+        k: u32,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<(Vec<CvResult>, OutOfFold), CvError> {
+        self.check_points(points)?;
+        let fold_of = self.folds(k)?;
+        let k = k as usize;
+        let total = k * points.len();
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(k);
+        let mut per_fold: Vec<Option<FoldOutcome>> = (0..k).map(|_| None).collect();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    let (fold_of, done) = (&fold_of, &done);
+                    s.spawn(move || {
+                        (w..k)
+                            .step_by(workers)
+                            .map(|f| {
+                                let tick = || {
+                                    let d = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                    progress(d + 1, total);
+                                };
+                                (f, self.fold(fold_of, f, points, &tick))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for h in handles {
+                for (f, r) in h.join().expect("fold worker panicked") {
+                    per_fold[f] = Some(r);
+                }
+            }
+        });
+        let mut oof: OutOfFold = vec![vec![Vec::new(); self.labels.len()]; points.len()];
+        let mut scores: Vec<FoldScores> = Vec::with_capacity(k);
+        for r in per_fold {
+            let (fold_scores, held_out) = r.expect("every fold ran")?;
+            for (doc, per_point) in held_out {
+                for (p, jll) in per_point.into_iter().enumerate() {
+                    oof[p][doc] = jll;
+                }
+            }
+            scores.push(fold_scores);
+        }
+        let results = points
+            .iter()
+            .enumerate()
+            .map(|(p, &params)| {
+                let pick = |i: usize| -> Vec<f64> {
+                    scores
+                        .iter()
+                        .map(|s| match i {
+                            0 => s[p].0,
+                            1 => s[p].1,
+                            2 => s[p].2,
+                            _ => s[p].3 as f64,
+                        })
+                        .collect()
+                };
+                CvResult {
+                    params,
+                    f1_macro: MeanStd::of(&pick(0)),
+                    balanced_accuracy: MeanStd::of(&pick(1)),
+                    accuracy: MeanStd::of(&pick(2)),
+                    vocabulary_size: MeanStd::of(&pick(3)).mean,
+                }
+            })
+            .collect();
+        Ok((results, oof))
+    }
+
+    /// Fits every point on all folds but `f` and scores fold `f`: the
+    /// per-point figures and each held-out document's joint log likelihoods.
+    fn fold(
+        &self,
+        fold_of: &[usize],
+        f: usize,
+        points: &[GridPoint],
+        tick: &dyn Fn(),
+    ) -> FoldOutcome {
+        let (train, held): (Vec<usize>, Vec<usize>) =
+            (0..self.labels.len()).partition(|&i| fold_of[i] != f);
+        let stats = self.corpus.stats(&train, &self.labels, self.classes.len());
+        let truth: Vec<usize> = held.iter().map(|&i| self.labels[i]).collect();
+        let mut jll_by_doc: Vec<Vec<Vec<f64>>> = vec![Vec::with_capacity(points.len()); held.len()];
+        let mut scores = Vec::with_capacity(points.len());
+        let mut index = vec![u32::MAX; self.corpus.terms().len()];
+        let mut features = Vec::new();
+        let mut counts = Vec::new();
+        for p in points {
+            let kept = select(&stats, p, f)?;
+            index.iter_mut().for_each(|x| *x = u32::MAX);
+            for (i, &t) in kept.iter().enumerate() {
+                index[t as usize] = i as u32;
+            }
+            let params = stats
+                .parameters(&kept, p.binary, p.alpha)
+                .map_err(|e| CvError::Data(format!("fold {}: {e}", f + 1)))?;
+            let nb = NaiveBayes::with_kind(p.model, p.binary, &params)
+                .map_err(|e| CvError::Data(format!("fold {}: {e}", f + 1)))?;
+            let mut predicted = Vec::with_capacity(held.len());
+            for (j, &doc) in held.iter().enumerate() {
+                // Kept terms are ascending, so so are their new indices.
+                features.clear();
+                counts.clear();
+                for &(t, n) in self.corpus.doc(doc) {
+                    let i = index[t as usize];
+                    if i != u32::MAX {
+                        features.push(i);
+                        counts.push((i, n));
+                    }
+                }
+                let mut jll = Vec::with_capacity(self.classes.len());
+                if nb.uses_counts() {
+                    nb.joint_log_likelihood_counts(&counts, &mut jll);
+                } else {
+                    nb.joint_log_likelihood(&features, &mut jll);
+                }
+                predicted.push(crate::classifier::argmax(&jll));
+                jll_by_doc[j].push(jll);
+            }
+            let e = evaluate(&truth, &predicted, &self.classes)
+                .map_err(|e| CvError::Data(format!("fold {}: {e}", f + 1)))?;
+            scores.push((e.f1_macro, e.balanced_accuracy, e.accuracy, kept.len()));
+            tick();
+        }
+        Ok((scores, held.into_iter().zip(jll_by_doc).collect()))
+    }
+
+    /// Fits a temperature for `point` on `k`-fold out-of-fold scores.
+    pub fn calibrate(&self, point: &GridPoint, k: u32) -> Result<Calibration, CvError> {
+        let (_, oof) = self.run(std::slice::from_ref(point), k, &|_, _| {})?;
+        Ok(self.calibration_from(&oof[0], k))
+    }
+
+    /// The temperature calibration fitted on out-of-fold joint log likelihoods `jll`.
+    pub fn calibration_from(&self, jll: &[Vec<f64>], k: u32) -> Calibration {
+        let temperature = calibration::fit_temperature(jll, &self.labels);
+        Calibration {
+            method: "temperature".into(),
+            temperature,
+            folds: k,
+            seed: self.seed,
+            log_loss_before: calibration::log_loss(jll, &self.labels, 1.0),
+            log_loss_after: calibration::log_loss(jll, &self.labels, temperature),
+        }
+    }
+}
+
+/// The fold's vocabulary for `p`, with errors naming the value.
+fn select(stats: &TermStats, p: &GridPoint, fold: usize) -> Result<Vec<u32>, CvError> {
+    stats
+        .select(&p.vectorizer())
+        .map_err(|e| match vectorizer_error(e) {
+            CvError::BadValue(m) => CvError::BadValue(format!("fold {}: {m}", fold + 1)),
+            CvError::Data(m) => CvError::Data(format!("fold {}: {m}", fold + 1)),
+        })
+}
+
+/// A bound out of range is a bad value; an empty vocabulary is the data's.
+fn vectorizer_error(e: VectorizerError) -> CvError {
+    match e {
+        VectorizerError::Invalid(_) | VectorizerError::MaxBelowMin { .. } => {
+            CvError::BadValue(e.to_string())
+        }
+        VectorizerError::EmptyVocabulary { .. } => CvError::Data(e.to_string()),
+    }
+}
+
+/// An alpha out of range is a bad value; a missing class is the data's.
+fn model_error(e: ModelError) -> CvError {
+    match e {
+        ModelError::InvalidAlpha(_) => CvError::BadValue(e.to_string()),
+        _ => CvError::Data(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::artifact::Artifact;
+    use crate::classifier::{best, Grid, ModelKind};
+    use crate::training::{tune, RunOptions, TuneOptions};
+    use std::path::Path;
+
+    fn sample() -> Dataset {
+        Dataset::from_csv(
+            Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/data/sample.csv"
+            )),
+            "text",
+            "label",
+        )
+        .unwrap()
+    }
+
+    fn grid() -> Grid {
+        Grid {
+            models: vec![ModelKind::Bernoulli, ModelKind::Complement],
+            binary: true,
+            alphas: vec![0.1, 1.0],
+            min_dfs: vec![DfBound::Count(1), DfBound::Count(2)],
+            max_dfs: vec![DfBound::Proportion(1.0)],
+            max_features: vec![0, 500],
+        }
+    }
+
+    fn options() -> TuneOptions {
+        TuneOptions {
+            grid: grid(),
+            folds: 3,
+            run: RunOptions {
+                test_size: 0.25,
+                seed: 7,
+                name: "t".into(),
+                version: Some("1".into()),
+                created_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+            },
+        }
+    }
+
+    #[test]
+    fn folds_are_stratified_balanced_and_seeded() {
+        let data = sample();
+        let classes = data.classes();
+        let cv = CrossValidation::new(&data, &classes, 3, |_, _| {});
+        let a = cv.folds(4).unwrap();
+        assert_eq!(a, cv.folds(4).unwrap());
+        for c in 0..classes.len() {
+            let sizes: Vec<usize> = (0..4)
+                .map(|f| {
+                    (0..a.len())
+                        .filter(|&i| a[i] == f && cv.labels[i] == c)
+                        .count()
+                })
+                .collect();
+            let (min, max) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+            assert!(max - min <= 1, "class {c}: {sizes:?}");
+        }
+        let other = CrossValidation::new(&data, &classes, 4, |_, _| {});
+        assert_ne!(a, other.folds(4).unwrap());
+    }
+
+    #[test]
+    fn refit_is_what_train_fits() {
+        let data = sample();
+        let classes = data.classes();
+        let labels = data.label_indices(&classes).unwrap();
+        let cv = CrossValidation::new(&data, &classes, 1, |_, _| {});
+        let point = grid().points()[0];
+        let (v, p) = cv.refit(&point).unwrap();
+        let (v2, p2) =
+            crate::classifier::fit(&data.texts, &labels, classes.len(), 0.1, |_, _| {}).unwrap();
+        assert_eq!(v.iter().collect::<Vec<_>>(), v2.iter().collect::<Vec<_>>());
+        assert_eq!(p, p2);
+    }
+
+    #[test]
+    fn tune_is_deterministic_and_stores_its_choice() {
+        let data = sample();
+        let a = tune(&data, None, &options(), |_, _| {}, &|_, _| {}).unwrap();
+        let b = tune(&data, None, &options(), |_, _| {}, &|_, _| {}).unwrap();
+        assert_eq!(a.to_bytes(), b.to_bytes());
+        let report = a.tuning.as_ref().unwrap();
+        assert_eq!(report.results.len(), 16);
+        assert_eq!(report.best, best(&report.results));
+        let chosen = report.results[report.best].params;
+        assert_eq!(a.training.alpha, chosen.alpha);
+        assert_eq!(a.training.model, Some(chosen.model));
+        assert!(report
+            .results
+            .iter()
+            .all(|r| r.f1_macro.mean <= report.results[report.best].f1_macro.mean));
+        let t = a.calibration.as_ref().unwrap();
+        assert!(t.temperature > 0.0 && t.log_loss_after <= t.log_loss_before);
+        let loaded = Artifact::load_bytes(&a.to_bytes()).unwrap();
+        assert_eq!(loaded.classifier.temperature(), Some(t.temperature));
+        let e = a.evaluation.as_ref().unwrap();
+        assert!(e.ece.is_some() && e.ece_uncalibrated.is_some());
+    }
+
+    #[test]
+    fn best_breaks_ties_by_smaller_vocabulary() {
+        let p = grid().points()[0];
+        let r = |f1: f64, terms: f64| CvResult {
+            params: p,
+            f1_macro: MeanStd { mean: f1, std: 0.0 },
+            balanced_accuracy: MeanStd {
+                mean: 0.0,
+                std: 0.0,
+            },
+            accuracy: MeanStd {
+                mean: 0.0,
+                std: 0.0,
+            },
+            vocabulary_size: terms,
+        };
+        assert_eq!(best(&[r(0.9, 100.0), r(0.95, 900.0), r(0.95, 500.0)]), 2);
+        assert_eq!(best(&[r(0.9, 100.0), r(0.9, 100.0)]), 0);
+    }
+
+    #[test]
+    fn bad_values_name_themselves() {
+        let data = sample();
+        let run = |edit: &dyn Fn(&mut TuneOptions)| {
+            let mut o = options();
+            edit(&mut o);
+            tune(&data, None, &o, |_, _| {}, &|_, _| {})
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(run(&|o| o.folds = 1).contains("--folds 1"));
+        assert!(run(&|o| o.folds = 100_000).contains("--folds 100000"));
+        assert!(run(&|o| o.grid.alphas = vec![0.0]).contains("alpha"));
+        assert!(
+            run(&|o| o.grid.min_dfs = vec![DfBound::Count(1_000_000)]).contains("--min-df 1000000")
+        );
+        assert!(run(&|o| o.grid.max_dfs = vec![DfBound::Count(1)]).contains("--max-df 1"));
+    }
+}
