@@ -129,7 +129,7 @@ step "deployment files: compose, Dockerfile, workflows, settings names"
 suite check-deploy scripts/check-deploy.sh
 
 step "MLflow: tracking, registry and champion following against a real mlflow server"
-scripts/test-mlflow.sh
+suite mlflow scripts/test-mlflow.sh
 
 step "API fuzzing: schemathesis against /openapi.json (no 5xx, documented statuses and schemas)"
 suite api-fuzz scripts/api-fuzz.sh
