@@ -21,7 +21,6 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-cache="${NBSERVE_CACHE:-$HOME/.cache/nbserve}"
 SCHEMATHESIS_VERSION="4.32.5"
 req="$root/scripts/api-fuzz-requirements.txt"
 venv="$cache/venv-schemathesis-$(sha256sum "$req" | cut -c1-16)"
@@ -38,29 +37,15 @@ token="api-fuzz-token-$$"
 
 log() { echo "api-fuzz: $*" >&2; }
 
-if [[ ! -x "$venv/bin/st" || ! -f "$venv/.complete" ]]; then
-    # Every package pinned with its sha256 (wheels for CPython 3.11, x86_64 Linux).
-    log "installing schemathesis==$SCHEMATHESIS_VERSION into $venv (hash-checked pins from $req)"
-    rm -rf "$venv"
-    "${NBSERVE_PYTHON:-python3}" -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --require-hashes -r "$req"
-    touch "$venv/.complete"
-fi
-
-if [[ -z "$BIN" ]]; then
-    cargo build --quiet --bin nbserve
-    # shellcheck source=scripts/lib/cargo.sh
-    source scripts/lib/cargo.sh
-    BIN="$(cargo_bin debug nbserve)"
-fi
+# Every package pinned with its sha256 (wheels for CPython 3.11, x86_64 Linux).
+# shellcheck source=scripts/lib/venv.sh
+source scripts/lib/venv.sh
+venv="$(pinned_venv schemathesis "$req")"
 
 # shellcheck source=scripts/lib/local-server.sh
 source scripts/lib/local-server.sh
 local_server_setup
-
-mkdir -p "$work/models"
-cp models/spam-nb.json "$work/models/spam-nb.json"
-local_server_start "$work/server.log"
+local_server_start_shipped "$work/server.log"
 url="http://127.0.0.1:$port"
 
 passed=0

@@ -22,7 +22,7 @@ started=$(date +%s)
 
 # shellcheck source=scripts/lib/preflight.sh
 source scripts/lib/preflight.sh
-preflight test.sh cargo rustfmt cargo-clippy python3.11 npm curl git setsid apt-get apt-cache dpkg readelf
+preflight test.sh cargo rustfmt cargo-clippy python3.11 npm curl git setsid kubectl apt-get apt-cache dpkg readelf
 if [[ "$(id -u)" -ne 0 && ! -x "${NBSERVE_CACHE:-$HOME/.cache/nbserve}/prometheus/root/usr/bin/prometheus" ]]; then
   echo "test.sh: note: not root; if apt's package lists are stale, fetching Prometheus needs 'apt-get update' (root)" >&2
 fi
@@ -127,6 +127,15 @@ suite observability scripts/test-observability.sh
 
 step "deployment files: compose, Dockerfile, workflows, settings names"
 suite check-deploy scripts/check-deploy.sh
+
+step "Kubernetes manifests: kustomize render, kubernetes-validate --strict, settings, probes"
+suite kubernetes scripts/check-kubernetes.sh
+
+step "Open Inference Protocol: tritonclient (binary + JSON) and open-inference-openapi"
+suite v2-clients scripts/test-v2-clients.sh
+
+step "fleet: three replicas + Prometheus, fleet F1 equals the offline union"
+suite fleet scripts/test-fleet.sh
 
 step "MLflow: tracking, registry and champion following against a real mlflow server"
 suite mlflow scripts/test-mlflow.sh

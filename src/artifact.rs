@@ -6,7 +6,8 @@
 //! Files are written compact, so every byte of a shipped file is significant.
 
 use std::collections::BTreeMap;
-use std::io::{BufWriter, Write};
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,17 @@ pub const SCHEMA_VERSION: u32 = 2;
 pub const READABLE_SCHEMAS: [u32; 2] = [1, 2];
 /// The token pattern the tokenizer implements (recorded for readers of the file).
 pub const TOKEN_PATTERN: &str = r"(?u)\b\w\w+\b";
+
+/// Smallest and largest `alpha` a served model may have: beyond these the
+/// scoring tables lose all precision or overflow (1e308 answered `null`
+/// probabilities).
+pub const ALPHA_RANGE: std::ops::RangeInclusive<f64> = 1e-10..=1e10;
+/// Most classes a served model may have (each adds metric series, and the
+/// confusion metric grows with their square).
+pub const MAX_CLASSES: usize = 100;
+/// Longest model name, model version or class label, in bytes (each is
+/// repeated in every prediction and in metric labels).
+pub const MAX_NAME_BYTES: usize = 256;
 
 /// Name and version of a model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -201,6 +213,20 @@ pub enum ArtifactError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A device, FIFO, directory or socket rather than a regular file.
+    #[error("model file {path} is not a regular file")]
+    NotRegularFile {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Larger than the configured cap (`model.max_bytes`).
+    #[error("model file {path} is larger than model.max_bytes ({max_bytes} bytes)")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The cap.
+        max_bytes: u64,
+    },
     /// Not parseable JSON.
     #[error("model file is not valid JSON ({0}); a model is the JSON file `nbserve train` writes")]
     NotJson(String),
@@ -354,13 +380,13 @@ impl Artifact {
             format: Option<serde_json::Value>,
             schema_version: Option<serde_json::Value>,
         }
-        let header: Header =
-            serde_json::from_slice(bytes).map_err(|e| ArtifactError::NotJson(e.to_string()))?;
+        let header: Header = serde_json::from_slice(bytes)
+            .map_err(|e| ArtifactError::NotJson(clip(e.to_string())))?;
         match header.format {
             Some(serde_json::Value::String(f)) if f == FORMAT => {}
             other => {
                 return Err(ArtifactError::UnknownFormat {
-                    found: other.map_or("<missing>".into(), |v| v.to_string()),
+                    found: other.map_or("<missing>".into(), |v| clip(v.to_string())),
                 })
             }
         }
@@ -370,20 +396,29 @@ impl Artifact {
                     .is_some_and(|n| READABLE_SCHEMAS.iter().any(|&s| u64::from(s) == n)) => {}
             other => {
                 return Err(ArtifactError::UnsupportedSchema {
-                    found: other.map_or("<missing>".into(), |v| v.to_string()),
+                    found: other.map_or("<missing>".into(), |v| clip(v.to_string())),
                 })
             }
         }
-        serde_json::from_slice(bytes).map_err(|e| ArtifactError::Schema(e.to_string()))
+        serde_json::from_slice(bytes).map_err(|e| ArtifactError::Schema(clip(e.to_string())))
     }
 
-    /// Reads and validates the artifact at `path`.
+    /// Reads and validates the artifact at `path` (a regular file, symlinks
+    /// followed, any size).
     pub fn load(path: &Path) -> Result<LoadedModel, ArtifactError> {
-        let bytes = std::fs::read(path).map_err(|source| ArtifactError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::load_owned(bytes)
+        let file = open_regular(path)?;
+        Self::load_file(file, path, u64::MAX)
+    }
+
+    /// Reads and validates an artifact from an opened regular file (see
+    /// [`open_regular`]), refusing it past `max_bytes`; `path` only names it
+    /// in errors.
+    pub fn load_file(
+        file: File,
+        path: &Path,
+        max_bytes: u64,
+    ) -> Result<LoadedModel, ArtifactError> {
+        Self::load_owned(read_capped(file, path, max_bytes)?)
     }
 
     /// Parses and validates artifact bytes, freeing them once parsed.
@@ -400,7 +435,7 @@ impl Artifact {
         let actual = self.compute_checksum();
         if actual != self.checksum {
             return Err(ArtifactError::ChecksumMismatch {
-                expected: self.checksum,
+                expected: clip(self.checksum),
                 actual,
             });
         }
@@ -439,10 +474,7 @@ impl Artifact {
 
     /// Shape and range checks that do not need the scoring tables.
     pub fn validate(&self) -> Result<(), ArtifactError> {
-        let alpha_ok = self.training.alpha.is_finite()
-            && self.training.alpha > 0.0
-            && self.parameters.alpha.is_finite();
-        if !alpha_ok {
+        if !ALPHA_RANGE.contains(&self.training.alpha) {
             return Err(ArtifactError::NonFinite("alpha"));
         }
         if self.parameters.alpha != self.training.alpha {
@@ -461,6 +493,19 @@ impl Artifact {
         if n < 2 {
             return Err(ArtifactError::Shape(format!(
                 "{n} class(es); need at least 2"
+            )));
+        }
+        if n > MAX_CLASSES {
+            return Err(ArtifactError::Shape(format!(
+                "{n} classes; at most {MAX_CLASSES} are served"
+            )));
+        }
+        let names = [&self.model.name, &self.model.version]
+            .into_iter()
+            .chain(&self.classes);
+        if names.into_iter().any(|s| s.len() > MAX_NAME_BYTES) {
+            return Err(ArtifactError::Shape(format!(
+                "model name, version and class labels must be at most {MAX_NAME_BYTES} bytes"
             )));
         }
         let mut sorted = self.classes.clone();
@@ -501,6 +546,81 @@ impl Artifact {
             .validate_as(self.vocabulary.len(), options.binary)?;
         Ok(())
     }
+}
+
+/// Opens `path` for reading (symlinks followed) and checks that the open
+/// handle is a regular file. Opened non-blocking, so a FIFO cannot stall the
+/// open waiting for a writer; for a regular file the flag changes nothing.
+pub fn open_regular(path: &Path) -> Result<File, ArtifactError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path).map_err(|source| ArtifactError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    ensure_regular(&file, path)?;
+    Ok(file)
+}
+
+/// Refuses an open handle that is not a regular file (`/dev/zero` would be
+/// read until memory runs out, a FIFO would block the load forever).
+pub fn ensure_regular(file: &File, path: &Path) -> Result<(), ArtifactError> {
+    let meta = file.metadata().map_err(|source| ArtifactError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    if meta.is_file() {
+        Ok(())
+    } else {
+        Err(ArtifactError::NotRegularFile {
+            path: path.to_owned(),
+        })
+    }
+}
+
+/// Reads all of `file`, but never more than `max_bytes` + 1 bytes: one more
+/// than the cap means the file is too large (its size on disk may change
+/// while it is read, so the stat size alone is not trusted).
+pub fn read_capped(file: File, path: &Path, max_bytes: u64) -> Result<Vec<u8>, ArtifactError> {
+    let io = |source| ArtifactError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let too_large = || ArtifactError::TooLarge {
+        path: path.to_owned(),
+        max_bytes,
+    };
+    let size = file.metadata().map_err(io)?.len();
+    if size > max_bytes {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+/// Longest piece of artifact content an error message quotes.
+const MAX_QUOTED: usize = 120;
+
+/// Caps text taken from an artifact (a serde message quoting a field, a
+/// format string) so a hostile file cannot make an error message huge.
+fn clip(mut text: String) -> String {
+    if text.len() > MAX_QUOTED {
+        let mut end = MAX_QUOTED;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }
 
 /// Feeds what is written to it into a hash.
@@ -636,6 +756,36 @@ mod tests {
     }
 
     #[test]
+    fn non_regular_and_oversized_files_are_refused() {
+        assert!(matches!(
+            Artifact::load(Path::new("/dev/zero")),
+            Err(ArtifactError::NotRegularFile { .. })
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        #[cfg(unix)]
+        {
+            // A FIFO with no writer: opening it must neither block nor read.
+            let fifo = dir.path().join("fifo.json");
+            let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+            // SAFETY: `c` is a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+            assert!(matches!(
+                Artifact::load(&fifo),
+                Err(ArtifactError::NotRegularFile { .. })
+            ));
+        }
+        let path = dir.path().join("m.json");
+        sample_artifact().save(&path).unwrap();
+        let size = std::fs::metadata(&path).unwrap().len();
+        let load = |max| Artifact::load_file(open_regular(&path).unwrap(), &path, max);
+        assert!(load(size).is_ok());
+        assert!(matches!(
+            load(size - 1),
+            Err(ArtifactError::TooLarge { max_bytes, .. }) if max_bytes == size - 1
+        ));
+    }
+
+    #[test]
     fn round_trip_through_a_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.json");
@@ -768,6 +918,59 @@ mod tests {
         assert!(matches!(
             Artifact::load_bytes(&a.to_bytes()),
             Err(ArtifactError::Schema(_))
+        ));
+    }
+
+    #[test]
+    fn hostile_but_well_formed_artifacts_are_refused() {
+        for alpha in [1e308, 5e-324, 1e-11, 1.1e10] {
+            let b = resealed(|a| {
+                a.training.alpha = alpha;
+                a.parameters.alpha = alpha;
+            });
+            assert!(
+                matches!(
+                    Artifact::load_bytes(&b),
+                    Err(ArtifactError::NonFinite("alpha"))
+                ),
+                "{alpha}"
+            );
+        }
+        for alpha in [*ALPHA_RANGE.start(), *ALPHA_RANGE.end()] {
+            let b = resealed(|a| {
+                a.training.alpha = alpha;
+                a.parameters.alpha = alpha;
+            });
+            assert!(Artifact::load_bytes(&b).is_ok(), "{alpha}");
+        }
+        let long = "x".repeat(MAX_NAME_BYTES + 1);
+        let edits: [&dyn Fn(&mut Artifact); 3] = [
+            &|a| a.model.version = long.clone(),
+            &|a| a.model.name = long.clone(),
+            &|a| a.classes[0] = long.clone(),
+        ];
+        for edit in edits {
+            let b = resealed(edit);
+            assert!(matches!(
+                Artifact::load_bytes(&b),
+                Err(ArtifactError::Shape(m)) if m.contains("at most 256 bytes")
+            ));
+        }
+        let b = resealed(|a| {
+            a.classes = (0..=MAX_CLASSES).map(|i| format!("c{i:03}")).collect();
+        });
+        assert!(matches!(
+            Artifact::load_bytes(&b),
+            Err(ArtifactError::Shape(m)) if m.contains("at most 100")
+        ));
+        // Counts that wrap a u64 when summed.
+        let b = resealed(|a| {
+            a.parameters.class_count = vec![u64::MAX, u64::MAX];
+            a.dataset.documents = u64::MAX;
+        });
+        assert!(matches!(
+            Artifact::load_bytes(&b),
+            Err(ArtifactError::Model(ModelError::Counts(m))) if m.contains("2^64")
         ));
     }
 

@@ -46,6 +46,19 @@ pub struct ServerSettings {
     pub max_concurrency: usize,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_timeout_secs: u64,
+    /// Request bodies being read or processed at once, in bytes (declared
+    /// lengths, or `body_limit_bytes` for a body without one); beyond it
+    /// requests are shed with 503.
+    pub max_inflight_body_bytes: usize,
+    /// Open connections; beyond it new ones are closed on accept.
+    pub max_connections: usize,
+    /// How long a response write may make no progress (a client that does
+    /// not read) before the connection is closed.
+    pub write_timeout_ms: u64,
+    /// After SIGTERM, how long readiness reports 503 while the listener
+    /// still accepts and serves, before the drain starts: time for a load
+    /// balancer (Kubernetes endpoints) to stop sending new connections.
+    pub drain_delay_secs: u64,
 }
 
 /// Which model to serve.
@@ -57,6 +70,8 @@ pub struct ModelSettings {
     pub path: PathBuf,
     /// Reload requests may only name files inside this directory.
     pub dir: PathBuf,
+    /// Largest model file read, in bytes; a larger one is refused unread.
+    pub max_bytes: u64,
     /// MLflow tracking server for `models:/` paths (default: `MLFLOW_TRACKING_URI`).
     pub mlflow_uri: Option<String>,
     /// Check the source this often and reload when it changed (0 = never).
@@ -156,6 +171,20 @@ pub struct FeedbackSettings {
     pub window: usize,
     /// Append accepted feedback to this JSON-lines file.
     pub log_path: Option<PathBuf>,
+    /// When the log is flushed to disk.
+    pub log_fsync: LogFsync,
+}
+
+/// When the feedback log is synced to disk (`fsync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFsync {
+    /// Never: the OS writes it back when it likes.
+    Never,
+    /// At most one second after a line is written.
+    Interval,
+    /// After every line, before the feedback is acknowledged.
+    Always,
 }
 
 impl Default for Settings {
@@ -171,10 +200,15 @@ impl Default for Settings {
                 max_batch_size: 1000,
                 max_concurrency: 1024,
                 shutdown_timeout_secs: 30,
+                max_inflight_body_bytes: 64 * 1024 * 1024,
+                max_connections: 10_000,
+                write_timeout_ms: 10_000,
+                drain_delay_secs: 0,
             },
             model: ModelSettings {
                 path: "models/spam-nb.json".into(),
                 dir: "models".into(),
+                max_bytes: 256 * 1024 * 1024,
                 mlflow_uri: None,
                 poll_interval_secs: 0,
             },
@@ -195,6 +229,7 @@ impl Default for Settings {
                 max_age_secs: 3600,
                 window: 1000,
                 log_path: None,
+                log_fsync: LogFsync::Interval,
             },
         }
     }
@@ -342,11 +377,26 @@ impl Settings {
         if self.server.max_concurrency == 0 {
             return invalid("server.max_concurrency", "must be > 0");
         }
+        if self.server.max_inflight_body_bytes < self.server.body_limit_bytes {
+            return invalid(
+                "server.max_inflight_body_bytes",
+                "must be at least server.body_limit_bytes",
+            );
+        }
+        if self.server.max_connections == 0 {
+            return invalid("server.max_connections", "must be > 0");
+        }
+        if self.server.write_timeout_ms == 0 {
+            return invalid("server.write_timeout_ms", "must be > 0");
+        }
         if self.server.request_timeout_ms == 0 {
             return invalid("server.request_timeout_ms", "must be > 0");
         }
         if self.server.header_read_timeout_ms == 0 {
             return invalid("server.header_read_timeout_ms", "must be > 0");
+        }
+        if self.model.max_bytes == 0 {
+            return invalid("model.max_bytes", "must be > 0");
         }
         if self.feedback.capacity == 0 || self.feedback.window == 0 {
             return invalid("feedback", "capacity and window must be > 0");

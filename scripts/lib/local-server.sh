@@ -27,25 +27,46 @@ local_server_release_models() {
     bench/make_artifacts.sh "$BIN" "$work/models" >&2
 }
 
-# Creates $work and a trap that stops the server in $pid (if any) and
-# removes $work on exit, also on failure or Ctrl-C.
+# Creates $work and a trap that stops every server local_server_start
+# started (and any pid a caller adds to local_server_pids, e.g. a Prometheus)
+# and removes $work on exit, also on failure or Ctrl-C.
 local_server_setup() {
     work="$(mktemp -d)"
     pid=""
+    local_server_pids=()
     trap local_server_cleanup EXIT
     trap 'exit 130' INT TERM
 }
 
 local_server_cleanup() {
-    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    fi
+    local p
+    for p in "${local_server_pids[@]}"; do
+        if kill -0 "$p" 2>/dev/null; then
+            kill "$p" 2>/dev/null || true
+            wait "$p" 2>/dev/null || true
+        fi
+    done
     rm -rf "$work"
 }
 
 local_server_free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Serves a copy of the shipped models/spam-nb.json (in $work/models) with BIN
+# from NBSERVE_BIN or the debug build (built here); see local_server_start.
+# Run from the repository root.
+local_server_start_shipped() {
+    BIN="${NBSERVE_BIN:-}"
+    if [[ -z "$BIN" ]]; then
+        cargo build --quiet --bin nbserve
+        # shellcheck source=scripts/lib/cargo.sh
+        source scripts/lib/cargo.sh
+        BIN="$(cargo_bin debug nbserve)"
+    fi
+    mkdir -p "$work/models"
+    cp models/spam-nb.json "$work/models/spam-nb.json"
+    local_server_start "$@"
 }
 
 # Serves $work/models/spam-nb.json on a free loopback port with admin token
@@ -64,6 +85,7 @@ local_server_start() {
         NBSERVE__ADMIN__TOKEN="$token" NBSERVE__LOG__FORMAT=json "$@" \
         "$BIN" serve 2>"$log" >/dev/null &
     pid=$!
+    local_server_pids+=("$pid")
     local _
     for _ in $(seq 600); do
         curl -fsS --max-time 30 -o /dev/null "http://127.0.0.1:$port/ready" 2>/dev/null && return 0

@@ -32,6 +32,9 @@ pub enum ModelError {
     /// A count is impossible (more documents with a feature than in the class).
     #[error("invalid counts: {0}")]
     Counts(String),
+    /// The scoring tables derived from the parameters are not finite.
+    #[error("the scoring tables are not finite (alpha or counts out of range)")]
+    NonFinite,
 }
 
 /// Which naive Bayes model.
@@ -194,8 +197,22 @@ impl NbParameters {
                 "a class has no training documents".into(),
             ));
         }
+        // Totals the scoring tables are built from must not wrap.
+        let overflow = || ModelError::Counts("counts add up past 2^64".into());
+        checked_total(self.class_count.iter().copied()).ok_or_else(overflow)?;
+        for row in &self.feature_count {
+            checked_total(row.iter().copied()).ok_or_else(overflow)?;
+        }
+        for f in 0..n_features {
+            checked_total(self.feature_count.iter().map(|row| row[f])).ok_or_else(overflow)?;
+        }
         Ok(())
     }
+}
+
+/// The sum of `values`, `None` if it overflows a `u64`.
+fn checked_total(mut values: impl Iterator<Item = u64>) -> Option<u64> {
+    values.try_fold(0u64, u64::checked_add)
 }
 
 /// A naive Bayes ready to score: per-class constants and per-feature deltas.
@@ -236,6 +253,12 @@ impl NaiveBayes {
             ModelKind::Multinomial => super::family::multinomial_tables(params),
             ModelKind::Complement => super::family::complement_tables(params),
         };
+        // Extreme alpha or counts can still make a log infinite or NaN; such
+        // a model would answer `null` probabilities.
+        let finite = |v: &[f64]| v.iter().all(|x| x.is_finite());
+        if !(finite(&class_log_prior) && finite(&base) && finite(&delta)) {
+            return Err(ModelError::NonFinite);
+        }
         Ok(Self {
             kind,
             counts: !binary,

@@ -395,7 +395,8 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 pub fn serve(a: ConfigArgs) -> CmdResult {
     let settings = load_settings(&a)?;
     nbserve::telemetry::init(&settings.log);
-    runtime()?.block_on(async {
+    let rt = runtime()?;
+    let result = rt.block_on(async {
         let app = Application::build_with_signals(settings)
             .await
             .map_err(|e| {
@@ -408,7 +409,11 @@ pub fn serve(a: ConfigArgs) -> CmdResult {
                 }
             })?;
         app.run_until_stopped().await.map_err(io_failure)
-    })
+    });
+    // Dropping the runtime would wait for every blocking task; a reload
+    // still reading a slow file must not keep a stopped server alive.
+    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    result
 }
 
 /// The documented exit code for a server that did not start.

@@ -3,7 +3,17 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::settings::LogFsync;
+
+/// How often `interval` syncs, and how often write failures are reported.
+pub(super) const LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Longest tail without a newline taken for a record cut by a crash;
+/// anything longer is not this log's and the file is refused.
+const MAX_CUT_RECORD: u64 = 64 * 1024;
 
 /// The JSON-lines feedback log: complete lines only, except that a crash may
 /// cut the very last one.
@@ -11,12 +21,24 @@ pub(super) struct FeedbackLog<F = File> {
     file: F,
     /// Bytes up to the end of the last complete line.
     len: u64,
+    /// The path it was opened at (rotation is noticed by comparing it with
+    /// the open file); `None` for test files.
+    path: Option<PathBuf>,
+    pub(super) fsync: LogFsync,
+    last_sync: Instant,
+    /// Lines written since the last sync.
+    unsynced: bool,
+    /// Failed writes, syncs and reopens so far.
+    errors: u64,
+    /// When a failure was last reported in the log.
+    last_report: Option<Instant>,
 }
 
 /// What [`FeedbackLog`] needs of its file (a seam for failing-disk tests).
 pub(super) trait LogFile: Write {
     fn size(&self) -> std::io::Result<u64>;
     fn truncate_to(&mut self, len: u64) -> std::io::Result<()>;
+    fn sync(&mut self) -> std::io::Result<()>;
 }
 
 impl LogFile for File {
@@ -26,29 +48,101 @@ impl LogFile for File {
     fn truncate_to(&mut self, len: u64) -> std::io::Result<()> {
         self.set_len(len)
     }
+    fn sync(&mut self) -> std::io::Result<()> {
+        self.sync_data()
+    }
 }
 
 impl FeedbackLog {
-    /// Opens `path` for appending. A line cut by an earlier crash is removed
-    /// first: otherwise the next record would be glued onto it, leaving a
-    /// broken line in the middle of the log and losing that record too.
-    pub(super) fn open(path: &Path) -> std::io::Result<Self> {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(path)?;
+    /// Opens `path` for appending. It must be a regular file, and what
+    /// follows its last newline must be nothing or a record cut by a crash
+    /// (a short `{...` tail), which is removed: otherwise the next record
+    /// would be glued onto it. Anything else is refused rather than cut, so
+    /// a wrong path never destroys a file.
+    pub(super) fn open(path: &Path, fsync: LogFsync) -> std::io::Result<Self> {
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).read(true).append(true);
+        // Non-blocking open: a FIFO must not hang start-up (it is refused).
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+        let mut file = options.open(path)?;
+        if !file.metadata()?.is_file() {
+            return Err(std::io::Error::other("not a regular file"));
+        }
         let size = file.metadata()?.len();
         let len = complete_lines_len(&mut file, size)?;
         if len < size {
             file.set_len(len)?;
             tracing::warn!(
-                path = %path.display(),
                 bytes = size - len,
                 "dropped an incomplete last line from the feedback log"
             );
         }
-        Ok(Self { file, len })
+        Ok(Self {
+            file,
+            len,
+            path: Some(path.to_owned()),
+            fsync,
+            last_sync: Instant::now(),
+            unsynced: false,
+            errors: 0,
+            last_report: None,
+        })
+    }
+
+    /// True when the path no longer names the open file (renamed or
+    /// removed by log rotation).
+    fn rotated(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Some(path) = &self.path else {
+            return false;
+        };
+        match (std::fs::metadata(path), self.file.metadata()) {
+            (Ok(p), Ok(h)) => p.dev() != h.dev() || p.ino() != h.ino(),
+            (Err(_), _) => true,
+            (_, Err(_)) => false,
+        }
+    }
+
+    /// Syncs what was written and reopens the path (after rotation, or on
+    /// SIGHUP). On failure the current file is kept and the failure counted.
+    pub(super) fn reopen(&mut self) {
+        let Some(path) = self.path.clone() else {
+            return;
+        };
+        self.sync_now();
+        match Self::open(&path, self.fsync) {
+            Ok(fresh) => {
+                self.file = fresh.file;
+                self.len = fresh.len;
+                self.last_sync = fresh.last_sync;
+                tracing::info!("feedback log reopened");
+            }
+            Err(e) => self.failed("reopen", &e),
+        }
+    }
+
+    /// Appends `record` as one JSON line (reopening first if the file was
+    /// rotated away); a failure is counted and reported, not returned: the
+    /// feedback it records is already counted and in the window.
+    pub(super) fn append_record(&mut self, record: &impl serde::Serialize) {
+        if self.rotated() {
+            self.reopen();
+        }
+        let mut line = serde_json::to_vec(record).expect("serialisable");
+        line.push(b'\n');
+        match self.append(&line) {
+            Ok(()) => {
+                self.unsynced = true;
+                let due = self.last_sync.elapsed() >= LOG_INTERVAL;
+                match self.fsync {
+                    LogFsync::Always => self.sync_now(),
+                    LogFsync::Interval if due => self.sync_now(),
+                    _ => {}
+                }
+            }
+            Err(e) => self.failed("append", &e),
+        }
     }
 }
 
@@ -75,35 +169,68 @@ impl<F: LogFile> FeedbackLog<F> {
             }
         }
     }
+
+    /// Syncs lines written since the last sync (`interval` calls this every
+    /// [`LOG_INTERVAL`], besides doing it on append when one is due).
+    pub(super) fn sync_now(&mut self) {
+        if !self.unsynced {
+            return;
+        }
+        match self.file.sync() {
+            Ok(()) => {
+                self.unsynced = false;
+                self.last_sync = Instant::now();
+            }
+            Err(e) => self.failed("sync", &e),
+        }
+    }
+
+    /// Sync if the policy is `interval` and one is due.
+    pub(super) fn sync_if_due(&mut self) {
+        if self.fsync == LogFsync::Interval && self.last_sync.elapsed() >= LOG_INTERVAL {
+            self.sync_now();
+        }
+    }
+
+    /// Failed writes, syncs and reopens so far.
+    pub(super) fn errors(&self) -> u64 {
+        self.errors
+    }
+
+    /// Counts a failure; reports at most one per [`LOG_INTERVAL`] (a full
+    /// disk fails every write).
+    fn failed(&mut self, what: &'static str, e: &std::io::Error) {
+        self.errors += 1;
+        if !self.last_report.is_some_and(|t| t.elapsed() < LOG_INTERVAL) {
+            self.last_report = Some(Instant::now());
+            tracing::error!(error = %e, operation = what, failures = self.errors, "feedback log failure; predictions and feedback go on");
+        }
+    }
 }
 
-/// The length of `file` (of `size` bytes) up to and including its last `\n`.
+/// The length of `file` (of `size` bytes) up to and including its last
+/// `\n`, when what follows it is a cut record; an error otherwise.
 fn complete_lines_len(file: &mut File, size: u64) -> std::io::Result<u64> {
-    let mut end = size;
-    let mut buf = vec![0u8; 64 * 1024];
-    while end > 0 {
-        let start = end.saturating_sub(buf.len() as u64);
-        let chunk = &mut buf[..(end - start) as usize];
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(chunk)?;
-        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
-            return Ok(start + i as u64 + 1);
-        }
-        end = start;
+    let start = size.saturating_sub(MAX_CUT_RECORD + 1);
+    let mut tail = Vec::with_capacity((size - start) as usize);
+    file.seek(SeekFrom::Start(start))?;
+    file.take(size - start).read_to_end(&mut tail)?;
+    let cut_from = match tail.iter().rposition(|&b| b == b'\n') {
+        Some(i) => i + 1,
+        None if start == 0 => 0,
+        None => return Err(not_a_log()),
+    };
+    let cut = &tail[cut_from..];
+    if !cut.is_empty() && cut[0] != b'{' {
+        return Err(not_a_log());
     }
-    Ok(0)
+    Ok(start + cut_from as u64)
 }
 
-impl FeedbackLog {
-    /// Appends `record` as one JSON line; a failure is logged, not returned:
-    /// the feedback it records is already counted and in the window.
-    pub(super) fn append_record(&mut self, record: &impl serde::Serialize) {
-        let mut line = serde_json::to_vec(record).expect("serialisable");
-        line.push(b'\n');
-        if let Err(e) = self.append(&line) {
-            tracing::error!(error = %e, "cannot append to the feedback log");
-        }
-    }
+fn not_a_log() -> std::io::Error {
+    std::io::Error::other(
+        "the file does not end like a feedback log (a JSON line or a cut record); refusing to change it",
+    )
 }
 
 #[cfg(test)]
@@ -143,6 +270,9 @@ mod tests {
             self.data.truncate(len as usize);
             Ok(())
         }
+        fn sync(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 
     #[test]
@@ -153,6 +283,12 @@ mod tests {
                 room: 15,
             },
             len: 0,
+            path: None,
+            fsync: LogFsync::Never,
+            last_sync: Instant::now(),
+            unsynced: false,
+            errors: 0,
+            last_report: None,
         };
         log.append(b"{\"n\":1}\n").unwrap();
         assert!(log.append(b"{\"n\":2}\n").is_err()); // 7 of 8 bytes fit
@@ -179,11 +315,13 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(lines[0]["label"], "spam");
         assert_eq!(lines[1]["prediction_id"], id.as_str());
-        // The last newline more than one read chunk (64 KiB) before the end.
-        let long = format!("{{\"a\":1}}\n{}", "y".repeat(150_000));
-        std::fs::write(&path, long).unwrap();
-        drop(FeedbackStore::new(10, Duration::from_secs(60), 10, Some(&path)).unwrap());
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":1}\n");
+        // Tails that are no cut record: refused, and the file left alone.
+        for tail in ["{".to_owned() + &"y".repeat(150_000), "not json".to_owned()] {
+            let text = format!("{{\"a\":1}}\n{tail}");
+            std::fs::write(&path, &text).unwrap();
+            assert!(FeedbackStore::new(10, Duration::from_secs(60), 10, Some(&path)).is_err());
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        }
         // A file that is one cut line: emptied.
         std::fs::write(&path, "{\"predic").unwrap();
         drop(FeedbackStore::new(10, Duration::from_secs(60), 10, Some(&path)).unwrap());

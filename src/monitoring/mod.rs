@@ -31,6 +31,8 @@ pub use window::LiveQuality;
 use drift::DriftWindow;
 use ids::{IdCodec, NONCE_MASK};
 use log::FeedbackLog;
+
+use crate::settings::LogFsync;
 use ring::Ring;
 use window::LabelledWindow;
 
@@ -115,7 +117,7 @@ impl FeedbackStore {
         log_path: Option<&Path>,
     ) -> std::io::Result<Self> {
         let log = match log_path {
-            Some(p) => Some(Mutex::new(FeedbackLog::open(p)?)),
+            Some(p) => Some(Mutex::new(FeedbackLog::open(p, LogFsync::Interval)?)),
             None => None,
         };
         Ok(Self {
@@ -128,6 +130,33 @@ impl FeedbackStore {
             }),
             log,
         })
+    }
+
+    /// Sets when the log is synced to disk (`interval` unless told).
+    pub fn with_log_fsync(self, policy: LogFsync) -> Self {
+        self.with_log(|log| log.fsync = policy);
+        self
+    }
+
+    /// Runs `f` on the log, if there is one.
+    fn with_log<T>(&self, f: impl FnOnce(&mut FeedbackLog) -> T) -> Option<T> {
+        let log = self.log.as_ref()?;
+        Some(f(&mut log.lock().unwrap_or_else(|e| e.into_inner())))
+    }
+
+    /// Reopens the log at its path (SIGHUP: after rotation by copy or rename).
+    pub fn reopen_log(&self) {
+        self.with_log(FeedbackLog::reopen);
+    }
+
+    /// Syncs the log if the `interval` policy has one due.
+    pub fn sync_log_if_due(&self) {
+        self.with_log(FeedbackLog::sync_if_due);
+    }
+
+    /// Failed writes, syncs and reopens of the log so far.
+    pub fn log_errors(&self) -> u64 {
+        self.with_log(|l| l.errors()).unwrap_or(0)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -174,11 +203,7 @@ impl FeedbackStore {
             predicted_at: predicted_at.to_rfc3339_opts(SecondsFormat::Millis, true),
             received_at: received_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         };
-        if let Some(log) = &self.log {
-            log.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .append_record(&record);
-        }
+        self.with_log(|log| log.append_record(&record));
         Ok(record)
     }
 

@@ -143,6 +143,7 @@ impl From<FeedbackError> for ApiError {
 impl From<LoadError> for ApiError {
     fn from(e: LoadError) -> Self {
         let code = match e {
+            LoadError::Path => "invalid_model_path",
             LoadError::Registry(_) => {
                 return Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,

@@ -97,11 +97,17 @@ fn map_rejection(r: JsonRejection) -> ApiError {
     }
 }
 
-/// serde's messages name the field and position; they can quote a short
-/// piece of the input (an unknown variant or field name), so they are capped
-/// to keep request text out of answers.
+/// serde's messages name the field and position; they can quote a piece of
+/// the input: a string value (`invalid type: string "…"` — request text) is
+/// replaced by `"…"`, and what is left (an unknown field or variant name) is
+/// capped, to keep request text out of answers and logs.
 pub(crate) fn short(text: String) -> String {
     const MAX: usize = 200;
+    let text = if text.contains('"') {
+        redact_quoted(&text)
+    } else {
+        text
+    };
     if text.len() <= MAX {
         return text;
     }
@@ -110,4 +116,43 @@ pub(crate) fn short(text: String) -> String {
         end -= 1;
     }
     format!("{}…", &text[..end])
+}
+
+/// Replaces the content of every double-quoted piece of `text` by `…`
+/// (serde quotes strings Debug-escaped, so `\"` does not end one).
+fn redact_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '"' {
+            let mut escaped = false;
+            for c in chars.by_ref() {
+                match c {
+                    _ if escaped => escaped = false,
+                    '\\' => escaped = true,
+                    '"' => break,
+                    _ => {}
+                }
+            }
+            out.push_str("…\"");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_input_is_redacted_and_the_rest_kept() {
+        let serde = r#"texts: invalid type: string "my \"private\" words", expected a sequence at line 1 column 30"#;
+        assert_eq!(
+            short(serde.to_owned()),
+            r#"texts: invalid type: string "…", expected a sequence at line 1 column 30"#
+        );
+        assert_eq!(short("unknown field `x`".to_owned()), "unknown field `x`");
+        assert_eq!(short("cut \"open".to_owned()), "cut \"…\"");
+    }
 }

@@ -1,13 +1,14 @@
 //! Gated loading, shared by start-up and reload: an artifact becomes a
 //! [`ServingModel`] only once it validates and passes the gate.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::artifact::{Artifact, ArtifactError, LoadedModel, ModelMeta};
+use crate::artifact::{open_regular, read_capped, Artifact, ArtifactError, LoadedModel, ModelMeta};
 use crate::dataset::{Dataset, DatasetError};
 use crate::gate::{gate, GateError, GatePass};
 use crate::mlflow::{MlflowClient, MlflowError, ModelUri, ModelVersion};
@@ -25,6 +26,9 @@ pub struct ServingModel {
     /// Its source: a file or a `models:/` URI (reloads without a path
     /// re-read it; polling watches it).
     pub path: PathBuf,
+    /// The models directory, when a reload request named the file: re-reads
+    /// stay confined beneath it.
+    pub confined_to: Option<PathBuf>,
     /// What the source held when it was read: the file's sha256, or the
     /// registry version. A source whose fingerprint moves has changed.
     pub fingerprint: String,
@@ -34,9 +38,99 @@ pub struct ServingModel {
     pub profile: Arc<ModelProfile>,
 }
 
+/// Opens `name` inside `dir` without ever leaving it (`..`, absolute paths
+/// and symlinks pointing out are refused), checked to be a regular file.
+/// `None` for every refusal alike, so answers do not reveal whether a path
+/// outside the directory exists.
+pub fn open_beneath(dir: &Path, name: &str) -> Option<File> {
+    if name.is_empty() || name.contains('\0') {
+        return None;
+    }
+    let file = open_beneath_os(dir, name)?;
+    file.metadata().ok()?.is_file().then_some(file)
+}
+
+/// Linux: `openat2` with `RESOLVE_BENEATH`, so the kernel resolves the whole
+/// name (every symlink included) in one step and refuses any step out of
+/// `dir`. Kernels without it (before 5.6, or a seccomp filter that hides
+/// it) fall back to [`open_beneath_fallback`].
+#[cfg(target_os = "linux")]
+fn open_beneath_os(dir: &Path, name: &str) -> Option<File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let root = File::open(dir).ok()?;
+    let c_name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: `open_how` is three integers; all-zero is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: every pointer outlives the call: `c_name` is NUL-terminated,
+    // `how` is a properly sized `open_how`; the kernel only reads them.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            c_name.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: a successful openat2 returns a new descriptor nobody else owns.
+        return Some(unsafe { File::from_raw_fd(fd as i32) });
+    }
+    match std::io::Error::last_os_error().raw_os_error() {
+        // EXDEV: the name left `dir` — or went through an absolute symlink,
+        // which RESOLVE_BENEATH refuses even when it points back inside
+        // (`current.json -> /models/v3.json`); the fallback tells them apart.
+        Some(libc::ENOSYS | libc::EPERM | libc::EXDEV) => open_beneath_fallback(dir, name),
+        _ => None,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_beneath_os(dir: &Path, name: &str) -> Option<File> {
+    open_beneath_fallback(dir, name)
+}
+
+/// Without `openat2`: resolve the name, check it is inside `dir`, then open
+/// the resolved path without following a symlink in its last component
+/// (`O_NOFOLLOW`), so swapping the file for a symlink after the check fails
+/// the open instead of leaving the directory; on Linux the open handle's own
+/// path is checked again (a directory swapped on the way).
+fn open_beneath_fallback(dir: &Path, name: &str) -> Option<File> {
+    let root = dir.canonicalize().ok()?;
+    let resolved = root.join(name).canonicalize().ok()?;
+    if !resolved.starts_with(&root) {
+        return None;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        libc::O_NOFOLLOW | libc::O_NONBLOCK,
+    );
+    let file = options.open(resolved).ok()?;
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let fd_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+        if let Ok(actual) = std::fs::read_link(fd_path) {
+            if !actual.starts_with(&root) {
+                return None;
+            }
+        }
+    }
+    Some(file)
+}
+
 /// Why a model could not be (re)loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// A reload named a path that is not a regular file inside the models
+    /// directory (missing, outside it, or a device/FIFO/directory).
+    #[error("path must name a regular model file inside the models directory")]
+    Path,
     /// The artifact is invalid.
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
@@ -52,17 +146,53 @@ pub enum LoadError {
 }
 
 impl LoadError {
-    /// A client-safe explanation: no file paths or OS details.
+    /// A client-safe explanation: fixed text per cause, with no file paths,
+    /// OS details or anything quoted from the artifact.
     pub fn public_message(&self) -> String {
-        match self {
-            LoadError::Artifact(ArtifactError::Io { source, .. }) => {
-                format!("model file cannot be read ({})", source.kind())
+        use ArtifactError as A;
+        let fixed = match self {
+            LoadError::Artifact(A::Io { source, .. }) => {
+                return format!("model file cannot be read ({})", source.kind())
             }
-            LoadError::Holdout(_) => "the configured holdout file cannot be used".to_owned(),
-            LoadError::Registry(_) => "the model registry did not provide the model".to_owned(),
-            other => other.to_string(),
+            LoadError::Artifact(A::TooLarge { max_bytes, .. }) => {
+                return format!("model file is larger than model.max_bytes ({max_bytes} bytes)")
+            }
+            LoadError::Artifact(A::NotRegularFile { .. }) => "model file is not a regular file",
+            LoadError::Artifact(A::NotJson(_)) => "model file is not valid JSON",
+            LoadError::Artifact(A::UnknownFormat { .. }) => "model file is not an nbserve artifact",
+            LoadError::Artifact(A::UnsupportedSchema { .. }) => {
+                "model file has a schema version this build does not read"
+            }
+            LoadError::Artifact(A::Schema(_)) => "model file does not match the artifact schema",
+            LoadError::Artifact(A::ChecksumMismatch { .. }) => {
+                "model file content does not match its checksum"
+            }
+            LoadError::Holdout(_) => "the configured holdout file cannot be used",
+            LoadError::Registry(_) => "the model registry did not provide the model",
+            // Computed from counts and numbers, never from the file's text.
+            other => return crate::server::extract::short(other.to_string()),
+        };
+        fixed.to_owned()
+    }
+
+    /// The full explanation for the log: capped, control characters
+    /// escaped so a crafted file cannot forge log lines.
+    pub fn log_message(&self) -> String {
+        crate::server::extract::short(escape_controls(&self.to_string()))
+    }
+}
+
+/// Escapes control characters (newlines, escape sequences) in `text`.
+pub fn escape_controls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
         }
     }
+    out
 }
 
 /// The `models:/` URI `path` spells, if it is one.
@@ -74,12 +204,22 @@ pub fn model_uri(path: &Path) -> Option<Result<ModelUri, MlflowError>> {
 /// Loads and gates the model at `source` — a file (read on the blocking
 /// pool, so the async workers keep serving) or a `models:/` URI resolved
 /// and downloaded through `registry`.
+///
+/// A file is opened once and read from that handle (a regular file, at most
+/// `max_bytes`); with `confined_to`, `source` must lie beneath that
+/// directory (see [`open_beneath`]).
 pub async fn load_source(
     source: PathBuf,
+    confined_to: Option<PathBuf>,
+    max_bytes: u64,
     settings: GateSettings,
     registry: Option<&MlflowClient>,
 ) -> Result<ServingModel, LoadError> {
-    let (bytes, version) = match model_uri(&source) {
+    let uri = match confined_to {
+        Some(_) => None,
+        None => model_uri(&source),
+    };
+    let (bytes, version) = match uri {
         None => (None, None),
         Some(uri) => {
             let uri = uri?;
@@ -93,7 +233,7 @@ pub async fn load_source(
     };
     tokio::task::spawn_blocking(move || {
         let result = match bytes {
-            None => load_file(&source, &settings),
+            None => load_file(&source, confined_to.as_deref(), max_bytes, &settings),
             Some(bytes) => {
                 let version = version.expect("downloaded with its version");
                 let fingerprint = version.version.clone();
@@ -124,24 +264,46 @@ pub fn content_fingerprint(bytes: &[u8]) -> String {
 /// allocator would keep those freed pages resident in the loading thread's
 /// arena, where serving never reuses them, so they are handed back to the OS
 /// here, whether or not the model was accepted.
-pub fn load_gated(path: &Path, settings: &GateSettings) -> Result<ServingModel, LoadError> {
-    let result = load_file(path, settings);
+pub fn load_gated(
+    path: &Path,
+    max_bytes: u64,
+    settings: &GateSettings,
+) -> Result<ServingModel, LoadError> {
+    let result = load_file(path, None, max_bytes, settings);
     release_freed_memory();
     result
 }
 
-fn load_file(path: &Path, settings: &GateSettings) -> Result<ServingModel, LoadError> {
-    std::fs::read(path)
-        .map_err(|source| {
-            LoadError::Artifact(ArtifactError::Io {
-                path: path.to_owned(),
-                source,
-            })
-        })
-        .and_then(|bytes| {
-            let fingerprint = content_fingerprint(&bytes);
-            gate_bytes(bytes, settings, path.to_owned(), fingerprint)
-        })
+/// Opens the model file once; everything after reads from this handle, so
+/// renaming or re-linking the name afterwards cannot change what loads.
+pub fn open_model_file(path: &Path, confined_to: Option<&Path>) -> Result<File, LoadError> {
+    match confined_to {
+        None => Ok(open_regular(path)?),
+        Some(dir) => {
+            let name = path
+                .strip_prefix(dir)
+                .ok()
+                .and_then(Path::to_str)
+                .ok_or(LoadError::Path)?;
+            open_beneath(dir, name).ok_or(LoadError::Path)
+        }
+    }
+}
+
+fn load_file(
+    path: &Path,
+    confined_to: Option<&Path>,
+    max_bytes: u64,
+    settings: &GateSettings,
+) -> Result<ServingModel, LoadError> {
+    let file = open_model_file(path, confined_to)?;
+    let bytes = read_capped(file, path, max_bytes)?;
+    let fingerprint = content_fingerprint(&bytes);
+    let model = gate_bytes(bytes, settings, path.to_owned(), fingerprint)?;
+    Ok(ServingModel {
+        confined_to: confined_to.map(Path::to_owned),
+        ..model
+    })
 }
 
 /// Returns free memory held by the allocator (all arenas) to the OS.
@@ -177,6 +339,7 @@ fn gate_bytes(
         gate: pass,
         loaded_at: Utc::now(),
         path: source,
+        confined_to: None,
         fingerprint,
         registry_version: None,
         profile,
@@ -203,5 +366,74 @@ fn profile(meta: &ModelMeta) -> ModelProfile {
         version: meta.model.version.clone(),
         classes: meta.classes.clone(),
         prior,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A models directory holding `a.json`, beside a `secret.json` outside it.
+    fn layout() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let models = dir.path().join("models");
+        std::fs::create_dir(&models).unwrap();
+        std::fs::write(models.join("a.json"), "{}").unwrap();
+        std::fs::write(dir.path().join("secret.json"), "{}").unwrap();
+        (dir, models)
+    }
+
+    fn refuses_escapes(open: fn(&Path, &str) -> Option<File>) {
+        let (dir, models) = layout();
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(dir.path().join("secret.json"), models.join("out.json"))
+                .unwrap();
+            std::os::unix::fs::symlink("/dev/zero", models.join("zero.json")).unwrap();
+            std::os::unix::fs::symlink("a.json", models.join("in.json")).unwrap();
+            std::os::unix::fs::symlink(models.join("a.json"), models.join("abs.json")).unwrap();
+            assert!(open(&models, "in.json").is_some(), "symlink staying inside");
+            assert!(open(&models, "abs.json").is_some(), "absolute, inside");
+        }
+        assert!(open(&models, "a.json").is_some());
+        for bad in [
+            "../secret.json",
+            "out.json",
+            "zero.json",
+            "/etc/passwd",
+            "",
+            "nope.json",
+            ".",
+        ] {
+            // The fallback leaves the regular-file check to its caller.
+            let refused = !open(&models, bad).is_some_and(|f| f.metadata().unwrap().is_file());
+            assert!(refused, "{bad:?} was opened");
+        }
+    }
+
+    #[test]
+    fn open_beneath_stays_inside_and_wants_a_regular_file() {
+        refuses_escapes(open_beneath);
+        let (_dir, models) = layout();
+        assert!(open_beneath(&models, "a.json\0").is_none());
+    }
+
+    #[test]
+    fn fallback_without_openat2_stays_inside_too() {
+        refuses_escapes(open_beneath_fallback);
+    }
+
+    #[test]
+    fn public_messages_do_not_quote_the_file() {
+        let bytes = format!(
+            "{{\"format\": \"{}\\n2026-01-01 INFO forged line\"}}",
+            "x".repeat(10_000)
+        );
+        let e = LoadError::from(Artifact::load_bytes(bytes.as_bytes()).unwrap_err());
+        assert_eq!(e.public_message(), "model file is not an nbserve artifact");
+        let logged = e.log_message();
+        assert!(logged.len() < 300, "{} bytes", logged.len());
+        assert!(!logged.contains('\n'), "{logged}");
+        assert_eq!(escape_controls("a\nb\u{1b}[0m"), "a\\nb\\u{1b}[0m");
     }
 }

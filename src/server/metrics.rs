@@ -155,12 +155,26 @@ metrics! {
     model_polls: IntCounterVec = ("nbserve_model_polls_total", "Polls of the model source by result (unchanged, reloaded, refused, error).", ["result"]);
     /// Reload attempts by result.
     model_reloads: IntCounterVec = ("nbserve_model_reloads_total", "Model reload attempts by result.", ["result"]);
+    /// Reloads whose caller went away before they finished.
+    model_reloads_abandoned: IntCounter = ("nbserve_model_reloads_abandoned_total", "Reloads whose client went away (timeout, disconnect) before they finished; each still completes.", ());
     /// When the served model was loaded.
     model_loaded_timestamp: Gauge = ("nbserve_model_loaded_timestamp_seconds", "Unix time the served model was loaded.", ());
+    /// Open client connections.
+    connections_open: IntGauge = ("nbserve_connections_open", "Open client connections.", ());
+    /// Connections closed at once because `server.max_connections` were open.
+    connections_refused: IntCounter = ("nbserve_connections_refused_total", "Connections closed on accept because server.max_connections were open.", ());
+    /// Connections closed because a response write made no progress for `server.write_timeout_ms`.
+    connections_write_timeouts: IntCounter = ("nbserve_connection_write_timeouts_total", "Connections closed because the client did not read its response within server.write_timeout_ms.", ());
+    /// Request-body bytes admitted and not yet released.
+    body_budget_reserved: IntGauge = ("nbserve_body_budget_reserved_bytes", "Request-body bytes reserved against server.max_inflight_body_bytes.", ());
+    /// Requests shed because their body did not fit the byte budget.
+    body_budget_shed: IntCounter = ("nbserve_body_budget_shed_total", "Requests answered 503 because their body did not fit server.max_inflight_body_bytes.", ());
     /// Requests shed because the server was at its concurrency limit.
     load_shed: IntCounter = ("nbserve_load_shed_total", "Requests answered 503 because the server was at its concurrency limit.", ());
     /// Feedback by result.
     feedback: IntCounterVec = ("nbserve_feedback_total", "Label feedback by result.", ["result"]);
+    /// Failed feedback-log writes, syncs and reopens.
+    feedback_log_errors: IntCounter = ("nbserve_feedback_log_errors_total", "Failed feedback-log writes, syncs and reopens (the feedback is still counted).", ());
     /// Labelled predictions by true and predicted label (classes² series).
     feedback_confusion: IntCounterVec = ("nbserve_feedback_confusion_total", "Labelled predictions by true and predicted label.", ["true_label", "predicted_label"]);
     /// F1 macro over the live feedback window.
@@ -239,6 +253,7 @@ impl Metrics {
         self.model_accuracy.set(meta.evaluation.accuracy);
         self.gate_min_f1_macro.set(gate_min);
         self.model_loaded_timestamp.set(loaded_at_secs);
+        self.forget_labels_not_in(&meta.classes);
         let series = meta
             .classes
             .iter()
@@ -253,6 +268,27 @@ impl Metrics {
         }
     }
 
+    /// Removes the per-label series of the replaced model's labels that the
+    /// new model does not have, so a model with many classes leaves nothing
+    /// behind once replaced.
+    fn forget_labels_not_in(&self, classes: &[String]) {
+        let old = self.prediction_series.load();
+        let gone = |label: &String| !classes.contains(label);
+        for (label, _) in old.iter() {
+            if gone(label) {
+                let _ = self.predictions.remove_label_values(&[label]);
+                let _ = self
+                    .live_predicted_label_share
+                    .remove_label_values(&[label]);
+            }
+            for (other, _) in old.iter() {
+                if gone(label) || gone(other) {
+                    let _ = self.feedback_confusion.remove_label_values(&[label, other]);
+                }
+            }
+        }
+    }
+
     /// Counts one poll of the model source; `result` is one of [`POLL_RESULTS`].
     pub fn count_poll(&self, result: &str) {
         self.model_polls.with_label_values(&[result]).inc();
@@ -262,6 +298,11 @@ impl Metrics {
     pub fn count_reload(&self, succeeded: bool) {
         let result = if succeeded { "success" } else { "failure" };
         self.model_reloads.with_label_values(&[result]).inc();
+    }
+
+    /// Counts one reload abandoned by its caller.
+    pub fn count_abandoned_reload(&self) {
+        self.model_reloads_abandoned.inc();
     }
 
     /// Counts one prediction of `label`. The served model's classes hit

@@ -1,5 +1,6 @@
 //! The HTTP server: start-up with the gate, routing, graceful shutdown.
 
+mod connection;
 pub mod error;
 pub mod extract;
 pub mod loader;
@@ -86,6 +87,8 @@ impl Application {
         let registry = registry_client(&settings).map_err(|e| model_error(e.into()))?;
         let model = loader::load_source(
             settings.model.path.clone(),
+            None,
+            settings.model.max_bytes,
             settings.gate.clone(),
             registry.as_ref(),
         )
@@ -98,7 +101,8 @@ impl Application {
             f.window,
             f.log_path.as_deref(),
         )
-        .map_err(StartupError::FeedbackLog)?;
+        .map_err(StartupError::FeedbackLog)?
+        .with_log_fsync(f.log_fsync);
         let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
         let signals = if with_signals {
             Some(Signals::install().map_err(StartupError::Signals)?)
@@ -127,6 +131,10 @@ impl Application {
             "model passed the gate; listening"
         );
         let state = AppState::new(settings, model, metrics, feedback, registry);
+        let f = &state.settings.feedback;
+        if f.log_path.is_some() && f.log_fsync == crate::settings::LogFsync::Interval {
+            tokio::spawn(sync_feedback_log(state.clone()));
+        }
         Ok(Self {
             listener,
             port,
@@ -258,12 +266,30 @@ struct Hangup(tokio::signal::unix::Signal);
 #[cfg(not(unix))]
 struct Hangup;
 
+/// Syncs the feedback log every second under the `interval` policy, so the
+/// last lines before a quiet spell do not wait for the next append. Stops
+/// with the server (the state's last other holder).
+async fn sync_feedback_log(state: AppState) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !state.is_ready() {
+            return;
+        }
+        let s = state.clone();
+        let _ = tokio::task::spawn_blocking(move || s.feedback.sync_log_if_due()).await;
+    }
+}
+
 async fn reload_on_sighup(state: AppState, hangup: Hangup) {
     #[cfg(unix)]
     {
         let mut hup = hangup.0;
         while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP received: reloading the model");
+            tracing::info!("SIGHUP received: reloading the model, reopening the feedback log");
+            let s = state.clone();
+            let _ = tokio::task::spawn_blocking(move || s.feedback.reopen_log()).await;
             let _ = state.reload(None).await;
         }
     }

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
 
-use super::loader::{content_fingerprint, model_uri};
+use super::loader::{content_fingerprint, model_uri, open_model_file};
 use super::state::AppState;
+use crate::artifact::{read_capped, ArtifactError};
 use crate::mlflow::MlflowError;
 
 /// Why the source could not be checked.
@@ -34,12 +35,23 @@ async fn fingerprint(state: &AppState, source: &Path) -> Result<String, PollErro
         }
         None => {
             let path = source.to_owned();
+            let current = state.model.load();
+            let confined_to = current.confined_to.clone();
+            let max_bytes = state.settings.model.max_bytes;
+            // Read like a load: one handle, a regular file, capped.
             tokio::task::spawn_blocking(move || {
-                std::fs::read(path).map(|b| content_fingerprint(&b))
+                let file = open_model_file(&path, confined_to.as_deref())
+                    .map_err(|_| std::io::ErrorKind::InvalidInput)?;
+                read_capped(file, &path, max_bytes)
+                    .map(|b| content_fingerprint(&b))
+                    .map_err(|e| match e {
+                        ArtifactError::Io { source, .. } => source.kind(),
+                        _ => std::io::ErrorKind::InvalidData,
+                    })
             })
             .await
             .expect("hashing does not panic")
-            .map_err(|e| PollError::File(e.kind()))
+            .map_err(PollError::File)
         }
     }
 }
@@ -79,7 +91,8 @@ pub(super) async fn follow_source(state: AppState, interval: Duration) {
         }
         tracing::info!(from = %current.fingerprint, to = %seen, "model source changed: reloading");
         last_seen = seen;
-        let result = state.reload(Some(current.path.clone())).await;
+        // The current source, opened the way it was (confined or not).
+        let result = state.reload(None).await;
         state.metrics.count_poll(if result.is_ok() {
             "reloaded"
         } else {

@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+use super::connection::{ConnectionSlots, WriteTimeout};
 use super::routes::router;
 use super::state::AppState;
 use super::MAX_HEAD_BYTES;
@@ -19,7 +20,7 @@ use super::MAX_HEAD_BYTES;
 const MAX_LATE_CONNECTIONS: u64 = 4096;
 
 /// Serves on `listener` until `signal` completes, then drains: readiness
-/// turns 503, connections the kernel already completed are still taken, the
+/// turns 503, serving goes on for `server.drain_delay_secs`, connections the kernel already completed are still taken, the
 /// listener closes, in-flight requests finish (bounded by
 /// `server.shutdown_timeout_secs`).
 pub(super) async fn serve(
@@ -29,8 +30,19 @@ pub(super) async fn serve(
 ) -> std::io::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(());
     let connections = Connections::new(&state, shutdown_rx);
-    let accepted = accept_until(&listener, &connections, signal).await;
+    let mut accepted = accept_until(&listener, &connections, signal).await;
     state.set_not_ready();
+    let delay = Duration::from_secs(state.settings.server.drain_delay_secs);
+    if !delay.is_zero() {
+        // Kubernetes removes a terminating pod from its endpoints only after
+        // readiness fails, and the image has no shell for a preStop sleep:
+        // serve on until the endpoints are gone.
+        tracing::info!(
+            delay_secs = delay.as_secs(),
+            "readiness is 503; serving on for server.drain_delay_secs before draining"
+        );
+        accepted += accept_until(&listener, &connections, tokio::time::sleep(delay)).await;
+    }
     let late = take_queued(listener, &connections);
     let timeout = Duration::from_secs(state.settings.server.shutdown_timeout_secs);
     tracing::info!(
@@ -55,6 +67,9 @@ struct Connections {
     app: Router,
     http1: http1::Builder,
     header_read_timeout: Duration,
+    write_timeout: Duration,
+    slots: ConnectionSlots,
+    state: AppState,
     shutdown: watch::Receiver<()>,
 }
 
@@ -88,6 +103,9 @@ impl Connections {
             app: router(state.clone()),
             http1,
             header_read_timeout,
+            write_timeout: Duration::from_millis(state.settings.server.write_timeout_ms),
+            slots: ConnectionSlots::new(state.settings.server.max_connections),
+            state: state.clone(),
             shutdown,
         }
     }
@@ -101,7 +119,18 @@ impl Connections {
     /// peeked (`readable()` alone can wake spuriously; closed if none come
     /// within the header timeout) and is polled once before it looks at the
     /// shutdown signal; the request it was opened for is then served.
+    ///
+    /// Beyond `server.max_connections` the stream is closed at once (and
+    /// counted): a flood of idle connections costs file descriptors, not
+    /// the server's memory or its other clients' service.
     fn spawn(&self, stream: TcpStream) {
+        let metrics = &self.state.metrics;
+        let Some(slot) = self.slots.try_take(&metrics.connections_open) else {
+            metrics.connections_refused.inc();
+            return;
+        };
+        let timeouts = metrics.connections_write_timeouts.clone();
+        let write_timeout = self.write_timeout;
         let _ = stream.set_nodelay(true);
         let app = self.app.clone();
         let service =
@@ -112,13 +141,16 @@ impl Connections {
         let header_read_timeout = self.header_read_timeout;
         let mut shutdown = self.shutdown.clone();
         tokio::spawn(async move {
+            // Released (and the gauge lowered) however the task ends.
+            let _slot = slot;
             // A client silent for the whole header timeout is dropped.
             let mut first = [0u8; 1];
             match tokio::time::timeout(header_read_timeout, stream.peek(&mut first)).await {
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return,
             }
-            let conn = http1.serve_connection(TokioIo::new(stream), service);
+            let io = TokioIo::new(WriteTimeout::new(stream, write_timeout, timeouts));
+            let conn = http1.serve_connection(io, service);
             tokio::pin!(conn);
             tokio::select! {
                 biased;

@@ -1,7 +1,6 @@
 //! Shared state: the live model behind an `ArcSwap`, settings, metrics.
 
 use std::ops::Deref;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -28,14 +27,19 @@ pub struct StateInner {
     pub metrics: Arc<Metrics>,
     /// False once shutdown has begun.
     pub ready: AtomicBool,
-    /// Serialises reloads so two cannot interleave.
+    /// Serialises reloads so two cannot interleave. Held by the reload's own
+    /// task: a reload whose client gave up still holds it until its load
+    /// ends, so abandoned reloads never run in parallel.
     pub reload_lock: tokio::sync::Mutex<()>,
     /// Admission control for the API routes.
     pub concurrency: Arc<Semaphore>,
+    /// Memory admission: one permit per KiB of request body being read or
+    /// processed (`server.max_inflight_body_bytes`).
+    pub body_budget: Arc<Semaphore>,
     /// One slot per core for large batches scored on the blocking pool, so
     /// 64 concurrent batches queue here instead of spawning 64 threads (each
     /// with its own scratch buffers and allocator arena).
-    pub batch_slots: Semaphore,
+    pub batch_slots: Arc<Semaphore>,
     /// Remembered predictions and live quality.
     pub feedback: FeedbackStore,
     /// The MLflow registry `models:/` sources are resolved through.
@@ -60,6 +64,9 @@ impl AppState {
     ) -> Self {
         metrics.set_model(&model, settings.gate.min_f1_macro);
         let concurrency = Arc::new(Semaphore::new(settings.server.max_concurrency));
+        let body_budget = Arc::new(Semaphore::new(
+            settings.server.max_inflight_body_bytes / 1024,
+        ));
         Self(Arc::new(StateInner {
             model: ArcSwap::from_pointee(model),
             settings,
@@ -67,9 +74,10 @@ impl AppState {
             ready: AtomicBool::new(true),
             reload_lock: tokio::sync::Mutex::new(()),
             concurrency,
-            batch_slots: Semaphore::new(
+            body_budget,
+            batch_slots: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
-            ),
+            )),
             feedback,
             registry,
         }))
@@ -85,13 +93,43 @@ impl AppState {
         self.ready.store(false, Ordering::SeqCst);
     }
 
-    /// Reloads from `path` (or the current model's file), swapping only when
-    /// the new model validates and passes the gate. Requests in flight keep
-    /// the `Arc` of the model they started with.
-    pub async fn reload(&self, path: Option<PathBuf>) -> Result<Arc<ServingModel>, LoadError> {
+    /// Reloads `name` from the models directory (or the current model's
+    /// source), swapping only when the new model validates and passes the
+    /// gate. Requests in flight keep the `Arc` of the model they started with.
+    ///
+    /// The whole reload (lock, load, swap, log) runs in its own task: if the
+    /// caller is dropped (request timeout, client gone) it still completes
+    /// under the lock, is logged, and is counted as abandoned.
+    pub async fn reload(&self, name: Option<String>) -> Result<Arc<ServingModel>, LoadError> {
+        let state = self.clone();
+        let abandoned = AbandonedReload(Some(Arc::clone(&self.metrics)));
+        let result = tokio::spawn(async move { state.reload_locked(name).await })
+            .await
+            .expect("model reloading does not panic");
+        abandoned.disarm();
+        result
+    }
+
+    async fn reload_locked(&self, name: Option<String>) -> Result<Arc<ServingModel>, LoadError> {
         let _guard = self.reload_lock.lock().await;
-        let path = path.unwrap_or_else(|| self.model.load().path.clone());
-        let result = load_source(path, self.settings.gate.clone(), self.registry.as_ref()).await;
+        let (path, confined_to) = match name {
+            Some(name) => {
+                let dir = self.settings.model.dir.clone();
+                (dir.join(name), Some(dir))
+            }
+            None => {
+                let current = self.model.load();
+                (current.path.clone(), current.confined_to.clone())
+            }
+        };
+        let result = load_source(
+            path,
+            confined_to,
+            self.settings.model.max_bytes,
+            self.settings.gate.clone(),
+            self.registry.as_ref(),
+        )
+        .await;
         self.metrics.count_reload(result.is_ok());
         match result {
             Ok(model) => {
@@ -110,9 +148,27 @@ impl AppState {
                 Ok(model)
             }
             Err(e) => {
-                tracing::warn!(error = %e, "model reload rejected; still serving the previous model");
+                tracing::warn!(error = %e.log_message(), "model reload rejected; still serving the previous model");
                 Err(e)
             }
+        }
+    }
+}
+
+/// Counts a reload whose caller went away before it finished.
+struct AbandonedReload(Option<Arc<Metrics>>);
+
+impl AbandonedReload {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for AbandonedReload {
+    fn drop(&mut self) {
+        if let Some(metrics) = self.0.take() {
+            metrics.count_abandoned_reload();
+            tracing::warn!("reload abandoned by its caller; it completes in the background");
         }
     }
 }

@@ -64,9 +64,16 @@ fn invalid_model_exits_4_and_bad_settings_exit_3() {
 async fn sigterm_finishes_in_flight_requests_then_exits_0() {
     let port = free_port();
     // Big batches, so the requests are still being served when the signal lands.
-    let mut child = serve_command(port, &[("NBSERVE__SERVER__BODY_LIMIT_BYTES", "100000000")])
-        .spawn()
-        .unwrap();
+    let mut child = serve_command(
+        port,
+        &[
+            ("NBSERVE__SERVER__BODY_LIMIT_BYTES", "100000000"),
+            // The byte budget must hold at least one maximum-size body.
+            ("NBSERVE__SERVER__MAX_INFLIGHT_BODY_BYTES", "100000000"),
+        ],
+    )
+    .spawn()
+    .unwrap();
     wait_ready(port, &mut child);
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}");
@@ -274,6 +281,8 @@ async fn debug_logs_never_carry_request_text_or_tokens() {
     // The logs did record the traffic at debug level...
     assert!(stderr.contains("\"level\":\"DEBUG\""), "{stderr}");
     assert!(stderr.contains("model reloaded"), "{stderr}");
+    // The wrong token's attempt is logged (without the token).
+    assert!(stderr.contains("admin authentication failed"), "{stderr}");
     // ...but none of the secrets.
     for secret in [TEXT, GOOD, WRONG] {
         assert!(!stderr.contains(secret), "{secret} in the logs:\n{stderr}");
@@ -470,4 +479,88 @@ fn healthcheck_exits_0_on_a_healthy_server_and_6_on_a_dead_one() {
     let o = healthcheck();
     assert_eq!(o.status.code(), Some(6));
     assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("127.0.0.1:{port}")));
+}
+
+/// `server.drain_delay_secs`: after SIGTERM readiness turns 503 at once
+/// while new connections are still accepted and answered (so Kubernetes can
+/// take the pod out of its endpoints first); after the delay the listener
+/// closes and the process drains and exits 0. Clients keep opening fresh
+/// connections until one second after they saw `/ready` fail, well inside
+/// the five-second delay: every one of those requests must be answered.
+#[tokio::test]
+async fn drain_delay_keeps_serving_while_readiness_fails() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let port = free_port();
+    let mut child = serve_command(port, &[("NBSERVE__SERVER__DRAIN_DELAY_SECS", "5")])
+        .spawn()
+        .unwrap();
+    wait_ready(port, &mut child);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let not_ready = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (client, not_ready, url) = (client.clone(), not_ready.clone(), url("/predict"));
+        clients.push(tokio::spawn(async move {
+            // (sent after /ready was seen failing, answered 200)
+            let mut outcomes: Vec<(bool, bool)> = Vec::new();
+            let mut stop_at: Option<Instant> = None;
+            loop {
+                if stop_at.is_some_and(|t| Instant::now() >= t) {
+                    break;
+                }
+                let during = not_ready.load(Ordering::SeqCst);
+                if during && stop_at.is_none() {
+                    stop_at = Some(Instant::now() + Duration::from_secs(1));
+                }
+                let r = client
+                    .post(&url)
+                    .json(&serde_json::json!({"text": "lunch on friday?"}))
+                    .send()
+                    .await;
+                outcomes.push((during, r.is_ok_and(|r| r.status() == 200)));
+            }
+            outcomes
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    signal(&child, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = client.get(url("/ready")).send().await.unwrap();
+        if r.status() == 503 {
+            not_ready.store(true, Ordering::SeqCst);
+            break;
+        }
+        assert!(Instant::now() < deadline, "/ready never turned 503");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut all = Vec::new();
+    for c in clients {
+        all.extend(c.await.unwrap());
+    }
+    let during = all.iter().filter(|(d, _)| *d).count();
+    let failed: Vec<_> = all.iter().filter(|(_, ok)| !ok).collect();
+    eprintln!(
+        "drain delay: {} requests sent ({during} while /ready was 503), {} failed",
+        all.len(),
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed",
+        failed.len(),
+        all.len()
+    );
+    assert!(during >= 4, "only {during} requests while not ready");
+    // Then the drain as usual: the process exits 0.
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
 }

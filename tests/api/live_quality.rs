@@ -172,6 +172,8 @@ async fn feedback_log_survives_kill_9() {
         port,
         &[
             ("NBSERVE__FEEDBACK__LOG_PATH", log.to_str().unwrap()),
+            // Issue #20: with `always`, no acknowledged line may be lost.
+            ("NBSERVE__FEEDBACK__LOG_FSYNC", "always"),
             ("NBSERVE__LOG__LEVEL", "warn"),
         ],
     )

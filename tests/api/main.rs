@@ -1,8 +1,11 @@
 //! API integration tests: the real server on port 0, spoken to over HTTP.
 
 mod admin;
+mod body_budget;
+mod connections;
 mod errors;
 mod feedback;
+mod feedback_log;
 mod half_close;
 mod helpers;
 mod hostile;
@@ -14,3 +17,5 @@ mod poll;
 mod predict;
 mod raw;
 mod readme;
+mod reload_files;
+mod v2;

@@ -10,6 +10,12 @@ use crate::server::state::AppState;
 #[utoipa::path(get, path = "/metrics", tag = "model", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let live = state.feedback.live_quality();
+    let log_errors = state.feedback.log_errors();
+    let counted = state.metrics.feedback_log_errors.get();
+    state
+        .metrics
+        .feedback_log_errors
+        .inc_by(log_errors.saturating_sub(counted));
     state
         .metrics
         .set_live(&live, state.feedback.drift().as_ref());

@@ -6,6 +6,7 @@ pub mod health;
 pub mod metrics;
 pub mod model;
 pub mod predict;
+pub mod v2;
 
 use std::time::Duration;
 
@@ -32,8 +33,13 @@ use super::state::AppState;
     info(title = "nbserve", description = "Bernoulli naive Bayes text classification server"),
     paths(
         predict::predict, predict::predict_batch, feedback::feedback, feedback::feedback_batch,
-        health::health, health::ready, model::model, model::quality, metrics::metrics, admin::reload
+        health::health, health::ready, model::model, model::quality, metrics::metrics, admin::reload,
+        v2::server_metadata, v2::live, v2::ready, v2::model_metadata, v2::version_metadata,
+        v2::model_ready, v2::version_ready, v2::infer, v2::version_infer
     ),
+    // Named by hand in v2::InferAnswers, so not collected from the paths.
+    components(schemas(v2::V2InferResponse, v2::V2OutputTensor, v2::V2ErrorBody)),
+    tags((name = "v2", description = "Open Inference Protocol (KServe V2) REST, with the binary tensor data extension")),
     modifiers(&BearerAuth, &CommonErrors)
 )]
 pub struct ApiDoc;
@@ -47,13 +53,19 @@ struct CommonErrors;
 impl utoipa::Modify for CommonErrors {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-        let error = |description: &str| {
+        let error = |path: &str, description: &str| {
+            // The Open Inference Protocol routes answer in its own error shape.
+            let schema = if v2::is_v2_path(path) {
+                "V2ErrorBody"
+            } else {
+                "ErrorBody"
+            };
             ResponseBuilder::new()
                 .description(description)
                 .content(
                     "application/json",
                     ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .schema(Some(Ref::from_schema_name(schema)))
                         .build(),
                 )
                 .build()
@@ -66,7 +78,7 @@ impl utoipa::Modify for CommonErrors {
                     op.responses
                         .responses
                         .entry(code.to_owned())
-                        .or_insert_with(|| error(description).into());
+                        .or_insert_with(|| error(path, description).into());
                 };
                 add(
                     "408",
@@ -111,7 +123,9 @@ async fn not_found() -> ApiError {
 /// Gives bare error responses from lower layers (405 from method routing,
 /// 408 from the timeout) the app's JSON error body, keeping their headers
 /// (`Allow` on 405).
+/// Errors under `/v2` then take the Open Inference Protocol's shape.
 async fn json_errors(req: Request, next: Next) -> Response {
+    let v2 = v2::is_v2_path(req.uri().path());
     let response = next.run(req).await;
     let status = response.status();
     let is_json = response
@@ -124,7 +138,15 @@ async fn json_errors(req: Request, next: Next) -> Response {
         let (fresh_parts, body) = fresh.into_parts();
         parts.headers.remove(header::CONTENT_LENGTH);
         parts.headers.extend(fresh_parts.headers);
-        return Response::from_parts(parts, body);
+        let response = Response::from_parts(parts, body);
+        return if v2 {
+            v2::protocol_error(response).await
+        } else {
+            response
+        };
+    }
+    if v2 && (status.is_client_error() || status.is_server_error()) {
+        return v2::protocol_error(response).await;
     }
     response
 }
@@ -153,25 +175,93 @@ async fn sanitize_request_id(mut req: Request, next: Next) -> Response {
 /// Hand-written rather than tower's `LoadShed` + `ConcurrencyLimit` because
 /// those surface an error type that would need converting back into the
 /// app's JSON error with a `Retry-After` header anyway.
+///
+/// Then memory admission: the request's body is reserved against
+/// `server.max_inflight_body_bytes` before anything of it is read — its
+/// declared length, or the whole body limit when it has none (chunked) —
+/// and released when the answer is ready. Over budget → the same 503.
 async fn shed_load(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    match state.concurrency.clone().try_acquire_owned() {
-        Ok(_permit) => next.run(req).await,
-        Err(_) => {
-            state.metrics.load_shed.inc();
-            ApiError::unavailable(
+    let Ok(_permit) = state.concurrency.clone().try_acquire_owned() else {
+        state.metrics.load_shed.inc();
+        return ApiError::unavailable(
+            "overloaded",
+            "the server is at its concurrency limit; retry shortly",
+            1,
+        )
+        .into_response();
+    };
+    let kib = body_reservation(&req, state.settings.server.body_limit_bytes).div_ceil(1024);
+    // More KiB than a u32 holds cannot fit the budget either: refused below.
+    let kib = u32::try_from(kib).unwrap_or(u32::MAX);
+    let _reservation = if kib == 0 {
+        None
+    } else {
+        let Ok(permit) = state.body_budget.clone().try_acquire_many_owned(kib) else {
+            state.metrics.body_budget_shed.inc();
+            return ApiError::unavailable(
                 "overloaded",
-                "the server is at its concurrency limit; retry shortly",
+                "the server is at its memory budget for request bodies; retry shortly",
                 1,
             )
-            .into_response()
+            .into_response();
+        };
+        Some(Reservation::new(
+            permit,
+            &state.metrics.body_budget_reserved,
+        ))
+    };
+    next.run(req).await
+}
+
+/// Reserved request-body KiB, shown in a gauge until released (also when
+/// the request is dropped half-way: timeout, client gone).
+struct Reservation {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    gauge: prometheus::IntGauge,
+    bytes: i64,
+}
+
+impl Reservation {
+    fn new(permit: tokio::sync::OwnedSemaphorePermit, gauge: &prometheus::IntGauge) -> Self {
+        let bytes = permit.num_permits() as i64 * 1024;
+        gauge.add(bytes);
+        Self {
+            _permit: permit,
+            gauge: gauge.clone(),
+            bytes,
         }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.gauge.sub(self.bytes);
+    }
+}
+
+/// Bytes a request's body may take: its declared length (at most `limit`;
+/// a larger one is refused with 413 without being read), `limit` when the
+/// length is unknown (chunked), 0 without a body.
+fn body_reservation(req: &Request, limit: usize) -> usize {
+    let headers = req.headers();
+    if let Some(len) = headers.get(header::CONTENT_LENGTH) {
+        return len
+            .to_str()
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .map_or(limit, |n| n.min(limit));
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        limit
+    } else {
+        0
     }
 }
 
 /// The API routes, behind admission control ([`shed_load`]): the one list
 /// the router and the OpenAPI document's 503 answers are both made from.
-fn admitted_routes() -> [(&'static str, MethodRouter<AppState>); 7] {
-    [
+fn admitted_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    let native = [
         ("/predict", post(predict::predict)),
         ("/predict/batch", post(predict::predict_batch)),
         ("/feedback", post(feedback::feedback)),
@@ -179,7 +269,8 @@ fn admitted_routes() -> [(&'static str, MethodRouter<AppState>); 7] {
         ("/model", get(model::model)),
         ("/model/quality", get(model::quality)),
         ("/admin/reload", post(admin::reload)),
-    ]
+    ];
+    native.into_iter().chain(v2::admitted_routes()).collect()
 }
 
 /// Builds the application router around `state`.
@@ -190,12 +281,16 @@ pub fn router(state: AppState) -> Router {
         .fold(Router::new(), |api, (path, route)| api.route(path, route))
         .route_layer(middleware::from_fn_with_state(state.clone(), shed_load));
     let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
+    let app = Router::new()
         .merge(api)
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
         .route("/metrics", get(metrics::metrics))
-        .route("/openapi.json", get(openapi))
+        .route("/openapi.json", get(openapi));
+    let app = v2::health_routes()
+        .into_iter()
+        .fold(app, |app, (path, route)| app.route(path, route));
+    app
         .fallback(not_found)
         // One `layer` call for the whole stack, outermost first. axum boxes
         // each `Router::layer` separately around every route, and every box

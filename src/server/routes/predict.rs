@@ -1,6 +1,7 @@
 //! `POST /predict` and `POST /predict/batch`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::State;
@@ -137,6 +138,43 @@ fn score_all(state: &AppState, model: &ServingModel, texts: &[String]) -> Vec<Pr
         .collect()
 }
 
+/// Validates a batch against the `/predict/batch` limits and scores it with
+/// one model version (even if a reload lands meanwhile): the one scoring
+/// path behind `/predict/batch` and the Open Inference Protocol's `infer`.
+pub(crate) async fn score_batch(
+    state: &AppState,
+    texts: Vec<String>,
+) -> Result<(Arc<ServingModel>, Vec<PredictResponse>), ApiError> {
+    let max = state.settings.server.max_batch_size;
+    if texts.is_empty() {
+        return Err(ApiError::unprocessable(
+            "empty_batch",
+            "texts must hold at least one text",
+        ));
+    }
+    if texts.len() > max {
+        return Err(ApiError::unprocessable(
+            "batch_too_large",
+            format!("{} texts; the limit is {max}", texts.len()),
+        ));
+    }
+    for (i, t) in texts.iter().enumerate() {
+        check_text(t, state.settings.server.max_text_bytes, Some(i))?;
+    }
+    state.metrics.batch_size.observe(texts.len() as f64);
+    let model = state.model.load_full();
+    let total_bytes: usize = texts.iter().map(String::len).sum();
+    let predictions = if total_bytes <= INLINE_BATCH_BYTES {
+        score_all(state, &model, &texts)
+    } else {
+        // Large batches take milliseconds of CPU: run them on the blocking
+        // pool so they cannot starve /health, /metrics and small requests.
+        let model = model.clone();
+        off_thread(state, move |state| score_all(state, &model, &texts)).await?
+    };
+    Ok((model, predictions))
+}
+
 /// Classify one text.
 #[utoipa::path(post, path = "/predict", request_body = PredictRequest,
     responses(
@@ -153,7 +191,37 @@ pub async fn predict(
 ) -> Result<Json<PredictResponse>, ApiError> {
     check_text(&req.text, state.settings.server.max_text_bytes, None)?;
     let model = state.model.load_full();
-    Ok(Json(score(&state, &model, &req.text, req.explain)))
+    if req.text.len() <= INLINE_BATCH_BYTES {
+        return Ok(Json(score(&state, &model, &req.text, req.explain)));
+    }
+    // A large text (with `explain`, milliseconds of CPU) goes where large
+    // batches go, so it cannot slow /health on the async workers.
+    off_thread(&state, move |state| {
+        score(state, &model, &req.text, req.explain)
+    })
+    .await
+    .map(Json)
+}
+
+/// Runs `work` on the blocking pool once a batch slot is free. The slot is
+/// held by the blocking task itself: if the client goes away, the work
+/// still running keeps its slot until it ends, so abandoned requests cannot
+/// pile more CPU work than there are slots.
+async fn off_thread<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(&AppState) -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let slot = Arc::clone(&state.batch_slots)
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::from_status(axum::http::StatusCode::SERVICE_UNAVAILABLE))?;
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        work(&state)
+    })
+    .await
+    .map_err(|_| ApiError::from_status(axum::http::StatusCode::INTERNAL_SERVER_ERROR))
 }
 
 /// Classify many texts with one model version.
@@ -170,41 +238,7 @@ pub async fn predict_batch(
     State(state): State<AppState>,
     AppJson(req): AppJson<BatchRequest>,
 ) -> Result<Json<BatchResponse>, ApiError> {
-    let max = state.settings.server.max_batch_size;
-    if req.texts.is_empty() {
-        return Err(ApiError::unprocessable(
-            "empty_batch",
-            "texts must hold at least one text",
-        ));
-    }
-    if req.texts.len() > max {
-        return Err(ApiError::unprocessable(
-            "batch_too_large",
-            format!("{} texts; the limit is {max}", req.texts.len()),
-        ));
-    }
-    for (i, t) in req.texts.iter().enumerate() {
-        check_text(t, state.settings.server.max_text_bytes, Some(i))?;
-    }
-    state.metrics.batch_size.observe(req.texts.len() as f64);
-    // One model for the whole batch, even if a reload lands meanwhile.
-    let model = state.model.load_full();
-    let total_bytes: usize = req.texts.iter().map(String::len).sum();
-    let predictions = if total_bytes <= INLINE_BATCH_BYTES {
-        score_all(&state, &model, &req.texts)
-    } else {
-        // Large batches take milliseconds of CPU: run them on the blocking
-        // pool so they cannot starve /health, /metrics and small requests.
-        let _slot = state
-            .batch_slots
-            .acquire()
-            .await
-            .map_err(|_| ApiError::from_status(axum::http::StatusCode::SERVICE_UNAVAILABLE))?;
-        let (state, model) = (state.clone(), model.clone());
-        tokio::task::spawn_blocking(move || score_all(&state, &model, &req.texts))
-            .await
-            .map_err(|_| ApiError::from_status(axum::http::StatusCode::INTERNAL_SERVER_ERROR))?
-    };
+    let (model, predictions) = score_batch(&state, req.texts).await?;
     Ok(Json(BatchResponse {
         predictions,
         model_version: model.loaded.meta.model.version.clone(),

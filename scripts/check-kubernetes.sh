@@ -1,0 +1,252 @@
+#!/usr/bin/env bash
+# Offline checks of deploy/kubernetes/ (the kustomize base, every overlay and
+# the KServe example):
+#   - `kubectl kustomize DIR` renders each of them (kubectl's built-in kustomize v5)
+#   - kubernetes-validate --strict (pinned and hash-checked in
+#     scripts/check-kubernetes-requirements.txt, schemas bundled, Kubernetes 1.32)
+#     accepts every built-in kind; custom resources (KServe's InferenceService)
+#     have no bundled schema and are skipped, said so in the output; a control
+#     (an unknown field in a Deployment) must be rejected
+#   - every NBSERVE__* variable a container gets (ConfigMap envFrom + env) is
+#     accepted by `nbserve config` with that exact environment (the admin token
+#     file is replaced by a temporary one: the mounted Secret does not exist here)
+#   - probes: liveness on /health (or /v2/health/live), readiness on /ready (or
+#     /v2/health/ready), a startup probe, all on the port the settings bind;
+#     terminationGracePeriodSeconds > drain_delay_secs + shutdown_timeout_secs;
+#     the pod runs as non-root with a read-only root filesystem, no privilege
+#     escalation, all capabilities dropped and the RuntimeDefault seccomp profile
+#
+#   scripts/check-kubernetes.sh            # builds the debug nbserve if needed
+#   NBSERVE_BIN=path/to/nbserve scripts/check-kubernetes.sh
+#
+# kubectl: the one on PATH if its kustomize is v5, else Debian's `kubectl`
+# package unpacked into ${NBSERVE_CACHE:-~/.cache/nbserve}/kubectl (scripts/lib/deb.sh;
+# no Debian build number pinned). Prints one PASS/FAIL line per check and
+# `N passed, M failed`; exits non-zero if any check failed.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+cache="${NBSERVE_CACHE:-$HOME/.cache/nbserve}"
+K8S_VERSION="1.32.0"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+PASSED=0
+FAILED=0
+pass() { PASSED=$((PASSED + 1)); printf 'PASS: %s\n' "$1"; }
+fail() {
+  FAILED=$((FAILED + 1)); printf 'FAIL: %s\n' "$1"
+  if [[ $# -gt 1 && -n "$2" ]]; then printf '%s\n' "$2" | sed 's/^/      /'; fi
+}
+log() { echo "check-kubernetes: $*" >&2; }
+# Python lines "PASS: ..." / "FAIL: ..." (+ indented detail) -> counters.
+tally() {
+  local line
+  while IFS= read -r line; do
+    case "$line" in
+      PASS:*) PASSED=$((PASSED + 1)) ;;
+      FAIL:*) FAILED=$((FAILED + 1)) ;;
+    esac
+    printf '%s\n' "$line"
+  done
+}
+
+# ---------------------------------------------------------------- tools
+kustomize_v5() { "$1" version --client 2>/dev/null | grep -q 'Kustomize Version: v5\.'; }
+KUBECTL=""
+if command -v kubectl >/dev/null && kustomize_v5 kubectl; then
+  KUBECTL="$(command -v kubectl)"
+elif [[ -x "$cache/kubectl/root/usr/bin/kubectl" ]] && kustomize_v5 "$cache/kubectl/root/usr/bin/kubectl"; then
+  KUBECTL="$cache/kubectl/root/usr/bin/kubectl"
+else
+  # shellcheck source=scripts/lib/deb.sh
+  source "$root/scripts/lib/deb.sh"
+  if deb_unpack kubectl '^1\.(2[6-9]|[3-9][0-9])\.' "$cache/kubectl"; then
+    KUBECTL="$cache/kubectl/root/usr/bin/kubectl"
+  fi
+fi
+if [[ -z "$KUBECTL" ]]; then
+  fail "kubectl with kustomize v5" "neither on PATH nor installable from the Debian archive"
+  printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
+  exit 1
+fi
+log "$("$KUBECTL" version --client 2>/dev/null | tr '\n' ' ')($KUBECTL)"
+
+# shellcheck source=scripts/lib/venv.sh
+source "$root/scripts/lib/venv.sh"
+venv="$(pinned_venv kubernetes-validate scripts/check-kubernetes-requirements.txt)"
+PY="$venv/bin/python"   # has PyYAML (a kubernetes-validate dependency)
+
+BIN="${NBSERVE_BIN:-}"
+if [[ -z "$BIN" ]]; then
+  cargo build --quiet --bin nbserve
+  # shellcheck source=scripts/lib/cargo.sh
+  source scripts/lib/cargo.sh
+  BIN="$(cargo_bin debug nbserve)"
+fi
+
+# ---------------------------------------------------------------- render
+dirs=(deploy/kubernetes/base)
+for d in deploy/kubernetes/overlays/*/ deploy/kubernetes/kserve/; do
+  [[ -f "$d/kustomization.yaml" ]] && dirs+=("${d%/}")
+done
+rendered=()
+for d in "${dirs[@]}"; do
+  out="$work/$(echo "$d" | tr '/' '_').yaml"
+  if err="$("$KUBECTL" kustomize "$d" 2>&1 >"$out")" && [[ -s "$out" ]]; then
+    pass "kubectl kustomize $d renders"
+    rendered+=("$d=$out")
+  else
+    fail "kubectl kustomize $d renders" "$err"
+  fi
+done
+[[ ${#rendered[@]} -gt 0 ]] || { printf '%d passed, %d failed\n' "$PASSED" "$FAILED"; exit 1; }
+
+# ---------------------------------------------------------------- schemas
+# Built-in kinds only: split each rendering, skipping custom resources.
+tally < <("$PY" - "$work" "${rendered[@]}" <<'PY'
+import os, sys, yaml
+work, *pairs = sys.argv[1:]
+builtin = ("v1", "apps/v1", "autoscaling/v2", "policy/v1", "batch/v1")
+for pair in pairs:
+    name, path = pair.split("=", 1)
+    docs = [d for d in yaml.safe_load_all(open(path)) if d]
+    keep = [d for d in docs if d.get("apiVersion") in builtin]
+    for d in docs:
+        if d not in keep:
+            print(f"SKIP {name}: {d['kind']} ({d['apiVersion']}) is a custom resource; "
+                  "kubernetes-validate bundles no schema for it")
+    with open(path + ".builtin", "w") as f:
+        yaml.safe_dump_all(keep, f)
+# Control: an unknown field must be rejected, or --strict proves nothing.
+base = [d for d in yaml.safe_load_all(open(pairs[0].split("=", 1)[1])) if d and d["kind"] == "Deployment"]
+base[0]["spec"]["template"]["spec"]["containers"][0]["noSuchField"] = True
+with open(os.path.join(work, "control.yaml"), "w") as f:
+    yaml.safe_dump(base[0], f)
+PY
+)
+for pair in "${rendered[@]}"; do
+  name="${pair%%=*}"; path="${pair#*=}"
+  if [[ ! -s "$path.builtin" ]] || [[ "$(head -c 4 "$path.builtin")" == "[]" ]]; then
+    continue  # only custom resources (reported as SKIP above)
+  fi
+  kinds="$("$PY" -c 'import sys, yaml; print(", ".join(d["kind"] for d in yaml.safe_load_all(open(sys.argv[1])) if d))' "$path.builtin")"
+  if out="$("$venv/bin/kubernetes-validate" --strict --quiet -k "$K8S_VERSION" "$path.builtin" 2>&1)"; then
+    pass "kubernetes-validate --strict ($K8S_VERSION) $name: $kinds"
+  else
+    fail "kubernetes-validate --strict ($K8S_VERSION) $name" "$out"
+  fi
+done
+if "$venv/bin/kubernetes-validate" --strict --quiet -k "$K8S_VERSION" "$work/control.yaml" >/dev/null 2>&1; then
+  fail "kubernetes-validate --strict rejects an unknown field (control)"
+else
+  pass "kubernetes-validate --strict rejects an unknown field (control)"
+fi
+
+# ---------------------------------------------------------------- settings, probes, security
+printf 'token-for-check-kubernetes\n' >"$work/token"
+nb_config() { env -i PATH="/usr/bin:/bin" HOME="$work" "$@" "$BIN" config; }
+rc=0; nb_config NBSERVE__SERVER__NO_SUCH_SETTING=1 >/dev/null 2>&1 || rc=$?
+if [[ $rc -eq 3 ]]; then pass "nbserve config rejects an unknown key with exit 3 (control)"
+else fail "nbserve config rejects an unknown key with exit 3 (control)" "exit $rc"; fi
+
+for pair in "${rendered[@]}"; do
+  name="${pair%%=*}"; path="${pair#*=}"
+  # One line per serving container: name, then its NBSERVE__* environment.
+  "$PY" - "$path" "$work/token" >"$work/containers.tsv" <<'PY'
+import sys, yaml
+path, token = sys.argv[1:]
+docs = [d for d in yaml.safe_load_all(open(path)) if d]
+maps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
+for d in docs:
+    if d["kind"] == "Deployment":
+        pod = d["spec"]["template"]["spec"]
+    elif d["kind"] == "InferenceService":
+        pod = d["spec"]["predictor"]
+    else:
+        continue
+    for c in pod["containers"]:
+        env = {}
+        for src in c.get("envFrom", []):
+            env.update(maps.get(src.get("configMapRef", {}).get("name"), {}))
+        for e in c.get("env", []):
+            env[e["name"]] = e.get("value", "")
+        env = {k: v for k, v in env.items() if k.startswith("NBSERVE__")}
+        if "NBSERVE__ADMIN__TOKEN_FILE" in env:
+            env["NBSERVE__ADMIN__TOKEN_FILE"] = token
+        print("\t".join([f"{d['kind']}/{d['metadata']['name']}/{c['name']}"] + [f"{k}={v}" for k, v in sorted(env.items())]))
+PY
+  while IFS=$'\t' read -r -a fields; do
+    what="${fields[0]}"; vars=("${fields[@]:1}")
+    if [[ ${#vars[@]} -eq 0 ]]; then
+      fail "$name $what: NBSERVE__* settings found" "none: the extraction is broken"
+      continue
+    fi
+    if cfg="$(nb_config "${vars[@]}" 2>&1)"; then
+      pass "$name $what: nbserve config accepts all ${#vars[@]} NBSERVE__* variables"
+    else
+      fail "$name $what: nbserve config accepts all ${#vars[@]} NBSERVE__* variables" "$cfg"
+      continue
+    fi
+    printf '%s' "$cfg" >"$work/config.json"
+    tally < <("$PY" - "$path" "$name $what" "$work/config.json" <<'PY'
+
+import json, sys, yaml
+path, what, cfg = sys.argv[1:]
+kind, obj, cname = what.split(" ")[-1].split("/")
+server = json.load(open(cfg))["server"]
+docs = [d for d in yaml.safe_load_all(open(path)) if d]
+d = next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == obj)
+pod = d["spec"]["template"]["spec"] if kind == "Deployment" else d["spec"]["predictor"]
+c = next(c for c in pod["containers"] if c["name"] == cname)
+ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
+
+def check(ok, text, detail=""):
+    print(("PASS: " if ok else "FAIL: ") + f"{what}: {text}")
+    if not ok and detail:
+        print("      " + detail)
+
+check(server["port"] in ports.values(), f"container port is server.port {server['port']}", f"ports {ports}")
+paths = {"livenessProbe": {"/health", "/v2/health/live"},
+         "readinessProbe": {"/ready", "/v2/health/ready"},
+         "startupProbe": {"/health", "/ready", "/v2/health/live", "/v2/health/ready"}}
+for probe, allowed in paths.items():
+    p = c.get(probe)
+    if p is None:
+        check(False, f"{probe} present")
+        continue
+    get = p.get("httpGet", {})
+    port = get.get("port")
+    port = ports.get(port, port) if isinstance(port, str) else port
+    check(get.get("path") in allowed and port == server["port"],
+          f"{probe} GET {get.get('path')} on port {port}",
+          f"expected one of {sorted(allowed)} on {server['port']}")
+grace = pod.get("terminationGracePeriodSeconds", 30)
+need = server["drain_delay_secs"] + server["shutdown_timeout_secs"]
+check(grace > need, f"terminationGracePeriodSeconds {grace} > drain_delay_secs + shutdown_timeout_secs = {need}")
+psc, sc = pod.get("securityContext", {}), c.get("securityContext", {})
+check(psc.get("runAsNonRoot") is True or sc.get("runAsNonRoot") is True, "runAsNonRoot")
+check(sc.get("readOnlyRootFilesystem") is True, "readOnlyRootFilesystem")
+check(sc.get("allowPrivilegeEscalation") is False, "allowPrivilegeEscalation: false")
+check(sc.get("capabilities", {}).get("drop") == ["ALL"], "capabilities drop ALL")
+check((sc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type") == "RuntimeDefault",
+      "seccomp RuntimeDefault")
+res = c.get("resources", {})
+check(all(k in res.get(s, {}) for s in ("requests", "limits") for k in ("cpu", "memory")),
+      "cpu and memory requests and limits")
+if kind == "Deployment":
+    check(bool(pod.get("topologySpreadConstraints")), "topologySpreadConstraints")
+PY
+)
+  done <"$work/containers.tsv"
+done
+
+if grep -q '^NBSERVE__SERVER__DRAIN_DELAY_SECS=[1-9]' deploy/kubernetes/base/nbserve.env; then
+  pass "base sets server.drain_delay_secs > 0 (endpoints removed before the listener closes)"
+else
+  fail "base sets server.drain_delay_secs > 0 (endpoints removed before the listener closes)"
+fi
+
+printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
+[[ $FAILED -eq 0 ]]
