@@ -23,7 +23,6 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 SCHEMATHESIS_VERSION="4.32.5"
 req="$root/scripts/api-fuzz-requirements.txt"
-venv="$cache/venv-schemathesis-$(sha256sum "$req" | cut -c1-16)"
 FUZZ_EXAMPLES="${FUZZ_EXAMPLES:-100}"
 FUZZ_MIN_CASES="${FUZZ_MIN_CASES:-600}"
 FUZZ_TIMEOUT="${FUZZ_TIMEOUT:-900}"
@@ -32,7 +31,6 @@ if [[ -n "${FUZZ_SECS:-}" ]]; then
     echo "api-fuzz: FUZZ_SECS is no longer supported: fuzzing is bounded by cases (FUZZ_EXAMPLES), not time" >&2
     exit 2
 fi
-BIN="${NBSERVE_BIN:-}"
 token="api-fuzz-token-$$"
 
 log() { echo "api-fuzz: $*" >&2; }
