@@ -211,7 +211,8 @@ PY
 
   # --- the binary's shared libraries exist in gcr.io/distroless/cc-debian12
   if ! command -v readelf >/dev/null; then
-    echo "INFO: readelf not found; shared-library check skipped"
+    fail "readelf is available for the shared-library check" \
+      "readelf not found: install binutils (apt-get install binutils); the check cannot be skipped"
   elif ! readelf -h "$BIN" >/dev/null 2>&1; then
     fail "binary is an ELF executable" "$BIN"
   else

@@ -19,6 +19,11 @@
 #   (parity.py tie-free-limit; the check reports where the cut falls): at a tie
 #   scikit-learn's unstable argsort keeps whichever tied terms NumPy's sort kernel puts
 #   first, nbserve the alphabetically first.
+# Last case "shipped-model-http": tests/parity/http_parity.py serves models/spam-nb.json
+#   with the real binary, reproduces the split the artifact records (its test size and
+#   seed), and compares /predict and /predict/batch on the held-out part with
+#   scikit-learn fitted with the artifact's alpha on the train part (probabilities at
+#   1e-9, labels exactly), and the artifact's stored evaluation with scikit-learn's.
 # Work files stay in $NBSERVE_CACHE/parity for inspection. Exit status 1 on any mismatch.
 set -euo pipefail
 
@@ -152,6 +157,17 @@ option_case complement-binary -- --model complement --binary --min-df 2 -- \
 option_case bernoulli-calibrated -- --min-df 5 --alpha 0.1 --calibrate -- --min-df 5 --alpha 0.1
 option_case complement-counts -- --model complement --max-df 0.9 --alpha 0.3 -- \
     --nb complement --binary false --max-df 0.9 --alpha 0.3
+
+# Last case: the shipped model, served over HTTP
+echo "parity: case shipped-model-http"
+status=0
+# Its own directory: $work sits in the shared cache, which another parity run
+# empties with rm -rf when it starts.
+shipped_work="$(mktemp -d "${TMPDIR:-/tmp}/nbserve-http-parity.XXXXXX")"
+"$PY" tests/parity/http_parity.py --bin "$bin" --model models/spam-nb.json \
+    --data data/spamassassin.csv --work "$shipped_work" || status=$?
+echo "parity: shipped-model-http work files in $shipped_work"
+record "$status"
 
 echo "parity: work files in $work"
 echo "parity: $passed passed, $failed failed"

@@ -1,4 +1,7 @@
 #!/usr/bin/env bash
+# Functions here run through check/need ("$@") and trap, which shellcheck
+# does not follow: its SC2329 "never invoked" is a false alarm.
+# shellcheck disable=SC2329
 # Tests the monitoring files (prometheus.yml, prometheus/, alertmanager.yml, grafana/):
 #  1. installs Prometheus + promtool and Alertmanager + amtool (Debian's packages,
 #     scripts/install-prometheus.sh, scripts/install-alertmanager.sh)
@@ -36,6 +39,8 @@
 #      NBSERVE_OBS_REPLAY=0 to skip the real-dataset replay (no data/spamassassin.csv
 #      and no registry access to fetch it).
 # Only 127.0.0.1 and free ports are used; everything started is stopped on exit.
+# Every check below runs even if one before it failed (unless what it needs
+# could not be set up); the last line is `observability: N passed, M failed`.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -44,6 +49,35 @@ started=$(date +%s)
 CHECK=(python3 "$ROOT/tests/observability/check.py")
 
 step() { printf '\n== %s\n' "$*"; }
+
+passed=0
+failed=0
+# check NAME CMD...: one counted check.
+check() {
+  local name="$1" rc=0
+  shift
+  "$@" || rc=$?
+  if [[ $rc -eq 0 ]]; then
+    passed=$((passed + 1)); echo "PASS: $name"
+  else
+    failed=$((failed + 1)); echo "FAIL: $name (exit status $rc)"
+  fi
+}
+# need NAME CMD...: a check the rest depends on; stops the run if it fails.
+need() {
+  local before=$failed
+  check "$@"
+  if [[ $failed -ne $before ]]; then
+    echo "observability: the remaining checks need this one; stopping"
+    finish
+  fi
+}
+finished=0
+finish() {
+  finished=1
+  echo "observability: $passed passed, $failed failed"
+  if [[ $failed -eq 0 ]]; then exit 0; else exit 1; fi
+}
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/nbserve-obs.XXXXXX")"
 pids=()
@@ -61,6 +95,10 @@ cleanup() {
     done
   fi
   rm -rf "$tmp"
+  if [[ $rc -ne 0 && $finished -eq 0 ]]; then
+    echo "observability: stopped early (exit status $rc)"
+    echo "observability: $passed passed, $((failed + 1)) failed"
+  fi
   exit "$rc"
 }
 trap cleanup EXIT
@@ -98,20 +136,20 @@ step "promtool check config / check rules / test rules"
 mkdir -p "$tmp/config/prometheus"
 cp prometheus.yml "$tmp/config/prometheus.yml"
 cp prometheus/alerts.yml "$tmp/config/prometheus/alerts.yml"
-"$PROMTOOL" check config "$tmp/config/prometheus.yml"
-"$PROMTOOL" check rules prometheus/alerts.yml
-"$PROMTOOL" test rules prometheus/alerts_test.yml
+check "promtool check config" "$PROMTOOL" check config "$tmp/config/prometheus.yml"
+check "promtool check rules" "$PROMTOOL" check rules prometheus/alerts.yml
+check "promtool test rules (alert unit tests)" "$PROMTOOL" test rules prometheus/alerts_test.yml
 
 step "amtool check-config"
-"$AM_BIN/amtool" check-config alertmanager.yml
+check "amtool check-config alertmanager.yml" "$AM_BIN/amtool" check-config alertmanager.yml
 
 step "dashboards and provisioning"
-"${CHECK[@]}" static
+check "dashboards and provisioning (check.py static)" "${CHECK[@]}" static
 
 if [[ "${NBSERVE_OBS_LIVE:-1}" == 0 ]]; then
-  echo "NBSERVE_OBS_LIVE=0: live evaluation skipped"
-  echo "observability: static checks passed in $(($(date +%s) - started))s"
-  exit 0
+  echo "!!! NBSERVE_OBS_LIVE=0: the live evaluation is SKIPPED (not counted) !!!"
+  echo "observability: static part in $(($(date +%s) - started))s"
+  finish
 fi
 
 step "live: nbserve + Prometheus"
@@ -132,9 +170,15 @@ min_samples=100
 if [[ "$replay" != 0 ]]; then
   # The held-out split of the real dataset and its offline evaluation.
   [[ -f data/spamassassin.csv ]] || scripts/fetch-data.sh
-  "$NBSERVE_BIN" split --data data/spamassassin.csv --train-out "$tmp/train.csv" \
-    --test-out "$tmp/test.csv" --test-size 0.2 --seed 42
+  # The split the artifact records (its test size and seed), so a retrained
+  # model is replayed on its own held-out part.
+  read -r test_size seed < <(python3 -c 'import json, sys; t = json.load(open(sys.argv[1]))["training"]; print(repr(t["test_size"]), t["seed"])' models/spam-nb.json)
+  need "split of data/spamassassin.csv (test size $test_size, seed $seed)" \
+    "$NBSERVE_BIN" split --data data/spamassassin.csv --train-out "$tmp/train.csv" \
+    --test-out "$tmp/test.csv" --test-size "$test_size" --seed "$seed"
   "$NBSERVE_BIN" evaluate --model models/spam-nb.json --data "$tmp/test.csv" --json >"$tmp/offline.json"
+else
+  echo "!!! NBSERVE_OBS_REPLAY=0: the real-dataset replay is SKIPPED (not counted) !!!"
 fi
 
 live_started=$(date +%s)
@@ -162,8 +206,7 @@ nbserve_ready() {
   kill -0 "$nbserve_pid" 2>/dev/null || { echo "nbserve exited" >&2; exit 1; }
   curl -fsS "$url/ready"
 }
-wait_for 30 "nbserve $url/ready" nbserve_ready
-echo "nbserve ready on $url"
+need "nbserve ready on $url" wait_for 60 "nbserve $url/ready" nbserve_ready
 
 # The test's own webhook receiver and a real Alertmanager posting to it.
 "${CHECK[@]}" webhook --port-file "$tmp/webhook.port" --log "$tmp/webhook.log" &
@@ -201,45 +244,53 @@ prom_started=$(date +%s.%N)
   --rules.alert.resend-delay=1s \
   --log.level=warn >"$tmp/prometheus.log" 2>&1 &
 pids+=($!)
-wait_for 20 "Prometheus $prom/-/ready" curl -fsS "$prom/-/ready"
+need "Prometheus ready on $prom" wait_for 60 "Prometheus $prom/-/ready" curl -fsS "$prom/-/ready"
 scraped() {
   curl -fsS "$prom/api/v1/query" --data-urlencode 'query=up{job="nbserve"} == 1' | grep -q '"value"'
 }
-wait_for 20 "the first scrape of nbserve" scraped
+need "Prometheus scrapes nbserve" wait_for 60 "the first scrape of nbserve" scraped
 echo "Prometheus on $prom scrapes nbserve, sends alerts to Alertmanager on :$aport"
 
 if [[ "$replay" != 0 ]]; then
   step "live: replay the held-out split of data/spamassassin.csv"
-  "${CHECK[@]}" replay --url "$url" --prom "$prom" --data "$tmp/test.csv" \
+  check "replay of the held-out split: live quality = offline" \
+    "${CHECK[@]}" replay --url "$url" --prom "$prom" --data "$tmp/test.csv" \
     --offline "$tmp/offline.json" --model "$ROOT/models/spam-nb.json"
 fi
 
 step "live: traffic"
-"${CHECK[@]}" traffic --url "$url" --token "$token" --sample "$ROOT/tests/data/sample.csv" \
+check "traffic: documented statuses and error codes" \
+  "${CHECK[@]}" traffic --url "$url" --token "$token" --sample "$ROOT/tests/data/sample.csv" \
   --broken-model broken.json
-"${CHECK[@]}" wait-scraped --url "$url" --prom "$prom" --timeout 20
+check "Prometheus scraped the traffic" "${CHECK[@]}" wait-scraped --url "$url" --prom "$prom" --timeout 60
 
 step "live: evaluate every PromQL expression"
-"${CHECK[@]}" live --prom "$prom" --job nbserve --instance ".*" --since "$prom_started" \
+check "every dashboard and rule expression: valid, with data" \
+  "${CHECK[@]}" live --prom "$prom" --job nbserve --instance ".*" --since "$prom_started" \
   --min-samples "$min_samples" --expect-firing NbserveModelReloadFailing --expect-firing Watchdog
 
 step "live: wrong labels and one-class traffic"
-"${CHECK[@]}" degrade --url "$url" --prom "$prom" --min-samples "$min_samples" \
+check "wrong labels and one-class traffic: live F1 falls, alerts pending" \
+  "${CHECK[@]}" degrade --url "$url" --prom "$prom" --timeout 60 --min-samples "$min_samples" \
   --data "$([[ "$replay" != 0 ]] && echo "$tmp/test.csv" || echo "$ROOT/tests/data/sample.csv")"
 
 step "live: alerts reach the webhook through Alertmanager"
-"${CHECK[@]}" wait-webhook --log "$tmp/webhook.log" --alert Watchdog --receiver watchdog \
+check "Watchdog reaches the watchdog receiver" \
+  "${CHECK[@]}" wait-webhook --log "$tmp/webhook.log" --alert Watchdog --receiver watchdog \
   --since "$prom_started" --since-what "Prometheus start" --timeout 60
 # A ticket: the failed reload of the traffic step (NbserveModelReloadFailing).
-"${CHECK[@]}" wait-webhook --log "$tmp/webhook.log" --alert NbserveModelReloadFailing --receiver ticket \
+check "NbserveModelReloadFailing reaches the ticket receiver" \
+  "${CHECK[@]}" wait-webhook --log "$tmp/webhook.log" --alert NbserveModelReloadFailing --receiver ticket \
   --timeout 30
 # Stop nbserve for real: NbserveDown (its `for` shortened to 2s here) must be
 # delivered to the page receiver.
 kill "$nbserve_pid"
 wait "$nbserve_pid" 2>/dev/null || true
 stopped=$(date +%s.%N)
-"${CHECK[@]}" wait-webhook --log "$tmp/webhook.log" --alert NbserveDown --receiver page \
+check "NbserveDown reaches the page receiver" \
+  "${CHECK[@]}" wait-webhook --log "$tmp/webhook.log" --alert NbserveDown --receiver page \
   --since "$stopped" --since-what "nbserve stopped" --timeout 60
 
 echo
-echo "observability: all checks passed in $(($(date +%s) - started))s (live part $(($(date +%s) - live_started))s)"
+echo "observability: finished in $(($(date +%s) - started))s (live part $(($(date +%s) - live_started))s)"
+finish

@@ -721,15 +721,38 @@ mod tests {
         );
     }
 
+    /// The expectation is computed from the documented rule alone, on a
+    /// fixed file (the shipped model, written compact): its bytes without the
+    /// final newline and with the checksum value emptied, hashed with sha256.
     #[test]
-    fn checksum_is_the_sha256_of_the_canonical_bytes() {
-        let a = sample_artifact();
-        let canonical = serde_json::to_vec(&CanonicalView(&a)).unwrap();
+    fn checksum_is_the_sha256_of_the_documented_canonical_bytes() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/spam-nb.json");
+        let bytes = std::fs::read(path).unwrap();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        let text = text.strip_suffix('\n').unwrap_or(text);
+        let at = text
+            .rfind(r#","checksum":"sha256:"#)
+            .expect("checksum field last");
+        let (content, field) = text.split_at(at);
+        let stored = field
+            .strip_prefix(r#","checksum":""#)
+            .and_then(|f| f.strip_suffix(r#""}"#))
+            .unwrap();
+        assert_eq!(stored.len(), "sha256:".len() + 64, "{stored}");
+        let canonical = format!(r#"{content},"checksum":""}}"#);
         // Larger than the hashing buffer, so it is hashed in several pieces.
         assert!(canonical.len() > 64 * 1024, "{} bytes", canonical.len());
-        let expected = format!("sha256:{}", hex::encode(Sha256::digest(&canonical)));
-        assert_eq!(a.compute_checksum(), expected);
-        assert_eq!(a.checksum, expected);
+        let expected = format!(
+            "sha256:{}",
+            hex::encode(Sha256::digest(canonical.as_bytes()))
+        );
+        assert_eq!(stored, expected, "the shipped file's own checksum");
+        let parsed: Artifact = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(parsed.compute_checksum(), expected);
+        assert_eq!(
+            Artifact::load(Path::new(path)).unwrap().meta.checksum,
+            expected
+        );
     }
 
     #[test]

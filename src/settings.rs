@@ -419,10 +419,43 @@ mod tests {
             .collect()
     }
 
+    /// The defaults are the ones the README's settings table documents:
+    /// every row, compared with the loaded settings as JSON (`(none)` is
+    /// unset), and no setting left out of the table.
     #[test]
-    fn defaults_without_file_or_env() {
-        let s = Settings::load_from(None, env(&[])).unwrap();
-        assert_eq!(s, Settings::default());
+    fn defaults_are_the_documented_ones() {
+        let readme = include_str!("../README.md");
+        let loaded = serde_json::to_value(Settings::load_from(None, env(&[])).unwrap()).unwrap();
+        let mut documented = 0;
+        for row in readme.lines().filter(|l| l.starts_with("| ")) {
+            let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+            let (key, var, default) = (cells[1], cells[2], cells[3]);
+            if !var.starts_with("NBSERVE__") {
+                continue;
+            }
+            documented += 1;
+            assert_eq!(
+                var,
+                format!("NBSERVE__{}", key.replace('.', "__").to_uppercase()),
+                "{row}"
+            );
+            let (section, name) = key.split_once('.').unwrap();
+            let value = &loaded[section][name];
+            let matches = match value {
+                serde_json::Value::Null => default == "(none)",
+                serde_json::Value::Number(n) => default.parse::<f64>().ok() == n.as_f64(),
+                serde_json::Value::String(s) => default == s,
+                other => panic!("{key}: unexpected {other}"),
+            };
+            assert!(matches, "{key}: documented {default}, loaded {value}");
+        }
+        let settings: usize = loaded
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|section| section.as_object().unwrap().len())
+            .sum();
+        assert_eq!(documented, settings, "every setting has a README row");
     }
 
     #[test]

@@ -217,6 +217,48 @@ fn config_names_unknown_keys_and_healthcheck_fails_without_a_server() {
     assert_eq!(o.status.code(), Some(6));
 }
 
+/// README: "the same data and parameters give a byte-identical artifact
+/// apart from the creation time (set `SOURCE_DATE_EPOCH` to fix that too)",
+/// through the real binary.
+#[test]
+fn retraining_with_source_date_epoch_is_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = |name: &str, epoch: Option<&str>| {
+        let out = dir.path().join(name);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_nbserve"));
+        cmd.args(["train", "--data", "tests/data/sample.csv", "--out"])
+            .arg(&out)
+            .args(["--seed", "5", "--name", "repro", "--model-version", "1"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("SOURCE_DATE_EPOCH");
+        if let Some(e) = epoch {
+            cmd.env("SOURCE_DATE_EPOCH", e);
+        }
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::read(out).unwrap()
+    };
+    let a = train("a.json", Some("1700000000"));
+    let b = train("b.json", Some("1700000000"));
+    assert!(a == b, "two trainings with SOURCE_DATE_EPOCH differ");
+    let v: serde_json::Value = serde_json::from_slice(&a).unwrap();
+    assert_eq!(v["created_at"], "2023-11-14T22:13:20Z");
+    // Without it only the creation time (and so the checksum) differs.
+    let c = train("c.json", None);
+    let strip = |bytes: &[u8]| {
+        let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("created_at");
+        o.remove("checksum");
+        v
+    };
+    assert_eq!(strip(&a), strip(&c));
+    assert_ne!(
+        serde_json::from_slice::<serde_json::Value>(&c).unwrap()["created_at"],
+        "2023-11-14T22:13:20Z"
+    );
+}
+
 #[test]
 fn tune_writes_a_calibrated_model_and_its_search() {
     let dir = tempfile::tempdir().unwrap();

@@ -71,9 +71,10 @@ local_server_start_shipped() {
 
 # Serves $work/models/spam-nb.json on a free loopback port with admin token
 # $token and JSON logs to LOG; extra VAR=VALUE settings override. Returns once
-# the port accepts a connection (the server binds only after the model passed
-# the gate, so that means ready). The probe is a bare connect, no HTTP request,
-# so the server's request counts stay exactly the caller's.
+# GET /ready answers 200 (60 s at most). Refused connects do not reach the
+# server; the server binds only after the model passed the gate, so the first
+# probe that connects is answered 200: the server's counts hold exactly one
+# readiness probe (one connection, one GET /ready) besides the caller's traffic.
 local_server_start() {
     local log="$1"
     shift
@@ -86,13 +87,12 @@ local_server_start() {
     pid=$!
     local_server_pids+=("$pid")
     local _
-    for _ in $(seq 100); do
-        python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2).close()" \
-            2>/dev/null && return 0
+    for _ in $(seq 600); do
+        curl -fsS --max-time 30 -o /dev/null "http://127.0.0.1:$port/ready" 2>/dev/null && return 0
         kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
         sleep 0.1
     done
-    echo "nbserve did not start within 10 s" >&2
+    echo "nbserve not ready within 60 s" >&2
     cat "$log" >&2
     exit 1
 }

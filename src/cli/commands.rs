@@ -397,15 +397,17 @@ pub fn serve(a: ConfigArgs) -> CmdResult {
     nbserve::telemetry::init(&settings.log);
     let rt = runtime()?;
     let result = rt.block_on(async {
-        let app = Application::build(settings).await.map_err(|e| {
-            // The log is where a service's operators look; one report is
-            // enough, unless the log is switched off.
-            tracing::error!(error = %e, "start-up failed");
-            Failure {
-                logged: tracing::enabled!(tracing::Level::ERROR),
-                ..Failure::new(startup_exit_code(&e), e)
-            }
-        })?;
+        let app = Application::build_with_signals(settings)
+            .await
+            .map_err(|e| {
+                // The log is where a service's operators look; one report is
+                // enough, unless the log is switched off.
+                tracing::error!(error = %e, "start-up failed");
+                Failure {
+                    logged: tracing::enabled!(tracing::Level::ERROR),
+                    ..Failure::new(startup_exit_code(&e), e)
+                }
+            })?;
         app.run_until_stopped().await.map_err(io_failure)
     });
     // Dropping the runtime would wait for every blocking task; a reload
@@ -427,7 +429,7 @@ fn startup_exit_code(e: &StartupError) -> u8 {
         } => exit::INVALID_DATA,
         StartupError::Model { .. } => exit::INVALID_MODEL,
         StartupError::FeedbackLog(_) => exit::SETTINGS,
-        StartupError::Bind { .. } => exit::FAILURE,
+        StartupError::Signals(_) | StartupError::Bind { .. } => exit::FAILURE,
     }
 }
 

@@ -38,6 +38,9 @@ pub enum StartupError {
     /// The feedback log could not be opened.
     #[error("cannot open feedback log: {0}")]
     FeedbackLog(std::io::Error),
+    /// The signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
     /// The address could not be bound.
     #[error("cannot bind {addr}: {source}")]
     Bind {
@@ -57,12 +60,25 @@ pub struct Application {
     listener: TcpListener,
     port: u16,
     state: AppState,
+    signals: Option<Signals>,
 }
 
 impl Application {
     /// Loads and gates the model, then binds. Nothing is bound if the model
-    /// is invalid or rejected.
+    /// is invalid or rejected. Installs no signal handlers (tests, embedding).
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_inner(settings, false).await
+    }
+
+    /// Like [`Application::build`], and installs the SIGTERM, SIGINT and
+    /// SIGHUP handlers of [`Application::run_until_stopped`] before the port is
+    /// bound: whoever sees the port open may signal the process without
+    /// killing it with the default action.
+    pub async fn build_with_signals(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_inner(settings, true).await
+    }
+
+    async fn build_inner(settings: Settings, with_signals: bool) -> Result<Self, StartupError> {
         let started = Instant::now();
         let model_error = |source| StartupError::Model {
             path: settings.model.path.display().to_string(),
@@ -88,6 +104,11 @@ impl Application {
         .map_err(StartupError::FeedbackLog)?
         .with_log_fsync(f.log_fsync);
         let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
+        let signals = if with_signals {
+            Some(Signals::install().map_err(StartupError::Signals)?)
+        } else {
+            None
+        };
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&addr)
             .await
@@ -118,6 +139,7 @@ impl Application {
             listener,
             port,
             state,
+            signals,
         })
     }
 
@@ -131,11 +153,17 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until SIGTERM or SIGINT; SIGHUP reloads the model.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let state = self.state.clone();
-        tokio::spawn(reload_on_sighup(state));
-        self.run_until(shutdown_signal()).await
+    /// Serves until SIGTERM or SIGINT; SIGHUP reloads the model. Uses the
+    /// handlers installed by [`Application::build_with_signals`], or installs
+    /// them now.
+    pub async fn run_until_stopped(mut self) -> std::io::Result<()> {
+        let signals = match self.signals.take() {
+            Some(s) => s,
+            None => Signals::install()?,
+        };
+        let (shutdown, hangup) = signals.split();
+        tokio::spawn(reload_on_sighup(self.state.clone(), hangup));
+        self.run_until(shutdown).await
     }
 
     /// Serves until `signal` completes, then drains: readiness turns 503,
@@ -178,26 +206,65 @@ fn registry_client(
     uri.map(|u| MlflowClient::new(&u)).transpose()
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// The process's signal handlers, installed (and catching) from creation on;
+/// a signal that arrives before anyone waits is kept, not lost.
+struct Signals {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    #[cfg(unix)]
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received"),
-        () = term => tracing::info!("SIGTERM received"),
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {})
+    }
+
+    /// (completes on SIGTERM or SIGINT, the SIGHUP stream)
+    #[cfg(unix)]
+    fn split(self) -> (impl Future<Output = ()>, Hangup) {
+        let Self {
+            mut term,
+            mut int,
+            hup,
+        } = self;
+        let shutdown = async move {
+            tokio::select! {
+                _ = int.recv() => tracing::info!("SIGINT received"),
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+            }
+        };
+        (shutdown, Hangup(hup))
+    }
+
+    #[cfg(not(unix))]
+    fn split(self) -> (impl Future<Output = ()>, Hangup) {
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("SIGINT received");
+        };
+        (shutdown, Hangup)
     }
 }
+
+/// SIGHUP (nothing off Unix).
+#[cfg(unix)]
+struct Hangup(tokio::signal::unix::Signal);
+#[cfg(not(unix))]
+struct Hangup;
 
 /// Syncs the feedback log every second under the `interval` policy, so the
 /// last lines before a quiet spell do not wait for the next append. Stops
@@ -215,13 +282,10 @@ async fn sync_feedback_log(state: AppState) {
     }
 }
 
-async fn reload_on_sighup(state: AppState) {
+async fn reload_on_sighup(state: AppState, hangup: Hangup) {
     #[cfg(unix)]
     {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            return;
-        };
+        let mut hup = hangup.0;
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP received: reloading the model, reopening the feedback log");
             let s = state.clone();
@@ -230,5 +294,5 @@ async fn reload_on_sighup(state: AppState) {
         }
     }
     #[cfg(not(unix))]
-    let _ = state;
+    let _ = (state, hangup);
 }

@@ -21,6 +21,16 @@ pub fn shipped_model() -> PathBuf {
     root().join("models/spam-nb.json")
 }
 
+/// The shipped model's `model.version`, read as plain JSON.
+pub fn shipped_version() -> String {
+    let bytes = std::fs::read(shipped_model()).expect("shipped model");
+    let v: Value = serde_json::from_slice(&bytes).expect("JSON");
+    v["model"]["version"]
+        .as_str()
+        .expect("model.version")
+        .to_owned()
+}
+
 /// A running test server.
 pub struct TestApp {
     pub address: String,
@@ -46,6 +56,10 @@ pub fn test_settings(models_dir: &Path) -> Settings {
     s.model.path = model;
     s.model.dir = models_dir.to_owned();
     s.admin.token = Some(TOKEN.into());
+    // Loading the shipped model (110k terms, debug build) on a loaded machine
+    // can outlast the default 10 s: a reload must not turn into a 408. Tests
+    // of the timeout set their own.
+    s.server.request_timeout_ms = 120_000;
     s
 }
 
@@ -69,8 +83,12 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
+        // Idle pooled connections are dropped well before the server's
+        // header_read_timeout (10 s by default) closes them: reusing one the
+        // server is closing fails the request (IncompleteMessage).
         client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(120))
+            .pool_idle_timeout(Duration::from_secs(3))
             .build()
             .unwrap(),
         state,
@@ -136,6 +154,14 @@ impl TestApp {
 
     pub async fn metrics(&self) -> String {
         self.get("/metrics").await.text().await.unwrap()
+    }
+
+    /// Tells the server to stop (readiness turns 503, the drain begins)
+    /// without waiting; [`TestApp::stop`] then waits for the drain.
+    pub fn begin_stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
     }
 
     /// Stops the server and waits for it to drain.
@@ -228,13 +254,19 @@ pub fn serve_command(port: u16, extra: &[(&str, &str)]) -> std::process::Command
     cmd
 }
 
-/// Waits until `child` accepts connections on `port`; panics (killing it) if
-/// it exits or does not bind within 20 s.
-pub fn wait_ready(port: u16, child: &mut std::process::Child) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+/// Waits until `child` answers `GET /ready` on `port` with 200; panics
+/// (killing it) if it exits or is not ready within 30 s. Returns how many
+/// probe connections the server accepted (refused connects do not count),
+/// for tests that balance the server's connection count.
+pub fn wait_ready(port: u16, child: &mut std::process::Child) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut accepted = 0;
     while std::time::Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            accepted += 1;
+            if ready_answer(&mut s).is_some_and(|status| status == 200) {
+                return accepted;
+            }
         }
         if let Ok(Some(status)) = child.try_wait() {
             panic!("server exited: {status}");
@@ -242,5 +274,89 @@ pub fn wait_ready(port: u16, child: &mut std::process::Child) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = child.kill();
-    panic!("server did not bind port {port}");
+    panic!("server on port {port} not ready within 30 s");
+}
+
+/// The status of one `GET /ready` on an open connection (None: no answer
+/// within 10 s).
+fn ready_answer(s: &mut std::net::TcpStream) -> Option<u16> {
+    use std::io::{Read, Write};
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.write_all(b"GET /ready HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .ok()?;
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).ok()?;
+    let line = reply.split(|b| *b == b'\r').next()?;
+    std::str::from_utf8(line)
+        .ok()?
+        .strip_prefix("HTTP/1.1 ")?
+        .get(..3)?
+        .parse()
+        .ok()
+}
+
+/// A child's stderr read line by line on its own thread, so a test can wait
+/// for a line with a deadline that always holds (a blocking read cannot
+/// outlive it).
+pub struct LogLines {
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl LogLines {
+    /// Takes `child`'s piped stderr.
+    pub fn take(child: &mut std::process::Child) -> Self {
+        use std::io::BufRead;
+        let stderr = child.stderr.take().expect("stderr piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first line (not returned before) for which `wanted` holds, waiting
+    /// at most `timeout`; None if it did not come in time or stderr closed.
+    pub fn wait_for(&mut self, timeout: Duration, wanted: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self.lines.recv_timeout(left).ok()?;
+            self.seen.push(line.clone());
+            if wanted(&line) {
+                return Some(line);
+            }
+        }
+    }
+
+    /// Every line, once stderr closed (the process exited) or `timeout` passed.
+    pub fn all(mut self, timeout: Duration) -> String {
+        let _ = self.wait_for(timeout, |_| false);
+        self.seen.join("\n")
+    }
+}
+
+/// Waits for `child` to exit, at most `timeout`; kills it and panics if it
+/// does not.
+pub fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("process {} still running after {timeout:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -1,9 +1,11 @@
 //! Overload and slow clients: admission control sheds excess requests fast,
 //! slow-header clients are disconnected, slow-body clients get 408.
 //!
-//! Timing bounds are deliberately generous (a loaded 2-core CI box must not
-//! make them flaky): what matters is the order of magnitude — a shed request
-//! is answered in well under a second while the held ones take seconds.
+//! No upper time bounds (a loaded 2-core CI box would make them flaky): the
+//! held requests hold their slots until the test releases them, so a shed
+//! request answered at all did not wait for a slot; a timeout is shown by a
+//! connection closed long before the client would have finished, and by
+//! lower bounds (the server cannot act before its timeout).
 
 use std::time::{Duration, Instant};
 
@@ -14,8 +16,8 @@ use tokio::net::TcpStream;
 use crate::helpers::*;
 use crate::raw::read_reply;
 
-/// How long the slow requests hold their slots.
-const HOLD: Duration = Duration::from_secs(5);
+/// How long a test waits for something that should happen much sooner.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Opens a `/predict` request whose body is sent only partly: the request
 /// holds a concurrency slot (admission happens before the body is read)
@@ -44,18 +46,16 @@ async fn excess_requests_get_503_overloaded_fast_while_slow_requests_hold_the_sl
         held.push(start_held_request(app.port, t).await);
     }
     // Wait until both are admitted (in flight), not just connected.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + PATIENCE;
     while app.state.concurrency.available_permits() > 0 {
         assert!(Instant::now() < deadline, "held requests never admitted");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let held_since = Instant::now();
 
-    // A burst of excess requests over all API routes: each is shed at once.
-    let mut slowest = Duration::ZERO;
+    // A burst of excess requests over all API routes: each is shed (the held
+    // requests keep both slots until they are released below).
     let mut shed = 0;
     for i in 0..20 {
-        let started = Instant::now();
         let r = match i % 4 {
             0 => {
                 app.post_json("/predict", &serde_json::json!({"text": "x y"}))
@@ -76,24 +76,22 @@ async fn excess_requests_get_503_overloaded_fast_while_slow_requests_hold_the_sl
         };
         assert_eq!(r.headers().get("retry-after").unwrap(), "1");
         assert_error(r, 503, "overloaded").await;
-        slowest = slowest.max(started.elapsed());
         shed += 1;
     }
-    assert!(
-        slowest < Duration::from_secs(2),
-        "a shed request took {slowest:?}; they must not wait for a slot"
+    assert_eq!(
+        app.state.concurrency.available_permits(),
+        0,
+        "the held requests still hold their slots"
     );
-    assert!(held_since.elapsed() < HOLD, "the burst outlasted the hold");
     // Liveness, readiness and metrics are never shed.
     for path in ["/health", "/ready", "/metrics"] {
         assert_eq!(app.get(path).await.status(), 200, "{path}");
     }
 
-    // The held requests finish normally after HOLD.
-    tokio::time::sleep(HOLD.saturating_sub(held_since.elapsed())).await;
+    // The held requests finish normally once their bodies arrive.
     for (mut s, rest) in held {
         s.write_all(&rest).await.unwrap();
-        let r = read_reply(&mut s, Duration::from_secs(10)).await;
+        let r = read_reply(&mut s, PATIENCE).await;
         assert_eq!(
             r.status,
             Some(200),
@@ -103,7 +101,6 @@ async fn excess_requests_get_503_overloaded_fast_while_slow_requests_hold_the_sl
         let v: Value = r.json().unwrap();
         assert!(v["label"].is_string());
     }
-    assert!(held_since.elapsed() >= HOLD);
     // Slots are free again.
     assert_eq!(app.predict("slots are free again").await["label"], "ham");
     let m = app.metrics().await;
@@ -144,7 +141,7 @@ async fn slow_header_clients_are_disconnected_after_the_header_read_timeout() {
     let started = Instant::now();
     let mut s = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
     s.write_all(b"POST /predict HT").await.unwrap();
-    let (bytes, at) = until_closed(&mut s, Duration::from_secs(10))
+    let (bytes, at) = until_closed(&mut s, PATIENCE)
         .await
         .expect("a stalled request line must be cut off");
     let took = at - started;
@@ -156,11 +153,10 @@ async fn slow_header_clients_are_disconnected_after_the_header_read_timeout() {
         took >= timeout - Duration::from_millis(50),
         "closed early: {took:?}"
     );
-    assert!(took < Duration::from_secs(5), "closed late: {took:?}");
 
-    // 2. Headers trickled one byte every 50 ms: activity does not extend the
-    //    deadline, the whole head must arrive within the timeout.
-    let started = Instant::now();
+    // 2. Headers trickled one byte every 50 ms (the whole head would take
+    //    about 12 s): activity does not extend the deadline, the head must
+    //    arrive within the timeout, so the request is never answered.
     let mut s = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
     let head = format!(
         "GET /health HTTP/1.1\r\nhost: x\r\nx-pad: {}\r\n\r\n",
@@ -173,13 +169,15 @@ async fn slow_header_clients_are_disconnected_after_the_header_read_timeout() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if started.elapsed() > Duration::from_secs(5) {
-            break;
-        }
     }
-    let closed = cut_off || until_closed(&mut s, Duration::from_secs(5)).await.is_some();
-    assert!(closed, "a trickling client kept its connection");
-    assert!(started.elapsed() < Duration::from_secs(8));
+    assert!(cut_off, "the whole trickled head was taken");
+    if let Some((bytes, _)) = until_closed(&mut s, PATIENCE).await {
+        assert!(
+            !bytes.starts_with(b"HTTP/1.1 200"),
+            "a trickled head was answered: {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
 
     // 3. An idle keep-alive connection (one request served, then nothing)
     //    is closed too.
@@ -187,37 +185,35 @@ async fn slow_header_clients_are_disconnected_after_the_header_read_timeout() {
     s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
         .unwrap();
-    let r = read_reply(&mut s, Duration::from_secs(5)).await;
+    let r = read_reply(&mut s, PATIENCE).await;
     assert_eq!(r.status, Some(200));
     let idle_since = Instant::now();
-    let (_, at) = until_closed(&mut s, Duration::from_secs(10))
+    let (_, at) = until_closed(&mut s, PATIENCE)
         .await
         .expect("an idle keep-alive connection must be closed");
-    assert!(at - idle_since < Duration::from_secs(5));
+    assert!(at - idle_since >= timeout - Duration::from_millis(50));
 
     // 4. A connection that never sends a byte.
     let started = Instant::now();
     let mut s = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
-    let (_, at) = until_closed(&mut s, Duration::from_secs(10))
+    let (_, at) = until_closed(&mut s, PATIENCE)
         .await
         .expect("a silent connection must be closed");
-    assert!(at - started < Duration::from_secs(5));
+    assert!(at - started >= timeout - Duration::from_millis(50));
 
     // 5. Half of the HTTP/2 preface, then silence.
-    let started = Instant::now();
     let mut s = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
     s.write_all(b"PRI * HTTP/2").await.unwrap();
-    let (_, at) = until_closed(&mut s, Duration::from_secs(10))
+    until_closed(&mut s, PATIENCE)
         .await
         .expect("a partial HTTP/2 preface must be cut off");
-    assert!(at - started < Duration::from_secs(5));
 
     // 6. HTTP/1.1 only: the whole HTTP/2 preface is closed without an answer.
     let mut s = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
     s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
         .await
         .unwrap();
-    let (bytes, _) = until_closed(&mut s, Duration::from_secs(5))
+    let (bytes, _) = until_closed(&mut s, PATIENCE)
         .await
         .expect("the HTTP/2 preface is refused");
     assert!(bytes.is_empty(), "{:?}", String::from_utf8_lossy(&bytes));
@@ -238,7 +234,8 @@ async fn a_slow_body_client_gets_408_even_while_still_sending() {
     )
     .await
     .unwrap();
-    // Trickle one byte every 100 ms — the body would take 100 s.
+    // Trickle one byte every 100 ms — the body would take 100 s, so an
+    // answer within PATIENCE came while the client was still sending.
     let trickle = tokio::spawn(async move {
         for _ in 0..1000 {
             if wr.write_all(b"a").await.is_err() {
@@ -247,7 +244,7 @@ async fn a_slow_body_client_gets_408_even_while_still_sending() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
-    let r = read_reply(&mut rd, Duration::from_secs(10)).await;
+    let r = read_reply(&mut rd, PATIENCE).await;
     trickle.abort();
     let took = started.elapsed();
     assert_eq!(
@@ -259,7 +256,6 @@ async fn a_slow_body_client_gets_408_even_while_still_sending() {
     let v: Value = r.json().expect("JSON error body");
     assert_eq!(v["error"]["code"], "request_timeout");
     assert!(took >= Duration::from_millis(900), "{took:?}");
-    assert!(took < Duration::from_secs(5), "{took:?}");
     assert_eq!(app.get("/health").await.status(), 200);
     app.stop().await;
 }
