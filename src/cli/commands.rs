@@ -14,7 +14,7 @@ use nbserve::training::{evaluate_on, RunOptions, TrainOptions};
 
 use super::args::{
     CheckArgs, ConfigArgs, DataArgs, EvaluateArgs, HealthcheckArgs, HeldOutArgs, PredictArgs,
-    PromoteArgs, SplitArgs, TrainArgs,
+    PromoteArgs, SplitArgs, TrackingArgs, TrainArgs,
 };
 use super::exit;
 use super::tracking::{Tracker, TrainingFacts};
@@ -159,18 +159,8 @@ fn train_tracked(a: &TrainArgs, options: &TrainOptions, tracker: Option<&Tracker
         }
     })
     .map_err(|e| Failure::new(exit::INVALID_DATA, e))?;
-    let facts = TrainingFacts {
-        command: "nbserve train",
-        dataset_bytes: std::fs::metadata(&a.data.data).map_or(0, |m| m.len()),
-        training_seconds: started.elapsed().as_secs_f64(),
-    };
-    track_and_save(
-        artifact,
-        &a.out,
-        tracker,
-        &facts,
-        a.tracking.register.as_deref(),
-    )
+    let facts = TrainingFacts::measured("nbserve train", &a.data.data, started);
+    track_and_save(artifact, &a.out, tracker, &facts, &a.tracking)
 }
 
 /// Logs the artifact to the run (and registers it) when tracked, then saves
@@ -181,13 +171,13 @@ pub(super) fn track_and_save(
     out: &Path,
     tracker: Option<&Tracker>,
     facts: &TrainingFacts,
-    register: Option<&str>,
+    tracking: &TrackingArgs,
 ) -> CmdResult {
     if let Some(t) = tracker {
         artifact.mlflow_run_id = Some(t.run_id().to_owned());
         artifact.seal();
         t.log_model(&artifact, facts)?;
-        if let Some(name) = register {
+        if let Some(name) = &tracking.register {
             let mv = t.register(name)?;
             eprintln!("registered model {} version {}", mv.name, mv.version);
         }

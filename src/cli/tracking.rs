@@ -29,6 +29,17 @@ pub struct TrainingFacts<'a> {
     pub training_seconds: f64,
 }
 
+impl<'a> TrainingFacts<'a> {
+    /// The facts of `command`, trained from the CSV at `data` since `started`.
+    pub fn measured(command: &'a str, data: &std::path::Path, started: std::time::Instant) -> Self {
+        Self {
+            command,
+            dataset_bytes: std::fs::metadata(data).map_or(0, |m| m.len()),
+            training_seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
 impl Tracker {
     /// Starts a run when a tracking URI is set; `None` when tracking is off.
     pub fn start(

@@ -102,16 +102,6 @@ fn tune_tracked(a: &TuneArgs, options: &TuneOptions, tracker: Option<&Tracker>) 
         p.max_df,
         p.max_features
     );
-    let facts = TrainingFacts {
-        command: "nbserve tune",
-        dataset_bytes: std::fs::metadata(&a.data.data).map_or(0, |m| m.len()),
-        training_seconds: started.elapsed().as_secs_f64(),
-    };
-    track_and_save(
-        artifact,
-        &a.out,
-        tracker,
-        &facts,
-        a.tracking.register.as_deref(),
-    )
+    let facts = TrainingFacts::measured("nbserve tune", &a.data.data, started);
+    track_and_save(artifact, &a.out, tracker, &facts, &a.tracking)
 }
