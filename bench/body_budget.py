@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Memory admission by bytes (issue #20): peak RSS under concurrent maximum-size batches.
 
-  bench/body_budget.py [--binary target/release/nbserve] [--clients 256]
+  bench/body_budget.py [--binary path/to/nbserve] [--clients 256]
                        [--budget 67108864] [--port 18391]
 
 Starts `nbserve serve` on 127.0.0.1 with server.max_inflight_body_bytes =
@@ -22,6 +22,9 @@ import sys
 import threading
 import time
 
+# The release build wherever cargo puts it (CARGO_TARGET_DIR honoured).
+from feedback import release_binary
+
 
 def request(port, method, path, body=None, timeout=300):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
@@ -34,11 +37,12 @@ def request(port, method, path, body=None, timeout=300):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--binary", default="target/release/nbserve")
+    parser.add_argument("--binary", help="nbserve binary (default: the release build)")
     parser.add_argument("--clients", type=int, default=256)
     parser.add_argument("--budget", type=int, default=64 * 1024 * 1024)
     parser.add_argument("--port", type=int, default=18391)
     args = parser.parse_args()
+    args.binary = args.binary or release_binary()
     env = dict(
         os.environ,
         NBSERVE__SERVER__HOST="127.0.0.1",

@@ -82,23 +82,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# wait_for SECONDS WHAT COMMAND...: polls every 0.2 s until COMMAND succeeds.
-wait_for() {
-    local timeout=$1 what=$2
-    shift 2
-    local deadline=$((SECONDS + timeout))
-    until "$@" >/dev/null 2>&1; do
-        if ((SECONDS >= deadline)); then
-            echo "timed out after ${timeout}s waiting for $what" >&2
-            return 1
-        fi
-        sleep 0.2
-    done
-}
+# shellcheck source=scripts/lib/poll.sh
+source "$ROOT/scripts/lib/poll.sh"
 
 # json FILE-OR-- EXPRESSION: evaluates a Python expression over the JSON `d`.
 json() {

@@ -104,23 +104,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# Polls "$@" every 0.25s until it succeeds or $1 seconds passed.
-wait_for() {
-  local timeout=$1 what=$2
-  shift 2
-  local deadline=$((SECONDS + timeout))
-  until "$@" >/dev/null 2>&1; do
-    if ((SECONDS >= deadline)); then
-      echo "timed out after ${timeout}s waiting for $what" >&2
-      return 1
-    fi
-    sleep 0.25
-  done
-}
+# shellcheck source=scripts/lib/poll.sh
+source "$ROOT/scripts/lib/poll.sh"
 
 step "install Prometheus"
 PROM_BIN="$(scripts/install-prometheus.sh | tail -n1)"

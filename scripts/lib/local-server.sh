@@ -49,8 +49,11 @@ local_server_cleanup() {
     rm -rf "$work"
 }
 
+# shellcheck source=scripts/lib/poll.sh
+source "${BASH_SOURCE[0]%/*}/poll.sh"
+
 local_server_free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    free_port
 }
 
 # Serves a copy of the shipped models/spam-nb.json (in $work/models) with BIN
