@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! server                      HTTP: Application, routes, state, metrics
+//! retraining                  merge data → gates vs. minimum and current model → promote / roll back
 //! gate, monitoring            may this model be served? how is it doing?
 //! training                    dataset → split → fit → evaluate → artifact (train, tune)
 //! tuning                      cross-validation: folds, grid scores, out-of-fold temperature
@@ -23,6 +24,7 @@ pub mod dataset;
 pub mod gate;
 pub mod mlflow;
 pub mod monitoring;
+pub mod retraining;
 pub mod server;
 pub mod settings;
 pub mod telemetry;

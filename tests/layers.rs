@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["tuning"],
     &["training"],
     &["gate", "monitoring"],
+    &["retraining"],
     &["server"],
 ];
 

@@ -197,8 +197,7 @@ pub fn escape_controls(text: &str) -> String {
 
 /// The `models:/` URI `path` spells, if it is one.
 pub fn model_uri(path: &Path) -> Option<Result<ModelUri, MlflowError>> {
-    let s = path.to_str().filter(|s| ModelUri::is_model_uri(s))?;
-    Some(ModelUri::parse(s))
+    ModelUri::from_path(path)
 }
 
 /// Loads and gates the model at `source` — a file (read on the blocking
