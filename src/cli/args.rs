@@ -36,6 +36,11 @@ pub enum Command {
     Config(ConfigArgs),
     /// Point an MLflow registry alias at a version that passes the gate (exit 5 if not).
     Promote(PromoteArgs),
+    /// Merge data and feedback, tune, gate against the minimum and the model in
+    /// service on a fixed holdout, and promote (exit 0) or reject (exit 5).
+    Retrain(RetrainArgs),
+    /// Put the previous kept version back in model.path (gated; exit 5 if refused).
+    Rollback(RollbackArgs),
 }
 
 #[derive(Debug, Args)]
@@ -147,14 +152,10 @@ pub struct PromoteArgs {
     pub config: Option<PathBuf>,
 }
 
-/// `nbserve tune` arguments; every grid option is a comma-separated list.
+/// The tuning grid options `tune` and `retrain` share; every value option
+/// is a comma-separated list.
 #[derive(Debug, Args)]
-pub struct TuneArgs {
-    #[command(flatten)]
-    pub data: DataArgs,
-    /// Where to write the artifact of the chosen model.
-    #[arg(long)]
-    pub out: PathBuf,
+pub struct GridArgs {
     /// Models to try: bernoulli, multinomial, complement.
     #[arg(long, value_delimiter = ',', default_value = "bernoulli")]
     pub model: Vec<String>,
@@ -176,10 +177,91 @@ pub struct TuneArgs {
     /// Stratified cross-validation folds.
     #[arg(long, default_value_t = 5)]
     pub folds: u32,
+}
+
+/// `nbserve tune` arguments.
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Where to write the artifact of the chosen model.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub grid: GridArgs,
     #[command(flatten)]
     pub held_out: HeldOutArgs,
     #[command(flatten)]
     pub tracking: TrackingArgs,
+}
+
+/// `nbserve retrain` arguments.
+#[derive(Debug, Args)]
+pub struct RetrainArgs {
+    /// Settings file: model.path, model.dir, model.max_bytes, model.mlflow_uri, gate.min_f1_macro.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Labelled base CSV (repeatable; read in order).
+    #[arg(long, required = true)]
+    pub data: Vec<PathBuf>,
+    /// Feedback log, JSON lines (repeatable; read after the CSVs, in order).
+    #[arg(long)]
+    pub feedback_log: Vec<PathBuf>,
+    /// Fixed labelled holdout CSV: never trained on; both gates score on it.
+    #[arg(long)]
+    pub holdout: PathBuf,
+    /// Column holding the text (--data and --holdout).
+    #[arg(long, default_value = TEXT_COLUMN)]
+    pub text_column: String,
+    /// Column holding the label (--data and --holdout).
+    #[arg(long, default_value = LABEL_COLUMN)]
+    pub label_column: String,
+    /// Largest holdout F1 macro drop from the model in service that still passes.
+    #[arg(long, default_value_t = 0.005)]
+    pub max_regression: f64,
+    /// Kept versions in model.dir/versions (the one in service included; at least 2).
+    #[arg(long, default_value_t = 5)]
+    pub keep: usize,
+    /// Minimum holdout F1 macro (default: the settings' gate.min_f1_macro).
+    #[arg(long)]
+    pub min_f1_macro: Option<f64>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Model name (default: the registered name of a models:/ path, else model.path's stem).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Model version (default: creation time, YYYY.MM.DD-HHMMSS.mmm).
+    #[arg(long)]
+    pub model_version: Option<String>,
+    #[command(flatten)]
+    pub grid: GridArgs,
+    /// Cross-validation fold seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub tracking: TrackingArgs,
+    /// Registry alias to move to the new version (default: the alias of a models:/NAME@ALIAS path).
+    #[arg(long)]
+    pub alias: Option<String>,
+    /// Wait this long for another retrain or rollback to release the lock.
+    #[arg(long, default_value_t = 600)]
+    pub lock_wait_secs: u64,
+}
+
+/// `nbserve rollback` arguments.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Settings file: model.path, model.dir, model.max_bytes, gate.*.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Kept version to put back (version, file name or sequence number;
+    /// default: the one in service before the current one).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Wait this long for another retrain or rollback to release the lock.
+    #[arg(long, default_value_t = 600)]
+    pub lock_wait_secs: u64,
 }
 
 #[derive(Debug, Args)]

@@ -47,7 +47,7 @@ fn io_failure(e: std::io::Error) -> Failure {
 }
 
 /// `SOURCE_DATE_EPOCH` when set (reproducible builds), else now.
-fn creation_time() -> Result<DateTime<Utc>, Failure> {
+pub(super) fn creation_time() -> Result<DateTime<Utc>, Failure> {
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(s) => s
             .parse::<i64>()

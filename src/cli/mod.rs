@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod retrain;
 mod tracking;
 mod tune;
 
@@ -65,6 +66,8 @@ pub fn main() -> ExitCode {
         Command::Healthcheck(a) => commands::healthcheck(a),
         Command::Config(a) => commands::config(a),
         Command::Promote(a) => commands::promote(a),
+        Command::Retrain(a) => retrain::retrain(a),
+        Command::Rollback(a) => retrain::rollback(a),
     };
     match result {
         Ok(()) => ExitCode::from(exit::OK),

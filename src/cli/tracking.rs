@@ -124,6 +124,24 @@ impl Tracker {
             .map_err(mlflow_failure)
     }
 
+    /// Logs extra metrics and tags (a retrain's comparison and verdict).
+    pub fn log_outcome(
+        &self,
+        metrics: &[(String, f64)],
+        tags: &[(String, String)],
+    ) -> Result<(), Failure> {
+        self.runtime
+            .block_on(self.client.log_batch(&self.run.run_id, &[], metrics, tags))
+            .map_err(mlflow_failure)
+    }
+
+    /// Points `alias` of the registered model `name` at `version`.
+    pub fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<(), Failure> {
+        self.runtime
+            .block_on(self.client.set_alias(name, alias, version))
+            .map_err(mlflow_failure)
+    }
+
     /// Ends the run: FINISHED, or FAILED with the error as a tag. Best
     /// effort: the command's own outcome is what is reported.
     pub fn finish(self, outcome: &Result<(), Failure>) {

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use nbserve::classifier::{Grid, ModelKind};
 use nbserve::training::{tune as run_tune, TuneError, TuneOptions};
 
-use super::args::TuneArgs;
+use super::args::{GridArgs, TuneArgs};
 use super::commands::{
     check_folds, parse_df, parse_model, read_train_data, run_name, run_options, track_and_save,
     CmdResult,
@@ -16,6 +16,22 @@ use super::{exit, Failure};
 /// Runs the search and writes the chosen, calibrated model; with a tracking
 /// URI, inside an MLflow run that ends FAILED when anything after its start fails.
 pub(super) fn tune(a: TuneArgs) -> CmdResult {
+    let grid = grid_from(&a.grid)?;
+    let options = TuneOptions {
+        grid,
+        folds: a.grid.folds,
+        run: run_options(&a.held_out, &a.out)?,
+    };
+    let tracker = Tracker::start(&a.tracking, &run_name(&options.run), "nbserve tune")?;
+    let outcome = tune_tracked(&a, &options, tracker.as_ref());
+    if let Some(t) = tracker {
+        t.finish(&outcome);
+    }
+    outcome
+}
+
+/// The grid and fold options, checked (exit 2 naming a bad value).
+pub(super) fn grid_from(a: &GridArgs) -> Result<Grid, Failure> {
     let grid = Grid {
         models: a
             .model
@@ -43,17 +59,7 @@ pub(super) fn tune(a: TuneArgs) -> CmdResult {
         ));
     }
     check_folds(a.folds)?;
-    let options = TuneOptions {
-        grid,
-        folds: a.folds,
-        run: run_options(&a.held_out, &a.out)?,
-    };
-    let tracker = Tracker::start(&a.tracking, &run_name(&options.run), "nbserve tune")?;
-    let outcome = tune_tracked(&a, &options, tracker.as_ref());
-    if let Some(t) = tracker {
-        t.finish(&outcome);
-    }
-    outcome
+    Ok(grid)
 }
 
 fn tune_tracked(a: &TuneArgs, options: &TuneOptions, tracker: Option<&Tracker>) -> CmdResult {
@@ -61,8 +67,8 @@ fn tune_tracked(a: &TuneArgs, options: &TuneOptions, tracker: Option<&Tracker>) 
     let points = options.grid.points().len();
     eprintln!(
         "cross-validating {points} grid points on {} folds ({} fits)",
-        a.folds,
-        points * a.folds as usize
+        a.grid.folds,
+        points * a.grid.folds as usize
     );
     let terminal = std::io::stderr().is_terminal();
     let progress = |done: usize, total: usize| {

@@ -1,0 +1,569 @@
+//! `nbserve retrain` and `nbserve rollback`: arguments, sequencing, exit
+//! codes and printing; the rules live in `nbserve::retraining`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nbserve::artifact::Artifact;
+use nbserve::dataset::{Dataset, DatasetError};
+use nbserve::gate::GateError;
+use nbserve::mlflow::{MlflowClient, ModelUri};
+use nbserve::retraining::judge::{
+    no_regression, AbsoluteGate, CandidateReport, CurrentReport, Gates, Parameters, Promotion,
+    Registered, Report, Scores, Verdict,
+};
+use nbserve::retraining::merge::{merge, read_feedback_log, Merged};
+use nbserve::retraining::store::{self, sha256_hex, Keep, Store, StoreError};
+use nbserve::retraining::{
+    gate_like_load, read_model_file, read_registry_model, score, LoadRefusal, SourceBytes,
+};
+use nbserve::settings::Settings;
+use nbserve::training::{tune, RunOptions, TuneError, TuneOptions};
+
+use super::args::{RetrainArgs, RollbackArgs};
+use super::commands::{runtime, CmdResult};
+use super::tracking::{Tracker, TrainingFacts};
+use super::tune::grid_from;
+use super::{exit, Failure};
+
+fn load_settings(config: Option<&Path>) -> Result<Settings, Failure> {
+    Settings::load(config).map_err(|e| Failure::new(exit::SETTINGS, e))
+}
+
+fn invalid_data(e: impl std::fmt::Display) -> Failure {
+    Failure::new(exit::INVALID_DATA, e)
+}
+
+fn store_failure(e: StoreError) -> Failure {
+    let code = match e {
+        StoreError::UnknownVersion { .. } => exit::USAGE,
+        _ => exit::FAILURE,
+    };
+    Failure::new(code, e)
+}
+
+/// Where promotion goes: `model.path` as a file, or a registry alias.
+enum Target {
+    File(PathBuf),
+    Alias { name: String, alias: String },
+}
+
+/// Everything checked before any work starts.
+struct Plan {
+    settings: Settings,
+    target: Target,
+    min_f1_macro: f64,
+    options: TuneOptions,
+}
+
+fn plan(a: &mut RetrainArgs) -> Result<Plan, Failure> {
+    let grid = grid_from(&a.grid)?;
+    if !(a.max_regression.is_finite() && (0.0..=1.0).contains(&a.max_regression)) {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!("--max-regression {}: must be within [0, 1]", a.max_regression),
+        ));
+    }
+    if a.keep < 2 {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!("--keep {}: at least 2 (the new model and the one it replaces)", a.keep),
+        ));
+    }
+    let settings = load_settings(a.config.as_deref())?;
+    let min_f1_macro = a.min_f1_macro.unwrap_or(settings.gate.min_f1_macro);
+    if !(min_f1_macro.is_finite() && (0.0..=1.0).contains(&min_f1_macro)) {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!("--min-f1-macro must be within [0, 1], got {min_f1_macro}"),
+        ));
+    }
+    let path = &settings.model.path;
+    let target = match ModelUri::from_path(path) {
+        None => Target::File(path.clone()),
+        Some(Err(e)) => return Err(Failure::new(exit::SETTINGS, format!("model.path: {e}"))),
+        Some(Ok(ModelUri::Version { .. })) => {
+            return Err(Failure::new(
+                exit::SETTINGS,
+                format!(
+                    "model.path {} pins one registry version; retrain promotes by moving an alias (models:/NAME@ALIAS)",
+                    path.display()
+                ),
+            ))
+        }
+        Some(Ok(ModelUri::Alias { name, alias })) => {
+            if a.tracking.mlflow_uri.as_deref().is_none_or(str::is_empty) {
+                a.tracking.mlflow_uri = settings.model.mlflow_uri.clone();
+            }
+            if a.tracking.mlflow_uri.as_deref().is_none_or(str::is_empty) {
+                return Err(Failure::new(
+                    exit::USAGE,
+                    format!(
+                        "model.path {} is a registry alias: retrain registers the new version there, which needs --mlflow-uri, MLFLOW_TRACKING_URI or model.mlflow_uri",
+                        path.display()
+                    ),
+                ));
+            }
+            Target::Alias {
+                name: a.tracking.register.clone().unwrap_or(name),
+                alias: a.alias.clone().unwrap_or(alias),
+            }
+        }
+    };
+    if a.alias.is_some() && a.tracking.register.is_none() && matches!(target, Target::File(_)) {
+        return Err(Failure::new(
+            exit::USAGE,
+            "--alias needs --register NAME (or a models:/NAME@ALIAS model.path)",
+        ));
+    }
+    let created_at = super::commands::creation_time()?;
+    let name = a.name.clone().unwrap_or_else(|| match &target {
+        Target::Alias { name, .. } => name.clone(),
+        Target::File(p) => p
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("model")
+            .to_owned(),
+    });
+    let version = a
+        .model_version
+        .clone()
+        .unwrap_or_else(|| created_at.format("%Y.%m.%d-%H%M%S%.3f").to_string());
+    let options = TuneOptions {
+        grid,
+        folds: a.grid.folds,
+        run: RunOptions {
+            test_size: 0.0,
+            seed: a.seed,
+            name,
+            version: Some(version),
+            created_at,
+        },
+    };
+    Ok(Plan {
+        settings,
+        target,
+        min_f1_macro,
+        options,
+    })
+}
+
+/// `nbserve retrain`: with a tracking URI, inside an MLflow run (FAILED
+/// when rejected or when anything fails).
+pub(super) fn retrain(mut a: RetrainArgs) -> CmdResult {
+    let plan = plan(&mut a)?;
+    let run_name = format!(
+        "{}-{}",
+        plan.options.run.name,
+        plan.options.run.version.as_deref().unwrap_or("retrain")
+    );
+    let tracker = Tracker::start(&a.tracking, &run_name, "nbserve retrain")?;
+    let outcome = retrain_tracked(&a, &plan, tracker.as_ref());
+    if let Some(t) = tracker {
+        t.finish(&outcome);
+    }
+    outcome
+}
+
+fn read_inputs(a: &RetrainArgs) -> Result<(Merged, Dataset), Failure> {
+    let read = |p: &Path| -> Result<Dataset, DatasetError> {
+        Dataset::from_csv(p, &a.text_column, &a.label_column)
+    };
+    let base = a
+        .data
+        .iter()
+        .map(|p| read(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(invalid_data)?;
+    let holdout = read(&a.holdout).map_err(invalid_data)?;
+    let logs = a
+        .feedback_log
+        .iter()
+        .map(|p| read_feedback_log(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(invalid_data)?;
+    let merged = merge(&base, &logs, &holdout).map_err(invalid_data)?;
+    let c = &merged.counts;
+    eprintln!(
+        "data: {} base rows, {} feedback examples ({} lines: {} without text, {} malformed); \
+         {} duplicates dropped, {} relabelled, {} holdout texts removed; \
+         training on {}, holdout {}",
+        c.base_rows,
+        c.feedback_examples,
+        c.feedback_lines,
+        c.without_text,
+        c.malformed,
+        c.duplicates,
+        c.relabelled,
+        c.holdout_overlap,
+        c.training_documents,
+        c.holdout_documents
+    );
+    Ok((merged, holdout))
+}
+
+/// The model in service: its bytes (when a valid artifact) and its scores,
+/// or why it could not be scored.
+struct Current {
+    report: Option<CurrentReport>,
+    error: Option<String>,
+    kept: Option<(Vec<u8>, String, String)>,
+}
+
+fn current_model(plan: &Plan, holdout: &Dataset) -> Current {
+    let path = &plan.settings.model.path;
+    let read = match ModelUri::from_path(path) {
+        None => read_model_file(path, plan.settings.model.max_bytes).map_err(|e| e.to_string()),
+        Some(uri) => registry_read(plan, uri),
+    };
+    let scored = read.and_then(|src: SourceBytes| {
+        score(&src.bytes, holdout)
+            .map(|(m, e)| (src, m, e))
+            .map_err(|e| e.to_string())
+    });
+    match scored {
+        Err(e) => Current {
+            report: None,
+            error: Some(format!("{}: {e}", path.display())),
+            kept: None,
+        },
+        Ok((src, model, evaluation)) => {
+            let id = &model.meta.model;
+            let report = CurrentReport {
+                source: path.display().to_string(),
+                name: id.name.clone(),
+                version: id.version.clone(),
+                registry_version: src.registry_version.as_ref().map(|v| v.version.clone()),
+                holdout: Scores::from(&evaluation),
+            };
+            Current {
+                report: Some(report),
+                error: None,
+                kept: Some((src.bytes, id.name.clone(), id.version.clone())),
+            }
+        }
+    }
+}
+
+fn registry_read(
+    plan: &Plan,
+    uri: Result<ModelUri, nbserve::mlflow::MlflowError>,
+) -> Result<SourceBytes, String> {
+    let uri = uri.map_err(|e| e.to_string())?;
+    let server = plan
+        .settings
+        .model
+        .mlflow_uri
+        .clone()
+        .or_else(|| std::env::var("MLFLOW_TRACKING_URI").ok())
+        .filter(|u| !u.is_empty());
+    let client = server
+        .map(|u| MlflowClient::new(&u))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let rt = runtime().map_err(|f| f.message)?;
+    rt.block_on(read_registry_model(&uri, client.as_ref()))
+        .map_err(|e| e.to_string())
+}
+
+fn retrain_tracked(a: &RetrainArgs, plan: &Plan, tracker: Option<&Tracker>) -> CmdResult {
+    let started = std::time::Instant::now();
+    let (merged, holdout) = read_inputs(a)?;
+    let points = plan.options.grid.points().len();
+    eprintln!(
+        "cross-validating {points} grid points on {} folds, then scoring on the holdout",
+        plan.options.folds
+    );
+    let mut artifact = tune(&merged.train, Some(&holdout), &plan.options, |_, _| {}, &|_, _| {})
+        .map_err(|e| match e {
+            TuneError::Usage(_) => Failure::new(exit::USAGE, e),
+            TuneError::Train(_) => Failure::new(exit::INVALID_DATA, e),
+        })?;
+    if let Some(t) = tracker {
+        artifact.mlflow_run_id = Some(t.run_id().to_owned());
+        artifact.seal();
+        let facts = TrainingFacts {
+            command: "nbserve retrain",
+            dataset_bytes: a
+                .data
+                .iter()
+                .chain(&a.feedback_log)
+                .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+                .sum(),
+            training_seconds: started.elapsed().as_secs_f64(),
+        };
+        t.log_model(&artifact, &facts)?;
+    }
+    let bytes = artifact.file_bytes();
+    let candidate = Artifact::load_bytes(&bytes)
+        .map_err(|e| Failure::new(exit::FAILURE, format!("the new model does not load: {e}")))?;
+    let absolute = AbsoluteGate::from_gate(nbserve::gate::gate(
+        &candidate,
+        plan.min_f1_macro,
+        Some(&holdout),
+    ))
+    .map_err(|e| match e {
+        GateError::InvalidThreshold(_) => Failure::new(exit::USAGE, e),
+        e => invalid_data(e),
+    })?;
+    // The comparison and the promotion happen under one lock, so the model
+    // compared against is the model replaced, even with retrains racing.
+    let model_dir = &plan.settings.model.dir;
+    let _lock = match &plan.target {
+        Target::Alias { .. } if !model_dir.is_dir() => None,
+        _ => Some(
+            store::lock(model_dir, Duration::from_secs(a.lock_wait_secs)).map_err(store_failure)?,
+        ),
+    };
+    let current = current_model(plan, &holdout);
+    let gates = Gates {
+        no_regression: no_regression(
+            absolute.f1_macro,
+            current.report.as_ref().map(|c| c.holdout.f1_macro),
+            a.max_regression,
+        ),
+        absolute,
+    };
+    let tuning = artifact.tuning.as_ref().expect("tune stores its search");
+    let best = &tuning.results[tuning.best];
+    let candidate_report = CandidateReport {
+        name: artifact.model.name.clone(),
+        version: artifact.model.version.clone(),
+        sha256: sha256_hex(&bytes),
+        holdout: Scores::from(artifact.evaluation.as_ref().expect("tune evaluates")),
+    };
+    let promoted = if gates.passed() {
+        Some(promote(a, plan, &artifact, &bytes, &current, tracker)?)
+    } else {
+        None
+    };
+    let report = Report {
+        verdict: if promoted.is_some() {
+            Verdict::Promoted
+        } else {
+            Verdict::Rejected
+        },
+        reason: gates.reason(),
+        data: merged.counts.clone(),
+        parameters: Parameters {
+            chosen: best.params,
+            folds: tuning.folds,
+            seed: tuning.seed,
+            grid_points: tuning.results.len(),
+            cv_f1_macro: best.f1_macro.mean,
+        },
+        candidate: candidate_report,
+        current: current.report,
+        current_error: current.error,
+        gates,
+        promoted,
+        mlflow_run_id: tracker.map(|t| t.run_id().to_owned()),
+    };
+    if let Some(t) = tracker {
+        log_report(t, &report)?;
+    }
+    if let Some(path) = &a.report {
+        let mut json = serde_json::to_vec_pretty(&report).expect("serialisable");
+        json.push(b'\n');
+        store::write_atomic(path, &json).map_err(|e| Failure::new(exit::FAILURE, e))?;
+    }
+    print_report(&report);
+    match report.verdict {
+        Verdict::Promoted => Ok(()),
+        Verdict::Rejected => Err(Failure::new(
+            exit::GATE_REJECTED,
+            format!("not promoted, nothing changed: {}", report.reason),
+        )),
+    }
+}
+
+fn promote(
+    a: &RetrainArgs,
+    plan: &Plan,
+    artifact: &Artifact,
+    bytes: &[u8],
+    current: &Current,
+    tracker: Option<&Tracker>,
+) -> Result<Promotion, Failure> {
+    let replaced_version = current.report.as_ref().map(|c| c.version.clone());
+    // The registry first: when it fails, no file has changed.
+    let registered = match (&plan.target, &a.tracking.register, tracker) {
+        (Target::Alias { name, alias }, _, Some(t)) => Some(register(t, name, Some(alias))?),
+        (Target::File(_), Some(name), Some(t)) => Some(register(t, name, a.alias.as_deref())?),
+        _ => None,
+    };
+    match &plan.target {
+        Target::Alias { .. } => Ok(Promotion {
+            target: "registry",
+            path: plan.settings.model.path.display().to_string(),
+            file: None,
+            replaced_version,
+            removed: Vec::new(),
+            registered,
+        }),
+        Target::File(path) => {
+            let store = Store::new(&plan.settings.model.dir);
+            let candidate = Keep {
+                bytes,
+                name: &artifact.model.name,
+                version: &artifact.model.version,
+            };
+            let replaced = current.kept.as_ref().map(|(b, n, v)| Keep {
+                bytes: b,
+                name: n,
+                version: v,
+            });
+            let done = store
+                .promote(path, &candidate, replaced.as_ref(), a.keep)
+                .map_err(store_failure)?;
+            Ok(Promotion {
+                target: "file",
+                path: path.display().to_string(),
+                file: Some(done.file),
+                replaced_version,
+                removed: done.removed,
+                registered,
+            })
+        }
+    }
+}
+
+fn register(t: &Tracker, name: &str, alias: Option<&str>) -> Result<Registered, Failure> {
+    let mv = t.register(name)?;
+    if let Some(alias) = alias {
+        t.set_alias(name, alias, &mv.version)?;
+    }
+    Ok(Registered {
+        name: mv.name,
+        version: mv.version,
+        alias: alias.map(str::to_owned),
+    })
+}
+
+fn log_report(t: &Tracker, r: &Report) -> Result<(), Failure> {
+    let mut metrics = vec![
+        ("holdout.candidate.f1_macro".to_owned(), r.candidate.holdout.f1_macro),
+        (
+            "data.training_documents".to_owned(),
+            r.data.training_documents as f64,
+        ),
+        ("data.holdout_overlap".to_owned(), r.data.holdout_overlap as f64),
+        ("data.feedback_examples".to_owned(), r.data.feedback_examples as f64),
+        ("data.malformed".to_owned(), r.data.malformed as f64),
+    ];
+    if let Some(c) = &r.current {
+        metrics.push(("holdout.current.f1_macro".to_owned(), c.holdout.f1_macro));
+    }
+    if let Some(d) = r.gates.no_regression.delta {
+        metrics.push(("gate.no_regression.delta".to_owned(), d));
+    }
+    let verdict = match r.verdict {
+        Verdict::Promoted => "promoted",
+        Verdict::Rejected => "rejected",
+    };
+    let tags = vec![
+        ("nbserve.retrain.verdict".to_owned(), verdict.to_owned()),
+        (
+            "nbserve.retrain.reason".to_owned(),
+            r.reason.chars().take(5000).collect(),
+        ),
+    ];
+    t.log_outcome(&metrics, &tags)
+}
+
+fn print_report(r: &Report) {
+    let row = |who: &str, version: &str, s: &Scores| {
+        println!(
+            "{who:<10} {version:<28} {:>8.4} {:>9.4} {:>8.4}",
+            s.f1_macro, s.balanced_accuracy, s.accuracy
+        )
+    };
+    println!(
+        "{:<10} {:<28} {:>8} {:>9} {:>8}",
+        "holdout", "version", "F1 macro", "bal. acc", "accuracy"
+    );
+    row("candidate", &r.candidate.version, &r.candidate.holdout);
+    match &r.current {
+        Some(c) => row("current", &c.version, &c.holdout),
+        None => println!(
+            "{:<10} not scored ({})",
+            "current",
+            r.current_error.as_deref().unwrap_or("unknown")
+        ),
+    }
+    let verdict = match r.verdict {
+        Verdict::Promoted => "PROMOTED",
+        Verdict::Rejected => "REJECTED",
+    };
+    println!("{verdict}: {}", r.reason);
+    if let Some(p) = &r.promoted {
+        match &p.file {
+            Some(f) => println!("{} now holds version {} (kept as {f})", p.path, r.candidate.version),
+            None => {}
+        }
+        if let Some(reg) = &p.registered {
+            println!(
+                "registered {} version {}{}",
+                reg.name,
+                reg.version,
+                reg.alias
+                    .as_deref()
+                    .map(|a| format!(", alias {a} moved"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// `nbserve rollback`.
+pub(super) fn rollback(a: RollbackArgs) -> CmdResult {
+    let settings = load_settings(a.config.as_deref())?;
+    let path = &settings.model.path;
+    if ModelUri::from_path(path).is_some() {
+        return Err(Failure::new(
+            exit::SETTINGS,
+            format!(
+                "model.path {} is a registry URI: the registry keeps its versions; move the alias back with `nbserve promote`",
+                path.display()
+            ),
+        ));
+    }
+    let _lock = store::lock(&settings.model.dir, Duration::from_secs(a.lock_wait_secs))
+        .map_err(store_failure)?;
+    let store = Store::new(&settings.model.dir);
+    let serving = read_model_file(path, settings.model.max_bytes)
+        .ok()
+        .map(|s| sha256_hex(&s.bytes));
+    let plan = store
+        .plan_rollback(serving.as_deref(), a.to.as_deref())
+        .map_err(store_failure)?;
+    let bytes = read_model_file(&plan.path, settings.model.max_bytes)
+        .map_err(|e| Failure::new(exit::INVALID_MODEL, e))?
+        .bytes;
+    let (model, pass) = gate_like_load(&bytes, &settings.gate).map_err(|e| {
+        let code = match &e {
+            LoadRefusal::Gate(GateError::Rejected { .. }) => exit::GATE_REJECTED,
+            LoadRefusal::Gate(GateError::InvalidThreshold(_)) => exit::SETTINGS,
+            _ => exit::INVALID_MODEL,
+        };
+        Failure::new(
+            code,
+            format!("not rolled back, nothing changed: {}: {e}", plan.path.display()),
+        )
+    })?;
+    let entry = store
+        .apply_rollback(plan, path, &bytes)
+        .map_err(store_failure)?;
+    println!(
+        "rolled back: {} now holds {} {} (kept as {}/{}; F1 macro {:.4} ({}) >= minimum {:.4})",
+        path.display(),
+        model.meta.model.name,
+        model.meta.model.version,
+        store::VERSIONS_DIR,
+        entry.file,
+        pass.f1_macro,
+        pass.gate_source,
+        pass.threshold
+    );
+    Ok(())
+}
