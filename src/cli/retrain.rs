@@ -61,13 +61,19 @@ fn plan(a: &mut RetrainArgs) -> Result<Plan, Failure> {
     if !(a.max_regression.is_finite() && (0.0..=1.0).contains(&a.max_regression)) {
         return Err(Failure::new(
             exit::USAGE,
-            format!("--max-regression {}: must be within [0, 1]", a.max_regression),
+            format!(
+                "--max-regression {}: must be within [0, 1]",
+                a.max_regression
+            ),
         ));
     }
     if a.keep < 2 {
         return Err(Failure::new(
             exit::USAGE,
-            format!("--keep {}: at least 2 (the new model and the one it replaces)", a.keep),
+            format!(
+                "--keep {}: at least 2 (the new model and the one it replaces)",
+                a.keep
+            ),
         ));
     }
     let settings = load_settings(a.config.as_deref())?;
@@ -92,10 +98,10 @@ fn plan(a: &mut RetrainArgs) -> Result<Plan, Failure> {
             ))
         }
         Some(Ok(ModelUri::Alias { name, alias })) => {
-            if a.tracking.mlflow_uri.as_deref().is_none_or(str::is_empty) {
+            if !a.tracking.mlflow_uri.as_deref().is_some_and(|u| !u.is_empty()) {
                 a.tracking.mlflow_uri = settings.model.mlflow_uri.clone();
             }
-            if a.tracking.mlflow_uri.as_deref().is_none_or(str::is_empty) {
+            if !a.tracking.mlflow_uri.as_deref().is_some_and(|u| !u.is_empty()) {
                 return Err(Failure::new(
                     exit::USAGE,
                     format!(
@@ -274,11 +280,17 @@ fn retrain_tracked(a: &RetrainArgs, plan: &Plan, tracker: Option<&Tracker>) -> C
         "cross-validating {points} grid points on {} folds, then scoring on the holdout",
         plan.options.folds
     );
-    let mut artifact = tune(&merged.train, Some(&holdout), &plan.options, |_, _| {}, &|_, _| {})
-        .map_err(|e| match e {
-            TuneError::Usage(_) => Failure::new(exit::USAGE, e),
-            TuneError::Train(_) => Failure::new(exit::INVALID_DATA, e),
-        })?;
+    let mut artifact = tune(
+        &merged.train,
+        Some(&holdout),
+        &plan.options,
+        |_, _| {},
+        &|_, _| {},
+    )
+    .map_err(|e| match e {
+        TuneError::Usage(_) => Failure::new(exit::USAGE, e),
+        TuneError::Train(_) => Failure::new(exit::INVALID_DATA, e),
+    })?;
     if let Some(t) = tracker {
         artifact.mlflow_run_id = Some(t.run_id().to_owned());
         artifact.seal();
@@ -442,13 +454,22 @@ fn register(t: &Tracker, name: &str, alias: Option<&str>) -> Result<Registered, 
 
 fn log_report(t: &Tracker, r: &Report) -> Result<(), Failure> {
     let mut metrics = vec![
-        ("holdout.candidate.f1_macro".to_owned(), r.candidate.holdout.f1_macro),
+        (
+            "holdout.candidate.f1_macro".to_owned(),
+            r.candidate.holdout.f1_macro,
+        ),
         (
             "data.training_documents".to_owned(),
             r.data.training_documents as f64,
         ),
-        ("data.holdout_overlap".to_owned(), r.data.holdout_overlap as f64),
-        ("data.feedback_examples".to_owned(), r.data.feedback_examples as f64),
+        (
+            "data.holdout_overlap".to_owned(),
+            r.data.holdout_overlap as f64,
+        ),
+        (
+            "data.feedback_examples".to_owned(),
+            r.data.feedback_examples as f64,
+        ),
         ("data.malformed".to_owned(), r.data.malformed as f64),
     ];
     if let Some(c) = &r.current {
@@ -497,9 +518,11 @@ fn print_report(r: &Report) {
     };
     println!("{verdict}: {}", r.reason);
     if let Some(p) = &r.promoted {
-        match &p.file {
-            Some(f) => println!("{} now holds version {} (kept as {f})", p.path, r.candidate.version),
-            None => {}
+        if let Some(f) = &p.file {
+            println!(
+                "{} now holds version {} (kept as {f})",
+                p.path, r.candidate.version
+            );
         }
         if let Some(reg) = &p.registered {
             println!(
@@ -548,7 +571,10 @@ pub(super) fn rollback(a: RollbackArgs) -> CmdResult {
         };
         Failure::new(
             code,
-            format!("not rolled back, nothing changed: {}: {e}", plan.path.display()),
+            format!(
+                "not rolled back, nothing changed: {}: {e}",
+                plan.path.display()
+            ),
         )
     })?;
     let entry = store

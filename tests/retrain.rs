@@ -1,0 +1,501 @@
+//! `nbserve retrain` and `nbserve rollback` as a scheduler calls them: the
+//! real binary on small fixtures cut from `tests/data/sample.csv`, checked
+//! by exit code, report and the bytes left in the models directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use nbserve::Dataset;
+use serde_json::Value;
+
+/// A models directory with `current.json` (trained by `nbserve train`, v1),
+/// the training part and the holdout of the sample, and a settings file.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let sample = Dataset::holdout(Path::new("tests/data/sample.csv")).unwrap();
+        let (hold, train): (Vec<usize>, Vec<usize>) = (0..sample.len()).partition(|i| i % 3 == 0);
+        sample
+            .subset(&train)
+            .write_csv(&dir.path().join("train.csv"))
+            .unwrap();
+        sample
+            .subset(&hold)
+            .write_csv(&dir.path().join("holdout.csv"))
+            .unwrap();
+        std::fs::create_dir(dir.path().join("models")).unwrap();
+        let s = Self { dir };
+        let o = s.run(&[
+            "train",
+            "--data",
+            s.path("train.csv").to_str().unwrap(),
+            "--out",
+            s.path("models/current.json").to_str().unwrap(),
+            "--model-version",
+            "v1",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::write(
+            s.path("nbserve.toml"),
+            format!(
+                "[model]\npath = {:?}\ndir = {:?}\n[gate]\nmin_f1_macro = 0.5\n",
+                s.path("models/current.json"),
+                s.path("models")
+            ),
+        )
+        .unwrap();
+        s
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_nbserve"))
+            .args(args)
+            .env_remove("MLFLOW_TRACKING_URI")
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap()
+    }
+
+    /// `retrain` with the fixtures, a small grid, and `extra` arguments.
+    fn retrain(&self, extra: &[&str]) -> Output {
+        let data = self.path("train.csv");
+        let holdout = self.path("holdout.csv");
+        self.retrain_on(data.to_str().unwrap(), holdout.to_str().unwrap(), extra)
+    }
+
+    /// `retrain` on `data` and `holdout`.
+    fn retrain_on(&self, data: &str, holdout: &str, extra: &[&str]) -> Output {
+        let config = self.path("nbserve.toml");
+        let mut args = vec![
+            "retrain",
+            "--config",
+            config.to_str().unwrap(),
+            "--data",
+            data,
+            "--holdout",
+            holdout,
+            "--alpha",
+            "0.1,1",
+            "--min-df",
+            "1",
+            "--max-features",
+            "0",
+            "--folds",
+            "3",
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    fn report(&self, name: &str) -> Value {
+        serde_json::from_slice(&std::fs::read(self.path(name)).unwrap()).unwrap()
+    }
+
+    /// Every file under `models/` with its bytes.
+    fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else {
+                    out.insert(p.clone(), std::fs::read(&p).unwrap());
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        walk(&self.path("models"), &mut out);
+        // The lock file is empty and holds no state.
+        out.remove(&self.path("models/.nbserve.lock"));
+        out
+    }
+
+    fn history(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.path("models/versions/history.json")).unwrap())
+            .unwrap()
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn flipped(label: &str) -> &'static str {
+    if label == "spam" {
+        "ham"
+    } else {
+        "spam"
+    }
+}
+
+#[test]
+fn promotes_keeps_the_replaced_model_and_rolls_back() {
+    let s = Setup::new();
+    let v1 = std::fs::read(s.path("models/current.json")).unwrap();
+    let o = s.retrain(&["--report", s.path("r.json").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("PROMOTED: both gates passed"), "{out}");
+    let r = s.report("r.json");
+    assert_eq!(r["verdict"], "promoted");
+    assert_eq!(r["current"]["version"], "v1");
+    assert_eq!(r["current_error"], Value::Null);
+    let (cand, cur) = (
+        r["candidate"]["holdout"]["f1_macro"].as_f64().unwrap(),
+        r["current"]["holdout"]["f1_macro"].as_f64().unwrap(),
+    );
+    assert!(cand >= 0.5 && cand >= cur - 0.005, "{cand} vs {cur}");
+    assert_eq!(r["gates"]["no_regression"]["applied"], true);
+    assert_eq!(r["data"]["training_documents"], 200);
+    assert_eq!(r["data"]["holdout_documents"], 100);
+    assert_eq!(r["parameters"]["grid_points"], 2);
+
+    // model.path holds the candidate, byte for byte as kept and reported.
+    let served = std::fs::read(s.path("models/current.json")).unwrap();
+    let kept = r["promoted"]["file"].as_str().unwrap();
+    assert_eq!(served, std::fs::read(s.path("models").join(kept)).unwrap());
+    assert_eq!(
+        nbserve::retraining::store::sha256_hex(&served),
+        r["candidate"]["sha256"].as_str().unwrap()
+    );
+    let h = s.history();
+    assert_eq!(h["entries"][0]["origin"], "replaced");
+    assert_eq!(h["entries"][0]["version"], "v1");
+    assert_eq!(
+        std::fs::read(
+            s.path("models/versions")
+                .join(h["entries"][0]["file"].as_str().unwrap())
+        )
+        .unwrap(),
+        v1
+    );
+
+    // The gate refuses to roll back to v1 under a minimum it does not reach.
+    let config = s.path("nbserve.toml");
+    let config = config.to_str().unwrap();
+    let before = s.snapshot();
+    let strict = [("NBSERVE__GATE__MIN_F1_MACRO", "0.99")];
+    let o = s.run_env(&["rollback", "--config", config], &strict);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("below the gate minimum 0.9900"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(s.snapshot(), before, "a refused rollback changes nothing");
+
+    let o = s.run(&["rollback", "--config", config]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read(s.path("models/current.json")).unwrap(), v1);
+    // Nothing before v1: a second rollback has nowhere to go.
+    let o = s.run(&["rollback", "--config", config]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no earlier version"), "{}", stderr(&o));
+    // --to brings the candidate back.
+    let version = r["candidate"]["version"].as_str().unwrap();
+    let o = s.run(&["rollback", "--config", config, "--to", version]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(s.path("models/current.json")).unwrap(),
+        served
+    );
+    let o = s.run(&["rollback", "--config", config, "--to", "v9"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+#[test]
+fn rejected_by_the_absolute_gate_changes_nothing() {
+    let s = Setup::new();
+    let before = s.snapshot();
+    let o = s.retrain(&[
+        "--min-f1-macro",
+        "0.99",
+        "--report",
+        s.path("r.json").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("rejected by the absolute gate"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(s.snapshot(), before);
+    assert!(!s.path("models/versions").exists());
+    let r = s.report("r.json");
+    assert_eq!(r["verdict"], "rejected");
+    assert_eq!(r["gates"]["absolute"]["passed"], false);
+    assert_eq!(r["gates"]["absolute"]["minimum"], 0.99);
+    assert_eq!(r["promoted"], Value::Null);
+}
+
+#[test]
+fn mislabelled_feedback_is_rejected_by_the_no_regression_gate() {
+    let s = Setup::new();
+    // Every training text comes back with the other label, plus lines the
+    // reader must count and skip.
+    let train = Dataset::holdout(&s.path("train.csv")).unwrap();
+    let mut log = String::new();
+    for (t, l) in train.texts.iter().zip(&train.labels) {
+        let line = serde_json::json!({"source": "example", "text": t, "label": flipped(l)});
+        log.push_str(&format!("{line}\n"));
+    }
+    log.push_str("{\"source\":\"feedback\",\"prediction_id\":\"x\",\"label\":\"ham\"}\n");
+    log.push_str("not json\n{\"text\":\"cut sh");
+    std::fs::write(s.path("feedback.jsonl"), log).unwrap();
+    let before = s.snapshot();
+    let o = s.retrain(&[
+        "--feedback-log",
+        s.path("feedback.jsonl").to_str().unwrap(),
+        "--min-f1-macro",
+        "0",
+        "--report",
+        s.path("r.json").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("rejected by the no-regression gate"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(s.snapshot(), before, "nothing changed");
+    let r = s.report("r.json");
+    assert_eq!(r["gates"]["absolute"]["passed"], true);
+    assert_eq!(r["gates"]["no_regression"]["passed"], false);
+    assert!(r["gates"]["no_regression"]["delta"].as_f64().unwrap() < -0.005);
+    let d = &r["data"];
+    assert_eq!(d["relabelled"], 200);
+    assert_eq!(d["feedback_examples"], 200);
+    assert_eq!(d["without_text"], 1);
+    assert_eq!(d["malformed"], 2);
+    assert_eq!(d["feedback_lines"], 203);
+}
+
+#[test]
+fn an_unloadable_current_model_leaves_only_the_absolute_gate() {
+    let s = Setup::new();
+    std::fs::write(s.path("models/current.json"), b"not a model").unwrap();
+    let o = s.retrain(&["--report", s.path("r.json").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = s.report("r.json");
+    assert_eq!(r["current"], Value::Null);
+    assert!(
+        r["current_error"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON"),
+        "{}",
+        r["current_error"]
+    );
+    assert_eq!(r["gates"]["no_regression"]["applied"], false);
+    assert!(r["reason"].as_str().unwrap().contains("not applied"));
+    // The broken file is not kept for rollback.
+    assert_eq!(s.history()["entries"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn two_retrains_at_once_leave_a_consistent_store() {
+    let s = Setup::new();
+    let spawn = |version: &str| {
+        let config = s.path("nbserve.toml");
+        Command::new(env!("CARGO_BIN_EXE_nbserve"))
+            .args([
+                "retrain",
+                "--config",
+                config.to_str().unwrap(),
+                "--data",
+                s.path("train.csv").to_str().unwrap(),
+                "--holdout",
+                s.path("holdout.csv").to_str().unwrap(),
+                "--alpha",
+                "0.1,1",
+                "--min-df",
+                "1",
+                "--max-features",
+                "0",
+                "--folds",
+                "3",
+                "--model-version",
+                version,
+                "--keep",
+                "3",
+            ])
+            .env_remove("MLFLOW_TRACKING_URI")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn("a"), spawn("b"));
+    for child in [a, b] {
+        let o = child.wait_with_output().unwrap();
+        // Same data, same grid: the later one ties the earlier (delta 0).
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    let h = s.history();
+    let entries = h["entries"].as_array().unwrap();
+    let versions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions.len(), 3, "{versions:?}");
+    assert_eq!(versions[0], "v1");
+    assert!(
+        versions[1..] == ["a", "b"] || versions[1..] == ["b", "a"],
+        "{versions:?}"
+    );
+    assert_eq!(h["in_service"], serde_json::json!([1, 2, 3]));
+    // model.path holds the last promoted; every kept file is in the history
+    // and nothing else is in the directory (no temporary files left).
+    let last = &entries[2];
+    let served = std::fs::read(s.path("models/current.json")).unwrap();
+    assert_eq!(
+        nbserve::retraining::store::sha256_hex(&served),
+        last["sha256"].as_str().unwrap()
+    );
+    let mut listed: Vec<String> = std::fs::read_dir(s.path("models/versions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    listed.sort();
+    let mut expected: Vec<String> = entries
+        .iter()
+        .map(|e| e["file"].as_str().unwrap().to_owned())
+        .chain(["history.json".to_owned()])
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    for e in entries {
+        let bytes = std::fs::read(s.path("models/versions").join(e["file"].as_str().unwrap()));
+        assert_eq!(
+            nbserve::retraining::store::sha256_hex(&bytes.unwrap()),
+            e["sha256"].as_str().unwrap()
+        );
+    }
+}
+
+#[test]
+fn bad_input_is_named_and_promotes_nothing() {
+    let s = Setup::new();
+    let w = |name: &str, bytes: &str| {
+        std::fs::write(s.path(name), bytes).unwrap();
+        s.path(name).to_str().unwrap().to_owned()
+    };
+    let ham = w("ham.csv", "text,label\nhello there,ham\nlunch today,ham\n");
+    let eggs = w("eggs.csv", "text,label\nspam and eggs,eggs\n");
+    let header = w("header.csv", "text,label\n");
+    let train = s.path("train.csv").to_str().unwrap().to_owned();
+    let holdout = s.path("holdout.csv").to_str().unwrap().to_owned();
+    let missing = s.path("missing.jsonl").to_str().unwrap().to_owned();
+    let dir = s.path("models").to_str().unwrap().to_owned();
+    let cases: [(&str, &str, &[&str], i32, &str); 9] = [
+        (
+            &ham,
+            &holdout,
+            &[],
+            4,
+            "every merged training document has the label \"ham\"",
+        ),
+        (
+            &train,
+            &eggs,
+            &[],
+            4,
+            "the holdout has the label \"eggs\", which the merged training data lacks",
+        ),
+        (
+            &holdout,
+            &holdout,
+            &[],
+            4,
+            "the holdout overlaps the training data entirely",
+        ),
+        (&header, &holdout, &[], 4, "no data rows after the header"),
+        (
+            &train,
+            &holdout,
+            &["--feedback-log", &missing],
+            4,
+            "cannot read feedback log",
+        ),
+        (
+            &train,
+            &holdout,
+            &["--feedback-log", &dir],
+            4,
+            "cannot read feedback log",
+        ),
+        (
+            &train,
+            &holdout,
+            &["--keep", "1"],
+            2,
+            "--keep 1: at least 2",
+        ),
+        (
+            &train,
+            &holdout,
+            &["--max-regression", "1.5"],
+            2,
+            "--max-regression 1.5",
+        ),
+        (
+            &train,
+            &holdout,
+            &["--alias", "champion"],
+            2,
+            "--alias needs --register",
+        ),
+    ];
+    let before = s.snapshot();
+    for (data, hold, extra, code, message) in cases {
+        let o = s.retrain_on(data, hold, extra);
+        let err = stderr(&o);
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "{data} {hold} {extra:?}: {err}"
+        );
+        assert!(err.contains(message), "{extra:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert_eq!(
+            s.snapshot(),
+            before,
+            "{data} {hold} {extra:?} changed the models"
+        );
+    }
+    assert!(!s.path("models/versions").exists());
+    let o = s.run_env(
+        &[
+            "retrain",
+            "--config",
+            s.path("nbserve.toml").to_str().unwrap(),
+            "--data",
+            &train,
+            "--holdout",
+            &holdout,
+        ],
+        &[("NBSERVE__MODEL__PATH", "models:/spam/3")],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("pins one registry version"),
+        "{}",
+        stderr(&o)
+    );
+}
