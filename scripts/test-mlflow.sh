@@ -16,6 +16,10 @@
 #    within two intervals under steady /predict traffic with zero failed
 #    requests; pointing the alias at version 3 behind promote's back is
 #    refused (logged, counted) and version 2 keeps serving;
+#  - `retrain` with model.path = models:/NAME@champion (pointing at the
+#    below-gate version): scores it on the holdout, registers version 4, moves
+#    champion, the polling server follows, the run carries the verdict; a
+#    retrain under --min-f1-macro 0.99 exits 5, registers nothing, run FAILED;
 #  - with MLflow stopped: `train` fails with exit 1 and one line that holds no
 #    secret and leaves no file; the running server keeps serving; a server
 #    starting on the unreachable registry exits 4.
@@ -329,6 +333,50 @@ traffic_pid=""
 check "traffic: $(json "$tmp/traffic.json" '"%d ok, %d failed, versions %s" % (d["ok"], d["failed"], d["versions"])')" \
     test "$(json "$tmp/traffic.json" 'd["failed"] == 0 and d["ok"] > 0 and d["versions"] == ["1", "2"]')" = True
 
+step "retrain against models:/$NAME@champion: register, move the alias, the server follows"
+"$BIN" split --data tests/data/sample.csv --train-out "$tmp/rt-train.csv" \
+    --test-out "$tmp/rt-holdout.csv" --test-size 0.3 --seed 7 >/dev/null
+# retrain_champion REPORT ARGS...: retrain with the champion as model.path.
+retrain_champion() {
+    local report=$1
+    shift
+    env NBSERVE__MODEL__PATH="models:/$NAME@champion" NBSERVE__MODEL__DIR="$tmp/rt-models" \
+        "$BIN" retrain --data "$tmp/rt-train.csv" --holdout "$tmp/rt-holdout.csv" \
+        --alpha 0.1,1 --min-df 1 --max-features 0 --folds 3 --report "$report" "$@" \
+        >"$report.out" 2>"$report.err"
+}
+versions_of() { # the registered versions of $NAME, sorted
+    curl -sf -G --data-urlencode "filter=name='$NAME'" "$MLFLOW/api/2.0/mlflow/model-versions/search" |
+        json - 'sorted(int(v["version"]) for v in d["model_versions"])'
+}
+set +e
+retrain_champion "$tmp/rt1.json"
+rc=$?
+set -e
+check "retrain over the below-gate champion v3 exits 0 ($(tail -n1 "$tmp/rt1.json.out" | head -c 120))" test "$rc" -eq 0
+check "report: current = registry v3, new version 4 registered, champion moved" \
+    test "$(json "$tmp/rt1.json" '(d["verdict"], d["current"]["registry_version"], d["promoted"]["registered"])')" \
+    = "('promoted', '3', {'name': '$NAME', 'version': '4', 'alias': 'champion'})"
+check "champion points at v4" test "$(champion)" = 4
+check "the server switches to registry version 4" \
+    wait_for $((3 * POLL_SECS)) "registry version 4" bash -c "curl -sf '$SRV/model' | grep -q '\"registry_version\":\"4\"'"
+RT_RUN="$(json "$tmp/rt1.json" 'd["mlflow_run_id"]')"
+api "runs/get?run_id=$RT_RUN" >"$tmp/rt-run.json"
+check "the retrain run is FINISHED with verdict, both holdout F1s and the delta" \
+    test "$(json "$tmp/rt-run.json" '(d["run"]["info"]["status"], {t["key"]: t["value"] for t in d["run"]["data"]["tags"]}.get("nbserve.retrain.verdict"), sorted(m["key"] for m in d["run"]["data"]["metrics"] if m["key"].startswith(("holdout.", "gate."))))')" \
+    = "('FINISHED', 'promoted', ['gate.no_regression.delta', 'holdout.candidate.f1_macro', 'holdout.current.f1_macro'])"
+set +e
+retrain_champion "$tmp/rt2.json" --min-f1-macro 0.99
+rc=$?
+set -e
+check "a retrain below --min-f1-macro 0.99 exits 5 ($(tail -n1 "$tmp/rt2.json.err" | head -c 100))" test "$rc" -eq 5
+check "... registers nothing and leaves champion on v4" \
+    test "$(versions_of) $(champion)" = "[1, 2, 3, 4] 4"
+RT2_RUN="$(json "$tmp/rt2.json" 'd["mlflow_run_id"]')"
+check "... and its run is logged, FAILED, verdict rejected" \
+    test "$(api "runs/get?run_id=$RT2_RUN" | json - '(d["run"]["info"]["status"], {t["key"]: t["value"] for t in d["run"]["data"]["tags"]}.get("nbserve.retrain.verdict"))')" \
+    = "('FAILED', 'rejected')"
+
 step "stop MLflow"
 stop_mlflow
 set +e
@@ -344,7 +392,7 @@ check "the server keeps serving predictions" \
     bash -c "for i in 1 2 3 4 5; do curl -sf -X POST -H 'content-type: application/json' -d '{\"text\":\"hello\"}' '$SRV/predict' >/dev/null || exit 1; done"
 check "failed polls are counted" \
     wait_for 15 "a failed poll" bash -c "curl -sf '$SRV/metrics' | grep -q 'nbserve_model_polls_total{result=\"error\"} [1-9]'"
-check "... and the model stays v2" bash -c "curl -sf '$SRV/model' | grep -q '\"registry_version\":\"2\"'"
+check "... and the model stays v4 (put there by retrain)" bash -c "curl -sf '$SRV/model' | grep -q '\"registry_version\":\"4\"'"
 set +e
 env NBSERVE__SERVER__PORT=0 NBSERVE__MODEL__PATH="models:/$NAME@champion" \
     "$BIN" serve >/dev/null 2>"$tmp/serve-down.err"
