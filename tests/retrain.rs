@@ -480,6 +480,33 @@ fn bad_input_is_named_and_promotes_nothing() {
         );
     }
     assert!(!s.path("models/versions").exists());
+
+    // Tracking configured but MLflow down: no run, so no retrain (exit 1).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!("http://127.0.0.1:{port}");
+    let o = s.retrain(&["--mlflow-uri", &dead]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unreachable"), "{}", stderr(&o));
+    assert_eq!(s.snapshot(), before);
+    // A registry alias as model.path needs a tracking server to promote to.
+    let o = s.run_env(
+        &[
+            "retrain",
+            "--config",
+            s.path("nbserve.toml").to_str().unwrap(),
+            "--data",
+            &train,
+            "--holdout",
+            &holdout,
+        ],
+        &[("NBSERVE__MODEL__PATH", "models:/spam@champion")],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("needs --mlflow-uri"), "{}", stderr(&o));
     let o = s.run_env(
         &[
             "retrain",
