@@ -343,9 +343,19 @@ impl Store {
         let new = self.add(&mut h, candidate, "retrain")?;
         h.in_service.push(new.seq);
         write_atomic(model_path, candidate.bytes)?;
+        // Oldest first, but never the new model nor the one it replaced
+        // (after a rollback that one can be the oldest kept).
+        let protected = [Some(new.seq), replaced.as_ref().map(|e| e.seq)];
         let mut removed = Vec::new();
         while h.entries.len() > keep {
-            let old = h.entries.remove(0);
+            let Some(i) = h
+                .entries
+                .iter()
+                .position(|e| !protected.contains(&Some(e.seq)))
+            else {
+                break;
+            };
+            let old = h.entries.remove(i);
             h.in_service.retain(|s| *s != old.seq);
             removed.push(old.file);
         }
@@ -554,6 +564,32 @@ mod tests {
         ));
         let e = store.plan_rollback(None, Some("zz")).unwrap_err();
         assert_eq!(e.to_string(), "no kept version \"zz\" (kept: a, b, c, d)");
+    }
+
+    #[test]
+    fn pruning_spares_a_rolled_back_to_model_it_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.json");
+        let store = Store::new(dir.path());
+        store.promote(&model, &keep(b"a", "a"), None, 3).unwrap();
+        store
+            .promote(&model, &keep(b"b", "b"), Some(&keep(b"a", "a")), 3)
+            .unwrap();
+        store
+            .promote(&model, &keep(b"c", "c"), Some(&keep(b"b", "b")), 3)
+            .unwrap();
+        let plan = store
+            .plan_rollback(Some(&sha256_hex(b"c")), Some("a"))
+            .unwrap();
+        store.apply_rollback(plan, &model, b"a").unwrap();
+        let p = store
+            .promote(&model, &keep(b"d", "d"), Some(&keep(b"a", "a")), 3)
+            .unwrap();
+        assert_eq!(p.removed, vec!["versions/000002-b.json"]);
+        let h = store.history().unwrap();
+        let kept: Vec<&str> = h.entries.iter().map(|e| e.version.as_str()).collect();
+        assert_eq!(kept, ["a", "c", "d"]);
+        assert_eq!(h.in_service, vec![1, 4]);
     }
 
     #[test]
