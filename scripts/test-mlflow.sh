@@ -308,8 +308,10 @@ for server in "$SRV" "$REPLICA"; do
     switch_secs=$(python3 -c "print(round($switched - $moved, 2))")
     what="the server under traffic"
     [[ "$server" == "$REPLICA" ]] && what="the idle replica"
-    check "$what switched to v2 within ${switch_secs}s (<= 2 intervals = $((2 * POLL_SECS))s)" \
-        python3 -c "import sys; sys.exit(0 if $switch_secs <= 2 * $POLL_SECS else 1)"
+    # Two poll intervals, plus 2 s for a loaded 2-core CI machine (the idle
+    # replica is measured after the busy server, so its figure includes that wait).
+    check "$what switched to v2 within ${switch_secs}s (<= 2 intervals + 2 s = $((2 * POLL_SECS + 2))s)" \
+        python3 -c "import sys; sys.exit(0 if $switch_secs <= 2 * $POLL_SECS + 2 else 1)"
 done
 
 step "point champion at the below-gate v3 behind promote's back"
