@@ -8,7 +8,7 @@
 #      POST /examples (feedback.accept_examples); the feedback log carries the texts;
 #   3. `nbserve retrain` (base CSV + that log, fixed holdout) promotes v2 and
 #      the server switches to it (GET /model and the clients see v2);
-#   4. deliberately mislabelled examples (every label swapped, through
+#   4. deliberately mislabelled examples (2 labels in 5 swapped, through
 #      /examples): `nbserve retrain` exits 5, model.path is unchanged and the
 #      server still serves v2;
 #   5. `nbserve rollback` brings v1 back and the server follows;

@@ -2,7 +2,7 @@
 
     python3 field.py URL FIELD_CSV feedback     # first half: /predict/batch (texts kept), then /feedback/batch with the true labels
                                                 # second half: POST /examples (batch) with the true labels
-    python3 field.py URL FIELD_CSV mislabelled  # POST /examples with every label swapped
+    python3 field.py URL FIELD_CSV mislabelled  # POST /examples with 2 labels in 5 swapped (rows 0, 2, 5, 7, ...)
 
 Prints one JSON line of counts; exits 1 when any call was not accepted.
 """
@@ -66,8 +66,11 @@ def main():
     flip = {labels[0]: labels[-1], labels[-1]: labels[0]}
     for i in range(0, len(via_examples), BATCH):
         chunk = via_examples[i:i + BATCH]
-        examples = [{"text": r["text"], "label": r["label"] if mode == "feedback" else flip[r["label"]]}
-                    for r in chunk]
+        # Mislabelled: enough to make the candidate clearly worse than the
+        # model in service, not so much that the absolute gate alone catches it.
+        examples = [{"text": r["text"],
+                     "label": flip[r["label"]] if mode != "feedback" and (i + j) % 5 in (0, 2) else r["label"]}
+                    for j, r in enumerate(chunk)]
         status, data = call(conn, "/examples", {"examples": examples})
         if status != 200 or data.get("accepted") != len(examples):
             refused("/examples", status, data)
