@@ -62,9 +62,12 @@ EOF
     --name spam-nb --model-version v1 --alpha 0.1,1 --min-df 1,2 --max-features 0 --folds 3 >/dev/null
 
 # Local ephemeral Prefect: no API URL, state in the temp dir, no telemetry
-# (this machine is offline anyway).
+# (this machine is offline anyway). The temporary API migrates a fresh
+# database first: on 2 busy cores that can take longer than Prefect's default
+# 20 s startup timeout.
 unset PREFECT_API_URL PREFECT_API_KEY
 export PREFECT_HOME="$work/prefect" PREFECT_SERVER_ALLOW_EPHEMERAL_MODE=true \
+    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120 \
     PREFECT_SERVER_ANALYTICS_ENABLED=false PREFECT_LOGGING_LEVEL=WARNING
 status=0
 # check_flow.py exits 3 when checks failed (each printed); anything else

@@ -118,6 +118,8 @@ accept_examples = true
 EOF
 
 # ------------------------------------------------------------ 1. serve v1 under load
+# log_fsync=always: a /feedback or /examples request is answered only once its
+# lines are on disk, so the log is complete when retrain reads it.
 local_server_start "$work/server.log" NBSERVE__MODEL__POLL_INTERVAL_SECS=1 \
     NBSERVE__GATE__MIN_F1_MACRO=0.6 NBSERVE__FEEDBACK__LOG_PATH="$feedback_log" \
     NBSERVE__FEEDBACK__LOG_FSYNC=always NBSERVE__FEEDBACK__KEEP_TEXT=true \
