@@ -110,12 +110,20 @@ cur = ((rep.get("current") or {}).get("holdout") or {}).get("f1_macro")
 print(f"INFO: rejection: candidate {nbflow._fmt(cand)} vs current {nbflow._fmt(cur)} holdout F1 macro; "
       f"gates {json.dumps(rep.get('gates'))}", flush=True)
 
+# ------------------------------------------------------------ 2b. a failing fetch step stops the run before retrain
+before = sha(model)
+state = nbflow.retrain_flow(**params("feedback-good.jsonl", "run-fetch-fails", "v9"),
+                            fetch_cmd="false", return_state=True)
+check(state.is_failed() and "fetch command exited 1" in (state.message or "")
+      and not (work / "run-fetch-fails" / "retrain-report.json").exists() and sha(model) == before,
+      "a failing fetch command fails the flow run before any retrain", state.message)
+
 # ------------------------------------------------------------ 3. what Prefect recorded
 with get_client(sync_client=True) as client:
     runs = client.read_flow_runs(sort="START_TIME_ASC")
-    ours = [r for r in runs if r.state and r.state.type.value in ("COMPLETED", "FAILED")]
-    states = [r.state.type.value for r in ours]
-    check(states[-2:] == ["COMPLETED", "FAILED"], f"Prefect's API recorded the two flow runs as {states[-2:]}")
+    states = [r.state.type.value for r in runs if r.state]
+    check(states[-3:] == ["COMPLETED", "FAILED", "FAILED"],
+          f"Prefect's API recorded the three flow runs as {states[-3:]}")
     arts = client.read_artifacts()
     keys = [a.key for a in arts if a.key == "nbserve-retrain-report"]
     check(len(keys) >= 2, f"each run left its report as a markdown artifact ({len(keys)})")
