@@ -53,10 +53,11 @@ def _tail(text: str, lines: int = 20) -> str:
 
 @task(name="fetch-data")
 def fetch_data(fetch_cmd: str | None, data: list[str], feedback_logs: list[str], holdout: str) -> dict[str, Any]:
-    """Runs the optional fetch command, then resolves the inputs: feedback-log
-    globs expand in sorted order (a rotated log's older parts first, so the
-    latest label wins in `nbserve retrain`); missing base data is an error,
-    no feedback log at all is not (the retrain then runs on the base data)."""
+    """Runs the optional fetch command, then resolves the inputs: each
+    feedback-log glob expands in sorted name order (`nbserve retrain` lets the
+    last label for a text win, so name dated parts oldest first, e.g.
+    feedback-2026-11-30.jsonl); missing base data is an error, no feedback log
+    at all is not (the retrain then runs on the base data)."""
     logger = get_run_logger()
     if fetch_cmd:
         logger.info("fetch: %s", fetch_cmd)
