@@ -39,6 +39,7 @@ RUN cargo build --release --locked --bin nbserve \
  && mkdir -p /out/app \
  && cp -R models /out/app/models \
  && chmod -R a+rX,go-w /out \
+ && mkdir -p /out-writable/feedback \
  && /out/usr/local/bin/nbserve --help >/dev/null
 
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
@@ -54,6 +55,10 @@ LABEL org.opencontainers.image.title="nbserve" \
 # Root-owned, world-readable: any UID can run it and nothing needs to be written,
 # so `docker run --read-only --user 12345` works.
 COPY --from=builder /out/ /
+# The one directory the server may write: the feedback log (a volume in
+# docker-compose.yml, shared with the retrain service). A new named volume
+# takes the owner of the directory it is mounted on, so 65532 can append.
+COPY --from=builder --chown=65532:65532 /out-writable/ /app/
 WORKDIR /app
 USER 65532:65532
 ENV NBSERVE__SERVER__HOST=0.0.0.0

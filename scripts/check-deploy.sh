@@ -13,6 +13,8 @@
 #     exits 0; 3 means unknown key or invalid value)
 #   - ports and model paths in Dockerfile / compose / CI agree with `nbserve config` defaults
 #   - compose bind mounts and the files they are expected to contain exist
+#     (all profiles); the retrain service writes the ./models nbserve serves
+#     from and reads the feedback log nbserve writes (same volume and path)
 #     (prometheus.yml rule files + scrape target, Grafana provisioning + home dashboard)
 #   - the binary needs no shared library the distroless cc-debian12 runtime lacks
 # One PASS/FAIL line per check; exits non-zero if any check failed.
@@ -64,7 +66,8 @@ done
 compose_config() {
   # Resolved JSON for the consistency checks below; any warning (e.g. an unset
   # variable without a default) is a failure.
-  "$COMPOSE" -f docker-compose.yml config --format json >"$WORK/compose.json" 2>"$WORK/compose.err" \
+  # --profile '*': the optional services (mlflow, retrain) are checked too.
+  "$COMPOSE" -f docker-compose.yml --profile '*' config --format json >"$WORK/compose.json" 2>"$WORK/compose.err" \
     || { cat "$WORK/compose.err"; return 1; }
   if grep -qi 'warn' "$WORK/compose.err"; then cat "$WORK/compose.err"; return 1; fi
 }
@@ -346,6 +349,39 @@ host_model = to_host(nb, nb_model)
 check(f"compose nbserve: model {nb_model} comes from a bind mount of ./models",
       host_model is not None and os.path.normpath(host_model) == os.path.abspath(model_path), f"maps to {host_model}")
 check("compose nbserve: read_only root filesystem", nb.get("read_only") is True)
+
+# retrain (profile): writes the model nbserve serves, reads the log nbserve writes
+rt = services.get("retrain")
+if rt is None:
+    check("compose has a retrain service (profile retrain)", False)
+else:
+    renv = rt.get("environment") or {}
+    def mount_of(svc, cpath):
+        # (kind, source, container path below the mount) of the mount holding cpath
+        best = None
+        for v in svc.get("volumes") or []:
+            tgt = v["target"].rstrip("/")
+            if cpath == tgt or cpath.startswith(tgt + "/"):
+                if best is None or len(tgt) > len(best[3]):
+                    best = (v.get("type"), v.get("source"), cpath[len(tgt):].lstrip("/"), tgt, v.get("read_only", False))
+        return best
+    rt_model = posixpath.join(workdir, renv.get("NBSERVE__MODEL__PATH") or model_path)
+    check(f"compose retrain: model.path {rt_model} is nbserve's ({nb_model})", rt_model == nb_model)
+    m_rt, m_nb = mount_of(rt, rt_model), mount_of(nb, nb_model)
+    check("compose retrain: writes the same ./models mount nbserve reads, and may write it",
+          bool(m_rt and m_nb) and m_rt[:3] == m_nb[:3] and not m_rt[4], f"retrain {m_rt}, nbserve {m_nb}")
+    cmd = rt.get("command") or []
+    logs = [a.split("=", 1)[1] for a in cmd if a.startswith("--feedback-log=")]
+    nb_log = env.get("NBSERVE__FEEDBACK__LOG_PATH")
+    l_nb = mount_of(nb, posixpath.join(workdir, nb_log)) if nb_log else None
+    l_rt = [mount_of(rt, posixpath.join(workdir, l)) for l in logs]
+    check(f"compose retrain: reads the feedback log nbserve writes ({logs} vs {nb_log})",
+          bool(l_nb) and l_nb[0] == "volume" and any(l and l[:3] == l_nb[:3] for l in l_rt),
+          f"retrain {l_rt}, nbserve {l_nb}")
+    check("compose retrain: read_only root filesystem", rt.get("read_only") is True)
+    check("compose retrain: command is `retrain` with --data and --holdout",
+          cmd[:1] == ["retrain"] and any(a.startswith("--data") for a in cmd) and any(a.startswith("--holdout") for a in cmd),
+          " ".join(cmd))
 
 # prometheus
 prom = services.get("prometheus", {})

@@ -7,7 +7,12 @@
 #     accepts every built-in kind; custom resources (KServe's InferenceService)
 #     have no bundled schema and are skipped, said so in the output; a control
 #     (an unknown field in a Deployment) must be rejected
-#   - every NBSERVE__* variable a container gets (ConfigMap envFrom + env) is
+#   - the retrain CronJob (components/retrain, in overlays/production): Forbid
+#     concurrency, a rejection (exit 5) fails the Job without retries, hardened
+#     like the server (init container too), and it writes model.path on the
+#     same PVC the replicas serve it from
+#   - every NBSERVE__* variable a container gets (ConfigMap envFrom + env, also
+#     configMapKeyRef) is
 #     accepted by `nbserve config` with that exact environment (the admin token
 #     file is replaced by a temporary one: the mounted Secret does not exist here)
 #   - probes: liveness on /health (or /v2/health/live), readiness on /ready (or
@@ -154,7 +159,7 @@ else fail "nbserve config rejects an unknown key with exit 3 (control)" "exit $r
 for pair in "${rendered[@]}"; do
   name="${pair%%=*}"; path="${pair#*=}"
   # One line per serving container: name, then its NBSERVE__* environment.
-  "$PY" - "$path" "$work/token" >"$work/containers.tsv" <<'PY'
+  "$PY" - "$path" "$work/token" >"$work/containers.tsv" 2>"$work/extract.out" <<'PY'
 import sys, yaml
 path, token = sys.argv[1:]
 docs = [d for d in yaml.safe_load_all(open(path)) if d]
@@ -164,6 +169,8 @@ for d in docs:
         pod = d["spec"]["template"]["spec"]
     elif d["kind"] == "InferenceService":
         pod = d["spec"]["predictor"]
+    elif d["kind"] == "CronJob":
+        pod = d["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     else:
         continue
     for c in pod["containers"]:
@@ -171,12 +178,20 @@ for d in docs:
         for src in c.get("envFrom", []):
             env.update(maps.get(src.get("configMapRef", {}).get("name"), {}))
         for e in c.get("env", []):
-            env[e["name"]] = e.get("value", "")
+            ref = (e.get("valueFrom") or {}).get("configMapKeyRef")
+            if ref:
+                if ref["key"] not in maps.get(ref["name"], {}):
+                    print(f"FAIL: {d['kind']}/{d['metadata']['name']}/{c['name']}: {e['name']} refers to a missing "
+                          f"ConfigMap key {ref['name']}/{ref['key']}", file=sys.stderr)
+                env[e["name"]] = maps.get(ref["name"], {}).get(ref["key"], "")
+            else:
+                env[e["name"]] = e.get("value", "")
         env = {k: v for k, v in env.items() if k.startswith("NBSERVE__")}
         if "NBSERVE__ADMIN__TOKEN_FILE" in env:
             env["NBSERVE__ADMIN__TOKEN_FILE"] = token
         print("\t".join([f"{d['kind']}/{d['metadata']['name']}/{c['name']}"] + [f"{k}={v}" for k, v in sorted(env.items())]))
 PY
+  tally <"$work/extract.out"
   while IFS=$'\t' read -r -a fields; do
     what="${fields[0]}"; vars=("${fields[@]:1}")
     if [[ ${#vars[@]} -eq 0 ]]; then
@@ -195,10 +210,14 @@ PY
 import json, sys, yaml
 path, what, cfg = sys.argv[1:]
 kind, obj, cname = what.split(" ")[-1].split("/")
-server = json.load(open(cfg))["server"]
+settings = json.load(open(cfg))
+server = settings["server"]
 docs = [d for d in yaml.safe_load_all(open(path)) if d]
 d = next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == obj)
-pod = d["spec"]["template"]["spec"] if kind == "Deployment" else d["spec"]["predictor"]
+pods = {"Deployment": lambda d: d["spec"]["template"]["spec"],
+        "InferenceService": lambda d: d["spec"]["predictor"],
+        "CronJob": lambda d: d["spec"]["jobTemplate"]["spec"]["template"]["spec"]}
+pod = pods[kind](d)
 c = next(c for c in pod["containers"] if c["name"] == cname)
 ports = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
 
@@ -206,6 +225,59 @@ def check(ok, text, detail=""):
     print(("PASS: " if ok else "FAIL: ") + f"{what}: {text}")
     if not ok and detail:
         print("      " + detail)
+
+def hardened(pod, c, who=""):
+    psc, sc = pod.get("securityContext", {}), c.get("securityContext", {})
+    check(psc.get("runAsNonRoot") is True or sc.get("runAsNonRoot") is True, f"{who}runAsNonRoot")
+    check(sc.get("readOnlyRootFilesystem") is True, f"{who}readOnlyRootFilesystem")
+    check(sc.get("allowPrivilegeEscalation") is False, f"{who}allowPrivilegeEscalation: false")
+    check(sc.get("capabilities", {}).get("drop") == ["ALL"], f"{who}capabilities drop ALL")
+    check((sc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type") == "RuntimeDefault",
+          f"{who}seccomp RuntimeDefault")
+    res = c.get("resources", {})
+    check(all(k in res.get(s, {}) for s in ("requests", "limits") for k in ("cpu", "memory")),
+          f"{who}cpu and memory requests and limits")
+
+def mount_of(pod, c, file_path):
+    # (claimName, readOnly) of the PVC mount holding file_path in container c
+    best = None
+    for m in c.get("volumeMounts", []):
+        mp = m["mountPath"].rstrip("/")
+        if file_path.startswith(mp + "/") and (best is None or len(mp) > len(best[0])):
+            best = (mp, m)
+    if best is None:
+        return None
+    vol = next((v for v in pod.get("volumes", []) if v["name"] == best[1]["name"]), {})
+    pvc = vol.get("persistentVolumeClaim")
+    if pvc is None:
+        return None
+    return pvc["claimName"], bool(best[1].get("readOnly") or pvc.get("readOnly"))
+
+if kind == "CronJob":
+    # The retrain job: hardened like the server, one at a time, never
+    # restarted in place, and writing the very model file the replicas serve.
+    js = d["spec"]["jobTemplate"]["spec"]
+    check(d["spec"].get("concurrencyPolicy") == "Forbid", "concurrencyPolicy Forbid")
+    check(pod.get("restartPolicy") in ("Never", "OnFailure"), f"restartPolicy {pod.get('restartPolicy')}")
+    rules = (js.get("podFailurePolicy") or {}).get("rules", [])
+    fail_on = {v for r in rules if r.get("action") == "FailJob" for v in (r.get("onExitCodes") or {}).get("values", [])}
+    check(5 in fail_on, f"a gate's rejection (exit 5) fails the Job at once, not retried (FailJob on {sorted(fail_on)})")
+    check(c.get("args", [])[:1] == ["retrain"], f"runs `nbserve retrain` (args {c.get('args', [])[:1]})")
+    hardened(pod, c)
+    for ic in pod.get("initContainers", []):
+        hardened(pod, ic, f"init container {ic['name']}: ")
+    model_path = settings["model"]["path"]
+    job_mount = mount_of(pod, c, model_path)
+    serving = []
+    for dep in (x for x in docs if x["kind"] == "Deployment"):
+        dpod = dep["spec"]["template"]["spec"]
+        for dc in dpod["containers"]:
+            serving.append((dep["metadata"]["name"], mount_of(dpod, dc, model_path)))
+    check(job_mount is not None and not job_mount[1],
+          f"model.path {model_path} is on a writable PVC mount ({job_mount})")
+    check(bool(serving) and all(m is not None and job_mount is not None and m[0] == job_mount[0] for _, m in serving),
+          f"the replicas serve model.path from the same PVC ({serving})")
+    sys.exit(0)
 
 check(server["port"] in ports.values(), f"container port is server.port {server['port']}", f"ports {ports}")
 paths = {"livenessProbe": {"/health", "/v2/health/live"},
@@ -225,16 +297,7 @@ for probe, allowed in paths.items():
 grace = pod.get("terminationGracePeriodSeconds", 30)
 need = server["drain_delay_secs"] + server["shutdown_timeout_secs"]
 check(grace > need, f"terminationGracePeriodSeconds {grace} > drain_delay_secs + shutdown_timeout_secs = {need}")
-psc, sc = pod.get("securityContext", {}), c.get("securityContext", {})
-check(psc.get("runAsNonRoot") is True or sc.get("runAsNonRoot") is True, "runAsNonRoot")
-check(sc.get("readOnlyRootFilesystem") is True, "readOnlyRootFilesystem")
-check(sc.get("allowPrivilegeEscalation") is False, "allowPrivilegeEscalation: false")
-check(sc.get("capabilities", {}).get("drop") == ["ALL"], "capabilities drop ALL")
-check((sc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type") == "RuntimeDefault",
-      "seccomp RuntimeDefault")
-res = c.get("resources", {})
-check(all(k in res.get(s, {}) for s in ("requests", "limits") for k in ("cpu", "memory")),
-      "cpu and memory requests and limits")
+hardened(pod, c)
 if kind == "Deployment":
     check(bool(pod.get("topologySpreadConstraints")), "topologySpreadConstraints")
 PY

@@ -1,0 +1,214 @@
+"""Prefect flow for the retrain loop: fetch → retrain (tune, two gates, promote) → report.
+
+A thin layer: every task calls the `nbserve` binary (or a fetch command) and
+the binary decides; the flow only orders the steps, keeps the record and turns
+the outcome into a flow-run state. A rejection by either gate (`nbserve
+retrain` exit 5) makes the flow run FAILED with the report's reason; a
+promotion completes it.
+
+    # once, now (local ephemeral Prefect: no server to start)
+    python orchestration/prefect/flow.py run --data data/train.csv \
+        --feedback-log 'feedback/*.jsonl' --holdout data/holdout.csv --config nbserve.toml
+
+    # a cron deployment served by this process (Ctrl-C stops it)
+    python orchestration/prefect/flow.py serve --cron "0 3 * * *" --data ... --holdout ...
+
+Options after `--` go to `nbserve retrain` unchanged (grid, --keep, tracking, ...).
+NBSERVE_BIN picks the binary (default `nbserve` on PATH). Installed with
+scripts/install-prefect.sh (prefect pinned and hash-checked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+# `nbserve retrain` exit codes (README, "Exit codes").
+EXIT_PROMOTED = 0
+EXIT_REJECTED = 5
+
+
+class RetrainRejected(Exception):
+    """A gate rejected the candidate: nothing was promoted (exit 5)."""
+
+
+class RetrainError(Exception):
+    """`nbserve retrain` failed for another reason (bad data, settings, lock busy, ...)."""
+
+
+def _tail(text: str, lines: int = 20) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+@task(name="fetch-data")
+def fetch_data(fetch_cmd: str | None, data: list[str], feedback_logs: list[str], holdout: str) -> dict[str, Any]:
+    """Runs the optional fetch command, then resolves the inputs: each
+    feedback-log glob expands in sorted name order (`nbserve retrain` lets the
+    last label for a text win, so name dated parts oldest first, e.g.
+    feedback-2026-11-30.jsonl); missing base data is an error, no feedback log
+    at all is not (the retrain then runs on the base data)."""
+    logger = get_run_logger()
+    if fetch_cmd:
+        logger.info("fetch: %s", fetch_cmd)
+        done = subprocess.run(shlex.split(fetch_cmd), capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RetrainError(f"fetch command exited {done.returncode}: {_tail(done.stderr or done.stdout)}")
+    missing = [p for p in [*data, holdout] if not Path(p).is_file()]
+    if missing:
+        raise RetrainError(f"input files missing: {', '.join(missing)}")
+    logs: list[str] = []
+    for pattern in feedback_logs:
+        matched = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else ([pattern] if Path(pattern).is_file() else [])
+        if not matched:
+            logger.warning("no feedback log matches %s", pattern)
+        logs.extend(m for m in matched if m not in logs)
+    sizes = {p: Path(p).stat().st_size for p in logs}
+    logger.info("inputs: %d base CSV(s), %d feedback log(s) (%d bytes), holdout %s",
+                len(data), len(logs), sum(sizes.values()), holdout)
+    return {"data": data, "feedback_logs": logs, "holdout": holdout}
+
+
+@task(name="retrain")
+def retrain(nbserve: str, config: str | None, inputs: dict[str, Any], report_path: str,
+            extra_args: list[str]) -> dict[str, Any]:
+    """`nbserve retrain ... --report FILE`: returns the exit code and the output tail.
+    Exit 0 and 5 both leave a report; anything else is an error of the run."""
+    cmd = [nbserve, "retrain"]
+    if config:
+        cmd += ["--config", config]
+    for d in inputs["data"]:
+        cmd += ["--data", d]
+    for log in inputs["feedback_logs"]:
+        cmd += ["--feedback-log", log]
+    cmd += ["--holdout", inputs["holdout"], "--report", report_path, *extra_args]
+    logger = get_run_logger()
+    logger.info("running %s", shlex.join(cmd))
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.stdout.strip():
+        logger.info("%s", _tail(done.stdout, 40))
+    if done.returncode not in (EXIT_PROMOTED, EXIT_REJECTED):
+        raise RetrainError(f"nbserve retrain exited {done.returncode}: {_tail(done.stderr or done.stdout)}")
+    return {"exit_code": done.returncode, "report_path": report_path}
+
+
+@task(name="report")
+def read_report(result: dict[str, Any]) -> dict[str, Any]:
+    """Reads the JSON report, records it as a markdown artifact of the run and
+    fails on a rejection (with the report's reason)."""
+    logger = get_run_logger()
+    try:
+        report = json.loads(Path(result["report_path"]).read_text())
+    except (OSError, ValueError) as err:
+        raise RetrainError(f"no readable report at {result['report_path']}: {err}") from err
+    verdict = report.get("verdict")
+    candidate = report.get("candidate") or {}
+    current = report.get("current") or {}
+    cand_f1 = (candidate.get("holdout") or {}).get("f1_macro")
+    cur_f1 = (current.get("holdout") or {}).get("f1_macro")
+    summary = (f"verdict {verdict}: {report.get('reason')} (candidate {candidate.get('version')} "
+               f"holdout F1 macro {_fmt(cand_f1)}, current {current.get('version')} {_fmt(cur_f1)})")
+    logger.info("%s", summary)
+    create_markdown_artifact(
+        key="nbserve-retrain-report",
+        description="nbserve retrain report",
+        markdown="\n".join([
+            f"## nbserve retrain: {verdict}",
+            "",
+            f"{report.get('reason')}",
+            "",
+            "| model | version | holdout F1 macro |",
+            "|---|---|---|",
+            f"| candidate | {candidate.get('version')} | {_fmt(cand_f1)} |",
+            f"| current | {current.get('version')} | {_fmt(cur_f1)} |",
+            "",
+            "```json",
+            json.dumps(report, indent=2)[:20000],
+            "```",
+        ]),
+    )
+    # The exit code decides; the report must agree with it.
+    rejected = result["exit_code"] == EXIT_REJECTED
+    if rejected != (verdict == "rejected"):
+        raise RetrainError(f"exit code {result['exit_code']} disagrees with the report's verdict {verdict!r}")
+    if rejected:
+        raise RetrainRejected(f"candidate rejected: {report.get('reason')}")
+    return report
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.4f}" if isinstance(x, (int, float)) else "n/a"
+
+
+@flow(name="nbserve-retrain", log_prints=True)
+def retrain_flow(data: list[str], holdout: str, feedback_logs: list[str] | None = None,
+                 config: str | None = None, nbserve: str | None = None, report_dir: str | None = None,
+                 fetch_cmd: str | None = None, extra_args: list[str] | None = None) -> dict[str, Any]:
+    """Fetch the inputs, retrain with the two gates, read the report.
+    Completed: a new model was promoted. Failed: rejected (nothing changed) or an error."""
+    nbserve = nbserve or os.environ.get("NBSERVE_BIN") or "nbserve"
+    report_dir = report_dir or tempfile.mkdtemp(prefix="nbserve-retrain-")
+    Path(report_dir).mkdir(parents=True, exist_ok=True)
+    report_path = str(Path(report_dir) / "retrain-report.json")
+    inputs = fetch_data(fetch_cmd, data, feedback_logs or [], holdout)
+    result = retrain(nbserve, config, inputs, report_path, extra_args or [])
+    return read_report(result)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="nbserve retrain under Prefect: run once, or serve a cron deployment")
+    p.add_argument("mode", choices=["run", "serve"], help="run: one flow run now; serve: a cron deployment")
+    p.add_argument("--data", action="append", required=True, help="base CSV (repeatable)")
+    p.add_argument("--feedback-log", action="append", default=[], help="feedback log file or glob (repeatable)")
+    p.add_argument("--holdout", required=True, help="fixed holdout CSV")
+    p.add_argument("--config", help="nbserve settings file (model.path, model.dir, gate.min_f1_macro)")
+    p.add_argument("--nbserve", help="nbserve binary (default: $NBSERVE_BIN or nbserve on PATH)")
+    p.add_argument("--report-dir", help="where the JSON report goes (default: a new temp dir per run)")
+    p.add_argument("--fetch-cmd", help="command run first to refresh the base data (e.g. scripts/fetch-data.sh)")
+    p.add_argument("--cron", default=os.environ.get("NBSERVE_RETRAIN_CRON", "0 3 * * *"),
+                   help="serve: cron schedule (default $NBSERVE_RETRAIN_CRON or '0 3 * * *')")
+    p.add_argument("--name", default="nbserve-retrain-nightly", help="serve: deployment name")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    extra: list[str] = []
+    if "--" in argv:
+        extra = argv[argv.index("--") + 1:]
+        argv = argv[:argv.index("--")]
+    args = _parser().parse_args(argv)
+    params = {
+        "data": args.data, "holdout": args.holdout, "feedback_logs": args.feedback_log,
+        "config": args.config, "nbserve": args.nbserve, "report_dir": args.report_dir,
+        "fetch_cmd": args.fetch_cmd, "extra_args": extra,
+    }
+    if args.mode == "serve":
+        retrain_flow.serve(name=args.name, cron=args.cron, parameters=params)
+        return 0
+    state = retrain_flow(**params, return_state=True)
+    print(f"flow run state: {state.type.value} ({state.message})")
+    return 0 if state.is_completed() else (EXIT_REJECTED if _rejected(state) else 1)
+
+
+def _rejected(state: Any) -> bool:
+    try:
+        state.result()
+    except RetrainRejected:
+        return True
+    except Exception:  # noqa: BLE001 - any other failure is "not a rejection"
+        return False
+    return False
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
