@@ -2,6 +2,7 @@
 //! non-log file refused at start-up.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -37,6 +38,10 @@ async fn rotating_by_rename_while_feedback_flows_loses_no_accepted_line() {
         // Rotate twice while feedback is flowing, the way logrotate does
         // (rename; the server notices the path now names another file).
         if i == N / 3 || i == 2 * N / 3 {
+            // Lines are written by the log's own thread after the answer
+            // (`interval`): let it catch up, so the count per file below is
+            // exact (a line still queued at a rename goes to the new file).
+            assert!(app.state.feedback.flush_log(Duration::from_secs(60)).await);
             let to = logs.path().join(format!("feedback.jsonl.{i}"));
             std::fs::rename(&path, &to).unwrap();
             rotated.push(to);
@@ -50,6 +55,7 @@ async fn rotating_by_rename_while_feedback_flows_loses_no_accepted_line() {
         accepted.insert(id);
     }
     rotated.push(path.clone());
+    assert!(app.state.feedback.flush_log(Duration::from_secs(60)).await);
     let ids = logged_ids(&rotated);
     let logged: HashSet<String> = ids.iter().cloned().collect();
     assert_eq!(ids.len(), N, "every line once");
