@@ -41,10 +41,8 @@ async fn lines(app: &TestApp, path: &Path) -> Vec<Value> {
 fn read(line: &Value) -> Option<(String, String)> {
     let obj = line.as_object().expect("a JSON object");
     let label = obj["label"].as_str().expect("a string label").to_owned();
-    match obj.get("text") {
-        None => None,
-        Some(t) => Some((t.as_str().expect("a string text").to_owned(), label)),
-    }
+    obj.get("text")
+        .map(|t| (t.as_str().expect("a string text").to_owned(), label))
 }
 
 #[tokio::test]
