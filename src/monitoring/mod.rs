@@ -470,6 +470,57 @@ pub(crate) mod tests {
         assert_eq!(lines[1]["source"], "feedback");
     }
 
+    /// Heap bytes per kept text, as glibc counts the bytes in use
+    /// (`mallinfo2()`: chunk sizes, headers included) before and
+    /// after 100,000 predictions with texts of each length; the texts to
+    /// send are allocated before the first reading. Reads process-wide
+    /// counters, so it runs alone:
+    /// `cargo test --lib kept_text_memory -- --ignored --nocapture --test-threads=1`.
+    #[test]
+    #[ignore = "measurement: process-wide allocator counters; run alone"]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn kept_text_memory() {
+        fn in_use() -> usize {
+            // SAFETY: mallinfo2 only reads the allocator's statistics.
+            let info = unsafe { libc::mallinfo2() };
+            // Chunks in the heap, plus large blocks glibc maps on their own
+            // (the texts' index, once it grows past the mmap threshold).
+            info.uordblks + info.hblkhd
+        }
+        const N: usize = 100_000;
+        let m = model();
+        for len in [20, 100, 500, 2000] {
+            let texts: Vec<String> = (0..N)
+                .map(|i| {
+                    let mut t = format!("{i:09}");
+                    t.extend(std::iter::repeat('w').take(len - t.len()));
+                    t
+                })
+                .collect();
+            let s = FeedbackStore::build(
+                N,
+                Duration::from_secs(3600),
+                10,
+                None,
+                Some(N * len),
+                writer::QUEUE_BYTES,
+            )
+            .unwrap();
+            let before = in_use();
+            for t in &texts {
+                s.remember_text(&m, 0, 0.9, None, t);
+            }
+            let after = in_use();
+            assert_eq!(s.kept_text_bytes(), N * len, "every text kept");
+            let per = (after - before) as f64 / N as f64;
+            println!(
+                "text length {len:>5} B: {per:.1} heap bytes per kept text, overhead {:.1} B",
+                per - len as f64
+            );
+            assert!(per - len as f64 <= 64.0, "{per} bytes per {len}-byte text");
+        }
+    }
+
     #[test]
     fn texts_of_evicted_predictions_are_freed() {
         let dir = tempfile::tempdir().unwrap();
