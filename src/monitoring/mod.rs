@@ -155,6 +155,8 @@ struct Inner {
 /// The store; cheap to share behind an `Arc`.
 pub struct FeedbackStore {
     window: usize,
+    /// Whether `Inner::texts` is kept (known without the lock).
+    keep_text: bool,
     ids: IdCodec,
     inner: Mutex<Inner>,
     log: Option<LogWriter>,
@@ -205,6 +207,7 @@ impl FeedbackStore {
         };
         Ok(Self {
             window,
+            keep_text: text_budget.is_some(),
             ids: IdCodec::new(),
             inner: Mutex::new(Inner {
                 ring: Ring::new(capacity, max_age),
@@ -295,12 +298,14 @@ impl FeedbackStore {
         text: &str,
     ) -> Uuid {
         let nonce = rand::random::<u64>() & NONCE_MASK;
+        // Copied before taking the lock, which other requests wait for.
+        let text: Option<Box<str>> = (self.keep_text && !text.is_empty()).then(|| text.into());
         let mut g = self.lock();
         let seq = g.ring.push(model, nonce, predicted);
         let first = g.ring.first();
         if let Some(texts) = &mut g.texts {
             texts.forget_before(first);
-            if !text.is_empty() {
+            if let Some(text) = text {
                 texts.keep(seq, text);
             }
         }
@@ -613,6 +618,37 @@ pub(crate) mod tests {
         let id = s.remember(&m, 0, 0.9, None).to_string();
         let (_, receipt) = s.submit_logged(&id, "ham").unwrap();
         assert_eq!(block_on(receipt.outcome()), LogOutcome::Queued);
+    }
+
+    /// Under `always` a full queue makes the request wait for room (never
+    /// dropped while it waits); lines given up before they were queued (the
+    /// request went away) are counted as dropped.
+    #[test]
+    fn always_waits_for_room_and_counts_lines_given_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, path) = store_keeping_texts(dir.path(), 100, 1 << 20, LogFsync::Always, 1024);
+        let m = model();
+        let pause = s.pause_log_writer().unwrap();
+        let ids: Vec<String> = (0..3)
+            .map(|i| {
+                s.remember_text(&m, 0, 0.9, None, &format!("t{i}"))
+                    .to_string()
+            })
+            .collect();
+        let (_, first) = s.submit_logged(&ids[0], "ham").unwrap(); // takes the room
+        let (_, second) = s.submit_logged(&ids[1], "ham").unwrap(); // waits for room
+        let (_, third) = s.submit_logged(&ids[2], "ham").unwrap();
+        drop(third); // its request went away before there was room
+        assert_eq!(s.log_dropped(), 1);
+        drop(pause);
+        let outcomes = block_on(async { (first.outcome().await, second.outcome().await) });
+        assert_eq!(outcomes, (LogOutcome::Synced, LogOutcome::Synced));
+        assert_eq!(s.log_dropped(), 1);
+        let texts: Vec<String> = log_lines(&path)
+            .iter()
+            .map(|l| l["text"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(texts, ["t0", "t1"]);
     }
 
     /// Under `always`, a receipt completes only once its line is synced: not

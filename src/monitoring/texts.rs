@@ -27,7 +27,7 @@ impl TextStore {
     /// Keeps `text` for prediction `seq` (greater than every `seq` kept
     /// before), dropping the oldest texts until it fits. A text larger than
     /// the whole budget is not kept (nor does it drop anything).
-    pub(super) fn keep(&mut self, seq: u64, text: &str) {
+    pub(super) fn keep(&mut self, seq: u64, text: Box<str>) {
         debug_assert!(self.entries.back().map_or(true, |(s, _)| *s < seq));
         if text.len() > self.budget {
             return;
@@ -35,8 +35,8 @@ impl TextStore {
         while self.bytes + text.len() > self.budget {
             self.pop_front();
         }
-        self.entries.push_back((seq, text.into()));
         self.bytes += text.len();
+        self.entries.push_back((seq, text));
     }
 
     /// Frees the texts of predictions before `first` (evicted from the ring
@@ -86,17 +86,17 @@ mod tests {
     #[test]
     fn the_budget_drops_the_oldest_texts_first() {
         let mut t = TextStore::new(10);
-        t.keep(0, "aaaa");
-        t.keep(1, "bbbb");
+        t.keep(0, "aaaa".into());
+        t.keep(1, "bbbb".into());
         assert_eq!(t.bytes(), 8);
-        t.keep(2, "cccc"); // 12 > 10: "aaaa" goes
+        t.keep(2, "cccc".into()); // 12 > 10: "aaaa" goes
         assert_eq!(t.bytes(), 8);
         assert_eq!(t.take(0), None);
         assert_eq!(t.take(1).as_deref(), Some("bbbb"));
         assert_eq!(t.take(1), None, "taken once");
         assert_eq!(t.bytes(), 4);
         // Exactly the budget fits; the taken placeholder is dropped with it.
-        t.keep(3, "dddddddddd");
+        t.keep(3, "dddddddddd".into());
         assert_eq!(t.bytes(), 10);
         assert_eq!(t.len(), 1);
         assert_eq!(t.take(2), None);
@@ -106,8 +106,8 @@ mod tests {
     #[test]
     fn a_text_over_the_budget_is_not_kept_and_drops_nothing() {
         let mut t = TextStore::new(5);
-        t.keep(0, "abc");
-        t.keep(1, "abcdef");
+        t.keep(0, "abc".into());
+        t.keep(1, "abcdef".into());
         assert_eq!(t.take(1), None);
         assert_eq!(t.take(0).as_deref(), Some("abc"));
     }
@@ -116,7 +116,7 @@ mod tests {
     fn evicted_predictions_free_their_texts() {
         let mut t = TextStore::new(1000);
         for seq in 0..10 {
-            t.keep(seq, "0123456789");
+            t.keep(seq, "0123456789".into());
         }
         t.forget_before(7);
         assert_eq!((t.len(), t.bytes()), (3, 30));
@@ -136,7 +136,7 @@ mod tests {
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let len = (rng >> 33) as usize % 300 + 1;
-            t.keep(seq, &"x".repeat(len));
+            t.keep(seq, "x".repeat(len).into());
             if seq % 7 == 0 {
                 t.take(seq / 2);
             }

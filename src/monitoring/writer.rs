@@ -62,6 +62,27 @@ struct Shared {
     resumed: Condvar,
 }
 
+impl Shared {
+    /// Counts dropped lines; logs at most once per [`LOG_INTERVAL`].
+    fn count_dropped(&self, lines: u64) {
+        let total = self.dropped.fetch_add(lines, Ordering::Relaxed) + lines;
+        let now = self.epoch.elapsed().as_millis() as u64 + 1;
+        let last = self.last_drop_report.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= LOG_INTERVAL.as_millis() as u64;
+        if due
+            && self
+                .last_drop_report
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::error!(
+                dropped_lines = total,
+                "feedback log lines dropped (queue full: the disk is slow or stalled); predictions and feedback go on"
+            );
+        }
+    }
+}
+
 /// The request side of the writer thread.
 pub(super) struct LogWriter {
     tx: Sender<Job>,
@@ -101,7 +122,29 @@ enum Receipt {
         tx: Sender<Job>,
         room: Arc<Semaphore>,
         units: u32,
+        unsent: Unsent,
     },
+}
+
+/// Counts lines as dropped if they are given up before being queued (a
+/// receipt dropped unawaited, or a request gone while waiting for room).
+struct Unsent {
+    shared: Option<Arc<Shared>>,
+    lines: u64,
+}
+
+impl Unsent {
+    fn sent(mut self) {
+        self.shared = None;
+    }
+}
+
+impl Drop for Unsent {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            shared.count_dropped(self.lines);
+        }
+    }
 }
 
 impl LogReceipt {
@@ -120,9 +163,10 @@ impl LogReceipt {
                 tx,
                 room,
                 units,
+                unsent,
             } => {
                 let Ok(permit) = room.acquire_many_owned(units).await else {
-                    return LogOutcome::Failed;
+                    return LogOutcome::Dropped;
                 };
                 let (ack, rx) = oneshot::channel();
                 let sent = tx.send(Job::Lines {
@@ -131,8 +175,9 @@ impl LogReceipt {
                     _room: permit,
                 });
                 if sent.is_err() {
-                    return LogOutcome::Failed;
+                    return LogOutcome::Dropped;
                 }
+                unsent.sent();
                 rx
             }
         };
@@ -179,14 +224,19 @@ impl LogWriter {
             .min(self.room_units);
         let Ok(permit) = Arc::clone(&self.room).try_acquire_many_owned(units) else {
             if self.fsync == LogFsync::Always {
+                let unsent = Unsent {
+                    shared: Some(Arc::clone(&self.shared)),
+                    lines: count_lines(&lines),
+                };
                 return LogReceipt(Receipt::Waiting {
                     job: lines,
                     tx: self.tx.clone(),
                     room: Arc::clone(&self.room),
                     units,
+                    unsent,
                 });
             }
-            self.count_dropped(bytecount_lines(&lines));
+            self.shared.count_dropped(count_lines(&lines));
             return LogReceipt::done(LogOutcome::Dropped);
         };
         let (ack, receipt) = if self.fsync == LogFsync::Always {
@@ -202,30 +252,10 @@ impl LogWriter {
         };
         if self.tx.send(job).is_err() {
             // The writer thread is gone (it panicked): count, never block.
-            self.count_dropped(1);
+            self.shared.count_dropped(1);
             return LogReceipt::done(LogOutcome::Dropped);
         }
         receipt
-    }
-
-    /// Counts dropped lines; logs at most once per [`LOG_INTERVAL`].
-    fn count_dropped(&self, lines: u64) {
-        let total = self.shared.dropped.fetch_add(lines, Ordering::Relaxed) + lines;
-        let now = self.shared.epoch.elapsed().as_millis() as u64 + 1;
-        let last = self.shared.last_drop_report.load(Ordering::Relaxed);
-        let due = last == 0 || now.saturating_sub(last) >= LOG_INTERVAL.as_millis() as u64;
-        if due
-            && self
-                .shared
-                .last_drop_report
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            tracing::error!(
-                dropped_lines = total,
-                "feedback log queue full (the disk is slow or stalled): lines dropped; predictions and feedback go on"
-            );
-        }
     }
 
     /// Asks the writer to reopen the file before its next write (SIGHUP).
@@ -273,7 +303,7 @@ impl Drop for WriterPause {
     }
 }
 
-fn bytecount_lines(lines: &[u8]) -> u64 {
+fn count_lines(lines: &[u8]) -> u64 {
     lines.iter().filter(|&&b| b == b'\n').count().max(1) as u64
 }
 
