@@ -121,7 +121,7 @@ pub struct ExampleRecord<'a> {
 }
 
 impl<'a> ExampleRecord<'a> {
-    /// An example received now.
+    /// An example record (`"source": "example"`).
     pub fn new(
         text: &'a str,
         label: &'a str,
