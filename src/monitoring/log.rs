@@ -337,6 +337,39 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"");
     }
 
+    /// SIGHUP reopens the path before the next write (the open's repair of
+    /// a cut record then applies to whatever is at the path now).
+    #[test]
+    fn reopen_on_request_goes_through_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fb.jsonl");
+        let s = FeedbackStore::new(10, Duration::from_secs(60), 10, Some(&path)).unwrap();
+        let m = model();
+        let id = s.remember(&m, 0, 0.9, None).to_string();
+        s.submit(&id, "ham").unwrap();
+        flush(&s);
+        // Something else appended a record cut short (same file, no rename).
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b"{\"cut").unwrap();
+        s.reopen_log();
+        let id = s.remember(&m, 0, 0.9, None).to_string();
+        s.submit(&id, "spam").unwrap();
+        flush(&s);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let labels: Vec<String> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"))
+            })
+            .map(|v| v["label"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(labels, ["ham", "spam"]);
+        assert_eq!(s.log_errors(), 0);
+    }
+
     #[test]
     fn persisted_lines_are_json() {
         let dir = tempfile::tempdir().unwrap();
