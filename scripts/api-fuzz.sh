@@ -14,7 +14,8 @@
 # FUZZ_SECS (the former time cap) is refused.
 # Starts its own server (debug build; NBSERVE_BIN to use another binary) on a
 # free 127.0.0.1 port with an admin token, so /admin/reload is fuzzed with
-# valid credentials, and stops it on exit.
+# valid credentials, and with feedback.accept_examples (and keep_text) on, so
+# is POST /examples; stops it on exit.
 #
 #   scripts/api-fuzz.sh
 set -euo pipefail
@@ -43,7 +44,11 @@ venv="$(pinned_venv schemathesis "$req")"
 # shellcheck source=scripts/lib/local-server.sh
 source scripts/lib/local-server.sh
 local_server_setup
-local_server_start_shipped "$work/server.log"
+# With a feedback log, kept texts and POST /examples on, so /examples is fuzzed
+# past its 404 and feedback lines carry texts.
+local_server_start_shipped "$work/server.log" \
+    NBSERVE__FEEDBACK__LOG_PATH="$work/feedback.jsonl" \
+    NBSERVE__FEEDBACK__KEEP_TEXT=true NBSERVE__FEEDBACK__ACCEPT_EXAMPLES=true
 url="http://127.0.0.1:$port"
 
 passed=0

@@ -173,6 +173,14 @@ pub struct FeedbackSettings {
     pub log_path: Option<PathBuf>,
     /// When the log is flushed to disk.
     pub log_fsync: LogFsync,
+    /// Keep the text of remembered predictions, so feedback lines carry it
+    /// (stores user text; needs `log_path`).
+    pub keep_text: bool,
+    /// Most bytes of kept text in all; the oldest texts are dropped first.
+    pub text_budget_bytes: usize,
+    /// Accept labelled texts on `POST /examples`, appended to the log
+    /// (needs `log_path`).
+    pub accept_examples: bool,
 }
 
 /// When the feedback log is synced to disk (`fsync`).
@@ -230,6 +238,9 @@ impl Default for Settings {
                 window: 1000,
                 log_path: None,
                 log_fsync: LogFsync::Interval,
+                keep_text: false,
+                text_budget_bytes: 64 * 1024 * 1024,
+                accept_examples: false,
             },
         }
     }
@@ -401,6 +412,27 @@ impl Settings {
         if self.feedback.capacity == 0 || self.feedback.window == 0 {
             return invalid("feedback", "capacity and window must be > 0");
         }
+        let f = &self.feedback;
+        if f.log_path.is_none() {
+            if f.keep_text {
+                return invalid(
+                    "feedback.keep_text",
+                    "needs feedback.log_path: kept texts only leave the server in feedback log lines",
+                );
+            }
+            if f.accept_examples {
+                return invalid(
+                    "feedback.accept_examples",
+                    "needs feedback.log_path: examples are appended to the feedback log",
+                );
+            }
+        }
+        if f.keep_text && f.text_budget_bytes == 0 {
+            return invalid(
+                "feedback.text_budget_bytes",
+                "must be > 0 with feedback.keep_text",
+            );
+        }
         if matches!(&self.admin.token, Some(t) if t.len() < 8) {
             return invalid("admin.token", "must be at least 8 characters");
         }
@@ -445,6 +477,7 @@ mod tests {
                 serde_json::Value::Null => default == "(none)",
                 serde_json::Value::Number(n) => default.parse::<f64>().ok() == n.as_f64(),
                 serde_json::Value::String(s) => default == s,
+                serde_json::Value::Bool(b) => default == b.to_string(),
                 other => panic!("{key}: unexpected {other}"),
             };
             assert!(matches, "{key}: documented {default}, loaded {value}");
@@ -571,6 +604,40 @@ mod tests {
         let e =
             Settings::load_from(None, env(&[("NBSERVE__ADMIN__TOKEN_FILE", path)])).unwrap_err();
         assert!(e.to_string().contains("admin.token"), "{e}");
+    }
+
+    #[test]
+    fn kept_texts_and_examples_need_a_log() {
+        for key in ["KEEP_TEXT", "ACCEPT_EXAMPLES"] {
+            let var = format!("NBSERVE__FEEDBACK__{key}");
+            let e = Settings::load_from(None, env(&[(&var, "true")])).unwrap_err();
+            let name = format!("feedback.{}", key.to_lowercase());
+            assert_eq!(
+                e.to_string().split(':').next().unwrap(),
+                format!("invalid setting {name}"),
+                "{e}"
+            );
+            assert!(e.to_string().contains("feedback.log_path"), "{e}");
+            let s = Settings::load_from(
+                None,
+                env(&[
+                    (&var, "true"),
+                    ("NBSERVE__FEEDBACK__LOG_PATH", "/tmp/fb.jsonl"),
+                ]),
+            )
+            .unwrap();
+            assert!(s.feedback.keep_text || s.feedback.accept_examples);
+        }
+        let e = Settings::load_from(
+            None,
+            env(&[
+                ("NBSERVE__FEEDBACK__KEEP_TEXT", "true"),
+                ("NBSERVE__FEEDBACK__LOG_PATH", "/tmp/fb.jsonl"),
+                ("NBSERVE__FEEDBACK__TEXT_BUDGET_BYTES", "0"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("feedback.text_budget_bytes"), "{e}");
     }
 
     #[test]

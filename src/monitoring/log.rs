@@ -122,26 +122,11 @@ impl FeedbackLog {
         }
     }
 
-    /// Appends `record` as one JSON line (reopening first if the file was
-    /// rotated away); a failure is counted and reported, not returned: the
-    /// feedback it records is already counted and in the window.
-    pub(super) fn append_record(&mut self, record: &impl serde::Serialize) {
+    /// Checks for rotation (reopening if the path names another file now):
+    /// once per batch of lines the writer thread takes from its queue.
+    pub(super) fn follow_rotation(&mut self) {
         if self.rotated() {
             self.reopen();
-        }
-        let mut line = serde_json::to_vec(record).expect("serialisable");
-        line.push(b'\n');
-        match self.append(&line) {
-            Ok(()) => {
-                self.unsynced = true;
-                let due = self.last_sync.elapsed() >= LOG_INTERVAL;
-                match self.fsync {
-                    LogFsync::Always => self.sync_now(),
-                    LogFsync::Interval if due => self.sync_now(),
-                    _ => {}
-                }
-            }
-            Err(e) => self.failed("append", &e),
         }
     }
 }
@@ -168,6 +153,29 @@ impl<F: LogFile> FeedbackLog<F> {
                 Err(e)
             }
         }
+    }
+
+    /// Appends `lines` (complete JSON lines, each ending in `\n`) with one
+    /// `write` per line; a failure is counted and reported, not returned to
+    /// the request: what the lines record is already counted and in the
+    /// window. False if any line was not written.
+    pub(super) fn write_lines(&mut self, lines: &[u8]) -> bool {
+        let mut all = true;
+        for line in lines.split_inclusive(|&b| b == b'\n') {
+            match self.append(line) {
+                Ok(()) => self.unsynced = true,
+                Err(e) => {
+                    self.failed("append", &e);
+                    all = false;
+                }
+            }
+        }
+        all
+    }
+
+    /// True while lines written since the last sync are not yet synced.
+    pub(super) fn unsynced(&self) -> bool {
+        self.unsynced
     }
 
     /// Syncs lines written since the last sync (`interval` calls this every
@@ -237,7 +245,7 @@ fn not_a_log() -> std::io::Error {
 mod tests {
     use std::time::Duration;
 
-    use super::super::tests::model;
+    use super::super::tests::{flush, model};
     use super::super::FeedbackStore;
     use super::*;
 
@@ -306,6 +314,7 @@ mod tests {
         let s = FeedbackStore::new(10, Duration::from_secs(60), 10, Some(&path)).unwrap();
         let id = s.remember(&model(), 0, 0.9, None).to_string();
         s.submit(&id, "ham").unwrap();
+        flush(&s);
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.ends_with('\n'), "{text}");
         let lines: Vec<serde_json::Value> = text
@@ -328,6 +337,39 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"");
     }
 
+    /// SIGHUP reopens the path before the next write (the open's repair of
+    /// a cut record then applies to whatever is at the path now).
+    #[test]
+    fn reopen_on_request_goes_through_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fb.jsonl");
+        let s = FeedbackStore::new(10, Duration::from_secs(60), 10, Some(&path)).unwrap();
+        let m = model();
+        let id = s.remember(&m, 0, 0.9, None).to_string();
+        s.submit(&id, "ham").unwrap();
+        flush(&s);
+        // Something else appended a record cut short (same file, no rename).
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        f.write_all(b"{\"cut").unwrap();
+        s.reopen_log();
+        let id = s.remember(&m, 0, 0.9, None).to_string();
+        s.submit(&id, "spam").unwrap();
+        flush(&s);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let labels: Vec<String> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{e}: {l}"))
+            })
+            .map(|v| v["label"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(labels, ["ham", "spam"]);
+        assert_eq!(s.log_errors(), 0);
+    }
+
     #[test]
     fn persisted_lines_are_json() {
         let dir = tempfile::tempdir().unwrap();
@@ -338,6 +380,7 @@ mod tests {
             let id = s.remember(&m, 0, 0.9, None).to_string();
             s.submit(&id, "ham").unwrap();
         }
+        flush(&s);
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
@@ -345,5 +388,7 @@ mod tests {
             .collect();
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[0]["label"], "ham");
+        assert_eq!(lines[0]["source"], "feedback");
+        assert!(lines[0].get("text").is_none(), "no text unless kept");
     }
 }

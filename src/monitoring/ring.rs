@@ -193,6 +193,12 @@ impl Ring {
         })
     }
 
+    /// Sequence number of the oldest remembered prediction (the next one
+    /// when none is).
+    pub(super) fn first(&self) -> u64 {
+        self.first
+    }
+
     /// Predictions currently remembered.
     pub(super) fn len(&self) -> usize {
         (self.next - self.first) as usize

@@ -121,6 +121,18 @@ fn exponential(start: f64, factor: f64, count: usize) -> Vec<f64> {
     exponential_buckets(start, factor, count).expect("valid buckets")
 }
 
+/// The results `nbserve_examples_total` counts: `accepted` counts examples,
+/// the others refused requests.
+pub const EXAMPLE_RESULTS: [&str; 7] = [
+    "accepted",
+    "disabled",
+    "invalid_request",
+    "invalid_batch",
+    "invalid_text",
+    "invalid_label",
+    "log_unavailable",
+];
+
 /// The results `nbserve_model_polls_total` counts.
 pub const POLL_RESULTS: [&str; 4] = ["unchanged", "reloaded", "refused", "error"];
 
@@ -181,6 +193,12 @@ metrics! {
     feedback: IntCounterVec = ("nbserve_feedback_total", "Label feedback by result.", ["result"]);
     /// Failed feedback-log writes, syncs and reopens.
     feedback_log_errors: IntCounter = ("nbserve_feedback_log_errors_total", "Failed feedback-log writes, syncs and reopens (the feedback is still counted).", ());
+    /// Feedback-log lines dropped because the writer's queue was full.
+    feedback_log_dropped: IntCounter = ("nbserve_feedback_log_dropped_total", "Feedback-log lines dropped because the log writer's queue was full (a slow or stalled disk; never with log_fsync=always).", ());
+    /// Bytes of prediction text kept for feedback lines.
+    feedback_kept_text_bytes: IntGauge = ("nbserve_feedback_kept_text_bytes", "Bytes of prediction text kept for feedback lines (feedback.keep_text; at most feedback.text_budget_bytes).", ());
+    /// `POST /examples` outcomes: examples accepted, requests refused by reason.
+    examples: IntCounterVec = ("nbserve_examples_total", "POST /examples: examples accepted (result=accepted), requests refused by reason (other results).", ["result"]);
     /// Labelled predictions by true and predicted label (classes² series).
     feedback_confusion: IntCounterVec = ("nbserve_feedback_confusion_total", "Labelled predictions by true and predicted label.", ["true_label", "predicted_label"]);
     /// F1 macro over the live feedback window.
@@ -229,6 +247,9 @@ impl Metrics {
         }
         for result in ["accepted", "unknown_id", "invalid_label", "duplicate"] {
             m.feedback.with_label_values(&[result]);
+        }
+        for result in EXAMPLE_RESULTS {
+            m.examples.with_label_values(&[result]);
         }
         Arc::new(m)
     }

@@ -94,15 +94,8 @@ impl Application {
         )
         .await
         .map_err(model_error)?;
-        let f = &settings.feedback;
-        let feedback = FeedbackStore::new(
-            f.capacity,
-            Duration::from_secs(f.max_age_secs),
-            f.window,
-            f.log_path.as_deref(),
-        )
-        .map_err(StartupError::FeedbackLog)?
-        .with_log_fsync(f.log_fsync);
+        let feedback =
+            FeedbackStore::from_settings(&settings.feedback).map_err(StartupError::FeedbackLog)?;
         let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
         let signals = if with_signals {
             Some(Signals::install().map_err(StartupError::Signals)?)
@@ -131,10 +124,6 @@ impl Application {
             "model passed the gate; listening"
         );
         let state = AppState::new(settings, model, metrics, feedback, registry);
-        let f = &state.settings.feedback;
-        if f.log_path.is_some() && f.log_fsync == crate::settings::LogFsync::Interval {
-            tokio::spawn(sync_feedback_log(state.clone()));
-        }
         Ok(Self {
             listener,
             port,
@@ -181,9 +170,19 @@ impl Application {
                 Duration::from_secs(interval),
             ))
         });
+        let state = self.state.clone();
         let result = serve::serve(self.listener, self.state, signal).await;
         if let Some(p) = poller {
             p.abort();
+        }
+        // Lines accepted under `never`/`interval` may still be queued: write
+        // them before the process ends (bounded: a stalled disk must not
+        // hold the shutdown).
+        if !state.feedback.flush_log(FLUSH_ON_SHUTDOWN).await {
+            tracing::error!(
+                timeout_secs = FLUSH_ON_SHUTDOWN.as_secs(),
+                "feedback log not flushed at shutdown; queued lines may be lost"
+            );
         }
         result
     }
@@ -266,21 +265,8 @@ struct Hangup(tokio::signal::unix::Signal);
 #[cfg(not(unix))]
 struct Hangup;
 
-/// Syncs the feedback log every second under the `interval` policy, so the
-/// last lines before a quiet spell do not wait for the next append. Stops
-/// with the server (the state's last other holder).
-async fn sync_feedback_log(state: AppState) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if !state.is_ready() {
-            return;
-        }
-        let s = state.clone();
-        let _ = tokio::task::spawn_blocking(move || s.feedback.sync_log_if_due()).await;
-    }
-}
+/// How long the shutdown waits for the feedback log's queue to be written.
+const FLUSH_ON_SHUTDOWN: Duration = Duration::from_secs(10);
 
 async fn reload_on_sighup(state: AppState, hangup: Hangup) {
     #[cfg(unix)]
@@ -288,8 +274,7 @@ async fn reload_on_sighup(state: AppState, hangup: Hangup) {
         let mut hup = hangup.0;
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP received: reloading the model, reopening the feedback log");
-            let s = state.clone();
-            let _ = tokio::task::spawn_blocking(move || s.feedback.reopen_log()).await;
+            state.feedback.reopen_log();
             let _ = state.reload(None).await;
         }
     }

@@ -2,7 +2,9 @@
 //! non-log file refused at start-up.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
+use nbserve::settings::LogFsync;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -37,6 +39,10 @@ async fn rotating_by_rename_while_feedback_flows_loses_no_accepted_line() {
         // Rotate twice while feedback is flowing, the way logrotate does
         // (rename; the server notices the path now names another file).
         if i == N / 3 || i == 2 * N / 3 {
+            // Lines are written by the log's own thread after the answer
+            // (`interval`): let it catch up, so the count per file below is
+            // exact (a line still queued at a rename goes to the new file).
+            assert!(app.state.feedback.flush_log(Duration::from_secs(60)).await);
             let to = logs.path().join(format!("feedback.jsonl.{i}"));
             std::fs::rename(&path, &to).unwrap();
             rotated.push(to);
@@ -50,6 +56,7 @@ async fn rotating_by_rename_while_feedback_flows_loses_no_accepted_line() {
         accepted.insert(id);
     }
     rotated.push(path.clone());
+    assert!(app.state.feedback.flush_log(Duration::from_secs(60)).await);
     let ids = logged_ids(&rotated);
     let logged: HashSet<String> = ids.iter().cloned().collect();
     assert_eq!(ids.len(), N, "every line once");
@@ -71,4 +78,70 @@ async fn a_file_that_is_not_a_feedback_log_is_refused_untouched() {
     settings.feedback.log_path = Some(path.clone());
     assert!(nbserve::server::Application::build(settings).await.is_err());
     assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+}
+
+/// Issue #20: a stalled log writer (a slow disk, a blocking write) never
+/// blocks a request. On this test's single runtime thread — shared by the
+/// server and the client — any request that blocked its worker on the log
+/// would hang the whole test instead.
+#[tokio::test(flavor = "current_thread")]
+async fn a_stalled_log_writer_blocks_no_request() {
+    for fsync in [LogFsync::Interval, LogFsync::Always] {
+        let logs = tempfile::tempdir().unwrap();
+        let path = logs.path().join("feedback.jsonl");
+        let log = path.clone();
+        let app = spawn_app_with(move |s| {
+            s.feedback.log_path = Some(log);
+            s.feedback.log_fsync = fsync;
+            s.feedback.keep_text = true;
+        })
+        .await;
+        let stall = app.state.feedback.pause_log_writer().unwrap();
+        let first = app.predict("first message").await["prediction_id"].clone();
+        let feedback = tokio::spawn({
+            let (client, url) = (app.client.clone(), app.url("/feedback"));
+            async move {
+                let body = json!({"prediction_id": first, "label": "spam"});
+                client.post(url).json(&body).send().await.unwrap().status()
+            }
+        });
+        // While the writer is stalled: predictions, health and (under
+        // `interval`) feedback are answered.
+        for i in 0..20 {
+            let id = app.predict(&format!("message {i}")).await["prediction_id"].clone();
+            assert_eq!(app.get("/health").await.status(), 200);
+            if fsync == LogFsync::Interval {
+                let r = app
+                    .post_json("/feedback", &json!({"prediction_id": id, "label": "ham"}))
+                    .await;
+                assert_eq!(r.status(), 202);
+            }
+        }
+        let body = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(body, "", "nothing written while stalled");
+        if fsync == LogFsync::Always {
+            // Acknowledged only once synced: still waiting, the worker free.
+            assert!(
+                !feedback.is_finished(),
+                "acknowledged before the line was synced"
+            );
+        }
+        drop(stall);
+        assert_eq!(feedback.await.unwrap(), 202);
+        assert!(app.state.feedback.flush_log(Duration::from_secs(60)).await);
+        let body = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<Value> = body
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let expected = if fsync == LogFsync::Always { 1 } else { 21 };
+        assert_eq!(lines.len(), expected, "{fsync:?}");
+        assert!(lines.iter().any(|l| l["text"] == "first message"));
+        let m = app.metrics().await;
+        assert_eq!(
+            metric_value(&m, "nbserve_feedback_log_dropped_total"),
+            Some(0.0)
+        );
+        app.stop().await;
+    }
 }

@@ -4,6 +4,7 @@ mod admin;
 mod body_budget;
 mod connections;
 mod errors;
+mod examples;
 mod feedback;
 mod feedback_log;
 mod half_close;

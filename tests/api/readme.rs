@@ -30,7 +30,15 @@ fn readme_blocks() -> Vec<String> {
 
 #[tokio::test]
 async fn readme_curl_examples_work() {
-    let app = spawn_app_with(|s| s.admin.token = Some("change-me-please".into())).await;
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("feedback.jsonl");
+    let app = spawn_app_with(|s| {
+        s.admin.token = Some("change-me-please".into());
+        // The `POST /examples` example needs them.
+        s.feedback.log_path = Some(log);
+        s.feedback.accept_examples = true;
+    })
+    .await;
     let blocks = readme_blocks();
     assert!(blocks.len() >= 2, "README lost its examples");
     let mut answers = 0;

@@ -6,7 +6,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::monitoring::FeedbackError;
+use crate::monitoring::{FeedbackError, LogReceipt};
 use crate::server::error::ApiError;
 use crate::server::extract::AppJson;
 use crate::server::state::AppState;
@@ -60,15 +60,21 @@ pub struct FeedbackBatchResponse {
     pub results: Vec<FeedbackItemResult>,
 }
 
-fn record(state: &AppState, item: &FeedbackRequest) -> Result<bool, FeedbackError> {
+/// Records one item: whether the model was right, and the receipt of its
+/// log line (awaited before answering: under `log_fsync = always` it
+/// completes once the line is synced).
+fn record(state: &AppState, item: &FeedbackRequest) -> Result<(bool, LogReceipt), FeedbackError> {
     let m = &state.metrics;
-    match state.feedback.submit(&item.prediction_id, &item.label) {
-        Ok(r) => {
+    match state
+        .feedback
+        .submit_logged(&item.prediction_id, &item.label)
+    {
+        Ok((r, receipt)) => {
             m.feedback.with_label_values(&["accepted"]).inc();
             m.feedback_confusion
                 .with_label_values(&[&r.label, &r.predicted_label])
                 .inc();
-            Ok(r.label == r.predicted_label)
+            Ok((r.label == r.predicted_label, receipt))
         }
         Err(e) => {
             m.feedback.with_label_values(&[e.result_label()]).inc();
@@ -88,7 +94,10 @@ pub async fn feedback(
     State(state): State<AppState>,
     AppJson(req): AppJson<FeedbackRequest>,
 ) -> Result<(StatusCode, Json<FeedbackResponse>), ApiError> {
-    let correct = record(&state, &req)?;
+    let (correct, logged) = record(&state, &req)?;
+    // A failed or dropped line is counted by the log; the feedback itself is
+    // accepted (it is in the live window) either way.
+    logged.outcome().await;
     Ok((
         StatusCode::ACCEPTED,
         Json(FeedbackResponse {
@@ -119,17 +128,25 @@ pub async fn feedback_batch(
             format!("items must hold 1 to {max} entries"),
         ));
     }
+    let mut receipts = Vec::new();
     let results: Vec<FeedbackItemResult> = req
         .items
         .iter()
         .map(|item| FeedbackItemResult {
             prediction_id: item.prediction_id.clone(),
             result: match record(&state, item) {
-                Ok(_) => "accepted".into(),
+                Ok((_, logged)) => {
+                    receipts.push(logged);
+                    "accepted".into()
+                }
                 Err(e) => e.result_label().into(),
             },
         })
         .collect();
+    // All lines are queued already; under `always` they are synced together.
+    for logged in receipts {
+        logged.outcome().await;
+    }
     let accepted = results.iter().filter(|r| r.result == "accepted").count();
     Ok((
         StatusCode::ACCEPTED,

@@ -12,10 +12,14 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let live = state.feedback.live_quality();
     let log_errors = state.feedback.log_errors();
     let counted = state.metrics.feedback_log_errors.get();
-    state
-        .metrics
-        .feedback_log_errors
+    let m = &state.metrics;
+    m.feedback_log_errors
         .inc_by(log_errors.saturating_sub(counted));
+    let dropped = state.feedback.log_dropped();
+    m.feedback_log_dropped
+        .inc_by(dropped.saturating_sub(m.feedback_log_dropped.get()));
+    m.feedback_kept_text_bytes
+        .set(state.feedback.kept_text_bytes() as i64);
     state
         .metrics
         .set_live(&live, state.feedback.drift().as_ref());

@@ -1,6 +1,7 @@
 //! The router: one function used by `serve` and by the tests.
 
 pub mod admin;
+pub mod examples;
 pub mod feedback;
 pub mod health;
 pub mod metrics;
@@ -33,6 +34,7 @@ use super::state::AppState;
     info(title = "nbserve", description = "Bernoulli naive Bayes text classification server"),
     paths(
         predict::predict, predict::predict_batch, feedback::feedback, feedback::feedback_batch,
+        examples::examples,
         health::health, health::ready, model::model, model::quality, metrics::metrics, admin::reload,
         v2::server_metadata, v2::live, v2::ready, v2::model_metadata, v2::version_metadata,
         v2::model_ready, v2::version_ready, v2::infer, v2::version_infer
@@ -266,6 +268,7 @@ fn admitted_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/predict/batch", post(predict::predict_batch)),
         ("/feedback", post(feedback::feedback)),
         ("/feedback/batch", post(feedback::feedback_batch)),
+        ("/examples", post(examples::examples)),
         ("/model", get(model::model)),
         ("/model/quality", get(model::quality)),
         ("/admin/reload", post(admin::reload)),

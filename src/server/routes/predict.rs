@@ -67,7 +67,11 @@ pub struct BatchResponse {
     pub model_version: String,
 }
 
-fn check_text(text: &str, max_bytes: usize, index: Option<usize>) -> Result<(), ApiError> {
+pub(crate) fn check_text(
+    text: &str,
+    max_bytes: usize,
+    index: Option<usize>,
+) -> Result<(), ApiError> {
     let at = index.map(|i| format!(" (texts[{i}])")).unwrap_or_default();
     if text.trim().is_empty() {
         return Err(ApiError::unprocessable(
@@ -103,7 +107,7 @@ fn score(state: &AppState, model: &ServingModel, text: &str, explain: bool) -> P
     }
     let id = state
         .feedback
-        .remember(&model.profile, prediction.label, confidence, oov);
+        .remember_text(&model.profile, prediction.label, confidence, oov, text);
     let explanation = explain.then(|| {
         classifier
             .explain(text, &prediction, 10)
