@@ -140,6 +140,12 @@ suite fleet scripts/test-fleet.sh
 step "MLflow: tracking, registry and champion following against a real mlflow server"
 suite mlflow scripts/test-mlflow.sh
 
+step "retrain loop end to end: v1 under load, field data via the API, promote, reject (exit 5), roll back"
+suite retrain scripts/test-retrain.sh
+
+step "Prefect flow: promote and reject through the real prefect package (ephemeral API)"
+suite prefect scripts/test-prefect.sh
+
 step "API fuzzing: schemathesis against /openapi.json (no 5xx, documented statuses and schemas)"
 suite api-fuzz scripts/api-fuzz.sh
 
