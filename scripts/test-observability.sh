@@ -10,10 +10,14 @@
 #  3. dashboard + provisioning structure (tests/observability/check.py static)
 #  4. live: runs the real nbserve and a real Prometheus scraping it every 1s
 #     with the alert rules loaded, drives traffic (predictions of both
-#     classes, batches, 4xx, a reload, feedback), then evaluates EVERY PromQL
+#     classes, batches, 4xx, a reload, feedback, labelled examples: 2 per class
+#     of tests/data/sample.csv, hence `--examples 4`), then evaluates EVERY PromQL
 #     expression of the dashboards and the rules through the HTTP API: all
 #     must be valid and every dashboard query must return data (except the
 #     few whitelisted in check.py, with their reason).
+#
+# The Model lifecycle panels must show the served artifact's age (now minus its
+# created_at), one version, the accepted examples and kept prediction text.
 #
 # The server gets a temporary model.dir holding the shipped model and a broken
 # artifact; a reload of the broken one must make NbserveModelReloadFailing fire,
@@ -177,9 +181,14 @@ token="test-observability"
 port="$(free_port)"
 # feedback.window holds all of the test's feedback (replay ~1,200 + traffic + wrong
 # labels), so the server's live gauges and the fleet PromQL cover the same samples.
+# The feedback log with kept texts and labelled examples is on (the retrain loop's
+# inputs), so the Model lifecycle panels show real examples and kept-text bytes.
 NBSERVE__SERVER__HOST=127.0.0.1 \
   NBSERVE__SERVER__PORT="$port" \
   NBSERVE__FEEDBACK__WINDOW=2000 \
+  NBSERVE__FEEDBACK__LOG_PATH="$tmp/feedback.jsonl" \
+  NBSERVE__FEEDBACK__KEEP_TEXT=true \
+  NBSERVE__FEEDBACK__ACCEPT_EXAMPLES=true \
   NBSERVE__ADMIN__TOKEN="$token" \
   NBSERVE__MODEL__PATH="$tmp/models/spam-nb.json" \
   NBSERVE__MODEL__DIR="$tmp/models" \
@@ -246,13 +255,14 @@ fi
 step "live: traffic"
 check "traffic: documented statuses and error codes" \
   "${CHECK[@]}" traffic --url "$url" --token "$token" --sample "$ROOT/tests/data/sample.csv" \
-  --broken-model broken.json
+  --broken-model broken.json --examples
 check "Prometheus scraped the traffic" "${CHECK[@]}" wait-scraped --url "$url" --prom "$prom" --timeout 60
 
 step "live: evaluate every PromQL expression"
 check "every dashboard and rule expression: valid, with data" \
   "${CHECK[@]}" live --prom "$prom" --job nbserve --instance ".*" --since "$prom_started" \
-  --min-samples "$min_samples" --expect-firing NbserveModelReloadFailing --expect-firing Watchdog
+  --min-samples "$min_samples" --expect-firing NbserveModelReloadFailing --expect-firing Watchdog \
+  --model-file "$tmp/models/spam-nb.json" --examples 4
 
 step "live: wrong labels and one-class traffic"
 check "wrong labels and one-class traffic: live F1 falls, alerts pending" \

@@ -133,6 +133,13 @@ pub const EXAMPLE_RESULTS: [&str; 7] = [
     "log_unavailable",
 ];
 
+/// Unix seconds of an artifact's RFC 3339 `created_at`; NaN when it does not
+/// parse, so a freshness alert stays silent rather than judging a made-up age.
+fn created_at_secs(created_at: &str) -> f64 {
+    chrono::DateTime::parse_from_rfc3339(created_at)
+        .map_or(f64::NAN, |t| t.timestamp_millis() as f64 / 1000.0)
+}
+
 /// The results `nbserve_model_polls_total` counts.
 pub const POLL_RESULTS: [&str; 4] = ["unchanged", "reloaded", "refused", "error"];
 
@@ -175,6 +182,8 @@ metrics! {
     model_reloads: IntCounterVec = ("nbserve_model_reloads_total", "Model reload attempts by result.", ["result"]);
     /// Reloads whose caller went away before they finished.
     model_reloads_abandoned: IntCounter = ("nbserve_model_reloads_abandoned_total", "Reloads whose client went away (timeout, disconnect) before they finished; each still completes.", ());
+    /// When the served model's artifact was created (its `created_at`).
+    model_created_timestamp: Gauge = ("nbserve_model_created_timestamp_seconds", "Unix time the served model's artifact was created (its created_at; NaN when unparsable): the model's age is time() minus this.", ());
     /// When the served model was loaded.
     model_loaded_timestamp: Gauge = ("nbserve_model_loaded_timestamp_seconds", "Unix time the served model was loaded.", ());
     /// Open client connections.
@@ -281,6 +290,8 @@ impl Metrics {
         self.gate_min_f1_macro.set(gate_min);
         self.gate_f1_macro.set(model.gate.f1_macro);
         self.model_loaded_timestamp.set(loaded_at_secs);
+        self.model_created_timestamp
+            .set(created_at_secs(&meta.created_at));
         self.forget_labels_not_in(&meta.classes);
         let series = meta
             .classes
@@ -427,5 +438,30 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::created_at_secs;
+
+    #[test]
+    fn created_at_parses_rfc3339_with_offsets_and_fractions() {
+        assert_eq!(created_at_secs("2020-01-02T03:04:05Z"), 1_577_934_245.0);
+        assert_eq!(
+            created_at_secs("2020-01-02T04:04:05+01:00"),
+            1_577_934_245.0
+        );
+        assert_eq!(
+            created_at_secs("2020-01-02T03:04:05.250Z"),
+            1_577_934_245.25
+        );
+    }
+
+    #[test]
+    fn unparsable_created_at_is_nan_not_zero() {
+        // 0 would read as a model 56 years old and page.
+        assert!(created_at_secs("yesterday").is_nan());
+        assert!(created_at_secs("").is_nan());
     }
 }

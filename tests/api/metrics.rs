@@ -77,9 +77,53 @@ async fn metrics_describe_traffic_and_the_model() {
     );
     assert_eq!(metric_value(&m, "nbserve_max_concurrency"), Some(1024.0));
     assert!(metric_value(&m, "nbserve_model_loaded_timestamp_seconds").unwrap() > 1.7e9);
+    // The artifact's own created_at, not the load time.
+    let shipped: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(shipped_model()).unwrap()).unwrap();
+    let created = chrono::DateTime::parse_from_rfc3339(shipped["created_at"].as_str().unwrap())
+        .unwrap()
+        .timestamp() as f64;
+    assert_eq!(
+        metric_value(&m, "nbserve_model_created_timestamp_seconds"),
+        Some(created)
+    );
     assert!(m.contains("nbserve_build_info{version=\""));
     assert!(m.contains("nbserve_oov_token_ratio_bucket"));
     assert!(m.contains("process_resident_memory_bytes"));
     assert!(metric_value(&m, "nbserve_http_requests_in_flight").is_some());
+    app.stop().await;
+}
+
+/// A reload publishes the new artifact's creation time (what the freshness
+/// alert reads); a refused reload leaves the served model's in place.
+#[tokio::test]
+async fn model_created_timestamp_follows_reloads() {
+    let app = spawn_app().await;
+    let dir = app.models_dir.path();
+    let old = write_variant(dir, "old.json", |a| {
+        a.model.version = "old".into();
+        a.created_at = "2020-01-02T03:04:05Z".into();
+    });
+    let before = app.metrics().await;
+    let shipped = metric_value(&before, "nbserve_model_created_timestamp_seconds").unwrap();
+    assert_eq!(app.reload(Some(json!({"path": old}))).await.status(), 200);
+    let m = app.metrics().await;
+    assert_eq!(
+        metric_value(&m, "nbserve_model_created_timestamp_seconds"),
+        Some(1_577_934_245.0)
+    );
+    assert_ne!(shipped, 1_577_934_245.0);
+    std::fs::write(dir.join("broken.json"), b"{}").unwrap();
+    assert_eq!(
+        app.reload(Some(json!({"path": "broken.json"})))
+            .await
+            .status(),
+        422
+    );
+    let m = app.metrics().await;
+    assert_eq!(
+        metric_value(&m, "nbserve_model_created_timestamp_seconds"),
+        Some(1_577_934_245.0)
+    );
     app.stop().await;
 }

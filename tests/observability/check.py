@@ -508,6 +508,20 @@ def cmd_traffic(args) -> int:
     st, body = http("POST", f"{base}/feedback", {"prediction_id": predicted[1][0], "label": "no-such-label"})
     expect("invalid label", st, lambda s: s == 422, body, "invalid_label")
 
+    if args.examples:
+        # labelled examples (feedback.accept_examples): single and batch forms
+        # are accepted, an unknown label is refused (counted by result)
+        for lab in labels:
+            st, body = http("POST", f"{base}/examples", {"text": by_label[lab][0], "label": lab})
+            expect("POST /examples", st, lambda s: s == 200)
+        st, body = http("POST", f"{base}/examples",
+                        {"examples": [{"text": by_label[lab][1], "label": lab} for lab in labels]})
+        expect("POST /examples (batch)", st, lambda s: s == 200)
+        if st == 200 and (not isinstance(body, dict) or body.get("accepted") != len(labels)):
+            fail(f"traffic: POST /examples batch of {len(labels)}: {str(body)[:200]}")
+        st, body = http("POST", f"{base}/examples", {"text": "some text", "label": "no-such-label"})
+        expect("example with an unknown label", st, lambda s: s == 422, body, "invalid_label")
+
     # a second round of predictions after a pause so rates span several scrapes
     time.sleep(args.pause)
     for lab, text in docs[: 2 * n : 2]:
@@ -684,6 +698,54 @@ def check_events(prom: str, dashboards: dict[str, dict], values: dict[str, str],
     return checked
 
 
+def check_lifecycle(prom: str, model: dict, args, now: float) -> int:
+    """The Model lifecycle row shows what the server really holds: the model
+    age is now minus the served artifact's created_at, one version is served,
+    and (with --examples N) the accepted examples and kept text arrived."""
+    values = {"job": args.job, "instance": args.instance, **BUILTIN_VARS}
+    panels = {p.get("title"): p for p in all_panels(model)}
+    checked = 0
+
+    def panel_values(title: str) -> list[float]:
+        p = panels.get(title)
+        if not p:
+            fail(f"nbserve-model: panel {title!r} not found")
+            return []
+        res = prom_query(prom, substitute(p["targets"][0]["expr"], values), now).get("data", {}).get("result", [])
+        return [float(r["value"][1]) for r in res]
+
+    created = json.loads(Path(args.model_file).read_text())["created_at"]
+    created_s = _rfc3339_seconds(created)
+    ages = panel_values("Model age per instance")
+    checked += 1
+    want = now - created_s
+    if len(ages) != 1 or abs(ages[0] - want) > 0.01:
+        fail(f"'Model age per instance' shows {ages}, the served artifact ({created}) is {want:.3f}s old")
+    else:
+        print(f"live: 'Model age per instance' = {ages[0]:.3f}s = now - created_at {created}")
+    versions = panel_values("Distinct model versions served")
+    checked += 1
+    if versions != [1.0]:
+        fail(f"'Distinct model versions served' shows {versions}, one process serves one version")
+    if args.examples:
+        accepted = prom_scalar(prom, 'sum(nbserve_examples_total{job="%s", result="accepted"})' % args.job, now)
+        refused = prom_scalar(prom, 'sum(nbserve_examples_total{job="%s", result="invalid_label"})' % args.job, now)
+        kept = panel_values("Kept prediction text")
+        checked += 3
+        if accepted != args.examples or refused != 1:
+            fail(f"nbserve_examples_total: accepted {accepted} (sent {args.examples}), invalid_label {refused} (sent 1)")
+        elif not (len(kept) == 1 and kept[0] > 0):
+            fail(f"'Kept prediction text' shows {kept}: feedback.keep_text is on and predictions were made")
+        else:
+            print(f"live: examples accepted {accepted:.0f}, refused 1; kept prediction text {kept[0]:.0f} bytes")
+    return checked
+
+
+def _rfc3339_seconds(text: str) -> float:
+    from datetime import datetime
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
 def cmd_live(args) -> int:
     started = time.monotonic()
     prom = args.prom.rstrip("/")
@@ -792,6 +854,8 @@ def cmd_live(args) -> int:
             print(f"live: {p['title']} = {va:.4f} = {gauge}")
     if pairs:
         fail(f"nbserve-model: panels not found: {sorted(pairs)}")
+    if args.model_file:
+        evaluated += check_lifecycle(prom, model or {}, args, now)
     if args.since:
         evaluated += check_events(prom, dashboards, {"job": args.job, "instance": args.instance, **BUILTIN_VARS},
                                   args.since)
@@ -1231,6 +1295,7 @@ def main() -> int:
     p.add_argument("--per-class", type=int, default=20)
     p.add_argument("--pause", type=float, default=2.5, help="seconds between rounds (> scrape interval)")
     p.add_argument("--broken-model", help="file in the server's model.dir that is not a valid model")
+    p.add_argument("--examples", action="store_true", help="also send labelled examples (feedback.accept_examples on)")
     p = sub.add_parser("wait-scraped")
     p.add_argument("--url", required=True)
     p.add_argument("--prom", required=True)
@@ -1243,6 +1308,8 @@ def main() -> int:
     p.add_argument("--job", default="nbserve")
     p.add_argument("--instance", default=".*")
     p.add_argument("--expect-firing", action="append", default=[])
+    p.add_argument("--model-file", help="the served artifact: the Model lifecycle panels are checked against it")
+    p.add_argument("--examples", type=int, default=0, help="labelled examples the traffic step had accepted")
     p.add_argument("--since", type=float,
                    help="unix time Prometheus started: annotation and event panels are drawn over the "
                         "whole test and compared with the events that happened")
