@@ -168,6 +168,11 @@ impl LoadError {
                 "model file content does not match its checksum"
             }
             LoadError::Holdout(_) => "the configured holdout file cannot be used",
+            LoadError::Registry(MlflowError::TooLarge { max_bytes, .. }) => {
+                return format!(
+                    "the registry's model file is larger than model.max_bytes ({max_bytes} bytes)"
+                )
+            }
             LoadError::Registry(_) => "the model registry did not provide the model",
             // Computed from counts and numbers, never from the file's text.
             other => return crate::server::extract::short(other.to_string()),
@@ -226,7 +231,7 @@ pub async fn load_source(
             let client = registry.ok_or_else(|| MlflowError::NoTrackingUri(uri.to_string()))?;
             let version = client.resolve(&uri).await?;
             (
-                Some(client.download_model_file(&version).await?),
+                Some(client.download_model_file(&version, max_bytes).await?),
                 Some(version),
             )
         }
@@ -272,6 +277,18 @@ pub fn load_gated(
     let result = load_file(path, None, max_bytes, settings);
     release_freed_memory();
     result
+}
+
+/// Loads, validates and gates artifact `bytes` that came from no file (the
+/// fuzz targets' way in: the same checks as a file or registry source).
+/// The result's `path` is `source`; its fingerprint is the bytes' sha256.
+pub fn load_gated_bytes(
+    bytes: Vec<u8>,
+    source: PathBuf,
+    settings: &GateSettings,
+) -> Result<ServingModel, LoadError> {
+    let fingerprint = content_fingerprint(&bytes);
+    gate_bytes(bytes, settings, source, fingerprint)
 }
 
 /// Opens the model file once; everything after reads from this handle, so
