@@ -13,7 +13,8 @@
 # requests (the real router in-process: status < 500, JSON error shape),
 # tokenizer (equal to a regex-crate scanner for `(?u)\b\w\w+\b`).
 #
-# New inputs go to a scratch corpus (the committed seeds in fuzz/corpus/ stay
+# artifact and requests use the dictionaries in fuzz/dicts/ (JSON keys and
+# edge values). New inputs go to a scratch corpus (the committed seeds in fuzz/corpus/ stay
 # as they are); a crash leaves its input in fuzz/artifacts/<target>/ (to add to
 # fuzz/corpus/<target>/ once fixed, so tests/fuzz_corpus.rs replays it). Prints
 # one line per target (seconds, executions, execs/s, coverage, corpus, crashes)
@@ -47,13 +48,16 @@ for target in "${targets[@]}"; do
     [[ -d "fuzz/corpus/$target" ]] || { log "no target $target"; failed=$((failed + 1)); continue; }
     mkdir -p "$work/corpus/$target"
     touch "$work/$target.start"
+    # JSON targets get a dictionary of the schema's keys and edge values.
+    dict=()
+    [[ -f "fuzz/dicts/$target.dict" ]] && dict=("-dict=dicts/$target.dict")
     log "$target: ${FUZZ_SECONDS}s"
     status=0
     # -timeout: one input taking 10 s counts as a hang; -rss_limit_mb: a
     # target holding 2 GB is a finding, not a slow machine.
     (cd fuzz && nice cargo fuzz run "$target" "$work/corpus/$target" "corpus/$target" -- \
         -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
-        -print_final_stats=1) >"$work/$target.log" 2>&1 || status=$?
+        -print_final_stats=1 "${dict[@]}") >"$work/$target.log" 2>&1 || status=$?
     final_stat() { grep -Eo "^stat::$1: *[0-9]+" "$work/$target.log" | grep -Eo '[0-9]+$' | tail -n1; }
     execs="$(final_stat number_of_executed_units || true)"
     rate="$(final_stat average_exec_per_sec || true)"
