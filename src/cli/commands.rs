@@ -461,7 +461,10 @@ pub fn promote(a: PromoteArgs) -> CmdResult {
     let (mv, bytes) = rt
         .block_on(async {
             let mv = client.get_model_version(&a.model_name, &a.version).await?;
-            let bytes = client.download_model_file(&mv).await?;
+            // The default cap: promote refuses what a server with default
+            // settings would refuse to load.
+            let max_bytes = nbserve::settings::Settings::default().model.max_bytes;
+            let bytes = client.download_model_file(&mv, max_bytes).await?;
             Ok((mv, bytes))
         })
         .map_err(mlflow)?;

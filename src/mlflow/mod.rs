@@ -74,6 +74,15 @@ pub enum MlflowError {
         /// What was wrong.
         detail: String,
     },
+    /// A download larger than the caller's cap (`model.max_bytes`), refused
+    /// from its declared length or after reading one byte past the cap.
+    #[error("MLflow {endpoint} answered with more than {max_bytes} bytes (model.max_bytes)")]
+    TooLarge {
+        /// The endpoint called.
+        endpoint: String,
+        /// The cap.
+        max_bytes: u64,
+    },
     /// An artifact URI this client cannot fetch through the tracking server.
     #[error(
         "artifact URI {0:?} is not served by the tracking server (expected mlflow-artifacts:/…)"
@@ -229,6 +238,18 @@ impl MlflowClient {
         query: &[(&str, &str)],
         body: Option<Body>,
     ) -> Result<Vec<u8>, MlflowError> {
+        self.send_capped(method, path, query, body, u64::MAX).await
+    }
+
+    /// [`Self::send`], refusing a 2xx body longer than `max_bytes`.
+    async fn send_capped(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Body>,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, MlflowError> {
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 1;
         loop {
@@ -250,12 +271,7 @@ impl MlflowClient {
             };
             let retryable = match req.send().await {
                 Ok(resp) if resp.status().is_success() => {
-                    return resp.bytes().await.map(|b| b.to_vec()).map_err(|e| {
-                        MlflowError::Garbage {
-                            endpoint: path.to_owned(),
-                            detail: e.without_url().to_string(),
-                        }
-                    });
+                    return read_capped(resp, path, max_bytes).await;
                 }
                 Ok(resp) => {
                     let status = resp.status();
@@ -430,16 +446,28 @@ impl MlflowClient {
         Ok(uri)
     }
 
-    /// Downloads the file at an `mlflow-artifacts:` URI.
-    pub async fn download_artifact(&self, uri: &str) -> Result<Vec<u8>, MlflowError> {
+    /// Downloads the file at an `mlflow-artifacts:` URI, refusing it past
+    /// `max_bytes` ([`MlflowError::TooLarge`]) without reading the rest.
+    pub async fn download_artifact(
+        &self,
+        uri: &str,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, MlflowError> {
         let path = proxied_path(uri)?;
-        self.send(Method::GET, &path, &[], None).await
+        self.send_capped(Method::GET, &path, &[], None, max_bytes)
+            .await
     }
 
-    /// Downloads a model version's artifact file (`<source>/model.json`).
-    pub async fn download_model_file(&self, mv: &ModelVersion) -> Result<Vec<u8>, MlflowError> {
+    /// Downloads a model version's artifact file (`<source>/model.json`),
+    /// refusing it past `max_bytes` (the server's `model.max_bytes`, as for
+    /// a file source).
+    pub async fn download_model_file(
+        &self,
+        mv: &ModelVersion,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, MlflowError> {
         let uri = format!("{}/{MODEL_FILE}", mv.source.trim_end_matches('/'));
-        self.download_artifact(&uri).await
+        self.download_artifact(&uri, max_bytes).await
     }
 
     /// Creates the registered model `name` unless it exists.
@@ -633,6 +661,44 @@ fn redact_userinfo(uri: &str) -> String {
     }
 }
 
+/// The body of `resp`, but never more than `max_bytes`: a declared length
+/// past the cap is refused before reading, and an undeclared (chunked) one
+/// as soon as one byte past the cap has arrived. The connection is dropped
+/// with the rest unread.
+async fn read_capped(
+    mut resp: reqwest::Response,
+    endpoint: &str,
+    max_bytes: u64,
+) -> Result<Vec<u8>, MlflowError> {
+    let too_large = || MlflowError::TooLarge {
+        endpoint: endpoint.to_owned(),
+        max_bytes,
+    };
+    let declared = resp.content_length();
+    if declared.is_some_and(|n| n > max_bytes) {
+        return Err(too_large());
+    }
+    // Reserve what the server declared (already known to be within the cap).
+    let mut body = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if (body.len() + chunk.len()) as u64 > max_bytes {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                return Err(MlflowError::Garbage {
+                    endpoint: endpoint.to_owned(),
+                    detail: e.without_url().to_string(),
+                })
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -764,5 +830,120 @@ mod tests {
         let e = client.experiment_id("x").await.unwrap_err().to_string();
         assert!(e.contains("unreachable after 4 attempts"), "{e}");
         assert!(!e.contains("hunter2") && !e.contains('\n'), "{e}");
+    }
+
+    /// An artifact store on a raw socket answering every GET with `head`
+    /// and then `body` chunks (chunked encoding) until the client hangs up;
+    /// counts the body bytes it managed to send.
+    async fn artifact_server(
+        head: &'static str,
+        chunks: Option<usize>,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let sent = std::sync::Arc::new(AtomicU64::new(0));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let counter = sent.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    let _ = conn.read(&mut request).await;
+                    conn.write_all(head.as_bytes()).await?;
+                    let chunk = vec![b'x'; 64 * 1024];
+                    let mut n = 0;
+                    // `None`: forever (until the client hangs up).
+                    while chunks.map_or(true, |c| n < c) {
+                        conn.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                            .await?;
+                        conn.write_all(&chunk).await?;
+                        conn.write_all(b"\r\n").await?;
+                        counter.fetch_add(chunk.len() as u64, Ordering::SeqCst);
+                        n += 1;
+                    }
+                    if chunks.is_some() {
+                        conn.write_all(b"0\r\n\r\n").await?;
+                    } else {
+                        // Declared a length and sends nothing: hold on.
+                        tokio::time::sleep(Duration::from_secs(120)).await;
+                    }
+                    Ok::<_, std::io::Error>(())
+                });
+            }
+        });
+        (format!("http://{addr}"), sent)
+    }
+
+    fn version() -> ModelVersion {
+        ModelVersion {
+            name: "spam".into(),
+            version: "3".into(),
+            source: "mlflow-artifacts:/1/abc/artifacts/model".into(),
+            run_id: "abc".into(),
+        }
+    }
+
+    const CHUNKED: &str = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+
+    #[tokio::test]
+    async fn an_endless_artifact_is_refused_at_the_cap_without_reading_it() {
+        let (url, sent) = artifact_server(CHUNKED, None).await;
+        let client = MlflowClient::with_auth(&url, Auth::None).unwrap();
+        let e = client
+            .download_model_file(&version(), 1_000_000)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                MlflowError::TooLarge {
+                    max_bytes: 1_000_000,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        // Not retried: one refusal, and the download stopped near the cap
+        // (what sits in socket buffers aside), not at the server's end.
+        let sent = sent.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(sent < 64_000_000, "{sent} bytes sent");
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_cap_is_refused_before_the_body() {
+        // The server declares 2 GB and then sends nothing: only a refusal
+        // from the header can answer.
+        let (url, _) = artifact_server(
+            "HTTP/1.1 200 OK\r\ncontent-length: 2000000000\r\n\r\n",
+            Some(0),
+        )
+        .await;
+        let client = MlflowClient::with_auth(&url, Auth::None).unwrap();
+        let e = tokio::time::timeout(
+            Duration::from_secs(30),
+            client.download_model_file(&version(), 1_000_000),
+        )
+        .await
+        .expect("refused without waiting for the body")
+        .unwrap_err();
+        assert!(matches!(e, MlflowError::TooLarge { .. }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_artifact_of_exactly_the_cap_downloads() {
+        let (url, _) = artifact_server(CHUNKED, Some(2)).await;
+        let client = MlflowClient::with_auth(&url, Auth::None).unwrap();
+        let at_cap = client
+            .download_model_file(&version(), 2 * 64 * 1024)
+            .await
+            .unwrap();
+        assert_eq!(at_cap.len(), 2 * 64 * 1024);
+        let over = client
+            .download_model_file(&version(), 2 * 64 * 1024 - 1)
+            .await
+            .unwrap_err();
+        assert!(matches!(over, MlflowError::TooLarge { .. }), "{over}");
     }
 }

@@ -168,6 +168,11 @@ impl LoadError {
                 "model file content does not match its checksum"
             }
             LoadError::Holdout(_) => "the configured holdout file cannot be used",
+            LoadError::Registry(MlflowError::TooLarge { max_bytes, .. }) => {
+                return format!(
+                    "the registry's model file is larger than model.max_bytes ({max_bytes} bytes)"
+                )
+            }
             LoadError::Registry(_) => "the model registry did not provide the model",
             // Computed from counts and numbers, never from the file's text.
             other => return crate::server::extract::short(other.to_string()),
@@ -225,7 +230,7 @@ pub async fn load_source(
             let client = registry.ok_or_else(|| MlflowError::NoTrackingUri(uri.to_string()))?;
             let version = client.resolve(&uri).await?;
             (
-                Some(client.download_model_file(&version).await?),
+                Some(client.download_model_file(&version, max_bytes).await?),
                 Some(version),
             )
         }
@@ -271,6 +276,18 @@ pub fn load_gated(
     let result = load_file(path, None, max_bytes, settings);
     release_freed_memory();
     result
+}
+
+/// Loads, validates and gates artifact `bytes` that came from no file (the
+/// fuzz targets' way in: the same checks as a file or registry source).
+/// The result's `path` is `source`; its fingerprint is the bytes' sha256.
+pub fn load_gated_bytes(
+    bytes: Vec<u8>,
+    source: PathBuf,
+    settings: &GateSettings,
+) -> Result<ServingModel, LoadError> {
+    let fingerprint = content_fingerprint(&bytes);
+    gate_bytes(bytes, settings, source, fingerprint)
 }
 
 /// Opens the model file once; everything after reads from this handle, so
@@ -434,5 +451,66 @@ mod tests {
         assert!(logged.len() < 300, "{} bytes", logged.len());
         assert!(!logged.contains('\n'), "{logged}");
         assert_eq!(escape_controls("a\nb\u{1b}[0m"), "a\\nb\\u{1b}[0m");
+    }
+
+    /// A `models:/` source whose artifact is past `model.max_bytes` is
+    /// refused like a file source would be, with a message naming the cap.
+    #[tokio::test]
+    async fn a_registry_artifact_past_max_bytes_is_refused() {
+        use axum::routing::get;
+        let version = serde_json::json!({"model_version": {
+            "name": "spam", "version": "3", "run_id": "abc",
+            "source": "mlflow-artifacts:/1/abc/artifacts/model"}});
+        let app = axum::Router::new()
+            .route(
+                "/api/2.0/mlflow/model-versions/get",
+                get(move || async move { axum::Json(version) }),
+            )
+            .route(
+                "/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts/model/model.json",
+                get(|| async { vec![b' '; 4096] }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let client = MlflowClient::new(&url).unwrap();
+        let settings = GateSettings {
+            min_f1_macro: 0.0,
+            holdout_path: None,
+        };
+        let load = |max_bytes| {
+            load_source(
+                PathBuf::from("models:/spam/3"),
+                None,
+                max_bytes,
+                settings.clone(),
+                Some(&client),
+            )
+        };
+        let Err(e) = load(4095).await else {
+            panic!("a 4096-byte artifact passed a 4095-byte cap");
+        };
+        assert!(
+            matches!(
+                e,
+                LoadError::Registry(MlflowError::TooLarge {
+                    max_bytes: 4095,
+                    ..
+                })
+            ),
+            "{e}"
+        );
+        assert_eq!(
+            e.public_message(),
+            "the registry's model file is larger than model.max_bytes (4095 bytes)"
+        );
+        // At the cap it is downloaded, and then refused only as not an artifact.
+        let Err(e) = load(4096).await else {
+            panic!("4096 spaces loaded as a model");
+        };
+        assert!(
+            matches!(e, LoadError::Artifact(ArtifactError::NotJson(_))),
+            "{e}"
+        );
     }
 }
