@@ -268,8 +268,12 @@ fn registry_read(
         .transpose()
         .map_err(|e| e.to_string())?;
     let rt = runtime().map_err(|f| f.message)?;
-    rt.block_on(read_registry_model(&uri, client.as_ref()))
-        .map_err(|e| e.to_string())
+    rt.block_on(read_registry_model(
+        &uri,
+        client.as_ref(),
+        plan.settings.model.max_bytes,
+    ))
+    .map_err(|e| e.to_string())
 }
 
 fn retrain_tracked(a: &RetrainArgs, plan: &Plan, tracker: Option<&Tracker>) -> CmdResult {

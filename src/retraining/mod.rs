@@ -53,14 +53,16 @@ pub fn read_model_file(path: &Path, max_bytes: u64) -> Result<SourceBytes, Sourc
     })
 }
 
-/// Resolves a `models:/` URI and downloads its model file.
+/// Resolves a `models:/` URI and downloads its model file, refusing one
+/// over `max_bytes` (`model.max_bytes`) as the server does.
 pub async fn read_registry_model(
     uri: &ModelUri,
     registry: Option<&MlflowClient>,
+    max_bytes: u64,
 ) -> Result<SourceBytes, SourceError> {
     let client = registry.ok_or_else(|| MlflowError::NoTrackingUri(uri.to_string()))?;
     let version = client.resolve(uri).await?;
-    let bytes = client.download_model_file(&version).await?;
+    let bytes = client.download_model_file(&version, max_bytes).await?;
     Ok(SourceBytes {
         bytes,
         registry_version: Some(version),
