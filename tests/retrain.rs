@@ -308,6 +308,51 @@ fn an_unloadable_current_model_leaves_only_the_absolute_gate() {
 }
 
 #[test]
+fn a_current_model_that_cannot_score_the_holdout_is_still_kept() {
+    let s = Setup::new();
+    // A valid model whose classes are not the holdout's (ham is "eggs").
+    let mut other = Dataset::holdout(&s.path("train.csv")).unwrap();
+    for l in &mut other.labels {
+        if l == "ham" {
+            *l = "eggs".into();
+        }
+    }
+    other.write_csv(&s.path("eggs.csv")).unwrap();
+    let o = s.run(&[
+        "train",
+        "--data",
+        s.path("eggs.csv").to_str().unwrap(),
+        "--out",
+        s.path("models/current.json").to_str().unwrap(),
+        "--model-version",
+        "eggs1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let eggs = std::fs::read(s.path("models/current.json")).unwrap();
+    let o = s.retrain(&["--report", s.path("r.json").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = s.report("r.json");
+    assert_eq!(r["gates"]["no_regression"]["applied"], false);
+    assert!(
+        r["current_error"].as_str().unwrap().contains("holdout"),
+        "{}",
+        r["current_error"]
+    );
+    assert_eq!(r["promoted"]["replaced_version"], "eggs1");
+    // The loadable model it replaced is kept, so rollback can restore it.
+    let h = s.history();
+    assert_eq!(h["entries"][0]["version"], "eggs1");
+    assert_eq!(h["entries"][0]["origin"], "replaced");
+    let o = s.run(&[
+        "rollback",
+        "--config",
+        s.path("nbserve.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read(s.path("models/current.json")).unwrap(), eggs);
+}
+
+#[test]
 fn two_retrains_at_once_leave_a_consistent_store() {
     let s = Setup::new();
     let spawn = |version: &str| {

@@ -15,10 +15,10 @@ use nbserve::retraining::judge::{
 use nbserve::retraining::merge::{merge, read_feedback_log, Merged};
 use nbserve::retraining::store::{self, sha256_hex, Keep, Store, StoreError};
 use nbserve::retraining::{
-    gate_like_load, read_model_file, read_registry_model, score, LoadRefusal, SourceBytes,
+    gate_like_load, read_model_file, read_registry_model, LoadRefusal, ScoreError, SourceBytes,
 };
 use nbserve::settings::Settings;
-use nbserve::training::{tune, RunOptions, TuneError, TuneOptions};
+use nbserve::training::{evaluate_on, tune, RunOptions, TuneError, TuneOptions};
 
 use super::args::{RetrainArgs, RollbackArgs};
 use super::commands::{runtime, CmdResult};
@@ -222,32 +222,37 @@ fn current_model(plan: &Plan, holdout: &Dataset) -> Current {
         None => read_model_file(path, plan.settings.model.max_bytes).map_err(|e| e.to_string()),
         Some(uri) => registry_read(plan, uri),
     };
-    let scored = read.and_then(|src: SourceBytes| {
-        score(&src.bytes, holdout)
-            .map(|(m, e)| (src, m, e))
-            .map_err(|e| e.to_string())
-    });
-    match scored {
-        Err(e) => Current {
-            report: None,
-            error: Some(format!("{}: {e}", path.display())),
-            kept: None,
-        },
-        Ok((src, model, evaluation)) => {
-            let id = &model.meta.model;
-            let report = CurrentReport {
+    let failed = |e: String, kept| Current {
+        report: None,
+        error: Some(format!("{}: {e}", path.display())),
+        kept,
+    };
+    let src = match read {
+        Ok(src) => src,
+        Err(e) => return failed(e, None),
+    };
+    let model = match Artifact::load_bytes(&src.bytes) {
+        Ok(model) => model,
+        Err(e) => return failed(e.to_string(), None),
+    };
+    let id = &model.meta.model;
+    // A valid model in service is kept for rollback even when it cannot be
+    // scored on this holdout (e.g. it lacks one of its labels): promoting
+    // must never destroy the only copy of a loadable model.
+    let kept = Some((src.bytes.clone(), id.name.clone(), id.version.clone()));
+    match evaluate_on(&model.classifier, holdout) {
+        Err(e) => failed(ScoreError::Holdout(e).to_string(), kept),
+        Ok(evaluation) => Current {
+            report: Some(CurrentReport {
                 source: path.display().to_string(),
                 name: id.name.clone(),
                 version: id.version.clone(),
                 registry_version: src.registry_version.as_ref().map(|v| v.version.clone()),
                 holdout: Scores::from(&evaluation),
-            };
-            Current {
-                report: Some(report),
-                error: None,
-                kept: Some((src.bytes, id.name.clone(), id.version.clone())),
-            }
-        }
+            }),
+            error: None,
+            kept,
+        },
     }
 }
 
@@ -397,7 +402,7 @@ fn promote(
     current: &Current,
     tracker: Option<&Tracker>,
 ) -> Result<Promotion, Failure> {
-    let replaced_version = current.report.as_ref().map(|c| c.version.clone());
+    let replaced_version = current.kept.as_ref().map(|(_, _, v)| v.clone());
     // The registry first: when it fails, no file has changed.
     let registered = match (&plan.target, &a.tracking.register, tracker) {
         (Target::Alias { name, alias }, _, Some(t)) => Some(register(t, name, Some(alias))?),
