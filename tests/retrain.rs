@@ -353,6 +353,40 @@ fn a_current_model_that_cannot_score_the_holdout_is_still_kept() {
 }
 
 #[test]
+fn rollback_refuses_a_kept_file_changed_since_it_was_kept() {
+    let s = Setup::new();
+    let o = s.retrain(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let h = s.history();
+    let v1 = s
+        .path("models/versions")
+        .join(h["entries"][0]["file"].as_str().unwrap());
+    // Someone copies the promoted model over the kept v1: valid, gated fine,
+    // but not v1.
+    let served = std::fs::read(s.path("models/current.json")).unwrap();
+    std::fs::write(&v1, &served).unwrap();
+    let mut other = served.clone();
+    other.extend_from_slice(b"\n");
+    std::fs::write(s.path("models/current.json"), &other).unwrap();
+    let before = s.snapshot();
+    let config = s.path("nbserve.toml");
+    let o = s.run(&[
+        "rollback",
+        "--config",
+        config.to_str().unwrap(),
+        "--to",
+        "v1",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("has changed since it was kept"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(s.snapshot(), before);
+}
+
+#[test]
 fn two_retrains_at_once_leave_a_consistent_store() {
     let s = Setup::new();
     let spawn = |version: &str| {

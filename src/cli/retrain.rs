@@ -568,6 +568,21 @@ pub(super) fn rollback(a: RollbackArgs) -> CmdResult {
     let bytes = read_model_file(&plan.path, settings.model.max_bytes)
         .map_err(|e| Failure::new(exit::INVALID_MODEL, e))?
         .bytes;
+    // The history's sha256 is what was kept: a file changed since (by hand,
+    // by a bad disk) is not the version the operator asked for.
+    let sha = sha256_hex(&bytes);
+    if sha != plan.target.sha256 {
+        return Err(Failure::new(
+            exit::INVALID_MODEL,
+            format!(
+                "not rolled back, nothing changed: {} has changed since it was kept as version {} (sha256 {}, history says {})",
+                plan.path.display(),
+                plan.target.version,
+                sha,
+                plan.target.sha256
+            ),
+        ));
+    }
     let (model, pass) = gate_like_load(&bytes, &settings.gate).map_err(|e| {
         let code = match &e {
             LoadRefusal::Gate(GateError::Rejected { .. }) => exit::GATE_REJECTED,
