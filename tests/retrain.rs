@@ -387,6 +387,46 @@ fn rollback_refuses_a_kept_file_changed_since_it_was_kept() {
 }
 
 #[test]
+fn a_candidate_the_servers_would_refuse_is_never_promoted() {
+    let s = Setup::new();
+    // The servers' gate (gate.min_f1_macro 0.99) is stricter than the
+    // retrain's --min-f1-macro: model.path would hold a model no server
+    // loads, and a restarted one would not start.
+    let config = std::fs::read_to_string(s.path("nbserve.toml")).unwrap();
+    std::fs::write(
+        s.path("nbserve.toml"),
+        config.replace("min_f1_macro = 0.5", "min_f1_macro = 0.99"),
+    )
+    .unwrap();
+    let before = s.snapshot();
+    let o = s.retrain(&[
+        "--min-f1-macro",
+        "0.5",
+        "--report",
+        s.path("r.json").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("rejected by the serving gate"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(s.snapshot(), before, "nothing changed");
+    let r = s.report("r.json");
+    assert_eq!(r["verdict"], "rejected");
+    assert_eq!(r["gates"]["absolute"]["passed"], true);
+    assert_eq!(r["gates"]["serving"]["passed"], false);
+    assert!(
+        r["gates"]["serving"]["refusal"]
+            .as_str()
+            .unwrap()
+            .contains("0.99"),
+        "{}",
+        r["gates"]["serving"]
+    );
+}
+
+#[test]
 fn two_retrains_at_once_leave_a_consistent_store() {
     let s = Setup::new();
     let spawn = |version: &str| {

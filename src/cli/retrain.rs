@@ -10,7 +10,7 @@ use nbserve::gate::GateError;
 use nbserve::mlflow::{MlflowClient, ModelUri};
 use nbserve::retraining::judge::{
     no_regression, AbsoluteGate, CandidateReport, CurrentReport, Gates, Parameters, Promotion,
-    Registered, Report, Scores, Verdict,
+    Registered, Report, Scores, ServingGate, Verdict,
 };
 use nbserve::retraining::merge::{merge, read_feedback_log, Merged};
 use nbserve::retraining::store::{self, sha256_hex, Keep, Store, StoreError};
@@ -340,6 +340,7 @@ fn retrain_tracked(a: &RetrainArgs, plan: &Plan, tracker: Option<&Tracker>) -> C
             a.max_regression,
         ),
         absolute,
+        serving: serving_gate(plan, &bytes),
     };
     let tuning = artifact.tuning.as_ref().expect("tune stores its search");
     let best = &tuning.results[tuning.best];
@@ -391,6 +392,22 @@ fn retrain_tracked(a: &RetrainArgs, plan: &Plan, tracker: Option<&Tracker>) -> C
             exit::GATE_REJECTED,
             format!("not promoted, nothing changed: {}", report.reason),
         )),
+    }
+}
+
+/// What a server with these settings would say when loading `bytes` from
+/// `model.path`: the same size limit and the same gate.
+fn serving_gate(plan: &Plan, bytes: &[u8]) -> ServingGate {
+    let max = plan.settings.model.max_bytes;
+    if bytes.len() as u64 > max {
+        return ServingGate::refused(format!(
+            "the artifact is {} bytes, over model.max_bytes {max}",
+            bytes.len()
+        ));
+    }
+    match gate_like_load(bytes, &plan.settings.gate) {
+        Ok(_) => ServingGate::passed(),
+        Err(e) => ServingGate::refused(e.to_string()),
     }
 }
 
