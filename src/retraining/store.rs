@@ -318,6 +318,11 @@ impl Store {
         write_atomic(&self.history_path(), &bytes)
     }
 
+    /// Whether `entry`'s file is there with the sha256 it was kept with.
+    fn holds(&self, entry: &Entry) -> bool {
+        std::fs::read(self.versions.join(&entry.file)).is_ok_and(|b| sha256_hex(&b) == entry.sha256)
+    }
+
     fn add(&self, h: &mut History, model: &Keep, origin: &str) -> Result<Entry, StoreError> {
         let seq = h.next_seq.max(1);
         let file = format!("{seq:06}-{}.json", file_name_part(model.version));
@@ -357,7 +362,15 @@ impl Store {
             None => None,
             Some(cur) => {
                 let sha = sha256_hex(cur.bytes);
-                let known = h.entries.iter().rev().find(|e| e.sha256 == sha).cloned();
+                // Known only if its kept file is still there, intact: one
+                // deleted or damaged by hand would leave nothing to roll
+                // back to.
+                let known = h
+                    .entries
+                    .iter()
+                    .rev()
+                    .find(|e| e.sha256 == sha && self.holds(e))
+                    .cloned();
                 let entry = match known {
                     Some(e) => e,
                     None => self.add(&mut h, cur, "replaced")?,
@@ -544,6 +557,27 @@ mod tests {
         let h = store.history().unwrap();
         assert_eq!(h.in_service, vec![2, 3, 4]);
         assert_eq!(h.next_seq, 5);
+    }
+
+    #[test]
+    fn a_kept_file_lost_by_hand_is_kept_again_when_its_model_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.json");
+        let store = Store::new(dir.path());
+        store.promote(&model, &keep(b"a", "a"), None, 5).unwrap();
+        std::fs::remove_file(store.dir().join("000001-a.json")).unwrap();
+        let p = store
+            .promote(&model, &keep(b"b", "b"), Some(&keep(b"a", "a")), 5)
+            .unwrap();
+        let replaced = p.replaced.unwrap();
+        assert_eq!(replaced.seq, 2);
+        assert_eq!(
+            std::fs::read(store.dir().join(&replaced.file)).unwrap(),
+            b"a"
+        );
+        let sha = sha256_hex(b"b");
+        let plan = store.plan_rollback(Some(&sha), None).unwrap();
+        assert_eq!(std::fs::read(&plan.path).unwrap(), b"a");
     }
 
     #[test]
