@@ -140,6 +140,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     result.map_err(io(path))
 }
 
+/// Temporary files this old are a dead writer's: a live one (e.g. an
+/// unlocked `nbserve train --out model.path`) renames its file in seconds.
+const STALE_TEMP: Duration = Duration::from_secs(15 * 60);
+
+fn stale(path: &Path) -> bool {
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= STALE_TEMP))
+}
+
+fn remove_if_present(path: &Path) -> Result<(), StoreError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(path)(e)),
+        _ => Ok(()),
+    }
+}
+
 /// An exclusive lock on `model.dir`, held until dropped (the kernel releases
 /// it when the process dies, so a crash never leaves it stuck).
 pub struct Lock {
@@ -318,6 +335,53 @@ impl Store {
         write_atomic(&self.history_path(), &bytes)
     }
 
+    /// Deletes what a process killed mid-promotion left behind (call under
+    /// [`lock`]): kept-file names the history does not list (written before
+    /// a crash that came before the history; or pruned from it, then not
+    /// deleted) and temporary files of [`write_atomic`] in the versions
+    /// directory and beside `model_path`. Returns the versions' files
+    /// deleted (relative to `model.dir`).
+    fn remove_leftovers(&self, h: &History, model_path: &Path) -> Result<Vec<String>, StoreError> {
+        let listed: std::collections::HashSet<&str> =
+            h.entries.iter().map(|e| e.file.as_str()).collect();
+        let mut removed = Vec::new();
+        let entries = std::fs::read_dir(&self.versions).map_err(io(&self.versions))?;
+        for e in entries {
+            let e = e.map_err(io(&self.versions))?;
+            let Ok(name) = e.file_name().into_string() else {
+                continue;
+            };
+            let kept_name = name.len() > 7
+                && name.as_bytes()[..6].iter().all(u8::is_ascii_digit)
+                && name.as_bytes()[6] == b'-'
+                && name.ends_with(".json");
+            let orphan = kept_name && !listed.contains(name.as_str());
+            if orphan || (name.starts_with('.') && name.contains(".tmp-") && stale(&e.path())) {
+                remove_if_present(&e.path())?;
+                if orphan {
+                    removed.push(format!("{VERSIONS_DIR}/{name}"));
+                }
+            }
+        }
+        let dir = model_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if let (Some(name), Ok(entries)) = (
+            model_path.file_name().and_then(|n| n.to_str()),
+            std::fs::read_dir(dir),
+        ) {
+            let prefix = format!(".{name}.tmp-");
+            for e in entries.flatten() {
+                let name = e.file_name();
+                if name.to_str().is_some_and(|n| n.starts_with(&prefix)) && stale(&e.path()) {
+                    remove_if_present(&e.path())?;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Whether `entry`'s file is there with the sha256 it was kept with.
     fn holds(&self, entry: &Entry) -> bool {
         std::fs::read(self.versions.join(&entry.file)).is_ok_and(|b| sha256_hex(&b) == entry.sha256)
@@ -358,6 +422,7 @@ impl Store {
         let keep = keep.max(2);
         let mut h = self.history()?;
         std::fs::create_dir_all(&self.versions).map_err(io(&self.versions))?;
+        let mut removed = self.remove_leftovers(&h, model_path)?;
         let replaced = match current {
             None => None,
             Some(cur) => {
@@ -387,7 +452,7 @@ impl Store {
         // Oldest first, but never the new model nor the one it replaced
         // (after a rollback that one can be the oldest kept).
         let protected = [Some(new.seq), replaced.as_ref().map(|e| e.seq)];
-        let mut removed = Vec::new();
+        let mut pruned = Vec::new();
         while h.entries.len() > keep {
             let Some(i) = h
                 .entries
@@ -398,27 +463,21 @@ impl Store {
             };
             let old = h.entries.remove(i);
             h.in_service.retain(|s| *s != old.seq);
-            removed.push(old.file);
+            pruned.push(old.file);
         }
         if h.in_service.len() > MAX_STACK {
             let extra = h.in_service.len() - MAX_STACK;
             h.in_service.drain(..extra);
         }
         self.write_history(&h)?;
-        for f in &removed {
-            let path = self.versions.join(f);
-            match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&path)(e)),
-                _ => {}
-            }
+        for f in pruned {
+            remove_if_present(&self.versions.join(&f))?;
+            removed.push(format!("{VERSIONS_DIR}/{f}"));
         }
         Ok(Promoted {
             file: format!("{VERSIONS_DIR}/{}", new.file),
             replaced,
-            removed: removed
-                .into_iter()
-                .map(|f| format!("{VERSIONS_DIR}/{f}"))
-                .collect(),
+            removed,
         })
     }
 
@@ -578,6 +637,52 @@ mod tests {
         let sha = sha256_hex(b"b");
         let plan = store.plan_rollback(Some(&sha), None).unwrap();
         assert_eq!(std::fs::read(&plan.path).unwrap(), b"a");
+    }
+
+    #[test]
+    fn a_promotion_clears_what_a_killed_one_left_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.json");
+        let store = Store::new(dir.path());
+        store.promote(&model, &keep(b"a", "a"), None, 5).unwrap();
+        // kill -9 after the kept files, before model.path and the history.
+        let v = store.dir();
+        std::fs::write(v.join("000002-b.json"), b"b").unwrap();
+        std::fs::write(v.join(".000002-b.json.tmp-7-0-1"), b"b").unwrap();
+        std::fs::write(v.join(".history.json.tmp-7-1-2"), b"{").unwrap();
+        std::fs::write(dir.path().join(".m.json.tmp-7-2-3"), b"b").unwrap();
+        std::fs::write(v.join("notes.txt"), b"mine").unwrap();
+        let old = std::time::SystemTime::now() - STALE_TEMP - Duration::from_secs(1);
+        for tmp in [
+            v.join(".000002-b.json.tmp-7-0-1"),
+            v.join(".history.json.tmp-7-1-2"),
+            dir.path().join(".m.json.tmp-7-2-3"),
+        ] {
+            File::options()
+                .write(true)
+                .open(tmp)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        // A fresh one may be a live unlocked writer's (`train --out`).
+        std::fs::write(dir.path().join(".m.json.tmp-8"), b"live").unwrap();
+        let p = store
+            .promote(&model, &keep(b"c", "c"), Some(&keep(b"a", "a")), 5)
+            .unwrap();
+        assert_eq!(p.removed, ["versions/000002-b.json"]);
+        assert_eq!(p.file, "versions/000002-c.json");
+        assert_eq!(
+            files(&store),
+            [
+                "000001-a.json",
+                "000002-c.json",
+                "history.json",
+                "notes.txt"
+            ]
+        );
+        assert!(!dir.path().join(".m.json.tmp-7-2-3").exists());
+        assert!(dir.path().join(".m.json.tmp-8").exists());
     }
 
     #[test]
