@@ -427,6 +427,19 @@ fn a_candidate_the_servers_would_refuse_is_never_promoted() {
 }
 
 #[test]
+fn an_unwritable_report_path_fails_before_anything_changes() {
+    let s = Setup::new();
+    let before = s.snapshot();
+    // Its directory would be a regular file: discovered only after the
+    // promotion, the run would exit 1 with model.path already replaced.
+    let report = s.path("train.csv/r.json");
+    let o = s.retrain(&["--report", report.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot write there"), "{}", stderr(&o));
+    assert_eq!(s.snapshot(), before);
+}
+
+#[test]
 fn two_retrains_at_once_leave_a_consistent_store() {
     let s = Setup::new();
     let spawn = |version: &str| {

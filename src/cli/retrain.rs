@@ -42,6 +42,32 @@ fn store_failure(e: StoreError) -> Failure {
     Failure::new(code, e)
 }
 
+/// Fails (usage) unless a file can be created beside `report`: the report
+/// is written after a promotion, too late to find out its directory is
+/// missing or read-only.
+fn check_writable(report: &Path) -> Result<(), Failure> {
+    let dir = report
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let probe = dir.join(format!(".nbserve-report-probe-{}", std::process::id()));
+    let result = std::fs::create_dir_all(dir).and_then(|()| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&probe)
+            .map(drop)
+    });
+    let _ = std::fs::remove_file(&probe);
+    result.map_err(|e| {
+        Failure::new(
+            exit::USAGE,
+            format!("--report {}: cannot write there: {e}", report.display()),
+        )
+    })
+}
+
 /// Where promotion goes: `model.path` as a file, or a registry alias.
 enum Target {
     File(PathBuf),
@@ -75,6 +101,9 @@ fn plan(a: &mut RetrainArgs) -> Result<Plan, Failure> {
                 a.keep
             ),
         ));
+    }
+    if let Some(report) = &a.report {
+        check_writable(report)?;
     }
     let settings = load_settings(a.config.as_deref())?;
     let min_f1_macro = a.min_f1_macro.unwrap_or(settings.gate.min_f1_macro);
@@ -383,7 +412,16 @@ fn retrain_tracked(a: &RetrainArgs, plan: &Plan, tracker: Option<&Tracker>) -> C
     if let Some(path) = &a.report {
         let mut json = serde_json::to_vec_pretty(&report).expect("serialisable");
         json.push(b'\n');
-        store::write_atomic(path, &json).map_err(|e| Failure::new(exit::FAILURE, e))?;
+        store::write_atomic(path, &json).map_err(|e| {
+            let done = match report.verdict {
+                Verdict::Promoted => "the candidate WAS promoted",
+                Verdict::Rejected => "the candidate was rejected, nothing changed",
+            };
+            Failure::new(
+                exit::FAILURE,
+                format!("{done}, but the report could not be written: {e}"),
+            )
+        })?;
     }
     print_report(&report);
     match report.verdict {
