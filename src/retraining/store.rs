@@ -551,14 +551,20 @@ impl Store {
     /// Puts `plan`'s target (its `bytes`, read and gated by the caller) in
     /// service at `model_path` and records it. Call under [`lock`], with the
     /// plan made under the same lock.
+    ///
+    /// The history first: a rollback killed between the two steps leaves
+    /// the target on top of the stack while `model_path` still holds what
+    /// it replaces, so running rollback again finishes it. (The other order
+    /// would leave the target in service under a stack whose top is the
+    /// version rolled back from, and the next rollback would undo this one.)
     pub fn apply_rollback(
         &self,
         plan: RollbackPlan,
         model_path: &Path,
         bytes: &[u8],
     ) -> Result<Entry, StoreError> {
-        write_atomic(model_path, bytes)?;
         self.write_history(&plan.history)?;
+        write_atomic(model_path, bytes)?;
         Ok(plan.target)
     }
 }
@@ -731,6 +737,37 @@ mod tests {
         ));
         let e = store.plan_rollback(None, Some("zz")).unwrap_err();
         assert_eq!(e.to_string(), "no kept version \"zz\" (kept: a, b, c, d)");
+    }
+
+    #[test]
+    fn a_rollback_cut_short_is_finished_by_the_next_not_undone() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.json");
+        let store = Store::new(dir.path());
+        store.promote(&model, &keep(b"a", "a"), None, 5).unwrap();
+        store
+            .promote(&model, &keep(b"b", "b"), Some(&keep(b"a", "a")), 5)
+            .unwrap();
+        let plan = store.plan_rollback(Some(&sha256_hex(b"b")), None).unwrap();
+        assert_eq!(plan.target.version, "a");
+        // The history cannot be written (as if killed before it): model.path
+        // must not have moved either.
+        let history = store.dir().join(HISTORY_FILE);
+        let saved = std::fs::read(&history).unwrap();
+        std::fs::remove_file(&history).unwrap();
+        std::fs::create_dir(&history).unwrap();
+        std::fs::write(history.join("x"), b"").unwrap();
+        assert!(store.apply_rollback(plan, &model, b"a").is_err());
+        assert_eq!(std::fs::read(&model).unwrap(), b"b");
+        std::fs::remove_dir_all(&history).unwrap();
+        std::fs::write(&history, saved).unwrap();
+        // Killed after the history, before model.path: a rerun finishes it.
+        let plan = store.plan_rollback(Some(&sha256_hex(b"b")), None).unwrap();
+        store.write_history(&plan.history).unwrap();
+        let plan = store.plan_rollback(Some(&sha256_hex(b"b")), None).unwrap();
+        assert_eq!(plan.target.version, "a");
+        store.apply_rollback(plan, &model, b"a").unwrap();
+        assert_eq!(store.history().unwrap().in_service, vec![1]);
     }
 
     #[test]
