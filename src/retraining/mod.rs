@@ -16,12 +16,11 @@ pub mod store;
 use std::path::Path;
 
 use crate::artifact::{open_regular, read_capped, Artifact, ArtifactError, LoadedModel};
-use crate::classifier::Evaluation;
 use crate::dataset::{Dataset, DatasetError};
 use crate::gate::{gate, GateError, GatePass};
 use crate::mlflow::{MlflowClient, MlflowError, ModelUri, ModelVersion};
 use crate::settings::GateSettings;
-use crate::training::{evaluate_on, TrainError};
+use crate::training::TrainError;
 
 /// A model read from its source, not yet validated.
 #[derive(Debug, Clone)]
@@ -65,14 +64,6 @@ pub async fn read_registry_model(
         bytes,
         registry_version: Some(version),
     })
-}
-
-/// Validates `bytes` and scores the model on `holdout`: the current model's
-/// side of the no-regression gate.
-pub fn score(bytes: &[u8], holdout: &Dataset) -> Result<(LoadedModel, Evaluation), ScoreError> {
-    let model = Artifact::load_bytes(bytes)?;
-    let evaluation = evaluate_on(&model.classifier, holdout)?;
-    Ok((model, evaluation))
 }
 
 /// Why a model could not be scored on the holdout.
