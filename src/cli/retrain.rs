@@ -15,10 +15,11 @@ use nbserve::retraining::judge::{
 use nbserve::retraining::merge::{merge, read_feedback_log, Merged};
 use nbserve::retraining::store::{self, sha256_hex, Keep, Store, StoreError};
 use nbserve::retraining::{
-    gate_like_load, read_model_file, read_registry_model, LoadRefusal, ScoreError, SourceBytes,
+    gate_like_load, read_model_file, read_registry_model, score_in_service, LoadRefusal,
+    ScoreError, SourceBytes,
 };
 use nbserve::settings::Settings;
-use nbserve::training::{evaluate_on, tune, RunOptions, TuneError, TuneOptions};
+use nbserve::training::{tune, RunOptions, TuneError, TuneOptions};
 
 use super::args::{RetrainArgs, RollbackArgs};
 use super::commands::{runtime, CmdResult};
@@ -269,14 +270,15 @@ fn current_model(plan: &Plan, holdout: &Dataset) -> Current {
     // scored on this holdout (e.g. it lacks one of its labels): promoting
     // must never destroy the only copy of a loadable model.
     let kept = Some((src.bytes.clone(), id.name.clone(), id.version.clone()));
-    match evaluate_on(&model.classifier, holdout) {
+    match score_in_service(&model, holdout) {
         Err(e) => failed(ScoreError::Holdout(e).to_string(), kept),
-        Ok(evaluation) => Current {
+        Ok((evaluation, missing_labels)) => Current {
             report: Some(CurrentReport {
                 source: path.display().to_string(),
                 name: id.name.clone(),
                 version: id.version.clone(),
                 registry_version: src.registry_version.as_ref().map(|v| v.version.clone()),
+                missing_labels,
                 holdout: Scores::from(&evaluation),
             }),
             error: None,
@@ -565,7 +567,16 @@ fn print_report(r: &Report) {
     );
     row("candidate", &r.candidate.version, &r.candidate.holdout);
     match &r.current {
-        Some(c) => row("current", &c.version, &c.holdout),
+        Some(c) => {
+            row("current", &c.version, &c.holdout);
+            if !c.missing_labels.is_empty() {
+                println!(
+                    "{:<10} lacks the holdout label(s) {}: their documents count as its errors",
+                    "",
+                    c.missing_labels.join(", ")
+                );
+            }
+        }
         None => println!(
             "{:<10} not scored ({})",
             "current",

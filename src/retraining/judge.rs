@@ -237,6 +237,8 @@ pub struct CurrentReport {
     pub version: String,
     /// The registry version a `models:/` URI resolved to.
     pub registry_version: Option<String>,
+    /// Holdout labels it lacks: their documents were scored as errors.
+    pub missing_labels: Vec<String>,
     /// Holdout scores.
     pub holdout: Scores,
 }
