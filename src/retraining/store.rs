@@ -454,10 +454,14 @@ impl Store {
         let protected = [Some(new.seq), replaced.as_ref().map(|e| e.seq)];
         let mut pruned = Vec::new();
         while h.entries.len() > keep {
+            // Versions rolled back from (off the stack) go first: rollback
+            // can only reach the ones on it.
+            let prunable = |e: &Entry| !protected.contains(&Some(e.seq));
             let Some(i) = h
                 .entries
                 .iter()
-                .position(|e| !protected.contains(&Some(e.seq)))
+                .position(|e| prunable(e) && !h.in_service.contains(&e.seq))
+                .or_else(|| h.entries.iter().position(prunable))
             else {
                 break;
             };
@@ -794,6 +798,36 @@ mod tests {
         let kept: Vec<&str> = h.entries.iter().map(|e| e.version.as_str()).collect();
         assert_eq!(kept, ["a", "c", "d"]);
         assert_eq!(h.in_service, vec![1, 4]);
+    }
+
+    #[test]
+    fn pruning_drops_versions_rolled_back_from_before_the_rollback_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.json");
+        let store = Store::new(dir.path());
+        store.promote(&model, &keep(b"a", "a"), None, 3).unwrap();
+        store
+            .promote(&model, &keep(b"b", "b"), Some(&keep(b"a", "a")), 3)
+            .unwrap();
+        store
+            .promote(&model, &keep(b"c", "c"), Some(&keep(b"b", "b")), 3)
+            .unwrap();
+        // c was bad: back to b, then d replaces b.
+        let plan = store.plan_rollback(Some(&sha256_hex(b"c")), None).unwrap();
+        store.apply_rollback(plan, &model, b"b").unwrap();
+        let p = store
+            .promote(&model, &keep(b"d", "d"), Some(&keep(b"b", "b")), 3)
+            .unwrap();
+        assert_eq!(p.removed, ["versions/000003-c.json"]);
+        assert_eq!(store.history().unwrap().in_service, vec![1, 2, 4]);
+        // The rollback chain d → b → a is intact.
+        let back = |from: &[u8]| {
+            let plan = store.plan_rollback(Some(&sha256_hex(from)), None).unwrap();
+            let bytes = std::fs::read(&plan.path).unwrap();
+            store.apply_rollback(plan, &model, &bytes).unwrap().version
+        };
+        assert_eq!(back(b"d"), "b");
+        assert_eq!(back(b"b"), "a");
     }
 
     #[test]
