@@ -308,6 +308,141 @@ fn an_unloadable_current_model_leaves_only_the_absolute_gate() {
 }
 
 #[test]
+fn a_current_model_lacking_a_holdout_label_is_compared_and_kept() {
+    let s = Setup::new();
+    // A valid model whose classes are not the holdout's (ham is "eggs").
+    let mut other = Dataset::holdout(&s.path("train.csv")).unwrap();
+    for l in &mut other.labels {
+        if l == "ham" {
+            *l = "eggs".into();
+        }
+    }
+    other.write_csv(&s.path("eggs.csv")).unwrap();
+    let o = s.run(&[
+        "train",
+        "--data",
+        s.path("eggs.csv").to_str().unwrap(),
+        "--out",
+        s.path("models/current.json").to_str().unwrap(),
+        "--model-version",
+        "eggs1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let eggs = std::fs::read(s.path("models/current.json")).unwrap();
+    let o = s.retrain(&["--report", s.path("r.json").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = s.report("r.json");
+    // Scored as it serves: the ham documents it can never get right count
+    // as errors, and the no-regression gate applies.
+    assert_eq!(r["current_error"], Value::Null);
+    assert_eq!(r["current"]["missing_labels"], serde_json::json!(["ham"]));
+    assert_eq!(r["gates"]["no_regression"]["applied"], true);
+    let current = r["current"]["holdout"]["accuracy"].as_f64().unwrap();
+    let hold = Dataset::holdout(&s.path("holdout.csv")).unwrap();
+    let spam = hold.labels.iter().filter(|l| *l == "spam").count() as f64;
+    assert!(current <= spam / hold.len() as f64, "{current}");
+    assert_eq!(r["promoted"]["replaced_version"], "eggs1");
+    // The loadable model it replaced is kept, so rollback can restore it.
+    let h = s.history();
+    assert_eq!(h["entries"][0]["version"], "eggs1");
+    assert_eq!(h["entries"][0]["origin"], "replaced");
+    let o = s.run(&[
+        "rollback",
+        "--config",
+        s.path("nbserve.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read(s.path("models/current.json")).unwrap(), eggs);
+}
+
+#[test]
+fn rollback_refuses_a_kept_file_changed_since_it_was_kept() {
+    let s = Setup::new();
+    let o = s.retrain(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let h = s.history();
+    let v1 = s
+        .path("models/versions")
+        .join(h["entries"][0]["file"].as_str().unwrap());
+    // Someone copies the promoted model over the kept v1: valid, gated fine,
+    // but not v1.
+    let served = std::fs::read(s.path("models/current.json")).unwrap();
+    std::fs::write(&v1, &served).unwrap();
+    let mut other = served.clone();
+    other.extend_from_slice(b"\n");
+    std::fs::write(s.path("models/current.json"), &other).unwrap();
+    let before = s.snapshot();
+    let config = s.path("nbserve.toml");
+    let o = s.run(&[
+        "rollback",
+        "--config",
+        config.to_str().unwrap(),
+        "--to",
+        "v1",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("has changed since it was kept"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(s.snapshot(), before);
+}
+
+#[test]
+fn a_candidate_the_servers_would_refuse_is_never_promoted() {
+    let s = Setup::new();
+    // The servers' gate (gate.min_f1_macro 0.99) is stricter than the
+    // retrain's --min-f1-macro: model.path would hold a model no server
+    // loads, and a restarted one would not start.
+    let config = std::fs::read_to_string(s.path("nbserve.toml")).unwrap();
+    std::fs::write(
+        s.path("nbserve.toml"),
+        config.replace("min_f1_macro = 0.5", "min_f1_macro = 0.99"),
+    )
+    .unwrap();
+    let before = s.snapshot();
+    let o = s.retrain(&[
+        "--min-f1-macro",
+        "0.5",
+        "--report",
+        s.path("r.json").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("rejected by the serving gate"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(s.snapshot(), before, "nothing changed");
+    let r = s.report("r.json");
+    assert_eq!(r["verdict"], "rejected");
+    assert_eq!(r["gates"]["absolute"]["passed"], true);
+    assert_eq!(r["gates"]["serving"]["passed"], false);
+    assert!(
+        r["gates"]["serving"]["refusal"]
+            .as_str()
+            .unwrap()
+            .contains("0.99"),
+        "{}",
+        r["gates"]["serving"]
+    );
+}
+
+#[test]
+fn an_unwritable_report_path_fails_before_anything_changes() {
+    let s = Setup::new();
+    let before = s.snapshot();
+    // Its directory would be a regular file: discovered only after the
+    // promotion, the run would exit 1 with model.path already replaced.
+    let report = s.path("train.csv/r.json");
+    let o = s.retrain(&["--report", report.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot write there"), "{}", stderr(&o));
+    assert_eq!(s.snapshot(), before);
+}
+
+#[test]
 fn two_retrains_at_once_leave_a_consistent_store() {
     let s = Setup::new();
     let spawn = |version: &str| {

@@ -10,12 +10,13 @@ use nbserve::gate::GateError;
 use nbserve::mlflow::{MlflowClient, ModelUri};
 use nbserve::retraining::judge::{
     no_regression, AbsoluteGate, CandidateReport, CurrentReport, Gates, Parameters, Promotion,
-    Registered, Report, Scores, Verdict,
+    Registered, Report, Scores, ServingGate, Verdict,
 };
 use nbserve::retraining::merge::{merge, read_feedback_log, Merged};
 use nbserve::retraining::store::{self, sha256_hex, Keep, Store, StoreError};
 use nbserve::retraining::{
-    gate_like_load, read_model_file, read_registry_model, score, LoadRefusal, SourceBytes,
+    gate_like_load, read_model_file, read_registry_model, score_in_service, LoadRefusal,
+    ScoreError, SourceBytes,
 };
 use nbserve::settings::Settings;
 use nbserve::training::{tune, RunOptions, TuneError, TuneOptions};
@@ -40,6 +41,32 @@ fn store_failure(e: StoreError) -> Failure {
         _ => exit::FAILURE,
     };
     Failure::new(code, e)
+}
+
+/// Fails (usage) unless a file can be created beside `report`: the report
+/// is written after a promotion, too late to find out its directory is
+/// missing or read-only.
+fn check_writable(report: &Path) -> Result<(), Failure> {
+    let dir = report
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let probe = dir.join(format!(".nbserve-report-probe-{}", std::process::id()));
+    let result = std::fs::create_dir_all(dir).and_then(|()| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&probe)
+            .map(drop)
+    });
+    let _ = std::fs::remove_file(&probe);
+    result.map_err(|e| {
+        Failure::new(
+            exit::USAGE,
+            format!("--report {}: cannot write there: {e}", report.display()),
+        )
+    })
 }
 
 /// Where promotion goes: `model.path` as a file, or a registry alias.
@@ -75,6 +102,9 @@ fn plan(a: &mut RetrainArgs) -> Result<Plan, Failure> {
                 a.keep
             ),
         ));
+    }
+    if let Some(report) = &a.report {
+        check_writable(report)?;
     }
     let settings = load_settings(a.config.as_deref())?;
     let min_f1_macro = a.min_f1_macro.unwrap_or(settings.gate.min_f1_macro);
@@ -222,32 +252,38 @@ fn current_model(plan: &Plan, holdout: &Dataset) -> Current {
         None => read_model_file(path, plan.settings.model.max_bytes).map_err(|e| e.to_string()),
         Some(uri) => registry_read(plan, uri),
     };
-    let scored = read.and_then(|src: SourceBytes| {
-        score(&src.bytes, holdout)
-            .map(|(m, e)| (src, m, e))
-            .map_err(|e| e.to_string())
-    });
-    match scored {
-        Err(e) => Current {
-            report: None,
-            error: Some(format!("{}: {e}", path.display())),
-            kept: None,
-        },
-        Ok((src, model, evaluation)) => {
-            let id = &model.meta.model;
-            let report = CurrentReport {
+    let failed = |e: String, kept| Current {
+        report: None,
+        error: Some(format!("{}: {e}", path.display())),
+        kept,
+    };
+    let src = match read {
+        Ok(src) => src,
+        Err(e) => return failed(e, None),
+    };
+    let model = match Artifact::load_bytes(&src.bytes) {
+        Ok(model) => model,
+        Err(e) => return failed(e.to_string(), None),
+    };
+    let id = &model.meta.model;
+    // A valid model in service is kept for rollback even when it cannot be
+    // scored on this holdout (e.g. it lacks one of its labels): promoting
+    // must never destroy the only copy of a loadable model.
+    let kept = Some((src.bytes.clone(), id.name.clone(), id.version.clone()));
+    match score_in_service(&model, holdout) {
+        Err(e) => failed(ScoreError::Holdout(e).to_string(), kept),
+        Ok((evaluation, missing_labels)) => Current {
+            report: Some(CurrentReport {
                 source: path.display().to_string(),
                 name: id.name.clone(),
                 version: id.version.clone(),
                 registry_version: src.registry_version.as_ref().map(|v| v.version.clone()),
+                missing_labels,
                 holdout: Scores::from(&evaluation),
-            };
-            Current {
-                report: Some(report),
-                error: None,
-                kept: Some((src.bytes, id.name.clone(), id.version.clone())),
-            }
-        }
+            }),
+            error: None,
+            kept,
+        },
     }
 }
 
@@ -339,6 +375,7 @@ fn retrain_tracked(a: &RetrainArgs, plan: &Plan, tracker: Option<&Tracker>) -> C
             a.max_regression,
         ),
         absolute,
+        serving: serving_gate(plan, &bytes),
     };
     let tuning = artifact.tuning.as_ref().expect("tune stores its search");
     let best = &tuning.results[tuning.best];
@@ -381,7 +418,16 @@ fn retrain_tracked(a: &RetrainArgs, plan: &Plan, tracker: Option<&Tracker>) -> C
     if let Some(path) = &a.report {
         let mut json = serde_json::to_vec_pretty(&report).expect("serialisable");
         json.push(b'\n');
-        store::write_atomic(path, &json).map_err(|e| Failure::new(exit::FAILURE, e))?;
+        store::write_atomic(path, &json).map_err(|e| {
+            let done = match report.verdict {
+                Verdict::Promoted => "the candidate WAS promoted",
+                Verdict::Rejected => "the candidate was rejected, nothing changed",
+            };
+            Failure::new(
+                exit::FAILURE,
+                format!("{done}, but the report could not be written: {e}"),
+            )
+        })?;
     }
     print_report(&report);
     match report.verdict {
@@ -393,6 +439,22 @@ fn retrain_tracked(a: &RetrainArgs, plan: &Plan, tracker: Option<&Tracker>) -> C
     }
 }
 
+/// What a server with these settings would say when loading `bytes` from
+/// `model.path`: the same size limit and the same gate.
+fn serving_gate(plan: &Plan, bytes: &[u8]) -> ServingGate {
+    let max = plan.settings.model.max_bytes;
+    if bytes.len() as u64 > max {
+        return ServingGate::refused(format!(
+            "the artifact is {} bytes, over model.max_bytes {max}",
+            bytes.len()
+        ));
+    }
+    match gate_like_load(bytes, &plan.settings.gate) {
+        Ok(_) => ServingGate::passed(),
+        Err(e) => ServingGate::refused(e.to_string()),
+    }
+}
+
 fn promote(
     a: &RetrainArgs,
     plan: &Plan,
@@ -401,7 +463,7 @@ fn promote(
     current: &Current,
     tracker: Option<&Tracker>,
 ) -> Result<Promotion, Failure> {
-    let replaced_version = current.report.as_ref().map(|c| c.version.clone());
+    let replaced_version = current.kept.as_ref().map(|(_, _, v)| v.clone());
     // The registry first: when it fails, no file has changed.
     let registered = match (&plan.target, &a.tracking.register, tracker) {
         (Target::Alias { name, alias }, _, Some(t)) => Some(register(t, name, Some(alias))?),
@@ -509,7 +571,16 @@ fn print_report(r: &Report) {
     );
     row("candidate", &r.candidate.version, &r.candidate.holdout);
     match &r.current {
-        Some(c) => row("current", &c.version, &c.holdout),
+        Some(c) => {
+            row("current", &c.version, &c.holdout);
+            if !c.missing_labels.is_empty() {
+                println!(
+                    "{:<10} lacks the holdout label(s) {}: their documents count as its errors",
+                    "",
+                    c.missing_labels.join(", ")
+                );
+            }
+        }
         None => println!(
             "{:<10} not scored ({})",
             "current",
@@ -567,6 +638,21 @@ pub(super) fn rollback(a: RollbackArgs) -> CmdResult {
     let bytes = read_model_file(&plan.path, settings.model.max_bytes)
         .map_err(|e| Failure::new(exit::INVALID_MODEL, e))?
         .bytes;
+    // The history's sha256 is what was kept: a file changed since (by hand,
+    // by a bad disk) is not the version the operator asked for.
+    let sha = sha256_hex(&bytes);
+    if sha != plan.target.sha256 {
+        return Err(Failure::new(
+            exit::INVALID_MODEL,
+            format!(
+                "not rolled back, nothing changed: {} has changed since it was kept as version {} (sha256 {}, history says {})",
+                plan.path.display(),
+                plan.target.version,
+                sha,
+                plan.target.sha256
+            ),
+        ));
+    }
     let (model, pass) = gate_like_load(&bytes, &settings.gate).map_err(|e| {
         let code = match &e {
             LoadRefusal::Gate(GateError::Rejected { .. }) => exit::GATE_REJECTED,

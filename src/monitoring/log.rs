@@ -155,22 +155,24 @@ impl<F: LogFile> FeedbackLog<F> {
         }
     }
 
-    /// Appends `lines` (complete JSON lines, each ending in `\n`) with one
-    /// `write` per line; a failure is counted and reported, not returned to
-    /// the request: what the lines record is already counted and in the
-    /// window. False if any line was not written.
+    /// Appends `lines` (complete JSON lines, each ending in `\n`: one
+    /// request's) as one unit: a write that fails partway is cut back to
+    /// where it started, so a batch of `/examples` the client is told to
+    /// retry (503) leaves none of its lines behind. A failure is counted and
+    /// reported, not returned to the request: what the lines record is
+    /// already counted and in the window. False if the lines were not
+    /// written.
     pub(super) fn write_lines(&mut self, lines: &[u8]) -> bool {
-        let mut all = true;
-        for line in lines.split_inclusive(|&b| b == b'\n') {
-            match self.append(line) {
-                Ok(()) => self.unsynced = true,
-                Err(e) => {
-                    self.failed("append", &e);
-                    all = false;
-                }
+        match self.append(lines) {
+            Ok(()) => {
+                self.unsynced = true;
+                true
+            }
+            Err(e) => {
+                self.failed("append", &e);
+                false
             }
         }
-        all
     }
 
     /// True while lines written since the last sync are not yet synced.
@@ -304,6 +306,29 @@ mod tests {
         log.file.room = 100; // space freed
         log.append(b"{\"n\":3}\n").unwrap();
         assert_eq!(log.file.data, b"{\"n\":1}\n{\"n\":3}\n");
+    }
+
+    #[test]
+    fn a_batch_that_fails_partway_leaves_none_of_its_lines() {
+        let mut log = FeedbackLog {
+            file: FullDisk {
+                data: Vec::new(),
+                room: 12,
+            },
+            len: 0,
+            path: None,
+            fsync: LogFsync::Never,
+            last_sync: Instant::now(),
+            unsynced: false,
+            errors: 0,
+            last_report: None,
+        };
+        // The first line (8 bytes) fits, the second does not: all or none.
+        assert!(!log.write_lines(b"{\"n\":1}\n{\"n\":2}\n"));
+        assert_eq!(log.file.data, b"");
+        log.file.room = 100;
+        assert!(log.write_lines(b"{\"n\":3}\n{\"n\":4}\n"));
+        assert_eq!(log.file.data, b"{\"n\":3}\n{\"n\":4}\n");
     }
 
     #[test]

@@ -253,6 +253,24 @@ impl FeedbackStore {
         self.log.as_ref().map(LogWriter::pause)
     }
 
+    /// Forgets the predictions past `feedback.max_age_secs` and frees their
+    /// kept texts. A prediction does this too, so the server calls it on a
+    /// timer: without traffic, the user text of predictions whose feedback
+    /// window has closed would otherwise stay in memory indefinitely.
+    pub fn forget_expired(&self) {
+        let mut g = self.lock();
+        g.ring.expire();
+        let first = g.ring.first();
+        if let Some(texts) = &mut g.texts {
+            texts.forget_before(first);
+        }
+    }
+
+    /// Whether prediction texts are kept (`feedback.keep_text`).
+    pub fn keeps_text(&self) -> bool {
+        self.keep_text
+    }
+
     /// Bytes of prediction text kept (`feedback.keep_text`).
     pub fn kept_text_bytes(&self) -> usize {
         self.lock().texts.as_ref().map_or(0, TextStore::bytes)
@@ -544,6 +562,26 @@ pub(crate) mod tests {
             Some("text 09")
         );
         assert_eq!(s.kept_text_bytes(), 14);
+    }
+
+    #[test]
+    fn texts_of_expired_predictions_are_freed_without_new_traffic() {
+        let s = FeedbackStore::build(
+            10,
+            Duration::from_millis(1),
+            10,
+            None,
+            Some(1 << 20),
+            writer::QUEUE_BYTES,
+        )
+        .unwrap();
+        s.remember_text(&model(), 0, 0.9, None, "private text");
+        assert_eq!(s.kept_text_bytes(), 12);
+        // Past max_age (1 ms); no prediction comes to push it out.
+        std::thread::sleep(Duration::from_millis(20));
+        s.forget_expired();
+        assert_eq!(s.kept_text_bytes(), 0);
+        assert_eq!(s.remembered(), 0);
     }
 
     #[test]

@@ -121,19 +121,7 @@ impl Ring {
     pub(super) fn push(&mut self, model: &Arc<ModelProfile>, nonce: u64, predicted: usize) -> u64 {
         let now_ms = self.now_ms();
         // Expire by age, then make room by evicting the oldest.
-        while self.first < self.next {
-            let oldest = self.slots[self.slot_index(self.first)];
-            let full = self.next - self.first >= self.capacity as u64;
-            if full || self.expired(oldest.at_ms(), now_ms) {
-                self.first += 1;
-            } else {
-                break;
-            }
-        }
-        // A model whose last remembered prediction is gone is let go.
-        while self.models.len() > 1 && self.models[1].0 <= self.first {
-            self.models.pop_front();
-        }
+        self.forget(now_ms, true);
         let seq = self.next;
         debug_assert!(seq < 1 << SEQ_BITS);
         self.next += 1;
@@ -154,6 +142,31 @@ impl Ring {
             self.slots[i] = slot;
         }
         seq
+    }
+
+    /// Forgets the predictions past `max_age` now (a push does it too; this
+    /// is for when none comes).
+    pub(super) fn expire(&mut self) {
+        let now_ms = self.now_ms();
+        self.forget(now_ms, false);
+    }
+
+    /// Advances `first` past expired predictions and, with `room`, past the
+    /// oldest while the ring is full; lets go of models no longer needed.
+    fn forget(&mut self, now_ms: u64, room: bool) {
+        while self.first < self.next {
+            let oldest = self.slots[self.slot_index(self.first)];
+            let full = room && self.next - self.first >= self.capacity as u64;
+            if full || self.expired(oldest.at_ms(), now_ms) {
+                self.first += 1;
+            } else {
+                break;
+            }
+        }
+        // A model whose last remembered prediction is gone is let go.
+        while self.models.len() > 1 && self.models[1].0 <= self.first {
+            self.models.pop_front();
+        }
     }
 
     /// Marks prediction `seq` answered with the true `label`, if it is

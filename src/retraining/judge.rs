@@ -111,19 +111,53 @@ pub fn no_regression(
     }
 }
 
-/// Both gates.
+/// The load check every server applies to what `model.path` names
+/// (`model.max_bytes`, then `gate.min_f1_macro` on `gate.holdout_path` or
+/// the stored evaluation), run on the candidate with retrain's own
+/// settings: a model the servers would refuse to load (and a restarted
+/// server would refuse to start with) is never promoted, whatever
+/// `--min-f1-macro` says.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServingGate {
+    /// Whether a server with these settings would load the candidate.
+    pub passed: bool,
+    /// Why it would not.
+    pub refusal: Option<String>,
+}
+
+impl ServingGate {
+    /// A server would load it.
+    pub fn passed() -> Self {
+        Self {
+            passed: true,
+            refusal: None,
+        }
+    }
+
+    /// A server would refuse it, for `refusal`.
+    pub fn refused(refusal: impl Into<String>) -> Self {
+        Self {
+            passed: false,
+            refusal: Some(refusal.into()),
+        }
+    }
+}
+
+/// Both gates, and the servers' load check.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Gates {
     /// F1 macro ≥ minimum.
     pub absolute: AbsoluteGate,
     /// Not worse than the current model.
     pub no_regression: RegressionGate,
+    /// What a server loading it would say.
+    pub serving: ServingGate,
 }
 
 impl Gates {
     /// True when every gate that applies passed.
     pub fn passed(&self) -> bool {
-        self.absolute.passed && self.no_regression.passed != Some(false)
+        self.absolute.passed && self.no_regression.passed != Some(false) && self.serving.passed
     }
 
     /// One sentence: which gate decided, with its numbers.
@@ -156,6 +190,13 @@ impl Gates {
             format!("rejected by the absolute gate: {absolute}")
         } else if r.passed == Some(false) {
             format!("rejected by the no-regression gate: candidate {regression}")
+        } else if let Some(refusal) = self
+            .serving
+            .refusal
+            .as_deref()
+            .filter(|_| !self.serving.passed)
+        {
+            format!("rejected by the serving gate: the servers' own load check would refuse it: {refusal}")
         } else {
             format!("both gates passed: {absolute}; candidate {regression}")
         }
@@ -196,6 +237,8 @@ pub struct CurrentReport {
     pub version: String,
     /// The registry version a `models:/` URI resolved to.
     pub registry_version: Option<String>,
+    /// Holdout labels it lacks: their documents were scored as errors.
+    pub missing_labels: Vec<String>,
     /// Holdout scores.
     pub holdout: Scores,
 }
@@ -297,6 +340,7 @@ mod tests {
         let pass = Gates {
             absolute: absolute(0.95, 0.9),
             no_regression: no_regression(0.95, Some(0.953), 0.005),
+            serving: ServingGate::passed(),
         };
         assert!(pass.passed(), "{}", pass.reason());
         assert!(
@@ -308,6 +352,7 @@ mod tests {
         let regressed = Gates {
             absolute: absolute(0.95, 0.9),
             no_regression: no_regression(0.95, Some(0.96), 0.005),
+            serving: ServingGate::passed(),
         };
         assert!(!regressed.passed());
         assert_eq!(regressed.no_regression.passed, Some(false));
@@ -322,6 +367,7 @@ mod tests {
         let low = Gates {
             absolute: absolute(0.85, 0.9),
             no_regression: no_regression(0.85, Some(0.5), 0.005),
+            serving: ServingGate::passed(),
         };
         assert!(!low.passed());
         assert!(low.reason().starts_with("rejected by the absolute gate"));
@@ -332,6 +378,7 @@ mod tests {
         let g = Gates {
             absolute: absolute(0.95, 0.9),
             no_regression: no_regression(0.95, None, 0.005),
+            serving: ServingGate::passed(),
         };
         assert!(g.passed());
         assert!(!g.no_regression.applied);
@@ -339,6 +386,22 @@ mod tests {
         let json = serde_json::to_value(&g).unwrap();
         assert_eq!(json["no_regression"]["passed"], serde_json::Value::Null);
         assert_eq!(json["absolute"]["minimum"], 0.9);
+    }
+
+    #[test]
+    fn a_model_the_servers_would_refuse_is_rejected() {
+        let g = Gates {
+            absolute: absolute(0.95, 0.5),
+            no_regression: no_regression(0.95, Some(0.9), 0.005),
+            serving: ServingGate::refused("F1 macro 0.95 is below the gate minimum 0.99"),
+        };
+        assert!(!g.passed());
+        assert!(
+            g.reason().starts_with("rejected by the serving gate"),
+            "{}",
+            g.reason()
+        );
+        assert!(g.reason().contains("0.99"), "{}", g.reason());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! labelled set, with the fixed holdout's texts kept out of it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -33,47 +34,104 @@ pub struct FeedbackLogError {
     pub source: std::io::Error,
 }
 
-/// Reads the feedback log at `path` (see [`parse_feedback_log`]).
+/// Longest feedback-log line read, in bytes (without its newline): a line
+/// the server writes holds one text of at most `server.max_text_bytes`
+/// (1 MB by default), at most 6 bytes per byte once JSON-escaped. A longer
+/// line is skipped as `malformed` without ever being held in memory, so a
+/// corrupt or hostile log cannot exhaust it.
+pub const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Reads the feedback log at `path` line by line (see
+/// [`parse_feedback_log`]); memory is bounded by the examples kept and
+/// [`MAX_LINE_BYTES`], not by the file. A log still being appended to is
+/// read up to the end seen; a last line without its newline yet counts as
+/// `malformed` (the next run reads it whole).
 pub fn read_feedback_log(path: &Path) -> Result<FeedbackLog, FeedbackLogError> {
-    let bytes = std::fs::read(path).map_err(|source| FeedbackLogError {
+    let fail = |source| FeedbackLogError {
         path: path.to_owned(),
         source,
-    })?;
-    Ok(parse_feedback_log(&bytes))
+    };
+    let file = std::fs::File::open(path).map_err(fail)?;
+    read_lines(
+        std::io::BufReader::with_capacity(1 << 16, file),
+        MAX_LINE_BYTES,
+    )
+    .map_err(fail)
 }
 
 /// Parses JSON lines: a line is a labelled example iff it is a JSON object
 /// with a string `text` and a non-empty string `label`; an object with a
 /// `label` and no `text` counts as `without_text`; anything else (not JSON,
-/// not an object, wrong types, a line cut short by a crash) as `malformed`.
-/// No line is fatal.
+/// not an object, wrong types, a line cut short by a crash, a line longer
+/// than [`MAX_LINE_BYTES`]) as `malformed`. No line is fatal.
 pub fn parse_feedback_log(bytes: &[u8]) -> FeedbackLog {
+    read_lines(bytes, MAX_LINE_BYTES).expect("reading a slice cannot fail")
+}
+
+/// Reads `reader` one line at a time, buffering at most `max_line` bytes
+/// of a line: the rest of a longer one is consumed and dropped.
+fn read_lines(mut reader: impl BufRead, max_line: usize) -> std::io::Result<FeedbackLog> {
     let mut log = FeedbackLog::default();
-    if bytes.is_empty() {
-        return log;
-    }
-    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-    for line in body.split(|&b| b == b'\n') {
-        log.lines += 1;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(line) else {
-            log.malformed += 1;
-            continue;
+    let mut line = Vec::new();
+    let mut too_long = false;
+    let mut started = false;
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(buf) => buf,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
         };
-        let label = object
-            .get("label")
-            .and_then(|l| l.as_str())
-            .map(str::trim)
-            .filter(|l| !l.is_empty());
-        match (object.get("text"), label) {
-            (Some(serde_json::Value::String(text)), Some(label)) => {
-                log.examples.push((text.clone(), label.to_owned()));
+        if buf.is_empty() {
+            if started {
+                parse_line(&mut log, &line, too_long);
             }
-            (None, Some(_)) => log.without_text += 1,
-            _ => log.malformed += 1,
+            return Ok(log);
+        }
+        started = true;
+        let newline = buf.iter().position(|&b| b == b'\n');
+        let chunk = &buf[..newline.unwrap_or(buf.len())];
+        if !too_long {
+            if line.len() + chunk.len() > max_line {
+                too_long = true;
+                line = Vec::new();
+            } else {
+                line.extend_from_slice(chunk);
+            }
+        }
+        let used = chunk.len() + usize::from(newline.is_some());
+        reader.consume(used);
+        if newline.is_some() {
+            parse_line(&mut log, &line, too_long);
+            line.clear();
+            too_long = false;
+            started = false;
         }
     }
-    log
+}
+
+fn parse_line(log: &mut FeedbackLog, line: &[u8], too_long: bool) {
+    log.lines += 1;
+    if too_long {
+        log.malformed += 1;
+        return;
+    }
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(line) else {
+        log.malformed += 1;
+        return;
+    };
+    let label = object
+        .get("label")
+        .and_then(|l| l.as_str())
+        .map(str::trim)
+        .filter(|l| !l.is_empty());
+    match (object.get("text"), label) {
+        (Some(serde_json::Value::String(text)), Some(label)) => {
+            log.examples.push((text.clone(), label.to_owned()));
+        }
+        (None, Some(_)) => log.without_text += 1,
+        _ => log.malformed += 1,
+    }
 }
 
 /// What went into the training data and what was left out, for the report.
@@ -297,6 +355,33 @@ mod tests {
         assert_eq!((one.lines, one.malformed), (1, 0));
         let invalid_utf8 = parse_feedback_log(b"{\"text\":\"\xff\",\"label\":\"b\"}\n");
         assert_eq!((invalid_utf8.lines, invalid_utf8.malformed), (1, 1));
+    }
+
+    #[test]
+    fn a_line_over_the_cap_is_malformed_and_never_buffered_whole() {
+        let huge = format!("{{\"text\":\"{}\",\"label\":\"spam\"}}", "x".repeat(5000));
+        let input = format!("{huge}\n{{\"text\":\"ok\",\"label\":\"ham\"}}\r\n{huge}");
+        // A reader that hands out 7 bytes at a time: lines span many reads.
+        let reader = std::io::BufReader::with_capacity(7, input.as_bytes());
+        let log = read_lines(reader, 100).unwrap();
+        assert_eq!(log.examples, vec![("ok".to_owned(), "ham".to_owned())]);
+        assert_eq!((log.lines, log.malformed), (3, 2));
+        // Under the cap, the same long line is an example.
+        let log = read_lines(huge.as_bytes(), 6000).unwrap();
+        assert_eq!((log.lines, log.examples.len()), (1, 1));
+    }
+
+    #[test]
+    fn a_file_is_read_as_its_bytes_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.jsonl");
+        let text = "{\"text\":\"a\",\"label\":\"b\"}\n\n{\"label\":\"c\"}\n{\"text\":\"cu";
+        std::fs::write(&path, text).unwrap();
+        let log = read_feedback_log(&path).unwrap();
+        assert_eq!(log, parse_feedback_log(text.as_bytes()));
+        assert_eq!((log.lines, log.malformed, log.without_text), (4, 2, 1));
+        let e = read_feedback_log(&dir.path().join("missing")).unwrap_err();
+        assert!(e.to_string().contains("missing"), "{e}");
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub mod store;
 use std::path::Path;
 
 use crate::artifact::{open_regular, read_capped, Artifact, ArtifactError, LoadedModel};
-use crate::classifier::Evaluation;
+use crate::classifier::{evaluate, Evaluation};
 use crate::dataset::{Dataset, DatasetError};
 use crate::gate::{gate, GateError, GatePass};
 use crate::mlflow::{MlflowClient, MlflowError, ModelUri, ModelVersion};
@@ -69,12 +69,37 @@ pub async fn read_registry_model(
     })
 }
 
-/// Validates `bytes` and scores the model on `holdout`: the current model's
-/// side of the no-regression gate.
-pub fn score(bytes: &[u8], holdout: &Dataset) -> Result<(LoadedModel, Evaluation), ScoreError> {
-    let model = Artifact::load_bytes(bytes)?;
-    let evaluation = evaluate_on(&model.classifier, holdout)?;
-    Ok((model, evaluation))
+/// Scores the model in service on `holdout` as it serves: every document
+/// is predicted and counts. A holdout label the model lacks is a class it
+/// can never predict — its documents count as errors — rather than a
+/// reason to skip the comparison (a candidate much worse on the shared
+/// classes would otherwise pass on the absolute gate alone). Returns the
+/// evaluation and those labels, in order of first appearance.
+pub fn score_in_service(
+    model: &LoadedModel,
+    holdout: &Dataset,
+) -> Result<(Evaluation, Vec<String>), TrainError> {
+    let classifier = &model.classifier;
+    let mut classes: Vec<String> = classifier.classes().to_vec();
+    let mut missing = Vec::new();
+    for label in &holdout.labels {
+        if !classes.contains(label) {
+            classes.push(label.clone());
+            missing.push(label.clone());
+        }
+    }
+    if missing.is_empty() {
+        return Ok((evaluate_on(classifier, holdout)?, missing));
+    }
+    let truth = holdout
+        .label_indices(&classes)
+        .map_err(TrainError::UnknownTestLabel)?;
+    let predicted: Vec<usize> = holdout
+        .texts
+        .iter()
+        .map(|t| classifier.predict(t).label)
+        .collect();
+    Ok((evaluate(&truth, &predicted, &classes)?, missing))
 }
 
 /// Why a model could not be scored on the holdout.

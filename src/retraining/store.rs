@@ -90,19 +90,47 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// Writes `bytes` to `path` atomically: a temporary file in the same
 /// directory, fsync, rename over `path`, fsync of the directory. Readers see
 /// the old content or the new, never a mix; a crash leaves at most a
-/// temporary file. A symlink at `path` is replaced by a regular file.
+/// temporary file. A symlink at `path` is replaced by a regular file. The
+/// new file gets the permissions of the file it replaces (so a server
+/// running as another user can still read it whatever this process's
+/// umask); the temporary file's name is unique to this call, so writers in
+/// other processes (or containers, where pids repeat) never share one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let permissions = std::fs::metadata(path).ok().map(|m| m.permissions());
+    let (mut f, tmp) = loop {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let tmp = dir.join(format!(
+            ".{name}.tmp-{}-{}-{nanos}",
+            std::process::id(),
+            CALLS.fetch_add(1, Ordering::Relaxed)
+        ));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(f) => break (f, tmp),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io(&tmp)(e)),
+        }
+    };
     let result = (|| {
-        let mut f = File::create(&tmp)?;
+        if let Some(p) = permissions {
+            f.set_permissions(p)?;
+        }
         f.write_all(bytes)?;
         f.sync_all()?;
+        drop(f);
         std::fs::rename(&tmp, path)?;
         File::open(dir)?.sync_all()
     })();
@@ -110,6 +138,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
         let _ = std::fs::remove_file(&tmp);
     }
     result.map_err(io(path))
+}
+
+/// Temporary files this old are a dead writer's: a live one (e.g. an
+/// unlocked `nbserve train --out model.path`) renames its file in seconds.
+const STALE_TEMP: Duration = Duration::from_secs(15 * 60);
+
+fn stale(path: &Path) -> bool {
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= STALE_TEMP))
+}
+
+fn remove_if_present(path: &Path) -> Result<(), StoreError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(path)(e)),
+        _ => Ok(()),
+    }
 }
 
 /// An exclusive lock on `model.dir`, held until dropped (the kernel releases
@@ -290,6 +335,58 @@ impl Store {
         write_atomic(&self.history_path(), &bytes)
     }
 
+    /// Deletes what a process killed mid-promotion left behind (call under
+    /// [`lock`]): kept-file names the history does not list (written before
+    /// a crash that came before the history; or pruned from it, then not
+    /// deleted) and temporary files of [`write_atomic`] in the versions
+    /// directory and beside `model_path`. Returns the versions' files
+    /// deleted (relative to `model.dir`).
+    fn remove_leftovers(&self, h: &History, model_path: &Path) -> Result<Vec<String>, StoreError> {
+        let listed: std::collections::HashSet<&str> =
+            h.entries.iter().map(|e| e.file.as_str()).collect();
+        let mut removed = Vec::new();
+        let entries = std::fs::read_dir(&self.versions).map_err(io(&self.versions))?;
+        for e in entries {
+            let e = e.map_err(io(&self.versions))?;
+            let Ok(name) = e.file_name().into_string() else {
+                continue;
+            };
+            let kept_name = name.len() > 7
+                && name.as_bytes()[..6].iter().all(u8::is_ascii_digit)
+                && name.as_bytes()[6] == b'-'
+                && name.ends_with(".json");
+            let orphan = kept_name && !listed.contains(name.as_str());
+            if orphan || (name.starts_with('.') && name.contains(".tmp-") && stale(&e.path())) {
+                remove_if_present(&e.path())?;
+                if orphan {
+                    removed.push(format!("{VERSIONS_DIR}/{name}"));
+                }
+            }
+        }
+        let dir = model_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if let (Some(name), Ok(entries)) = (
+            model_path.file_name().and_then(|n| n.to_str()),
+            std::fs::read_dir(dir),
+        ) {
+            let prefix = format!(".{name}.tmp-");
+            for e in entries.flatten() {
+                let name = e.file_name();
+                if name.to_str().is_some_and(|n| n.starts_with(&prefix)) && stale(&e.path()) {
+                    remove_if_present(&e.path())?;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Whether `entry`'s file is there with the sha256 it was kept with.
+    fn holds(&self, entry: &Entry) -> bool {
+        std::fs::read(self.versions.join(&entry.file)).is_ok_and(|b| sha256_hex(&b) == entry.sha256)
+    }
+
     fn add(&self, h: &mut History, model: &Keep, origin: &str) -> Result<Entry, StoreError> {
         let seq = h.next_seq.max(1);
         let file = format!("{seq:06}-{}.json", file_name_part(model.version));
@@ -325,11 +422,20 @@ impl Store {
         let keep = keep.max(2);
         let mut h = self.history()?;
         std::fs::create_dir_all(&self.versions).map_err(io(&self.versions))?;
+        let mut removed = self.remove_leftovers(&h, model_path)?;
         let replaced = match current {
             None => None,
             Some(cur) => {
                 let sha = sha256_hex(cur.bytes);
-                let known = h.entries.iter().rev().find(|e| e.sha256 == sha).cloned();
+                // Known only if its kept file is still there, intact: one
+                // deleted or damaged by hand would leave nothing to roll
+                // back to.
+                let known = h
+                    .entries
+                    .iter()
+                    .rev()
+                    .find(|e| e.sha256 == sha && self.holds(e))
+                    .cloned();
                 let entry = match known {
                     Some(e) => e,
                     None => self.add(&mut h, cur, "replaced")?,
@@ -346,38 +452,36 @@ impl Store {
         // Oldest first, but never the new model nor the one it replaced
         // (after a rollback that one can be the oldest kept).
         let protected = [Some(new.seq), replaced.as_ref().map(|e| e.seq)];
-        let mut removed = Vec::new();
+        let mut pruned = Vec::new();
         while h.entries.len() > keep {
+            // Versions rolled back from (off the stack) go first: rollback
+            // can only reach the ones on it.
+            let prunable = |e: &Entry| !protected.contains(&Some(e.seq));
             let Some(i) = h
                 .entries
                 .iter()
-                .position(|e| !protected.contains(&Some(e.seq)))
+                .position(|e| prunable(e) && !h.in_service.contains(&e.seq))
+                .or_else(|| h.entries.iter().position(prunable))
             else {
                 break;
             };
             let old = h.entries.remove(i);
             h.in_service.retain(|s| *s != old.seq);
-            removed.push(old.file);
+            pruned.push(old.file);
         }
         if h.in_service.len() > MAX_STACK {
             let extra = h.in_service.len() - MAX_STACK;
             h.in_service.drain(..extra);
         }
         self.write_history(&h)?;
-        for f in &removed {
-            let path = self.versions.join(f);
-            match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&path)(e)),
-                _ => {}
-            }
+        for f in pruned {
+            remove_if_present(&self.versions.join(&f))?;
+            removed.push(format!("{VERSIONS_DIR}/{f}"));
         }
         Ok(Promoted {
             file: format!("{VERSIONS_DIR}/{}", new.file),
             replaced,
-            removed: removed
-                .into_iter()
-                .map(|f| format!("{VERSIONS_DIR}/{f}"))
-                .collect(),
+            removed,
         })
     }
 
@@ -451,14 +555,20 @@ impl Store {
     /// Puts `plan`'s target (its `bytes`, read and gated by the caller) in
     /// service at `model_path` and records it. Call under [`lock`], with the
     /// plan made under the same lock.
+    ///
+    /// The history first: a rollback killed between the two steps leaves
+    /// the target on top of the stack while `model_path` still holds what
+    /// it replaces, so running rollback again finishes it. (The other order
+    /// would leave the target in service under a stack whose top is the
+    /// version rolled back from, and the next rollback would undo this one.)
     pub fn apply_rollback(
         &self,
         plan: RollbackPlan,
         model_path: &Path,
         bytes: &[u8],
     ) -> Result<Entry, StoreError> {
-        write_atomic(model_path, bytes)?;
         self.write_history(&plan.history)?;
+        write_atomic(model_path, bytes)?;
         Ok(plan.target)
     }
 }
@@ -519,6 +629,73 @@ mod tests {
     }
 
     #[test]
+    fn a_kept_file_lost_by_hand_is_kept_again_when_its_model_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.json");
+        let store = Store::new(dir.path());
+        store.promote(&model, &keep(b"a", "a"), None, 5).unwrap();
+        std::fs::remove_file(store.dir().join("000001-a.json")).unwrap();
+        let p = store
+            .promote(&model, &keep(b"b", "b"), Some(&keep(b"a", "a")), 5)
+            .unwrap();
+        let replaced = p.replaced.unwrap();
+        assert_eq!(replaced.seq, 2);
+        assert_eq!(
+            std::fs::read(store.dir().join(&replaced.file)).unwrap(),
+            b"a"
+        );
+        let sha = sha256_hex(b"b");
+        let plan = store.plan_rollback(Some(&sha), None).unwrap();
+        assert_eq!(std::fs::read(&plan.path).unwrap(), b"a");
+    }
+
+    #[test]
+    fn a_promotion_clears_what_a_killed_one_left_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.json");
+        let store = Store::new(dir.path());
+        store.promote(&model, &keep(b"a", "a"), None, 5).unwrap();
+        // kill -9 after the kept files, before model.path and the history.
+        let v = store.dir();
+        std::fs::write(v.join("000002-b.json"), b"b").unwrap();
+        std::fs::write(v.join(".000002-b.json.tmp-7-0-1"), b"b").unwrap();
+        std::fs::write(v.join(".history.json.tmp-7-1-2"), b"{").unwrap();
+        std::fs::write(dir.path().join(".m.json.tmp-7-2-3"), b"b").unwrap();
+        std::fs::write(v.join("notes.txt"), b"mine").unwrap();
+        let old = std::time::SystemTime::now() - STALE_TEMP - Duration::from_secs(1);
+        for tmp in [
+            v.join(".000002-b.json.tmp-7-0-1"),
+            v.join(".history.json.tmp-7-1-2"),
+            dir.path().join(".m.json.tmp-7-2-3"),
+        ] {
+            File::options()
+                .write(true)
+                .open(tmp)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        // A fresh one may be a live unlocked writer's (`train --out`).
+        std::fs::write(dir.path().join(".m.json.tmp-8"), b"live").unwrap();
+        let p = store
+            .promote(&model, &keep(b"c", "c"), Some(&keep(b"a", "a")), 5)
+            .unwrap();
+        assert_eq!(p.removed, ["versions/000002-b.json"]);
+        assert_eq!(p.file, "versions/000002-c.json");
+        assert_eq!(
+            files(&store),
+            [
+                "000001-a.json",
+                "000002-c.json",
+                "history.json",
+                "notes.txt"
+            ]
+        );
+        assert!(!dir.path().join(".m.json.tmp-7-2-3").exists());
+        assert!(dir.path().join(".m.json.tmp-8").exists());
+    }
+
+    #[test]
     fn rollback_after_rollback_goes_further_back_and_promotion_resumes() {
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("m.json");
@@ -567,6 +744,37 @@ mod tests {
     }
 
     #[test]
+    fn a_rollback_cut_short_is_finished_by_the_next_not_undone() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.json");
+        let store = Store::new(dir.path());
+        store.promote(&model, &keep(b"a", "a"), None, 5).unwrap();
+        store
+            .promote(&model, &keep(b"b", "b"), Some(&keep(b"a", "a")), 5)
+            .unwrap();
+        let plan = store.plan_rollback(Some(&sha256_hex(b"b")), None).unwrap();
+        assert_eq!(plan.target.version, "a");
+        // The history cannot be written (as if killed before it): model.path
+        // must not have moved either.
+        let history = store.dir().join(HISTORY_FILE);
+        let saved = std::fs::read(&history).unwrap();
+        std::fs::remove_file(&history).unwrap();
+        std::fs::create_dir(&history).unwrap();
+        std::fs::write(history.join("x"), b"").unwrap();
+        assert!(store.apply_rollback(plan, &model, b"a").is_err());
+        assert_eq!(std::fs::read(&model).unwrap(), b"b");
+        std::fs::remove_dir_all(&history).unwrap();
+        std::fs::write(&history, saved).unwrap();
+        // Killed after the history, before model.path: a rerun finishes it.
+        let plan = store.plan_rollback(Some(&sha256_hex(b"b")), None).unwrap();
+        store.write_history(&plan.history).unwrap();
+        let plan = store.plan_rollback(Some(&sha256_hex(b"b")), None).unwrap();
+        assert_eq!(plan.target.version, "a");
+        store.apply_rollback(plan, &model, b"a").unwrap();
+        assert_eq!(store.history().unwrap().in_service, vec![1]);
+    }
+
+    #[test]
     fn pruning_spares_a_rolled_back_to_model_it_replaces() {
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("m.json");
@@ -593,6 +801,36 @@ mod tests {
     }
 
     #[test]
+    fn pruning_drops_versions_rolled_back_from_before_the_rollback_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.json");
+        let store = Store::new(dir.path());
+        store.promote(&model, &keep(b"a", "a"), None, 3).unwrap();
+        store
+            .promote(&model, &keep(b"b", "b"), Some(&keep(b"a", "a")), 3)
+            .unwrap();
+        store
+            .promote(&model, &keep(b"c", "c"), Some(&keep(b"b", "b")), 3)
+            .unwrap();
+        // c was bad: back to b, then d replaces b.
+        let plan = store.plan_rollback(Some(&sha256_hex(b"c")), None).unwrap();
+        store.apply_rollback(plan, &model, b"b").unwrap();
+        let p = store
+            .promote(&model, &keep(b"d", "d"), Some(&keep(b"b", "b")), 3)
+            .unwrap();
+        assert_eq!(p.removed, ["versions/000003-c.json"]);
+        assert_eq!(store.history().unwrap().in_service, vec![1, 2, 4]);
+        // The rollback chain d → b → a is intact.
+        let back = |from: &[u8]| {
+            let plan = store.plan_rollback(Some(&sha256_hex(from)), None).unwrap();
+            let bytes = std::fs::read(&plan.path).unwrap();
+            store.apply_rollback(plan, &model, &bytes).unwrap().version
+        };
+        assert_eq!(back(b"d"), "b");
+        assert_eq!(back(b"b"), "a");
+    }
+
+    #[test]
     fn a_model_changed_behind_its_back_is_rolled_back_to_the_last_promoted() {
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("m.json");
@@ -603,6 +841,39 @@ mod tests {
             .plan_rollback(Some(&sha256_hex(b"hand-made")), None)
             .unwrap();
         assert_eq!(plan.target.version, "a");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_atomic_write_keeps_the_replaced_files_permissions_and_no_temp() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.json");
+        std::fs::write(&path, b"old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomic(&path, b"new").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o640);
+        // A symlink is replaced by a regular file; its target is untouched.
+        let target = dir.path().join("target.json");
+        std::fs::write(&target, b"kept").unwrap();
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        write_atomic(&link, b"served").unwrap();
+        assert!(!std::fs::symlink_metadata(&link).unwrap().is_symlink());
+        assert_eq!(std::fs::read(&link).unwrap(), b"served");
+        assert_eq!(std::fs::read(&target).unwrap(), b"kept");
+        // A failed rename (onto a directory) leaves no temporary file.
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        std::fs::write(dir.path().join("d/x"), b"").unwrap();
+        assert!(write_atomic(&dir.path().join("d"), b"x").is_err());
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["d", "link.json", "m.json", "target.json"]);
     }
 
     #[test]

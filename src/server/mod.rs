@@ -170,10 +170,25 @@ impl Application {
                 Duration::from_secs(interval),
             ))
         });
+        // Kept texts of predictions past feedback.max_age_secs are freed on
+        // a timer too, not only when the next prediction comes.
+        let sweeper = self.state.feedback.keeps_text().then(|| {
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(EXPIRE_SWEEP);
+                loop {
+                    tick.tick().await;
+                    state.feedback.forget_expired();
+                }
+            })
+        });
         let state = self.state.clone();
         let result = serve::serve(self.listener, self.state, signal).await;
         if let Some(p) = poller {
             p.abort();
+        }
+        if let Some(s) = sweeper {
+            s.abort();
         }
         // Lines accepted under `never`/`interval` may still be queued: write
         // them before the process ends (bounded: a stalled disk must not
@@ -267,6 +282,9 @@ struct Hangup;
 
 /// How long the shutdown waits for the feedback log's queue to be written.
 const FLUSH_ON_SHUTDOWN: Duration = Duration::from_secs(10);
+
+/// How often kept texts of expired predictions are freed without traffic.
+const EXPIRE_SWEEP: Duration = Duration::from_secs(5);
 
 async fn reload_on_sighup(state: AppState, hangup: Hangup) {
     #[cfg(unix)]
