@@ -412,9 +412,6 @@ fn retrain_tracked(a: &RetrainArgs, plan: &Plan, tracker: Option<&Tracker>) -> C
         promoted,
         mlflow_run_id: tracker.map(|t| t.run_id().to_owned()),
     };
-    if let Some(t) = tracker {
-        log_report(t, &report)?;
-    }
     if let Some(path) = &a.report {
         let mut json = serde_json::to_vec_pretty(&report).expect("serialisable");
         json.push(b'\n');
@@ -430,6 +427,17 @@ fn retrain_tracked(a: &RetrainArgs, plan: &Plan, tracker: Option<&Tracker>) -> C
         })?;
     }
     print_report(&report);
+    // Last, and not fatal: the promotion (or the rejection) has already
+    // happened, so a tracking server failing now must not turn the outcome
+    // a scheduler sees into "failed" with no report.
+    if let Some(t) = tracker {
+        if let Err(f) = log_report(t, &report) {
+            eprintln!(
+                "nbserve: warning: the outcome could not be logged to the MLflow run: {}",
+                f.message
+            );
+        }
+    }
     match report.verdict {
         Verdict::Promoted => Ok(()),
         Verdict::Rejected => Err(Failure::new(
