@@ -35,6 +35,33 @@ def request(port, method, path, body=None, timeout=300):
     return response.status
 
 
+def start_server(binary, port, **settings):
+    """Starts `binary serve` on 127.0.0.1:PORT with NBSERVE__ settings
+    (keyword `server__max_concurrency=...` → NBSERVE__SERVER__MAX_CONCURRENCY)
+    and returns the process once /health answers (exits if it never does)."""
+    env = dict(
+        os.environ,
+        NBSERVE__SERVER__HOST="127.0.0.1",
+        NBSERVE__SERVER__PORT=str(port),
+        NBSERVE__LOG__LEVEL="warn",
+        **{f"NBSERVE__{k.upper()}": str(v) for k, v in settings.items()},
+    )
+    server = subprocess.Popen(
+        [binary, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 30
+    while True:
+        try:
+            if request(port, "GET", "/health", timeout=2) == 200:
+                return server
+        except OSError:
+            pass
+        if time.time() > deadline or server.poll() is not None:
+            server.kill()
+            sys.exit("server did not start")
+        time.sleep(0.1)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", help="nbserve binary (default: the release build)")
@@ -43,28 +70,13 @@ def main():
     parser.add_argument("--port", type=int, default=18391)
     args = parser.parse_args()
     args.binary = args.binary or release_binary()
-    env = dict(
-        os.environ,
-        NBSERVE__SERVER__HOST="127.0.0.1",
-        NBSERVE__SERVER__PORT=str(args.port),
-        NBSERVE__LOG__LEVEL="warn",
-        NBSERVE__SERVER__MAX_INFLIGHT_BODY_BYTES=str(args.budget),
-        NBSERVE__SERVER__REQUEST_TIMEOUT_MS="300000",
-    )
-    server = subprocess.Popen(
-        [args.binary, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    server = start_server(
+        args.binary,
+        args.port,
+        server__max_inflight_body_bytes=args.budget,
+        server__request_timeout_ms=300000,
     )
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                if request(args.port, "GET", "/health", timeout=2) == 200:
-                    break
-            except OSError:
-                pass
-            if time.time() > deadline or server.poll() is not None:
-                sys.exit("server did not start")
-            time.sleep(0.1)
         texts = [f"{i} " + "word free prize " * 130 for i in range(950)]
         body = json.dumps({"texts": texts}).encode()
         statuses = collections.Counter()

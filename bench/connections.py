@@ -17,15 +17,13 @@ p50 / max. Exit status 1 if a /health probe failed. Linux only; stdlib only.
 
 import argparse
 import json
-import os
 import resource
 import socket
 import statistics
-import subprocess
 import sys
 import time
 
-from body_budget import request
+from body_budget import request, start_server
 from feedback import release_binary
 
 
@@ -58,27 +56,9 @@ def main():
     args.binary = args.binary or release_binary()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.idle + 256)), hard))
-    env = dict(
-        os.environ,
-        NBSERVE__SERVER__HOST="127.0.0.1",
-        NBSERVE__SERVER__PORT=str(args.port),
-        NBSERVE__LOG__LEVEL="warn",
-    )
-    server = subprocess.Popen(
-        [args.binary, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    server = start_server(args.binary, args.port)
     result = {}
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                if request(args.port, "GET", "/health", timeout=2) == 200:
-                    break
-            except OSError:
-                pass
-            if time.time() > deadline or server.poll() is not None:
-                sys.exit("server did not start")
-            time.sleep(0.1)
         result["rss_start_kb"] = rss_kb(server.pid)
         result["health_alone"] = probe(args.port)
 

@@ -18,12 +18,11 @@ import collections
 import json
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
 
-from body_budget import request
+from body_budget import request, start_server
 from feedback import release_binary
 
 
@@ -58,28 +57,8 @@ def main():
     parser.add_argument("--port", type=int, default=18392)
     args = parser.parse_args()
     args.binary = args.binary or release_binary()
-    env = dict(
-        os.environ,
-        NBSERVE__SERVER__HOST="127.0.0.1",
-        NBSERVE__SERVER__PORT=str(args.port),
-        NBSERVE__LOG__LEVEL="warn",
-        NBSERVE__SERVER__REQUEST_TIMEOUT_MS="120000",
-    )
-    server = subprocess.Popen(
-        [args.binary, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    server = start_server(args.binary, args.port, server__request_timeout_ms=120000)
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                if request(args.port, "GET", "/health", timeout=2) == 200:
-                    break
-            except OSError:
-                pass
-            if time.time() > deadline or server.poll() is not None:
-                sys.exit("server did not start")
-            time.sleep(0.1)
-
         stop = threading.Event()
         baseline = []
         prober = threading.Thread(target=probe_health, args=(args.port, stop, baseline))
