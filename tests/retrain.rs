@@ -102,6 +102,23 @@ impl Setup {
         self.run(&args)
     }
 
+    /// `retrain` with `extra` and `--report r.json`, which must be rejected
+    /// (exit 5) for `reason` with every byte under `models/` unchanged;
+    /// returns the report.
+    fn expect_rejected(&self, extra: &[&str], reason: &str) -> Value {
+        let before = self.snapshot();
+        let report = self.path("r.json");
+        let mut args = extra.to_vec();
+        args.extend_from_slice(&["--report", report.to_str().unwrap()]);
+        let o = self.retrain(&args);
+        assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+        assert!(stderr(&o).contains(reason), "{}", stderr(&o));
+        assert_eq!(self.snapshot(), before, "a rejection changes nothing");
+        let r = self.report("r.json");
+        assert_eq!(r["verdict"], "rejected");
+        r
+    }
+
     fn report(&self, name: &str) -> Value {
         serde_json::from_slice(&std::fs::read(self.path(name)).unwrap()).unwrap()
     }
@@ -221,23 +238,8 @@ fn promotes_keeps_the_replaced_model_and_rolls_back() {
 #[test]
 fn rejected_by_the_absolute_gate_changes_nothing() {
     let s = Setup::new();
-    let before = s.snapshot();
-    let o = s.retrain(&[
-        "--min-f1-macro",
-        "0.99",
-        "--report",
-        s.path("r.json").to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("rejected by the absolute gate"),
-        "{}",
-        stderr(&o)
-    );
-    assert_eq!(s.snapshot(), before);
+    let r = s.expect_rejected(&["--min-f1-macro", "0.99"], "rejected by the absolute gate");
     assert!(!s.path("models/versions").exists());
-    let r = s.report("r.json");
-    assert_eq!(r["verdict"], "rejected");
     assert_eq!(r["gates"]["absolute"]["passed"], false);
     assert_eq!(r["gates"]["absolute"]["minimum"], 0.99);
     assert_eq!(r["promoted"], Value::Null);
@@ -257,23 +259,16 @@ fn mislabelled_feedback_is_rejected_by_the_no_regression_gate() {
     log.push_str("{\"source\":\"feedback\",\"prediction_id\":\"x\",\"label\":\"ham\"}\n");
     log.push_str("not json\n{\"text\":\"cut sh");
     std::fs::write(s.path("feedback.jsonl"), log).unwrap();
-    let before = s.snapshot();
-    let o = s.retrain(&[
-        "--feedback-log",
-        s.path("feedback.jsonl").to_str().unwrap(),
-        "--min-f1-macro",
-        "0",
-        "--report",
-        s.path("r.json").to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("rejected by the no-regression gate"),
-        "{}",
-        stderr(&o)
+    let log = s.path("feedback.jsonl");
+    let r = s.expect_rejected(
+        &[
+            "--feedback-log",
+            log.to_str().unwrap(),
+            "--min-f1-macro",
+            "0",
+        ],
+        "rejected by the no-regression gate",
     );
-    assert_eq!(s.snapshot(), before, "nothing changed");
-    let r = s.report("r.json");
     assert_eq!(r["gates"]["absolute"]["passed"], true);
     assert_eq!(r["gates"]["no_regression"]["passed"], false);
     assert!(r["gates"]["no_regression"]["delta"].as_f64().unwrap() < -0.005);
@@ -401,22 +396,7 @@ fn a_candidate_the_servers_would_refuse_is_never_promoted() {
         config.replace("min_f1_macro = 0.5", "min_f1_macro = 0.99"),
     )
     .unwrap();
-    let before = s.snapshot();
-    let o = s.retrain(&[
-        "--min-f1-macro",
-        "0.5",
-        "--report",
-        s.path("r.json").to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("rejected by the serving gate"),
-        "{}",
-        stderr(&o)
-    );
-    assert_eq!(s.snapshot(), before, "nothing changed");
-    let r = s.report("r.json");
-    assert_eq!(r["verdict"], "rejected");
+    let r = s.expect_rejected(&["--min-f1-macro", "0.5"], "rejected by the serving gate");
     assert_eq!(r["gates"]["absolute"]["passed"], true);
     assert_eq!(r["gates"]["serving"]["passed"], false);
     assert!(
