@@ -774,8 +774,9 @@ mod tests {
         assert_eq!(store.history().unwrap().in_service, vec![1]);
     }
 
-    #[test]
-    fn pruning_spares_a_rolled_back_to_model_it_replaces() {
+    /// A store (keeping 3) into which a, b and c were promoted in turn; the
+    /// model path.
+    fn promoted_a_b_c() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("m.json");
         let store = Store::new(dir.path());
@@ -786,6 +787,13 @@ mod tests {
         store
             .promote(&model, &keep(b"c", "c"), Some(&keep(b"b", "b")), 3)
             .unwrap();
+        (dir, model)
+    }
+
+    #[test]
+    fn pruning_spares_a_rolled_back_to_model_it_replaces() {
+        let (dir, model) = promoted_a_b_c();
+        let store = Store::new(dir.path());
         let plan = store
             .plan_rollback(Some(&sha256_hex(b"c")), Some("a"))
             .unwrap();
@@ -802,16 +810,8 @@ mod tests {
 
     #[test]
     fn pruning_drops_versions_rolled_back_from_before_the_rollback_chain() {
-        let dir = tempfile::tempdir().unwrap();
-        let model = dir.path().join("m.json");
+        let (dir, model) = promoted_a_b_c();
         let store = Store::new(dir.path());
-        store.promote(&model, &keep(b"a", "a"), None, 3).unwrap();
-        store
-            .promote(&model, &keep(b"b", "b"), Some(&keep(b"a", "a")), 3)
-            .unwrap();
-        store
-            .promote(&model, &keep(b"c", "c"), Some(&keep(b"b", "b")), 3)
-            .unwrap();
         // c was bad: back to b, then d replaces b.
         let plan = store.plan_rollback(Some(&sha256_hex(b"c")), None).unwrap();
         store.apply_rollback(plan, &model, b"b").unwrap();
