@@ -13,9 +13,11 @@
 # fails. FUZZ_TIMEOUT (900 s) only guards against a hang: reaching it fails.
 # FUZZ_SECS (the former time cap) is refused.
 # Starts its own server (debug build; NBSERVE_BIN to use another binary) on a
-# free 127.0.0.1 port with an admin token, so /admin/reload is fuzzed with
-# valid credentials, and with feedback.accept_examples (and keep_text) on, so
-# is POST /examples; stops it on exit.
+# free 127.0.0.1 port with an admin token and the same feedback token, so
+# /admin/reload and the label-writing endpoints (/feedback, /feedback/batch,
+# /examples) are fuzzed with valid credentials, and with
+# feedback.accept_examples (and keep_text) on, so is POST /examples; stops it
+# on exit.
 #
 #   scripts/api-fuzz.sh
 set -euo pipefail
@@ -48,7 +50,8 @@ local_server_setup
 # past its 404 and feedback lines carry texts.
 local_server_start_shipped "$work/server.log" \
     NBSERVE__FEEDBACK__LOG_PATH="$work/feedback.jsonl" \
-    NBSERVE__FEEDBACK__KEEP_TEXT=true NBSERVE__FEEDBACK__ACCEPT_EXAMPLES=true
+    NBSERVE__FEEDBACK__KEEP_TEXT=true NBSERVE__FEEDBACK__ACCEPT_EXAMPLES=true \
+    NBSERVE__FEEDBACK__TOKEN="$token"
 url="http://127.0.0.1:$port"
 
 passed=0

@@ -12,9 +12,10 @@
 #     like the server (init container too), and it writes model.path on the
 #     same PVC the replicas serve it from
 #   - every NBSERVE__* variable a container gets (ConfigMap envFrom + env, also
-#     configMapKeyRef) is
+#     configMapKeyRef and secretKeyRef) is
 #     accepted by `nbserve config` with that exact environment (the admin token
-#     file is replaced by a temporary one: the mounted Secret does not exist here)
+#     file is replaced by a temporary one and a secretKeyRef value by a stand-in:
+#     the Secrets do not exist here)
 #   - probes: liveness on /health (or /v2/health/live), readiness on /ready (or
 #     /v2/health/ready), a startup probe, all on the port the settings bind;
 #     terminationGracePeriodSeconds > drain_delay_secs + shutdown_timeout_secs;
@@ -179,7 +180,11 @@ for d in docs:
             env.update(maps.get(src.get("configMapRef", {}).get("name"), {}))
         for e in c.get("env", []):
             ref = (e.get("valueFrom") or {}).get("configMapKeyRef")
-            if ref:
+            secret = (e.get("valueFrom") or {}).get("secretKeyRef")
+            if secret:
+                # The Secret does not exist here: a stand-in of a valid length.
+                env[e["name"]] = f"stand-in-{secret['name']}-{secret['key']}"
+            elif ref:
                 if ref["key"] not in maps.get(ref["name"], {}):
                     print(f"FAIL: {d['kind']}/{d['metadata']['name']}/{c['name']}: {e['name']} refers to a missing "
                           f"ConfigMap key {ref['name']}/{ref['key']}", file=sys.stderr)

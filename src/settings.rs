@@ -123,30 +123,42 @@ pub struct AdminSettings {
 impl AdminSettings {
     /// Moves the content of `token_file` into `token`.
     fn read_token_file(&mut self) -> Result<(), SettingsError> {
-        let Some(path) = &self.token_file else {
-            return Ok(());
-        };
-        if self.token.is_some() {
-            return Err(SettingsError::Invalid {
-                key: "admin.token_file",
-                message: "set admin.token or admin.token_file, not both".into(),
-            });
-        }
-        let mut token =
-            std::fs::read_to_string(path).map_err(|source| SettingsError::TokenFile {
-                path: path.clone(),
-                source,
-            })?;
-        // Secrets written with `echo` end in a newline that is not part of the token.
-        if token.ends_with('\n') {
-            token.pop();
-            if token.ends_with('\r') {
-                token.pop();
-            }
-        }
-        self.token = Some(token);
-        Ok(())
+        let keys = ("admin.token", "admin.token_file");
+        read_token_file(keys, &mut self.token, self.token_file.as_ref())
     }
+}
+
+/// Moves the content of a `*.token_file` setting (named `file_key`) into
+/// its `*.token` (named `token_key`): read once, one trailing newline
+/// dropped; the two are exclusive.
+fn read_token_file(
+    (token_key, file_key): (&'static str, &'static str),
+    token: &mut Option<String>,
+    token_file: Option<&PathBuf>,
+) -> Result<(), SettingsError> {
+    let Some(path) = token_file else {
+        return Ok(());
+    };
+    if token.is_some() {
+        return Err(SettingsError::Invalid {
+            key: file_key,
+            message: format!("set {token_key} or {file_key}, not both"),
+        });
+    }
+    let mut read = std::fs::read_to_string(path).map_err(|source| SettingsError::TokenFile {
+        key: file_key,
+        path: path.clone(),
+        source,
+    })?;
+    // Secrets written with `echo` end in a newline that is not part of the token.
+    if read.ends_with('\n') {
+        read.pop();
+        if read.ends_with('\r') {
+            read.pop();
+        }
+    }
+    *token = Some(read);
+    Ok(())
 }
 
 impl std::fmt::Debug for AdminSettings {
@@ -159,7 +171,7 @@ impl std::fmt::Debug for AdminSettings {
 }
 
 /// Feedback settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeedbackSettings {
     /// Recent predictions remembered for feedback.
@@ -181,6 +193,37 @@ pub struct FeedbackSettings {
     /// Accept labelled texts on `POST /examples`, appended to the log
     /// (needs `log_path`).
     pub accept_examples: bool,
+    /// Bearer token the endpoints that write labels (`POST /feedback`,
+    /// `POST /feedback/batch`, `POST /examples`) require; open when unset.
+    pub token: Option<String>,
+    /// A file holding that token, like `admin.token_file`; exclusive with
+    /// `token`.
+    pub token_file: Option<PathBuf>,
+}
+
+impl FeedbackSettings {
+    /// Moves the content of `token_file` into `token`.
+    fn read_token_file(&mut self) -> Result<(), SettingsError> {
+        let keys = ("feedback.token", "feedback.token_file");
+        read_token_file(keys, &mut self.token, self.token_file.as_ref())
+    }
+}
+
+impl std::fmt::Debug for FeedbackSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedbackSettings")
+            .field("capacity", &self.capacity)
+            .field("max_age_secs", &self.max_age_secs)
+            .field("window", &self.window)
+            .field("log_path", &self.log_path)
+            .field("log_fsync", &self.log_fsync)
+            .field("keep_text", &self.keep_text)
+            .field("text_budget_bytes", &self.text_budget_bytes)
+            .field("accept_examples", &self.accept_examples)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
+            .finish()
+    }
 }
 
 /// When the feedback log is synced to disk (`fsync`).
@@ -241,6 +284,8 @@ impl Default for Settings {
                 keep_text: false,
                 text_budget_bytes: 64 * 1024 * 1024,
                 accept_examples: false,
+                token: None,
+                token_file: None,
             },
         }
     }
@@ -262,9 +307,11 @@ pub enum SettingsError {
         /// The value that was given.
         found: String,
     },
-    /// `admin.token_file` could not be read.
-    #[error("invalid setting admin.token_file: cannot read {path}: {source}")]
+    /// `admin.token_file` or `feedback.token_file` could not be read.
+    #[error("invalid setting {key}: cannot read {path}: {source}")]
     TokenFile {
+        /// The key, e.g. `admin.token_file`.
+        key: &'static str,
         /// The file.
         path: PathBuf,
         /// The cause.
@@ -360,6 +407,7 @@ impl Settings {
         );
         let mut settings: Settings = builder.build()?.try_deserialize()?;
         settings.admin.read_token_file()?;
+        settings.feedback.read_token_file()?;
         settings.validate()?;
         Ok(settings)
     }
@@ -435,6 +483,9 @@ impl Settings {
         }
         if matches!(&self.admin.token, Some(t) if t.len() < 8) {
             return invalid("admin.token", "must be at least 8 characters");
+        }
+        if matches!(&self.feedback.token, Some(t) if t.len() < 8) {
+            return invalid("feedback.token", "must be at least 8 characters");
         }
         Ok(())
     }
@@ -607,6 +658,53 @@ mod tests {
     }
 
     #[test]
+    fn feedback_token_from_a_file_or_the_environment_not_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("feedback-token");
+        std::fs::write(&f, "feedback-secret\r\n").unwrap();
+        let path = f.to_str().unwrap();
+        let s = Settings::load_from(None, env(&[("NBSERVE__FEEDBACK__TOKEN_FILE", path)])).unwrap();
+        assert_eq!(s.feedback.token.as_deref(), Some("feedback-secret"));
+        assert_eq!(s.admin.token, None, "the admin token is a separate setting");
+
+        let s = Settings::load_from(None, env(&[("NBSERVE__FEEDBACK__TOKEN", "labels-token")]))
+            .unwrap();
+        assert_eq!(s.feedback.token.as_deref(), Some("labels-token"));
+
+        let e = Settings::load_from(
+            None,
+            env(&[
+                ("NBSERVE__FEEDBACK__TOKEN_FILE", path),
+                ("NBSERVE__FEEDBACK__TOKEN", "another-token"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid setting feedback.token_file: set feedback.token or feedback.token_file, not both"
+        );
+
+        let missing = dir.path().join("missing");
+        let e = Settings::load_from(
+            None,
+            env(&[("NBSERVE__FEEDBACK__TOKEN_FILE", missing.to_str().unwrap())]),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid setting feedback.token_file: cannot read"),
+            "{e}"
+        );
+
+        let e =
+            Settings::load_from(None, env(&[("NBSERVE__FEEDBACK__TOKEN", "short")])).unwrap_err();
+        assert!(
+            e.to_string().starts_with("invalid setting feedback.token:"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn kept_texts_and_examples_need_a_log() {
         for key in ["KEEP_TEXT", "ACCEPT_EXAMPLES"] {
             let var = format!("NBSERVE__FEEDBACK__{key}");
@@ -644,6 +742,10 @@ mod tests {
     fn token_is_not_debug_printed() {
         let mut s = Settings::default();
         s.admin.token = Some("very-secret".into());
-        assert!(!format!("{s:?}").contains("very-secret"));
+        s.feedback.token = Some("also-secret".into());
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("very-secret"), "{printed}");
+        assert!(!printed.contains("also-secret"), "{printed}");
+        assert!(printed.contains("accept_examples"), "{printed}");
     }
 }

@@ -217,6 +217,27 @@ fn config_names_unknown_keys_and_healthcheck_fails_without_a_server() {
     assert_eq!(o.status.code(), Some(6));
 }
 
+/// `nbserve config` prints the settings without the secrets in them.
+#[test]
+fn config_redacts_the_admin_and_feedback_tokens() {
+    let o = nbserve_env(
+        &["config"],
+        &[
+            ("NBSERVE__ADMIN__TOKEN", "admin-secret-1"),
+            ("NBSERVE__FEEDBACK__TOKEN", "feedback-secret-2"),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        !out.contains("admin-secret-1") && !out.contains("feedback-secret-2"),
+        "{out}"
+    );
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(s["admin"]["token"], "<redacted>");
+    assert_eq!(s["feedback"]["token"], "<redacted>");
+}
+
 /// README: "the same data and parameters give a byte-identical artifact
 /// apart from the creation time (set `SOURCE_DATE_EPOCH` to fix that too)",
 /// through the real binary.

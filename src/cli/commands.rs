@@ -353,11 +353,14 @@ fn load_settings(a: &ConfigArgs) -> Result<Settings, Failure> {
     Settings::load(a.config.as_deref()).map_err(|e| Failure::new(exit::SETTINGS, e))
 }
 
-/// `nbserve config`: the resolved settings, the admin token redacted.
+/// `nbserve config`: the resolved settings, the admin and feedback tokens
+/// redacted.
 pub fn config(a: ConfigArgs) -> CmdResult {
     let mut s = load_settings(&a)?;
-    if s.admin.token.is_some() {
-        s.admin.token = Some("<redacted>".into());
+    for token in [&mut s.admin.token, &mut s.feedback.token] {
+        if token.is_some() {
+            *token = Some("<redacted>".into());
+        }
     }
     if let Some(uri) = &mut s.model.mlflow_uri {
         if let Ok(mut url) = reqwest::Url::parse(uri) {

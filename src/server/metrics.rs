@@ -121,11 +121,22 @@ fn exponential(start: f64, factor: f64, count: usize) -> Vec<f64> {
     exponential_buckets(start, factor, count).expect("valid buckets")
 }
 
+/// The results `nbserve_feedback_total` counts: `unauthorized` counts
+/// requests refused for want of `feedback.token`, the others items.
+pub const FEEDBACK_RESULTS: [&str; 5] = [
+    "accepted",
+    "unknown_id",
+    "invalid_label",
+    "duplicate",
+    "unauthorized",
+];
+
 /// The results `nbserve_examples_total` counts: `accepted` counts examples,
 /// the others refused requests.
-pub const EXAMPLE_RESULTS: [&str; 7] = [
+pub const EXAMPLE_RESULTS: [&str; 8] = [
     "accepted",
     "disabled",
+    "unauthorized",
     "invalid_request",
     "invalid_batch",
     "invalid_text",
@@ -199,7 +210,7 @@ metrics! {
     /// Requests shed because the server was at its concurrency limit.
     load_shed: IntCounter = ("nbserve_load_shed_total", "Requests answered 503 because the server was at its concurrency limit.", ());
     /// Feedback by result.
-    feedback: IntCounterVec = ("nbserve_feedback_total", "Label feedback by result.", ["result"]);
+    feedback: IntCounterVec = ("nbserve_feedback_total", "Label feedback items by result; result=unauthorized counts requests refused without the feedback token.", ["result"]);
     /// Failed feedback-log writes, syncs and reopens.
     feedback_log_errors: IntCounter = ("nbserve_feedback_log_errors_total", "Failed feedback-log writes, syncs and reopens (the feedback is still counted).", ());
     /// Feedback-log lines dropped because the writer's queue was full.
@@ -254,7 +265,7 @@ impl Metrics {
         for result in POLL_RESULTS {
             m.model_polls.with_label_values(&[result]);
         }
-        for result in ["accepted", "unknown_id", "invalid_label", "duplicate"] {
+        for result in FEEDBACK_RESULTS {
             m.feedback.with_label_values(&[result]);
         }
         for result in EXAMPLE_RESULTS {

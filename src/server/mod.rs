@@ -1,5 +1,6 @@
 //! The HTTP server: start-up with the gate, routing, graceful shutdown.
 
+mod auth;
 mod connection;
 pub mod error;
 pub mod extract;

@@ -192,18 +192,20 @@ fn signals_sent_as_soon_as_the_port_accepts_are_handled() {
 }
 
 /// With debug logging, the logs carry neither request text nor the admin
-/// token (right or wrong), whatever the request did.
+/// or feedback token (right or wrong), whatever the request did.
 #[tokio::test]
 async fn debug_logs_never_carry_request_text_or_tokens() {
     const TEXT: &str = "Zq7TEXTSECRET";
     const GOOD: &str = "Zq7GOODTOKENSECRET";
     const WRONG: &str = "Zq7WRONGTOKENSECRET";
+    const LABELS: &str = "Zq7FEEDBACKTOKENSECRET";
     let port = free_port();
     let mut cmd = serve_command(
         port,
         &[
             ("NBSERVE__LOG__LEVEL", "debug"),
             ("NBSERVE__ADMIN__TOKEN", GOOD),
+            ("NBSERVE__FEEDBACK__TOKEN", LABELS),
         ],
     );
     cmd.env_remove("RUST_LOG");
@@ -242,11 +244,20 @@ async fn debug_logs_never_carry_request_text_or_tokens() {
     ] {
         let _ = client
             .post(format!("{url}{path}"))
+            .bearer_auth(LABELS)
             .json(&body)
             .send()
             .await
             .unwrap();
     }
+    let r = client
+        .post(format!("{url}/feedback"))
+        .bearer_auth(WRONG)
+        .json(&serde_json::json!({ "prediction_id": id, "label": "ham" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
     let _ = client
         .post(format!("{url}/predict"))
         .header("content-type", "application/json")
@@ -283,8 +294,12 @@ async fn debug_logs_never_carry_request_text_or_tokens() {
     assert!(stderr.contains("model reloaded"), "{stderr}");
     // The wrong token's attempt is logged (without the token).
     assert!(stderr.contains("admin authentication failed"), "{stderr}");
+    assert!(
+        stderr.contains("feedback authentication failed"),
+        "{stderr}"
+    );
     // ...but none of the secrets.
-    for secret in [TEXT, GOOD, WRONG] {
+    for secret in [TEXT, GOOD, WRONG, LABELS] {
         assert!(!stderr.contains(secret), "{secret} in the logs:\n{stderr}");
     }
 }

@@ -6,6 +6,7 @@ mod connections;
 mod errors;
 mod examples;
 mod feedback;
+mod feedback_auth;
 mod feedback_log;
 mod half_close;
 mod helpers;

@@ -2,13 +2,12 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
-use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 
+use crate::server::auth::{check_bearer, FailedAuthLog};
 use crate::server::error::ApiError;
 use crate::server::extract::short;
 use crate::server::state::AppState;
@@ -36,9 +35,7 @@ pub struct ReloadResponse {
     pub f1_macro: f64,
 }
 
-/// Checks `Authorization: Bearer <token>` in constant time, length included:
-/// `ct_eq` on slices returns early when lengths differ, so both sides are
-/// hashed to 32 bytes first.
+/// Admin endpoints are off without `admin.token`; with it, they need it.
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = state.settings.admin.token.as_deref() else {
         return Err(ApiError::new(
@@ -47,47 +44,11 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
             "admin endpoints are disabled: no admin token is configured",
         ));
     };
-    let unauthorized = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or invalid bearer token",
-        )
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(unauthorized)?;
-    let digest = |s: &str| sha2::Sha256::digest(s.as_bytes());
-    if bool::from(digest(given).ct_eq(&digest(expected))) {
-        Ok(())
-    } else {
-        Err(unauthorized())
-    }
+    check_bearer(headers, expected)
 }
 
-/// Logs a failed admin authentication, at most once a second (a guessing
-/// client must not flood the log); the ones in between are counted into
-/// the next line. Never logs the token given.
-fn log_failed_login() {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Mutex;
-    use std::time::{Duration, Instant};
-    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
-    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
-    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
-    if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
-        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
-    *last = Some(Instant::now());
-    let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
-    tracing::warn!(
-        suppressed_since_last = suppressed,
-        "admin authentication failed"
-    );
-}
+/// Failed admin authentications, logged rate-limited.
+static FAILED_LOGINS: FailedAuthLog = FailedAuthLog::new("admin");
 
 /// Load the model file again (or another file in the models directory),
 /// validate and gate it; swap only on success.
@@ -106,7 +67,7 @@ pub async fn reload(
 ) -> Result<Json<ReloadResponse>, ApiError> {
     authorize(&state, &headers).inspect_err(|e| {
         if e.code == "unauthorized" {
-            log_failed_login();
+            FAILED_LOGINS.record();
         }
     })?;
     // The body is optional, so it is parsed by hand rather than by AppJson.

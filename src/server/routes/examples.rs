@@ -3,7 +3,7 @@
 //! `feedback.accept_examples`; the text is never logged elsewhere.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use crate::monitoring::{log_timestamp, ExampleRecord, LogOutcome};
 use crate::server::error::ApiError;
 use crate::server::extract::AppJson;
+use crate::server::routes::feedback::authorize_labels;
 use crate::server::routes::predict::check_text;
 use crate::server::state::AppState;
 
@@ -58,16 +59,23 @@ fn refused(state: &AppState, result: &'static str, e: ApiError) -> ApiError {
 
 /// Send labelled texts for retraining; all of a request's examples are
 /// accepted or none.
-#[utoipa::path(post, path = "/examples", request_body = ExamplesRequest, responses(
+#[utoipa::path(post, path = "/examples", request_body = ExamplesRequest,
+    security((), ("bearer" = [])),
+    responses(
     (status = 200, description = "Appended to the feedback log", body = ExamplesResponse),
+    (status = 401, description = "feedback.token is set and the request does not carry it", body = crate::server::error::ErrorBody),
     (status = 404, description = "Examples are not accepted (feedback.accept_examples is off): code examples_disabled", body = crate::server::error::ErrorBody),
     (status = 422, description = "Invalid request, text, batch size or label", body = crate::server::error::ErrorBody),
     (status = 503, description = "The feedback log cannot take them now (queue full or write failed): retry", body = crate::server::error::ErrorBody),
 ))]
 pub async fn examples(
     State(state): State<AppState>,
+    headers: HeaderMap,
     body: Result<AppJson<ExamplesRequest>, ApiError>,
 ) -> Result<Json<ExamplesResponse>, ApiError> {
+    // Before the on/off check: without the token, a client learns nothing
+    // about the server's settings.
+    authorize_labels(&state, &headers).map_err(|e| refused(&state, "unauthorized", e))?;
     if !state.settings.feedback.accept_examples {
         return Err(refused(
             &state,

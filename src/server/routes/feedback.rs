@@ -1,12 +1,13 @@
 //! `POST /feedback` and `POST /feedback/batch`.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::monitoring::{FeedbackError, LogReceipt};
+use crate::server::auth::{check_bearer, FailedAuthLog};
 use crate::server::error::ApiError;
 use crate::server::extract::AppJson;
 use crate::server::state::AppState;
@@ -60,6 +61,38 @@ pub struct FeedbackBatchResponse {
     pub results: Vec<FeedbackItemResult>,
 }
 
+/// Failed authentications on the label-writing endpoints, logged rate-limited.
+static FAILED_AUTH: FailedAuthLog = FailedAuthLog::new("feedback");
+
+/// The endpoints that write labels into the feedback log (`/feedback`,
+/// `/feedback/batch`, `/examples`) are open without `feedback.token`; with
+/// it, they need it. A failure is logged (rate-limited, without the token);
+/// the caller counts it in its own metric.
+pub(crate) fn authorize_labels(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = state.settings.feedback.token.as_deref() else {
+        return Ok(());
+    };
+    check_bearer(headers, expected).inspect_err(|_| FAILED_AUTH.record())
+}
+
+/// [`authorize_labels`], a refusal counted in `nbserve_feedback_total`;
+/// then the body, whose errors come second so that an unauthenticated
+/// client learns nothing about what it sent.
+fn authorized<T>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<AppJson<T>, ApiError>,
+) -> Result<T, ApiError> {
+    authorize_labels(state, headers).inspect_err(|_| {
+        state
+            .metrics
+            .feedback
+            .with_label_values(&["unauthorized"])
+            .inc();
+    })?;
+    Ok(body?.0)
+}
+
 /// Records one item: whether the model was right, and the receipt of its
 /// log line (awaited before answering: under `log_fsync = always` it
 /// completes once the line is synced).
@@ -84,16 +117,21 @@ fn record(state: &AppState, item: &FeedbackRequest) -> Result<(bool, LogReceipt)
 }
 
 /// Give the true label of a prediction.
-#[utoipa::path(post, path = "/feedback", request_body = FeedbackRequest, responses(
+#[utoipa::path(post, path = "/feedback", request_body = FeedbackRequest,
+    security((), ("bearer" = [])),
+    responses(
     (status = 202, body = FeedbackResponse),
+    (status = 401, description = "feedback.token is set and the request does not carry it", body = crate::server::error::ErrorBody),
     (status = 404, description = "Unknown or expired prediction id", body = crate::server::error::ErrorBody),
     (status = 409, description = "Feedback already given", body = crate::server::error::ErrorBody),
     (status = 422, description = "Label not a class of the model", body = crate::server::error::ErrorBody),
 ))]
 pub async fn feedback(
     State(state): State<AppState>,
-    AppJson(req): AppJson<FeedbackRequest>,
+    headers: HeaderMap,
+    body: Result<AppJson<FeedbackRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<FeedbackResponse>), ApiError> {
+    let req = authorized(&state, &headers, body)?;
     let (correct, logged) = record(&state, &req)?;
     // A failed or dropped line is counted by the log; the feedback itself is
     // accepted (it is in the live window) either way.
@@ -109,14 +147,19 @@ pub async fn feedback(
 }
 
 /// Give many true labels at once; each item succeeds or fails on its own.
-#[utoipa::path(post, path = "/feedback/batch", request_body = FeedbackBatchRequest, responses(
+#[utoipa::path(post, path = "/feedback/batch", request_body = FeedbackBatchRequest,
+    security((), ("bearer" = [])),
+    responses(
     (status = 202, body = FeedbackBatchResponse),
+    (status = 401, description = "feedback.token is set and the request does not carry it", body = crate::server::error::ErrorBody),
     (status = 422, body = crate::server::error::ErrorBody),
 ))]
 pub async fn feedback_batch(
     State(state): State<AppState>,
-    AppJson(req): AppJson<FeedbackBatchRequest>,
+    headers: HeaderMap,
+    body: Result<AppJson<FeedbackBatchRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<FeedbackBatchResponse>), ApiError> {
+    let req = authorized(&state, &headers, body)?;
     let max = state.settings.server.max_batch_size;
     if req.items.is_empty() || req.items.len() > max {
         return Err(ApiError::unprocessable(
