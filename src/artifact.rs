@@ -319,6 +319,28 @@ impl Artifact {
         format!("sha256:{}", hex::encode(hasher.finalize()))
     }
 
+    /// Whether `self` scores every text exactly as `other` does: the same
+    /// classes, vocabulary, fitted counts, smoothing, model kind, vectorizer
+    /// and calibration temperature. Name, version, creation time, dataset
+    /// fingerprint, evaluation, tuning report, MLflow run and checksum are
+    /// description, not scoring, and are ignored; absent schema-1 fields
+    /// compare as their defaults.
+    pub fn predicts_like(&self, other: &Artifact) -> bool {
+        let (a, b) = (&self.training, &other.training);
+        let (va, vb) = (&a.vectorizer, &b.vectorizer);
+        self.classes == other.classes
+            && self.vocabulary == other.vocabulary
+            && self.parameters == other.parameters
+            && a.alpha == b.alpha
+            && a.model_kind() == b.model_kind()
+            && va.lowercase == vb.lowercase
+            && va.token_pattern == vb.token_pattern
+            && va.binary == vb.binary
+            && va.options() == vb.options()
+            && self.calibration.as_ref().map(|c| c.temperature)
+                == other.calibration.as_ref().map(|c| c.temperature)
+    }
+
     /// Sets `checksum` from the content.
     pub fn seal(&mut self) {
         self.checksum = self.compute_checksum();
@@ -709,6 +731,58 @@ mod tests {
         edit(&mut a);
         a.seal();
         a.to_bytes()
+    }
+
+    #[test]
+    fn predicts_like_ignores_the_description_and_sees_every_scoring_field() {
+        let base = sample_artifact();
+        let mut renamed = base.clone();
+        renamed.model.name = "other".into();
+        renamed.model.version = "2".into();
+        renamed.created_at = "2030-01-01T00:00:00Z".into();
+        renamed.evaluation = None;
+        renamed.mlflow_run_id = Some("run".into());
+        renamed.dataset.sha256 = "0".repeat(64);
+        renamed.seal();
+        assert!(renamed.predicts_like(&base));
+        assert!(base.predicts_like(&base.clone()));
+
+        type Edit = fn(&mut Artifact);
+        let edits: [(&str, Edit); 9] = [
+            ("vocabulary", |a| a.vocabulary[0].push('x')),
+            ("feature counts", |a| a.parameters.feature_count[0][0] += 1),
+            ("class counts", |a| a.parameters.class_count[0] += 1),
+            ("alpha", |a| {
+                a.training.alpha = 0.5;
+                a.parameters.alpha = 0.5;
+            }),
+            ("temperature", |a| {
+                a.calibration = Some(Calibration {
+                    method: "temperature".into(),
+                    temperature: 1.5,
+                    folds: 5,
+                    seed: 0,
+                    log_loss_before: 0.3,
+                    log_loss_after: 0.2,
+                })
+            }),
+            ("classes", |a| a.classes.reverse()),
+            ("model kind", |a| {
+                a.training.model = Some(ModelKind::Multinomial)
+            }),
+            ("binary", |a| {
+                a.training.vectorizer.binary = !a.training.vectorizer.binary
+            }),
+            ("max_features", |a| {
+                a.training.vectorizer.max_features = Some(10)
+            }),
+        ];
+        for (what, edit) in edits {
+            let mut changed = base.clone();
+            edit(&mut changed);
+            assert!(!changed.predicts_like(&base), "{what} differs");
+            assert!(!base.predicts_like(&changed), "{what} differs");
+        }
     }
 
     #[test]

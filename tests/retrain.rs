@@ -236,6 +236,66 @@ fn promotes_keeps_the_replaced_model_and_rolls_back() {
 }
 
 #[test]
+fn retraining_on_the_same_data_again_leaves_everything_unchanged() {
+    let s = Setup::new();
+    let o = s.retrain(&["--model-version", "first"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("PROMOTED: "));
+    let before = s.snapshot();
+    let history = s.history();
+
+    let o = s.retrain(&[
+        "--model-version",
+        "second",
+        "--report",
+        s.path("r.json").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("UNCHANGED: the candidate predicts exactly as the model in service first"),
+        "{out}"
+    );
+    assert_eq!(s.snapshot(), before, "an unchanged retrain changes nothing");
+    assert_eq!(s.history(), history);
+    let r = s.report("r.json");
+    assert_eq!(r["verdict"], "unchanged");
+    assert_eq!(r["promoted"], Value::Null);
+    assert_eq!(r["candidate"]["version"], "second");
+    assert_eq!(r["current"]["version"], "first");
+    // The gates were still computed, on the same holdout: a tie.
+    assert_eq!(r["gates"]["absolute"]["passed"], true);
+    assert_eq!(r["gates"]["no_regression"]["applied"], true);
+    assert_eq!(r["gates"]["no_regression"]["delta"], 0.0);
+    assert_eq!(
+        r["candidate"]["holdout"]["f1_macro"],
+        r["current"]["holdout"]["f1_macro"]
+    );
+    assert!(
+        r["reason"].as_str().unwrap().contains("both gates passed"),
+        "{}",
+        r["reason"]
+    );
+
+    // One more training document and it is a different model again.
+    let mut train = std::fs::read_to_string(s.path("train.csv")).unwrap();
+    train.push_str("\"a brand new offer of cheap pills\",spam\n");
+    std::fs::write(s.path("more.csv"), train).unwrap();
+    let holdout = s.path("holdout.csv");
+    let o = s.retrain_on(
+        s.path("more.csv").to_str().unwrap(),
+        holdout.to_str().unwrap(),
+        &["--model-version", "third"],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("PROMOTED: ") || out.contains("REJECTED: "),
+        "{out}{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn rejected_by_the_absolute_gate_changes_nothing() {
     let s = Setup::new();
     let r = s.expect_rejected(&["--min-f1-macro", "0.99"], "rejected by the absolute gate");
@@ -457,27 +517,36 @@ fn two_retrains_at_once_leave_a_consistent_store() {
             .unwrap()
     };
     let (a, b) = (spawn("a"), spawn("b"));
-    for child in [a, b] {
+    let mut verdicts = Vec::new();
+    for (version, child) in [("a", a), ("b", b)] {
         let o = child.wait_with_output().unwrap();
-        // Same data, same grid: the later one ties the earlier (delta 0).
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        let verdict = ["PROMOTED", "UNCHANGED"]
+            .into_iter()
+            .find(|v| out.contains(&format!("{v}: ")))
+            .unwrap_or_else(|| panic!("{out}"));
+        verdicts.push((verdict, version));
     }
+    // Same data, same grid: whichever takes the lock second finds the
+    // first one's identical model in service and leaves it there.
+    verdicts.sort();
+    assert_eq!(
+        verdicts.iter().map(|v| v.0).collect::<Vec<_>>(),
+        ["PROMOTED", "UNCHANGED"],
+        "{verdicts:?}"
+    );
     let h = s.history();
     let entries = h["entries"].as_array().unwrap();
     let versions: Vec<&str> = entries
         .iter()
         .map(|e| e["version"].as_str().unwrap())
         .collect();
-    assert_eq!(versions.len(), 3, "{versions:?}");
-    assert_eq!(versions[0], "v1");
-    assert!(
-        versions[1..] == ["a", "b"] || versions[1..] == ["b", "a"],
-        "{versions:?}"
-    );
-    assert_eq!(h["in_service"], serde_json::json!([1, 2, 3]));
-    // model.path holds the last promoted; every kept file is in the history
+    assert_eq!(versions, ["v1", verdicts[0].1], "{versions:?}");
+    assert_eq!(h["in_service"], serde_json::json!([1, 2]));
+    // model.path holds the promoted one; every kept file is in the history
     // and nothing else is in the directory (no temporary files left).
-    let last = &entries[2];
+    let last = &entries[1];
     let served = std::fs::read(s.path("models/current.json")).unwrap();
     assert_eq!(
         nbserve::retraining::store::sha256_hex(&served),

@@ -244,34 +244,40 @@ struct Current {
     report: Option<CurrentReport>,
     error: Option<String>,
     kept: Option<(Vec<u8>, String, String)>,
+    /// It is a valid artifact that scores every text as the candidate does.
+    identical: bool,
 }
 
-fn current_model(plan: &Plan, holdout: &Dataset) -> Current {
+fn current_model(plan: &Plan, holdout: &Dataset, candidate: &Artifact) -> Current {
     let path = &plan.settings.model.path;
     let read = match ModelUri::from_path(path) {
         None => read_model_file(path, plan.settings.model.max_bytes).map_err(|e| e.to_string()),
         Some(uri) => registry_read(plan, uri),
     };
-    let failed = |e: String, kept| Current {
+    let failed = |e: String, kept, identical| Current {
         report: None,
         error: Some(format!("{}: {e}", path.display())),
         kept,
+        identical,
     };
     let src = match read {
         Ok(src) => src,
-        Err(e) => return failed(e, None),
+        Err(e) => return failed(e, None, false),
     };
     let model = match Artifact::load_bytes(&src.bytes) {
         Ok(model) => model,
-        Err(e) => return failed(e.to_string(), None),
+        Err(e) => return failed(e.to_string(), None, false),
     };
+    // `load_bytes` validated these bytes, so they parse as an artifact.
+    let identical = serde_json::from_slice::<Artifact>(&src.bytes)
+        .is_ok_and(|current| candidate.predicts_like(&current));
     let id = &model.meta.model;
     // A valid model in service is kept for rollback even when it cannot be
     // scored on this holdout (e.g. it lacks one of its labels): promoting
     // must never destroy the only copy of a loadable model.
     let kept = Some((src.bytes.clone(), id.name.clone(), id.version.clone()));
     match score_in_service(&model, holdout) {
-        Err(e) => failed(ScoreError::Holdout(e).to_string(), kept),
+        Err(e) => failed(ScoreError::Holdout(e).to_string(), kept, identical),
         Ok((evaluation, missing_labels)) => Current {
             report: Some(CurrentReport {
                 source: path.display().to_string(),
@@ -283,6 +289,7 @@ fn current_model(plan: &Plan, holdout: &Dataset) -> Current {
             }),
             error: None,
             kept,
+            identical,
         },
     }
 }
@@ -367,7 +374,7 @@ fn retrain_tracked(a: &RetrainArgs, plan: &Plan, tracker: Option<&Tracker>) -> C
             store::lock(model_dir, Duration::from_secs(a.lock_wait_secs)).map_err(store_failure)?,
         ),
     };
-    let current = current_model(plan, &holdout);
+    let current = current_model(plan, &holdout, &artifact);
     let gates = Gates {
         no_regression: no_regression(
             absolute.f1_macro,
@@ -385,18 +392,37 @@ fn retrain_tracked(a: &RetrainArgs, plan: &Plan, tracker: Option<&Tracker>) -> C
         sha256: sha256_hex(&bytes),
         holdout: Scores::from(artifact.evaluation.as_ref().expect("tune evaluates")),
     };
-    let promoted = if gates.passed() {
+    // An identical candidate is not promoted: a nightly retrain without new
+    // labels would otherwise make every server reload the same model and
+    // fill the kept versions with copies. A failed gate still rejects it,
+    // so a model in service that no longer passes is reported as such.
+    let unchanged = gates.passed() && current.identical;
+    let promoted = if gates.passed() && !unchanged {
         Some(promote(a, plan, &artifact, &bytes, &current, tracker)?)
     } else {
         None
     };
+    let (verdict, reason) = if promoted.is_some() {
+        (Verdict::Promoted, gates.reason())
+    } else if unchanged {
+        (
+            Verdict::Unchanged,
+            format!(
+                "the candidate predicts exactly as the model in service{} (same vocabulary, counts and parameters); nothing to promote ({})",
+                current
+                    .kept
+                    .as_ref()
+                    .map(|(_, _, v)| format!(" {v}"))
+                    .unwrap_or_default(),
+                gates.reason()
+            ),
+        )
+    } else {
+        (Verdict::Rejected, gates.reason())
+    };
     let report = Report {
-        verdict: if promoted.is_some() {
-            Verdict::Promoted
-        } else {
-            Verdict::Rejected
-        },
-        reason: gates.reason(),
+        verdict,
+        reason,
         data: merged.counts.clone(),
         parameters: Parameters {
             chosen: best.params,
@@ -419,6 +445,9 @@ fn retrain_tracked(a: &RetrainArgs, plan: &Plan, tracker: Option<&Tracker>) -> C
             let done = match report.verdict {
                 Verdict::Promoted => "the candidate WAS promoted",
                 Verdict::Rejected => "the candidate was rejected, nothing changed",
+                Verdict::Unchanged => {
+                    "the candidate is identical to the model in service, nothing changed"
+                }
             };
             Failure::new(
                 exit::FAILURE,
@@ -439,7 +468,7 @@ fn retrain_tracked(a: &RetrainArgs, plan: &Plan, tracker: Option<&Tracker>) -> C
         }
     }
     match report.verdict {
-        Verdict::Promoted => Ok(()),
+        Verdict::Promoted | Verdict::Unchanged => Ok(()),
         Verdict::Rejected => Err(Failure::new(
             exit::GATE_REJECTED,
             format!("not promoted, nothing changed: {}", report.reason),
@@ -555,6 +584,7 @@ fn log_report(t: &Tracker, r: &Report) -> Result<(), Failure> {
     let verdict = match r.verdict {
         Verdict::Promoted => "promoted",
         Verdict::Rejected => "rejected",
+        Verdict::Unchanged => "unchanged",
     };
     let tags = vec![
         ("nbserve.retrain.verdict".to_owned(), verdict.to_owned()),
@@ -598,6 +628,7 @@ fn print_report(r: &Report) {
     let verdict = match r.verdict {
         Verdict::Promoted => "PROMOTED",
         Verdict::Rejected => "REJECTED",
+        Verdict::Unchanged => "UNCHANGED",
     };
     println!("{verdict}: {}", r.reason);
     if let Some(p) = &r.promoted {

@@ -211,6 +211,10 @@ pub enum Verdict {
     Promoted,
     /// A gate refused it; nothing changed.
     Rejected,
+    /// Both gates passed but it scores every text exactly as the model in
+    /// service (same classes, vocabulary, counts and parameters): nothing
+    /// was promoted and nothing changed.
+    Unchanged,
 }
 
 /// The candidate's description in the report.
@@ -290,7 +294,7 @@ pub struct Registered {
 /// The `--report` JSON of `nbserve retrain`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
-    /// `promoted` or `rejected`.
+    /// `promoted`, `rejected` or `unchanged`.
     pub verdict: Verdict,
     /// Which gate decided, with its numbers.
     pub reason: String,
@@ -307,7 +311,7 @@ pub struct Report {
     pub current_error: Option<String>,
     /// Both gates.
     pub gates: Gates,
-    /// Where the candidate went; `null` when rejected.
+    /// Where the candidate went; `null` when rejected or unchanged.
     pub promoted: Option<Promotion>,
     /// The MLflow run, when tracked.
     pub mlflow_run_id: Option<String>,
