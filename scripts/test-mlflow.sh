@@ -20,6 +20,7 @@
 #    below-gate version): scores it on the holdout, registers version 4, moves
 #    champion, the polling server follows, the run carries the verdict; a
 #    retrain under --min-f1-macro 0.99 exits 5, registers nothing, run FAILED;
+#    the same retrain again is unchanged: exit 0, nothing registered, run FINISHED;
 #  - with MLflow stopped: `train` fails with exit 1 and one line that holds no
 #    secret and leaves no file; the running server keeps serving; a server
 #    starting on the unreachable registry exits 4.
@@ -378,6 +379,19 @@ RT2_RUN="$(json "$tmp/rt2.json" 'd["mlflow_run_id"]')"
 check "... and its run is logged, FAILED, verdict rejected" \
     test "$(api "runs/get?run_id=$RT2_RUN" | json - '(d["run"]["info"]["status"], {t["key"]: t["value"] for t in d["run"]["data"]["tags"]}.get("nbserve.retrain.verdict"))')" \
     = "('FAILED', 'rejected')"
+set +e
+retrain_champion "$tmp/rt3.json"
+rc=$?
+set -e
+check "the same retrain again exits 0 ($(tail -n1 "$tmp/rt3.json.out" | head -c 120))" test "$rc" -eq 0
+check "... verdict unchanged: v4 predicts exactly as the candidate, nothing promoted" \
+    test "$(json "$tmp/rt3.json" '(d["verdict"], d["current"]["registry_version"], d["promoted"])')" = "('unchanged', '4', None)"
+check "... registers nothing and leaves champion on v4" \
+    test "$(versions_of) $(champion)" = "[1, 2, 3, 4] 4"
+RT3_RUN="$(json "$tmp/rt3.json" 'd["mlflow_run_id"]')"
+check "... and its run is logged, FINISHED, verdict unchanged" \
+    test "$(api "runs/get?run_id=$RT3_RUN" | json - '(d["run"]["info"]["status"], {t["key"]: t["value"] for t in d["run"]["data"]["tags"]}.get("nbserve.retrain.verdict"))')" \
+    = "('FINISHED', 'unchanged')"
 
 step "stop MLflow"
 stop_mlflow

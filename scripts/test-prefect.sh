@@ -5,9 +5,11 @@
 # no server to start) against the real `nbserve retrain`:
 #   - a run on correctly labelled feedback promotes: flow run COMPLETED, report
 #     verdict `promoted`, model.path holds the new version, the old one is kept;
+#   - the same run again is `unchanged` (the candidate predicts exactly as the
+#     model in service): flow run COMPLETED, nothing under models/ changed;
 #   - a run on mislabelled feedback is rejected: flow run FAILED with the
 #     report's reason, model.path unchanged;
-#   - Prefect's API recorded both states and the report artifacts; the cron
+#   - Prefect's API recorded the states and the report artifacts; the cron
 #     deployment `flow.py serve` builds carries its schedule; `flow.py run`
 #     exits 5 on a rejection.
 # Data: tests/retrain/make_data.py (from the committed tests/data/sample.csv).

@@ -4,7 +4,9 @@ A thin layer: every task calls the `nbserve` binary (or a fetch command) and
 the binary decides; the flow only orders the steps, keeps the record and turns
 the outcome into a flow-run state. A rejection by either gate (`nbserve
 retrain` exit 5) makes the flow run FAILED with the report's reason; a
-promotion completes it.
+promotion completes it, and so does verdict `unchanged` (exit 0: the
+candidate predicts exactly as the model in service, e.g. no new labels since
+the last run, so nothing was promoted and nothing changed).
 
     # once, now (local ephemeral Prefect: no server to start)
     python orchestration/prefect/flow.py run --data data/train.csv \
@@ -34,9 +36,11 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
-# `nbserve retrain` exit codes (README, "Exit codes").
-EXIT_PROMOTED = 0
+# `nbserve retrain` exit codes (README, "Exit codes"; docs/retrain.md).
+EXIT_OK = 0  # verdict "promoted" or "unchanged"
 EXIT_REJECTED = 5
+# The verdicts each of those exit codes goes with.
+VERDICTS_BY_EXIT = {EXIT_OK: ("promoted", "unchanged"), EXIT_REJECTED: ("rejected",)}
 
 
 class RetrainRejected(Exception):
@@ -97,7 +101,7 @@ def retrain(nbserve: str, config: str | None, inputs: dict[str, Any], report_pat
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.stdout.strip():
         logger.info("%s", _tail(done.stdout, 40))
-    if done.returncode not in (EXIT_PROMOTED, EXIT_REJECTED):
+    if done.returncode not in VERDICTS_BY_EXIT:
         raise RetrainError(f"nbserve retrain exited {done.returncode}: {_tail(done.stderr or done.stdout)}")
     return {"exit_code": done.returncode, "report_path": report_path}
 
@@ -105,7 +109,8 @@ def retrain(nbserve: str, config: str | None, inputs: dict[str, Any], report_pat
 @task(name="report")
 def read_report(result: dict[str, Any]) -> dict[str, Any]:
     """Reads the JSON report, records it as a markdown artifact of the run and
-    fails on a rejection (with the report's reason)."""
+    fails on a rejection (with the report's reason); `promoted` and
+    `unchanged` complete."""
     logger = get_run_logger()
     try:
         report = json.loads(Path(result["report_path"]).read_text())
@@ -138,11 +143,12 @@ def read_report(result: dict[str, Any]) -> dict[str, Any]:
         ]),
     )
     # The exit code decides; the report must agree with it.
-    rejected = result["exit_code"] == EXIT_REJECTED
-    if rejected != (verdict == "rejected"):
+    if verdict not in VERDICTS_BY_EXIT[result["exit_code"]]:
         raise RetrainError(f"exit code {result['exit_code']} disagrees with the report's verdict {verdict!r}")
-    if rejected:
+    if verdict == "rejected":
         raise RetrainRejected(f"candidate rejected: {report.get('reason')}")
+    if verdict == "unchanged":
+        logger.info("nothing promoted: the candidate is identical to the model in service")
     return report
 
 
@@ -155,7 +161,9 @@ def retrain_flow(data: list[str], holdout: str, feedback_logs: list[str] | None 
                  config: str | None = None, nbserve: str | None = None, report_dir: str | None = None,
                  fetch_cmd: str | None = None, extra_args: list[str] | None = None) -> dict[str, Any]:
     """Fetch the inputs, retrain with the two gates, read the report.
-    Completed: a new model was promoted. Failed: rejected (nothing changed) or an error."""
+    Completed: a new model was promoted, or the candidate was identical to the
+    model in service (verdict unchanged, nothing changed). Failed: rejected
+    (nothing changed) or an error."""
     nbserve = nbserve or os.environ.get("NBSERVE_BIN") or "nbserve"
     report_dir = report_dir or tempfile.mkdtemp(prefix="nbserve-retrain-")
     Path(report_dir).mkdir(parents=True, exist_ok=True)

@@ -87,6 +87,21 @@ cur = ((rep.get("current") or {}).get("holdout") or {}).get("f1_macro")
 print(f"INFO: promotion: candidate {nbflow._fmt(cand)} vs current {nbflow._fmt(cur)} holdout F1 macro; "
       f"gates {json.dumps(rep.get('gates'))}", flush=True)
 
+# ------------------------------------------------------------ 1b. the same inputs again: unchanged
+def tree(root):
+    return {str(p.relative_to(root)): sha(p) for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != ".nbserve.lock"}
+
+
+before = tree(work / "models")
+state = nbflow.retrain_flow(**params("feedback-good.jsonl", "run-unchanged", "v2b"), return_state=True)
+rep = report("run-unchanged")
+check(state.is_completed(), f"unchanged: flow run COMPLETED (state {state.type.value})", state.message)
+check(rep.get("verdict") == "unchanged" and rep.get("promoted") is None,
+      f"unchanged: report verdict {rep.get('verdict')!r} is 'unchanged', promoted {rep.get('promoted')!r}", rep)
+check(tree(work / "models") == before and served_version() == "v2",
+      "unchanged: every file under models/ unchanged (still v2, no new kept version)")
+
 # ------------------------------------------------------------ 2. a rejection (mislabelled feedback)
 before = sha(model)
 t0 = time.monotonic()
@@ -122,11 +137,11 @@ check(state.is_failed() and "fetch command exited 1" in (state.message or "")
 with get_client(sync_client=True) as client:
     runs = client.read_flow_runs(sort="START_TIME_ASC")
     states = [r.state.type.value for r in runs if r.state]
-    check(states[-3:] == ["COMPLETED", "FAILED", "FAILED"],
-          f"Prefect's API recorded the three flow runs as {states[-3:]}")
+    check(states[-4:] == ["COMPLETED", "COMPLETED", "FAILED", "FAILED"],
+          f"Prefect's API recorded the four flow runs as {states[-4:]}")
     arts = client.read_artifacts()
     keys = [a.key for a in arts if a.key == "nbserve-retrain-report"]
-    check(len(keys) >= 2, f"each run left its report as a markdown artifact ({len(keys)})")
+    check(len(keys) >= 3, f"each run left its report as a markdown artifact ({len(keys)})")
 
 # ------------------------------------------------------------ 4. the cron deployment `serve` builds
 dep = nbflow.retrain_flow.to_deployment(name="nbserve-retrain-nightly", cron="0 3 * * *",
