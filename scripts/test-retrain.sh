@@ -151,14 +151,22 @@ field_rows="$(($(python3 -c 'import csv, sys; print(sum(1 for _ in csv.DictReade
 check "the feedback log carries text + label for every field row ($with_text of $field_rows)" \
     test "$with_text" -eq "$field_rows"
 
+# retrain VERSION: one `nbserve retrain` on the base data and the field log,
+# its report in $work/report-VERSION.json; sets rc and retrain_secs.
+retrain() {
+    local t0
+    t0="$(now)"
+    rc=0
+    "$BIN" retrain --config "$work/settings.toml" --data "$work/data/base.csv" --feedback-log "$feedback_log" \
+        --holdout "$work/data/holdout.csv" --report "$work/report-$1.json" --name spam-nb --model-version "$1" \
+        "${GRID[@]}" >"$work/retrain-$1.out" 2>&1 || rc=$?
+    retrain_secs="$(secs_since "$t0")"
+    cat "$work/retrain-$1.out" >&2
+}
+
 # ------------------------------------------------------------ 3. retrain promotes v2, the server follows
-t0="$(now)"
-rc=0
-"$BIN" retrain --config "$work/settings.toml" --data "$work/data/base.csv" --feedback-log "$feedback_log" \
-    --holdout "$work/data/holdout.csv" --report "$work/report-v2.json" --name spam-nb --model-version v2 \
-    "${GRID[@]}" >"$work/retrain-v2.out" 2>&1 || rc=$?
-retrain_v2_secs="$(secs_since "$t0")"
-cat "$work/retrain-v2.out" >&2
+retrain v2
+retrain_v2_secs="$retrain_secs"
 check "nbserve retrain on the field data exits 0 (promoted) in ${retrain_v2_secs}s (exit $rc)" test "$rc" -eq 0
 check "its report says promoted" test "$(json_get "$work/report-v2.json" verdict 2>/dev/null)" = promoted
 v2_served_secs="$(wait_served v2 15 || true)"
@@ -171,13 +179,8 @@ gates_v2="$(gates_line "$work/report-v2.json" 2>&1 || true)"
 if out="$(python3 tests/retrain/field.py "$url" "$work/data/field.csv" mislabelled)"; then ok=0; else ok=1; fi
 log "mislabelled data: $out"
 check "mislabelled examples accepted by the API" test "$ok" -eq 0
-t0="$(now)"
-rc=0
-"$BIN" retrain --config "$work/settings.toml" --data "$work/data/base.csv" --feedback-log "$feedback_log" \
-    --holdout "$work/data/holdout.csv" --report "$work/report-v3.json" --name spam-nb --model-version v3 \
-    "${GRID[@]}" >"$work/retrain-v3.out" 2>&1 || rc=$?
-retrain_v3_secs="$(secs_since "$t0")"
-cat "$work/retrain-v3.out" >&2
+retrain v3
+retrain_v3_secs="$retrain_secs"
 check "nbserve retrain on mislabelled data exits 5 (rejected) in ${retrain_v3_secs}s (exit $rc)" test "$rc" -eq 5
 check "its report says rejected" test "$(json_get "$work/report-v3.json" verdict 2>/dev/null)" = rejected
 check "model.path unchanged by the rejection" test "$(sha "$work/models/spam-nb.json")" = "$v2_sha"

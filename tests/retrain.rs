@@ -677,32 +677,25 @@ fn bad_input_is_named_and_promotes_nothing() {
     assert!(stderr(&o).contains("unreachable"), "{}", stderr(&o));
     assert_eq!(s.snapshot(), before);
     // A registry alias as model.path needs a tracking server to promote to.
-    let o = s.run_env(
-        &[
-            "retrain",
-            "--config",
-            s.path("nbserve.toml").to_str().unwrap(),
-            "--data",
-            &train,
-            "--holdout",
-            &holdout,
-        ],
-        &[("NBSERVE__MODEL__PATH", "models:/spam@champion")],
-    );
+    let config = s.path("nbserve.toml");
+    let with_model_path = |model_path: &str| {
+        s.run_env(
+            &[
+                "retrain",
+                "--config",
+                config.to_str().unwrap(),
+                "--data",
+                &train,
+                "--holdout",
+                &holdout,
+            ],
+            &[("NBSERVE__MODEL__PATH", model_path)],
+        )
+    };
+    let o = with_model_path("models:/spam@champion");
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("needs --mlflow-uri"), "{}", stderr(&o));
-    let o = s.run_env(
-        &[
-            "retrain",
-            "--config",
-            s.path("nbserve.toml").to_str().unwrap(),
-            "--data",
-            &train,
-            "--holdout",
-            &holdout,
-        ],
-        &[("NBSERVE__MODEL__PATH", "models:/spam/3")],
-    );
+    let o = with_model_path("models:/spam/3");
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("pins one registry version"),
