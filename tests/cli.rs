@@ -3,12 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::{nbserve_env, stderr};
+
 fn nbserve(args: &[&str]) -> Output {
     nbserve_env(args, &[])
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> PathBuf {
@@ -360,18 +359,6 @@ fn tune_bad_input_names_the_value_and_writes_nothing() {
         assert!(!model.exists(), "{extra:?} wrote a model");
     }
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-}
-
-fn nbserve_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nbserve"))
-        .args(args)
-        // A caller's MLflow server must not receive the tests' runs.
-        .env_remove("MLFLOW_TRACKING_URI")
-        .env_remove("RUST_LOG")
-        .envs(env.iter().copied())
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap()
 }
 
 #[test]

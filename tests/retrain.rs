@@ -9,6 +9,9 @@ use std::process::{Command, Output};
 use nbserve::Dataset;
 use serde_json::Value;
 
+mod common;
+use common::{nbserve_env, stderr};
+
 /// A models directory with `current.json` (trained by `nbserve train`, v1),
 /// the training part and the holdout of the sample, and a settings file.
 struct Setup {
@@ -30,16 +33,7 @@ impl Setup {
             .unwrap();
         std::fs::create_dir(dir.path().join("models")).unwrap();
         let s = Self { dir };
-        let o = s.run(&[
-            "train",
-            "--data",
-            s.path("train.csv").to_str().unwrap(),
-            "--out",
-            s.path("models/current.json").to_str().unwrap(),
-            "--model-version",
-            "v1",
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
+        s.train_current("train.csv", "v1");
         std::fs::write(
             s.path("nbserve.toml"),
             format!(
@@ -61,14 +55,22 @@ impl Setup {
     }
 
     fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_nbserve"))
-            .args(args)
-            .env_remove("MLFLOW_TRACKING_URI")
-            .env_remove("RUST_LOG")
-            .envs(env.iter().copied())
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .unwrap()
+        nbserve_env(args, env)
+    }
+
+    /// Trains `models/current.json` (the model in service) on the CSV
+    /// `data` in the sandbox, as version `version`.
+    fn train_current(&self, data: &str, version: &str) {
+        let o = self.run(&[
+            "train",
+            "--data",
+            self.path(data).to_str().unwrap(),
+            "--out",
+            self.path("models/current.json").to_str().unwrap(),
+            "--model-version",
+            version,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
     }
 
     /// `retrain` with the fixtures, a small grid, and `extra` arguments.
@@ -146,10 +148,6 @@ impl Setup {
         serde_json::from_slice(&std::fs::read(self.path("models/versions/history.json")).unwrap())
             .unwrap()
     }
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 fn flipped(label: &str) -> &'static str {
@@ -373,16 +371,7 @@ fn a_current_model_lacking_a_holdout_label_is_compared_and_kept() {
         }
     }
     other.write_csv(&s.path("eggs.csv")).unwrap();
-    let o = s.run(&[
-        "train",
-        "--data",
-        s.path("eggs.csv").to_str().unwrap(),
-        "--out",
-        s.path("models/current.json").to_str().unwrap(),
-        "--model-version",
-        "eggs1",
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    s.train_current("eggs.csv", "eggs1");
     let eggs = std::fs::read(s.path("models/current.json")).unwrap();
     let o = s.retrain(&["--report", s.path("r.json").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
