@@ -16,14 +16,12 @@ import argparse
 import collections
 import http.client
 import json
-import os
-import subprocess
 import sys
 import threading
 import time
 
 # The release build wherever cargo puts it (CARGO_TARGET_DIR honoured).
-from feedback import release_binary
+from feedback import Server, release_binary, rss_kib
 
 
 def request(port, method, path, body=None, timeout=300):
@@ -35,33 +33,6 @@ def request(port, method, path, body=None, timeout=300):
     return response.status
 
 
-def start_server(binary, port, **settings):
-    """Starts `binary serve` on 127.0.0.1:PORT with NBSERVE__ settings
-    (keyword `server__max_concurrency=...` → NBSERVE__SERVER__MAX_CONCURRENCY)
-    and returns the process once /health answers (exits if it never does)."""
-    env = dict(
-        os.environ,
-        NBSERVE__SERVER__HOST="127.0.0.1",
-        NBSERVE__SERVER__PORT=str(port),
-        NBSERVE__LOG__LEVEL="warn",
-        **{f"NBSERVE__{k.upper()}": str(v) for k, v in settings.items()},
-    )
-    server = subprocess.Popen(
-        [binary, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.time() + 30
-    while True:
-        try:
-            if request(port, "GET", "/health", timeout=2) == 200:
-                return server
-        except OSError:
-            pass
-        if time.time() > deadline or server.poll() is not None:
-            server.kill()
-            sys.exit("server did not start")
-        time.sleep(0.1)
-
-
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", help="nbserve binary (default: the release build)")
@@ -70,11 +41,13 @@ def main():
     parser.add_argument("--port", type=int, default=18391)
     args = parser.parse_args()
     args.binary = args.binary or release_binary()
-    server = start_server(
+    server = Server(
         args.binary,
-        args.port,
-        server__max_inflight_body_bytes=args.budget,
-        server__request_timeout_ms=300000,
+        port=args.port,
+        settings={
+            "NBSERVE__SERVER__MAX_INFLIGHT_BODY_BYTES": str(args.budget),
+            "NBSERVE__SERVER__REQUEST_TIMEOUT_MS": "300000",
+        },
     )
     try:
         texts = [f"{i} " + "word free prize " * 130 for i in range(950)]
@@ -112,11 +85,9 @@ def main():
             t.join()
         done.set()
         probe.join()
-        with open(f"/proc/{server.pid}/status") as f:
-            hwm_kb = next(int(l.split()[1]) for l in f if l.startswith("VmHWM"))
+        hwm_kb = rss_kib(server.proc.pid, "VmHWM")
     finally:
-        server.terminate()
-        server.wait()
+        server.stop()
     summary = {
         "clients": args.clients,
         "budget_bytes": args.budget,

@@ -23,13 +23,8 @@ import statistics
 import sys
 import time
 
-from body_budget import request, start_server
-from feedback import release_binary
-
-
-def rss_kb(pid, key="VmRSS"):
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(l.split()[1]) for l in f if l.startswith(key))
+from body_budget import request
+from feedback import Server, release_binary, rss_kib
 
 
 def probe(port, n=50):
@@ -56,10 +51,10 @@ def main():
     args.binary = args.binary or release_binary()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.idle + 256)), hard))
-    server = start_server(args.binary, args.port)
+    server = Server(args.binary, port=args.port)
     result = {}
     try:
-        result["rss_start_kb"] = rss_kb(server.pid)
+        result["rss_start_kb"] = rss_kib(server.proc.pid)
         result["health_alone"] = probe(args.port)
 
         started = time.time()
@@ -67,7 +62,7 @@ def main():
         time.sleep(0.5)
         result["idle_connections"] = len(idle)
         result["idle_open_secs"] = round(time.time() - started, 1)
-        result["rss_with_idle_kb"] = rss_kb(server.pid)
+        result["rss_with_idle_kb"] = rss_kib(server.proc.pid)
         result["health_with_idle"] = probe(args.port)
         for s in idle:
             s.close()
@@ -87,13 +82,12 @@ def main():
             except BlockingIOError:
                 time.sleep(0.01)
         result["pipelined_bytes_sent"] = sent
-        result["rss_with_unread_kb"] = rss_kb(server.pid)
+        result["rss_with_unread_kb"] = rss_kib(server.proc.pid)
         result["health_with_unread"] = probe(args.port)
         stuck.close()
-        result["peak_rss_kb"] = rss_kb(server.pid, "VmHWM")
+        result["peak_rss_kb"] = rss_kib(server.proc.pid, "VmHWM")
     finally:
-        server.terminate()
-        server.wait()
+        server.stop()
     print(json.dumps(result))
     failed = sum(result[k]["failed"] for k in result if k.startswith("health_"))
     sys.exit(1 if failed else 0)

@@ -22,8 +22,8 @@ import sys
 import threading
 import time
 
-from body_budget import request, start_server
-from feedback import release_binary
+from body_budget import request
+from feedback import Server, release_binary, rss_kib
 
 
 def probe_health(port, stop, samples):
@@ -57,7 +57,9 @@ def main():
     parser.add_argument("--port", type=int, default=18392)
     args = parser.parse_args()
     args.binary = args.binary or release_binary()
-    server = start_server(args.binary, args.port, server__request_timeout_ms=120000)
+    server = Server(
+        args.binary, port=args.port, settings={"NBSERVE__SERVER__REQUEST_TIMEOUT_MS": "120000"}
+    )
     try:
         stop = threading.Event()
         baseline = []
@@ -96,11 +98,9 @@ def main():
         prober.join()
         for t in threads:
             t.join()
-        with open(f"/proc/{server.pid}/status") as f:
-            hwm_kb = next(int(l.split()[1]) for l in f if l.startswith("VmHWM"))
+        hwm_kb = rss_kib(server.proc.pid, "VmHWM")
     finally:
-        server.terminate()
-        server.wait()
+        server.stop()
     summary = {
         "clients": args.clients,
         "text_bytes": len(text.encode()),

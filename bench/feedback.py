@@ -48,11 +48,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def rss_kib(pid: int) -> int:
+def rss_kib(pid: int, field: str = "VmRSS") -> int:
+    """A process's memory figure from /proc, in KiB: `VmRSS` now, `VmHWM` its peak."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+    raise RuntimeError(f"no {field}")
 
 
 def cpu_s(pid: int) -> float:
@@ -61,15 +62,21 @@ def cpu_s(pid: int) -> float:
 
 
 class Server:
-    def __init__(self, binary: str, capacity: int, log: Path | None):
-        self.port = free_port()
+    """`nbserve serve` on 127.0.0.1 (PORT, or a free one), ready when built;
+    `settings` are more NBSERVE__* variables for it."""
+
+    def __init__(self, binary: str, capacity: int | None = None, log: Path | None = None,
+                 settings: dict[str, str] | None = None, port: int | None = None):
+        self.port = port or free_port()
         env = dict(os.environ,
                    NBSERVE__SERVER__HOST="127.0.0.1",
                    NBSERVE__SERVER__PORT=str(self.port),
-                   NBSERVE__FEEDBACK__CAPACITY=str(capacity),
                    NBSERVE__LOG__LEVEL="warn")
+        if capacity is not None:
+            env["NBSERVE__FEEDBACK__CAPACITY"] = str(capacity)
         if log:
             env["NBSERVE__FEEDBACK__LOG_PATH"] = str(log)
+        env.update(settings or {})
         self.proc = subprocess.Popen([binary, "serve"], cwd=ROOT, env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 30

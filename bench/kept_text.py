@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -36,24 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import feedback as fb  # noqa: E402  (Server, release_binary, rss_kib: one implementation)
 
 
-class Server(fb.Server):
-    """bench/feedback.py's server with extra settings in the environment."""
-
-    def __init__(self, binary: str, capacity: int, log: Path, extra: dict[str, str]):
-        saved = dict(os.environ)
-        os.environ.update(extra)
-        try:
-            super().__init__(binary, capacity, log)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-
-
 def texts(start: int, count: int, length: int) -> list[str]:
     return [(f"{i:09d} " + "word " * length)[:length] for i in range(start, start + count)]
 
 
-def predict(s: Server, start: int, count: int, length: int) -> None:
+def predict(s: fb.Server, start: int, count: int, length: int) -> None:
     c = s.conn()
     for at in range(start, start + count, 1000):
         st, body = s.request("POST", "/predict/batch",
@@ -62,7 +48,7 @@ def predict(s: Server, start: int, count: int, length: int) -> None:
     c.close()
 
 
-def kept_bytes(s: Server) -> int:
+def kept_bytes(s: fb.Server) -> int:
     with urllib.request.urlopen(f"http://127.0.0.1:{s.port}/metrics", timeout=30) as r:
         for line in r.read().decode().splitlines():
             if line.startswith("nbserve_feedback_kept_text_bytes "):
@@ -74,7 +60,7 @@ def growth(binary: str, n: int, length: int, keep: bool) -> tuple[int, int]:
     with tempfile.TemporaryDirectory() as d:
         extra = {"NBSERVE__FEEDBACK__KEEP_TEXT": "true" if keep else "false",
                  "NBSERVE__FEEDBACK__TEXT_BUDGET_BYTES": str(4 * n * length + (1 << 20))}
-        s = Server(binary, n, Path(d) / "feedback.jsonl", extra)
+        s = fb.Server(binary, n, Path(d) / "feedback.jsonl", settings=extra)
         try:
             predict(s, 0, 1000, length)  # warm-up; its texts are dropped by the ring below
             before = fb.settle_rss(s.proc.pid)
