@@ -149,7 +149,7 @@ def run(args, capacity: int, log: Path | None, feedback: bool) -> dict:
         t0, cpu0 = time.perf_counter(), cpu_s(s.proc.pid)
         accepted = 0
         for start in range(0, n_batch, 1000):
-            items = [{"prediction_id": i, "label": "ham"} for i in ids[start:start + 1000]]
+            items = [{"prediction_id": i, "label": "ham"} for i in ids[start:min(start + 1000, n_batch)]]
             st, body = s.request("POST", "/feedback/batch", {"items": items}, conn=c)
             assert st == 202, (st, body[:200])
             accepted += json.loads(body)["accepted"]
