@@ -285,12 +285,12 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_write_that_fails_partway_leaves_no_partial_line() {
-        let mut log = FeedbackLog {
+    /// A log on a disk with `room` bytes left.
+    fn full_disk_log(room: usize) -> FeedbackLog<FullDisk> {
+        FeedbackLog {
             file: FullDisk {
                 data: Vec::new(),
-                room: 15,
+                room,
             },
             len: 0,
             path: None,
@@ -299,7 +299,12 @@ mod tests {
             unsynced: false,
             errors: 0,
             last_report: None,
-        };
+        }
+    }
+
+    #[test]
+    fn a_write_that_fails_partway_leaves_no_partial_line() {
+        let mut log = full_disk_log(15);
         log.append(b"{\"n\":1}\n").unwrap();
         assert!(log.append(b"{\"n\":2}\n").is_err()); // 7 of 8 bytes fit
         assert_eq!(log.file.data, b"{\"n\":1}\n");
@@ -310,19 +315,7 @@ mod tests {
 
     #[test]
     fn a_batch_that_fails_partway_leaves_none_of_its_lines() {
-        let mut log = FeedbackLog {
-            file: FullDisk {
-                data: Vec::new(),
-                room: 12,
-            },
-            len: 0,
-            path: None,
-            fsync: LogFsync::Never,
-            last_sync: Instant::now(),
-            unsynced: false,
-            errors: 0,
-            last_report: None,
-        };
+        let mut log = full_disk_log(12);
         // The first line (8 bytes) fits, the second does not: all or none.
         assert!(!log.write_lines(b"{\"n\":1}\n{\"n\":2}\n"));
         assert_eq!(log.file.data, b"");
