@@ -548,6 +548,20 @@ impl MlflowClient {
     }
 }
 
+/// Resolves `uri` through `registry` and downloads the model file of the
+/// version it names now, refusing one over `max_bytes` (`model.max_bytes`):
+/// how the server and `nbserve retrain` read a `models:/` source.
+pub async fn fetch_model(
+    registry: Option<&MlflowClient>,
+    uri: &ModelUri,
+    max_bytes: u64,
+) -> Result<(ModelVersion, Vec<u8>), MlflowError> {
+    let client = registry.ok_or_else(|| MlflowError::NoTrackingUri(uri.to_string()))?;
+    let version = client.resolve(uri).await?;
+    let bytes = client.download_model_file(&version, max_bytes).await?;
+    Ok((version, bytes))
+}
+
 /// A request body.
 enum Body {
     Json(Value),

@@ -19,7 +19,7 @@ use crate::artifact::{open_regular, read_capped, Artifact, ArtifactError, Loaded
 use crate::classifier::{evaluate, Evaluation};
 use crate::dataset::{Dataset, DatasetError};
 use crate::gate::{gate, GateError, GatePass};
-use crate::mlflow::{MlflowClient, MlflowError, ModelUri, ModelVersion};
+use crate::mlflow::{fetch_model, MlflowClient, MlflowError, ModelUri, ModelVersion};
 use crate::settings::GateSettings;
 use crate::training::{evaluate_on, TrainError};
 
@@ -60,9 +60,7 @@ pub async fn read_registry_model(
     registry: Option<&MlflowClient>,
     max_bytes: u64,
 ) -> Result<SourceBytes, SourceError> {
-    let client = registry.ok_or_else(|| MlflowError::NoTrackingUri(uri.to_string()))?;
-    let version = client.resolve(uri).await?;
-    let bytes = client.download_model_file(&version, max_bytes).await?;
+    let (version, bytes) = fetch_model(registry, uri, max_bytes).await?;
     Ok(SourceBytes {
         bytes,
         registry_version: Some(version),

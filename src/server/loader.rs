@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::artifact::{open_regular, read_capped, Artifact, ArtifactError, LoadedModel, ModelMeta};
 use crate::dataset::{Dataset, DatasetError};
 use crate::gate::{gate, GateError, GatePass};
-use crate::mlflow::{MlflowClient, MlflowError, ModelUri, ModelVersion};
+use crate::mlflow::{fetch_model, MlflowClient, MlflowError, ModelUri, ModelVersion};
 use crate::monitoring::ModelProfile;
 use crate::settings::GateSettings;
 
@@ -226,13 +226,8 @@ pub async fn load_source(
     let (bytes, version) = match uri {
         None => (None, None),
         Some(uri) => {
-            let uri = uri?;
-            let client = registry.ok_or_else(|| MlflowError::NoTrackingUri(uri.to_string()))?;
-            let version = client.resolve(&uri).await?;
-            (
-                Some(client.download_model_file(&version, max_bytes).await?),
-                Some(version),
-            )
+            let (version, bytes) = fetch_model(registry, &uri?, max_bytes).await?;
+            (Some(bytes), Some(version))
         }
     };
     tokio::task::spawn_blocking(move || {
