@@ -119,6 +119,9 @@ source scripts/lib/cargo.sh
 NBSERVE_BIN="$(cargo_bin debug nbserve)"
 export NBSERVE_BIN
 
+step "hardening: hostile clients, registries and stores against the release binary"
+suite hardening scripts/test-hardening.sh
+
 step "scikit-learn parity"
 suite parity scripts/parity.sh
 

@@ -1,0 +1,265 @@
+"""Fixtures shared by every pytest suite under tests/<suite>/.
+
+The suites drive the real `nbserve` binary the way a client or an operator
+meets it: a process started with `NBSERVE__*` settings on a free loopback
+port (port 0, read back from the server's own "listening" log line), talked
+to over HTTP or raw sockets, stopped with a signal.
+
+- `nbserve_bin`: the debug binary (`NBSERVE_BIN`, else built here).
+- `release_bin`: the release binary (`NBSERVE_BIN_RELEASE`, else built here).
+- `models_dir`: a scratch models directory holding a copy of the shipped model.
+- `serve`: starts servers (`serve(bin, **settings)`) and stops them after the
+  test, failing it if a server panicked.
+
+`scripts/lib/pytest.sh` runs a suite with these and counts its results from
+pytest's JUnit XML.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_MODEL = ROOT / "models" / "spam-nb.json"
+
+
+def cargo_target_dir() -> Path:
+    """Where cargo puts what it builds (honours CARGO_TARGET_DIR and config)."""
+    meta = subprocess.run(
+        ["cargo", "metadata", "--format-version", "1", "--no-deps", "--locked"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return Path(json.loads(meta)["target_directory"])
+
+
+def build_binary(profile: str) -> Path:
+    """Builds `nbserve` with `profile` (debug|release) and returns its path."""
+    cmd = ["cargo", "build", "--locked", "--quiet", "--bin", "nbserve"]
+    if profile == "release":
+        cmd.append("--release")
+    subprocess.run(cmd, cwd=ROOT, check=True)
+    return cargo_target_dir() / profile / "nbserve"
+
+
+@pytest.fixture(scope="session")
+def nbserve_bin() -> Path:
+    """The debug binary `cargo test` built (`NBSERVE_BIN`), or one built now."""
+    given = os.environ.get("NBSERVE_BIN")
+    return Path(given) if given else build_binary("debug")
+
+
+@pytest.fixture(scope="session")
+def release_bin() -> Path:
+    """The release binary (`NBSERVE_BIN_RELEASE`), or one built now."""
+    given = os.environ.get("NBSERVE_BIN_RELEASE")
+    return Path(given) if given else build_binary("release")
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path) -> Path:
+    """A scratch models directory with a copy of the shipped model."""
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(SHIPPED_MODEL, models / "spam-nb.json")
+    return models
+
+
+class Response:
+    """An HTTP answer: status, headers (lower-case names) and body bytes."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self) -> str:
+        return f"Response({self.status}, {self.body[:200]!r})"
+
+
+class Server:
+    """A running `nbserve serve` process."""
+
+    def __init__(self, proc: subprocess.Popen, port: int, log_path: Path):
+        self.proc = proc
+        self.port = port
+        self.log_path = log_path
+        self.url = f"http://127.0.0.1:{port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 30,
+    ) -> Response:
+        req = urllib.request.Request(
+            self.url + path, data=body, method=method, headers=headers or {}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return Response(r.status, _lower(r.headers), r.read())
+        except urllib.error.HTTPError as e:
+            return Response(e.code, _lower(e.headers), e.read())
+
+    def get(self, path: str, **kw) -> Response:
+        return self.request("GET", path, **kw)
+
+    def post_json(self, path: str, obj, headers: dict[str, str] | None = None, **kw):
+        h = {"content-type": "application/json", **(headers or {})}
+        return self.request("POST", path, json.dumps(obj).encode(), h, **kw)
+
+    def log_lines(self) -> list[dict]:
+        """The JSON log lines written so far (non-JSON lines are skipped)."""
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+        return out
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def peak_rss_kib(self) -> int:
+        """VmHWM of the running process (peak resident set), in KiB."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise AssertionError("no VmHWM in /proc status")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """Signals the server and waits for it to exit; returns its status."""
+        if self.alive():
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def _lower(headers) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def free_port() -> int:
+    """A port free right now on 127.0.0.1 (for settings that need one up front)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(
+    binary: Path,
+    workdir: Path,
+    settings: dict[str, str] | None = None,
+    *,
+    model: Path | str | None = None,
+    args: tuple[str, ...] = (),
+    rlimit_as: int | None = None,
+    wait: float = 60,
+) -> Server:
+    """Starts `binary serve` on a free port with JSON logs in `workdir`.
+
+    `settings` maps `NBSERVE__*` names (with or without the prefix) to values;
+    `model` defaults to `workdir/models/spam-nb.json`. `rlimit_as` caps the
+    address space in bytes (what a container memory limit does to a replica).
+    Returns once the server logged that it listens.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    model = Path(model) if model is not None else workdir / "models" / "spam-nb.json"
+    env = dict(os.environ)
+    env.pop("RUST_LOG", None)
+    env.update(
+        {
+            "NBSERVE__SERVER__HOST": "127.0.0.1",
+            "NBSERVE__SERVER__PORT": "0",
+            "NBSERVE__MODEL__PATH": str(model),
+            "NBSERVE__MODEL__DIR": str(Path(model).parent),
+            "NBSERVE__LOG__FORMAT": "json",
+        }
+    )
+    for k, v in (settings or {}).items():
+        env[k if k.startswith("NBSERVE__") else f"NBSERVE__{k}"] = str(v)
+    n = len(list(workdir.glob("server-*.log")))
+    log_path = workdir / f"server-{n}.log"
+
+    def limit():
+        if rlimit_as is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (rlimit_as, rlimit_as))
+
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [str(binary), "serve", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        preexec_fn=limit,
+    )
+    log.close()
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        for line in log_path.read_text(errors="replace").splitlines():
+            if "listening" in line:
+                try:
+                    address = json.loads(line).get("address", "")
+                except ValueError:
+                    continue
+                port = int(address.rsplit(":", 1)[1])
+                return Server(proc, port, log_path)
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"nbserve exited {proc.returncode} before listening:\n"
+                + log_path.read_text(errors="replace")[-4000:]
+            )
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"nbserve did not listen within {wait} s")
+
+
+@pytest.fixture
+def serve(tmp_path: Path):
+    """Starts servers for one test: `serve(binary, settings, **kw)` (see
+    `start_server`). Every server is stopped after the test, and a panic in
+    any of their logs fails it."""
+    servers: list[Server] = []
+
+    def start(binary: Path, settings: dict[str, str] | None = None, **kw) -> Server:
+        workdir = kw.pop("workdir", tmp_path)
+        server = start_server(binary, workdir, settings, **kw)
+        servers.append(server)
+        return server
+
+    yield start
+    for s in servers:
+        s.stop()
+    for s in servers:
+        assert "panicked" not in s.log_text(), s.log_text()[-4000:]
