@@ -21,6 +21,14 @@
 #     terminationGracePeriodSeconds > drain_delay_secs + shutdown_timeout_secs;
 #     the pod runs as non-root with a read-only root filesystem, no privilege
 #     escalation, all capabilities dropped and the RuntimeDefault seccomp profile
+#     (its init containers too)
+#   - scripts/lib/check_kubernetes.py: every serving pod finds a model at
+#     model.path (in the image, or seeded onto its volume by an init container
+#     whose script is run here); no Secret or token in any environment, the
+#     admin and feedback token files from required Secret volumes;
+#     NetworkPolicies admit only server.port from labelled peers and
+#     Prometheus (nothing to the retrain pods); no service account token;
+#     every image pinned to a release
 #
 #   scripts/check-kubernetes.sh            # builds the debug nbserve if needed
 #   NBSERVE_BIN=path/to/nbserve scripts/check-kubernetes.sh
@@ -114,7 +122,7 @@ done
 tally < <("$PY" - "$work" "${rendered[@]}" <<'PY'
 import os, sys, yaml
 work, *pairs = sys.argv[1:]
-builtin = ("v1", "apps/v1", "autoscaling/v2", "policy/v1", "batch/v1")
+builtin = ("v1", "apps/v1", "autoscaling/v2", "policy/v1", "batch/v1", "networking.k8s.io/v1")
 for pair in pairs:
     name, path = pair.split("=", 1)
     docs = [d for d in yaml.safe_load_all(open(path)) if d]
@@ -151,7 +159,10 @@ else
 fi
 
 # ---------------------------------------------------------------- settings, probes, security
+# Two different tokens, readable by their owner only (as a token file should be).
 printf 'token-for-check-kubernetes\n' >"$work/token"
+printf 'feedback-token-for-check-kubernetes\n' >"$work/feedback-token"
+chmod 0600 "$work/token" "$work/feedback-token"
 nb_config() { env -i PATH="/usr/bin:/bin" HOME="$work" "$@" "$BIN" config; }
 rc=0; nb_config NBSERVE__SERVER__NO_SUCH_SETTING=1 >/dev/null 2>&1 || rc=$?
 if [[ $rc -eq 3 ]]; then pass "nbserve config rejects an unknown key with exit 3 (control)"
@@ -160,9 +171,9 @@ else fail "nbserve config rejects an unknown key with exit 3 (control)" "exit $r
 for pair in "${rendered[@]}"; do
   name="${pair%%=*}"; path="${pair#*=}"
   # One line per serving container: name, then its NBSERVE__* environment.
-  "$PY" - "$path" "$work/token" >"$work/containers.tsv" 2>"$work/extract.out" <<'PY'
+  "$PY" - "$path" "$work/token" "$work/feedback-token" >"$work/containers.tsv" 2>"$work/extract.out" <<'PY'
 import sys, yaml
-path, token = sys.argv[1:]
+path, token, feedback_token = sys.argv[1:]
 docs = [d for d in yaml.safe_load_all(open(path)) if d]
 maps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
 for d in docs:
@@ -194,9 +205,12 @@ for d in docs:
         env = {k: v for k, v in env.items() if k.startswith("NBSERVE__")}
         if "NBSERVE__ADMIN__TOKEN_FILE" in env:
             env["NBSERVE__ADMIN__TOKEN_FILE"] = token
+        if "NBSERVE__FEEDBACK__TOKEN_FILE" in env:
+            env["NBSERVE__FEEDBACK__TOKEN_FILE"] = feedback_token
         print("\t".join([f"{d['kind']}/{d['metadata']['name']}/{c['name']}"] + [f"{k}={v}" for k, v in sorted(env.items())]))
 PY
   tally <"$work/extract.out"
+  : >"$work/configs.tsv"
   while IFS=$'\t' read -r -a fields; do
     what="${fields[0]}"; vars=("${fields[@]:1}")
     if [[ ${#vars[@]} -eq 0 ]]; then
@@ -210,6 +224,9 @@ PY
       continue
     fi
     printf '%s' "$cfg" >"$work/config.json"
+    n_cfg=$(( ${n_cfg:-0} + 1 ))
+    cp "$work/config.json" "$work/config-$n_cfg.json"
+    printf '%s\t%s\n' "$what" "$work/config-$n_cfg.json" >>"$work/configs.tsv"
     tally < <("$PY" - "$path" "$name $what" "$work/config.json" <<'PY'
 
 import json, sys, yaml
@@ -305,9 +322,12 @@ check(grace > need, f"terminationGracePeriodSeconds {grace} > drain_delay_secs +
 hardened(pod, c)
 if kind == "Deployment":
     check(bool(pod.get("topologySpreadConstraints")), "topologySpreadConstraints")
+for ic in pod.get("initContainers", []):
+    hardened(pod, ic, f"init container {ic['name']}: ")
 PY
 )
   done <"$work/containers.tsv"
+  tally < <("$PY" scripts/lib/check_kubernetes.py "$path" "$name" "$work/configs.tsv" "$root" 2>&1)
 done
 
 if grep -q '^NBSERVE__SERVER__DRAIN_DELAY_SECS=[1-9]' deploy/kubernetes/base/nbserve.env; then

@@ -11,7 +11,10 @@
 #     report's reason, model.path unchanged;
 #   - Prefect's API recorded the states and the report artifacts; the cron
 #     deployment `flow.py serve` builds carries its schedule; `flow.py run`
-#     exits 5 on a rejection.
+#     exits 5 on a rejection;
+#   - credentials in the fetch and retrain command lines and in a failing
+#     command's stderr are `***` in the logs and the state message; the
+#     redaction rules themselves: tests/prefect/check_redact.py.
 # Data: tests/retrain/make_data.py (from the committed tests/data/sample.csv).
 # Debug build unless NBSERVE_BIN is set. Prints `N passed, M failed`.
 #
@@ -72,8 +75,10 @@ export PREFECT_HOME="$work/prefect" PREFECT_SERVER_ALLOW_EPHEMERAL_MODE=true \
     PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120 \
     PREFECT_SERVER_ANALYTICS_ENABLED=false PREFECT_LOGGING_LEVEL=WARNING
 status=0
-# check_flow.py exits 3 when checks failed (each printed); anything else
-# non-zero means it stopped before its end.
+# check_redact.py and check_flow.py exit 3 when checks failed (each printed);
+# anything else non-zero means they stopped before their end.
+tally < <("$PREFECT_BIN/python" tests/prefect/check_redact.py 2>&1 \
+    || { rc=$?; [[ $rc -eq 3 ]] || echo "FAIL: check_redact.py stopped early (exit $rc)"; })
 tally < <("$PREFECT_BIN/python" tests/prefect/check_flow.py "$work" "$BIN" 2>"$work/prefect.log" \
     || { rc=$?; [[ $rc -eq 3 ]] || echo "FAIL: check_flow.py stopped early (exit $rc)"; })
 if ((failed > 0)); then

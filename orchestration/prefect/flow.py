@@ -18,6 +18,16 @@ the last run, so nothing was promoted and nothing changed).
 Options after `--` go to `nbserve retrain` unchanged (grid, --keep, tracking, ...).
 NBSERVE_BIN picks the binary (default `nbserve` on PATH). Installed with
 scripts/install-prefect.sh (prefect pinned and hash-checked).
+
+Credentials: what the flow logs, and the failure messages and the report
+artifact it records, go through `redact`: values of secret-looking options
+(`--token X`, `--password=X`, `-u user:pass`), of secret-looking variables
+(`API_TOKEN=X`), URL user-info (`https://user:pass@host`), secret-looking URL
+query parameters and Authorization headers become `***`. Prefect still stores
+a flow run's parameters as given (`--fetch-cmd`, the options after `--`), so
+give credentials through the environment instead (MLFLOW_TRACKING_TOKEN,
+MLFLOW_TRACKING_USERNAME/PASSWORD, the fetch tool's own variables): the
+subprocesses inherit it, and the flow never logs it.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -52,7 +63,76 @@ class RetrainError(Exception):
 
 
 def _tail(text: str, lines: int = 20) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
+    return redact("\n".join(text.strip().splitlines()[-lines:]))
+
+
+REDACTED = "***"
+# Names that say they hold a credential: anywhere in the name (API_TOKEN,
+# PGPASSWORD, x-api-key) ...
+_SECRET_WORDS = re.compile(
+    r"token|passw(?:or)?d|secret|api[-_]?key|access[-_]?key|private[-_]?key|credential|authorization")
+# ... or as a whole part of it (--pass, MYSQL_PWD, sig=, Cookie, --auth).
+_SECRET_PARTS = {"pass", "pwd", "sig", "signature", "session", "cookie", "auth"}
+# Options whose next argument is a credential whatever their name: curl's -u user:pass.
+_SECRET_OPTIONS = {"-u", "--user", "--proxy-user"}
+_URL_USERINFO = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/\s@]+@", re.IGNORECASE)
+_ASSIGNMENT = re.compile(r"""(?<![\w.-])(?P<name>-*[a-z_][\w.-]*)=(?P<value>'[^']*'|"[^"]*"|[^\s&;#'"]+)""", re.IGNORECASE)
+_JSON_FIELD = re.compile(r'"(?P<name>[^"\\]+)"(?P<sep>\s*:\s*)"(?P<value>(?:[^"\\]|\\.)*)"')
+_HEADER = re.compile(r"(?<![\w.-])(?P<name>[a-z][\w-]*)(?P<sep>\s*:\s*(?:(?:bearer|basic|token|digest)\s+)?)(?P<value>[^\s'\"]+)",
+                     re.IGNORECASE)
+# `--token X` / `-u user:pass` inside one string (a `sh -c '...'` script).
+_OPTION_VALUE = re.compile(r"""(?<!\S)(?P<name>--?[a-z][\w-]*)(?P<sep>\s+)(?P<value>'[^']*'|"[^"]*"|[^\s'"-]\S*)""",
+                           re.IGNORECASE)
+_BEARER = re.compile(r"\b(bearer|basic)\s+[\w.~+/=-]{8,}", re.IGNORECASE)
+
+
+def _secret_name(name: str) -> bool:
+    """A variable, option, header, query parameter or JSON field name that
+    says it holds a credential (`--token`, `API_TOKEN`, `Authorization`);
+    not one naming where a credential is (`--token-file`, `TOKEN_FILE`)."""
+    n = name.lstrip("-").lower()
+    if re.search(r"[-_.](file|path|dir)$", n):
+        return False
+    return bool(_SECRET_WORDS.search(n)) or bool(_SECRET_PARTS & set(re.split(r"[-_.]", n)))
+
+
+def redact(text: str) -> str:
+    """`text` with every credential it shows replaced by `***`: URL user-info
+    (`https://user:pass@host`, a token as the user name too), the value of
+    secret-looking NAME=VALUE (variables, `--password=X`, URL query
+    parameters), `Name: value` headers and JSON fields, the word after a
+    secret-looking option (`--token X`, `-u user:pass`), and bearer tokens."""
+    def value_of(m: re.Match) -> str:
+        if not (_secret_name(m["name"]) or m["name"] in _SECRET_OPTIONS):
+            return m[0]
+        return m[0][:m.start("value") - m.start()] + REDACTED + m[0][m.end("value") - m.start():]
+
+    text = _URL_USERINFO.sub(rf"\1{REDACTED}@", text)
+    for pattern in (_ASSIGNMENT, _JSON_FIELD, _HEADER, _OPTION_VALUE):
+        text = pattern.sub(value_of, text)
+    return _BEARER.sub(rf"\1 {REDACTED}", text)
+
+
+def redact_argv(argv: list[str]) -> str:
+    """A command line for the log: `shlex.join(argv)`, each argument through
+    `redact`, and the argument after a secret-looking option (`--token X`,
+    `--password X`, `-u user:pass`) replaced by `***`."""
+    out: list[str] = []
+    hide = False
+    for arg in argv:
+        out.append(REDACTED if hide else redact(arg))
+        hide = (not hide and arg.startswith("-") and "=" not in arg
+                and (arg in _SECRET_OPTIONS or _secret_name(arg)))
+    return shlex.join(out)
+
+
+def redact_command(command: str) -> str:
+    """A command string (`--fetch-cmd`) for the log, split and redacted like
+    `redact_argv`; `redact` alone when it does not split."""
+    try:
+        return redact_argv(shlex.split(command))
+    except ValueError:
+        return redact(command)
 
 
 @task(name="fetch-data")
@@ -64,7 +144,7 @@ def fetch_data(fetch_cmd: str | None, data: list[str], feedback_logs: list[str],
     at all is not (the retrain then runs on the base data)."""
     logger = get_run_logger()
     if fetch_cmd:
-        logger.info("fetch: %s", fetch_cmd)
+        logger.info("fetch: %s", redact_command(fetch_cmd))
         done = subprocess.run(shlex.split(fetch_cmd), capture_output=True, text=True)
         if done.returncode != 0:
             raise RetrainError(f"fetch command exited {done.returncode}: {_tail(done.stderr or done.stdout)}")
@@ -97,7 +177,7 @@ def retrain(nbserve: str, config: str | None, inputs: dict[str, Any], report_pat
         cmd += ["--feedback-log", log]
     cmd += ["--holdout", inputs["holdout"], "--report", report_path, *extra_args]
     logger = get_run_logger()
-    logger.info("running %s", shlex.join(cmd))
+    logger.info("running %s", redact_argv(cmd))
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.stdout.strip():
         logger.info("%s", _tail(done.stdout, 40))
@@ -121,13 +201,13 @@ def read_report(result: dict[str, Any]) -> dict[str, Any]:
     current = report.get("current") or {}
     cand_f1 = (candidate.get("holdout") or {}).get("f1_macro")
     cur_f1 = (current.get("holdout") or {}).get("f1_macro")
-    summary = (f"verdict {verdict}: {report.get('reason')} (candidate {candidate.get('version')} "
-               f"holdout F1 macro {_fmt(cand_f1)}, current {current.get('version')} {_fmt(cur_f1)})")
+    summary = redact(f"verdict {verdict}: {report.get('reason')} (candidate {candidate.get('version')} "
+                     f"holdout F1 macro {_fmt(cand_f1)}, current {current.get('version')} {_fmt(cur_f1)})")
     logger.info("%s", summary)
     create_markdown_artifact(
         key="nbserve-retrain-report",
         description="nbserve retrain report",
-        markdown="\n".join([
+        markdown=redact("\n".join([
             f"## nbserve retrain: {verdict}",
             "",
             f"{report.get('reason')}",
@@ -140,13 +220,13 @@ def read_report(result: dict[str, Any]) -> dict[str, Any]:
             "```json",
             json.dumps(report, indent=2)[:20000],
             "```",
-        ]),
+        ])),
     )
     # The exit code decides; the report must agree with it.
     if verdict not in VERDICTS_BY_EXIT[result["exit_code"]]:
         raise RetrainError(f"exit code {result['exit_code']} disagrees with the report's verdict {verdict!r}")
     if verdict == "rejected":
-        raise RetrainRejected(f"candidate rejected: {report.get('reason')}")
+        raise RetrainRejected(redact(f"candidate rejected: {report.get('reason')}"))
     if verdict == "unchanged":
         logger.info("nothing promoted: the candidate is identical to the model in service")
     return report

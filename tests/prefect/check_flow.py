@@ -8,6 +8,7 @@ serving v1) and is where reports go. One PASS/FAIL line per check.
 """
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -163,6 +164,41 @@ check(done.returncode == 5 and "flow run state: FAILED" in done.stdout,
       f"flow.py run: a rejection exits 5 with a FAILED flow run ({cli_secs:.1f} s)",
       f"exit {done.returncode}\n{done.stdout[-1500:]}\n{done.stderr[-1500:]}")
 check(sha(model) == before, "flow.py run: model.path unchanged after the rejection")
+
+# ------------------------------------------------------------ 6. credentials stay out of the logs and the state
+class Captured(logging.Handler):
+    """The flow's and tasks' log lines, as Prefect's own handlers get them."""
+
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+captured = Captured()
+for name in ("prefect.flow_runs", "prefect.task_runs"):
+    logging.getLogger(name).addHandler(captured)
+    logging.getLogger(name).setLevel(logging.INFO)  # the command lines are INFO lines
+SECRET = "s3cr3t-in-a-command-line"
+# A stand-in for nbserve that fails repeating its command line on stderr, as a
+# tool reporting an unreachable server does: that tail becomes the state message.
+fake = work / "fake-nbserve"
+fake.write_text('#!/bin/sh\necho "nbserve: cannot reach the tracking server: $*" >&2\nexit 1\n')
+fake.chmod(0o755)
+state = nbflow.retrain_flow(**{**params("feedback-good.jsonl", "run-secret", "v8"), "nbserve": str(fake),
+                               "fetch_cmd": f"env API_TOKEN={SECRET} curl=off true",
+                               "extra_args": ["--mlflow-uri", f"https://bob:{SECRET}@mlflow.invalid:5000"]},
+                            return_state=True)
+logged = "\n".join(captured.lines)
+message = state.message or ""
+check(state.is_failed() and "fetch: env" in logged and "running " in logged and "mlflow.invalid" in logged
+      and SECRET not in logged,
+      "credentials: the fetch and retrain command lines are logged with the token and the URL password hidden",
+      "\n".join(line for line in captured.lines if "fetch:" in line or "running" in line or SECRET in line))
+check("mlflow.invalid" in message and SECRET not in message,
+      "credentials: the failed run's state message (the command's stderr) hides them too", message)
 
 print(f"TIMING: promotion run {promote_secs:.1f} s, rejection run {reject_secs:.1f} s, "
       f"command-line run {cli_secs:.1f} s", flush=True)
