@@ -1,15 +1,45 @@
 //! Bearer-token checks, shared by the admin endpoints and the endpoints that
 //! write labels into the feedback log.
+//!
+//! A protected handler takes [`Authorized`] before its body: the token is
+//! checked from the headers alone, and a refused request is answered at
+//! once, its body neither read nor waited for.
 
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use sha2::Digest;
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use super::state::AppState;
+
+/// A route's token rule, judged from the request's headers alone.
+pub trait TokenGuard {
+    /// `Ok` when the request may go on; otherwise the refusal, already
+    /// counted and logged as the route counts its refusals.
+    fn check(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError>;
+}
+
+/// An extractor that applies the guard `G`. axum runs a handler's
+/// extractors in order and stops at the first rejection, so placed before
+/// the body extractor it refuses a request before any of its body is read:
+/// a client without the token cannot hold the request open by announcing
+/// a body and not sending it.
+pub struct Authorized<G>(PhantomData<G>);
+
+impl<G: TokenGuard> FromRequestParts<AppState> for Authorized<G> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        G::check(state, &parts.headers).map(|()| Self(PhantomData))
+    }
+}
 
 /// The 401 answer to a missing or wrong token.
 pub fn unauthorized() -> ApiError {

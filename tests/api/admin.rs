@@ -1,5 +1,6 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -50,6 +51,12 @@ async fn admin_is_off_without_a_token() {
         .await
         .unwrap();
     assert_error(r, 403, "admin_disabled").await;
+    // Refused from the headers, before a body announced but never sent.
+    let head = ["content-type: application/json", "content-length: 1000000"];
+    let bytes = crate::raw::request("POST", "/admin/reload", &head, b"");
+    let reply = crate::raw::exchange(app.port, bytes, Duration::from_secs(30)).await;
+    assert_eq!(reply.status, Some(403), "{reply:?}");
+    assert_eq!(reply.json().unwrap()["error"]["code"], "admin_disabled");
     app.stop().await;
 }
 

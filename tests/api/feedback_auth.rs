@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
+use crate::raw::{exchange, request};
 
 const FEEDBACK_TOKEN: &str = "labels-only-token";
 
@@ -194,5 +195,31 @@ async fn openapi_declares_the_optional_bearer_security() {
         assert!(op.get("security").is_none(), "{route}");
         assert!(op["responses"].get("401").is_none(), "{route}");
     }
+    app.stop().await;
+}
+
+/// A request without the token is refused from its headers: a client that
+/// announces a large body and sends none gets its 401 at once, not the
+/// request timeout's 408 (120 s in the test settings, past the deadline
+/// here), on every token-protected route.
+#[tokio::test]
+async fn the_token_is_checked_before_the_body_is_read() {
+    let (app, _dir, path) = app_with_log(Some(FEEDBACK_TOKEN)).await;
+    let wrong = "authorization: Bearer wrong-token-here";
+    for route in ["/feedback", "/feedback/batch", "/examples", "/admin/reload"] {
+        for auth in [None, Some(wrong)] {
+            let mut head = vec!["content-type: application/json", "content-length: 1000000"];
+            head.extend(auth);
+            let bytes = request("POST", route, &head, b"");
+            let reply = exchange(app.port, bytes, Duration::from_secs(30)).await;
+            assert_eq!(reply.status, Some(401), "{route} {auth:?}: {reply:?}");
+            let body = reply.json().expect("JSON error body");
+            assert_eq!(body["error"]["code"], "unauthorized", "{route}: {body}");
+        }
+    }
+    assert!(lines(&app, &path).await.is_empty());
+    let m = app.metrics().await;
+    assert_eq!(count(&m, "nbserve_feedback_total", "unauthorized"), 4.0);
+    assert_eq!(count(&m, "nbserve_examples_total", "unauthorized"), 2.0);
     app.stop().await;
 }

@@ -319,6 +319,85 @@ async fn bad_requests_get_protocol_errors_never_5xx() {
     app.stop().await;
 }
 
+/// An output named more than once would be the whole tensor again per
+/// copy: refused with 400 before anything is scored, JSON or binary.
+#[tokio::test]
+async fn repeated_outputs_are_refused_not_encoded_again() {
+    let app = spawn_app().await;
+    let texts = texts(4);
+    for outputs in [
+        json!([{"name": "label"}, {"name": "label"}]),
+        json!([{"name": "probabilities"}, {"name": "label"}, {"name": "probabilities"}]),
+        Value::Array(vec![
+            json!({"name": "probabilities", "parameters": {"binary_data": true}});
+            2500
+        ]),
+        Value::Array(vec![json!({"name": "probabilities"}); 2500]),
+    ] {
+        let mut req = json_request(&texts);
+        req["outputs"] = outputs.clone();
+        let r = app.post_json(INFER, &req).await;
+        let m = assert_v2_error(r, 400).await;
+        assert!(m.contains("more than once"), "{m}");
+        // The binary tensor data extension takes the same path.
+        let (body, header_len) = binary_request(&texts, json!({ "outputs": outputs }));
+        let m = assert_v2_error(post_binary(&app, body, header_len).await, 400).await;
+        assert!(m.contains("more than once"), "{m}");
+    }
+    // Nothing was scored for them.
+    let m = app.metrics().await;
+    assert_eq!(
+        metric_value(&m, "nbserve_batch_size_count"),
+        Some(0.0),
+        "{m}"
+    );
+    // Each output once is fine, in any order.
+    let mut req = json_request(&texts);
+    req["outputs"] = json!([{"name": "probabilities"}, {"name": "label"}]);
+    let body: Value = app.post_json(INFER, &req).await.json().await.unwrap();
+    let names: Vec<&str> = body["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["probabilities", "label"]);
+    app.stop().await;
+}
+
+/// Texts are read only up to the declared count, itself within
+/// `server.max_batch_size`: a body of many tiny elements is refused at the
+/// first one too many, not collected whole.
+#[tokio::test]
+async fn texts_past_the_declared_count_are_not_collected() {
+    let app = spawn_app_with(|s| s.server.max_batch_size = 4).await;
+    // 100,000 empty binary elements (4 bytes each) behind shape [2].
+    let mut body = serde_json::to_vec(&json!({
+        "inputs": [{"name": "text", "datatype": "BYTES", "shape": [2],
+                    "parameters": {"binary_data_size": 400_000}}]
+    }))
+    .unwrap();
+    let header_len = body.len();
+    body.resize(header_len + 400_000, 0);
+    let m = assert_v2_error(post_binary(&app, body, header_len).await, 400).await;
+    assert_eq!(m, "shape [2] but more texts");
+    // The same in JSON, nested.
+    let mut req = json_request(&texts(2));
+    req["inputs"][0]["data"] = json!([["a", "b"], vec![""; 100_000]]);
+    let m = assert_v2_error(app.post_json(INFER, &req).await, 400).await;
+    assert_eq!(m, "shape [2] but more texts");
+    // A shape over the batch limit is refused before its data is looked at.
+    let mut req = json_request(&texts(2));
+    req["inputs"][0]["shape"] = json!([5]);
+    let m = assert_v2_error(app.post_json(INFER, &req).await, 422).await;
+    assert!(m.contains("limit is 4"), "{m}");
+    // One input, once.
+    let mut req = json_request(&texts(2));
+    req["inputs"] = json!([req["inputs"][0], req["inputs"][0]]);
+    assert_v2_error(app.post_json(INFER, &req).await, 400).await;
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn v2_readiness_follows_shutdown() {
     let app = spawn_app().await;

@@ -7,7 +7,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::server::auth::{check_bearer, FailedAuthLog};
+use crate::server::auth::{check_bearer, Authorized, FailedAuthLog, TokenGuard};
 use crate::server::error::ApiError;
 use crate::server::extract::short;
 use crate::server::state::AppState;
@@ -35,16 +35,21 @@ pub struct ReloadResponse {
     pub f1_macro: f64,
 }
 
-/// Admin endpoints are off without `admin.token`; with it, they need it.
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = state.settings.admin.token.as_deref() else {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "admin_disabled",
-            "admin endpoints are disabled: no admin token is configured",
-        ));
-    };
-    check_bearer(headers, expected)
+/// The token rule of `/admin/*`: off without `admin.token` (403); with it,
+/// they need it (401, logged rate-limited).
+pub struct AdminToken;
+
+impl TokenGuard for AdminToken {
+    fn check(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(expected) = state.settings.admin.token.as_deref() else {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "admin_disabled",
+                "admin endpoints are disabled: no admin token is configured",
+            ));
+        };
+        check_bearer(headers, expected).inspect_err(|_| FAILED_LOGINS.record())
+    }
 }
 
 /// Failed admin authentications, logged rate-limited.
@@ -62,14 +67,9 @@ static FAILED_LOGINS: FailedAuthLog = FailedAuthLog::new("admin");
     ))]
 pub async fn reload(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized<AdminToken>,
     body: Bytes,
 ) -> Result<Json<ReloadResponse>, ApiError> {
-    authorize(&state, &headers).inspect_err(|e| {
-        if e.code == "unauthorized" {
-            FAILED_LOGINS.record();
-        }
-    })?;
     // The body is optional, so it is parsed by hand rather than by AppJson.
     let req: ReloadRequest = if body.iter().all(u8::is_ascii_whitespace) {
         ReloadRequest::default()

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::monitoring::{log_timestamp, ExampleRecord, LogOutcome};
+use crate::server::auth::{Authorized, TokenGuard};
 use crate::server::error::ApiError;
 use crate::server::extract::AppJson;
 use crate::server::routes::feedback::authorize_labels;
@@ -57,6 +58,18 @@ fn refused(state: &AppState, result: &'static str, e: ApiError) -> ApiError {
     e
 }
 
+/// The token rule of `/examples`: that of the label-writing endpoints,
+/// a refusal counted in `nbserve_examples_total`. Checked before the body
+/// and before the on/off setting: without the token, a client learns
+/// nothing about the server's settings.
+pub struct ExamplesToken;
+
+impl TokenGuard for ExamplesToken {
+    fn check(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+        authorize_labels(state, headers).map_err(|e| refused(state, "unauthorized", e))
+    }
+}
+
 /// Send labelled texts for retraining; all of a request's examples are
 /// accepted or none.
 #[utoipa::path(post, path = "/examples", request_body = ExamplesRequest,
@@ -70,12 +83,9 @@ fn refused(state: &AppState, result: &'static str, e: ApiError) -> ApiError {
 ))]
 pub async fn examples(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Authorized<ExamplesToken>,
     body: Result<AppJson<ExamplesRequest>, ApiError>,
 ) -> Result<Json<ExamplesResponse>, ApiError> {
-    // Before the on/off check: without the token, a client learns nothing
-    // about the server's settings.
-    authorize_labels(&state, &headers).map_err(|e| refused(&state, "unauthorized", e))?;
     if !state.settings.feedback.accept_examples {
         return Err(refused(
             &state,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::monitoring::{FeedbackError, LogReceipt};
-use crate::server::auth::{check_bearer, FailedAuthLog};
+use crate::server::auth::{check_bearer, Authorized, FailedAuthLog, TokenGuard};
 use crate::server::error::ApiError;
 use crate::server::extract::AppJson;
 use crate::server::state::AppState;
@@ -75,22 +75,22 @@ pub(crate) fn authorize_labels(state: &AppState, headers: &HeaderMap) -> Result<
     check_bearer(headers, expected).inspect_err(|_| FAILED_AUTH.record())
 }
 
-/// [`authorize_labels`], a refusal counted in `nbserve_feedback_total`;
-/// then the body, whose errors come second so that an unauthenticated
-/// client learns nothing about what it sent.
-fn authorized<T>(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Result<AppJson<T>, ApiError>,
-) -> Result<T, ApiError> {
-    authorize_labels(state, headers).inspect_err(|_| {
-        state
-            .metrics
-            .feedback
-            .with_label_values(&["unauthorized"])
-            .inc();
-    })?;
-    Ok(body?.0)
+/// The token rule of `/feedback` and `/feedback/batch`: [`authorize_labels`],
+/// a refusal counted in `nbserve_feedback_total`. Checked before the body,
+/// whose errors come second: an unauthenticated client learns nothing
+/// about what it sent.
+pub struct FeedbackToken;
+
+impl TokenGuard for FeedbackToken {
+    fn check(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+        authorize_labels(state, headers).inspect_err(|_| {
+            state
+                .metrics
+                .feedback
+                .with_label_values(&["unauthorized"])
+                .inc();
+        })
+    }
 }
 
 /// Records one item: whether the model was right, and the receipt of its
@@ -128,10 +128,9 @@ fn record(state: &AppState, item: &FeedbackRequest) -> Result<(bool, LogReceipt)
 ))]
 pub async fn feedback(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<AppJson<FeedbackRequest>, ApiError>,
+    _: Authorized<FeedbackToken>,
+    AppJson(req): AppJson<FeedbackRequest>,
 ) -> Result<(StatusCode, Json<FeedbackResponse>), ApiError> {
-    let req = authorized(&state, &headers, body)?;
     let (correct, logged) = record(&state, &req)?;
     // A failed or dropped line is counted by the log; the feedback itself is
     // accepted (it is in the live window) either way.
@@ -156,10 +155,9 @@ pub async fn feedback(
 ))]
 pub async fn feedback_batch(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<AppJson<FeedbackBatchRequest>, ApiError>,
+    _: Authorized<FeedbackToken>,
+    AppJson(req): AppJson<FeedbackBatchRequest>,
 ) -> Result<(StatusCode, Json<FeedbackBatchResponse>), ApiError> {
-    let req = authorized(&state, &headers, body)?;
     let max = state.settings.server.max_batch_size;
     if req.items.is_empty() || req.items.len() > max {
         return Err(ApiError::unprocessable(
