@@ -19,7 +19,7 @@ const CSS: &[u8] = include_bytes!("../../../assets/swagger-ui/swagger-ui.css");
 /// The page: the assets, then a start-up script served as a file of its own,
 /// so the Content-Security-Policy can forbid inline scripts. The empty data:
 /// icon spares the browser a `/favicon.ico` request (a 404 in its console).
-const PAGE: &str = r#"<!doctype html>
+const PAGE: &str = r##"<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -34,9 +34,9 @@ const PAGE: &str = r#"<!doctype html>
 <script src="docs/init.js"></script>
 </body>
 </html>
-"#;
+"##;
 
-const INIT: &str = r#"window.addEventListener("load", function () {
+const INIT: &str = r##"window.addEventListener("load", function () {
   window.ui = SwaggerUIBundle({
     url: "openapi.json",
     dom_id: "#swagger-ui",
@@ -44,7 +44,7 @@ const INIT: &str = r#"window.addEventListener("load", function () {
     displayRequestDuration: true,
   });
 });
-"#;
+"##;
 
 /// Scripts and styles only from this server; Swagger UI sets inline styles.
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
