@@ -149,6 +149,9 @@ suite retrain scripts/test-retrain.sh
 step "Prefect flow: promote and reject through the real prefect package (ephemeral API)"
 suite prefect scripts/test-prefect.sh
 
+step "the API page at /docs in headless chromium (Playwright)"
+suite browser scripts/test-browser.sh
+
 step "API fuzzing: schemathesis against /openapi.json (no 5xx, documented statuses and schemas)"
 suite api-fuzz scripts/api-fuzz.sh
 

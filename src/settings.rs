@@ -59,6 +59,9 @@ pub struct ServerSettings {
     /// still accepts and serves, before the drain starts: time for a load
     /// balancer (Kubernetes endpoints) to stop sending new connections.
     pub drain_delay_secs: u64,
+    /// Serve the interactive API page at `/docs` (its assets are compiled
+    /// in; nothing is fetched from elsewhere). `/openapi.json` stays either way.
+    pub docs_ui: bool,
 }
 
 /// Which model to serve.
@@ -255,6 +258,7 @@ impl Default for Settings {
                 max_connections: 10_000,
                 write_timeout_ms: 10_000,
                 drain_delay_secs: 0,
+                docs_ui: true,
             },
             model: ModelSettings {
                 path: "models/spam-nb.json".into(),

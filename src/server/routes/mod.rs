@@ -1,6 +1,7 @@
 //! The router: one function used by `serve` and by the tests.
 
 pub mod admin;
+pub mod docs;
 pub mod examples;
 pub mod feedback;
 pub mod health;
@@ -290,8 +291,14 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(health::ready))
         .route("/metrics", get(metrics::metrics))
         .route("/openapi.json", get(openapi));
+    let docs = if s.docs_ui {
+        docs::routes()
+    } else {
+        Vec::new()
+    };
     let app = v2::health_routes()
         .into_iter()
+        .chain(docs)
         .fold(app, |app, (path, route)| app.route(path, route));
     app
         .fallback(not_found)
