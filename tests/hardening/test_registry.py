@@ -115,7 +115,10 @@ class Handler(BaseHTTPRequestHandler):
         """`{"model_version":{"name":"xxxx…` until the client hangs up."""
         chunk = b"x" * (64 * 1024)
         first = b'{"model_version":{"name":"' + chunk[26:]
-        frame = lambda c: b"%x\r\n" % len(c) + c + b"\r\n"  # noqa: E731
+
+        def frame(c: bytes) -> bytes:
+            return b"%x\r\n" % len(c) + c + b"\r\n"
+
         try:
             self.wfile.write(frame(first))
             self.server.count(sent=len(first))
