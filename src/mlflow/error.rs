@@ -17,7 +17,8 @@ pub enum MlflowError {
     /// A registry source was configured without a tracking URI.
     #[error("{0} needs an MLflow tracking URI (MLFLOW_TRACKING_URI or model.mlflow_uri)")]
     NoTrackingUri(String),
-    /// No answer (connection refused, timeout) after every attempt.
+    /// No connection or no complete exchange (refused, reset, connect
+    /// timeout) after every attempt.
     #[error("MLflow at {server} unreachable after {attempts} attempts: {reason}")]
     Unreachable {
         /// The server, without credentials.
