@@ -237,6 +237,41 @@ fn config_redacts_the_admin_and_feedback_tokens() {
     assert_eq!(s["feedback"]["token"], "<redacted>");
 }
 
+/// A tracking URI may carry a token as its user name (`http://TOKEN@host`)
+/// or a user and password: `nbserve config` prints neither, nor does
+/// `healthcheck` when its URL holds them.
+#[test]
+fn config_and_healthcheck_redact_url_user_info() {
+    for (uri, printed) in [
+        (
+            "http://tok-user-secret@mlflow:5000",
+            "http://<redacted>@mlflow:5000",
+        ),
+        (
+            "http://someone-secret:pw-secret@mlflow:5000/",
+            "http://<redacted>@mlflow:5000/",
+        ),
+    ] {
+        let o = nbserve_env(&["config"], &[("NBSERVE__MODEL__MLFLOW_URI", uri)]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(!out.contains("secret"), "{out}");
+        let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(s["model"]["mlflow_uri"], printed);
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://probe-secret:pw-secret@127.0.0.1:{port}/health");
+    let o = nbserve(&["healthcheck", "--url", &url, "--timeout-ms", "500"]);
+    assert_eq!(o.status.code(), Some(6));
+    let err = stderr(&o);
+    assert!(!err.contains("secret"), "{err}");
+    assert!(err.contains("<redacted>@127.0.0.1"), "{err}");
+}
+
 /// README: "the same data and parameters give a byte-identical artifact
 /// apart from the creation time (set `SOURCE_DATE_EPOCH` to fix that too)",
 /// through the real binary.

@@ -354,7 +354,8 @@ fn load_settings(a: &ConfigArgs) -> Result<Settings, Failure> {
 }
 
 /// `nbserve config`: the resolved settings, the admin and feedback tokens
-/// redacted.
+/// redacted, and the user-info of every URL (`model.mlflow_uri` and any
+/// other) too: a user name is often a token.
 pub fn config(a: ConfigArgs) -> CmdResult {
     let mut s = load_settings(&a)?;
     for token in [&mut s.admin.token, &mut s.feedback.token] {
@@ -362,18 +363,24 @@ pub fn config(a: ConfigArgs) -> CmdResult {
             *token = Some("<redacted>".into());
         }
     }
-    if let Some(uri) = &mut s.model.mlflow_uri {
-        if let Ok(mut url) = reqwest::Url::parse(uri) {
-            if url.password().is_some() && url.set_password(Some("redacted")).is_ok() {
-                *uri = url.to_string();
-            }
-        }
-    }
+    let mut printed = serde_json::to_value(&s).expect("serialisable");
+    redact_urls(&mut printed);
     println!(
         "{}",
-        serde_json::to_string_pretty(&s).expect("serialisable")
+        serde_json::to_string_pretty(&printed).expect("serialisable")
     );
     Ok(())
+}
+
+/// Every string in `v` that is a URL with user-info, redacted.
+fn redact_urls(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => *s = nbserve::mlflow::redact_url(s),
+        Value::Array(items) => items.iter_mut().for_each(redact_urls),
+        Value::Object(fields) => fields.values_mut().for_each(redact_urls),
+        _ => {}
+    }
 }
 
 /// A multi-threaded runtime for the commands that talk HTTP.
@@ -433,13 +440,18 @@ pub fn healthcheck(a: HealthcheckArgs) -> CmdResult {
             .timeout(std::time::Duration::from_millis(a.timeout_ms))
             .build()
             .map_err(|e| Failure::new(exit::FAILURE, e))?;
+        // Printed without its user-info, and reqwest's errors without the URL.
+        let url = nbserve::mlflow::redact_url(&a.url);
         match client.get(&a.url).send().await {
             Ok(r) if r.status() == reqwest::StatusCode::OK => Ok(()),
             Ok(r) => Err(Failure::new(
                 exit::UNHEALTHY,
-                format!("{} answered {}", a.url, r.status()),
+                format!("{url} answered {}", r.status()),
             )),
-            Err(e) => Err(Failure::new(exit::UNHEALTHY, format!("{}: {e}", a.url))),
+            Err(e) => Err(Failure::new(
+                exit::UNHEALTHY,
+                format!("{url}: {}", e.without_url()),
+            )),
         }
     })
 }

@@ -7,16 +7,27 @@
 //! (`MLFLOW_TRACKING_USERNAME` / `MLFLOW_TRACKING_PASSWORD`, or
 //! `MLFLOW_TRACKING_TOKEN`) or from the URI's user-info; they never appear in
 //! an error message.
+//!
+//! Everything the server sends is bounded (see [`transport`]): answers are
+//! capped, waits have deadlines, and strings it returns are checked or
+//! escaped before anyone logs them.
 
+mod error;
+mod paths;
+mod transport;
 mod uri;
 
 use std::time::Duration;
 
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{Method, Url};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-pub use uri::ModelUri;
+pub use error::MlflowError;
+use paths::proxied_path;
+use transport::{one_line, Body, Expect};
+pub use transport::{Deadlines, Waiting, MAX_ANSWER_BYTES};
+pub use uri::{redact_url, ModelUri};
 
 /// The run-relative directory a model is logged to; a model version's
 /// `source` is this directory of its run.
@@ -24,83 +35,9 @@ pub const MODEL_DIR: &str = "model";
 /// The artifact file's name inside [`MODEL_DIR`].
 pub const MODEL_FILE: &str = "model.json";
 
-/// Attempts per request (the first one included) on connection errors and 5xx.
-const ATTEMPTS: u32 = 4;
-/// Wait before the first retry; doubled before each next one.
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// Most MLflow's `log-batch` takes in one call (its documented limits are
 /// 1000 metrics, 100 params, 100 tags).
 const BATCH_PARAMS: usize = 100;
-
-/// Why an MLflow call failed. Messages are one line and hold no secret.
-#[derive(Debug, thiserror::Error)]
-pub enum MlflowError {
-    /// The tracking URI is not an `http(s)://` URL.
-    #[error("invalid MLflow tracking URI {0:?}: expected http://host:port")]
-    InvalidUri(String),
-    /// A `models:/` URI that is neither `models:/NAME@ALIAS` nor `models:/NAME/VERSION`.
-    #[error("invalid model URI {0:?}: expected models:/NAME@ALIAS or models:/NAME/VERSION")]
-    InvalidModelUri(String),
-    /// A registry source was configured without a tracking URI.
-    #[error("{0} needs an MLflow tracking URI (MLFLOW_TRACKING_URI or model.mlflow_uri)")]
-    NoTrackingUri(String),
-    /// No answer (connection refused, timeout) after every attempt.
-    #[error("MLflow at {server} unreachable after {attempts} attempts: {reason}")]
-    Unreachable {
-        /// The server, without credentials.
-        server: String,
-        /// Attempts made.
-        attempts: u32,
-        /// The last error.
-        reason: String,
-    },
-    /// The server answered with an error status.
-    #[error("MLflow {endpoint} answered {status}: {code}: {message}")]
-    Api {
-        /// The endpoint called (a path, no query).
-        endpoint: String,
-        /// HTTP status.
-        status: u16,
-        /// MLflow's `error_code` (e.g. `RESOURCE_DOES_NOT_EXIST`).
-        code: String,
-        /// MLflow's message, cut to one short line.
-        message: String,
-    },
-    /// The server answered 2xx with a body this client cannot read.
-    #[error("MLflow {endpoint} answered with an unexpected body: {detail}")]
-    Garbage {
-        /// The endpoint called.
-        endpoint: String,
-        /// What was wrong.
-        detail: String,
-    },
-    /// A download larger than the caller's cap (`model.max_bytes`), refused
-    /// from its declared length or after reading one byte past the cap.
-    #[error("MLflow {endpoint} answered with more than {max_bytes} bytes (model.max_bytes)")]
-    TooLarge {
-        /// The endpoint called.
-        endpoint: String,
-        /// The cap.
-        max_bytes: u64,
-    },
-    /// An artifact URI this client cannot fetch through the tracking server.
-    #[error(
-        "artifact URI {0:?} is not served by the tracking server (expected mlflow-artifacts:/…)"
-    )]
-    UnsupportedArtifactUri(String),
-}
-
-impl MlflowError {
-    /// True for MLflow's `RESOURCE_DOES_NOT_EXIST`.
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, MlflowError::Api { code, .. } if code == "RESOURCE_DOES_NOT_EXIST")
-    }
-
-    /// True for MLflow's `RESOURCE_ALREADY_EXISTS`.
-    pub fn is_already_exists(&self) -> bool {
-        matches!(self, MlflowError::Api { code, .. } if code == "RESOURCE_ALREADY_EXISTS")
-    }
-}
 
 /// How requests authenticate.
 #[derive(Clone, Default)]
@@ -187,6 +124,7 @@ pub struct MlflowClient {
     base: Url,
     http: reqwest::Client,
     auth: Auth,
+    deadlines: Deadlines,
 }
 
 impl MlflowClient {
@@ -198,7 +136,7 @@ impl MlflowClient {
 
     /// A client for `uri` with explicit credentials.
     pub fn with_auth(uri: &str, auth: Auth) -> Result<Self, MlflowError> {
-        let invalid = || MlflowError::InvalidUri(redact_userinfo(uri));
+        let invalid = || MlflowError::InvalidUri(redact_url(uri));
         let mut base = Url::parse(uri.trim_end_matches('/')).map_err(|_| invalid())?;
         if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
             return Err(invalid());
@@ -212,89 +150,37 @@ impl MlflowClient {
         }
         let _ = base.set_username("");
         let _ = base.set_password(None);
+        // No whole-request timeout here: each call's waits are bounded by
+        // its `Deadlines`, which differ between a poll and a download.
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(60))
             .build()
             .map_err(|_| invalid())?;
-        Ok(Self { base, http, auth })
+        Ok(Self {
+            base,
+            http,
+            auth,
+            deadlines: Deadlines::COMMAND,
+        })
+    }
+
+    /// The same client (sharing its connections) with other deadlines, e.g.
+    /// [`Deadlines::POLL`] for source polling.
+    pub fn with_deadlines(&self, deadlines: Deadlines) -> Self {
+        Self {
+            deadlines,
+            ..self.clone()
+        }
+    }
+
+    /// The deadlines its calls use.
+    pub fn deadlines(&self) -> Deadlines {
+        self.deadlines
     }
 
     /// The server's base URL, without credentials.
     pub fn server(&self) -> &str {
         self.base.as_str().trim_end_matches('/')
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.server())
-    }
-
-    /// Sends a request, retrying connection errors and 5xx with back-off;
-    /// returns the body of a 2xx answer.
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<Body>,
-    ) -> Result<Vec<u8>, MlflowError> {
-        self.send_capped(method, path, query, body, u64::MAX).await
-    }
-
-    /// [`Self::send`], refusing a 2xx body longer than `max_bytes`.
-    async fn send_capped(
-        &self,
-        method: Method,
-        path: &str,
-        query: &[(&str, &str)],
-        body: Option<Body>,
-        max_bytes: u64,
-    ) -> Result<Vec<u8>, MlflowError> {
-        let mut backoff = FIRST_BACKOFF;
-        let mut attempt = 1;
-        loop {
-            let mut req = self
-                .http
-                .request(method.clone(), self.url(path))
-                .query(query);
-            req = match &self.auth {
-                Auth::None => req,
-                Auth::Basic { username, password } => req.basic_auth(username, Some(password)),
-                Auth::Bearer(token) => req.bearer_auth(token),
-            };
-            req = match &body {
-                None => req,
-                Some(Body::Json(v)) => req.json(v),
-                Some(Body::Bytes(b)) => req
-                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-                    .body(b.clone()),
-            };
-            let retryable = match req.send().await {
-                Ok(resp) if resp.status().is_success() => {
-                    return read_capped(resp, path, max_bytes).await;
-                }
-                Ok(resp) => {
-                    let status = resp.status();
-                    let text = resp.text().await.unwrap_or_default();
-                    let err = api_error(path, status, &text);
-                    if !(status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) {
-                        return Err(err);
-                    }
-                    err
-                }
-                Err(e) => MlflowError::Unreachable {
-                    server: self.server().to_owned(),
-                    attempts: attempt,
-                    reason: one_line(&source_chain(&e.without_url())),
-                },
-            };
-            if attempt >= ATTEMPTS {
-                return Err(retryable);
-            }
-            tokio::time::sleep(backoff).await;
-            backoff *= 2;
-            attempt += 1;
-        }
     }
 
     async fn call_json(
@@ -306,7 +192,7 @@ impl MlflowClient {
     ) -> Result<Value, MlflowError> {
         let path = format!("/api/2.0/mlflow/{endpoint}");
         let bytes = self
-            .send(method, &path, query, body.map(Body::Json))
+            .send(method, &path, query, body.map(Body::Json), Expect::Answer)
             .await?;
         if bytes.is_empty() {
             return Ok(json!({}));
@@ -441,7 +327,8 @@ impl MlflowClient {
     ) -> Result<String, MlflowError> {
         let uri = format!("{}/{rel_path}", run.artifact_uri.trim_end_matches('/'));
         let path = proxied_path(&uri)?;
-        self.send(Method::PUT, &path, &[], Some(Body::Bytes(bytes)))
+        let body = Some(Body::Bytes(bytes));
+        self.send(Method::PUT, &path, &[], body, Expect::Answer)
             .await?;
         Ok(uri)
     }
@@ -454,7 +341,7 @@ impl MlflowClient {
         max_bytes: u64,
     ) -> Result<Vec<u8>, MlflowError> {
         let path = proxied_path(uri)?;
-        self.send_capped(Method::GET, &path, &[], None, max_bytes)
+        self.send(Method::GET, &path, &[], None, Expect::File(max_bytes))
             .await
     }
 
@@ -562,12 +449,6 @@ pub async fn fetch_model(
     Ok((version, bytes))
 }
 
-/// A request body.
-enum Body {
-    Json(Value),
-    Bytes(Vec<u8>),
-}
-
 fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -582,13 +463,31 @@ fn key_values(pairs: &[(String, String)]) -> Vec<Value> {
 }
 
 fn field_str(v: &Value, pointer: &str, endpoint: &str) -> Result<String, MlflowError> {
-    match v.pointer(pointer) {
-        Some(Value::String(s)) => Ok(s.clone()),
-        Some(Value::Number(n)) => Ok(n.to_string()),
-        _ => Err(MlflowError::Garbage {
-            endpoint: endpoint.to_owned(),
-            detail: format!("no {pointer}"),
-        }),
+    let s = match v.pointer(pointer) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(garbage(endpoint, format!("no {pointer}"))),
+    };
+    printable(endpoint, pointer, s)
+}
+
+fn garbage(endpoint: &str, detail: String) -> MlflowError {
+    MlflowError::Garbage {
+        endpoint: endpoint.to_owned(),
+        detail,
+    }
+}
+
+/// `s` when it holds no control character: names, versions, ids and
+/// artifact URIs are printed and logged, and MLflow never puts one in them,
+/// so a server that does is answering garbage (and may be forging logs).
+fn printable(endpoint: &str, field: &str, s: String) -> Result<String, MlflowError> {
+    match s.chars().any(char::is_control) {
+        false => Ok(s),
+        true => Err(garbage(
+            endpoint,
+            format!("{field} holds a control character"),
+        )),
     }
 }
 
@@ -601,135 +500,19 @@ fn run_info(v: &Value, endpoint: &str) -> Result<RunInfo, MlflowError> {
 }
 
 fn model_version(mut v: Value, endpoint: &str) -> Result<ModelVersion, MlflowError> {
-    serde_json::from_value(v["model_version"].take()).map_err(|e| MlflowError::Garbage {
-        endpoint: endpoint.to_owned(),
-        detail: one_line(&e.to_string()),
+    let mv: ModelVersion = serde_json::from_value(v["model_version"].take())
+        .map_err(|e| garbage(endpoint, one_line(&e.to_string())))?;
+    Ok(ModelVersion {
+        name: printable(endpoint, "model_version.name", mv.name)?,
+        version: printable(endpoint, "model_version.version", mv.version)?,
+        source: printable(endpoint, "model_version.source", mv.source)?,
+        run_id: printable(endpoint, "model_version.run_id", mv.run_id)?,
     })
-}
-
-/// The error an MLflow error answer describes.
-fn api_error(endpoint: &str, status: StatusCode, body: &str) -> MlflowError {
-    let parsed: Option<Value> = serde_json::from_str(body).ok();
-    let get = |k: &str| {
-        parsed
-            .as_ref()
-            .and_then(|v| v.get(k))
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    MlflowError::Api {
-        endpoint: endpoint.to_owned(),
-        status: status.as_u16(),
-        code: get("error_code").unwrap_or_else(|| "UNKNOWN".to_owned()),
-        message: one_line(
-            &get("message")
-                .unwrap_or_else(|| status.canonical_reason().unwrap_or("no message").to_owned()),
-        ),
-    }
-}
-
-/// The proxied-artifact path for an `mlflow-artifacts:` URI, with or without
-/// an authority (`mlflow-artifacts:/1/…`, `mlflow-artifacts://host:port/1/…`).
-fn proxied_path(uri: &str) -> Result<String, MlflowError> {
-    let rest = uri
-        .strip_prefix("mlflow-artifacts:")
-        .ok_or_else(|| MlflowError::UnsupportedArtifactUri(uri.to_owned()))?;
-    let rest = match rest.strip_prefix("//") {
-        Some(with_host) => with_host.find('/').map_or("", |i| &with_host[i..]),
-        None => rest,
-    };
-    let rest = rest.trim_start_matches('/');
-    if rest.is_empty() || rest.split('/').any(|s| s == "..") {
-        return Err(MlflowError::UnsupportedArtifactUri(uri.to_owned()));
-    }
-    Ok(format!("/api/2.0/mlflow-artifacts/artifacts/{rest}"))
-}
-
-/// An error and its causes on one line (reqwest's top level says only
-/// "error sending request").
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
-}
-
-/// First line, at most 200 characters.
-fn one_line(s: &str) -> String {
-    let line = s.lines().next().unwrap_or("").trim();
-    match line.char_indices().nth(200) {
-        Some((i, _)) => format!("{}…", &line[..i]),
-        None => line.to_owned(),
-    }
-}
-
-/// `uri` with any `user:password@` removed, for messages.
-fn redact_userinfo(uri: &str) -> String {
-    match (uri.find("://"), uri.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}<redacted>@{}", &uri[..s + 3], &uri[at + 1..]),
-        _ => uri.to_owned(),
-    }
-}
-
-/// The body of `resp`, but never more than `max_bytes`: a declared length
-/// past the cap is refused before reading, and an undeclared (chunked) one
-/// as soon as one byte past the cap has arrived. The connection is dropped
-/// with the rest unread.
-async fn read_capped(
-    mut resp: reqwest::Response,
-    endpoint: &str,
-    max_bytes: u64,
-) -> Result<Vec<u8>, MlflowError> {
-    let too_large = || MlflowError::TooLarge {
-        endpoint: endpoint.to_owned(),
-        max_bytes,
-    };
-    let declared = resp.content_length();
-    if declared.is_some_and(|n| n > max_bytes) {
-        return Err(too_large());
-    }
-    // Reserve what the server declared (already known to be within the cap).
-    let mut body = Vec::with_capacity(declared.map_or(0, |n| n as usize));
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                if (body.len() + chunk.len()) as u64 > max_bytes {
-                    return Err(too_large());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => {
-                return Err(MlflowError::Garbage {
-                    endpoint: endpoint.to_owned(),
-                    detail: e.without_url().to_string(),
-                })
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn proxied_paths_with_and_without_authority() {
-        assert_eq!(
-            proxied_path("mlflow-artifacts:/1/abc/artifacts/model/model.json").unwrap(),
-            "/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts/model/model.json"
-        );
-        assert_eq!(
-            proxied_path("mlflow-artifacts://h:5000/1/abc/artifacts").unwrap(),
-            "/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts"
-        );
-        assert!(proxied_path("s3://bucket/x").is_err());
-        assert!(proxied_path("mlflow-artifacts:/1/../../etc").is_err());
-    }
 
     #[test]
     fn credentials_in_the_uri_become_basic_auth_and_leave_the_url() {
@@ -747,217 +530,18 @@ mod tests {
     }
 
     #[test]
-    fn api_errors_keep_mlflow_code_and_one_line() {
-        let e = api_error(
-            "/x",
-            StatusCode::NOT_FOUND,
-            r#"{"error_code":"RESOURCE_DOES_NOT_EXIST","message":"no such\nthing"}"#,
-        );
-        assert!(e.is_not_found());
-        assert_eq!(
-            e.to_string(),
-            "MLflow /x answered 404: RESOURCE_DOES_NOT_EXIST: no such"
-        );
-        let garbage = api_error("/x", StatusCode::BAD_GATEWAY, "<html>");
-        assert!(garbage.to_string().contains("502: UNKNOWN: Bad Gateway"));
-    }
-
-    /// A fake tracking server: answers `get-by-name` with `statuses` in
-    /// turn (then 200), recording each request's Authorization header.
-    async fn fake(statuses: Vec<u16>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-        use axum::http::HeaderMap;
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let log = seen.clone();
-        let app = axum::Router::new().route(
-            "/api/2.0/mlflow/experiments/get-by-name",
-            axum::routing::get(move |headers: HeaderMap| {
-                let log = log.clone();
-                let statuses = statuses.clone();
-                async move {
-                    let mut log = log.lock().unwrap();
-                    let auth = headers
-                        .get("authorization")
-                        .map_or("", |v| v.to_str().unwrap())
-                        .to_owned();
-                    let status = statuses.get(log.len()).copied().unwrap_or(200);
-                    log.push(auth);
-                    let body = if status == 200 {
-                        r#"{"experiment":{"experiment_id":"7"}}"#
-                    } else {
-                        r#"{"error_code":"INTERNAL_ERROR","message":"db locked"}"#
-                    };
-                    (StatusCode::from_u16(status).unwrap(), body)
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (format!("http://{addr}"), seen)
-    }
-
-    #[tokio::test]
-    async fn server_errors_are_retried_then_succeed_with_credentials() {
-        let (url, seen) = fake(vec![503, 500]).await;
-        let client = MlflowClient::with_auth(&url, Auth::Bearer("tok".into())).unwrap();
-        assert_eq!(client.experiment_id("x").await.unwrap(), "7");
-        assert_eq!(*seen.lock().unwrap(), vec!["Bearer tok"; 3]);
-    }
-
-    #[tokio::test]
-    async fn retries_are_bounded() {
-        let (url, seen) = fake(vec![500; 10]).await;
-        let basic = Auth::Basic {
-            username: "u".into(),
-            password: "p".into(),
-        };
-        let e = MlflowClient::with_auth(&url, basic)
-            .unwrap()
-            .experiment_id("x")
-            .await
-            .unwrap_err();
-        assert!(matches!(e, MlflowError::Api { status: 500, .. }), "{e}");
-        let seen = seen.lock().unwrap();
-        assert_eq!(seen.len(), ATTEMPTS as usize);
-        assert!(seen.iter().all(|a| a == "Basic dTpw"));
-    }
-
-    #[tokio::test]
-    async fn client_errors_are_not_retried() {
-        let (url, seen) = fake(vec![403]).await;
-        let client = MlflowClient::with_auth(&url, Auth::None).unwrap();
-        let e = client.experiment_id("x").await.unwrap_err();
-        assert!(matches!(e, MlflowError::Api { status: 403, .. }), "{e}");
-        assert_eq!(seen.lock().unwrap().len(), 1);
-    }
-
-    #[tokio::test]
-    async fn an_unreachable_server_is_one_line_without_secrets() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let client =
-            MlflowClient::with_auth(&format!("http://u:hunter2@127.0.0.1:{port}"), Auth::None)
-                .unwrap();
-        let e = client.experiment_id("x").await.unwrap_err().to_string();
-        assert!(e.contains("unreachable after 4 attempts"), "{e}");
-        assert!(!e.contains("hunter2") && !e.contains('\n'), "{e}");
-    }
-
-    /// An artifact store on a raw socket answering every GET with `head`
-    /// and then `body` chunks (chunked encoding) until the client hangs up;
-    /// counts the body bytes it managed to send.
-    async fn artifact_server(
-        head: &'static str,
-        chunks: Option<usize>,
-    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let sent = std::sync::Arc::new(AtomicU64::new(0));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let counter = sent.clone();
-        tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
-                let counter = counter.clone();
-                tokio::spawn(async move {
-                    let mut request = [0u8; 4096];
-                    let _ = conn.read(&mut request).await;
-                    conn.write_all(head.as_bytes()).await?;
-                    let chunk = vec![b'x'; 64 * 1024];
-                    let mut n = 0;
-                    // `None`: forever (until the client hangs up).
-                    while chunks.map_or(true, |c| n < c) {
-                        conn.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
-                            .await?;
-                        conn.write_all(&chunk).await?;
-                        conn.write_all(b"\r\n").await?;
-                        counter.fetch_add(chunk.len() as u64, Ordering::SeqCst);
-                        n += 1;
-                    }
-                    if chunks.is_some() {
-                        conn.write_all(b"0\r\n\r\n").await?;
-                    } else {
-                        // Declared a length and sends nothing: hold on.
-                        tokio::time::sleep(Duration::from_secs(120)).await;
-                    }
-                    Ok::<_, std::io::Error>(())
-                });
-            }
-        });
-        (format!("http://{addr}"), sent)
-    }
-
-    fn version() -> ModelVersion {
-        ModelVersion {
-            name: "spam".into(),
-            version: "3".into(),
-            source: "mlflow-artifacts:/1/abc/artifacts/model".into(),
-            run_id: "abc".into(),
+    fn model_versions_with_control_characters_are_garbage() {
+        let ok = json!({"model_version": {"name": "spam", "version": "3", "source": "s", "run_id": "r"}});
+        assert_eq!(model_version(ok, "x").unwrap().version, "3");
+        for field in ["name", "version", "source", "run_id"] {
+            let mut v = json!({"model_version": {"name": "spam", "version": "3", "source": "s", "run_id": "r"}});
+            v["model_version"][field] = json!("3\u{1b}[31m\nforged");
+            let e = model_version(v, "registered-models/alias").unwrap_err();
+            assert!(matches!(e, MlflowError::Garbage { .. }), "{e}");
+            assert!(!e.to_string().chars().any(char::is_control), "{e}");
         }
-    }
-
-    const CHUNKED: &str = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
-
-    #[tokio::test]
-    async fn an_endless_artifact_is_refused_at_the_cap_without_reading_it() {
-        let (url, sent) = artifact_server(CHUNKED, None).await;
-        let client = MlflowClient::with_auth(&url, Auth::None).unwrap();
-        let e = client
-            .download_model_file(&version(), 1_000_000)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(
-                e,
-                MlflowError::TooLarge {
-                    max_bytes: 1_000_000,
-                    ..
-                }
-            ),
-            "{e}"
-        );
-        // Not retried: one refusal, and the download stopped near the cap
-        // (what sits in socket buffers aside), not at the server's end.
-        let sent = sent.load(std::sync::atomic::Ordering::SeqCst);
-        assert!(sent < 64_000_000, "{sent} bytes sent");
-    }
-
-    #[tokio::test]
-    async fn a_declared_length_over_the_cap_is_refused_before_the_body() {
-        // The server declares 2 GB and then sends nothing: only a refusal
-        // from the header can answer.
-        let (url, _) = artifact_server(
-            "HTTP/1.1 200 OK\r\ncontent-length: 2000000000\r\n\r\n",
-            Some(0),
-        )
-        .await;
-        let client = MlflowClient::with_auth(&url, Auth::None).unwrap();
-        let e = tokio::time::timeout(
-            Duration::from_secs(30),
-            client.download_model_file(&version(), 1_000_000),
-        )
-        .await
-        .expect("refused without waiting for the body")
-        .unwrap_err();
-        assert!(matches!(e, MlflowError::TooLarge { .. }), "{e}");
-    }
-
-    #[tokio::test]
-    async fn an_artifact_of_exactly_the_cap_downloads() {
-        let (url, _) = artifact_server(CHUNKED, Some(2)).await;
-        let client = MlflowClient::with_auth(&url, Auth::None).unwrap();
-        let at_cap = client
-            .download_model_file(&version(), 2 * 64 * 1024)
-            .await
-            .unwrap();
-        assert_eq!(at_cap.len(), 2 * 64 * 1024);
-        let over = client
-            .download_model_file(&version(), 2 * 64 * 1024 - 1)
-            .await
-            .unwrap_err();
-        assert!(matches!(over, MlflowError::TooLarge { .. }), "{over}");
+        let run =
+            json!({"run": {"info": {"run_id": "a\rb", "experiment_id": "1", "artifact_uri": "u"}}});
+        assert!(run_info(&run, "runs/create").is_err());
     }
 }

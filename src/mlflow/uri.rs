@@ -1,4 +1,5 @@
-//! `models:/NAME@ALIAS` and `models:/NAME/VERSION`, MLflow's model URIs.
+//! `models:/NAME@ALIAS` and `models:/NAME/VERSION`, MLflow's model URIs;
+//! and URLs made fit to print.
 
 use std::fmt;
 use std::path::Path;
@@ -77,6 +78,23 @@ impl fmt::Display for ModelUri {
     }
 }
 
+/// `url` with its user-info (user name and password alike) replaced by
+/// `<redacted>`, for anything printed or logged: a token is often passed as
+/// the user name (`http://TOKEN@host`). Text that is not a URL with
+/// user-info comes back unchanged. Only the authority is looked at, so an
+/// `@` in the path or query is left alone.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority = rest.find(['/', '?', '#']).map_or(rest, |end| &rest[..end]);
+    match authority.rfind('@') {
+        Some(at) => format!("{}<redacted>@{}", &url[..scheme_end], &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +126,22 @@ mod tests {
             "runs:/abc/model",
         ] {
             assert!(ModelUri::parse(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn user_info_is_redacted_and_nothing_else() {
+        for (url, printed) in [
+            ("http://tok@h:5000", "http://<redacted>@h:5000"),
+            ("http://u:p@h:5000/x", "http://<redacted>@h:5000/x"),
+            ("https://a%40b:p@w@h/x?y=1", "https://<redacted>@h/x?y=1"),
+            ("http://:secret@h", "http://<redacted>@h"),
+            ("http://h:5000/x@y?z=a@b#c@d", "http://h:5000/x@y?z=a@b#c@d"),
+            ("http://h:5000", "http://h:5000"),
+            ("models:/spam@champion", "models:/spam@champion"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redact_url(url), printed, "{url}");
         }
     }
 }

@@ -2,6 +2,12 @@
 //! (a file's content, or the version a registry alias points at) is checked
 //! and, when it changed, reloaded through the same gated path as
 //! `/admin/reload`.
+//!
+//! A registry poll asks with [`Deadlines::POLL`]: one attempt, short
+//! deadlines, an answer capped like every other. A registry that stalls or
+//! streams delays one poll by seconds; the next tick is the retry. The
+//! reload a change triggers downloads with the registry client's own
+//! (longer) deadlines.
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,7 +17,7 @@ use tokio::time::MissedTickBehavior;
 use super::loader::{content_fingerprint, model_uri, open_model_file};
 use super::state::AppState;
 use crate::artifact::{read_capped, ArtifactError};
-use crate::mlflow::MlflowError;
+use crate::mlflow::{Deadlines, MlflowClient, MlflowError};
 
 /// Why the source could not be checked.
 #[derive(Debug, thiserror::Error)]
@@ -23,14 +29,15 @@ enum PollError {
 }
 
 /// The source's fingerprint now, comparable with `ServingModel::fingerprint`.
-async fn fingerprint(state: &AppState, source: &Path) -> Result<String, PollError> {
+async fn fingerprint(
+    state: &AppState,
+    registry: Option<&MlflowClient>,
+    source: &Path,
+) -> Result<String, PollError> {
     match model_uri(source) {
         Some(uri) => {
             let uri = uri?;
-            let client = state
-                .registry
-                .as_ref()
-                .ok_or_else(|| MlflowError::NoTrackingUri(uri.to_string()))?;
+            let client = registry.ok_or_else(|| MlflowError::NoTrackingUri(uri.to_string()))?;
             Ok(client.resolve(&uri).await?.version)
         }
         None => {
@@ -59,6 +66,10 @@ async fn fingerprint(state: &AppState, source: &Path) -> Result<String, PollErro
 /// Polls forever; a change is reloaded once — a refused model is not
 /// retried until the source changes again.
 pub(super) async fn follow_source(state: AppState, interval: Duration) {
+    let registry = state
+        .registry
+        .as_ref()
+        .map(|c| c.with_deadlines(Deadlines::POLL));
     let mut last_seen = state.model.load().fingerprint.clone();
     let mut failing = false;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
@@ -66,7 +77,7 @@ pub(super) async fn follow_source(state: AppState, interval: Duration) {
     loop {
         ticker.tick().await;
         let current = state.model.load_full();
-        let seen = match fingerprint(&state, &current.path).await {
+        let seen = match fingerprint(&state, registry.as_ref(), &current.path).await {
             Ok(seen) => {
                 if failing {
                     tracing::info!("model source readable again");
