@@ -17,4 +17,4 @@ if [[ -z "${NBSERVE_BIN_RELEASE:-}" ]]; then
     NBSERVE_BIN_RELEASE="$(cargo_bin release nbserve)"
     export NBSERVE_BIN_RELEASE
 fi
-run_pytest "$py" tests/hardening "$@"
+pytest_suite hardening "$py" tests/hardening "$@"

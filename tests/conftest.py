@@ -263,3 +263,32 @@ def serve(tmp_path: Path):
         s.stop()
     for s in servers:
         assert "panicked" not in s.log_text(), s.log_text()[-4000:]
+
+
+# ------------------------------------------------------------------ figures
+_FIGURES: list[str] = []
+
+
+def note_figure(text: str) -> None:
+    """Keeps a measured figure (a timing, a gate's numbers, a load summary)
+    for the closing "figures" section of the run, shown with or without -s."""
+    _FIGURES.append(text)
+
+
+@pytest.fixture(scope="session")
+def figures(record_testsuite_property):
+    """`figures(name, value)`: a measured figure, kept as a property of the
+    JUnit XML's test suite and printed in the run's closing "figures" section."""
+
+    def note(name: str, value) -> None:
+        record_testsuite_property(name, str(value))
+        note_figure(f"{name}: {value}")
+
+    return note
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _FIGURES:
+        terminalreporter.section("figures")
+        for line in _FIGURES:
+            terminalreporter.write_line(line)
