@@ -128,7 +128,7 @@ step "fleet: three replicas + Prometheus, fleet F1 equals the offline union"
 legacy_suite fleet scripts/test-fleet.sh
 
 step "MLflow: tracking, registry and champion following against a real mlflow server"
-legacy_suite mlflow scripts/test-mlflow.sh
+suite mlflow scripts/test-mlflow.sh
 
 step "retrain loop end to end: v1 under load, field data via the API, promote, reject (exit 5), roll back"
 legacy_suite retrain scripts/test-retrain.sh
