@@ -131,7 +131,7 @@ step "MLflow: tracking, registry and champion following against a real mlflow se
 suite mlflow scripts/test-mlflow.sh
 
 step "retrain loop end to end: v1 under load, field data via the API, promote, reject (exit 5), roll back"
-legacy_suite retrain scripts/test-retrain.sh
+suite retrain scripts/test-retrain.sh
 
 step "Prefect flow: promote and reject through the real prefect package (ephemeral API)"
 legacy_suite prefect scripts/test-prefect.sh
