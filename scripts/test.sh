@@ -125,7 +125,7 @@ step "Open Inference Protocol: tritonclient (binary + JSON) and open-inference-o
 legacy_suite v2-clients scripts/test-v2-clients.sh
 
 step "fleet: three replicas + Prometheus, fleet F1 equals the offline union"
-legacy_suite fleet scripts/test-fleet.sh
+suite fleet scripts/test-fleet.sh
 
 step "MLflow: tracking, registry and champion following against a real mlflow server"
 suite mlflow scripts/test-mlflow.sh
