@@ -134,7 +134,7 @@ step "retrain loop end to end: v1 under load, field data via the API, promote, r
 suite retrain scripts/test-retrain.sh
 
 step "Prefect flow: promote and reject through the real prefect package (ephemeral API)"
-legacy_suite prefect scripts/test-prefect.sh
+suite prefect scripts/test-prefect.sh
 
 step "API fuzzing: schemathesis against /openapi.json (no 5xx, documented statuses and schemas)"
 legacy_suite api-fuzz scripts/api-fuzz.sh
