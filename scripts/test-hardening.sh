@@ -3,7 +3,7 @@
 # operator meets them (tests/hardening/): hostile requests, misbehaving model
 # registries, corrupted stores, a crash in the middle of a promotion.
 # NBSERVE_BIN_RELEASE names a built release binary; otherwise it is built here.
-# Prints `N passed, M failed`.
+# Prints `hardening: N passed, M failed` (from pytest's JUnit XML).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
