@@ -420,3 +420,32 @@ def start_prometheus(prometheus_bin: Path, workdir: Path, config: Path, port: in
         f"http://127.0.0.1:{port}/-/ready",
         wait=20,
     )
+
+
+# ------------------------------------------------------------ steady traffic
+class SteadyLoad:
+    """Steady /predict traffic on a server from tests/retrain/load.py in its
+    own process: keep-alive clients, every non-200 or connection error a
+    failure, each answer's `model_version` recorded in order of change;
+    bounded by `max_secs` in any case."""
+
+    def __init__(self, url: str, texts: Path, workdir: Path, threads: int, max_secs: float = 240):
+        import sys
+
+        self.stop_file = workdir / "stop-load"
+        self.out = workdir / "load.json"
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "retrain" / "load.py"), url, str(texts),
+             str(self.stop_file), str(self.out), "--threads", str(threads), "--max-secs", str(max_secs)])
+
+    def finish(self) -> dict:
+        """Stops the clients and returns load.py's summary: requests,
+        failures, errors (the first 10), rps, versions ([version,
+        first_seen_unix, count] in order of change)."""
+        self.stop_file.touch()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return json.loads(self.out.read_text())

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, start_server
+from conftest import ROOT, SteadyLoad, start_server
 
 HERE = Path(__file__).resolve().parent
 GRID = ["--alpha", "0.1,1", "--min-df", "1,2", "--max-features", "0", "--folds", "3"]
@@ -139,16 +139,12 @@ def loop(nbserve_bin, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def load(loop):
-    """Steady /predict traffic (2 keep-alive clients) over the whole story;
-    `load_seen` stops it."""
-    stop, out = loop.work / "stop-load", loop.work / "load.json"
-    proc = subprocess.Popen([sys.executable, str(HERE / "load.py"), loop.server.url,
-                             str(loop.work / "data" / "holdout.csv"), str(stop), str(out),
-                             "--threads", "2", "--max-secs", "240"])
+    """Steady /predict traffic (2 keep-alive clients) over the whole story
+    (`load_seen` stops it)."""
+    load = SteadyLoad(loop.server.url, loop.work / "data" / "holdout.csv", loop.work, threads=2)
     time.sleep(1)
-    yield stop, out
-    stop.touch()
-    proc.wait(30)
+    yield load
+    load.finish()
 
 
 def test_the_server_serves_v1(loop):
@@ -265,12 +261,7 @@ def test_the_server_follows_the_rollback_to_v1(rolled_back):
 # ------------------------------------------------ 6. zero failed requests
 @pytest.fixture(scope="module")
 def load_seen(load, rolled_back, figures):
-    stop, out = load
-    stop.touch()
-    deadline = time.monotonic() + 30
-    while not out.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    seen = json.loads(out.read_text())
+    seen = load.finish()
     versions = [(v, n) for v, _, n in seen["versions"]]
     figures("LOAD", f"{seen['requests']} requests, {seen['failures']} failed, {seen['rps']}/s, versions seen "
                     f"in order (x requests): {' '.join(f'{v}x{n}' for v, n in versions) or '-'}")
