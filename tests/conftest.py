@@ -287,11 +287,29 @@ def figures(record_testsuite_property):
     return note
 
 
+_DIAGNOSTICS: list[str] = []
+
+
+def note_logs_on_failure(request, logs: dict[str, Path], lines: int = 20) -> None:
+    """Called as a fixture ends: once any test of the session failed, keeps
+    the last `lines` of each log (title -> path) for the run's closing
+    "diagnostics" section, since the processes and their folders are gone."""
+    if not request.session.testsfailed:
+        return
+    for title, path in logs.items():
+        text = path.read_text(errors="replace") if path.exists() else "(no log)"
+        _DIAGNOSTICS.append(f"--- last lines of {title}\n" + "\n".join(text.splitlines()[-lines:]))
+
+
 def pytest_terminal_summary(terminalreporter):
     if _FIGURES:
         terminalreporter.section("figures")
         for line in _FIGURES:
             terminalreporter.write_line(line)
+    if _DIAGNOSTICS:
+        terminalreporter.section("diagnostics")
+        for text in _DIAGNOSTICS:
+            terminalreporter.write_line(text)
 
 
 # ------------------------------------------- third-party servers (MLflow, Prometheus)
@@ -390,7 +408,7 @@ def start_mlflow(mlflow_bin: Path, workdir: Path) -> Daemon:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(mlflow_bin: Path, tmp_path_factory) -> Daemon:
+def mlflow_server(mlflow_bin: Path, tmp_path_factory, request) -> Daemon:
     """A running MLflow tracking server and model registry (`start_mlflow`),
     stopped at the end of the session; a test may stop it earlier."""
     started = time.monotonic()
@@ -400,6 +418,7 @@ def mlflow_server(mlflow_bin: Path, tmp_path_factory) -> Daemon:
                 f"ready after {time.monotonic() - started:.1f} s")
     yield daemon
     daemon.stop()
+    note_logs_on_failure(request, {"mlflow.log": daemon.log_path})
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, SHIPPED_MODEL, free_port, start_prometheus, start_server
+from conftest import ROOT, SHIPPED_MODEL, free_port, note_logs_on_failure, start_prometheus, start_server
 
 REPLICAS = 3
 JOB = "nbserve"
@@ -46,7 +46,7 @@ def new_failures(since: int) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def fleet(nbserve_bin, prometheus_bin, tmp_path_factory):
+def fleet(nbserve_bin, prometheus_bin, tmp_path_factory, request):
     """Three replicas of the shipped model, the split, the offline evaluation
     of the union and a Prometheus scraping the replicas every second."""
     work = tmp_path_factory.mktemp("fleet")
@@ -77,6 +77,8 @@ def fleet(nbserve_bin, prometheus_bin, tmp_path_factory):
             prom.stop()
         for s in servers:
             s.stop()
+        logs = {f"replica {i}": s.log_path for i, s in enumerate(servers)}
+        note_logs_on_failure(request, {**logs, **({"prometheus.log": prom.log_path} if prom else {})})
 
 
 @pytest.fixture(scope="module")

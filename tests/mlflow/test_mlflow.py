@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Server, SteadyLoad, start_server
+from conftest import ROOT, Server, SteadyLoad, note_logs_on_failure, start_server
 
 POLL_SECS = 2
 NAME = "spam-test"
@@ -318,7 +318,7 @@ def test_champion_still_points_at_v1(story, promoted_v1):
 
 # ------------------------------- two servers on the champion, polling every POLL_SECS
 @pytest.fixture(scope="module")
-def servers(story, promoted_v1):
+def servers(story, promoted_v1, request):
     """The server under traffic and an idle replica that gets no request
     while the champion moves."""
     started = []
@@ -330,6 +330,7 @@ def servers(story, promoted_v1):
     yield started
     for s in started:
         s.stop()
+    note_logs_on_failure(request, {"serve.log": started[0].log_path, "replica.log": started[1].log_path})
     for s in started:
         assert "panicked" not in s.log_text(), s.log_text()[-4000:]
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SteadyLoad, start_server
+from conftest import ROOT, SteadyLoad, note_logs_on_failure, start_server
 
 HERE = Path(__file__).resolve().parent
 GRID = ["--alpha", "0.1,1", "--min-df", "1,2", "--max-features", "0", "--folds", "3"]
@@ -107,7 +107,7 @@ def gates_line(report: dict) -> str:
 
 # ------------------------------------------------ 1. serve v1 under load
 @pytest.fixture(scope="module")
-def loop(nbserve_bin, tmp_path_factory):
+def loop(nbserve_bin, tmp_path_factory, request):
     loop = Loop(nbserve_bin, tmp_path_factory.mktemp("retrain"))
     work = loop.work
     subprocess.run([sys.executable, str(HERE / "make_data.py"), str(work / "data")], check=True)
@@ -135,6 +135,7 @@ def loop(nbserve_bin, tmp_path_factory):
         "ADMIN__TOKEN": "retrain-token-for-the-test"}, model=loop.model)
     yield loop
     loop.server.stop()
+    note_logs_on_failure(request, {"server.log": loop.server.log_path})
 
 
 @pytest.fixture(scope="module")
