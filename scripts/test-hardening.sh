@@ -3,7 +3,7 @@
 # operator meets them (tests/hardening/): hostile requests, misbehaving model
 # registries, corrupted stores, a crash in the middle of a promotion.
 # NBSERVE_BIN_RELEASE names a built release binary; otherwise it is built here.
-# Prints `N passed, M failed`.
+# Prints `hardening: N passed, M failed` (from pytest's JUnit XML).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -17,4 +17,4 @@ if [[ -z "${NBSERVE_BIN_RELEASE:-}" ]]; then
     NBSERVE_BIN_RELEASE="$(cargo_bin release nbserve)"
     export NBSERVE_BIN_RELEASE
 fi
-run_pytest "$py" tests/hardening "$@"
+pytest_suite hardening "$py" tests/hardening "$@"

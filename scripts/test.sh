@@ -5,9 +5,10 @@
 # live in bench/ and are documented in the README.
 #
 # fmt and clippy stop the run at once; after them every suite runs even if one
-# before it failed. Each suite prints its own `N passed, M failed` line and the
-# closing `tests: N passed, M failed` is their sum (cargo's test results
-# included); the exit status is non-zero if anything failed.
+# before it failed. The closing `tests: N passed, M failed` (`, K skipped` when
+# tests were skipped or ignored) is computed from machine-readable results
+# only: cargo's own `test result:` lines and the pytest suites' JUnit XML
+# (scripts/lib/results.py); the exit status is non-zero if anything failed.
 #
 # Variables that would shrink the run (NBSERVE_OBS_LIVE=0, NBSERVE_OBS_REPLAY=0,
 # FUZZ_SECS, FUZZ_EXAMPLES below 100, FUZZ_MIN_CASES below 600, PROPTEST_CASES
@@ -64,49 +65,35 @@ cargo clippy --locked --all-targets -- -D warnings
 
 logs="$(mktemp -d)"
 trap 'rm -rf "$logs"' EXIT
-total_passed=0
-total_failed=0
-summary=()
+suites=()
 
-# count NAME LOG STATUS: adds the suite's own `N passed, M failed` line (the
-# last one in LOG) to the totals. A suite that exits non-zero without
-# counting a failure, or prints no count at all, counts one failure more.
-count() {
-    local name="$1" log="$2" status="$3" line passed failed
-    line="$(grep -Eo '[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1 || true)"
-    if [[ -z "$line" ]]; then
-        passed=0 failed=1
-        echo "test.sh: $name printed no pass/fail count (exit status $status): counted as 1 failed" >&2
-    else
-        passed="$(awk '{print $1}' <<<"$line")"
-        failed="$(awk '{print $3}' <<<"$line")"
-        if [[ "$status" -ne 0 && "$failed" -eq 0 ]]; then
-            failed=1
-            echo "test.sh: $name exited $status with no failure counted: counted as 1 failed" >&2
-        fi
-    fi
-    total_passed=$((total_passed + passed))
-    total_failed=$((total_failed + failed))
-    summary+=("$(printf '%-14s %5d passed, %d failed' "$name" "$passed" "$failed")")
-}
-
-# suite NAME CMD...: runs CMD with its output shown and kept, then counts it.
+# suite NAME CMD...: runs CMD with its output shown and kept in $logs/NAME.log.
+# CMD writes its machine-readable results into NBSERVE_RESULTS=$logs/NAME/:
+# pytest's JUnit XML (scripts/lib/pytest.sh `pytest_suite`) or cargo's output
+# (*.cargo.log); the closing count is computed from those files and the exit
+# status (scripts/lib/results.py), never from what the suite printed.
 suite() {
     local name="$1" status=0
     shift
-    "$@" 2>&1 | tee "$logs/$name.log" || status=$?
-    count "$name" "$logs/$name.log" "$status"
+    mkdir -p "$logs/$name"
+    NBSERVE_RESULTS="$logs/$name" "$@" 2>&1 | tee "$logs/$name.log" || status=$?
+    echo "$status" >"$logs/$name/status"
+    suites+=("$name")
 }
 
-# cargo's own summary lines, one per test binary: `test result: ok. 12 passed; 0 failed; ...`
+# legacy_suite NAME CMD...: a suite still in bash; its own last `N passed, M
+# failed` line is its count. Goes once every suite is a pytest suite.
+legacy_suite() {
+    suite "$@"
+    grep -Eo '[0-9]+ passed, [0-9]+ failed' "$logs/$1.log" | tail -n 1 >"$logs/$1/legacy-count" || true
+}
+
+# cargo test, its output kept for cargo's own `test result:` lines (one per test binary).
 cargo_tests() {
     local status=0
     # --no-fail-fast: every test binary runs and is counted, even after one failed.
-    cargo test --locked --no-fail-fast 2>&1 | tee "$logs/cargo.log" || status=$?
-    local sums
-    sums="$(grep -Eo 'test result: [A-Za-z]+\. [0-9]+ passed; [0-9]+ failed' "$logs/cargo.log" |
-        awk '{p += $4; f += $6} END {print p + 0, f + 0}')"
-    echo "cargo test: ${sums% *} passed, ${sums#* } failed"
+    cargo test --locked --no-fail-fast 2>&1 | tee "$NBSERVE_RESULTS/test.cargo.log" || status=$?
+    python3 scripts/lib/results.py cargo "$NBSERVE_RESULTS/test.cargo.log" || true
     return "$status"
 }
 
@@ -123,19 +110,19 @@ step "hardening: hostile clients, registries and stores against the release bina
 suite hardening scripts/test-hardening.sh
 
 step "scikit-learn parity"
-suite parity scripts/parity.sh
+legacy_suite parity scripts/parity.sh
 
 step "observability: promtool, dashboards, live PromQL against a real Prometheus"
-suite observability scripts/test-observability.sh
+legacy_suite observability scripts/test-observability.sh
 
 step "deployment files: compose, Dockerfile, workflows, settings names"
-suite check-deploy scripts/check-deploy.sh
+legacy_suite check-deploy scripts/check-deploy.sh
 
 step "Kubernetes manifests: kustomize render, kubernetes-validate --strict, settings, probes"
-suite kubernetes scripts/check-kubernetes.sh
+legacy_suite kubernetes scripts/check-kubernetes.sh
 
 step "Open Inference Protocol: tritonclient (binary + JSON) and open-inference-openapi"
-suite v2-clients scripts/test-v2-clients.sh
+legacy_suite v2-clients scripts/test-v2-clients.sh
 
 step "fleet: three replicas + Prometheus, fleet F1 equals the offline union"
 suite fleet scripts/test-fleet.sh
@@ -153,14 +140,11 @@ step "the API page at /docs in headless chromium (Playwright)"
 suite browser scripts/test-browser.sh
 
 step "API fuzzing: schemathesis against /openapi.json (no 5xx, documented statuses and schemas)"
-suite api-fuzz scripts/api-fuzz.sh
+legacy_suite api-fuzz scripts/api-fuzz.sh
 
-printf '\n'
-printf '  %s\n' "${summary[@]}"
+printf '\ntest suites finished in %ss\n\n' "$(($(date +%s) - started))"
 if ((${#reduced[@]})); then
     loud_reduced
 fi
-printf '\ntest suites finished in %ss\n' "$(($(date +%s) - started))"
-printf 'tests: %d passed, %d failed%s\n' "$total_passed" "$total_failed" \
-    "$( ((${#reduced[@]})) && echo ' (REDUCED RUN)' || true)"
-[[ "$total_failed" -eq 0 ]]
+python3 scripts/lib/results.py total \
+    --suffix="$( ((${#reduced[@]})) && echo ' (REDUCED RUN)' || true)" "$logs" "${suites[@]}"

@@ -263,3 +263,208 @@ def serve(tmp_path: Path):
         s.stop()
     for s in servers:
         assert "panicked" not in s.log_text(), s.log_text()[-4000:]
+
+
+# ------------------------------------------------------------------ figures
+_FIGURES: list[str] = []
+
+
+def note_figure(text: str) -> None:
+    """Keeps a measured figure (a timing, a gate's numbers, a load summary)
+    for the closing "figures" section of the run, shown with or without -s."""
+    _FIGURES.append(text)
+
+
+@pytest.fixture(scope="session")
+def figures(record_testsuite_property):
+    """`figures(name, value)`: a measured figure, kept as a property of the
+    JUnit XML's test suite and printed in the run's closing "figures" section."""
+
+    def note(name: str, value) -> None:
+        record_testsuite_property(name, str(value))
+        note_figure(f"{name}: {value}")
+
+    return note
+
+
+_DIAGNOSTICS: list[str] = []
+
+
+def note_logs_on_failure(request, logs: dict[str, Path], lines: int = 20) -> None:
+    """Called as a fixture ends: once any test of the session failed, keeps
+    the last `lines` of each log (title -> path) for the run's closing
+    "diagnostics" section, since the processes and their folders are gone."""
+    if not request.session.testsfailed:
+        return
+    for title, path in logs.items():
+        text = path.read_text(errors="replace") if path.exists() else "(no log)"
+        _DIAGNOSTICS.append(f"--- last lines of {title}\n" + "\n".join(text.splitlines()[-lines:]))
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _FIGURES:
+        terminalreporter.section("figures")
+        for line in _FIGURES:
+            terminalreporter.write_line(line)
+    if _DIAGNOSTICS:
+        terminalreporter.section("diagnostics")
+        for text in _DIAGNOSTICS:
+            terminalreporter.write_line(text)
+
+
+# ------------------------------------------- third-party servers (MLflow, Prometheus)
+class Daemon:
+    """A server process a suite depends on (MLflow, Prometheus), in its own
+    session so that everything it forks is stopped with it."""
+
+    def __init__(self, name: str, proc: subprocess.Popen, url: str, log_path: Path):
+        self.name = name
+        self.proc = proc
+        self.url = url
+        self.log_path = log_path
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM to the whole process group, SIGKILL to what is left after
+        `timeout` seconds. A second call does nothing."""
+        pgid = self.proc.pid
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.proc.poll()
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+
+
+def start_daemon(name: str, cmd: list[str], workdir: Path, ready_url: str, wait: float = 120) -> Daemon:
+    """Starts `cmd` in a new session, its output in `workdir/NAME.log`, and
+    returns once `ready_url` answers 2xx (fails after `wait` seconds)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / f"{name}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base_url = ready_url[: ready_url.index("/", len("http://"))]
+    daemon = Daemon(name, proc, base_url, log_path)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(ready_url, timeout=5):
+                return daemon
+        except (OSError, urllib.error.HTTPError):
+            pass
+        if not daemon.alive():
+            raise AssertionError(f"{name} exited {proc.returncode} before it was ready:\n{daemon.log_tail()}")
+        time.sleep(0.2)
+    daemon.stop()
+    raise AssertionError(f"{name} not ready within {wait} s:\n{daemon.log_tail()}")
+
+
+def installed(script: str, env_var: str) -> Path:
+    """The directory an installer (`scripts/install-*.sh`, last line of its
+    output) put its programs in; `env_var` names one already installed."""
+    given = os.environ.get(env_var)
+    if given:
+        return Path(given)
+    out = subprocess.run([str(ROOT / "scripts" / script)], check=True, stdout=subprocess.PIPE, text=True)
+    return Path(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def mlflow_bin() -> Path:
+    """The bin directory of MLflow's venv (`NBSERVE_MLFLOW_BIN`, else
+    scripts/install-mlflow.sh installs it)."""
+    return installed("install-mlflow.sh", "NBSERVE_MLFLOW_BIN")
+
+
+def start_mlflow(mlflow_bin: Path, workdir: Path) -> Daemon:
+    """A real `mlflow server` on a free loopback port: a SQLite backend store
+    and a local artifact destination in `workdir`, one worker."""
+    port = free_port()
+    return start_daemon(
+        "mlflow",
+        [str(mlflow_bin / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{workdir}/mlflow.db",
+         "--artifacts-destination", str(workdir / "artifacts"), "--host", "127.0.0.1",
+         "--port", str(port), "--workers", "1"],
+        workdir,
+        f"http://127.0.0.1:{port}/health",
+    )
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(mlflow_bin: Path, tmp_path_factory, request) -> Daemon:
+    """A running MLflow tracking server and model registry (`start_mlflow`),
+    stopped at the end of the session; a test may stop it earlier."""
+    started = time.monotonic()
+    daemon = start_mlflow(mlflow_bin, tmp_path_factory.mktemp("mlflow"))
+    version = subprocess.run([str(mlflow_bin / "mlflow"), "--version"], capture_output=True, text=True)
+    note_figure(f"mlflow {version.stdout.split()[-1] if version.stdout else '?'} on {daemon.url}, "
+                f"ready after {time.monotonic() - started:.1f} s")
+    yield daemon
+    daemon.stop()
+    note_logs_on_failure(request, {"mlflow.log": daemon.log_path})
+
+
+@pytest.fixture(scope="session")
+def prometheus_bin() -> Path:
+    """The directory holding `prometheus` and `promtool`
+    (`NBSERVE_PROMETHEUS_BIN`, else scripts/install-prometheus.sh installs them)."""
+    return installed("install-prometheus.sh", "NBSERVE_PROMETHEUS_BIN")
+
+
+def start_prometheus(prometheus_bin: Path, workdir: Path, config: Path, port: int) -> Daemon:
+    """A real Prometheus with `config` on 127.0.0.1:`port` (the config's own
+    scrape of itself needs the port up front), its TSDB in `workdir`."""
+    return start_daemon(
+        "prometheus",
+        [str(prometheus_bin / "prometheus"), f"--config.file={config}", f"--storage.tsdb.path={workdir}/tsdb",
+         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+        workdir,
+        f"http://127.0.0.1:{port}/-/ready",
+        wait=20,
+    )
+
+
+# ------------------------------------------------------------ steady traffic
+class SteadyLoad:
+    """Steady /predict traffic on a server from tests/retrain/load.py in its
+    own process: keep-alive clients, every non-200 or connection error a
+    failure, each answer's `model_version` recorded in order of change;
+    bounded by `max_secs` in any case."""
+
+    def __init__(self, url: str, texts: Path, workdir: Path, threads: int, max_secs: float = 240):
+        import sys
+
+        self.stop_file = workdir / "stop-load"
+        self.out = workdir / "load.json"
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "retrain" / "load.py"), url, str(texts),
+             str(self.stop_file), str(self.out), "--threads", str(threads), "--max-secs", str(max_secs)])
+
+    def finish(self) -> dict:
+        """Stops the clients and returns load.py's summary: requests,
+        failures, errors (the first 10), rps, versions ([version,
+        first_seen_unix, count] in order of change)."""
+        self.stop_file.touch()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return json.loads(self.out.read_text())

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks for nbserve's monitoring files (standard library only).
 
-Used by scripts/test-observability.sh:
+Used by scripts/test-observability.sh (and, for its dashboard and rule
+expressions and Prometheus helpers, by tests/fleet/test_fleet.py):
 
   check.py static    structure of grafana/ dashboards and provisioning, and that
                      they cover every metric of docs/CONTRACTS.md
@@ -1042,65 +1043,6 @@ def cmd_replay(args) -> int:
     return report()
 
 
-def cmd_fleet(args) -> int:
-    """Three (or more) replicas scraped by one Prometheus: the held-out split is
-    dealt round-robin to them, predicted and labelled on the replica that made
-    the prediction; the dashboard's fleet figures over all replicas must equal
-    the offline evaluation of the union, though each replica saw only a part."""
-    prom = args.prom.rstrip("/")
-    rows = read_csv(args.data)
-    offline = json.loads(Path(args.offline).read_text())
-    urls = [u.rstrip("/") for u in args.url]
-    failed_before = len(failures)
-    # One check per replica's window, one for the scrapes, one per fleet figure.
-    checks = len(urls) + 2 + len(FLEET_PANELS)
-    # Scraped before any feedback: increase() needs the counters' zero sample.
-    wait_prom(prom, f'count(up{{job="{args.job}"}} == 1)', lambda v: v == len(urls), args.timeout,
-              "fleet: every replica scraped")
-    for i, base in enumerate(urls):
-        share = rows[i::len(urls)]
-        preds = predict_all(base, [t for t, _ in share])
-        accepted = feedback_all(base, [(p["prediction_id"], lab) for p, (_, lab) in zip(preds, share)])
-        st, q = http("GET", f"{base}/model/quality")
-        live = (q.get("live") or {}) if isinstance(q, dict) else {}
-        print(f"fleet: replica {i} ({base}): {len(share)} documents, {accepted} labelled, "
-              f"its own live F1 macro {live.get('f1_macro')}")
-        if accepted != len(share) or q.get("samples") != len(share):
-            fail(f"fleet: replica {i}: {accepted} accepted, {q.get('samples')} in its window, expected {len(share)}")
-    wait_prom(prom, f'sum(nbserve_feedback_confusion_total{{job="{args.job}"}})',
-              lambda v: v >= len(rows), args.timeout, "fleet: scrape of every replica's feedback counters")
-    wait_recorded(prom, args.timeout, "fleet")
-    now = time.time()
-    for fig, expr in fleet_exprs(args.job, args.min_samples).items():
-        o = offline[fig]
-        # The replicas started with the counters at zero, so the counter itself
-        # is the exact increase: the recording rule's aggregation across
-        # replicas (what the dashboard reads) must give the offline figure to 1e-9.
-        exact = recorded_expr(f"nbserve:live_{fig}:increase1h").replace(
-            "nbserve:feedback_confusion:increase1h",
-            f'sum by (job, true_label, predicted_label) (nbserve_feedback_confusion_total{{job="{args.job}"}})')
-        v = prom_scalar(prom, exact, now)
-        if v is None:
-            fail(f"fleet: {fig}: no single value from\n    {exact}")
-            continue
-        ok = abs(v - o) <= 1e-9
-        print(f"fleet: PromQL fleet {fig} over {len(urls)} replicas {v!r} {'==' if ok else '!='} "
-              f"offline {o!r} on the union (|d| {abs(v - o):.1e})")
-        if not ok:
-            fail(f"fleet: PromQL fleet {fig} {v} != offline {o}")
-        # As displayed, increase() extrapolates each replica's series to the
-        # window's end by that replica's own scrape phase, weighing replicas
-        # slightly unequally while the data is only seconds old (the bias
-        # shrinks as the window fills). Shown, not asserted: it depends on timing.
-        shown = prom_scalar(prom, expr, now)
-        if shown is not None:
-            print(f"fleet: (as displayed, recorded with increase()[1h]: {shown!r}, |d| {abs(shown - o):.1e}; "
-                  "not asserted)")
-    failed = len(failures) - failed_before
-    print(f"{max(checks - failed, 0)} passed, {failed} failed")
-    return report()
-
-
 # --------------------------------------------------------------- degrade
 def rule_expr(prom: str, name: str) -> str:
     """The expression of alert `name` as Prometheus loaded it (no `for`)."""
@@ -1337,15 +1279,6 @@ def main() -> int:
     p.add_argument("--since", type=float, help="unix time: only deliveries after it; the delay is printed")
     p.add_argument("--since-what", default="start")
     p.add_argument("--timeout", type=float, default=60)
-    p = sub.add_parser("fleet")
-    p.add_argument("--min-samples", type=int, default=100,
-                   help="the dashboards' $min_samples (fleet live quality needs that many labels)")
-    p.add_argument("--url", required=True, action="append", help="a replica's base URL (repeat)")
-    p.add_argument("--prom", required=True)
-    p.add_argument("--job", default="nbserve")
-    p.add_argument("--data", required=True, help="held-out split CSV (text,label)")
-    p.add_argument("--offline", required=True, help="`nbserve evaluate --json` of the model on --data")
-    p.add_argument("--timeout", type=float, default=30)
     p = sub.add_parser("degrade")
     p.add_argument("--min-samples", type=int, default=100,
                    help="the dashboards' $min_samples (fleet live quality needs that many labels)")
@@ -1359,7 +1292,7 @@ def main() -> int:
     args = ap.parse_args()
     return {"static": cmd_static, "prom-config": cmd_prom_config, "traffic": cmd_traffic,
             "wait-scraped": cmd_wait_scraped, "live": cmd_live, "replay": cmd_replay,
-            "degrade": cmd_degrade, "fleet": cmd_fleet, "am-config": cmd_am_config, "webhook": cmd_webhook,
+            "degrade": cmd_degrade, "am-config": cmd_am_config, "webhook": cmd_webhook,
             "wait-webhook": cmd_wait_webhook}[args.cmd](args)
 
 

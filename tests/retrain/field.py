@@ -1,4 +1,4 @@
-"""Labelled data from the field through the API, for scripts/test-retrain.sh.
+"""Labelled data from the field through the API, for test_retrain_loop.py.
 
     python3 field.py URL FIELD_CSV feedback     # first half: /predict/batch (texts kept), then /feedback/batch with the true labels
                                                 # second half: POST /examples (batch) with the true labels

@@ -1,4 +1,4 @@
-"""Steady /predict traffic for scripts/test-retrain.sh: every answer that is
+"""Steady /predict traffic for the retrain and MLflow suites: every answer that is
 not a 200 (or a connection error) is a failure, and each answer's
 `model_version` is recorded so the switch v1 → v2 → v1 is seen from the
 client's side.

@@ -1,5 +1,5 @@
-"""Deterministic small data for the retrain tests (scripts/test-retrain.sh,
-scripts/test-prefect.sh) from the committed tests/data/sample.csv (300 real
+"""Deterministic small data for the retrain tests (tests/retrain/,
+tests/prefect/) from the committed tests/data/sample.csv (300 real
 SpamAssassin messages): a small base set for v1, the rest as field data
 (feedback or examples), and a fixed stratified holdout.
 

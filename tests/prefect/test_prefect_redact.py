@@ -1,19 +1,11 @@
-"""Unit checks of the credential redaction in orchestration/prefect/flow.py
+"""Unit tests of the credential redaction in orchestration/prefect/flow.py
 (`redact`, `redact_argv`, `redact_command`): what the flow logs and records
 must not show a token, a password or URL user-info, and must still show the
-rest of the command. Run by scripts/test-prefect.sh with Prefect's Python
-(flow.py imports prefect); each `test_*` function is a plain assert, so
-pytest can collect them as they are.
-
-    python check_redact.py      # one PASS/FAIL line per test; exit 3 if any failed
+rest of the command. Run with Prefect's Python (flow.py imports prefect) by
+scripts/test-prefect.sh.
 """
-import sys
-import traceback
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "orchestration" / "prefect"))
-
-from flow import redact, redact_argv, redact_command  # noqa: E402
+import ephemeral  # noqa: F401  (before prefect is imported)
+from flow import redact, redact_argv, redact_command
 
 SECRET = "s3cr3t-Value"
 
@@ -89,19 +81,3 @@ def test_ordinary_arguments_are_untouched():
                     "nbserve: invalid setting feedback.token: must be at least 8 characters"):
         assert redact(message) == message, redact(message)
 
-
-def main() -> int:
-    failed = 0
-    for name, test in [(n, f) for n, f in globals().items() if n.startswith("test_") and callable(f)]:
-        try:
-            test()
-            print(f"PASS: redact: {name[5:]}", flush=True)
-        except Exception:  # noqa: BLE001 - every failure is reported, then counted
-            failed += 1
-            print(f"FAIL: redact: {name[5:]}", flush=True)
-            print("      " + traceback.format_exc().strip().replace("\n", "\n      "), flush=True)
-    return 3 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
