@@ -409,18 +409,21 @@ fn field_labels_cannot_add_a_class_unless_allowed() {
     // promoted: the servers then answered ham, pharma or spam.
     let o = retrain(&[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(s.report("r.json")["verdict"], "promoted");
+    assert_eq!(served_classes(&s), serde_json::json!(["ham", "spam"]));
     assert!(
         stderr(&o).contains("30 feedback lines have a label that is not a class of the holdout or of the model in service, nor of --data: \"pharma\" (30)"),
         "{}",
         stderr(&o)
     );
-    assert_eq!(s.report("r.json")["verdict"], "promoted");
-    assert_eq!(served_classes(&s), serde_json::json!(["ham", "spam"]));
     let d = &s.report("r.json")["data"];
     assert_eq!(d["skipped"]["unknown_label"], 30);
     assert_eq!(d["unknown_labels"], serde_json::json!({"pharma": 30}));
     assert_eq!(
-        (d["feedback_lines"].as_u64(), d["feedback_examples"].as_u64()),
+        (
+            d["feedback_lines"].as_u64(),
+            d["feedback_examples"].as_u64()
+        ),
         (Some(200), Some(170))
     );
     assert_eq!(d["class_counts"].as_object().unwrap().len(), 2);
@@ -505,9 +508,16 @@ fn a_byte_budget_skips_the_oldest_feedback_lines() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let d = &s.report("r.json")["data"];
     assert_eq!(d["skipped"]["over_budget"], 200, "{d}");
-    assert_eq!((d["feedback_examples"].as_u64(), d["relabelled"].as_u64()), (Some(5), Some(0)));
+    assert_eq!(
+        (d["feedback_examples"].as_u64(), d["relabelled"].as_u64()),
+        (Some(5), Some(0))
+    );
     assert_eq!(d["max_log_bytes"].to_string(), budget);
-    assert!(stderr(&o).contains("200 over --max-log-bytes"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("200 over --max-log-bytes"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 use crate::artifact::{MAX_CLASSES, MAX_NAME_BYTES};
 use crate::dataset::Dataset;
 
-pub use log::{parse_line, FeedbackLogError, Line, OpenLog, MAX_LINE_BYTES};
 use log::{for_each_line, Raw};
+pub use log::{parse_line, FeedbackLogError, Line, OpenLog, MAX_LINE_BYTES};
 
 /// Default byte budget of the feedback logs (`--max-log-bytes`): beyond it
 /// the oldest lines are skipped (`over_budget`). A retrain's peak memory
@@ -215,7 +215,11 @@ impl Merger {
     ) -> Result<Self, MergeError> {
         let mut merger = Self {
             held: holdout.texts.iter().map(|t| text_key(t)).collect(),
-            known: current_classes.unwrap_or_default().iter().cloned().collect(),
+            known: current_classes
+                .unwrap_or_default()
+                .iter()
+                .cloned()
+                .collect(),
             allow_new_classes,
             labels: Vec::new(),
             holdout_labels: 0,
@@ -268,22 +272,26 @@ impl Merger {
     }
 
     fn add_line(&mut self, raw: Raw<'_>) {
-        let skipped = &mut self.counts.skipped;
         self.counts.feedback_lines += 1;
-        let line = match raw {
-            Raw::OverBudget => return skipped.over_budget += 1,
-            Raw::TooLong => return skipped.malformed += 1,
-            Raw::Line(line) => line,
+        let skipped = &mut self.counts.skipped;
+        let reason = match raw {
+            Raw::OverBudget => &mut skipped.over_budget,
+            Raw::TooLong => &mut skipped.malformed,
+            Raw::Line(line) => match parse_line(line) {
+                Line::WithoutText => &mut skipped.without_text,
+                Line::Malformed => &mut skipped.malformed,
+                Line::Example { text, label } => return self.add_example(text, label),
+            },
         };
-        let (text, label) = match parse_line(line) {
-            Line::WithoutText => return skipped.without_text += 1,
-            Line::Malformed => return skipped.malformed += 1,
-            Line::Example { text, label } => (text, label),
-        };
+        *reason += 1;
+    }
+
+    /// A feedback example: trained on, or skipped for its label.
+    fn add_example(&mut self, text: String, label: String) {
+        let skipped = &mut self.counts.skipped;
         if label.len() > MAX_NAME_BYTES {
-            return skipped.label_too_long += 1;
-        }
-        if !self.allow_new_classes && !self.known.contains(&label) {
+            skipped.label_too_long += 1;
+        } else if !self.allow_new_classes && !self.known.contains(&label) {
             skipped.unknown_label += 1;
             let named = &mut self.counts.unknown_labels;
             if let Some(n) = named.get_mut(&label) {
@@ -291,14 +299,11 @@ impl Merger {
             } else if named.len() < NAMED_UNKNOWN_LABELS {
                 named.insert(label, 1);
             }
-            return;
-        }
-        match self.intern(&label) {
-            Some(label) => {
-                self.counts.feedback_examples += 1;
-                self.add(text, label);
-            }
-            None => self.counts.skipped.too_many_labels += 1,
+        } else if let Some(label) = self.intern(&label) {
+            self.counts.feedback_examples += 1;
+            self.add(text, label);
+        } else {
+            self.counts.skipped.too_many_labels += 1;
         }
     }
 
@@ -310,9 +315,11 @@ impl Merger {
                 bytes: label.len(),
             });
         }
-        let index = self.intern(label).ok_or_else(|| MergeError::TooManyClasses {
-            input: input.to_owned(),
-        })?;
+        let index = self
+            .intern(label)
+            .ok_or_else(|| MergeError::TooManyClasses {
+                input: input.to_owned(),
+            })?;
         if !self.known.contains(label) {
             self.known.insert(label.to_owned());
         }
@@ -448,7 +455,12 @@ mod tests {
     /// JSON lines as the server writes them for `/examples`.
     fn log(rows: &[(&str, &str)]) -> String {
         rows.iter()
-            .map(|(t, l)| format!("{}\n", serde_json::json!({"source": "example", "text": t, "label": l})))
+            .map(|(t, l)| {
+                format!(
+                    "{}\n",
+                    serde_json::json!({"source": "example", "text": t, "label": l})
+                )
+            })
             .collect()
     }
 
@@ -496,7 +508,10 @@ mod tests {
             + s.unknown_label
             + s.over_budget;
         assert_eq!(c.feedback_lines, c.feedback_examples + skipped, "{c:?}");
-        assert_eq!(c.malformed, s.malformed + s.label_too_long + s.too_many_labels);
+        assert_eq!(
+            c.malformed,
+            s.malformed + s.label_too_long + s.too_many_labels
+        );
     }
 
     #[test]
@@ -612,7 +627,9 @@ mod tests {
     #[test]
     fn feedback_labels_cannot_add_a_class_unless_allowed() {
         let base = [data(&[("a", "ham"), ("b", "spam")])];
-        let mut lines: Vec<(String, &str)> = (0..30).map(|i| (format!("cheap pills {i}"), "pharma")).collect();
+        let mut lines: Vec<(String, &str)> = (0..30)
+            .map(|i| (format!("cheap pills {i}"), "pharma"))
+            .collect();
         lines.push(("lunch?".into(), "ham"));
         lines.push(("eggs and spam".into(), "eggs"));
         let rows: Vec<(&str, &str)> = lines.iter().map(|(t, l)| (t.as_str(), *l)).collect();
@@ -648,7 +665,9 @@ mod tests {
         assert_accounted(&m.counts);
 
         // Only the first few unknown labels are named; all are counted.
-        let many: Vec<(String, String)> = (0..50).map(|i| (format!("t{i}"), format!("l{i:02}"))).collect();
+        let many: Vec<(String, String)> = (0..50)
+            .map(|i| (format!("t{i}"), format!("l{i:02}")))
+            .collect();
         let rows: Vec<(&str, &str)> = many.iter().map(|(t, l)| (t.as_str(), l.as_str())).collect();
         let m = merge(&base, &[log(&rows)], &data(HAM_SPAM)).unwrap();
         assert_eq!(m.counts.skipped.unknown_label, 50);
@@ -701,7 +720,12 @@ mod tests {
         let labels: Vec<String> = (0..MAX_CLASSES).map(|i| format!("c{i}")).collect();
         let rows: Vec<(&str, &str)> = labels.iter().map(|l| (l.as_str(), l.as_str())).collect();
         let e = m.add_base(data(&rows), "base.csv").unwrap_err();
-        assert_eq!(e, MergeError::TooManyClasses { input: "base.csv".into() });
+        assert_eq!(
+            e,
+            MergeError::TooManyClasses {
+                input: "base.csv".into()
+            }
+        );
     }
 
     #[test]
@@ -715,7 +739,12 @@ mod tests {
             paths.push(dir.path().join(name));
             std::fs::write(paths.last().unwrap(), body).unwrap();
         }
-        let open = || paths.iter().map(|p| OpenLog::open(p).unwrap()).collect::<Vec<_>>();
+        let open = || {
+            paths
+                .iter()
+                .map(|p| OpenLog::open(p).unwrap())
+                .collect::<Vec<_>>()
+        };
         let run = |budget: u64| {
             let mut m = Merger::new(&data(HAM_SPAM), "h", None, false).unwrap();
             m.add_logs(open(), budget).unwrap();
@@ -724,7 +753,10 @@ mod tests {
         let total = (old.len() + new.len()) as u64;
         let all = run(total).unwrap();
         assert_eq!(all.counts.training_documents, 4);
-        assert_eq!((all.counts.feedback_bytes, all.counts.max_log_bytes), (total, total));
+        assert_eq!(
+            (all.counts.feedback_bytes, all.counts.max_log_bytes),
+            (total, total)
+        );
         // One byte short: the oldest line goes.
         let m = run(total - 1).unwrap();
         assert_eq!(m.counts.skipped.over_budget, 1);
@@ -740,7 +772,10 @@ mod tests {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/models/spam-nb.json");
         let shipped = std::fs::read(path).unwrap();
         assert_eq!(model_classes(&shipped).unwrap(), ["ham", "spam"]);
-        assert_eq!(model_classes(br#"{"classes": ["a", "b"], "x": [1]}"#).unwrap(), ["a", "b"]);
+        assert_eq!(
+            model_classes(br#"{"classes": ["a", "b"], "x": [1]}"#).unwrap(),
+            ["a", "b"]
+        );
         for bad in [
             &b"not json"[..],
             br#"{"classes": ["a"]}"#,
