@@ -6,7 +6,7 @@ not have, labels no model could serve, and a 100 MB log.
   on and promoted, and the servers then answered ['ham', 'pharma', 'spam'].
 - A 1 MB label, or more than 100 labels, made every run exit 1 (retried by
   the CronJob) instead of skipping the lines as malformed.
-- Peak memory grew with the log: 387 MB RSS for a 100 MB log with the
+- Peak memory grew with the log: 378 MiB RSS for a 100 MB log with the
   default grid, against the CronJob's 512 MiB limit.
 """
 from __future__ import annotations
@@ -29,8 +29,7 @@ SMALL_GRID = ["--alpha", "0.1,1", "--min-df", "1", "--max-features", "0", "--fol
 # sample's small base data: what the CronJob's 512 MiB leaves once its base
 # corpus is in (the SpamAssassin training split alone peaks near 100 MB),
 # less a fifth for headroom: (512 - 100) * 0.8, about 330 MiB. The same run
-# peaked at 369 MiB (387 MB) before the merge streamed and held each text
-# once.
+# peaked at 378 MiB before the merge streamed and held each text once.
 MAX_PEAK_MIB_100MB = 330
 
 
@@ -110,7 +109,7 @@ def field_with_pharma(d: Deployment) -> Path:
     return write_log(d.root / "field.jsonl", field + field_rows("pharma", 30))
 
 
-def test_field_labels_cannot_add_a_class(release_bin, tmp_path, serve):
+def test_field_labels_cannot_add_a_class(release_bin, tmp_path, serve, figures):
     d = Deployment(release_bin, tmp_path)
     log = field_with_pharma(d)
     done = d.retrain([log], SMALL_GRID)
@@ -124,6 +123,7 @@ def test_field_labels_cannot_add_a_class(release_bin, tmp_path, serve):
                    workdir=tmp_path / "server")
     served = server.get("/model").json()["classes"]
     print(f"served classes: {served}")
+    figures("retrain with 30 pharma-labelled lines: served classes", served)
     assert served == ["ham", "spam"]
     server.stop()
     assert report["verdict"] == "promoted"
@@ -168,38 +168,41 @@ def test_labels_no_model_can_serve_are_malformed_lines_not_exit_1(release_bin, t
         assert "x" * 300 not in done.stderr
 
 
-def run_measured(args: list[str], env: dict) -> tuple[int, int, float]:
-    """Runs `args`; returns (exit code, peak RSS in KiB, seconds)."""
+def run_measured(args: list[str], env: dict, stderr: Path) -> tuple[int, int, float]:
+    """Runs `args` (stderr to the file `stderr`); returns (exit code, peak
+    RSS in KiB, seconds). The peak is the kernel's own account, from wait4."""
     started = time.monotonic()
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    stderr_fd = proc.stderr
+    with open(stderr, "wb") as err:
+        proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=err)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    stderr_fd.close()
     return proc.returncode, usage.ru_maxrss, time.monotonic() - started
 
 
-def test_a_100mb_log_stays_within_the_cronjobs_memory(release_bin, tmp_path):
+def test_a_100mb_log_stays_within_the_cronjobs_memory(release_bin, tmp_path, figures):
     d = Deployment(release_bin, tmp_path)
     made = make_feedback_log.make(tmp_path / "big", 100)
     log = made["log"]
+    err = tmp_path / "retrain.err"
     code, peak_kib, secs = run_measured(
-        [str(release_bin), *d.retrain_args([log], [])], d.env)
-    data = d.data()
+        [str(release_bin), *d.retrain_args([log], [])], d.env, err)
     print(f"\n100 MB log ({made['lines']} lines), default grid: exit {code}, "
           f"peak RSS {peak_kib / 1024:.0f} MiB, {secs:.1f} s")
-    assert code == 0
+    figures("retrain on a 100 MB log, default grid: peak RSS MiB", round(peak_kib / 1024))
+    assert code == 0, err.read_text()
     assert peak_kib < MAX_PEAK_MIB_100MB * 1024, f"peak {peak_kib} KiB"
+    data = d.data()
     assert data["feedback_examples"] == made["lines"]
     assert data["feedback_bytes"] == log.stat().st_size
 
     # A budget of half the log: the oldest half is skipped, and memory follows.
     half = log.stat().st_size // 2
     code, half_kib, secs = run_measured(
-        [str(release_bin), *d.retrain_args([log], ["--max-log-bytes", str(half)])], d.env)
+        [str(release_bin), *d.retrain_args([log], ["--max-log-bytes", str(half)])], d.env, err)
+    print(f"--max-log-bytes {half}: exit {code}, peak RSS {half_kib / 1024:.0f} MiB, {secs:.1f} s")
+    figures("retrain on a 100 MB log, --max-log-bytes half of it: peak RSS MiB", round(half_kib / 1024))
+    assert code in (0, 5), err.read_text()
     data = d.data()
-    print(f"--max-log-bytes {half}: exit {code}, over_budget {data['skipped']['over_budget']}, "
-          f"peak RSS {half_kib / 1024:.0f} MiB, {secs:.1f} s")
-    assert code in (0, 5)
+    print(f"over_budget {data['skipped']['over_budget']}")
     assert abs(data["skipped"]["over_budget"] - made["lines"] / 2) < made["lines"] / 100
     assert half_kib < peak_kib * 0.8
