@@ -1,5 +1,6 @@
 //! Training pipeline: dataset → split → fit → evaluate → sealed artifact.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -103,12 +104,13 @@ pub fn evaluate_on(classifier: &Classifier, data: &Dataset) -> Result<Evaluation
 }
 
 /// The training and evaluation parts of a run: `test` when given, else a
-/// stratified split of `data`.
-pub(crate) struct Parts {
+/// stratified split of `data`. Borrowed when given whole, so a large
+/// training set is never held twice.
+pub(crate) struct Parts<'a> {
     /// Training documents.
-    pub train: Dataset,
+    pub train: Cow<'a, Dataset>,
     /// Held-out documents.
-    pub test: Dataset,
+    pub test: Cow<'a, Dataset>,
     /// `stratified_split` or `test_file`.
     pub evaluated_on: &'static str,
     /// Held-out share, for a split.
@@ -118,13 +120,13 @@ pub(crate) struct Parts {
 }
 
 /// Splits as `train` does; `classes` are `data`'s classes (at least two).
-pub(crate) fn parts(
-    data: &Dataset,
-    test: Option<&Dataset>,
+pub(crate) fn parts<'a>(
+    data: &'a Dataset,
+    test: Option<&'a Dataset>,
     classes: &[String],
     test_size: f64,
     seed: u64,
-) -> Result<Parts, TrainError> {
+) -> Result<Parts<'a>, TrainError> {
     if let [only] = classes {
         return Err(TrainError::OneClass(only.clone()));
     }
@@ -133,8 +135,8 @@ pub(crate) fn parts(
     }
     Ok(match test {
         Some(t) => Parts {
-            train: data.clone(),
-            test: t.clone(),
+            train: Cow::Borrowed(data),
+            test: Cow::Borrowed(t),
             evaluated_on: "test_file",
             test_size: None,
             seed: None,
@@ -145,8 +147,8 @@ pub(crate) fn parts(
                 .expect("classes come from these labels");
             let split = stratified_split(&labels, classes, test_size, seed)?;
             Parts {
-                train: data.subset(&split.train),
-                test: data.subset(&split.test),
+                train: Cow::Owned(data.subset(&split.train)),
+                test: Cow::Owned(data.subset(&split.test)),
                 evaluated_on: "stratified_split",
                 test_size: Some(test_size),
                 seed: Some(seed),

@@ -336,6 +336,188 @@ fn mislabelled_feedback_is_rejected_by_the_no_regression_gate() {
     assert_eq!(d["without_text"], 1);
     assert_eq!(d["malformed"], 2);
     assert_eq!(d["feedback_lines"], 203);
+    assert_eq!(
+        d["skipped"],
+        serde_json::json!({"without_text": 1, "malformed": 2, "label_too_long": 0,
+                           "too_many_labels": 0, "unknown_label": 0, "over_budget": 0})
+    );
+}
+
+/// Writes `lines` as a feedback log in the sandbox; returns its path.
+fn write_log(s: &Setup, name: &str, lines: &[(String, String)]) -> String {
+    let mut log = String::new();
+    for (text, label) in lines {
+        let line = serde_json::json!({"source": "example", "text": text, "label": label});
+        log.push_str(&format!("{line}\n"));
+    }
+    std::fs::write(s.path(name), log).unwrap();
+    s.path(name).to_str().unwrap().to_owned()
+}
+
+/// The classes of the model at `models/current.json`.
+fn served_classes(s: &Setup) -> Value {
+    let model: Value =
+        serde_json::from_slice(&std::fs::read(s.path("models/current.json")).unwrap()).unwrap();
+    model["classes"].clone()
+}
+
+/// `n` distinct texts labelled `label`, with words the sample never uses.
+fn field_lines(label: &str, n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| {
+            let text = format!("cheap {label} pills online pharmacy order {i} now");
+            (text, label.to_owned())
+        })
+        .collect()
+}
+
+/// The field scenario: the model in service (v0) trained on a small base
+/// set (`base.csv`, 20 ham and 10 spam of the training part), and a
+/// feedback log with the rest of the training part, correctly labelled,
+/// plus 30 lines labelled `pharma`. Returns the log's path.
+fn field_with_pharma(s: &Setup) -> String {
+    let train = Dataset::holdout(&s.path("train.csv")).unwrap();
+    let (mut base, mut field) = (Vec::new(), Vec::new());
+    let (mut ham, mut spam) = (0, 0);
+    for (i, l) in train.labels.iter().enumerate() {
+        let count = if l == "ham" { &mut ham } else { &mut spam };
+        let quota = if l == "ham" { 20 } else { 10 };
+        *count += 1;
+        if *count <= quota {
+            base.push(i);
+        } else {
+            field.push((train.texts[i].clone(), l.clone()));
+        }
+    }
+    train.subset(&base).write_csv(&s.path("base.csv")).unwrap();
+    s.train_current("base.csv", "v0");
+    field.extend(field_lines("pharma", 30));
+    write_log(s, "field.jsonl", &field)
+}
+
+#[test]
+fn field_labels_cannot_add_a_class_unless_allowed() {
+    let s = Setup::new();
+    let log = field_with_pharma(&s);
+    let (base, holdout, report) = (s.path("base.csv"), s.path("holdout.csv"), s.path("r.json"));
+    let retrain = |extra: &[&str]| {
+        let mut args = vec!["--feedback-log", &log, "--report", report.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        s.retrain_on(base.to_str().unwrap(), holdout.to_str().unwrap(), &args)
+    };
+    // Before, the candidate trained on pharma beat the weak v0 and was
+    // promoted: the servers then answered ham, pharma or spam.
+    let o = retrain(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(s.report("r.json")["verdict"], "promoted");
+    assert_eq!(served_classes(&s), serde_json::json!(["ham", "spam"]));
+    assert!(
+        stderr(&o).contains("30 feedback lines have a label that is not a class of the holdout or of the model in service, nor of --data: \"pharma\" (30)"),
+        "{}",
+        stderr(&o)
+    );
+    let d = &s.report("r.json")["data"];
+    assert_eq!(d["skipped"]["unknown_label"], 30);
+    assert_eq!(d["unknown_labels"], serde_json::json!({"pharma": 30}));
+    assert_eq!(
+        (
+            d["feedback_lines"].as_u64(),
+            d["feedback_examples"].as_u64()
+        ),
+        (Some(200), Some(170))
+    );
+    assert_eq!(d["class_counts"].as_object().unwrap().len(), 2);
+
+    // The operator's explicit choice, from the same v0.
+    s.train_current("base.csv", "v0");
+    let o = retrain(&["--allow-new-classes"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(s.report("r.json")["data"]["class_counts"]["pharma"], 30);
+    assert_eq!(
+        served_classes(&s),
+        serde_json::json!(["ham", "pharma", "spam"])
+    );
+}
+
+#[test]
+fn labels_no_model_could_serve_are_skipped_as_malformed_not_a_failure() {
+    let s = Setup::new();
+    // A 1 MB label, then 101 new labels, 3 lines each (so that every fold
+    // keeps each label): before, training went through, and the new model
+    // failed to load (exit 1) for every nightly run.
+    let mut lines = field_lines(&"x".repeat(1_000_000), 3);
+    for k in 0..101 {
+        lines.extend(field_lines(&format!("c{k:03}"), 3));
+    }
+    let log = write_log(&s, "labels.jsonl", &lines);
+    let report = s.path("r.json");
+    let report = report.to_str().unwrap();
+    for allow in [false, true] {
+        let mut args = vec!["--feedback-log", &log, "--report", report];
+        if allow {
+            args.push("--allow-new-classes");
+        }
+        let o = s.retrain(&args);
+        let code = o.status.code();
+        let err = stderr(&o);
+        let tail = &err[err.char_indices().rev().nth(2000).map_or(0, |(i, _)| i)..];
+        assert!(code == Some(0) || code == Some(5), "{allow}: {tail}");
+        let d = &s.report("r.json")["data"];
+        assert_eq!(d["skipped"]["label_too_long"], 3, "{d}");
+        assert!(!err.contains(&"x".repeat(300)), "the label is not echoed");
+        if allow {
+            // ham and spam, then 98 new labels: the last 3 labels' lines go.
+            assert_eq!(d["skipped"]["too_many_labels"], 9, "{d}");
+            assert_eq!(d["malformed"], 12, "{d}");
+            assert_eq!(d["class_counts"].as_object().unwrap().len(), 100);
+        } else {
+            assert_eq!(d["skipped"]["unknown_label"], 303, "{d}");
+            assert_eq!(d["malformed"], 3, "{d}");
+            assert_eq!(d["unknown_labels"].as_object().unwrap().len(), 10);
+        }
+    }
+}
+
+#[test]
+fn a_byte_budget_skips_the_oldest_feedback_lines() {
+    let s = Setup::new();
+    // Old lines flip the training labels; the newest are good.
+    let train = Dataset::holdout(&s.path("train.csv")).unwrap();
+    let flipped_lines: Vec<(String, String)> = train
+        .texts
+        .iter()
+        .zip(&train.labels)
+        .map(|(t, l)| (t.clone(), flipped(l).to_owned()))
+        .collect();
+    let good = field_lines("spam", 5);
+    write_log(&s, "old.jsonl", &flipped_lines);
+    let new = write_log(&s, "new.jsonl", &good);
+    let old = s.path("old.jsonl");
+    let budget = std::fs::metadata(&new).unwrap().len().to_string();
+    let report = s.path("r.json");
+    let o = s.retrain(&[
+        "--feedback-log",
+        old.to_str().unwrap(),
+        "--feedback-log",
+        &new,
+        "--max-log-bytes",
+        &budget,
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let d = &s.report("r.json")["data"];
+    assert_eq!(d["skipped"]["over_budget"], 200, "{d}");
+    assert_eq!(
+        (d["feedback_examples"].as_u64(), d["relabelled"].as_u64()),
+        (Some(5), Some(0))
+    );
+    assert_eq!(d["max_log_bytes"].to_string(), budget);
+    assert!(
+        stderr(&o).contains("200 over --max-log-bytes"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -572,11 +754,29 @@ fn bad_input_is_named_and_promotes_nothing() {
     let ham = w("ham.csv", "text,label\nhello there,ham\nlunch today,ham\n");
     let eggs = w("eggs.csv", "text,label\nspam and eggs,eggs\n");
     let header = w("header.csv", "text,label\n");
+    let long_label = w(
+        "long.csv",
+        &format!("text,label\nhello,ham\nwin,{}\n", "s".repeat(300)),
+    );
     let train = s.path("train.csv").to_str().unwrap().to_owned();
     let holdout = s.path("holdout.csv").to_str().unwrap().to_owned();
     let missing = s.path("missing.jsonl").to_str().unwrap().to_owned();
     let dir = s.path("models").to_str().unwrap().to_owned();
-    let cases: [(&str, &str, &[&str], i32, &str); 9] = [
+    let cases: [(&str, &str, &[&str], i32, &str); 11] = [
+        (
+            &train,
+            &long_label,
+            &[],
+            4,
+            "long.csv: a label of 300 bytes; a served model's labels are at most 256 bytes",
+        ),
+        (
+            &long_label,
+            &holdout,
+            &[],
+            4,
+            "long.csv: a label of 300 bytes",
+        ),
         (
             &ham,
             &holdout,

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use nbserve::dataset::{LABEL_COLUMN, TEXT_COLUMN};
+use nbserve::retraining::merge::DEFAULT_MAX_LOG_BYTES;
 
 /// Train, gate and serve a Bernoulli naive Bayes text classifier.
 #[derive(Debug, Parser)]
@@ -216,6 +217,14 @@ pub struct RetrainArgs {
     /// Column holding the label (--data and --holdout).
     #[arg(long, default_value = LABEL_COLUMN)]
     pub label_column: String,
+    /// Also train on feedback labels that are none of the holdout's, the model in service's
+    /// or --data's labels (skipped as unknown_label without it).
+    #[arg(long)]
+    pub allow_new_classes: bool,
+    /// Bytes of feedback log read at most: the lines before the last N bytes of the logs
+    /// (the oldest, logs given oldest first) are skipped as over_budget.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_LOG_BYTES)]
+    pub max_log_bytes: u64,
     /// Largest holdout F1 macro drop from the model in service that still passes.
     #[arg(long, default_value_t = 0.005)]
     pub max_regression: f64,

@@ -5,14 +5,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use nbserve::artifact::Artifact;
-use nbserve::dataset::{Dataset, DatasetError};
+use nbserve::dataset::Dataset;
 use nbserve::gate::GateError;
 use nbserve::mlflow::{MlflowClient, ModelUri};
 use nbserve::retraining::judge::{
     no_regression, AbsoluteGate, CandidateReport, CurrentReport, Gates, Parameters, Promotion,
     Registered, Report, Scores, ServingGate, Verdict,
 };
-use nbserve::retraining::merge::{merge, read_feedback_log, Merged};
+use nbserve::retraining::merge::{model_classes, DataCounts, Merged, Merger, OpenLog};
 use nbserve::retraining::store::{self, sha256_hex, Keep, Store, StoreError};
 use nbserve::retraining::{
     gate_like_load, read_model_file, read_registry_model, score_in_service, LoadRefusal,
@@ -201,41 +201,98 @@ pub(super) fn retrain(mut a: RetrainArgs) -> CmdResult {
     outcome
 }
 
-fn read_inputs(a: &RetrainArgs) -> Result<(Merged, Dataset), Failure> {
-    let read = |p: &Path| -> Result<Dataset, DatasetError> {
-        Dataset::from_csv(p, &a.text_column, &a.label_column)
+fn read_inputs(a: &RetrainArgs, plan: &Plan) -> Result<(Merged, Dataset), Failure> {
+    let read = |p: &Path| -> Result<Dataset, Failure> {
+        Dataset::from_csv(p, &a.text_column, &a.label_column).map_err(invalid_data)
     };
-    let base = a
-        .data
-        .iter()
-        .map(|p| read(p))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(invalid_data)?;
-    let holdout = read(&a.holdout).map_err(invalid_data)?;
+    let name = |p: &Path| p.display().to_string();
+    let holdout = read(&a.holdout)?;
     let logs = a
         .feedback_log
         .iter()
-        .map(|p| read_feedback_log(p))
+        .map(|p| OpenLog::open(p))
         .collect::<Result<Vec<_>, _>>()
         .map_err(invalid_data)?;
-    let merged = merge(&base, &logs, &holdout).map_err(invalid_data)?;
-    let c = &merged.counts;
+    let current = read_current(plan)
+        .ok()
+        .and_then(|src| model_classes(&src.bytes));
+    let mut merger = Merger::new(
+        &holdout,
+        &name(&a.holdout),
+        current.as_deref(),
+        a.allow_new_classes,
+    )
+    .map_err(invalid_data)?;
+    for p in &a.data {
+        merger.add_base(read(p)?, &name(p)).map_err(invalid_data)?;
+    }
+    merger
+        .add_logs(logs, a.max_log_bytes)
+        .map_err(invalid_data)?;
+    let merged = merger.finish().map_err(invalid_data)?;
+    print_data_counts(&merged.counts, current.is_some());
+    Ok((merged, holdout))
+}
+
+/// The data counts on stderr, and what to do about labels skipped as unknown.
+fn print_data_counts(c: &DataCounts, current_read: bool) {
+    let s = &c.skipped;
+    let reasons = [
+        (s.without_text, "without text"),
+        (s.malformed, "malformed"),
+        (s.label_too_long, "label too long"),
+        (s.too_many_labels, "label past the class limit"),
+        (s.unknown_label, "unknown label"),
+        (s.over_budget, "over --max-log-bytes"),
+    ];
+    let skipped: Vec<String> = reasons
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, why)| format!("{n} {why}"))
+        .collect();
     eprintln!(
-        "data: {} base rows, {} feedback examples ({} lines: {} without text, {} malformed); \
+        "data: {} base rows, {} feedback examples ({} lines, {} bytes; skipped: {}); \
          {} duplicates dropped, {} relabelled, {} holdout texts removed; \
          training on {}, holdout {}",
         c.base_rows,
         c.feedback_examples,
         c.feedback_lines,
-        c.without_text,
-        c.malformed,
+        c.feedback_bytes,
+        if skipped.is_empty() {
+            "none".to_owned()
+        } else {
+            skipped.join(", ")
+        },
         c.duplicates,
         c.relabelled,
         c.holdout_overlap,
         c.training_documents,
         c.holdout_documents
     );
-    Ok((merged, holdout))
+    if s.unknown_label > 0 {
+        // Debug formatting quotes the labels and escapes control characters.
+        let named: Vec<String> = c
+            .unknown_labels
+            .iter()
+            .map(|(label, n)| format!("{label:?} ({n})"))
+            .collect();
+        eprintln!(
+            "data: {} feedback lines have a label that is not a class of the holdout{}, nor of --data: {}{}; \
+             skipped (--allow-new-classes trains on them)",
+            s.unknown_label,
+            if current_read {
+                " or of the model in service"
+            } else {
+                " (the model in service could not be read)"
+            },
+            named.join(", "),
+            if s.unknown_label > c.unknown_labels.values().sum::<u64>() {
+                ", ..."
+            } else {
+                ""
+            }
+        );
+    }
 }
 
 /// The model in service: its bytes (when a valid artifact) and its scores,
@@ -250,10 +307,7 @@ struct Current {
 
 fn current_model(plan: &Plan, holdout: &Dataset, candidate: &Artifact) -> Current {
     let path = &plan.settings.model.path;
-    let read = match ModelUri::from_path(path) {
-        None => read_model_file(path, plan.settings.model.max_bytes).map_err(|e| e.to_string()),
-        Some(uri) => registry_read(plan, uri),
-    };
+    let read = read_current(plan);
     let failed = |e: String, kept, identical| Current {
         report: None,
         error: Some(format!("{}: {e}", path.display())),
@@ -294,6 +348,15 @@ fn current_model(plan: &Plan, holdout: &Dataset, candidate: &Artifact) -> Curren
     }
 }
 
+/// The bytes of the model in service, from `model.path` or the registry.
+fn read_current(plan: &Plan) -> Result<SourceBytes, String> {
+    let path = &plan.settings.model.path;
+    match ModelUri::from_path(path) {
+        None => read_model_file(path, plan.settings.model.max_bytes).map_err(|e| e.to_string()),
+        Some(uri) => registry_read(plan, uri),
+    }
+}
+
 fn registry_read(
     plan: &Plan,
     uri: Result<ModelUri, nbserve::mlflow::MlflowError>,
@@ -321,7 +384,7 @@ fn registry_read(
 
 fn retrain_tracked(a: &RetrainArgs, plan: &Plan, tracker: Option<&Tracker>) -> CmdResult {
     let started = std::time::Instant::now();
-    let (merged, holdout) = read_inputs(a)?;
+    let (merged, holdout) = read_inputs(a, plan)?;
     let points = plan.options.grid.points().len();
     eprintln!(
         "cross-validating {points} grid points on {} folds, then scoring on the holdout",
@@ -574,6 +637,14 @@ fn log_report(t: &Tracker, r: &Report) -> Result<(), Failure> {
             r.data.feedback_examples as f64,
         ),
         ("data.malformed".to_owned(), r.data.malformed as f64),
+        (
+            "data.unknown_label".to_owned(),
+            r.data.skipped.unknown_label as f64,
+        ),
+        (
+            "data.over_budget".to_owned(),
+            r.data.skipped.over_budget as f64,
+        ),
     ];
     if let Some(c) = &r.current {
         metrics.push(("holdout.current.f1_macro".to_owned(), c.holdout.f1_macro));
