@@ -273,7 +273,7 @@ mod tests {
             format,
             level: "info".into(),
         };
-        let error = std::io::Error::new(std::io::ErrorKind::Other, FORGED);
+        let error = std::io::Error::other(FORGED);
         tracing::subscriber::with_default(subscriber(&settings, ansi, buffer.clone()), || {
             let span = tracing::info_span!("request", route = %FORGED);
             let _in = span.enter();
@@ -293,9 +293,14 @@ mod tests {
     fn pretty_lines_escape_every_field_and_the_message() {
         let out = log(LogFormat::Pretty, false);
         assert_eq!(out.lines().count(), 1, "{out}");
-        assert!(!out.trim_end_matches('\n').contains(needs_escape), "{out:?}");
         assert!(
-            out.contains(r"model=evil\n2026-01-01T00:00:00Z  INFO forged\u{1b}[31m\u{9b}2J\u{202e}"),
+            !out.trim_end_matches('\n').contains(needs_escape),
+            "{out:?}"
+        );
+        assert!(
+            out.contains(
+                r"model=evil\n2026-01-01T00:00:00Z  INFO forged\u{1b}[31m\u{9b}2J\u{202e}"
+            ),
             "{out}"
         );
         assert!(out.contains(r"loaded evil\n2026"), "{out}");
@@ -319,7 +324,10 @@ mod tests {
         let out = log(LogFormat::Json, false);
         assert_eq!(out.lines().count(), 1, "{out}");
         assert!(out.ends_with('\n'));
-        assert!(!out.trim_end_matches('\n').contains(needs_escape), "{out:?}");
+        assert!(
+            !out.trim_end_matches('\n').contains(needs_escape),
+            "{out:?}"
+        );
         let line: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(line["model"], FORGED);
         assert_eq!(line["version"], FORGED);
@@ -330,7 +338,9 @@ mod tests {
     #[test]
     fn plain_text_passes_unchanged() {
         let mut out = String::new();
-        Escaping(&mut out).write_str("model spam-nb 2026.11.30 ünïcode ✓").unwrap();
+        Escaping(&mut out)
+            .write_str("model spam-nb 2026.11.30 ünïcode ✓")
+            .unwrap();
         assert_eq!(out, "model spam-nb 2026.11.30 ünïcode ✓");
     }
 }

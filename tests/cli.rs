@@ -566,7 +566,10 @@ fn a_reader_that_left_ends_printing_commands_quietly() {
         let o = with_stdout_closed(args, stdin);
         assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
         let err = stderr(&o);
-        assert!(!err.contains("panicked") && !err.contains("pipe"), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("pipe"),
+            "{args:?}: {err}"
+        );
     }
     assert!(model.exists(), "train finished its work without a reader");
 }
@@ -579,11 +582,18 @@ fn a_reader_that_left_changes_no_other_outcome() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.json");
     let m = model.to_str().unwrap();
-    let o = with_stdout_closed(&["train", "--data", "tests/data/sample.csv", "--out", m], b"");
+    let o = with_stdout_closed(
+        &["train", "--data", "tests/data/sample.csv", "--out", m],
+        b"",
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let o = with_stdout_closed(&["check", "--model", m, "--min-f1-macro", "1"], b"");
     assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
-    assert!(stderr(&o).contains("below the gate minimum"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("below the gate minimum"),
+        "{}",
+        stderr(&o)
+    );
     let o = with_stdout_closed(&["predict", "--model", "no-such.json", "hi"], b"");
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
 }
@@ -599,7 +609,11 @@ fn predict_into_head_stops_quietly() {
     let csv = write(
         &dir,
         "big.csv",
-        format!("text,label\n{}", "buy cheap pills now,spam\n".repeat(50_000)).as_bytes(),
+        format!(
+            "text,label\n{}",
+            "buy cheap pills now,spam\n".repeat(50_000)
+        )
+        .as_bytes(),
     );
     for _ in 0..5 {
         let mut child = Command::new(env!("CARGO_BIN_EXE_nbserve"))
@@ -627,7 +641,10 @@ fn a_full_disk_under_the_output_fails_the_command() {
     let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
         return; // not Linux
     };
-    for args in [&["config"][..], &["predict", "--model", "models/spam-nb.json", "hi"]] {
+    for args in [
+        &["config"][..],
+        &["predict", "--model", "models/spam-nb.json", "hi"],
+    ] {
         let o = Command::new(env!("CARGO_BIN_EXE_nbserve"))
             .args(args)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -696,7 +713,10 @@ fn token_files_are_checked_before_use() {
         let o = config_within(&[("NBSERVE__ADMIN__TOKEN_FILE", file)]);
         assert_eq!(o.status.code(), Some(3), "{file}: {}", stderr(&o));
         let err = stderr(&o);
-        assert!(err.starts_with("nbserve: invalid setting admin.token_file: "), "{err}");
+        assert!(
+            err.starts_with("nbserve: invalid setting admin.token_file: "),
+            "{err}"
+        );
         assert!(err.contains(says), "{err}");
         assert!(!err.contains("words") && !err.contains("lait"), "{err}");
     }

@@ -213,12 +213,16 @@ pub(super) fn save_and_report(artifact: &Artifact, out: &Path) -> CmdResult {
     if let Some(c) = &artifact.calibration {
         outln!(
             "calibration: temperature {:.4} ({}-fold out-of-fold log loss {:.4} -> {:.4})",
-            c.temperature, c.folds, c.log_loss_before, c.log_loss_after
+            c.temperature,
+            c.folds,
+            c.log_loss_before,
+            c.log_loss_after
         );
     }
     outln!(
         "evaluated on {} ({} documents):",
-        artifact.training.evaluated_on, evaluation.documents
+        artifact.training.evaluated_on,
+        evaluation.documents
     );
     out!("{}", evaluation.to_table());
     Ok(())
@@ -307,7 +311,9 @@ pub fn predict(a: PredictArgs) -> CmdResult {
         printer.print(text).map_err(written)?;
     } else if let Some(path) = &a.data {
         for text in dataset::stream_column(path, &a.text_column).map_err(invalid_data)? {
-            printer.print(&text.map_err(invalid_data)?).map_err(written)?;
+            printer
+                .print(&text.map_err(invalid_data)?)
+                .map_err(written)?;
         }
     } else {
         for line in std::io::stdin().lock().lines() {
@@ -501,7 +507,11 @@ pub fn promote(a: PromoteArgs) -> CmdResult {
                 .map_err(mlflow)?;
             outln!(
                 "{}@{} -> version {} (F1 macro {:.4} >= minimum {:.4})",
-                a.model_name, a.alias, a.version, pass.f1_macro, pass.threshold
+                a.model_name,
+                a.alias,
+                a.version,
+                pass.f1_macro,
+                pass.threshold
             );
             Ok(())
         }

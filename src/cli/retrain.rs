@@ -600,12 +600,18 @@ fn print_report(r: &Report) {
     let row = |who: &str, version: &str, s: &Scores| {
         outln!(
             "{who:<10} {version:<28} {:>8.4} {:>9.4} {:>8.4}",
-            s.f1_macro, s.balanced_accuracy, s.accuracy
+            s.f1_macro,
+            s.balanced_accuracy,
+            s.accuracy
         )
     };
     outln!(
         "{:<10} {:<28} {:>8} {:>9} {:>8}",
-        "holdout", "version", "F1 macro", "bal. acc", "accuracy"
+        "holdout",
+        "version",
+        "F1 macro",
+        "bal. acc",
+        "accuracy"
     );
     row("candidate", &r.candidate.version, &r.candidate.holdout);
     match &r.current {
@@ -635,7 +641,8 @@ fn print_report(r: &Report) {
         if let Some(f) = &p.file {
             outln!(
                 "{} now holds version {} (kept as {f})",
-                p.path, r.candidate.version
+                p.path,
+                r.candidate.version
             );
         }
         if let Some(reg) = &p.registered {

@@ -168,11 +168,7 @@ impl Settings {
                      make it readable by its owner (and group) only, e.g. chmod 0600 or \
                      Kubernetes defaultMode 0440 with an fsGroup",
                     path.display(),
-                    if mode & 0o002 != 0 {
-                        "written"
-                    } else {
-                        "read"
-                    }
+                    if mode & 0o002 != 0 { "written" } else { "read" }
                 ))
             })
             .collect()
@@ -240,7 +236,9 @@ mod tests {
             let e = load(&[("NBSERVE__ADMIN__TOKEN_FILE", &f)]).unwrap_err();
             let m = e.to_string();
             assert!(
-                m.starts_with(&format!("invalid setting admin.token_file: {f}: the token ")),
+                m.starts_with(&format!(
+                    "invalid setting admin.token_file: {f}: the token "
+                )),
                 "{m}"
             );
             assert!(!m.contains("token\t") && !m.contains("words"), "{m}");
