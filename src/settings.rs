@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod tokens;
+
 /// All settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,8 +120,8 @@ pub struct AdminSettings {
     /// Bearer token for `/admin/*`; admin endpoints are disabled when unset.
     pub token: Option<String>,
     /// A file holding the token (the `*_FILE` convention of Compose and
-    /// Kubernetes secrets); read once at start-up, one trailing newline
-    /// dropped. Exclusive with `token`.
+    /// Kubernetes secrets); read once at start-up, surrounding whitespace
+    /// trimmed. Exclusive with `token`.
     pub token_file: Option<PathBuf>,
 }
 
@@ -127,41 +129,8 @@ impl AdminSettings {
     /// Moves the content of `token_file` into `token`.
     fn read_token_file(&mut self) -> Result<(), SettingsError> {
         let keys = ("admin.token", "admin.token_file");
-        read_token_file(keys, &mut self.token, self.token_file.as_ref())
+        tokens::read_token_file(keys, &mut self.token, self.token_file.as_ref())
     }
-}
-
-/// Moves the content of a `*.token_file` setting (named `file_key`) into
-/// its `*.token` (named `token_key`): read once, one trailing newline
-/// dropped; the two are exclusive.
-fn read_token_file(
-    (token_key, file_key): (&'static str, &'static str),
-    token: &mut Option<String>,
-    token_file: Option<&PathBuf>,
-) -> Result<(), SettingsError> {
-    let Some(path) = token_file else {
-        return Ok(());
-    };
-    if token.is_some() {
-        return Err(SettingsError::Invalid {
-            key: file_key,
-            message: format!("set {token_key} or {file_key}, not both"),
-        });
-    }
-    let mut read = std::fs::read_to_string(path).map_err(|source| SettingsError::TokenFile {
-        key: file_key,
-        path: path.clone(),
-        source,
-    })?;
-    // Secrets written with `echo` end in a newline that is not part of the token.
-    if read.ends_with('\n') {
-        read.pop();
-        if read.ends_with('\r') {
-            read.pop();
-        }
-    }
-    *token = Some(read);
-    Ok(())
 }
 
 impl std::fmt::Debug for AdminSettings {
@@ -208,7 +177,7 @@ impl FeedbackSettings {
     /// Moves the content of `token_file` into `token`.
     fn read_token_file(&mut self) -> Result<(), SettingsError> {
         let keys = ("feedback.token", "feedback.token_file");
-        read_token_file(keys, &mut self.token, self.token_file.as_ref())
+        tokens::read_token_file(keys, &mut self.token, self.token_file.as_ref())
     }
 }
 
@@ -485,13 +454,7 @@ impl Settings {
                 "must be > 0 with feedback.keep_text",
             );
         }
-        if matches!(&self.admin.token, Some(t) if t.len() < 8) {
-            return invalid("admin.token", "must be at least 8 characters");
-        }
-        if matches!(&self.feedback.token, Some(t) if t.len() < 8) {
-            return invalid("feedback.token", "must be at least 8 characters");
-        }
-        Ok(())
+        tokens::validate(self.admin.token.as_deref(), self.feedback.token.as_deref())
     }
 }
 

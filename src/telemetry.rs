@@ -1,7 +1,29 @@
 //! Log subscriber set-up.
+//!
+//! Field values often come from outside: a model's name and version from an
+//! artifact or a registry, an error message quoting a file, a request's
+//! route. Printed as they are, a newline in one of them starts a forged log
+//! line and an ESC sequence repaints the operator's terminal. So escaping is
+//! done here, once, for every event and span, and no call site can forget
+//! it:
+//!
+//! - `pretty`: the field formatter ([`EscapedFields`]) escapes every value
+//!   and message before the line is assembled, so the colours the formatter
+//!   adds itself (at a terminal only) survive and those in the data do not.
+//! - `json`: serde_json already escapes what JSON requires (below U+0020, `"`
+//!   and `\`); the writer ([`JsonEscaping`]) then escapes the rest of the
+//!   characters a terminal or a log viewer acts on (DEL, the C1 controls,
+//!   line separators, bidirectional overrides) as `\uXXXX`, which keeps the
+//!   line valid JSON with the same decoded value.
 
+use std::fmt::{self, Write as _};
 use std::io::IsTerminal;
 
+use tracing::field::{Field, Visit};
+use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
 use crate::settings::{LogFormat, LogSettings};
@@ -9,16 +31,316 @@ use crate::settings::{LogFormat, LogSettings};
 /// Installs the global `tracing` subscriber (stderr). `RUST_LOG`, when set,
 /// overrides the configured level. Safe to call more than once.
 pub fn init(settings: &LogSettings) {
+    // Colour codes only for a person at a terminal, not in docker/CI logs.
+    let ansi = std::io::stderr().is_terminal();
+    let _ = subscriber(settings, ansi, std::io::stderr).try_init();
+}
+
+/// The subscriber [`init`] installs, writing to `writer`.
+fn subscriber<W>(
+    settings: &LogSettings,
+    ansi: bool,
+    writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal, not in docker/CI logs.
-        .with_ansi(std::io::stderr().is_terminal());
-    let _ = match settings.format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Pretty => builder.try_init(),
-    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match settings.format {
+        LogFormat::Json => Box::new(
+            builder
+                .with_writer(JsonEscaping(writer))
+                .with_ansi(false)
+                .json()
+                .flatten_event(true)
+                .finish(),
+        ),
+        LogFormat::Pretty => Box::new(
+            builder
+                .with_writer(writer)
+                .with_ansi(ansi)
+                .fmt_fields(EscapedFields)
+                .finish(),
+        ),
+    }
+}
+
+/// Whether `c` is escaped in log output: the control characters (C0, DEL,
+/// C1), the Unicode line and paragraph separators some viewers break lines
+/// at, and the bidirectional embeddings, overrides and isolates that make a
+/// line display in another order than it reads.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// A `fmt::Write` that escapes what [`needs_escape`] on its way through:
+/// `\n`, `\r`, `\t`, else `\u{1b}` (Rust's own notation for them).
+struct Escaping<'a>(&'a mut dyn fmt::Write);
+
+impl fmt::Write for Escaping<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut rest = s;
+        while let Some(i) = rest.find(needs_escape) {
+            self.0.write_str(&rest[..i])?;
+            let c = rest[i..].chars().next().expect("found at i");
+            match c {
+                '\n' => self.0.write_str("\\n")?,
+                '\r' => self.0.write_str("\\r")?,
+                '\t' => self.0.write_str("\\t")?,
+                _ => write!(self.0, "\\u{{{:x}}}", c as u32)?,
+            }
+            rest = &rest[i + c.len_utf8()..];
+        }
+        self.0.write_str(rest)
+    }
+}
+
+/// The `pretty` field formatter: the layout of tracing-subscriber's default
+/// (the message as text, then `name=value`, string values quoted), each
+/// value escaped.
+struct EscapedFields;
+
+impl<'a> MakeVisitor<Writer<'a>> for EscapedFields {
+    type Visitor = EscapingVisitor<'a>;
+
+    fn make_visitor(&self, writer: Writer<'a>) -> Self::Visitor {
+        EscapingVisitor {
+            writer,
+            first: true,
+            result: Ok(()),
+        }
+    }
+}
+
+/// Writes one event's or span's fields for [`EscapedFields`].
+struct EscapingVisitor<'a> {
+    writer: Writer<'a>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl EscapingVisitor<'_> {
+    fn write(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+        let name = field.name();
+        // Metadata of `log` records, already shown as the line's target.
+        if self.result.is_err() || name.starts_with("log.") {
+            return;
+        }
+        self.result = self.write_field(name, value);
+    }
+
+    fn write_field(&mut self, name: &str, value: fmt::Arguments<'_>) -> fmt::Result {
+        if !std::mem::take(&mut self.first) {
+            self.writer.write_char(' ')?;
+        }
+        if name != "message" {
+            let name = name.strip_prefix("r#").unwrap_or(name);
+            if self.writer.has_ansi_escapes() {
+                // Italic name, dimmed `=`: the default formatter's style.
+                write!(self.writer, "\x1b[3m{name}\x1b[0m\x1b[2m=\x1b[0m")?;
+            } else {
+                write!(self.writer, "{name}=")?;
+            }
+        }
+        Escaping(&mut self.writer).write_fmt(value)
+    }
+}
+
+impl Visit for EscapingVisitor<'_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.write(field, format_args!("{value}"));
+        } else {
+            self.write(field, format_args!("{value:?}"));
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        let mut sources = String::new();
+        let mut source = value.source();
+        while let Some(s) = source {
+            let _ = write!(sources, ": {s}");
+            source = s.source();
+        }
+        self.write(field, format_args!("{value}{sources}"));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.write(field, format_args!("{value:?}"));
+    }
+}
+
+impl VisitOutput<fmt::Result> for EscapingVisitor<'_> {
+    fn finish(self) -> fmt::Result {
+        self.result
+    }
+}
+
+impl VisitFmt for EscapingVisitor<'_> {
+    fn writer(&mut self) -> &mut dyn fmt::Write {
+        &mut self.writer
+    }
+}
+
+/// Wraps the `json` format's writer: each event arrives as one complete
+/// line, and every character [`needs_escape`] inside it becomes a JSON
+/// `\uXXXX` escape (valid only inside strings, which is the only place JSON
+/// lets such characters be). The line's own final newline is kept.
+struct JsonEscaping<W>(W);
+
+impl<'a, W: MakeWriter<'a>> MakeWriter<'a> for JsonEscaping<W> {
+    type Writer = JsonEscapingWriter<W::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        JsonEscapingWriter(self.0.make_writer())
+    }
+}
+
+/// The writer [`JsonEscaping`] makes.
+struct JsonEscapingWriter<W>(W);
+
+impl<W: std::io::Write> std::io::Write for JsonEscapingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let (body, newline) = match text.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (&*text, ""),
+        };
+        if !body.contains(needs_escape) {
+            self.0.write_all(buf)?;
+            return Ok(buf.len());
+        }
+        let mut out = String::with_capacity(buf.len() + 16);
+        for c in body.chars() {
+            if needs_escape(c) {
+                // Every such character is in the Basic Multilingual Plane.
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            } else {
+                out.push(c);
+            }
+        }
+        out.push_str(newline);
+        self.0.write_all(out.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Buffer {
+        type Writer = Buffer;
+        fn make_writer(&'a self) -> Buffer {
+            self.clone()
+        }
+    }
+
+    const FORGED: &str = "evil\n2026-01-01T00:00:00Z  INFO forged\x1b[31m\u{9b}2J\u{202e}";
+
+    /// The log of one warning with hostile text in each kind of field,
+    /// inside a span with one too.
+    fn log(format: LogFormat, ansi: bool) -> String {
+        let buffer = Buffer::default();
+        let settings = LogSettings {
+            format,
+            level: "info".into(),
+        };
+        let error = std::io::Error::other(FORGED);
+        tracing::subscriber::with_default(subscriber(&settings, ansi, buffer.clone()), || {
+            let span = tracing::info_span!("request", route = %FORGED);
+            let _in = span.enter();
+            tracing::warn!(
+                model = %FORGED,
+                version = FORGED,
+                debug = ?FORGED,
+                error = &error as &(dyn std::error::Error + 'static),
+                "loaded {FORGED}"
+            );
+        });
+        let bytes = buffer.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn pretty_lines_escape_every_field_and_the_message() {
+        let out = log(LogFormat::Pretty, false);
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(
+            !out.trim_end_matches('\n').contains(needs_escape),
+            "{out:?}"
+        );
+        assert!(
+            out.contains(
+                r"model=evil\n2026-01-01T00:00:00Z  INFO forged\u{1b}[31m\u{9b}2J\u{202e}"
+            ),
+            "{out}"
+        );
+        assert!(out.contains(r"loaded evil\n2026"), "{out}");
+        assert!(out.contains(r#"version="evil\n2026"#), "{out}");
+        assert!(out.contains(r"request{route=evil\n2026"), "{out}");
+    }
+
+    #[test]
+    fn pretty_keeps_its_own_colours_at_a_terminal_only() {
+        let out = log(LogFormat::Pretty, true);
+        assert_eq!(out.lines().count(), 1, "{out}");
+        // The formatter's own colours are there; the field's ESC is not.
+        assert!(out.contains("\x1b[3mmodel\x1b[0m"), "{out:?}");
+        assert!(out.contains(r"forged\u{1b}[31m"), "{out:?}");
+        assert!(!out.contains("\x1b[31m"), "{out:?}");
+        assert!(!out.contains('\u{9b}'), "{out:?}");
+    }
+
+    #[test]
+    fn json_lines_hold_no_raw_control_character_and_decode_unchanged() {
+        let out = log(LogFormat::Json, false);
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(out.ends_with('\n'));
+        assert!(
+            !out.trim_end_matches('\n').contains(needs_escape),
+            "{out:?}"
+        );
+        let line: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(line["model"], FORGED);
+        assert_eq!(line["version"], FORGED);
+        assert_eq!(line["message"], format!("loaded {FORGED}"));
+        assert_eq!(line["span"]["route"], FORGED);
+    }
+
+    #[test]
+    fn plain_text_passes_unchanged() {
+        let mut out = String::new();
+        Escaping(&mut out)
+            .write_str("model spam-nb 2026.11.30 ünïcode ✓")
+            .unwrap();
+        assert_eq!(out, "model spam-nb 2026.11.30 ünïcode ✓");
+    }
 }

@@ -510,3 +510,260 @@ fn mlflow_commands_fail_cleanly_without_a_tracking_server() {
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert!(stderr(&o).contains("unreachable"), "{}", stderr(&o));
 }
+
+/// Runs `nbserve args` with `stdin` as input and its standard output a pipe
+/// whose reader is already gone, as in `nbserve ... | head` once `head` has
+/// left: every write to it fails with `BrokenPipe`, the first one included.
+#[cfg(unix)]
+fn with_stdout_closed(args: &[&str], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::process::Stdio;
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    // Close-on-exec: no other test's child inherits the reading end.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: pipe2 just opened both; nothing else owns them.
+    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(reader);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nbserve"))
+        .args(args)
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env_remove("RUST_LOG")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The child may stop reading early: a failed write here is expected.
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    child.wait_with_output().unwrap()
+}
+
+/// Every command that prints, with nobody reading its output, ends the way
+/// a Unix tool does: no panic (exit 101), no "Broken pipe" message, exit 0.
+#[cfg(unix)]
+#[test]
+fn a_reader_that_left_ends_printing_commands_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.json");
+    let m = model.to_str().unwrap();
+    let data = "tests/data/sample.csv";
+    let lines = "some text to classify\n".repeat(20_000);
+    let cases: &[(&[&str], &[u8])] = &[
+        (&["train", "--data", data, "--out", m], b""),
+        (&["config"], b""),
+        (&["predict", "--model", m, "hello there"], b""),
+        (&["predict", "--model", m, "--data", data], b""),
+        (&["predict", "--model", m, "--json"], lines.as_bytes()),
+        (&["evaluate", "--model", m, "--data", data], b""),
+        (&["evaluate", "--model", m, "--data", data, "--json"], b""),
+        (&["check", "--model", m, "--min-f1-macro", "0"], b""),
+        (&["--help"], b""),
+    ];
+    for (args, stdin) in cases {
+        let o = with_stdout_closed(args, stdin);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            !err.contains("panicked") && !err.contains("pipe"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(model.exists(), "train finished its work without a reader");
+}
+
+/// A closed output does not hide a command's own failure, nor end a
+/// command's work half-way.
+#[cfg(unix)]
+#[test]
+fn a_reader_that_left_changes_no_other_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.json");
+    let m = model.to_str().unwrap();
+    let o = with_stdout_closed(
+        &["train", "--data", "tests/data/sample.csv", "--out", m],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = with_stdout_closed(&["check", "--model", m, "--min-f1-macro", "1"], b"");
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("below the gate minimum"),
+        "{}",
+        stderr(&o)
+    );
+    let o = with_stdout_closed(&["predict", "--model", "no-such.json", "hi"], b"");
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+}
+
+/// `nbserve predict --data big.csv | head -1`, with a real reader that takes
+/// one line and leaves while the command still has most of its output to
+/// write.
+#[test]
+fn predict_into_head_stops_quietly() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let csv = write(
+        &dir,
+        "big.csv",
+        format!(
+            "text,label\n{}",
+            "buy cheap pills now,spam\n".repeat(50_000)
+        )
+        .as_bytes(),
+    );
+    for _ in 0..5 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nbserve"))
+            .args(["predict", "--model", "models/spam-nb.json", "--data"])
+            .arg(&csv)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(first.ends_with('\n') && first.contains('\t'), "{first}");
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(stderr(&o), "");
+    }
+}
+
+/// Other failures to write the output are reported: exit 1 and the reason.
+#[test]
+fn a_full_disk_under_the_output_fails_the_command() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        return; // not Linux
+    };
+    for args in [
+        &["config"][..],
+        &["predict", "--model", "models/spam-nb.json", "hi"],
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_nbserve"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(full.try_clone().unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert_eq!(
+            stderr(&o),
+            "nbserve: cannot write to standard output: No space left on device (os error 28)\n"
+        );
+    }
+}
+
+/// The command line writes through its own macros (`outln!`, `noteln!`, ...
+/// in `src/cli/output.rs`), which never panic: the standard printing macros
+/// panic when the reader of a pipe has gone.
+#[test]
+fn the_command_line_does_not_use_the_panicking_print_macros() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = vec![root.join("main.rs")];
+    for entry in std::fs::read_dir(root.join("cli")).unwrap() {
+        files.push(entry.unwrap().path());
+    }
+    let macro_call = regex::Regex::new(r"\be?print(ln)?!").unwrap();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        for (i, line) in code.lines().enumerate() {
+            let trimmed = line.trim_start();
+            if !trimmed.starts_with("//") && macro_call.is_match(line) {
+                panic!("{}:{}: {trimmed}", file.display(), i + 1);
+            }
+        }
+    }
+}
+
+/// Token settings as an operator meets them: refused with exit 3 and the
+/// setting named (never the token), or accepted trimmed; a device or FIFO
+/// given as the token file is refused at once instead of read forever.
+#[cfg(unix)]
+#[test]
+fn token_files_are_checked_before_use() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let fifo = fifo.to_str().unwrap().to_owned();
+    let path = |name: &str, content: &[u8]| {
+        let p = write(&dir, name, content);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let blank = path("blank", b" \n");
+    let spaced = path("spaced", b"two words here\n");
+    let accented = path("accented", "caf\u{e9}-au-lait\n".as_bytes());
+    for (file, says) in [
+        (blank.as_str(), "the token is empty"),
+        (&spaced, "the token must be visible ASCII"),
+        (&accented, "the token must be visible ASCII"),
+        ("/dev/zero", "not a regular file"),
+        (&fifo, "not a regular file"),
+    ] {
+        let o = config_within(&[("NBSERVE__ADMIN__TOKEN_FILE", file)]);
+        assert_eq!(o.status.code(), Some(3), "{file}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.starts_with("nbserve: invalid setting admin.token_file: "),
+            "{err}"
+        );
+        assert!(err.contains(says), "{err}");
+        assert!(!err.contains("words") && !err.contains("lait"), "{err}");
+    }
+
+    let secret = path("secret", b"  the-admin-secret\r\n");
+    let o = config_within(&[
+        ("NBSERVE__ADMIN__TOKEN_FILE", &secret),
+        ("NBSERVE__FEEDBACK__TOKEN", "the-admin-secret"),
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("feedback.token: must differ from admin.token"));
+    assert!(!stderr(&o).contains("the-admin-secret"));
+
+    let o = config_within(&[("NBSERVE__ADMIN__TOKEN_FILE", &secret)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "", "an owner-only file is not warned about");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = config_within(&[("NBSERVE__ADMIN__TOKEN_FILE", &secret)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with(&format!(
+            "nbserve: warning: admin.token_file {secret} can be read by every user"
+        )),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// `nbserve config` with `env`, killed if it has not finished within 20 s
+/// (a FIFO given as a token file used to block it for good).
+#[cfg(unix)]
+fn config_within(env: &[(&str, &str)]) -> Output {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nbserve"))
+        .arg("config")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("nbserve config {env:?} still running after 20 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}

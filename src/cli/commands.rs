@@ -17,6 +17,7 @@ use super::args::{
     PromoteArgs, SplitArgs, TrackingArgs, TrainArgs,
 };
 use super::exit;
+use super::output;
 use super::tracking::{Tracker, TrainingFacts};
 use super::Failure;
 
@@ -69,7 +70,7 @@ pub(super) fn read_train_data(
         .as_deref()
         .map(|p| read_csv(p, &data.text_column, &data.label_column))
         .transpose()?;
-    eprintln!(
+    noteln!(
         "training on {} documents from {}{}",
         train.len(),
         data.data.display(),
@@ -155,7 +156,7 @@ fn train_tracked(a: &TrainArgs, options: &TrainOptions, tracker: Option<&Tracker
     let started = std::time::Instant::now();
     let artifact = nbserve::training::train(&data, test.as_ref(), options, |done, total| {
         if show_progress {
-            eprintln!("  tokenized {done}/{total} documents");
+            noteln!("  tokenized {done}/{total} documents");
         }
     })
     .map_err(|e| Failure::new(exit::INVALID_DATA, e))?;
@@ -179,12 +180,12 @@ pub(super) fn track_and_save(
         t.log_model(&artifact, facts)?;
         if let Some(name) = &tracking.register {
             let mv = t.register(name)?;
-            eprintln!("registered model {} version {}", mv.name, mv.version);
+            noteln!("registered model {} version {}", mv.name, mv.version);
         }
     }
     save_and_report(&artifact, out)?;
     if let Some(t) = tracker {
-        println!("MLflow run {}", t.run_id());
+        outln!("MLflow run {}", t.run_id());
     }
     Ok(())
 }
@@ -195,7 +196,7 @@ pub(super) fn save_and_report(artifact: &Artifact, out: &Path) -> CmdResult {
         .save(out)
         .map_err(|e| Failure::new(exit::FAILURE, e))?;
     let evaluation = artifact.evaluation.as_ref().expect("training evaluates");
-    println!(
+    outln!(
         "model {} {} ({} {}, {} terms, {} classes) written to {}",
         artifact.model.name,
         artifact.model.version,
@@ -210,16 +211,20 @@ pub(super) fn save_and_report(artifact: &Artifact, out: &Path) -> CmdResult {
         out.display()
     );
     if let Some(c) = &artifact.calibration {
-        println!(
+        outln!(
             "calibration: temperature {:.4} ({}-fold out-of-fold log loss {:.4} -> {:.4})",
-            c.temperature, c.folds, c.log_loss_before, c.log_loss_after
+            c.temperature,
+            c.folds,
+            c.log_loss_before,
+            c.log_loss_after
         );
     }
-    println!(
+    outln!(
         "evaluated on {} ({} documents):",
-        artifact.training.evaluated_on, evaluation.documents
+        artifact.training.evaluated_on,
+        evaluation.documents
     );
-    print!("{}", evaluation.to_table());
+    out!("{}", evaluation.to_table());
     Ok(())
 }
 
@@ -237,7 +242,7 @@ pub fn split(a: SplitArgs) -> CmdResult {
     };
     write(&split.train, &a.train_out)?;
     write(&split.test, &a.test_out)?;
-    println!(
+    outln!(
         "{} training and {} test documents written",
         split.train.len(),
         split.test.len()
@@ -252,9 +257,9 @@ pub fn evaluate(a: EvaluateArgs) -> CmdResult {
     let e =
         evaluate_on(&model.classifier, &data).map_err(|e| Failure::new(exit::INVALID_DATA, e))?;
     if a.json {
-        println!("{}", serde_json::to_string(&e).expect("serialisable"));
+        outln!("{}", serde_json::to_string(&e).expect("serialisable"));
     } else {
-        print!("{}", e.to_table());
+        out!("{}", e.to_table());
     }
     Ok(())
 }
@@ -291,6 +296,8 @@ impl<W: Write> Printer<'_, W> {
 }
 
 /// `nbserve predict`: the argument, else the `--data` CSV, else stdin lines.
+/// Its output is its product: a reader that goes away ends it (quietly,
+/// exit 0; see `output`).
 pub fn predict(a: PredictArgs) -> CmdResult {
     let model = load_model(&a.model)?;
     let stdout = std::io::stdout();
@@ -299,22 +306,21 @@ pub fn predict(a: PredictArgs) -> CmdResult {
         json: a.json,
         out: std::io::BufWriter::new(stdout.lock()),
     };
+    let written = output::write_failure;
     if let Some(text) = &a.text {
-        printer.print(text).map_err(io_failure)?;
+        printer.print(text).map_err(written)?;
     } else if let Some(path) = &a.data {
         for text in dataset::stream_column(path, &a.text_column).map_err(invalid_data)? {
             printer
                 .print(&text.map_err(invalid_data)?)
-                .map_err(io_failure)?;
+                .map_err(written)?;
         }
     } else {
         for line in std::io::stdin().lock().lines() {
-            printer
-                .print(&line.map_err(io_failure)?)
-                .map_err(io_failure)?;
+            printer.print(&line.map_err(io_failure)?).map_err(written)?;
         }
     }
-    printer.out.flush().map_err(io_failure)
+    printer.out.flush().map_err(written)
 }
 
 /// `nbserve check`: the deployment gate, as CI calls it.
@@ -327,7 +333,7 @@ pub fn check(a: CheckArgs) -> CmdResult {
         .transpose()?;
     match nbserve::gate::gate(&model, a.min_f1_macro, holdout.as_ref()) {
         Ok(pass) => {
-            println!(
+            outln!(
                 "gate passed: model {} {} F1 macro {:.4} ({}) >= minimum {:.4}",
                 model.meta.model.name,
                 model.meta.model.version,
@@ -358,6 +364,9 @@ fn load_settings(a: &ConfigArgs) -> Result<Settings, Failure> {
 /// other) too: a user name is often a token.
 pub fn config(a: ConfigArgs) -> CmdResult {
     let mut s = load_settings(&a)?;
+    for warning in s.warnings() {
+        noteln!("nbserve: warning: {warning}");
+    }
     for token in [&mut s.admin.token, &mut s.feedback.token] {
         if token.is_some() {
             *token = Some("<redacted>".into());
@@ -365,7 +374,7 @@ pub fn config(a: ConfigArgs) -> CmdResult {
     }
     let mut printed = serde_json::to_value(&s).expect("serialisable");
     redact_urls(&mut printed);
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(&printed).expect("serialisable")
     );
@@ -395,6 +404,9 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 pub fn serve(a: ConfigArgs) -> CmdResult {
     let settings = load_settings(&a)?;
     nbserve::telemetry::init(&settings.log);
+    for warning in settings.warnings() {
+        tracing::warn!("{warning}");
+    }
     let rt = runtime()?;
     let result = rt.block_on(async {
         let app = Application::build_with_signals(settings)
@@ -493,9 +505,13 @@ pub fn promote(a: PromoteArgs) -> CmdResult {
         Ok(pass) => {
             rt.block_on(client.set_alias(&a.model_name, &a.alias, &a.version))
                 .map_err(mlflow)?;
-            println!(
+            outln!(
                 "{}@{} -> version {} (F1 macro {:.4} >= minimum {:.4})",
-                a.model_name, a.alias, a.version, pass.f1_macro, pass.threshold
+                a.model_name,
+                a.alias,
+                a.version,
+                pass.f1_macro,
+                pass.threshold
             );
             Ok(())
         }

@@ -1,6 +1,10 @@
 //! Command-line interface: parses arguments, hands over to the library and
 //! maps its errors to the documented exit codes (the library knows neither).
 
+// First: its macros (`outln!`, `noteln!`, ...) are used by the modules below.
+#[macro_use]
+mod output;
+
 mod args;
 mod commands;
 mod retrain;
@@ -69,11 +73,14 @@ pub fn main() -> ExitCode {
         Command::Retrain(a) => retrain::retrain(a),
         Command::Rollback(a) => retrain::rollback(a),
     };
-    match result {
+    // A command's own failure comes first; standard output's is checked
+    // (and flushed) either way.
+    let written = output::finish();
+    match result.and(written) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(f) => {
             if !f.logged {
-                eprintln!("nbserve: {}", f.message);
+                noteln!("nbserve: {}", f.message);
             }
             ExitCode::from(f.code)
         }

@@ -250,7 +250,7 @@ fn print_data_counts(c: &DataCounts, current_read: bool) {
         .filter(|(n, _)| *n > 0)
         .map(|(n, why)| format!("{n} {why}"))
         .collect();
-    eprintln!(
+    noteln!(
         "data: {} base rows, {} feedback examples ({} lines, {} bytes; skipped: {}); \
          {} duplicates dropped, {} relabelled, {} holdout texts removed; \
          training on {}, holdout {}",
@@ -276,7 +276,7 @@ fn print_data_counts(c: &DataCounts, current_read: bool) {
             .iter()
             .map(|(label, n)| format!("{label:?} ({n})"))
             .collect();
-        eprintln!(
+        noteln!(
             "data: {} feedback lines have a label that is not a class of the holdout{}, nor of --data: {}{}; \
              skipped (--allow-new-classes trains on them)",
             s.unknown_label,
@@ -386,7 +386,7 @@ fn retrain_tracked(a: &RetrainArgs, plan: &Plan, tracker: Option<&Tracker>) -> C
     let started = std::time::Instant::now();
     let (merged, holdout) = read_inputs(a, plan)?;
     let points = plan.options.grid.points().len();
-    eprintln!(
+    noteln!(
         "cross-validating {points} grid points on {} folds, then scoring on the holdout",
         plan.options.folds
     );
@@ -524,7 +524,7 @@ fn retrain_tracked(a: &RetrainArgs, plan: &Plan, tracker: Option<&Tracker>) -> C
     // a scheduler sees into "failed" with no report.
     if let Some(t) = tracker {
         if let Err(f) = log_report(t, &report) {
-            eprintln!(
+            noteln!(
                 "nbserve: warning: the outcome could not be logged to the MLflow run: {}",
                 f.message
             );
@@ -669,28 +669,34 @@ fn log_report(t: &Tracker, r: &Report) -> Result<(), Failure> {
 
 fn print_report(r: &Report) {
     let row = |who: &str, version: &str, s: &Scores| {
-        println!(
+        outln!(
             "{who:<10} {version:<28} {:>8.4} {:>9.4} {:>8.4}",
-            s.f1_macro, s.balanced_accuracy, s.accuracy
+            s.f1_macro,
+            s.balanced_accuracy,
+            s.accuracy
         )
     };
-    println!(
+    outln!(
         "{:<10} {:<28} {:>8} {:>9} {:>8}",
-        "holdout", "version", "F1 macro", "bal. acc", "accuracy"
+        "holdout",
+        "version",
+        "F1 macro",
+        "bal. acc",
+        "accuracy"
     );
     row("candidate", &r.candidate.version, &r.candidate.holdout);
     match &r.current {
         Some(c) => {
             row("current", &c.version, &c.holdout);
             if !c.missing_labels.is_empty() {
-                println!(
+                outln!(
                     "{:<10} lacks the holdout label(s) {}: their documents count as its errors",
                     "",
                     c.missing_labels.join(", ")
                 );
             }
         }
-        None => println!(
+        None => outln!(
             "{:<10} not scored ({})",
             "current",
             r.current_error.as_deref().unwrap_or("unknown")
@@ -701,16 +707,17 @@ fn print_report(r: &Report) {
         Verdict::Rejected => "REJECTED",
         Verdict::Unchanged => "UNCHANGED",
     };
-    println!("{verdict}: {}", r.reason);
+    outln!("{verdict}: {}", r.reason);
     if let Some(p) = &r.promoted {
         if let Some(f) = &p.file {
-            println!(
+            outln!(
                 "{} now holds version {} (kept as {f})",
-                p.path, r.candidate.version
+                p.path,
+                r.candidate.version
             );
         }
         if let Some(reg) = &p.registered {
-            println!(
+            outln!(
                 "registered {} version {}{}",
                 reg.name,
                 reg.version,
@@ -780,7 +787,7 @@ pub(super) fn rollback(a: RollbackArgs) -> CmdResult {
     let entry = store
         .apply_rollback(plan, path, &bytes)
         .map_err(store_failure)?;
-    println!(
+    outln!(
         "rolled back: {} now holds {} {} (kept as {}/{}; F1 macro {:.4} ({}) >= minimum {:.4})",
         path.display(),
         model.meta.model.name,

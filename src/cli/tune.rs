@@ -65,7 +65,7 @@ pub(super) fn grid_from(a: &GridArgs) -> Result<Grid, Failure> {
 fn tune_tracked(a: &TuneArgs, options: &TuneOptions, tracker: Option<&Tracker>) -> CmdResult {
     let (data, test) = read_train_data(&a.data, &a.held_out)?;
     let points = options.grid.points().len();
-    eprintln!(
+    noteln!(
         "cross-validating {points} grid points on {} folds ({} fits)",
         a.grid.folds,
         points * a.grid.folds as usize
@@ -73,9 +73,9 @@ fn tune_tracked(a: &TuneArgs, options: &TuneOptions, tracker: Option<&Tracker>) 
     let terminal = std::io::stderr().is_terminal();
     let progress = |done: usize, total: usize| {
         if terminal {
-            eprint!("\r  fitted {done}/{total}");
+            note!("\r  fitted {done}/{total}");
             if done == total {
-                eprintln!();
+                noteln!();
             }
         }
     };
@@ -88,14 +88,14 @@ fn tune_tracked(a: &TuneArgs, options: &TuneOptions, tracker: Option<&Tracker>) 
         Failure::new(code, e)
     })?;
     let report = artifact.tuning.as_ref().expect("tune stores its search");
-    println!(
+    outln!(
         "{}-fold cross-validation, mean ± std over folds ({:.1} s):",
         report.folds,
         started.elapsed().as_secs_f64()
     );
-    print!("{}", report.to_table());
+    out!("{}", report.to_table());
     let p = report.results[report.best].params;
-    println!(
+    outln!(
         "chosen: --model {} {}--alpha {} --min-df {} --max-df {} --max-features {}",
         p.model,
         if p.binary && p.model != ModelKind::Bernoulli {
