@@ -19,6 +19,9 @@ pub const ALPHA_RANGE: RangeInclusive<f64> = 1e-10..=1e10;
 /// below 1 the division overflows and probabilities become NaN; far above it
 /// every answer is uniform. The fitted temperature is searched in this range.
 pub const TEMPERATURE_RANGE: RangeInclusive<f64> = 1e-2..=1e6;
+/// Most terms `max_features` may keep: the vocabulary addresses its terms
+/// with 32-bit indices (0 means no limit).
+pub const MAX_FEATURES: u64 = u32::MAX as u64;
 /// Cross-validation folds: at least two; the upper end is the data's (each
 /// fold must keep every class), checked where the data is known.
 pub const MIN_FOLDS: u32 = 2;
@@ -158,6 +161,13 @@ impl TrainParams {
         ] {
             check_df(param, bound)?;
         }
+        if self.vectorizer.max_features > MAX_FEATURES {
+            return Err(ParamError::new(
+                Param::MaxFeatures,
+                self.vectorizer.max_features,
+                format!("must be at most {MAX_FEATURES} (0 = no limit)"),
+            ));
+        }
         if let Some(t) = self.test_size {
             if !(t.is_finite() && t > 0.0 && t < 1.0) {
                 return Err(ParamError::new(
@@ -277,6 +287,9 @@ mod tests {
         let e = with(|p| p.vectorizer.max_df = DfBound::Proportion(1.5)).unwrap_err();
         assert_eq!(e.param, Param::MaxDf);
         assert!(with(|p| p.vectorizer.min_df = DfBound::Count(0)).is_ok());
+        assert!(with(|p| p.vectorizer.max_features = MAX_FEATURES).is_ok());
+        let e = with(|p| p.vectorizer.max_features = MAX_FEATURES + 1).unwrap_err();
+        assert_eq!(e.param, Param::MaxFeatures);
     }
 
     #[test]
