@@ -206,7 +206,7 @@ def measure(binary: Path, n_terms: int, term_len: int, with_budget: bool) -> dic
         stop(proc)
     size = model.stat().st_size
     row = {
-        "terms": n_terms or 31776,
+        "terms": n_terms or len(json.loads(SHIPPED.read_bytes())["vocabulary"]),
         "artifact_bytes": size,
         "start_s": round(start_s, 2),
         "start_peak_kib": start_peak,
