@@ -42,10 +42,13 @@ WITHIN_BUDGET_TERMS = 500_000
 
 
 def deployment_memory_limit() -> int:
-    """The memory limit of the nbserve container in the base Deployment."""
+    """The memory limit of the `nbserve` container (not an init container)
+    in the base Deployment."""
     text = (ROOT / "deploy" / "kubernetes" / "base" / "deployment.yaml").read_text()
-    found = re.search(r"limits:\s*\n(?:\s+cpu:.*\n)?\s+memory:\s*(\d+)Mi", text)
-    assert found, "no memory limit in deployment.yaml"
+    serving = text[text.index("\n      containers:\n") :]
+    serving = serving[serving.index("- name: nbserve\n") :]
+    found = re.search(r"limits:\s*\n(?:\s+cpu:.*\n)?\s+memory:\s*(\d+)Mi", serving)
+    assert found, "no memory limit for the nbserve container in deployment.yaml"
     return int(found.group(1)) * MIB
 
 
