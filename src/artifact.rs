@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::classifier::{
-    Classifier, DfBound, Evaluation, ModelError, ModelKind, NaiveBayes, NbParameters, TuningReport,
-    VectorizerOptions, Vocabulary, VocabularyError,
+    Classifier, DfBound, Evaluation, ModelError, ModelKind, NaiveBayes, NbParameters, ParamError,
+    TuningReport, VectorizerOptions, Vocabulary, VocabularyError,
 };
 
 /// The `format` value of every nbserve artifact (kept for every model kind,
@@ -33,10 +33,12 @@ pub const READABLE_SCHEMAS: [u32; 2] = [1, 2];
 /// The token pattern the tokenizer implements (recorded for readers of the file).
 pub const TOKEN_PATTERN: &str = r"(?u)\b\w\w+\b";
 
-/// Smallest and largest `alpha` a served model may have: beyond these the
-/// scoring tables lose all precision or overflow (1e308 answered `null`
-/// probabilities).
-pub const ALPHA_RANGE: std::ops::RangeInclusive<f64> = 1e-10..=1e10;
+pub use crate::classifier::params::ALPHA_RANGE;
+pub use memory::MemoryEstimate;
+
+mod memory;
+mod validate;
+
 /// Most classes a served model may have (each adds metric series, and the
 /// confusion metric grows with their square).
 pub const MAX_CLASSES: usize = 100;
@@ -259,6 +261,24 @@ pub enum ArtifactError {
     /// NaN or infinity where a number is required.
     #[error("non-finite or out-of-range number in {0}")]
     NonFinite(&'static str),
+    /// A training parameter out of the range training itself accepts.
+    #[error("invalid training parameter: {0}")]
+    Param(#[from] ParamError),
+    /// Loading it would take more memory than the budget allows.
+    #[error(
+        "the model ({terms} terms, {classes} classes) needs an estimated {estimate} bytes of memory to load, \
+         over gate.max_memory_bytes ({max_memory_bytes} bytes)"
+    )]
+    TooMuchMemory {
+        /// Vocabulary size.
+        terms: u64,
+        /// Classes.
+        classes: u64,
+        /// The estimated peak ([`MemoryEstimate::peak`]).
+        estimate: u64,
+        /// The budget.
+        max_memory_bytes: u64,
+    },
     /// No evaluation block: the gate has nothing to check.
     #[error("model has no evaluation block; it cannot be gated or served")]
     MissingEvaluation,
@@ -389,14 +409,38 @@ impl Artifact {
         result.map_err(io)
     }
 
-    /// Parses and fully validates artifact bytes.
+    /// Parses and fully validates artifact bytes, with no memory budget
+    /// (tools that read a model; serving paths use
+    /// [`Artifact::load_bytes_within`]).
     pub fn load_bytes(bytes: &[u8]) -> Result<LoadedModel, ArtifactError> {
-        Self::parse(bytes)?.into_loaded()
+        Self::load_bytes_within(bytes, u64::MAX)
+    }
+
+    /// [`Artifact::load_bytes`], refusing a model whose load would need
+    /// more than `max_memory_bytes` (`gate.max_memory_bytes`) before its
+    /// scoring tables are built.
+    pub fn load_bytes_within(
+        bytes: &[u8],
+        max_memory_bytes: u64,
+    ) -> Result<LoadedModel, ArtifactError> {
+        Self::parse_within(bytes, max_memory_bytes)?.into_loaded()
     }
 
     /// Parses artifact bytes: format and schema version first (so an
-    /// unrelated or newer file is named as such), then the whole schema.
-    fn parse(bytes: &[u8]) -> Result<Artifact, ArtifactError> {
+    /// unrelated or newer file is named as such), then, with a budget, the
+    /// memory the load would take ([`MemoryEstimate`], read without
+    /// allocating for the content), then the whole schema.
+    fn parse_within(bytes: &[u8], max_memory_bytes: u64) -> Result<Artifact, ArtifactError> {
+        Self::check_header(bytes)?;
+        if max_memory_bytes < u64::MAX {
+            MemoryEstimate::check(bytes, max_memory_bytes)?;
+        }
+        serde_json::from_slice(bytes).map_err(|e| ArtifactError::Schema(clip(e.to_string())))
+    }
+
+    /// Refuses bytes that are not JSON, or JSON of another format or of a
+    /// schema version this build does not read.
+    fn check_header(bytes: &[u8]) -> Result<(), ArtifactError> {
         #[derive(Deserialize)]
         struct Header {
             format: Option<serde_json::Value>,
@@ -422,7 +466,7 @@ impl Artifact {
                 })
             }
         }
-        serde_json::from_slice(bytes).map_err(|e| ArtifactError::Schema(clip(e.to_string())))
+        Ok(())
     }
 
     /// Reads and validates the artifact at `path` (a regular file, symlinks
@@ -443,16 +487,28 @@ impl Artifact {
         Self::load_owned(read_capped(file, path, max_bytes)?)
     }
 
-    /// Parses and validates artifact bytes, freeing them once parsed.
+    /// Parses and validates artifact bytes, freeing them once parsed, with
+    /// no memory budget.
     pub fn load_owned(bytes: Vec<u8>) -> Result<LoadedModel, ArtifactError> {
-        let artifact = Self::parse(&bytes)?;
+        Self::load_owned_within(bytes, u64::MAX)
+    }
+
+    /// [`Artifact::load_owned`] within a memory budget (see
+    /// [`Artifact::load_bytes_within`]): the loader of every serving path.
+    pub fn load_owned_within(
+        bytes: Vec<u8>,
+        max_memory_bytes: u64,
+    ) -> Result<LoadedModel, ArtifactError> {
+        let artifact = Self::parse_within(&bytes, max_memory_bytes)?;
         // The file's bytes are not needed past parsing: free them before the
         // scoring tables are built, so the two are never held at once.
         drop(bytes);
         artifact.into_loaded()
     }
 
-    /// Validates everything and builds the classifier.
+    /// Validates everything, builds the classifier and scores sample
+    /// documents, refusing a model whose probabilities would not be finite
+    /// numbers.
     pub fn into_loaded(self) -> Result<LoadedModel, ArtifactError> {
         let actual = self.compute_checksum();
         if actual != self.checksum {
@@ -477,6 +533,7 @@ impl Artifact {
         let calibration = self.calibration;
         let classifier = Classifier::new(self.classes.clone(), vocabulary, nb)?
             .with_temperature(calibration.as_ref().map(|c| c.temperature));
+        classifier.check_finite_scores()?;
         Ok(LoadedModel {
             classifier,
             meta: ModelMeta {
@@ -492,81 +549,6 @@ impl Artifact {
                 calibration,
             },
         })
-    }
-
-    /// Shape and range checks that do not need the scoring tables.
-    pub fn validate(&self) -> Result<(), ArtifactError> {
-        if !ALPHA_RANGE.contains(&self.training.alpha) {
-            return Err(ArtifactError::NonFinite("alpha"));
-        }
-        if self.parameters.alpha != self.training.alpha {
-            return Err(ArtifactError::Shape(
-                "training.alpha and parameters.alpha differ".into(),
-            ));
-        }
-        let evaluation = self
-            .evaluation
-            .as_ref()
-            .ok_or(ArtifactError::MissingEvaluation)?;
-        if !evaluation.is_consistent() {
-            return Err(ArtifactError::NonFinite("evaluation"));
-        }
-        let n = self.classes.len();
-        if n < 2 {
-            return Err(ArtifactError::Shape(format!(
-                "{n} class(es); need at least 2"
-            )));
-        }
-        if n > MAX_CLASSES {
-            return Err(ArtifactError::Shape(format!(
-                "{n} classes; at most {MAX_CLASSES} are served"
-            )));
-        }
-        let names = [&self.model.name, &self.model.version]
-            .into_iter()
-            .chain(&self.classes);
-        if names.into_iter().any(|s| s.len() > MAX_NAME_BYTES) {
-            return Err(ArtifactError::Shape(format!(
-                "model name, version and class labels must be at most {MAX_NAME_BYTES} bytes"
-            )));
-        }
-        let mut sorted = self.classes.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        if sorted.len() != n {
-            return Err(ArtifactError::Shape("duplicate class labels".into()));
-        }
-        if self.parameters.class_count.len() != n {
-            return Err(ArtifactError::Shape(format!(
-                "{} class counts for {n} classes",
-                self.parameters.class_count.len()
-            )));
-        }
-        if evaluation.per_class.len() != n {
-            return Err(ArtifactError::Shape(format!(
-                "evaluation covers {} classes, model has {n}",
-                evaluation.per_class.len()
-            )));
-        }
-        let options = self.training.vectorizer.options();
-        for bound in [options.min_df, options.max_df] {
-            bound
-                .validate()
-                .map_err(|e| ArtifactError::Shape(format!("vectorizer: {e}")))?;
-        }
-        if self.training.model_kind() == ModelKind::Bernoulli && !options.binary {
-            return Err(ArtifactError::Shape(
-                "a Bernoulli model needs a binary vectorizer".into(),
-            ));
-        }
-        if let Some(c) = &self.calibration {
-            if !(c.temperature.is_finite() && c.temperature > 0.0) {
-                return Err(ArtifactError::NonFinite("calibration.temperature"));
-            }
-        }
-        self.parameters
-            .validate_as(self.vocabulary.len(), options.binary)?;
-        Ok(())
     }
 }
 
@@ -697,10 +679,11 @@ impl Serialize for CanonicalView<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classifier::Param;
     use crate::dataset::Dataset;
     use crate::training::{train, RunOptions, TrainOptions};
 
-    fn sample_artifact() -> Artifact {
+    pub(super) fn sample_artifact() -> Artifact {
         let data = Dataset::from_csv(
             Path::new(concat!(
                 env!("CARGO_MANIFEST_DIR"),
@@ -726,7 +709,7 @@ mod tests {
         train(&data, None, &options, |_, _| {}).unwrap()
     }
 
-    fn resealed(edit: impl FnOnce(&mut Artifact)) -> Vec<u8> {
+    pub(super) fn resealed(edit: impl FnOnce(&mut Artifact)) -> Vec<u8> {
         let mut a = sample_artifact();
         edit(&mut a);
         a.seal();
@@ -983,7 +966,10 @@ mod tests {
         a.training.alpha = f64::INFINITY;
         assert!(matches!(
             a.validate(),
-            Err(ArtifactError::NonFinite("alpha"))
+            Err(ArtifactError::Param(ParamError {
+                param: Param::Alpha,
+                ..
+            }))
         ));
         // JSON cannot carry NaN: serde writes null, which fails the schema.
         let mut a = sample_artifact();
@@ -1005,7 +991,10 @@ mod tests {
             assert!(
                 matches!(
                     Artifact::load_bytes(&b),
-                    Err(ArtifactError::NonFinite("alpha"))
+                    Err(ArtifactError::Param(ParamError {
+                        param: Param::Alpha,
+                        ..
+                    }))
                 ),
                 "{alpha}"
             );
@@ -1143,13 +1132,21 @@ mod tests {
         assert_eq!(c.label, r.label);
         assert!(c.confidence() < r.confidence());
         assert_eq!(calibrated.classifier.predict_uncalibrated(text), r);
-        let mut bad = a.clone();
-        bad.calibration.as_mut().unwrap().temperature = 0.0;
-        bad.seal();
-        assert!(matches!(
-            Artifact::load_bytes(&bad.to_bytes()),
-            Err(ArtifactError::NonFinite("calibration.temperature"))
-        ));
+        for temperature in [0.0, 5e-324, 1e-3, 2e6] {
+            let mut bad = a.clone();
+            bad.calibration.as_mut().unwrap().temperature = temperature;
+            bad.seal();
+            assert!(
+                matches!(
+                    Artifact::load_bytes(&bad.to_bytes()),
+                    Err(ArtifactError::Param(ParamError {
+                        param: Param::Temperature,
+                        ..
+                    }))
+                ),
+                "{temperature}"
+            );
+        }
         let mut tampered = a;
         tampered.calibration.as_mut().unwrap().temperature = 9.0;
         assert!(matches!(

@@ -91,6 +91,11 @@ pub struct GateSettings {
     pub min_f1_macro: f64,
     /// Re-evaluate on this labelled CSV instead of trusting the stored number.
     pub holdout_path: Option<PathBuf>,
+    /// Largest estimated memory a model may need to load (its parsed file
+    /// and scoring tables), in bytes. A reload holds the old model and the
+    /// new one's load at once, so a replica needs about twice this on top
+    /// of its serving memory.
+    pub max_memory_bytes: u64,
 }
 
 /// Log output format.
@@ -232,13 +237,16 @@ impl Default for Settings {
             model: ModelSettings {
                 path: "models/spam-nb.json".into(),
                 dir: "models".into(),
-                max_bytes: 256 * 1024 * 1024,
+                // A load takes several times its file (docs/performance.md),
+                // so no larger file could load within gate.max_memory_bytes.
+                max_bytes: 16 * 1024 * 1024,
                 mlflow_uri: None,
                 poll_interval_secs: 0,
             },
             gate: GateSettings {
                 min_f1_macro: 0.90,
                 holdout_path: None,
+                max_memory_bytes: 64 * 1024 * 1024,
             },
             log: LogSettings {
                 format: LogFormat::Pretty,
@@ -429,6 +437,9 @@ impl Settings {
         }
         if self.model.max_bytes == 0 {
             return invalid("model.max_bytes", "must be > 0");
+        }
+        if self.gate.max_memory_bytes == 0 {
+            return invalid("gate.max_memory_bytes", "must be > 0");
         }
         if self.feedback.capacity == 0 || self.feedback.window == 0 {
             return invalid("feedback", "capacity and window must be > 0");

@@ -11,8 +11,8 @@ use crate::artifact::{
 };
 use crate::classifier::{
     best, calibration, evaluate, stratified_split, Classifier, Evaluation, EvaluationError, Grid,
-    GridPoint, ModelError, ModelKind, NaiveBayes, NbParameters, SplitError, TuningReport,
-    VectorizerOptions, Vocabulary,
+    GridPoint, ModelError, ModelKind, NaiveBayes, NbParameters, ParamError, SplitError,
+    TrainParams, TuningReport, VectorizerOptions, Vocabulary,
 };
 use crate::dataset::Dataset;
 use crate::tuning::{CrossValidation, CvError};
@@ -53,7 +53,10 @@ pub enum TrainError {
     /// Split problem.
     #[error(transparent)]
     Split(#[from] SplitError),
-    /// Model problem (alpha, classes).
+    /// A parameter out of its range, or one this data cannot support.
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    /// Model problem (classes, counts).
     #[error(transparent)]
     Model(#[from] ModelError),
     /// Every training document has the same label.
@@ -73,7 +76,24 @@ pub enum TrainError {
 
 impl From<CvError> for TrainError {
     fn from(e: CvError) -> Self {
-        TrainError::Fit(e.to_string())
+        match e {
+            CvError::Param(p) => TrainError::Param(p),
+            CvError::Data(m) => TrainError::Fit(m),
+        }
+    }
+}
+
+impl TrainOptions {
+    /// The ranged parameters of this fit; `split` when it evaluates on a
+    /// random split rather than a test file.
+    pub fn params(&self, split: bool) -> TrainParams {
+        TrainParams {
+            alpha: self.alpha,
+            vectorizer: self.vectorizer,
+            test_size: split.then_some(self.run.test_size),
+            folds: self.calibrate_folds,
+            temperature: None,
+        }
     }
 }
 
@@ -240,7 +260,8 @@ pub fn train(
     options: &TrainOptions,
     progress: impl FnMut(usize, usize),
 ) -> Result<Artifact, TrainError> {
-    crate::classifier::validate_alpha(options.alpha)?;
+    let params = options.params(test.is_none()).check()?;
+    let params = params.get();
     let classes = data.classes();
     let parts = parts(
         data,
@@ -251,15 +272,15 @@ pub fn train(
     )?;
     let point = GridPoint {
         model: options.model,
-        binary: options.vectorizer.binary || options.model == ModelKind::Bernoulli,
-        alpha: options.alpha,
-        min_df: options.vectorizer.min_df,
-        max_df: options.vectorizer.max_df,
-        max_features: options.vectorizer.max_features,
+        binary: params.vectorizer.binary || options.model == ModelKind::Bernoulli,
+        alpha: params.alpha,
+        min_df: params.vectorizer.min_df,
+        max_df: params.vectorizer.max_df,
+        max_features: params.vectorizer.max_features,
     };
     let cv = CrossValidation::new(&parts.train, &classes, options.run.seed, progress);
     let (vocabulary, parameters) = cv.refit(&point)?;
-    let calibration = match options.calibrate_folds {
+    let calibration = match params.folds {
         Some(folds) => Some(cv.calibrate(&point, folds)?),
         None => None,
     };
@@ -288,18 +309,31 @@ pub struct TuneOptions {
 /// Why `tune` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TuneError {
-    /// A parameter value out of range (exit 2).
-    #[error("{0}")]
-    Usage(String),
-    /// Data or model problem (exit 4).
+    /// A parameter value out of its range (a usage error).
+    #[error(transparent)]
+    Usage(ParamError),
+    /// The grid has no point.
+    #[error("the grid is empty")]
+    EmptyGrid,
+    /// Data or model problem, including a value this data cannot support.
     #[error(transparent)]
     Train(#[from] TrainError),
+}
+
+impl From<ParamError> for TuneError {
+    fn from(e: ParamError) -> Self {
+        if e.by_data {
+            TuneError::Train(e.into())
+        } else {
+            TuneError::Usage(e)
+        }
+    }
 }
 
 impl From<CvError> for TuneError {
     fn from(e: CvError) -> Self {
         match e {
-            CvError::BadValue(m) => TuneError::Usage(m),
+            CvError::Param(p) => p.into(),
             e => TuneError::Train(e.into()),
         }
     }
@@ -317,8 +351,14 @@ pub fn tune(
 ) -> Result<Artifact, TuneError> {
     let points = options.grid.points();
     if points.is_empty() {
-        return Err(TuneError::Usage("the grid is empty".into()));
+        return Err(TuneError::EmptyGrid);
     }
+    TrainParams {
+        test_size: test.is_none().then_some(options.run.test_size),
+        folds: Some(options.folds),
+        ..TrainParams::default()
+    }
+    .check()?;
     let classes = data.classes();
     let seed = options.run.seed;
     let parts = parts(data, test, &classes, options.run.test_size, seed)?;

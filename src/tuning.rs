@@ -13,28 +13,31 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::artifact::Calibration;
+use crate::classifier::params::check_folds;
 use crate::classifier::{
     calibration, evaluate, CvResult, DfBound, GridPoint, MeanStd, ModelError, NaiveBayes,
-    NbParameters, TermCounts, TermStats, VectorizerError, Vocabulary,
+    NbParameters, Param, ParamError, TermCounts, TermStats, TrainParams, VectorizerError,
+    Vocabulary,
 };
 use crate::dataset::Dataset;
 
-/// Why a cross-validation cannot run; [`CvError::is_usage`] tells a bad
-/// command-line value from data that cannot support it.
+/// Why a cross-validation cannot run.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum CvError {
-    /// A parameter value out of range for this data.
-    #[error("{0}")]
-    BadValue(String),
+    /// A parameter value out of its range, or one this data cannot support
+    /// ([`ParamError::by_data`] tells which).
+    #[error(transparent)]
+    Param(#[from] ParamError),
     /// The data cannot be cross-validated as asked.
     #[error("{0}")]
     Data(String),
 }
 
 impl CvError {
-    /// True for a bad parameter value (exit 2), false for unusable data (exit 4).
+    /// True for a value out of its range (a usage error), false for data
+    /// that cannot support the fit.
     pub fn is_usage(&self) -> bool {
-        matches!(self, CvError::BadValue(_))
+        matches!(self, CvError::Param(p) if !p.by_data)
     }
 }
 
@@ -93,28 +96,29 @@ impl CrossValidation {
         Ok((vocabulary, parameters))
     }
 
-    /// Checks every point's values against the size of the training part.
+    /// Checks every point's values against their ranges and the size of
+    /// the training part.
     pub fn check_points(&self, points: &[GridPoint]) -> Result<(), CvError> {
         let n = self.corpus.len();
         for p in points {
-            crate::classifier::validate_alpha(p.alpha)
-                .map_err(|e| CvError::BadValue(format!("--alpha: {e}")))?;
-            for (flag, b) in [("--min-df", p.min_df), ("--max-df", p.max_df)] {
-                b.validate()
-                    .map_err(|e| CvError::BadValue(format!("{flag} {b}: {e}")))?;
-            }
+            TrainParams::from(p).check()?;
             if let DfBound::Count(c) = p.min_df {
                 if c as usize > n {
-                    return Err(CvError::BadValue(format!(
-                        "--min-df {c} is more than the {n} training documents"
-                    )));
+                    return Err(ParamError::new(
+                        Param::MinDf,
+                        c,
+                        format!("is more than the {n} training documents"),
+                    )
+                    .into());
                 }
             }
             if p.max_df.doc_count(n) < p.min_df.doc_count(n) {
-                return Err(CvError::BadValue(format!(
-                    "--max-df {} is below --min-df {} ({n} training documents)",
-                    p.max_df, p.min_df
-                )));
+                return Err(ParamError::new(
+                    Param::MaxDf,
+                    p.max_df,
+                    format!("is below min_df {} ({n} training documents)", p.min_df),
+                )
+                .into());
             }
         }
         Ok(())
@@ -122,11 +126,7 @@ impl CrossValidation {
 
     /// Seeded stratified folds: `fold_of[document]`.
     fn folds(&self, k: u32) -> Result<Vec<usize>, CvError> {
-        if k < 2 {
-            return Err(CvError::BadValue(format!(
-                "--folds {k}: cross-validation needs at least 2 folds"
-            )));
-        }
+        check_folds(k)?;
         let k = k as usize;
         let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); self.classes.len()];
         for (i, &l) in self.labels.iter().enumerate() {
@@ -137,11 +137,16 @@ impl CrossValidation {
             .enumerate()
             .find(|(_, m)| !m.is_empty() && m.len() < k)
         {
-            return Err(CvError::Data(format!(
-                "--folds {k} is more than the {} training documents of class {:?}: a fold would lose the class",
-                members.len(),
-                self.classes[c]
-            )));
+            return Err(ParamError::by_data(
+                Param::Folds,
+                k,
+                format!(
+                    "is more than the {} training documents of class {:?}: a fold would lose the class",
+                    members.len(),
+                    self.classes[c]
+                ),
+            )
+            .into());
         }
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let mut fold_of = vec![0; self.labels.len()];
@@ -315,12 +320,15 @@ impl CrossValidation {
     }
 }
 
-/// The fold's vocabulary for `p`, with errors naming the value.
+/// The fold's vocabulary for `p`, with errors naming the fold.
 fn select(stats: &TermStats, p: &GridPoint, fold: usize) -> Result<Vec<u32>, CvError> {
     stats
         .select(&p.vectorizer())
         .map_err(|e| match vectorizer_error(e) {
-            CvError::BadValue(m) => CvError::BadValue(format!("fold {}: {m}", fold + 1)),
+            CvError::Param(mut e) => {
+                e.problem = format!("{} in fold {}", e.problem, fold + 1);
+                CvError::Param(e)
+            }
             CvError::Data(m) => CvError::Data(format!("fold {}: {m}", fold + 1)),
         })
 }
@@ -328,17 +336,30 @@ fn select(stats: &TermStats, p: &GridPoint, fold: usize) -> Result<Vec<u32>, CvE
 /// A bound out of range is a bad value; an empty vocabulary is the data's.
 fn vectorizer_error(e: VectorizerError) -> CvError {
     match e {
-        VectorizerError::Invalid(_) | VectorizerError::MaxBelowMin { .. } => {
-            CvError::BadValue(e.to_string())
+        VectorizerError::MaxBelowMin {
+            max_df,
+            min_df,
+            max_docs,
+            min_docs,
+            n_docs,
+        } => ParamError::new(
+            Param::MaxDf,
+            max_df,
+            format!(
+                "corresponds to fewer documents ({max_docs}) than min_df {min_df} ({min_docs}) for {n_docs} documents"
+            ),
+        )
+        .into(),
+        VectorizerError::Invalid(_) | VectorizerError::EmptyVocabulary { .. } => {
+            CvError::Data(e.to_string())
         }
-        VectorizerError::EmptyVocabulary { .. } => CvError::Data(e.to_string()),
     }
 }
 
 /// An alpha out of range is a bad value; a missing class is the data's.
 fn model_error(e: ModelError) -> CvError {
     match e {
-        ModelError::InvalidAlpha(_) => CvError::BadValue(e.to_string()),
+        ModelError::Param(p) => CvError::Param(p),
         _ => CvError::Data(e.to_string()),
     }
 }
@@ -478,12 +499,12 @@ mod tests {
                 .unwrap_err()
                 .to_string()
         };
-        assert!(run(&|o| o.folds = 1).contains("--folds 1"));
-        assert!(run(&|o| o.folds = 100_000).contains("--folds 100000"));
-        assert!(run(&|o| o.grid.alphas = vec![0.0]).contains("alpha"));
-        assert!(
-            run(&|o| o.grid.min_dfs = vec![DfBound::Count(1_000_000)]).contains("--min-df 1000000")
-        );
-        assert!(run(&|o| o.grid.max_dfs = vec![DfBound::Count(1)]).contains("--max-df 1"));
+        assert!(run(&|o| o.folds = 1).starts_with("folds 1: "));
+        assert!(run(&|o| o.folds = 100_000).starts_with("folds 100000: is more than"));
+        assert!(run(&|o| o.grid.alphas = vec![0.0]).starts_with("alpha 0.0: "));
+        assert!(run(&|o| o.grid.alphas = vec![1e-12]).starts_with("alpha 1e-12: "));
+        assert!(run(&|o| o.grid.min_dfs = vec![DfBound::Count(1_000_000)])
+            .starts_with("min_df 1000000: is more than"));
+        assert!(run(&|o| o.grid.max_dfs = vec![DfBound::Count(1)]).starts_with("max_df 1: "));
     }
 }

@@ -160,8 +160,9 @@ fn bad_csv_is_reported_with_the_line() {
         "--alpha",
         "0",
     ]);
-    assert_eq!(o.status.code(), Some(4));
-    assert!(stderr(&o).contains("alpha"));
+    // A value out of its range is a bad command line, as for `tune`.
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--alpha 0.0: "), "{}", stderr(&o));
 }
 
 #[test]
@@ -766,4 +767,70 @@ fn config_within(env: &[(&str, &str)]) -> Output {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child.wait_with_output().unwrap()
+}
+
+/// `nbserve train` on the sample data, writing `out`.
+fn train_sample(out: &str, extra: &[&str]) -> Output {
+    let args = ["train", "--data", "tests/data/sample.csv", "--out", out];
+    nbserve(&[&args[..], extra].concat())
+}
+
+/// A value `train` accepts is one a served artifact may hold: an alpha
+/// below the range is a usage error naming the flag, and one at the edge
+/// trains a model `check` accepts.
+#[test]
+fn train_refuses_what_check_would_refuse_and_check_accepts_what_trains() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.json");
+    let m = model.to_str().unwrap();
+    let train = |alpha: &str| train_sample(m, &["--alpha", alpha]);
+    for alpha in ["1e-12", "5e-324", "0", "2e10"] {
+        let o = train(alpha);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "--alpha {alpha}: {err}");
+        let value: f64 = alpha.parse().unwrap();
+        let expected = format!("--alpha {value:?}: must be a finite number in [1e-10, 1e10]");
+        assert!(err.contains(&expected), "{err}");
+        assert!(!model.exists(), "--alpha {alpha} wrote a model");
+    }
+    for alpha in ["1e-10", "1e10"] {
+        let o = train(alpha);
+        assert!(o.status.success(), "--alpha {alpha}: {}", stderr(&o));
+        let o = nbserve(&["check", "--model", m, "--min-f1-macro", "0"]);
+        assert_eq!(o.status.code(), Some(0), "--alpha {alpha}: {}", stderr(&o));
+    }
+}
+
+/// A calibrated model whose temperature was edited to 5e-324 and re-sealed
+/// (a valid checksum): it would serve NaN probabilities, so `check` and
+/// `serve` refuse it as an invalid model.
+#[test]
+fn a_vanishing_temperature_is_refused_by_check_and_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.json");
+    let m = model.to_str().unwrap();
+    let o = train_sample(m, &["--calibrate"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut a: nbserve::Artifact = serde_json::from_slice(&std::fs::read(&model).unwrap()).unwrap();
+    a.calibration.as_mut().unwrap().temperature = 5e-324;
+    a.seal();
+    a.save(&model).unwrap();
+    let o = nbserve(&["check", "--model", m, "--min-f1-macro", "0"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("temperature 5e-324: must be a finite number in [1e-2, 1e6]"),
+        "{err}"
+    );
+    let o = nbserve_env(
+        &["serve"],
+        &[
+            ("NBSERVE__MODEL__PATH", m),
+            ("NBSERVE__GATE__MIN_F1_MACRO", "0"),
+            ("NBSERVE__SERVER__PORT", "0"),
+        ],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(err.contains("temperature 5e-324"), "{err}");
 }

@@ -41,6 +41,7 @@ fn open_gate() -> GateSettings {
     GateSettings {
         min_f1_macro: 0.0,
         holdout_path: None,
+        max_memory_bytes: u64::MAX,
     }
 }
 

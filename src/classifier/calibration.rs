@@ -75,16 +75,17 @@ pub fn probabilities(jll: &[Vec<f64>], temperature: Option<f64>) -> Vec<Vec<f64>
         .collect()
 }
 
-/// Smallest and largest temperature considered by [`fit_temperature`].
-pub const TEMPERATURE_RANGE: (f64, f64) = (1e-2, 1e6);
+pub use super::params::TEMPERATURE_RANGE;
 
 /// The temperature with minimum [`log_loss`] on held-out joint log
 /// likelihoods: golden-section search on `ln T` over [`TEMPERATURE_RANGE`]
-/// (the loss is convex in `1/T`, hence unimodal in `ln T`).
+/// (the loss is convex in `1/T`, hence unimodal in `ln T`), the range every
+/// served temperature must lie in.
 pub fn fit_temperature(jll: &[Vec<f64>], truth: &[usize]) -> f64 {
     let f = |u: f64| log_loss(jll, truth, u.exp());
     let inv_phi = (5f64.sqrt() - 1.0) / 2.0;
-    let (mut a, mut b) = (TEMPERATURE_RANGE.0.ln(), TEMPERATURE_RANGE.1.ln());
+    let (lo, hi) = (*TEMPERATURE_RANGE.start(), *TEMPERATURE_RANGE.end());
+    let (mut a, mut b) = (lo.ln(), hi.ln());
     let mut c = b - inv_phi * (b - a);
     let mut d = a + inv_phi * (b - a);
     let (mut fc, mut fd) = (f(c), f(d));
@@ -103,7 +104,8 @@ pub fn fit_temperature(jll: &[Vec<f64>], truth: &[usize]) -> f64 {
             fd = f(d);
         }
     }
-    ((a + b) / 2.0).exp()
+    // `exp(ln x)` may round just past the ends.
+    ((a + b) / 2.0).exp().clamp(lo, hi)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod family;
 mod fit;
 mod grid;
 mod model;
+pub mod params;
 mod split;
 pub mod tokenizer;
 pub mod unicode14;
@@ -22,6 +23,7 @@ pub use grid::{best, CvResult, Grid, GridPoint, MeanStd, TuningReport};
 pub use model::{
     argmax, normalize_log_probs, validate_alpha, ModelError, ModelKind, NaiveBayes, NbParameters,
 };
+pub use params::{Param, ParamError, TrainParams, ValidTrainParams};
 pub use split::{stratified_split, Split, SplitError};
 pub use vectorizer::{DfBound, TermCounts, TermStats, VectorizerError, VectorizerOptions};
 pub use vocabulary::{Key, Vocabulary, VocabularyError};
@@ -125,6 +127,15 @@ impl Scratch {
     }
 }
 
+/// Joint log likelihoods to normalised log probabilities, divided by the
+/// calibration temperature first when there is one.
+fn to_log_probabilities(jll: &mut [f64], temperature: Option<f64>) {
+    if let Some(t) = temperature {
+        jll.iter_mut().for_each(|v| *v /= t);
+    }
+    normalize_log_probs(jll);
+}
+
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
@@ -217,10 +228,7 @@ impl Classifier {
                     .joint_log_likelihood(&s.features, &mut log_probabilities);
             }
             let label = argmax(&log_probabilities);
-            if let Some(t) = temperature {
-                log_probabilities.iter_mut().for_each(|v| *v /= t);
-            }
-            normalize_log_probs(&mut log_probabilities);
+            to_log_probabilities(&mut log_probabilities, temperature);
             Prediction {
                 label,
                 log_probabilities,
@@ -228,6 +236,32 @@ impl Classifier {
                 oov_tokens,
             }
         })
+    }
+
+    /// Scores the empty document and one holding every vocabulary term,
+    /// with and without the calibration temperature, and refuses the model
+    /// when any log probability is not a finite number: a model that passes
+    /// answers numbers JSON can carry and live metrics can average.
+    pub fn check_finite_scores(&self) -> Result<(), ModelError> {
+        let mut jll = Vec::with_capacity(self.classes.len());
+        for (what, every_term) in [
+            ("the empty document", false),
+            ("a document of every term", true),
+        ] {
+            if every_term {
+                self.model.joint_log_likelihood_all(&mut jll);
+            } else {
+                self.model.joint_log_likelihood(&[], &mut jll);
+            }
+            for temperature in [None, self.temperature] {
+                let mut scores = jll.clone();
+                to_log_probabilities(&mut scores, temperature);
+                if !scores.iter().all(|v| v.is_finite()) {
+                    return Err(ModelError::NonFiniteScores(what));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Predicts many documents.
@@ -361,6 +395,24 @@ mod tests {
             NaiveBayes::new(&params).unwrap(),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_vanishing_temperature_fails_the_finite_score_check() {
+        let c = toy();
+        assert_eq!(c.check_finite_scores(), Ok(()));
+        let t = *params::TEMPERATURE_RANGE.start();
+        assert_eq!(
+            c.clone().with_temperature(Some(t)).check_finite_scores(),
+            Ok(())
+        );
+        // What such a model would serve: NaN probabilities (JSON `null`).
+        let hot = c.with_temperature(Some(5e-324));
+        assert!(hot.predict("free money").log_probabilities[0].is_nan());
+        assert_eq!(
+            hot.check_finite_scores(),
+            Err(ModelError::NonFiniteScores("the empty document"))
+        );
     }
 
     #[test]

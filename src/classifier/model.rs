@@ -14,12 +14,14 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::params::{check_alpha, ParamError};
+
 /// Why a model cannot be trained or built.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ModelError {
-    /// Smoothing must be a positive finite number.
-    #[error("alpha must be a finite number > 0, got {0}")]
-    InvalidAlpha(f64),
+    /// A parameter out of its range (smoothing).
+    #[error(transparent)]
+    Param(#[from] ParamError),
     /// Training needs at least one document.
     #[error("no training documents")]
     NoDocuments,
@@ -35,6 +37,9 @@ pub enum ModelError {
     /// The scoring tables derived from the parameters are not finite.
     #[error("the scoring tables are not finite (alpha or counts out of range)")]
     NonFinite,
+    /// A sample document scores to probabilities that are not finite.
+    #[error("scoring {0} gives probabilities that are not finite numbers")]
+    NonFiniteScores(&'static str),
 }
 
 /// Which naive Bayes model.
@@ -97,13 +102,10 @@ pub struct NbParameters {
     pub feature_count: Vec<Vec<u64>>,
 }
 
-/// Checks that `alpha` is usable as a smoothing parameter.
+/// Checks that `alpha` is usable as a smoothing parameter (within
+/// [`super::params::ALPHA_RANGE`]).
 pub fn validate_alpha(alpha: f64) -> Result<(), ModelError> {
-    if alpha.is_finite() && alpha > 0.0 {
-        Ok(())
-    } else {
-        Err(ModelError::InvalidAlpha(alpha))
-    }
+    Ok(check_alpha(alpha)?)
 }
 
 impl NbParameters {
@@ -313,6 +315,21 @@ impl NaiveBayes {
         }
     }
 
+    /// Joint log likelihood of a document holding every feature once: the
+    /// longest sum any binary document can reach (for load-time checks).
+    pub fn joint_log_likelihood_all(&self, out: &mut Vec<f64>) {
+        out.clear();
+        out.resize(self.n_classes, 0.0);
+        for row in self.delta.chunks_exact(self.n_classes) {
+            for (acc, d) in out.iter_mut().zip(row) {
+                *acc += d;
+            }
+        }
+        for (acc, b) in out.iter_mut().zip(&self.base) {
+            *acc += b;
+        }
+    }
+
     /// Joint log likelihood of a document given `(feature, occurrences)`
     /// pairs in ascending feature order, for models scored on term counts:
     /// `Σ n·w` summed in that order and the class constant added last, as
@@ -459,18 +476,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_alpha_empty_data_and_single_class() {
-        assert_eq!(
-            NbParameters::fit(&[vec![0]], &[0], 2, 1, 0.0).unwrap_err(),
-            ModelError::InvalidAlpha(0.0)
-        );
-        assert!(matches!(
-            NbParameters::fit(&[vec![0]], &[0], 2, 1, -1.0),
-            Err(ModelError::InvalidAlpha(_))
-        ));
-        assert!(matches!(
-            NbParameters::fit(&[vec![0]], &[0], 2, 1, f64::NAN),
-            Err(ModelError::InvalidAlpha(_))
-        ));
+        for alpha in [0.0, -1.0, f64::NAN, 1e-12] {
+            assert!(
+                matches!(
+                    NbParameters::fit(&[vec![0]], &[0], 2, 1, alpha),
+                    Err(ModelError::Param(ParamError {
+                        param: super::super::Param::Alpha,
+                        ..
+                    }))
+                ),
+                "{alpha}"
+            );
+        }
         assert_eq!(
             NbParameters::fit(&[], &[], 2, 1, 1.0).unwrap_err(),
             ModelError::NoDocuments

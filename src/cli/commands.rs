@@ -8,9 +8,10 @@ use nbserve::artifact::{Artifact, ArtifactError, LoadedModel};
 use nbserve::classifier::{stratified_split, Classifier, DfBound, ModelKind, VectorizerOptions};
 use nbserve::dataset::{self, Dataset, DatasetError};
 use nbserve::gate::GateError;
+use nbserve::retraining::{gate_like_load, read_model_file, LoadRefusal, SourceError};
 use nbserve::server::{Application, LoadError, StartupError};
-use nbserve::settings::Settings;
-use nbserve::training::{evaluate_on, RunOptions, TrainOptions};
+use nbserve::settings::{GateSettings, Settings};
+use nbserve::training::{evaluate_on, RunOptions, TrainError, TrainOptions};
 
 use super::args::{
     CheckArgs, ConfigArgs, DataArgs, EvaluateArgs, HealthcheckArgs, HeldOutArgs, PredictArgs,
@@ -19,6 +20,7 @@ use super::args::{
 use super::exit;
 use super::output;
 use super::tracking::{Tracker, TrainingFacts};
+use super::tune::param_failure;
 use super::Failure;
 
 pub(super) type CmdResult = Result<(), Failure>;
@@ -36,11 +38,34 @@ fn invalid_data(e: DatasetError) -> Failure {
 }
 
 fn load_model(path: &Path) -> Result<LoadedModel, Failure> {
-    Artifact::load(path).map_err(|e| match e {
+    Artifact::load(path).map_err(|e| invalid_model(path.display(), e))
+}
+
+/// An unusable artifact (exit 4), named by `what` unless the error names
+/// its file.
+fn invalid_model(what: impl std::fmt::Display, e: ArtifactError) -> Failure {
+    match e {
         // Already names the file.
         ArtifactError::Io { .. } => Failure::new(exit::INVALID_MODEL, e),
-        _ => Failure::new(exit::INVALID_MODEL, format!("{}: {e}", path.display())),
-    })
+        _ => Failure::new(exit::INVALID_MODEL, format!("{what}: {e}")),
+    }
+}
+
+/// Why a model may not be served, as an exit code and a message: the gate
+/// said no (5), its threshold is not a number in [0, 1] (`threshold_code`),
+/// the holdout cannot be read or scored (4), the artifact is invalid or too
+/// large (4).
+fn refusal(e: LoadRefusal, what: impl std::fmt::Display, threshold_code: u8) -> Failure {
+    match e {
+        LoadRefusal::Artifact(e) => invalid_model(what, e),
+        LoadRefusal::Holdout(e) => invalid_data(e),
+        LoadRefusal::Gate(GateError::InvalidThreshold(t)) => Failure::new(
+            threshold_code,
+            format!("--min-f1-macro must be within [0, 1], got {t}"),
+        ),
+        LoadRefusal::Gate(e @ GateError::Holdout(_)) => Failure::new(exit::INVALID_DATA, e),
+        LoadRefusal::Gate(e) => Failure::new(exit::GATE_REJECTED, format!("gate rejected: {e}")),
+    }
 }
 
 fn io_failure(e: std::io::Error) -> Failure {
@@ -106,24 +131,10 @@ pub(super) fn parse_model(value: &str) -> Result<ModelKind, Failure> {
     ModelKind::parse(value).map_err(|e| Failure::new(exit::USAGE, format!("--model: {e}")))
 }
 
-/// `--folds` below 2 is a usage error (exit 2).
-pub(super) fn check_folds(folds: u32) -> Result<(), Failure> {
-    if folds < 2 {
-        return Err(Failure::new(
-            exit::USAGE,
-            format!("--folds {folds}: cross-validation needs at least 2 folds"),
-        ));
-    }
-    Ok(())
-}
-
 /// `nbserve train`: with a tracking URI, inside an MLflow run that ends
 /// FAILED when anything after its start fails.
 pub fn train(a: TrainArgs) -> CmdResult {
     let model = parse_model(&a.model)?;
-    if a.calibrate {
-        check_folds(a.folds)?;
-    }
     let vectorizer = VectorizerOptions {
         min_df: parse_df("--min-df", &a.min_df)?,
         max_df: parse_df("--max-df", &a.max_df)?,
@@ -137,6 +148,11 @@ pub fn train(a: TrainArgs) -> CmdResult {
         alpha: a.alpha,
         run: run_options(&a.held_out, &a.out)?,
     };
+    // Checked before anything is read: the ranges an artifact is served with.
+    options
+        .params(a.held_out.test_data.is_none())
+        .check()
+        .map_err(|e| param_failure(&e))?;
     let tracker = Tracker::start(&a.tracking, &run_name(&options.run), "nbserve train")?;
     let outcome = train_tracked(&a, &options, tracker.as_ref());
     if let Some(t) = tracker {
@@ -159,7 +175,10 @@ fn train_tracked(a: &TrainArgs, options: &TrainOptions, tracker: Option<&Tracker
             noteln!("  tokenized {done}/{total} documents");
         }
     })
-    .map_err(|e| Failure::new(exit::INVALID_DATA, e))?;
+    .map_err(|e| match e {
+        TrainError::Param(e) => param_failure(&e),
+        e => Failure::new(exit::INVALID_DATA, e),
+    })?;
     let facts = TrainingFacts::measured("nbserve train", &a.data.data, started);
     track_and_save(artifact, &a.out, tracker, &facts, &a.tracking)
 }
@@ -323,36 +342,33 @@ pub fn predict(a: PredictArgs) -> CmdResult {
     printer.out.flush().map_err(written)
 }
 
-/// `nbserve check`: the deployment gate, as CI calls it.
+/// `nbserve check`: the deployment gate, as CI calls it, with the limits
+/// of a server with default settings (`model.max_bytes`,
+/// `gate.max_memory_bytes`).
 pub fn check(a: CheckArgs) -> CmdResult {
-    let model = load_model(&a.model)?;
-    let holdout = a
-        .holdout
-        .as_deref()
-        .map(|p| Dataset::holdout(p).map_err(invalid_data))
-        .transpose()?;
-    match nbserve::gate::gate(&model, a.min_f1_macro, holdout.as_ref()) {
-        Ok(pass) => {
-            outln!(
-                "gate passed: model {} {} F1 macro {:.4} ({}) >= minimum {:.4}",
-                model.meta.model.name,
-                model.meta.model.version,
-                pass.f1_macro,
-                pass.gate_source,
-                pass.threshold
-            );
-            Ok(())
-        }
-        Err(GateError::InvalidThreshold(t)) => Err(Failure::new(
-            exit::USAGE,
-            format!("--min-f1-macro must be within [0, 1], got {t}"),
-        )),
-        Err(e @ GateError::Holdout(_)) => Err(Failure::new(exit::INVALID_DATA, e)),
-        Err(e) => Err(Failure::new(
-            exit::GATE_REJECTED,
-            format!("gate rejected: {e}"),
-        )),
-    }
+    let defaults = Settings::default();
+    let bytes = read_model_file(&a.model, defaults.model.max_bytes)
+        .map_err(|e| match e {
+            SourceError::Artifact(e) => invalid_model(a.model.display(), e),
+            e => Failure::new(exit::INVALID_MODEL, e),
+        })?
+        .bytes;
+    let gate = GateSettings {
+        min_f1_macro: a.min_f1_macro,
+        holdout_path: a.holdout.clone(),
+        ..defaults.gate
+    };
+    let (model, pass) =
+        gate_like_load(&bytes, &gate).map_err(|e| refusal(e, a.model.display(), exit::USAGE))?;
+    outln!(
+        "gate passed: model {} {} F1 macro {:.4} ({}) >= minimum {:.4}",
+        model.meta.model.name,
+        model.meta.model.version,
+        pass.f1_macro,
+        pass.gate_source,
+        pass.threshold
+    );
+    Ok(())
 }
 
 fn load_settings(a: &ConfigArgs) -> Result<Settings, Failure> {
@@ -469,17 +485,15 @@ pub fn healthcheck(a: HealthcheckArgs) -> CmdResult {
 }
 
 /// `nbserve promote`: moves a registry alias to a version, only when that
-/// version's artifact validates and passes the gate.
+/// version's artifact is one a server with these settings would serve
+/// (`--config`: `model.max_bytes` and every `gate.*` limit).
 pub fn promote(a: PromoteArgs) -> CmdResult {
-    let threshold = match a.min_f1_macro {
-        Some(t) => t,
-        None => {
-            load_settings(&ConfigArgs {
-                config: a.config.clone(),
-            })?
-            .gate
-            .min_f1_macro
-        }
+    let settings = load_settings(&ConfigArgs {
+        config: a.config.clone(),
+    })?;
+    let gate = GateSettings {
+        min_f1_macro: a.min_f1_macro.unwrap_or(settings.gate.min_f1_macro),
+        ..settings.gate.clone()
     };
     let client = nbserve::mlflow::MlflowClient::new(&a.mlflow_uri)
         .map_err(|e| Failure::new(exit::USAGE, e))?;
@@ -488,40 +502,32 @@ pub fn promote(a: PromoteArgs) -> CmdResult {
     let (mv, bytes) = rt
         .block_on(async {
             let mv = client.get_model_version(&a.model_name, &a.version).await?;
-            // The default cap: promote refuses what a server with default
-            // settings would refuse to load.
-            let max_bytes = nbserve::settings::Settings::default().model.max_bytes;
-            let bytes = client.download_model_file(&mv, max_bytes).await?;
+            let bytes = client
+                .download_model_file(&mv, settings.model.max_bytes)
+                .await?;
             Ok((mv, bytes))
         })
         .map_err(mlflow)?;
-    let model = Artifact::load_bytes(&bytes).map_err(|e| {
-        Failure::new(
-            exit::INVALID_MODEL,
-            format!("{} version {}: {e}", mv.name, mv.version),
-        )
-    })?;
-    match nbserve::gate::gate(&model, threshold, None) {
-        Ok(pass) => {
-            rt.block_on(client.set_alias(&a.model_name, &a.alias, &a.version))
-                .map_err(mlflow)?;
-            outln!(
-                "{}@{} -> version {} (F1 macro {:.4} >= minimum {:.4})",
-                a.model_name,
-                a.alias,
-                a.version,
-                pass.f1_macro,
-                pass.threshold
-            );
-            Ok(())
-        }
-        Err(GateError::InvalidThreshold(t)) => Err(Failure::new(
-            exit::USAGE,
-            format!("--min-f1-macro must be within [0, 1], got {t}"),
-        )),
-        Err(e) => Err(Failure::new(
+    let (_, pass) = gate_like_load(&bytes, &gate).map_err(|e| match e {
+        LoadRefusal::Gate(GateError::Rejected { .. }) => Failure::new(
             exit::GATE_REJECTED,
             format!("not promoted: {} version {}: {e}", a.model_name, a.version),
-        )),
-    }
+        ),
+        e => refusal(
+            e,
+            format!("{} version {}", mv.name, mv.version),
+            exit::USAGE,
+        ),
+    })?;
+    rt.block_on(client.set_alias(&a.model_name, &a.alias, &a.version))
+        .map_err(mlflow)?;
+    outln!(
+        "{}@{} -> version {} (F1 macro {:.4} >= minimum {:.4})",
+        a.model_name,
+        a.alias,
+        a.version,
+        pass.f1_macro,
+        pass.threshold
+    );
+    Ok(())
 }

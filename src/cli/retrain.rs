@@ -19,12 +19,12 @@ use nbserve::retraining::{
     ScoreError, SourceBytes,
 };
 use nbserve::settings::Settings;
-use nbserve::training::{tune, RunOptions, TuneError, TuneOptions};
+use nbserve::training::{tune, RunOptions, TuneOptions};
 
 use super::args::{RetrainArgs, RollbackArgs};
 use super::commands::{runtime, CmdResult};
 use super::tracking::{Tracker, TrainingFacts};
-use super::tune::grid_from;
+use super::tune::{grid_from, tune_failure};
 use super::{exit, Failure};
 
 fn load_settings(config: Option<&Path>) -> Result<Settings, Failure> {
@@ -397,10 +397,7 @@ fn retrain_tracked(a: &RetrainArgs, plan: &Plan, tracker: Option<&Tracker>) -> C
         |_, _| {},
         &|_, _| {},
     )
-    .map_err(|e| match e {
-        TuneError::Usage(_) => Failure::new(exit::USAGE, e),
-        TuneError::Train(_) => Failure::new(exit::INVALID_DATA, e),
-    })?;
+    .map_err(|e| tune_failure(e, exit::INVALID_DATA))?;
     if let Some(t) = tracker {
         artifact.mlflow_run_id = Some(t.run_id().to_owned());
         artifact.seal();

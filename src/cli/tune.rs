@@ -2,13 +2,13 @@
 
 use std::io::IsTerminal;
 
-use nbserve::classifier::{Grid, ModelKind};
-use nbserve::training::{tune as run_tune, TuneError, TuneOptions};
+use nbserve::classifier::params::check_folds;
+use nbserve::classifier::{Grid, ModelKind, Param, ParamError, TrainParams};
+use nbserve::training::{tune as run_tune, TrainError, TuneError, TuneOptions};
 
 use super::args::{GridArgs, TuneArgs};
 use super::commands::{
-    check_folds, parse_df, parse_model, read_train_data, run_name, run_options, track_and_save,
-    CmdResult,
+    parse_df, parse_model, read_train_data, run_name, run_options, track_and_save, CmdResult,
 };
 use super::tracking::{Tracker, TrainingFacts};
 use super::{exit, Failure};
@@ -52,14 +52,52 @@ pub(super) fn grid_from(a: &GridArgs) -> Result<Grid, Failure> {
             .collect::<Result<_, _>>()?,
         max_features: a.max_features.clone(),
     };
-    if let Some(bad) = a.alpha.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
-        return Err(Failure::new(
-            exit::USAGE,
-            format!("--alpha {bad}: alpha must be a finite number > 0"),
-        ));
+    for point in grid.points() {
+        TrainParams::from(&point)
+            .check()
+            .map_err(|e| param_failure(&e))?;
     }
-    check_folds(a.folds)?;
+    check_folds(a.folds).map_err(|e| param_failure(&e))?;
     Ok(grid)
+}
+
+/// The command-line flag that sets `param` (the calibration temperature
+/// has none: it is fitted, and only an artifact can hold a bad one).
+fn flag(param: Param) -> &'static str {
+    match param {
+        Param::Alpha => "--alpha",
+        Param::MinDf => "--min-df",
+        Param::MaxDf => "--max-df",
+        Param::MaxFeatures => "--max-features",
+        Param::TestSize => "--test-size",
+        Param::Folds => "--folds",
+        Param::Temperature => "temperature",
+    }
+}
+
+/// A parameter error as the command line reports it, naming the flag
+/// (`--alpha 1e-12: must be ...`): exit 2, or 4 when the value is in range
+/// but the data cannot support it.
+pub(super) fn param_failure(e: &ParamError) -> Failure {
+    let code = if e.by_data {
+        exit::INVALID_DATA
+    } else {
+        exit::USAGE
+    };
+    Failure::new(
+        code,
+        format!("{} {}: {}", flag(e.param), e.value, e.problem),
+    )
+}
+
+/// A failed search: its parameter errors naming flags, a data or model
+/// problem exiting `data_code`.
+pub(super) fn tune_failure(e: TuneError, data_code: u8) -> Failure {
+    match e {
+        TuneError::Usage(e) | TuneError::Train(TrainError::Param(e)) => param_failure(&e),
+        e @ TuneError::EmptyGrid => Failure::new(exit::USAGE, e),
+        e @ TuneError::Train(_) => Failure::new(data_code, e),
+    }
 }
 
 fn tune_tracked(a: &TuneArgs, options: &TuneOptions, tracker: Option<&Tracker>) -> CmdResult {
@@ -80,13 +118,8 @@ fn tune_tracked(a: &TuneArgs, options: &TuneOptions, tracker: Option<&Tracker>) 
         }
     };
     let started = std::time::Instant::now();
-    let artifact = run_tune(&data, test.as_ref(), options, |_, _| {}, &progress).map_err(|e| {
-        let code = match e {
-            TuneError::Usage(_) => exit::USAGE,
-            TuneError::Train(_) => exit::INVALID_MODEL,
-        };
-        Failure::new(code, e)
-    })?;
+    let artifact = run_tune(&data, test.as_ref(), options, |_, _| {}, &progress)
+        .map_err(|e| tune_failure(e, exit::INVALID_MODEL))?;
     let report = artifact.tuning.as_ref().expect("tune stores its search");
     outln!(
         "{}-fold cross-validation, mean ± std over folds ({:.1} s):",

@@ -64,6 +64,12 @@ impl DriftWindow {
         confidence: f64,
         oov: Option<f64>,
     ) {
+        // A NaN would stay in the running sum for good (NaN − NaN is NaN).
+        let confidence = if confidence.is_finite() {
+            confidence
+        } else {
+            0.0
+        };
         if self.model.as_ref() != Some(model) {
             *self = Self::new(self.size);
             self.label_counts = vec![0; model.classes.len()];
@@ -152,5 +158,17 @@ mod tests {
         assert!(d.label_js_divergence > 0.1);
         assert!((d.mean_confidence - 0.8).abs() < 1e-12);
         assert!((d.mean_oov_ratio - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_non_finite_confidence_does_not_poison_the_mean() {
+        let s = FeedbackStore::new(100, Duration::from_secs(60), 2, None).unwrap();
+        let m = model();
+        s.remember(&m, 1, f64::NAN, None);
+        s.remember(&m, 1, 0.5, None);
+        assert_eq!(s.drift().unwrap().mean_confidence, 0.25);
+        // Once the bad one leaves the window, the mean is exact again.
+        s.remember(&m, 1, 0.5, None);
+        assert_eq!(s.drift().unwrap().mean_confidence, 0.5);
     }
 }

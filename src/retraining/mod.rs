@@ -125,14 +125,14 @@ pub enum LoadRefusal {
     Gate(#[from] GateError),
 }
 
-/// Validates `bytes` and gates them exactly as a server load does: the
-/// minimum `gate.min_f1_macro`, re-evaluated on `gate.holdout_path` when
-/// set, else the stored evaluation.
+/// Validates `bytes` and gates them exactly as a server load does: within
+/// `gate.max_memory_bytes`, the minimum `gate.min_f1_macro`, re-evaluated on
+/// `gate.holdout_path` when set, else the stored evaluation.
 pub fn gate_like_load(
     bytes: &[u8],
     settings: &GateSettings,
 ) -> Result<(LoadedModel, GatePass), LoadRefusal> {
-    let model = Artifact::load_bytes(bytes)?;
+    let model = Artifact::load_bytes_within(bytes, settings.max_memory_bytes)?;
     let holdout = settings
         .holdout_path
         .as_deref()

@@ -337,7 +337,7 @@ fn gate_bytes(
     source: PathBuf,
     fingerprint: String,
 ) -> Result<ServingModel, LoadError> {
-    let loaded = Artifact::load_owned(bytes)?;
+    let loaded = Artifact::load_owned_within(bytes, settings.max_memory_bytes)?;
     let holdout = settings
         .holdout_path
         .as_deref()
@@ -471,7 +471,7 @@ mod tests {
         let client = MlflowClient::new(&url).unwrap();
         let settings = GateSettings {
             min_f1_macro: 0.0,
-            holdout_path: None,
+            ..crate::Settings::default().gate
         };
         let load = |max_bytes| {
             load_source(

@@ -98,7 +98,12 @@ fn score(state: &AppState, model: &ServingModel, text: &str, explain: bool) -> P
         .observe(started.elapsed().as_secs_f64());
     let classes = classifier.classes();
     let label = &classes[prediction.label];
-    let confidence = prediction.confidence();
+    // Loading refuses a model that scores to non-finite numbers; should one
+    // still appear, it counts as no confidence rather than turning the
+    // histogram's sum and the live mean into NaN for good.
+    let confidence = Some(prediction.confidence())
+        .filter(|c| c.is_finite())
+        .unwrap_or(0.0);
     let oov = prediction.oov_ratio();
     m.count_prediction(label);
     m.prediction_confidence.observe(confidence);
