@@ -185,7 +185,7 @@ fn promotes_keeps_the_replaced_model_and_rolls_back() {
     let kept = r["promoted"]["file"].as_str().unwrap();
     assert_eq!(served, std::fs::read(s.path("models").join(kept)).unwrap());
     assert_eq!(
-        nbserve::retraining::store::sha256_hex(&served),
+        nbserve::fsio::sha256_hex(&served),
         r["candidate"]["sha256"].as_str().unwrap()
     );
     let h = s.history();
@@ -720,7 +720,7 @@ fn two_retrains_at_once_leave_a_consistent_store() {
     let last = &entries[1];
     let served = std::fs::read(s.path("models/current.json")).unwrap();
     assert_eq!(
-        nbserve::retraining::store::sha256_hex(&served),
+        nbserve::fsio::sha256_hex(&served),
         last["sha256"].as_str().unwrap()
     );
     let mut listed: Vec<String> = std::fs::read_dir(s.path("models/versions"))
@@ -738,7 +738,7 @@ fn two_retrains_at_once_leave_a_consistent_store() {
     for e in entries {
         let bytes = std::fs::read(s.path("models/versions").join(e["file"].as_str().unwrap()));
         assert_eq!(
-            nbserve::retraining::store::sha256_hex(&bytes.unwrap()),
+            nbserve::fsio::sha256_hex(&bytes.unwrap()),
             e["sha256"].as_str().unwrap()
         );
     }

@@ -14,14 +14,21 @@
 //! `in_service` is a stack: a promotion pushes, a rollback pops, so a
 //! rollback after a rollback goes one further back, and a promotion after a
 //! rollback never brings back the versions rolled back from.
+//!
+//! Every file here is read through [`crate::fsio`]: no symlink followed, a
+//! regular file only, never more than a cap. A history naming anything but
+//! the kept files the store writes is refused whole, and nothing it names
+//! is touched.
+
+mod history;
 
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+pub use history::{Entry, History, KeptName};
+
+use crate::fsio::{self, sha256_hex, FsError, Replacement};
 
 /// The lock file in `model.dir`.
 pub const LOCK_FILE: &str = ".nbserve.lock";
@@ -29,13 +36,15 @@ pub const LOCK_FILE: &str = ".nbserve.lock";
 pub const VERSIONS_DIR: &str = "versions";
 /// The history file in the versions directory.
 pub const HISTORY_FILE: &str = "history.json";
+/// Largest history read: thousands of entries fit many times over.
+pub const MAX_HISTORY_BYTES: u64 = 16 << 20;
 /// Longest `in_service` stack kept (older steps are forgotten).
 const MAX_STACK: usize = 1000;
 
 /// Why the store could not be read or changed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A file operation failed.
+    /// A directory operation failed.
     #[error("{path}: {source}")]
     Io {
         /// The file or directory.
@@ -43,6 +52,10 @@ pub enum StoreError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A file could not be read or written (missing, a symlink, not a
+    /// regular file, too large, an owner that cannot be kept...).
+    #[error(transparent)]
+    File(#[from] FsError),
     /// Another retrain or rollback held the lock too long.
     #[error("another retrain or rollback holds the lock {path} (waited {waited_secs} s)")]
     Busy {
@@ -52,7 +65,7 @@ pub enum StoreError {
         waited_secs: u64,
     },
     /// `history.json` is not what this build writes.
-    #[error("{path}: not a valid version history ({message}); move it aside to start a new one")]
+    #[error("{path}: not a valid version history ({message}); nothing it names was touched; move it aside to start a new one")]
     History {
         /// The file.
         path: PathBuf,
@@ -80,64 +93,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
         path: path.to_owned(),
         source,
     }
-}
-
-/// The sha256 (hex) of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same
-/// directory, fsync, rename over `path`, fsync of the directory. Readers see
-/// the old content or the new, never a mix; a crash leaves at most a
-/// temporary file. A symlink at `path` is replaced by a regular file. The
-/// new file gets the permissions of the file it replaces (so a server
-/// running as another user can still read it whatever this process's
-/// umask); the temporary file's name is unique to this call, so writers in
-/// other processes (or containers, where pids repeat) never share one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static CALLS: AtomicU64 = AtomicU64::new(0);
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let permissions = std::fs::metadata(path).ok().map(|m| m.permissions());
-    let (mut f, tmp) = loop {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let tmp = dir.join(format!(
-            ".{name}.tmp-{}-{}-{nanos}",
-            std::process::id(),
-            CALLS.fetch_add(1, Ordering::Relaxed)
-        ));
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-        {
-            Ok(f) => break (f, tmp),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io(&tmp)(e)),
-        }
-    };
-    let result = (|| {
-        if let Some(p) = permissions {
-            f.set_permissions(p)?;
-        }
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io(path))
 }
 
 /// Temporary files this old are a dead writer's: a live one (e.g. an
@@ -168,12 +123,7 @@ pub struct Lock {
 pub fn lock(model_dir: &Path, wait: Duration) -> Result<Lock, StoreError> {
     std::fs::create_dir_all(model_dir).map_err(io(model_dir))?;
     let path = model_dir.join(LOCK_FILE);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(io(&path))?;
+    let file = fsio::open_lock_file(&path)?;
     let started = Instant::now();
     loop {
         match try_lock(&file) {
@@ -211,39 +161,6 @@ fn try_lock(_file: &File) -> std::io::Result<bool> {
     Ok(true)
 }
 
-/// One kept model file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Entry {
-    /// Sequence number (order of arrival).
-    pub seq: u64,
-    /// File name inside the versions directory.
-    pub file: String,
-    /// Model name.
-    pub name: String,
-    /// Model version.
-    pub version: String,
-    /// sha256 of the file.
-    pub sha256: String,
-    /// `retrain` (a promoted candidate) or `replaced` (a model found in
-    /// service, whatever made it, kept before it was replaced).
-    pub origin: String,
-    /// When it was kept (RFC 3339).
-    pub added_at: String,
-}
-
-/// `versions/history.json`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct History {
-    /// The next sequence number.
-    pub next_seq: u64,
-    /// Kept files, oldest first.
-    pub entries: Vec<Entry>,
-    /// What was put in service, in order; the last is in service.
-    pub in_service: Vec<u64>,
-}
-
 /// A model to keep: its bytes and identity.
 #[derive(Debug, Clone)]
 pub struct Keep<'a> {
@@ -264,6 +181,13 @@ pub struct Promoted {
     pub replaced: Option<Entry>,
     /// Files deleted to keep `keep` versions (relative to `model.dir`).
     pub removed: Vec<String>,
+    /// Kept files found in the directory but not in the history (left by
+    /// a crash), taken back into it rather than deleted.
+    pub adopted: Vec<String>,
+    /// What failed after `model.path` was replaced: the candidate is in
+    /// service, but the history still records the promotion as under way
+    /// (the next retrain or rollback completes it) or pruned files remain.
+    pub error: Option<String>,
 }
 
 /// What a rollback will put back.
@@ -281,28 +205,17 @@ pub struct RollbackPlan {
 #[derive(Debug, Clone)]
 pub struct Store {
     versions: PathBuf,
-}
-
-fn file_name_part(version: &str) -> String {
-    let s: String = version
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "._-".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(100)
-        .collect();
-    s.trim_start_matches('.').to_owned()
+    max_bytes: u64,
 }
 
 impl Store {
-    /// The store of `model_dir` (nothing is created until a promotion).
-    pub fn new(model_dir: &Path) -> Self {
+    /// The store of `model_dir` (nothing is created until a promotion),
+    /// reading kept files of at most `max_bytes` (`model.max_bytes`: a
+    /// larger one could not be served anyway).
+    pub fn new(model_dir: &Path, max_bytes: u64) -> Self {
         Self {
             versions: model_dir.join(VERSIONS_DIR),
+            max_bytes,
         }
     }
 
@@ -315,63 +228,61 @@ impl Store {
         self.versions.join(HISTORY_FILE)
     }
 
-    /// Reads the history; empty when there is none yet.
+    /// Reads and validates the history; empty when there is none yet.
     pub fn history(&self) -> Result<History, StoreError> {
         let path = self.history_path();
-        let bytes = match std::fs::read(&path) {
+        let bytes = match fsio::read_regular(&path, MAX_HISTORY_BYTES) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(History::default()),
-            Err(e) => return Err(io(&path)(e)),
+            Err(FsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(History::default())
+            }
+            Err(e) => return Err(e.into()),
         };
-        serde_json::from_slice(&bytes).map_err(|e| StoreError::History {
-            path,
-            message: e.to_string(),
-        })
+        History::parse(&bytes).map_err(|message| StoreError::History { path, message })
     }
 
     fn write_history(&self, h: &History) -> Result<(), StoreError> {
         let mut bytes = serde_json::to_vec_pretty(h).expect("serialisable");
         bytes.push(b'\n');
-        write_atomic(&self.history_path(), &bytes)
+        Ok(fsio::write_atomic(&self.history_path(), &bytes)?)
     }
 
-    /// Deletes what a process killed mid-promotion left behind (call under
-    /// [`lock`]): kept-file names the history does not list (written before
-    /// a crash that came before the history; or pruned from it, then not
-    /// deleted) and temporary files of [`write_atomic`] in the versions
-    /// directory and beside `model_path`. Returns the versions' files
-    /// deleted (relative to `model.dir`).
-    fn remove_leftovers(&self, h: &History, model_path: &Path) -> Result<Vec<String>, StoreError> {
-        let listed: std::collections::HashSet<&str> =
-            h.entries.iter().map(|e| e.file.as_str()).collect();
-        let mut removed = Vec::new();
+    /// The bytes of a kept file (never through a symlink, a regular file of
+    /// at most `max_bytes`).
+    pub fn read_kept(&self, entry: &Entry) -> Result<Vec<u8>, StoreError> {
+        Ok(fsio::read_regular(
+            &self.versions.join(&entry.file),
+            self.max_bytes,
+        )?)
+    }
+
+    /// Whether `entry`'s file is there with the sha256 it was kept with.
+    fn holds(&self, entry: &Entry) -> bool {
+        self.read_kept(entry)
+            .is_ok_and(|b| sha256_hex(&b) == entry.sha256)
+    }
+
+    /// Deletes temporary files of [`fsio::write_atomic`] a dead writer left
+    /// in the versions directory and beside `model_path` (call under
+    /// [`lock`]). Kept files are never deleted here: see [`Store::recover`].
+    fn remove_stale_temps(&self, model_path: &Path) -> Result<(), StoreError> {
         let entries = std::fs::read_dir(&self.versions).map_err(io(&self.versions))?;
         for e in entries {
             let e = e.map_err(io(&self.versions))?;
-            let Ok(name) = e.file_name().into_string() else {
-                continue;
-            };
-            let kept_name = name.len() > 7
-                && name.as_bytes()[..6].iter().all(u8::is_ascii_digit)
-                && name.as_bytes()[6] == b'-'
-                && name.ends_with(".json");
-            let orphan = kept_name && !listed.contains(name.as_str());
-            if orphan || (name.starts_with('.') && name.contains(".tmp-") && stale(&e.path())) {
+            let name = e.file_name();
+            let temp = name
+                .to_str()
+                .is_some_and(|n| n.starts_with('.') && n.contains(fsio::TEMP_MARKER));
+            if temp && stale(&e.path()) {
                 remove_if_present(&e.path())?;
-                if orphan {
-                    removed.push(format!("{VERSIONS_DIR}/{name}"));
-                }
             }
         }
         let dir = model_path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        if let (Some(name), Ok(entries)) = (
-            model_path.file_name().and_then(|n| n.to_str()),
-            std::fs::read_dir(dir),
-        ) {
-            let prefix = format!(".{name}.tmp-");
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            let prefix = fsio::temp_prefix(model_path);
             for e in entries.flatten() {
                 let name = e.file_name();
                 if name.to_str().is_some_and(|n| n.starts_with(&prefix)) && stale(&e.path()) {
@@ -379,18 +290,94 @@ impl Store {
                 }
             }
         }
-        Ok(removed)
+        Ok(())
     }
 
-    /// Whether `entry`'s file is there with the sha256 it was kept with.
-    fn holds(&self, entry: &Entry) -> bool {
-        std::fs::read(self.versions.join(&entry.file)).is_ok_and(|b| sha256_hex(&b) == entry.sha256)
+    /// Brings `h` up to date with what a process killed mid-promotion left
+    /// (call under [`lock`]), given the sha256 of what `model.path` holds:
+    ///
+    /// - a promotion recorded as under way (`pending`) is complete when
+    ///   `model.path` holds its model, else it never happened and comes off
+    ///   the stack;
+    /// - kept files the history does not list (written before a crash that
+    ///   came before the history, or by an older build that wrote the
+    ///   history after the rename) are adopted, never deleted: one may be
+    ///   the only copy of a model once in service. When `model.path` holds
+    ///   one newer than the stack's top, the adopted files up to it go on
+    ///   the stack, as the lost history would have put them.
+    ///
+    /// Returns the adopted files. Nothing is written: the caller's next
+    /// history write records it.
+    fn recover(&self, h: &mut History, serving: Option<&str>) -> Result<Vec<String>, StoreError> {
+        if let Some(seq) = h.pending.take() {
+            let done = h
+                .entry(seq)
+                .is_some_and(|e| Some(e.sha256.as_str()) == serving);
+            if !done && h.in_service.last() == Some(&seq) {
+                h.in_service.pop();
+            }
+        }
+        let entries = match std::fs::read_dir(&self.versions) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io(&self.versions)(e)),
+        };
+        let mut found: Vec<Entry> = Vec::new();
+        for e in entries {
+            let e = e.map_err(io(&self.versions))?;
+            let Some(file) = e.file_name().to_str().and_then(KeptName::parse) else {
+                continue;
+            };
+            let seq = file.seq();
+            // Never reuse a number a file already carries.
+            h.next_seq = h.next_seq.max(seq.saturating_add(1));
+            if h.entry(seq).is_some() || found.iter().any(|f| f.seq == seq) {
+                continue;
+            }
+            let Ok(bytes) = fsio::read_regular(&self.versions.join(&file), self.max_bytes) else {
+                continue;
+            };
+            // Only a model file is worth keeping; anything else is left alone.
+            let Some((name, version)) = history::declared_model(&bytes) else {
+                continue;
+            };
+            found.push(Entry {
+                seq,
+                file,
+                name,
+                version,
+                sha256: sha256_hex(&bytes),
+                origin: "adopted".to_owned(),
+                added_at: now(),
+            });
+        }
+        found.sort_by_key(|e| e.seq);
+        let top = h.in_service.last().copied().unwrap_or(0);
+        if let Some(served) = found
+            .iter()
+            .rfind(|e| e.seq > top && Some(e.sha256.as_str()) == serving)
+            .map(|e| e.seq)
+        {
+            h.in_service.extend(
+                found
+                    .iter()
+                    .map(|e| e.seq)
+                    .filter(|s| *s > top && *s <= served),
+            );
+        }
+        let adopted = found
+            .iter()
+            .map(|e| format!("{VERSIONS_DIR}/{}", e.file))
+            .collect();
+        h.entries.extend(found);
+        h.entries.sort_by_key(|e| e.seq);
+        Ok(adopted)
     }
 
     fn add(&self, h: &mut History, model: &Keep, origin: &str) -> Result<Entry, StoreError> {
         let seq = h.next_seq.max(1);
-        let file = format!("{seq:06}-{}.json", file_name_part(model.version));
-        write_atomic(&self.versions.join(&file), model.bytes)?;
+        let file = KeptName::new(seq, model.version);
+        fsio::write_atomic(&self.versions.join(&file), model.bytes)?;
         let entry = Entry {
             seq,
             file,
@@ -398,7 +385,7 @@ impl Store {
             version: model.version.to_owned(),
             sha256: sha256_hex(model.bytes),
             origin: origin.to_owned(),
-            added_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            added_at: now(),
         };
         h.next_seq = seq + 1;
         h.entries.push(entry.clone());
@@ -410,8 +397,19 @@ impl Store {
     /// were a valid artifact) in the versions directory, then deletes the
     /// oldest kept files beyond `keep` (at least 2). Call under [`lock`].
     ///
-    /// Order, so that a crash at any step leaves a usable state: kept files,
-    /// then `model_path`, then the history, then deletions.
+    /// Order, so that a crash at any step leaves a state the next run
+    /// understands, and never the only copy of a model deleted:
+    /// 1. everything refusable is checked first (the history is valid,
+    ///    `model_path`'s replacement can be made with its owner and mode);
+    /// 2. the kept files are written (a crash here: the next run adopts them);
+    /// 3. the history is written with the promotion marked under way;
+    /// 4. `model_path` is replaced (a crash before or after: the next run
+    ///    tells which from `model_path`'s content);
+    /// 5. the history is written again, done and pruned;
+    /// 6. the pruned files are deleted.
+    ///
+    /// A failure in step 5 or 6 is not an error: the candidate is in
+    /// service, and [`Promoted::error`] says what remains to be done.
     pub fn promote(
         &self,
         model_path: &Path,
@@ -421,8 +419,73 @@ impl Store {
     ) -> Result<Promoted, StoreError> {
         let keep = keep.max(2);
         let mut h = self.history()?;
+        let replacement = Replacement::new(model_path)?;
         std::fs::create_dir_all(&self.versions).map_err(io(&self.versions))?;
-        let mut removed = self.remove_leftovers(&h, model_path)?;
+        self.remove_stale_temps(model_path)?;
+        let serving = current.map(|c| sha256_hex(c.bytes));
+        let adopted = self.recover(&mut h, serving.as_deref())?;
+        let mut written = Vec::new();
+        let result = self.stage(&mut h, candidate, current, &mut written);
+        let (new, replaced) = match result.and_then(|staged| {
+            self.write_history(&h)?;
+            Ok(staged)
+        }) {
+            Ok(staged) => staged,
+            Err(e) => {
+                // Nothing names them and model_path is unchanged: this
+                // run's own copies are redundant.
+                for f in &written {
+                    let _ = std::fs::remove_file(self.versions.join(f));
+                }
+                return Err(e);
+            }
+        };
+        if let Err(e) = replacement.commit(candidate.bytes) {
+            // Only the directory sync may fail after the rename; otherwise
+            // the history's mark tells the next run nothing happened.
+            if !self.serves(model_path, &new.sha256) {
+                return Err(e.into());
+            }
+        }
+        h.pending = None;
+        let pruned = prune(
+            &mut h,
+            keep,
+            [Some(new.seq), replaced.as_ref().map(|e| e.seq)],
+        );
+        let mut done = Promoted {
+            file: format!("{VERSIONS_DIR}/{}", new.file),
+            replaced,
+            removed: Vec::new(),
+            adopted,
+            error: None,
+        };
+        if let Err(e) = self.write_history(&h) {
+            done.error = Some(format!(
+                "the version history could not be completed ({e}); it still records this promotion as under way, which the next retrain or rollback completes"
+            ));
+            return Ok(done);
+        }
+        for f in pruned {
+            let rel = format!("{VERSIONS_DIR}/{f}");
+            match remove_if_present(&self.versions.join(&f)) {
+                Ok(()) => done.removed.push(rel),
+                Err(e) => done.error = Some(format!("{rel} could not be deleted ({e})")),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Steps 2 and 3 of [`Store::promote`] in memory and on disk: the kept
+    /// files (their names in `written` as they are made), the stack and the
+    /// mark. Returns the candidate's entry and the replaced model's.
+    fn stage(
+        &self,
+        h: &mut History,
+        candidate: &Keep,
+        current: Option<&Keep>,
+        written: &mut Vec<KeptName>,
+    ) -> Result<(Entry, Option<Entry>), StoreError> {
         let replaced = match current {
             None => None,
             Some(cur) => {
@@ -438,7 +501,11 @@ impl Store {
                     .cloned();
                 let entry = match known {
                     Some(e) => e,
-                    None => self.add(&mut h, cur, "replaced")?,
+                    None => {
+                        let e = self.add(h, cur, "replaced")?;
+                        written.push(e.file.clone());
+                        e
+                    }
                 };
                 if h.in_service.last() != Some(&entry.seq) {
                     h.in_service.push(entry.seq);
@@ -446,43 +513,22 @@ impl Store {
                 Some(entry)
             }
         };
-        let new = self.add(&mut h, candidate, "retrain")?;
+        let new = self.add(h, candidate, "retrain")?;
+        written.push(new.file.clone());
         h.in_service.push(new.seq);
-        write_atomic(model_path, candidate.bytes)?;
-        // Oldest first, but never the new model nor the one it replaced
-        // (after a rollback that one can be the oldest kept).
-        let protected = [Some(new.seq), replaced.as_ref().map(|e| e.seq)];
-        let mut pruned = Vec::new();
-        while h.entries.len() > keep {
-            // Versions rolled back from (off the stack) go first: rollback
-            // can only reach the ones on it.
-            let prunable = |e: &Entry| !protected.contains(&Some(e.seq));
-            let Some(i) = h
-                .entries
-                .iter()
-                .position(|e| prunable(e) && !h.in_service.contains(&e.seq))
-                .or_else(|| h.entries.iter().position(prunable))
-            else {
-                break;
-            };
-            let old = h.entries.remove(i);
-            h.in_service.retain(|s| *s != old.seq);
-            pruned.push(old.file);
-        }
+        h.pending = Some(new.seq);
         if h.in_service.len() > MAX_STACK {
             let extra = h.in_service.len() - MAX_STACK;
             h.in_service.drain(..extra);
         }
-        self.write_history(&h)?;
-        for f in pruned {
-            remove_if_present(&self.versions.join(&f))?;
-            removed.push(format!("{VERSIONS_DIR}/{f}"));
-        }
-        Ok(Promoted {
-            file: format!("{VERSIONS_DIR}/{}", new.file),
-            replaced,
-            removed,
-        })
+        Ok((new, replaced))
+    }
+
+    /// Whether `model_path` holds the bytes with this sha256.
+    fn serves(&self, model_path: &Path, sha256: &str) -> bool {
+        fsio::open_regular_following(model_path, self.max_bytes)
+            .and_then(|f| fsio::read_capped(f, model_path, self.max_bytes))
+            .is_ok_and(|b| sha256_hex(&b) == sha256)
     }
 
     /// Chooses what a rollback puts back, given the sha256 of what
@@ -499,6 +545,7 @@ impl Store {
         to: Option<&str>,
     ) -> Result<RollbackPlan, StoreError> {
         let mut h = self.history()?;
+        self.recover(&mut h, serving_sha256)?;
         let entry = |h: &History, seq: u64| h.entries.iter().find(|e| e.seq == seq).cloned();
         let target = match to {
             Some(wanted) => {
@@ -507,7 +554,9 @@ impl Store {
                     .iter()
                     .rev()
                     .find(|e| {
-                        e.version == wanted || e.file == wanted || e.seq.to_string() == wanted
+                        e.version == wanted
+                            || e.file.as_str() == wanted
+                            || e.seq.to_string() == wanted
                     })
                     .cloned()
                     .ok_or_else(|| StoreError::UnknownVersion {
@@ -567,10 +616,38 @@ impl Store {
         model_path: &Path,
         bytes: &[u8],
     ) -> Result<Entry, StoreError> {
+        let replacement = Replacement::new(model_path)?;
         self.write_history(&plan.history)?;
-        write_atomic(model_path, bytes)?;
+        replacement.commit(bytes)?;
         Ok(plan.target)
     }
+}
+
+/// Drops the oldest entries beyond `keep` from `h` (never a `protected`
+/// one: the new model, or the one it replaced, which after a rollback can
+/// be the oldest kept) and returns their files. Versions rolled back from
+/// (off the stack) go first: rollback can only reach the ones on it.
+fn prune(h: &mut History, keep: usize, protected: [Option<u64>; 2]) -> Vec<KeptName> {
+    let mut pruned = Vec::new();
+    while h.entries.len() > keep {
+        let prunable = |e: &Entry| !protected.contains(&Some(e.seq));
+        let Some(i) = h
+            .entries
+            .iter()
+            .position(|e| prunable(e) && !h.in_service.contains(&e.seq))
+            .or_else(|| h.entries.iter().position(prunable))
+        else {
+            break;
+        };
+        let old = h.entries.remove(i);
+        h.in_service.retain(|s| *s != old.seq);
+        pruned.push(old.file);
+    }
+    pruned
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[cfg(test)]
@@ -599,7 +676,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("current.json");
         std::fs::write(&model, b"v0").unwrap();
-        let store = Store::new(dir.path());
+        let store = Store::new(dir.path(), u64::MAX);
         let p = store
             .promote(&model, &keep(b"v1", "1"), Some(&keep(b"v0", "0")), 3)
             .unwrap();
@@ -632,7 +709,7 @@ mod tests {
     fn a_kept_file_lost_by_hand_is_kept_again_when_its_model_is_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("m.json");
-        let store = Store::new(dir.path());
+        let store = Store::new(dir.path(), u64::MAX);
         store.promote(&model, &keep(b"a", "a"), None, 5).unwrap();
         std::fs::remove_file(store.dir().join("000001-a.json")).unwrap();
         let p = store
@@ -649,18 +726,30 @@ mod tests {
         assert_eq!(std::fs::read(&plan.path).unwrap(), b"a");
     }
 
+    /// Bytes that declare a model `m` version `v` (all adoption reads).
+    fn model(v: &str) -> Vec<u8> {
+        format!(r#"{{"model":{{"name":"m","version":"{v}"}}}}"#).into_bytes()
+    }
+
+    fn sha(bytes: &[u8]) -> String {
+        sha256_hex(bytes)
+    }
+
     #[test]
-    fn a_promotion_clears_what_a_killed_one_left_behind() {
+    fn a_promotion_adopts_kept_files_a_killed_one_left_and_clears_stale_temps() {
         let dir = tempfile::tempdir().unwrap();
-        let model = dir.path().join("m.json");
-        let store = Store::new(dir.path());
-        store.promote(&model, &keep(b"a", "a"), None, 5).unwrap();
-        // kill -9 after the kept files, before model.path and the history.
+        let path = dir.path().join("m.json");
+        let store = Store::new(dir.path(), u64::MAX);
+        let (a, b, c) = (model("a"), model("b"), model("c"));
+        store.promote(&path, &keep(&a, "a"), None, 5).unwrap();
+        // kill -9 after the kept files, before the history: never deleted
+        // (a model's bytes are adopted; anything else is left alone).
         let v = store.dir();
-        std::fs::write(v.join("000002-b.json"), b"b").unwrap();
-        std::fs::write(v.join(".000002-b.json.tmp-7-0-1"), b"b").unwrap();
+        std::fs::write(v.join("000002-b.json"), &b).unwrap();
+        std::fs::write(v.join("000003-junk.json"), b"not a model").unwrap();
+        std::fs::write(v.join(".000002-b.json.tmp-7-0-1"), &b).unwrap();
         std::fs::write(v.join(".history.json.tmp-7-1-2"), b"{").unwrap();
-        std::fs::write(dir.path().join(".m.json.tmp-7-2-3"), b"b").unwrap();
+        std::fs::write(dir.path().join(".m.json.tmp-7-2-3"), &b).unwrap();
         std::fs::write(v.join("notes.txt"), b"mine").unwrap();
         let old = std::time::SystemTime::now() - STALE_TEMP - Duration::from_secs(1);
         for tmp in [
@@ -678,28 +767,224 @@ mod tests {
         // A fresh one may be a live unlocked writer's (`train --out`).
         std::fs::write(dir.path().join(".m.json.tmp-8"), b"live").unwrap();
         let p = store
-            .promote(&model, &keep(b"c", "c"), Some(&keep(b"a", "a")), 5)
+            .promote(&path, &keep(&c, "c"), Some(&keep(&a, "a")), 5)
             .unwrap();
-        assert_eq!(p.removed, ["versions/000002-b.json"]);
-        assert_eq!(p.file, "versions/000002-c.json");
+        assert_eq!(p.removed, Vec::<String>::new());
+        assert_eq!(p.adopted, ["versions/000002-b.json"]);
+        assert_eq!(p.file, "versions/000004-c.json", "numbers never reused");
+        assert_eq!(p.error, None);
         assert_eq!(
             files(&store),
             [
                 "000001-a.json",
-                "000002-c.json",
+                "000002-b.json",
+                "000003-junk.json",
+                "000004-c.json",
                 "history.json",
                 "notes.txt"
             ]
         );
+        let h = store.history().unwrap();
+        assert_eq!(h.entry(2).unwrap().origin, "adopted");
+        assert_eq!(h.entry(2).unwrap().version, "b");
+        // b was never in service: off the stack, reachable with --to.
+        assert_eq!(h.in_service, [1, 4]);
         assert!(!dir.path().join(".m.json.tmp-7-2-3").exists());
         assert!(dir.path().join(".m.json.tmp-8").exists());
+    }
+
+    /// The state an older build left when killed (or out of disk) between
+    /// replacing model.path and writing the history: the kept files of the
+    /// replaced model and of the candidate, unlisted; model.path holds the
+    /// candidate. Returns the store's directory, model.path, and the bytes
+    /// of the previous model and of the candidate.
+    fn crashed_after_the_rename() -> (tempfile::TempDir, PathBuf, Vec<u8>, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.json");
+        let store = Store::new(dir.path(), u64::MAX);
+        let (a, b, c) = (model("a"), model("b"), model("c"));
+        store.promote(&path, &keep(&a, "a"), None, 5).unwrap();
+        std::fs::write(&path, &b).unwrap(); // b, made by `nbserve train`
+        std::fs::write(store.dir().join("000002-b.json"), &b).unwrap();
+        std::fs::write(store.dir().join("000003-c.json"), &c).unwrap();
+        std::fs::write(&path, &c).unwrap();
+        (dir, path, b, c)
+    }
+
+    #[test]
+    fn after_a_crash_between_the_rename_and_the_history_rollback_finds_the_previous_model() {
+        let (dir, path, b, c) = crashed_after_the_rename();
+        let store = Store::new(dir.path(), u64::MAX);
+        let plan = store.plan_rollback(Some(&sha(&c)), None).unwrap();
+        assert_eq!(plan.target.version, "b");
+        let bytes = store.read_kept(&plan.target).unwrap();
+        assert_eq!(bytes, b);
+        store.apply_rollback(plan, &path, &bytes).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b);
+        assert_eq!(store.history().unwrap().in_service, [1, 2]);
+    }
+
+    #[test]
+    fn after_a_crash_between_the_rename_and_the_history_the_next_promotion_keeps_every_model() {
+        let (dir, path, b, c) = crashed_after_the_rename();
+        let store = Store::new(dir.path(), u64::MAX);
+        let d = model("d");
+        // Keeping 3, pruning drops a, never the adopted b or c.
+        let p = store
+            .promote(&path, &keep(&d, "d"), Some(&keep(&c, "c")), 3)
+            .unwrap();
+        assert_eq!(
+            p.adopted,
+            ["versions/000002-b.json", "versions/000003-c.json"]
+        );
+        assert_eq!(p.removed, ["versions/000001-a.json"]);
+        assert_eq!(p.replaced.unwrap().seq, 3);
+        let h = store.history().unwrap();
+        assert_eq!(h.in_service, [2, 3, 4]);
+        // The chain back: d → c → b.
+        for (from, to) in [(&d, "c"), (&c, "b")] {
+            let plan = store.plan_rollback(Some(&sha(from)), None).unwrap();
+            let bytes = store.read_kept(&plan.target).unwrap();
+            assert_eq!(
+                store.apply_rollback(plan, &path, &bytes).unwrap().version,
+                to
+            );
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), b);
+    }
+
+    #[test]
+    fn a_promotion_cut_short_either_side_of_the_rename_is_read_from_model_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.json");
+        let store = Store::new(dir.path(), u64::MAX);
+        let (a, b) = (model("a"), model("b"));
+        store.promote(&path, &keep(&a, "a"), None, 5).unwrap();
+        // What promote writes before the rename: b kept, marked under way.
+        let mut h = store.history().unwrap();
+        let (new, _) = store
+            .stage(
+                &mut h,
+                &keep(&b, "b"),
+                Some(&keep(&a, "a")),
+                &mut Vec::new(),
+            )
+            .unwrap();
+        store.write_history(&h).unwrap();
+        assert_eq!(store.history().unwrap().pending, Some(new.seq));
+        // Killed before the rename: a is still in service, so a rollback
+        // has nothing before it, and b is not on the stack.
+        assert!(matches!(
+            store.plan_rollback(Some(&sha(&a)), None),
+            Err(StoreError::NothingToRollBack(_))
+        ));
+        let plan = store.plan_rollback(Some(&sha(&a)), Some("b")).unwrap();
+        assert_eq!(plan.history.in_service, [1, 2]);
+        assert_eq!(plan.history.pending, None);
+        // Killed after the rename: b is in service, a before it.
+        std::fs::write(&path, &b).unwrap();
+        let plan = store.plan_rollback(Some(&sha(&b)), None).unwrap();
+        assert_eq!(plan.target.version, "a");
+        // And a promotion completes it the same way.
+        let c = model("c");
+        store
+            .promote(&path, &keep(&c, "c"), Some(&keep(&b, "b")), 5)
+            .unwrap();
+        let h = store.history().unwrap();
+        assert_eq!((h.in_service, h.pending), (vec![1, 2, 3], None));
+    }
+
+    #[test]
+    fn a_history_naming_paths_outside_the_store_touches_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let models = dir.path().join("models");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        let victim = outside.join("victim.txt");
+        let absolute = dir.path().join("absolute.txt");
+        for f in [&victim, &absolute] {
+            std::fs::write(f, b"precious").unwrap();
+        }
+        let path = models.join("m.json");
+        let store = Store::new(&models, u64::MAX);
+        let a = model("a");
+        store.promote(&path, &keep(&a, "a"), None, 2).unwrap();
+        let mut h: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(store.history_path()).unwrap()).unwrap();
+        let mut poisoned = h["entries"][0].clone();
+        for (seq, file) in [
+            (7, "../../outside/victim.txt"),
+            (8, absolute.to_str().unwrap()),
+        ] {
+            poisoned["seq"] = seq.into();
+            poisoned["file"] = file.into();
+            h["entries"]
+                .as_array_mut()
+                .unwrap()
+                .insert(0, poisoned.clone());
+        }
+        h["next_seq"] = 9.into();
+        std::fs::write(store.history_path(), h.to_string()).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let b = model("b");
+        let e = store
+            .promote(&path, &keep(&b, "b"), Some(&keep(&a, "a")), 2)
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("not a kept file name")
+                && e.to_string().contains("nothing it names was touched"),
+            "{e}"
+        );
+        let e = store.plan_rollback(Some(&sha(&a)), None).unwrap_err();
+        assert!(matches!(e, StoreError::History { .. }), "{e}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(std::fs::read(&absolute).unwrap(), b"precious");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        assert_eq!(files(&store), ["000001-a.json", "history.json"]);
+    }
+
+    #[test]
+    fn a_history_or_kept_file_that_is_a_device_fifo_or_link_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.json");
+        let store = Store::new(dir.path(), 1 << 20);
+        let (a, b) = (model("a"), model("b"));
+        store.promote(&path, &keep(&a, "a"), None, 5).unwrap();
+        let history = store.history_path();
+        let saved = std::fs::read(&history).unwrap();
+        std::fs::remove_file(&history).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &history).unwrap();
+        let e = store.history().unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        std::fs::remove_file(&history).unwrap();
+        let c = std::ffi::CString::new(history.to_str().unwrap()).unwrap();
+        // SAFETY: `c` is a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = store.history().unwrap_err();
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        std::fs::remove_file(&history).unwrap();
+        std::fs::write(&history, saved).unwrap();
+        // The kept file of a, replaced by a link to /dev/zero: not read, not
+        // trusted; a is kept again from model.path's bytes.
+        let kept = store.dir().join("000001-a.json");
+        std::fs::remove_file(&kept).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &kept).unwrap();
+        let entry = store.history().unwrap().entries[0].clone();
+        let e = store.read_kept(&entry).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        let p = store
+            .promote(&path, &keep(&b, "b"), Some(&keep(&a, "a")), 5)
+            .unwrap();
+        assert_eq!(p.replaced.unwrap().seq, 2);
+        let plan = store.plan_rollback(Some(&sha(&b)), None).unwrap();
+        assert_eq!(store.read_kept(&plan.target).unwrap(), a);
     }
 
     #[test]
     fn rollback_after_rollback_goes_further_back_and_promotion_resumes() {
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("m.json");
-        let store = Store::new(dir.path());
+        let store = Store::new(dir.path(), u64::MAX);
         assert!(matches!(
             store.plan_rollback(None, None),
             Err(StoreError::NothingToRollBack(_))
@@ -747,7 +1032,7 @@ mod tests {
     fn a_rollback_cut_short_is_finished_by_the_next_not_undone() {
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("m.json");
-        let store = Store::new(dir.path());
+        let store = Store::new(dir.path(), u64::MAX);
         store.promote(&model, &keep(b"a", "a"), None, 5).unwrap();
         store
             .promote(&model, &keep(b"b", "b"), Some(&keep(b"a", "a")), 5)
@@ -779,7 +1064,7 @@ mod tests {
     fn promoted_a_b_c() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("m.json");
-        let store = Store::new(dir.path());
+        let store = Store::new(dir.path(), u64::MAX);
         store.promote(&model, &keep(b"a", "a"), None, 3).unwrap();
         store
             .promote(&model, &keep(b"b", "b"), Some(&keep(b"a", "a")), 3)
@@ -793,7 +1078,7 @@ mod tests {
     #[test]
     fn pruning_spares_a_rolled_back_to_model_it_replaces() {
         let (dir, model) = promoted_a_b_c();
-        let store = Store::new(dir.path());
+        let store = Store::new(dir.path(), u64::MAX);
         let plan = store
             .plan_rollback(Some(&sha256_hex(b"c")), Some("a"))
             .unwrap();
@@ -811,7 +1096,7 @@ mod tests {
     #[test]
     fn pruning_drops_versions_rolled_back_from_before_the_rollback_chain() {
         let (dir, model) = promoted_a_b_c();
-        let store = Store::new(dir.path());
+        let store = Store::new(dir.path(), u64::MAX);
         // c was bad: back to b, then d replaces b.
         let plan = store.plan_rollback(Some(&sha256_hex(b"c")), None).unwrap();
         store.apply_rollback(plan, &model, b"b").unwrap();
@@ -834,46 +1119,13 @@ mod tests {
     fn a_model_changed_behind_its_back_is_rolled_back_to_the_last_promoted() {
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("m.json");
-        let store = Store::new(dir.path());
+        let store = Store::new(dir.path(), u64::MAX);
         store.promote(&model, &keep(b"a", "a"), None, 5).unwrap();
         std::fs::write(&model, b"hand-made").unwrap();
         let plan = store
             .plan_rollback(Some(&sha256_hex(b"hand-made")), None)
             .unwrap();
         assert_eq!(plan.target.version, "a");
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn an_atomic_write_keeps_the_replaced_files_permissions_and_no_temp() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("m.json");
-        std::fs::write(&path, b"old").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
-        write_atomic(&path, b"new").unwrap();
-        assert_eq!(std::fs::read(&path).unwrap(), b"new");
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o640);
-        // A symlink is replaced by a regular file; its target is untouched.
-        let target = dir.path().join("target.json");
-        std::fs::write(&target, b"kept").unwrap();
-        let link = dir.path().join("link.json");
-        std::os::unix::fs::symlink(&target, &link).unwrap();
-        write_atomic(&link, b"served").unwrap();
-        assert!(!std::fs::symlink_metadata(&link).unwrap().is_symlink());
-        assert_eq!(std::fs::read(&link).unwrap(), b"served");
-        assert_eq!(std::fs::read(&target).unwrap(), b"kept");
-        // A failed rename (onto a directory) leaves no temporary file.
-        std::fs::create_dir(dir.path().join("d")).unwrap();
-        std::fs::write(dir.path().join("d/x"), b"").unwrap();
-        assert!(write_atomic(&dir.path().join("d"), b"x").is_err());
-        let mut names: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["d", "link.json", "m.json", "target.json"]);
     }
 
     #[test]
@@ -889,7 +1141,7 @@ mod tests {
     #[test]
     fn a_corrupt_history_is_named_not_overwritten() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path());
+        let store = Store::new(dir.path(), u64::MAX);
         std::fs::create_dir_all(store.dir()).unwrap();
         std::fs::write(store.dir().join(HISTORY_FILE), b"{oops").unwrap();
         let e = store
