@@ -21,12 +21,13 @@
 //! is touched.
 
 mod history;
+mod lock;
+mod recovery;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 pub use history::{Entry, History, KeptName};
+pub use lock::{lock, Lock};
 
 use crate::fsio::{self, sha256_hex, FsError, Replacement};
 
@@ -95,70 +96,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     }
 }
 
-/// Temporary files this old are a dead writer's: a live one (e.g. an
-/// unlocked `nbserve train --out model.path`) renames its file in seconds.
-const STALE_TEMP: Duration = Duration::from_secs(15 * 60);
-
-fn stale(path: &Path) -> bool {
-    std::fs::symlink_metadata(path)
-        .and_then(|m| m.modified())
-        .is_ok_and(|t| t.elapsed().is_ok_and(|age| age >= STALE_TEMP))
-}
-
 fn remove_if_present(path: &Path) -> Result<(), StoreError> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(path)(e)),
         _ => Ok(()),
     }
-}
-
-/// An exclusive lock on `model.dir`, held until dropped (the kernel releases
-/// it when the process dies, so a crash never leaves it stuck).
-pub struct Lock {
-    _file: File,
-}
-
-/// Takes the lock of `model_dir` (creating the directory and the lock file
-/// if missing), waiting up to `wait` for another holder to finish.
-pub fn lock(model_dir: &Path, wait: Duration) -> Result<Lock, StoreError> {
-    std::fs::create_dir_all(model_dir).map_err(io(model_dir))?;
-    let path = model_dir.join(LOCK_FILE);
-    let file = fsio::open_lock_file(&path)?;
-    let started = Instant::now();
-    loop {
-        match try_lock(&file) {
-            Ok(true) => return Ok(Lock { _file: file }),
-            Ok(false) if started.elapsed() < wait => std::thread::sleep(Duration::from_millis(50)),
-            Ok(false) => {
-                return Err(StoreError::Busy {
-                    path,
-                    waited_secs: started.elapsed().as_secs(),
-                })
-            }
-            Err(e) => return Err(io(&path)(e)),
-        }
-    }
-}
-
-#[cfg(unix)]
-fn try_lock(file: &File) -> std::io::Result<bool> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock takes a descriptor this File owns for the whole call.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let e = std::io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::EWOULDBLOCK) => Ok(false),
-        Some(libc::EINTR) => Ok(false),
-        _ => Err(e),
-    }
-}
-
-#[cfg(not(unix))]
-fn try_lock(_file: &File) -> std::io::Result<bool> {
-    Ok(true)
 }
 
 /// A model to keep: its bytes and identity.
@@ -262,118 +204,6 @@ impl Store {
             .is_ok_and(|b| sha256_hex(&b) == entry.sha256)
     }
 
-    /// Deletes temporary files of [`fsio::write_atomic`] a dead writer left
-    /// in the versions directory and beside `model_path` (call under
-    /// [`lock`]). Kept files are never deleted here: see [`Store::recover`].
-    fn remove_stale_temps(&self, model_path: &Path) -> Result<(), StoreError> {
-        let entries = std::fs::read_dir(&self.versions).map_err(io(&self.versions))?;
-        for e in entries {
-            let e = e.map_err(io(&self.versions))?;
-            let name = e.file_name();
-            let temp = name
-                .to_str()
-                .is_some_and(|n| n.starts_with('.') && n.contains(fsio::TEMP_MARKER));
-            if temp && stale(&e.path()) {
-                remove_if_present(&e.path())?;
-            }
-        }
-        let dir = model_path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            let prefix = fsio::temp_prefix(model_path);
-            for e in entries.flatten() {
-                let name = e.file_name();
-                if name.to_str().is_some_and(|n| n.starts_with(&prefix)) && stale(&e.path()) {
-                    remove_if_present(&e.path())?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Brings `h` up to date with what a process killed mid-promotion left
-    /// (call under [`lock`]), given the sha256 of what `model.path` holds:
-    ///
-    /// - a promotion recorded as under way (`pending`) is complete when
-    ///   `model.path` holds its model, else it never happened and comes off
-    ///   the stack;
-    /// - kept files the history does not list (written before a crash that
-    ///   came before the history, or by an older build that wrote the
-    ///   history after the rename) are adopted, never deleted: one may be
-    ///   the only copy of a model once in service. When `model.path` holds
-    ///   one newer than the stack's top, the adopted files up to it go on
-    ///   the stack, as the lost history would have put them.
-    ///
-    /// Returns the adopted files. Nothing is written: the caller's next
-    /// history write records it.
-    fn recover(&self, h: &mut History, serving: Option<&str>) -> Result<Vec<String>, StoreError> {
-        if let Some(seq) = h.pending.take() {
-            let done = h
-                .entry(seq)
-                .is_some_and(|e| Some(e.sha256.as_str()) == serving);
-            if !done && h.in_service.last() == Some(&seq) {
-                h.in_service.pop();
-            }
-        }
-        let entries = match std::fs::read_dir(&self.versions) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io(&self.versions)(e)),
-        };
-        let mut found: Vec<Entry> = Vec::new();
-        for e in entries {
-            let e = e.map_err(io(&self.versions))?;
-            let Some(file) = e.file_name().to_str().and_then(KeptName::parse) else {
-                continue;
-            };
-            let seq = file.seq();
-            // Never reuse a number a file already carries.
-            h.next_seq = h.next_seq.max(seq.saturating_add(1));
-            if h.entry(seq).is_some() || found.iter().any(|f| f.seq == seq) {
-                continue;
-            }
-            let Ok(bytes) = fsio::read_regular(&self.versions.join(&file), self.max_bytes) else {
-                continue;
-            };
-            // Only a model file is worth keeping; anything else is left alone.
-            let Some((name, version)) = history::declared_model(&bytes) else {
-                continue;
-            };
-            found.push(Entry {
-                seq,
-                file,
-                name,
-                version,
-                sha256: sha256_hex(&bytes),
-                origin: "adopted".to_owned(),
-                added_at: now(),
-            });
-        }
-        found.sort_by_key(|e| e.seq);
-        let top = h.in_service.last().copied().unwrap_or(0);
-        if let Some(served) = found
-            .iter()
-            .rfind(|e| e.seq > top && Some(e.sha256.as_str()) == serving)
-            .map(|e| e.seq)
-        {
-            h.in_service.extend(
-                found
-                    .iter()
-                    .map(|e| e.seq)
-                    .filter(|s| *s > top && *s <= served),
-            );
-        }
-        let adopted = found
-            .iter()
-            .map(|e| format!("{VERSIONS_DIR}/{}", e.file))
-            .collect();
-        h.entries.extend(found);
-        h.entries.sort_by_key(|e| e.seq);
-        Ok(adopted)
-    }
-
     fn add(&self, h: &mut History, model: &Keep, origin: &str) -> Result<Entry, StoreError> {
         let seq = h.next_seq.max(1);
         let file = KeptName::new(seq, model.version);
@@ -440,12 +270,17 @@ impl Store {
                 return Err(e);
             }
         };
+        let mut error = None;
         if let Err(e) = replacement.commit(candidate.bytes) {
-            // Only the directory sync may fail after the rename; otherwise
-            // the history's mark tells the next run nothing happened.
+            // Failed before the rename, the history's mark tells the next
+            // run nothing happened; only the directory sync comes after it.
             if !self.serves(model_path, &new.sha256) {
                 return Err(e.into());
             }
+            error = Some(format!(
+                "{} was replaced, but the rename may not be durable ({e})",
+                model_path.display()
+            ));
         }
         h.pending = None;
         let pruned = prune(
@@ -458,7 +293,7 @@ impl Store {
             replaced,
             removed: Vec::new(),
             adopted,
-            error: None,
+            error,
         };
         if let Err(e) = self.write_history(&h) {
             done.error = Some(format!(
@@ -652,6 +487,10 @@ fn now() -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::File;
+    use std::time::Duration;
+
+    use super::recovery::STALE_TEMP;
     use super::*;
 
     fn keep<'a>(bytes: &'a [u8], version: &'a str) -> Keep<'a> {
@@ -982,20 +821,13 @@ mod tests {
 
     #[test]
     fn rollback_after_rollback_goes_further_back_and_promotion_resumes() {
-        let dir = tempfile::tempdir().unwrap();
-        let model = dir.path().join("m.json");
-        let store = Store::new(dir.path(), u64::MAX);
+        let empty = tempfile::tempdir().unwrap();
         assert!(matches!(
-            store.plan_rollback(None, None),
+            Store::new(empty.path(), u64::MAX).plan_rollback(None, None),
             Err(StoreError::NothingToRollBack(_))
         ));
-        store.promote(&model, &keep(b"a", "a"), None, 5).unwrap();
-        store
-            .promote(&model, &keep(b"b", "b"), Some(&keep(b"a", "a")), 5)
-            .unwrap();
-        store
-            .promote(&model, &keep(b"c", "c"), Some(&keep(b"b", "b")), 5)
-            .unwrap();
+        let (dir, model) = promoted_a_b_c(5);
+        let store = Store::new(dir.path(), u64::MAX);
         let back = |store: &Store| {
             let sha = sha256_hex(&std::fs::read(&model).unwrap());
             let plan = store.plan_rollback(Some(&sha), None)?;
@@ -1059,25 +891,26 @@ mod tests {
         assert_eq!(store.history().unwrap().in_service, vec![1]);
     }
 
-    /// A store (keeping 3) into which a, b and c were promoted in turn; the
-    /// model path.
-    fn promoted_a_b_c() -> (tempfile::TempDir, PathBuf) {
+    /// A store (keeping `keep`) into which a, b and c were promoted in
+    /// turn; the model path.
+    fn promoted_a_b_c(keep: usize) -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let model = dir.path().join("m.json");
         let store = Store::new(dir.path(), u64::MAX);
-        store.promote(&model, &keep(b"a", "a"), None, 3).unwrap();
-        store
-            .promote(&model, &keep(b"b", "b"), Some(&keep(b"a", "a")), 3)
-            .unwrap();
-        store
-            .promote(&model, &keep(b"c", "c"), Some(&keep(b"b", "b")), 3)
-            .unwrap();
+        let mut before: Option<&str> = None;
+        for v in ["a", "b", "c"] {
+            let current = before.map(|b| self::keep(b.as_bytes(), b));
+            store
+                .promote(&model, &self::keep(v.as_bytes(), v), current.as_ref(), keep)
+                .unwrap();
+            before = Some(v);
+        }
         (dir, model)
     }
 
     #[test]
     fn pruning_spares_a_rolled_back_to_model_it_replaces() {
-        let (dir, model) = promoted_a_b_c();
+        let (dir, model) = promoted_a_b_c(3);
         let store = Store::new(dir.path(), u64::MAX);
         let plan = store
             .plan_rollback(Some(&sha256_hex(b"c")), Some("a"))
@@ -1095,7 +928,7 @@ mod tests {
 
     #[test]
     fn pruning_drops_versions_rolled_back_from_before_the_rollback_chain() {
-        let (dir, model) = promoted_a_b_c();
+        let (dir, model) = promoted_a_b_c(3);
         let store = Store::new(dir.path(), u64::MAX);
         // c was bad: back to b, then d replaces b.
         let plan = store.plan_rollback(Some(&sha256_hex(b"c")), None).unwrap();
@@ -1126,16 +959,6 @@ mod tests {
             .plan_rollback(Some(&sha256_hex(b"hand-made")), None)
             .unwrap();
         assert_eq!(plan.target.version, "a");
-    }
-
-    #[test]
-    fn the_lock_is_exclusive_and_released_on_drop() {
-        let dir = tempfile::tempdir().unwrap();
-        let held = lock(dir.path(), Duration::ZERO).unwrap();
-        let e = lock(dir.path(), Duration::from_millis(120)).err().unwrap();
-        assert!(matches!(e, StoreError::Busy { .. }), "{e}");
-        drop(held);
-        lock(dir.path(), Duration::ZERO).unwrap();
     }
 
     #[test]
