@@ -790,6 +790,30 @@ mod tests {
         ));
     }
 
+    /// `train --out` wrote through a temporary name made of the pid alone,
+    /// with a plain create: a symlink planted under that name had its
+    /// target overwritten and then became the model file.
+    #[cfg(unix)]
+    #[test]
+    fn save_never_writes_through_a_planted_temporary_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, b"precious").unwrap();
+        let path = dir.path().join("m.json");
+        let planted = dir.path().join(format!(".m.json.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        let a = sample_artifact();
+        a.save(&path).unwrap();
+        let victim_len = std::fs::metadata(&victim).unwrap().len();
+        assert!(
+            std::fs::read(&victim).unwrap() == b"precious",
+            "the link's target was overwritten ({victim_len} bytes)"
+        );
+        assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
+        assert!(std::fs::read(&path).unwrap() == a.file_bytes());
+        assert!(std::fs::symlink_metadata(&planted).unwrap().is_symlink());
+    }
+
     #[test]
     fn round_trip_through_a_file() {
         let dir = tempfile::tempdir().unwrap();
