@@ -800,7 +800,9 @@ mod tests {
         let victim = dir.path().join("victim.txt");
         std::fs::write(&victim, b"precious").unwrap();
         let path = dir.path().join("m.json");
-        let planted = dir.path().join(format!(".m.json.tmp-{}", std::process::id()));
+        let planted = dir
+            .path()
+            .join(format!(".m.json.tmp-{}", std::process::id()));
         std::os::unix::fs::symlink(&victim, &planted).unwrap();
         let a = sample_artifact();
         a.save(&path).unwrap();

@@ -120,6 +120,12 @@ pub fn read_regular(path: &Path, max_bytes: u64) -> Result<Vec<u8>, FsError> {
     read_capped(open_regular(path, max_bytes)?, path, max_bytes)
 }
 
+/// [`open_regular_following`] and [`read_capped`] in one (e.g. a token
+/// file, which Kubernetes mounts as a symlink).
+pub fn read_regular_following(path: &Path, max_bytes: u64) -> Result<Vec<u8>, FsError> {
+    read_capped(open_regular_following(path, max_bytes)?, path, max_bytes)
+}
+
 fn open_checked(path: &Path, max_bytes: u64, follow: bool) -> Result<File, FsError> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
@@ -520,8 +526,7 @@ mod tests {
         );
 
         // Following links is for operator-named paths; the checks still hold.
-        let f = open_regular_following(&link, 2).unwrap();
-        assert_eq!(read_capped(f, &link, 2).unwrap(), b"{}");
+        assert_eq!(read_regular_following(&link, 2).unwrap(), b"{}");
         assert!(matches!(
             open_regular_following(&zero, 1 << 20),
             Err(FsError::NotRegular { .. })

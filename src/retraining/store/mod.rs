@@ -361,8 +361,7 @@ impl Store {
 
     /// Whether `model_path` holds the bytes with this sha256.
     fn serves(&self, model_path: &Path, sha256: &str) -> bool {
-        fsio::open_regular_following(model_path, self.max_bytes)
-            .and_then(|f| fsio::read_capped(f, model_path, self.max_bytes))
+        fsio::read_regular_following(model_path, self.max_bytes)
             .is_ok_and(|b| sha256_hex(&b) == sha256)
     }
 
