@@ -607,7 +607,7 @@ fn promote(
                     f
                 })?;
             if !done.adopted.is_empty() {
-                eprintln!(
+                noteln!(
                     "nbserve: kept files missing from the version history (left by an interrupted run) were taken back into it: {}",
                     done.adopted.join(", ")
                 );
