@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -17,6 +17,7 @@ use crate::classifier::{
     Classifier, DfBound, Evaluation, ModelError, ModelKind, NaiveBayes, NbParameters, ParamError,
     TuningReport, VectorizerOptions, Vocabulary, VocabularyError,
 };
+use crate::fsio::{self, FsError};
 
 /// The `format` value of every nbserve artifact (kept for every model kind,
 /// so existing readers recognise the file).
@@ -244,6 +245,9 @@ pub enum ArtifactError {
         /// What the file says.
         found: String,
     },
+    /// The file could not be written as it must be (e.g. keeping its owner).
+    #[error(transparent)]
+    File(FsError),
     /// Fields missing or of the wrong type.
     #[error("model file does not match the schema: {0}")]
     Schema(String),
@@ -378,35 +382,11 @@ impl Artifact {
         bytes
     }
 
-    /// Writes atomically: a temporary file in the same directory, synced, then
-    /// renamed over `path`, so a reader never sees a half-written model.
+    /// Writes atomically, keeping the mode and owner of the file it replaces
+    /// (see [`fsio::write_atomic`]), so a reader never sees a half-written
+    /// model and a server running as another user can still read it.
     pub fn save(&self, path: &Path) -> Result<(), ArtifactError> {
-        let io = |source| ArtifactError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(io)?;
-        let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("model");
-        let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-        let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&self.file_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, path)?;
-            // Make the rename itself durable.
-            if let Ok(d) = std::fs::File::open(dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result.map_err(io)
+        Ok(fsio::write_atomic(path, &self.file_bytes())?)
     }
 
     /// Parses and fully validates artifact bytes, with no memory budget
@@ -552,62 +532,30 @@ impl Artifact {
     }
 }
 
-/// Opens `path` for reading (symlinks followed) and checks that the open
-/// handle is a regular file. Opened non-blocking, so a FIFO cannot stall the
-/// open waiting for a writer; for a regular file the flag changes nothing.
+/// Opens `path` for reading (symlinks followed: `model.path` may be a
+/// Kubernetes mount) as [`fsio::open_regular_following`] does: a regular
+/// file only, and a FIFO cannot stall the open.
 pub fn open_regular(path: &Path) -> Result<File, ArtifactError> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let file = options.open(path).map_err(|source| ArtifactError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    ensure_regular(&file, path)?;
-    Ok(file)
+    Ok(fsio::open_regular_following(path, u64::MAX)?)
 }
 
-/// Refuses an open handle that is not a regular file (`/dev/zero` would be
-/// read until memory runs out, a FIFO would block the load forever).
-pub fn ensure_regular(file: &File, path: &Path) -> Result<(), ArtifactError> {
-    let meta = file.metadata().map_err(|source| ArtifactError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    if meta.is_file() {
-        Ok(())
-    } else {
-        Err(ArtifactError::NotRegularFile {
-            path: path.to_owned(),
-        })
-    }
-}
-
-/// Reads all of `file`, but never more than `max_bytes` + 1 bytes: one more
-/// than the cap means the file is too large (its size on disk may change
-/// while it is read, so the stat size alone is not trusted).
+/// Reads all of `file`, refusing it past `max_bytes` without reading more
+/// than one byte beyond (see [`fsio::read_capped`]).
 pub fn read_capped(file: File, path: &Path, max_bytes: u64) -> Result<Vec<u8>, ArtifactError> {
-    let io = |source| ArtifactError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let too_large = || ArtifactError::TooLarge {
-        path: path.to_owned(),
-        max_bytes,
-    };
-    let size = file.metadata().map_err(io)?.len();
-    if size > max_bytes {
-        return Err(too_large());
+    Ok(fsio::read_capped(file, path, max_bytes)?)
+}
+
+impl From<FsError> for ArtifactError {
+    fn from(e: FsError) -> Self {
+        match e {
+            FsError::Io { path, source } => Self::Io { path, source },
+            FsError::NotRegular { path } | FsError::Symlink { path } => {
+                Self::NotRegularFile { path }
+            }
+            FsError::TooLarge { path, max_bytes } => Self::TooLarge { path, max_bytes },
+            e @ FsError::Owner { .. } => Self::File(e),
+        }
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    file.take(max_bytes.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(io)?;
-    if bytes.len() as u64 > max_bytes {
-        return Err(too_large());
-    }
-    Ok(bytes)
 }
 
 /// Longest piece of artifact content an error message quotes.
@@ -840,6 +788,32 @@ mod tests {
             load(size - 1),
             Err(ArtifactError::TooLarge { max_bytes, .. }) if max_bytes == size - 1
         ));
+    }
+
+    /// `train --out` wrote through a temporary name made of the pid alone,
+    /// with a plain create: a symlink planted under that name had its
+    /// target overwritten and then became the model file.
+    #[cfg(unix)]
+    #[test]
+    fn save_never_writes_through_a_planted_temporary_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, b"precious").unwrap();
+        let path = dir.path().join("m.json");
+        let planted = dir
+            .path()
+            .join(format!(".m.json.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        let a = sample_artifact();
+        a.save(&path).unwrap();
+        let victim_len = std::fs::metadata(&victim).unwrap().len();
+        assert!(
+            std::fs::read(&victim).unwrap() == b"precious",
+            "the link's target was overwritten ({victim_len} bytes)"
+        );
+        assert!(!std::fs::symlink_metadata(&path).unwrap().is_symlink());
+        assert!(std::fs::read(&path).unwrap() == a.file_bytes());
+        assert!(std::fs::symlink_metadata(&planted).unwrap().is_symlink());
     }
 
     #[test]

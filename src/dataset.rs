@@ -2,8 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 /// The text column of a labelled CSV unless told otherwise (holdouts always).
 pub const TEXT_COLUMN: &str = "text";
 /// The label column of a labelled CSV unless told otherwise (holdouts always).
@@ -91,7 +89,7 @@ impl Dataset {
         text_column: &str,
         label_column: &str,
     ) -> Result<Self, DatasetError> {
-        let sha256 = hex::encode(Sha256::digest(bytes));
+        let sha256 = crate::fsio::sha256_hex(bytes);
         let mut reader = csv::ReaderBuilder::new().from_reader(bytes);
         let row_error = |e: csv::Error| row_error(path, e);
         let headers = reader.headers().map_err(row_error)?.clone();

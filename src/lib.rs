@@ -13,6 +13,7 @@
 //! artifact, telemetry         the model file; logging set-up
 //! dataset, settings, mlflow   CSV input; typed settings; MLflow REST client
 //! classifier                  pure computation: tokenizer … evaluation
+//! fsio                        every file read or written: regular files only, capped, atomic
 //! ```
 //!
 //! The command line (`src/main.rs`, `src/cli`) is the binary, above all of
@@ -21,6 +22,7 @@
 pub mod artifact;
 pub mod classifier;
 pub mod dataset;
+pub mod fsio;
 pub mod gate;
 pub mod mlflow;
 pub mod monitoring;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// Lowest first. Modules in the same layer do not import each other.
 const LAYERS: &[&[&str]] = &[
+    &["fsio"],
     &["classifier"],
     &["dataset", "settings", "mlflow"],
     &["artifact", "telemetry"],

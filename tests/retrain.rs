@@ -185,7 +185,7 @@ fn promotes_keeps_the_replaced_model_and_rolls_back() {
     let kept = r["promoted"]["file"].as_str().unwrap();
     assert_eq!(served, std::fs::read(s.path("models").join(kept)).unwrap());
     assert_eq!(
-        nbserve::retraining::store::sha256_hex(&served),
+        nbserve::fsio::sha256_hex(&served),
         r["candidate"]["sha256"].as_str().unwrap()
     );
     let h = s.history();
@@ -720,7 +720,7 @@ fn two_retrains_at_once_leave_a_consistent_store() {
     let last = &entries[1];
     let served = std::fs::read(s.path("models/current.json")).unwrap();
     assert_eq!(
-        nbserve::retraining::store::sha256_hex(&served),
+        nbserve::fsio::sha256_hex(&served),
         last["sha256"].as_str().unwrap()
     );
     let mut listed: Vec<String> = std::fs::read_dir(s.path("models/versions"))
@@ -738,7 +738,7 @@ fn two_retrains_at_once_leave_a_consistent_store() {
     for e in entries {
         let bytes = std::fs::read(s.path("models/versions").join(e["file"].as_str().unwrap()));
         assert_eq!(
-            nbserve::retraining::store::sha256_hex(&bytes.unwrap()),
+            nbserve::fsio::sha256_hex(&bytes.unwrap()),
             e["sha256"].as_str().unwrap()
         );
     }
@@ -891,4 +891,101 @@ fn bad_input_is_named_and_promotes_nothing() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn a_history_naming_files_outside_the_store_is_refused_and_touches_nothing() {
+    let s = Setup::new();
+    let o = s.retrain(&["--keep", "2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::fs::create_dir(s.path("outside")).unwrap();
+    let victims = [s.path("outside/victim.txt"), s.path("absolute.txt")];
+    for v in &victims {
+        std::fs::write(v, b"precious").unwrap();
+    }
+    // A restored or tampered history whose oldest entries (pruned first)
+    // name files outside the versions directory.
+    let mut h = s.history();
+    let absolute = victims[1].to_str().unwrap();
+    for (seq, file) in [(90, "../../outside/victim.txt"), (91, absolute)] {
+        let mut e = h["entries"][0].clone();
+        e["seq"] = seq.into();
+        e["file"] = file.into();
+        h["entries"].as_array_mut().unwrap().insert(0, e);
+    }
+    h["next_seq"] = 92.into();
+    std::fs::write(s.path("models/versions/history.json"), h.to_string()).unwrap();
+    let before = s.snapshot();
+    let more = s.path("more.csv");
+    let mut train = std::fs::read_to_string(s.path("train.csv")).unwrap();
+    train.push_str("\"a brand new offer of cheap pills\",spam\n");
+    std::fs::write(&more, train).unwrap();
+    let holdout = s.path("holdout.csv");
+    let o = s.retrain_on(
+        more.to_str().unwrap(),
+        holdout.to_str().unwrap(),
+        &["--keep", "2"],
+    );
+    let config = s.path("nbserve.toml");
+    let r = s.run(&["rollback", "--config", config.to_str().unwrap()]);
+    for o in [&o, &r] {
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(o));
+        assert!(
+            stderr(o).contains("not a kept file name") && stderr(o).contains("nothing it names"),
+            "{}",
+            stderr(o)
+        );
+    }
+    for v in &victims {
+        assert_eq!(std::fs::read(v).unwrap(), b"precious", "{}", v.display());
+    }
+    assert_eq!(s.snapshot(), before);
+}
+
+/// What an older build left when killed (or out of disk) between replacing
+/// `model.path` and writing the history: both kept files, no history, and
+/// `model.path` holding the candidate. Returns the first model's bytes.
+fn crashed_after_the_rename(s: &Setup) -> Vec<u8> {
+    let v1 = std::fs::read(s.path("models/current.json")).unwrap();
+    std::fs::create_dir(s.path("models/versions")).unwrap();
+    std::fs::write(s.path("models/versions/000001-v1.json"), &v1).unwrap();
+    s.train_current("holdout.csv", "v2");
+    std::fs::copy(
+        s.path("models/current.json"),
+        s.path("models/versions/000002-v2.json"),
+    )
+    .unwrap();
+    v1
+}
+
+#[test]
+fn after_a_crash_between_the_rename_and_the_history_no_model_is_lost() {
+    let s = Setup::new();
+    let v1 = crashed_after_the_rename(&s);
+    let config = s.path("nbserve.toml");
+    let o = s.run(&["rollback", "--config", config.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read(s.path("models/current.json")).unwrap(), v1);
+
+    // The same state, then a promotion: both kept files are adopted, none
+    // deleted, and rollback walks back through them.
+    let s = Setup::new();
+    let v1 = crashed_after_the_rename(&s);
+    let o = s.retrain(&["--report", s.path("r.json").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("taken back into it"), "{}", stderr(&o));
+    let r = s.report("r.json");
+    assert_eq!(
+        r["promoted"]["adopted"],
+        serde_json::json!(["versions/000001-v1.json", "versions/000002-v2.json"])
+    );
+    assert_eq!(r["promoted"]["removed"], serde_json::json!([]));
+    let h = s.history();
+    assert_eq!(h["in_service"], serde_json::json!([1, 2, 3]));
+    let config = s.path("nbserve.toml");
+    for _ in 0..2 {
+        let o = s.run(&["rollback", "--config", config.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    }
+    assert_eq!(std::fs::read(s.path("models/current.json")).unwrap(), v1);
 }

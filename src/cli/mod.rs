@@ -36,6 +36,9 @@ pub mod exit {
     pub const GATE_REJECTED: u8 = 5;
     /// `healthcheck` found the server unhealthy.
     pub const UNHEALTHY: u8 = 6;
+    /// `retrain` put the candidate in service, but the version history or
+    /// the pruning that follows failed.
+    pub const PROMOTED_WITH_ERROR: u8 = 7;
 }
 
 /// A failure with the exit code it maps to.

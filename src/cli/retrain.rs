@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use nbserve::artifact::Artifact;
 use nbserve::dataset::Dataset;
+use nbserve::fsio::{self, sha256_hex};
 use nbserve::gate::GateError;
 use nbserve::mlflow::{MlflowClient, ModelUri};
 use nbserve::retraining::judge::{
@@ -13,7 +14,7 @@ use nbserve::retraining::judge::{
     Registered, Report, Scores, ServingGate, Verdict,
 };
 use nbserve::retraining::merge::{model_classes, DataCounts, Merged, Merger, OpenLog};
-use nbserve::retraining::store::{self, sha256_hex, Keep, Store, StoreError};
+use nbserve::retraining::store::{self, Keep, Store, StoreError};
 use nbserve::retraining::{
     gate_like_load, read_model_file, read_registry_model, score_in_service, LoadRefusal,
     ScoreError, SourceBytes,
@@ -43,25 +44,13 @@ fn store_failure(e: StoreError) -> Failure {
     Failure::new(code, e)
 }
 
-/// Fails (usage) unless a file can be created beside `report`: the report
-/// is written after a promotion, too late to find out its directory is
-/// missing or read-only.
+/// Fails (usage) unless `report` can be replaced: the report is written
+/// after a promotion, too late to find out its directory is missing or
+/// read-only. The probe is the replacement's own temporary file, created
+/// with a unique name that must not exist yet (nothing planted there is
+/// followed or truncated), then removed.
 fn check_writable(report: &Path) -> Result<(), Failure> {
-    let dir = report
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let probe = dir.join(format!(".nbserve-report-probe-{}", std::process::id()));
-    let result = std::fs::create_dir_all(dir).and_then(|()| {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&probe)
-            .map(drop)
-    });
-    let _ = std::fs::remove_file(&probe);
-    result.map_err(|e| {
+    fsio::Replacement::new(report).map(drop).map_err(|e| {
         Failure::new(
             exit::USAGE,
             format!("--report {}: cannot write there: {e}", report.display()),
@@ -463,7 +452,14 @@ fn retrain_tracked(a: &RetrainArgs, plan: &Plan, tracker: Option<&Tracker>) -> C
         None
     };
     let (verdict, reason) = if promoted.is_some() {
-        (Verdict::Promoted, gates.reason())
+        let with_error = promoted.as_ref().and_then(|p| p.error.as_deref());
+        match with_error {
+            None => (Verdict::Promoted, gates.reason()),
+            Some(e) => (
+                Verdict::PromotedWithError,
+                format!("{}; promoted, but: {e}", gates.reason()),
+            ),
+        }
     } else if unchanged {
         (
             Verdict::Unchanged,
@@ -501,9 +497,9 @@ fn retrain_tracked(a: &RetrainArgs, plan: &Plan, tracker: Option<&Tracker>) -> C
     if let Some(path) = &a.report {
         let mut json = serde_json::to_vec_pretty(&report).expect("serialisable");
         json.push(b'\n');
-        store::write_atomic(path, &json).map_err(|e| {
+        fsio::write_atomic(path, &json).map_err(|e| {
             let done = match report.verdict {
-                Verdict::Promoted => "the candidate WAS promoted",
+                Verdict::Promoted | Verdict::PromotedWithError => "the candidate WAS promoted",
                 Verdict::Rejected => "the candidate was rejected, nothing changed",
                 Verdict::Unchanged => {
                     "the candidate is identical to the model in service, nothing changed"
@@ -529,6 +525,18 @@ fn retrain_tracked(a: &RetrainArgs, plan: &Plan, tracker: Option<&Tracker>) -> C
     }
     match report.verdict {
         Verdict::Promoted | Verdict::Unchanged => Ok(()),
+        Verdict::PromotedWithError => Err(Failure::new(
+            exit::PROMOTED_WITH_ERROR,
+            format!(
+                "the candidate IS in service at {}, but {}",
+                plan.settings.model.path.display(),
+                report
+                    .promoted
+                    .as_ref()
+                    .and_then(|p| p.error.as_deref())
+                    .unwrap_or("the store could not be completed")
+            ),
+        )),
         Verdict::Rejected => Err(Failure::new(
             exit::GATE_REJECTED,
             format!("not promoted, nothing changed: {}", report.reason),
@@ -574,10 +582,12 @@ fn promote(
             file: None,
             replaced_version,
             removed: Vec::new(),
+            adopted: Vec::new(),
+            error: None,
             registered,
         }),
         Target::File(path) => {
-            let store = Store::new(&plan.settings.model.dir);
+            let store = Store::new(&plan.settings.model.dir, plan.settings.model.max_bytes);
             let candidate = Keep {
                 bytes,
                 name: &artifact.model.name,
@@ -590,13 +600,26 @@ fn promote(
             });
             let done = store
                 .promote(path, &candidate, replaced.as_ref(), a.keep)
-                .map_err(store_failure)?;
+                .map_err(|e| {
+                    let mut f = store_failure(e);
+                    f.message =
+                        format!("not promoted, {} unchanged: {}", path.display(), f.message);
+                    f
+                })?;
+            if !done.adopted.is_empty() {
+                noteln!(
+                    "nbserve: kept files missing from the version history (left by an interrupted run) were taken back into it: {}",
+                    done.adopted.join(", ")
+                );
+            }
             Ok(Promotion {
                 target: "file",
                 path: path.display().to_string(),
                 file: Some(done.file),
                 replaced_version,
                 removed: done.removed,
+                adopted: done.adopted,
+                error: done.error,
                 registered,
             })
         }
@@ -651,6 +674,7 @@ fn log_report(t: &Tracker, r: &Report) -> Result<(), Failure> {
     }
     let verdict = match r.verdict {
         Verdict::Promoted => "promoted",
+        Verdict::PromotedWithError => "promoted_with_error",
         Verdict::Rejected => "rejected",
         Verdict::Unchanged => "unchanged",
     };
@@ -701,6 +725,7 @@ fn print_report(r: &Report) {
     }
     let verdict = match r.verdict {
         Verdict::Promoted => "PROMOTED",
+        Verdict::PromotedWithError => "PROMOTED WITH ERROR",
         Verdict::Rejected => "REJECTED",
         Verdict::Unchanged => "UNCHANGED",
     };
@@ -742,16 +767,19 @@ pub(super) fn rollback(a: RollbackArgs) -> CmdResult {
     }
     let _lock = store::lock(&settings.model.dir, Duration::from_secs(a.lock_wait_secs))
         .map_err(store_failure)?;
-    let store = Store::new(&settings.model.dir);
+    let store = Store::new(&settings.model.dir, settings.model.max_bytes);
     let serving = read_model_file(path, settings.model.max_bytes)
         .ok()
         .map(|s| sha256_hex(&s.bytes));
     let plan = store
         .plan_rollback(serving.as_deref(), a.to.as_deref())
         .map_err(store_failure)?;
-    let bytes = read_model_file(&plan.path, settings.model.max_bytes)
-        .map_err(|e| Failure::new(exit::INVALID_MODEL, e))?
-        .bytes;
+    let bytes = store.read_kept(&plan.target).map_err(|e| {
+        Failure::new(
+            exit::INVALID_MODEL,
+            format!("not rolled back, nothing changed: {e}"),
+        )
+    })?;
     // The history's sha256 is what was kept: a file changed since (by hand,
     // by a bad disk) is not the version the operator asked for.
     let sha = sha256_hex(&bytes);

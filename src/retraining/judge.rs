@@ -209,6 +209,11 @@ impl Gates {
 pub enum Verdict {
     /// Both gates passed and the candidate is in service.
     Promoted,
+    /// The candidate is in service, but what follows the replacement of
+    /// `model.path` failed (the version history or the pruning):
+    /// `promoted.error` says what.
+    #[serde(rename = "promoted_with_error")]
+    PromotedWithError,
     /// A gate refused it; nothing changed.
     Rejected,
     /// Both gates passed but it scores every text exactly as the model in
@@ -276,6 +281,12 @@ pub struct Promotion {
     pub replaced_version: Option<String>,
     /// Kept versions deleted to honour `--keep`.
     pub removed: Vec<String>,
+    /// Kept files found unlisted in the history (left by a crash) and
+    /// taken back into it.
+    pub adopted: Vec<String>,
+    /// What failed after `model.path` was replaced (verdict
+    /// `promoted_with_error`).
+    pub error: Option<String>,
     /// The registered model version, when the run was registered.
     pub registered: Option<Registered>,
 }
@@ -294,7 +305,7 @@ pub struct Registered {
 /// The `--report` JSON of `nbserve retrain`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
-    /// `promoted`, `rejected` or `unchanged`.
+    /// `promoted`, `promoted_with_error`, `rejected` or `unchanged`.
     pub verdict: Verdict,
     /// Which gate decided, with its numbers.
     pub reason: String,

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 
 use crate::artifact::{open_regular, read_capped, Artifact, ArtifactError, LoadedModel, ModelMeta};
 use crate::dataset::{Dataset, DatasetError};
@@ -252,7 +251,7 @@ pub async fn load_source(
 
 /// The sha256 (hex) of file content: a file source's fingerprint.
 pub fn content_fingerprint(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    crate::fsio::sha256_hex(bytes)
 }
 
 /// Loads, validates and gates the artifact at `path` (blocking: call from
