@@ -23,7 +23,7 @@ started=$(date +%s)
 
 # shellcheck source=scripts/lib/preflight.sh
 source scripts/lib/preflight.sh
-preflight test.sh cargo rustfmt cargo-clippy python3.11 npm curl git setsid kubectl apt-get apt-cache dpkg readelf
+preflight test.sh cargo rustfmt cargo-clippy python3.11 npm curl git setsid kubectl apt-get apt-cache dpkg readelf strace unshare
 if [[ "$(id -u)" -ne 0 && ! -x "${NBSERVE_CACHE:-$HOME/.cache/nbserve}/prometheus/root/usr/bin/prometheus" ]]; then
   echo "test.sh: note: not root; if apt's package lists are stale, fetching Prometheus needs 'apt-get update' (root)" >&2
 fi
