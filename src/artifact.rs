@@ -36,6 +36,7 @@ pub const TOKEN_PATTERN: &str = r"(?u)\b\w\w+\b";
 
 pub use crate::classifier::params::ALPHA_RANGE;
 pub use memory::MemoryEstimate;
+pub use validate::name_problem;
 
 mod memory;
 mod validate;
@@ -385,8 +386,8 @@ impl Artifact {
     /// Writes atomically, keeping the mode and owner of the file it replaces
     /// (see [`fsio::write_atomic`]), so a reader never sees a half-written
     /// model and a server running as another user can still read it.
-    pub fn save(&self, path: &Path) -> Result<(), ArtifactError> {
-        Ok(fsio::write_atomic(path, &self.file_bytes())?)
+    pub fn save(&self, path: &Path) -> Result<(), FsError> {
+        fsio::write_atomic(path, &self.file_bytes())
     }
 
     /// Parses and fully validates artifact bytes, with no memory budget
@@ -990,7 +991,7 @@ mod tests {
             let b = resealed(edit);
             assert!(matches!(
                 Artifact::load_bytes(&b),
-                Err(ArtifactError::Shape(m)) if m.contains("at most 256 bytes")
+                Err(ArtifactError::Shape(m)) if m.contains("at most 256 bytes are served")
             ));
         }
         let b = resealed(|a| {

@@ -5,7 +5,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::mlflow::{MlflowClient, MlflowError};
+
+mod source;
 mod tokens;
+
+pub use source::ModelSource;
 
 /// All settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,15 +77,27 @@ pub struct ServerSettings {
 pub struct ModelSettings {
     /// The artifact loaded at start and on reload: a file, or an MLflow
     /// registry URI (`models:/NAME@ALIAS`, `models:/NAME/VERSION`).
-    pub path: PathBuf,
+    pub path: ModelSource,
     /// Reload requests may only name files inside this directory.
     pub dir: PathBuf,
     /// Largest model file read, in bytes; a larger one is refused unread.
     pub max_bytes: u64,
-    /// MLflow tracking server for `models:/` paths (default: `MLFLOW_TRACKING_URI`).
+    /// MLflow tracking server for `models:/` paths (default:
+    /// `MLFLOW_TRACKING_URI`, filled in when the settings load).
     pub mlflow_uri: Option<String>,
     /// Check the source this often and reload when it changed (0 = never).
     pub poll_interval_secs: u64,
+}
+
+impl ModelSettings {
+    /// The client `model.path` is read through when it names the registry:
+    /// built from `model.mlflow_uri` (itself `MLFLOW_TRACKING_URI` when
+    /// unset); `None` for a file, or when no server is configured (reading
+    /// the registry then fails naming both settings). [`Settings::load`]
+    /// has checked the URI already.
+    pub fn registry(&self) -> Result<Option<MlflowClient>, MlflowError> {
+        source::registry_client(&self.path, self.mlflow_uri.as_deref())
+    }
 }
 
 /// Deployment-gate settings.
@@ -96,6 +113,14 @@ pub struct GateSettings {
     /// new one's load at once, so a replica needs about twice this on top
     /// of its serving memory.
     pub max_memory_bytes: u64,
+}
+
+impl GateSettings {
+    /// Whether `min_f1_macro` can be a minimum F1 macro: a number within
+    /// [0, 1] (the rule of the setting and of every flag that overrides it).
+    pub fn valid_minimum(min_f1_macro: f64) -> bool {
+        min_f1_macro.is_finite() && (0.0..=1.0).contains(&min_f1_macro)
+    }
 }
 
 /// Log output format.
@@ -235,7 +260,7 @@ impl Default for Settings {
                 docs_ui: true,
             },
             model: ModelSettings {
-                path: "models/spam-nb.json".into(),
+                path: ModelSource::File("models/spam-nb.json".into()),
                 dir: "models".into(),
                 // A load takes several times its file (docs/performance.md),
                 // so no larger file could load within gate.max_memory_bytes.
@@ -375,9 +400,15 @@ impl Settings {
         if let Some(f) = file {
             builder = builder.add_source(config::File::from(f).required(true));
         }
+        let mut tracking_uri = None;
         let env: config::Map<String, String> = env
             .into_iter()
-            .filter(|(k, _)| k.starts_with("NBSERVE__"))
+            .filter(|(k, v)| {
+                if k == "MLFLOW_TRACKING_URI" {
+                    tracking_uri = Some(v.clone());
+                }
+                k.starts_with("NBSERVE__")
+            })
             .collect();
         builder = builder.add_source(
             config::Environment::with_prefix("NBSERVE")
@@ -387,6 +418,22 @@ impl Settings {
                 .source(Some(env)),
         );
         let mut settings: Settings = builder.build()?.try_deserialize()?;
+        // MLflow's own variable, the one fallback for `model.mlflow_uri`.
+        let from_env = settings.model.mlflow_uri.is_none() && tracking_uri.is_some();
+        if from_env {
+            settings.model.mlflow_uri = tracking_uri;
+        }
+        settings
+            .model
+            .registry()
+            .map_err(|e| SettingsError::Invalid {
+                key: if from_env {
+                    "MLFLOW_TRACKING_URI"
+                } else {
+                    "model.mlflow_uri"
+                },
+                message: e.to_string(),
+            })?;
         settings.admin.read_token_file()?;
         settings.feedback.read_token_file()?;
         settings.validate()?;
@@ -401,8 +448,7 @@ impl Settings {
                 message: message.to_owned(),
             })
         };
-        let g = self.gate.min_f1_macro;
-        if !(g.is_finite() && (0.0..=1.0).contains(&g)) {
+        if !GateSettings::valid_minimum(self.gate.min_f1_macro) {
             return invalid("gate.min_f1_macro", "must be a number within [0, 1]");
         }
         if self.server.body_limit_bytes == 0 {
@@ -536,7 +582,10 @@ mod tests {
         .unwrap();
         assert_eq!(s.server.port, 9999);
         assert_eq!(s.gate.min_f1_macro, 0.5);
-        assert_eq!(s.model.path, PathBuf::from("/tmp/m.json"));
+        assert_eq!(
+            s.model.path,
+            ModelSource::File(PathBuf::from("/tmp/m.json"))
+        );
         assert_eq!(s.log.format, LogFormat::Json);
         assert_eq!(s.admin.token.as_deref(), Some("s3cret-token"));
     }
