@@ -1,6 +1,7 @@
-//! Per-connection bounds: a cap on open connections and a write timeout, so
-//! neither many idle clients nor one that never reads its response can hold
-//! the server's sockets and buffers forever.
+//! Per-connection bounds: a cap on open connections, a write timeout and a
+//! bounded close, so neither many idle clients nor one that never reads its
+//! response can hold the server's sockets and buffers forever, and a client
+//! refused before its body was read still hears the answer.
 
 use std::future::Future;
 use std::io;
@@ -10,7 +11,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use prometheus::{IntCounter, IntGauge};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{sleep, Instant, Sleep};
 
@@ -57,6 +59,9 @@ pub(super) struct WriteTimeout<S> {
     /// Armed while a write is pending; reset whenever one makes progress.
     deadline: Option<Pin<Box<Sleep>>>,
     timeouts: IntCounter,
+    /// A write timed out: the client does not read, so what is still queued
+    /// for it is dropped at close (see [`close`]).
+    timed_out: bool,
 }
 
 impl<S> WriteTimeout<S> {
@@ -66,7 +71,18 @@ impl<S> WriteTimeout<S> {
             timeout,
             deadline: None,
             timeouts,
+            timed_out: false,
         }
+    }
+
+    /// Whether a write timed out (the client stopped reading).
+    pub(super) fn timed_out(&self) -> bool {
+        self.timed_out
+    }
+
+    /// The wrapped stream.
+    pub(super) fn into_inner(self) -> S {
+        self.inner
     }
 
     /// Maps a pending write to `TimedOut` once the deadline passes.
@@ -87,6 +103,7 @@ impl<S> WriteTimeout<S> {
             // Re-armed, so a caller that retries gets another full timeout.
             deadline.as_mut().reset(Instant::now() + timeout);
             self.timeouts.inc();
+            self.timed_out = true;
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "client did not read its response",
@@ -138,6 +155,119 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
         let result = Pin::new(&mut self.inner).poll_shutdown(cx);
         self.guard(cx, result)
     }
+}
+
+/// How long and how much a closing connection may linger: see [`close`].
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Linger {
+    /// Reading stops once the client has sent nothing for this long.
+    pub quiet: Duration,
+    /// Reading stops after this long in all.
+    pub max_time: Duration,
+    /// Reading stops after this many bytes were discarded.
+    pub max_bytes: usize,
+    /// What is still queued for the client is dropped (a reset) once the
+    /// queue has not moved for this long.
+    pub write_timeout: Duration,
+}
+
+/// How [`close`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Closed {
+    /// Everything queued left for the client; the socket closed normally.
+    Clean,
+    /// The client did not take what was queued for it: dropped with a reset.
+    Aborted,
+}
+
+/// How often a lingering close looks at the send queue.
+const LINGER_TICK: Duration = Duration::from_millis(100);
+
+/// Closes a connection hyper is done with, so that the client hears the
+/// answer and the socket does not outlive the bounds.
+///
+/// A plain close is not enough either way:
+/// - a socket closed with unread bytes (the rest of a request body the
+///   server refused without reading: 503, 413, 401, 408) makes the kernel
+///   answer with a reset, which can destroy the answer before the client
+///   reads it. So the server first half-closes (the answer is followed by
+///   its end of stream), then reads and discards what the client still
+///   sends until it closes too, falls silent for `quiet`, or `max_time` /
+///   `max_bytes` are reached;
+/// - a socket closed while the client is not reading keeps its queued bytes
+///   and its end of stream in the kernel, retried for minutes while the
+///   client still sees an open connection. So a send queue that does not
+///   move for `write_timeout` is dropped with a reset (`SO_LINGER` 0), and a
+///   stream whose write already timed out is reset at once (`abort`).
+///
+/// A slow reader that keeps taking bytes is given the time it takes.
+pub(super) async fn close(mut stream: TcpStream, linger: Linger, abort: bool) -> Closed {
+    if abort {
+        return reset(stream);
+    }
+    // After hyper's own shutdown this fails harmlessly.
+    let _ = stream.shutdown().await;
+    let started = Instant::now();
+    let mut buf = vec![0u8; 16 * 1024];
+    let (mut reading, mut discarded, mut heard) = (true, 0usize, started);
+    let (mut queued, mut moved) = (unsent_bytes(&stream), started);
+    loop {
+        if reading {
+            match tokio::time::timeout(LINGER_TICK, stream.read(&mut buf)).await {
+                // End of stream (the client closed) or an error (reset).
+                Ok(Ok(0)) | Ok(Err(_)) => reading = false,
+                Ok(Ok(n)) => {
+                    discarded += n;
+                    heard = Instant::now();
+                }
+                Err(_) => {}
+            }
+            reading &= discarded < linger.max_bytes
+                && heard.elapsed() < linger.quiet
+                && started.elapsed() < linger.max_time;
+        } else if queued > 0 {
+            sleep(LINGER_TICK).await;
+        }
+        let now = unsent_bytes(&stream);
+        if now < queued {
+            moved = Instant::now();
+        }
+        queued = now;
+        if queued == 0 && !reading {
+            return Closed::Clean;
+        }
+        if queued > 0 && moved.elapsed() >= linger.write_timeout {
+            return reset(stream);
+        }
+    }
+}
+
+/// Closes with a reset, dropping whatever is still queued for the client.
+fn reset(stream: TcpStream) -> Closed {
+    let _ = stream.set_zero_linger();
+    Closed::Aborted
+}
+
+/// Bytes the kernel still holds for the peer (not yet sent or not yet
+/// acknowledged).
+#[cfg(target_os = "linux")]
+fn unsent_bytes(stream: &TcpStream) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: TIOCOUTQ (SIOCOUTQ on a socket) writes one int through the
+    // pointer; the descriptor stays open for the borrow.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    if rc == 0 {
+        usize::try_from(n).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+/// Not measurable here: the close does not wait on the send queue.
+#[cfg(not(target_os = "linux"))]
+fn unsent_bytes(_: &TcpStream) -> usize {
+    0
 }
 
 #[cfg(test)]
