@@ -273,7 +273,7 @@ fn unsent_bytes(_: &TcpStream) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
 
     #[tokio::test(start_paused = true)]
     async fn a_write_nobody_reads_times_out_and_is_counted() {
@@ -288,7 +288,6 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_slow_reader_that_keeps_reading_is_not_cut() {
-        use tokio::io::AsyncReadExt;
         let (client, mut reader) = tokio::io::duplex(64);
         let counter = IntCounter::new("t", "t").unwrap();
         let mut w = WriteTimeout::new(client, Duration::from_secs(5), counter.clone());
@@ -304,5 +303,75 @@ mod tests {
         w.write_all(&[0u8; 1024]).await.unwrap();
         read.await.unwrap();
         assert_eq!(counter.get(), 0);
+    }
+
+    const LINGER: Linger = Linger {
+        quiet: Duration::from_secs(30),
+        max_time: Duration::from_secs(60),
+        max_bytes: 64 * 1024 * 1024,
+        write_timeout: Duration::from_millis(200),
+    };
+
+    /// A connected pair of real sockets (server side first): the kernel's
+    /// behaviour on close is what is tested.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        (accepted.unwrap().0, client.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_client_still_sending_its_body_sends_it_all_then_reads_the_answer() {
+        let (mut server, client) = pair().await;
+        // Answered before the body was read, as a refusal is.
+        server.write_all(b"HTTP/1.1 503 \r\n\r\n").await.unwrap();
+        let closing = tokio::spawn(close(server, LINGER, false));
+        let (mut rd, mut wr) = client.into_split();
+        // Far more than the socket buffers hold: only a reading server takes it.
+        wr.write_all(&vec![b' '; 32 * 1024 * 1024])
+            .await
+            .expect("the body is taken, not reset");
+        let mut answer = Vec::new();
+        rd.read_to_end(&mut answer).await.expect("answer, then EOF");
+        assert_eq!(answer, b"HTTP/1.1 503 \r\n\r\n");
+        drop((rd, wr));
+        assert_eq!(closing.await.unwrap(), Closed::Clean);
+    }
+
+    #[tokio::test]
+    async fn answers_a_client_never_reads_are_dropped_with_a_reset() {
+        let (mut server, client) = pair().await;
+        // Fill the buffers until a write stalls: the client reads nothing.
+        let chunk = vec![0u8; 1024 * 1024];
+        while tokio::time::timeout(Duration::from_millis(200), server.write_all(&chunk))
+            .await
+            .is_ok()
+        {}
+        assert_eq!(close(server, LINGER, false).await, Closed::Aborted);
+        // The client's side is gone too (a plain close would leave it open).
+        let mut client = client;
+        let mut buf = vec![0u8; 1024 * 1024];
+        let error = loop {
+            match client.read(&mut buf).await {
+                Ok(0) => panic!("a clean end of stream, not a reset"),
+                Ok(_) => continue,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionReset);
+    }
+
+    #[tokio::test]
+    async fn a_timed_out_write_resets_at_once_and_a_closed_client_closes_cleanly() {
+        let (server, mut client) = pair().await;
+        assert_eq!(close(server, LINGER, true).await, Closed::Aborted);
+        let mut buf = [0u8; 16];
+        let read = client.read(&mut buf).await;
+        assert_eq!(read.unwrap_err().kind(), io::ErrorKind::ConnectionReset);
+
+        let (server, client) = pair().await;
+        drop(client);
+        assert_eq!(close(server, LINGER, false).await, Closed::Clean);
     }
 }
