@@ -62,6 +62,8 @@ pub(super) struct WriteTimeout<S> {
     /// A write timed out: the client does not read, so what is still queued
     /// for it is dropped at close (see [`close`]).
     timed_out: bool,
+    /// Some bytes were written: an answer the close must not destroy.
+    wrote: bool,
 }
 
 impl<S> WriteTimeout<S> {
@@ -72,12 +74,18 @@ impl<S> WriteTimeout<S> {
             deadline: None,
             timeouts,
             timed_out: false,
+            wrote: false,
         }
     }
 
     /// Whether a write timed out (the client stopped reading).
     pub(super) fn timed_out(&self) -> bool {
         self.timed_out
+    }
+
+    /// Whether any bytes were written (an answer was sent, at least partly).
+    pub(super) fn wrote(&self) -> bool {
+        self.wrote
     }
 
     /// The wrapped stream.
@@ -130,6 +138,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.wrote |= matches!(result, Poll::Ready(Ok(n)) if n > 0);
         self.guard(cx, result)
     }
 
@@ -139,6 +148,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote |= matches!(result, Poll::Ready(Ok(n)) if n > 0);
         self.guard(cx, result)
     }
 
@@ -193,7 +203,8 @@ const LINGER_TICK: Duration = Duration::from_millis(100);
 ///   reads it. So the server first half-closes (the answer is followed by
 ///   its end of stream), then reads and discards what the client still
 ///   sends until it closes too, falls silent for `quiet`, or `max_time` /
-///   `max_bytes` are reached;
+///   `max_bytes` are reached (the caller skips this when nothing was
+///   written: no answer to protect);
 /// - a socket closed while the client is not reading keeps its queued bytes
 ///   and its end of stream in the kernel, retried for minutes while the
 ///   client still sees an open connection. So a send queue that does not

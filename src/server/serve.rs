@@ -107,10 +107,11 @@ impl Connections {
         let server = &state.settings.server;
         let write_timeout = Duration::from_millis(server.write_timeout_ms);
         // A refused client may still be sending the rest of one request: it
-        // gets as long and as many bytes as an admitted request would.
+        // gets as many bytes as an admitted request would, and as long as a
+        // client has for a request head.
         let linger = Linger {
             quiet: header_read_timeout.min(LINGER_QUIET),
-            max_time: Duration::from_millis(server.request_timeout_ms),
+            max_time: header_read_timeout,
             max_bytes: server.body_limit_bytes.saturating_add(MAX_HEAD_BYTES),
             write_timeout,
         };
@@ -181,8 +182,13 @@ impl Connections {
                     }
                 }
             }
-            let abort = io.timed_out();
-            if close(io.into_inner(), linger, abort).await == Closed::Aborted && !abort {
+            // Nothing written, no answer to protect: a plain close (a silent
+            // or too slow client gets no more time than the header timeout).
+            let (abort, wrote) = (io.timed_out(), io.wrote());
+            if (wrote || abort)
+                && close(io.into_inner(), linger, abort).await == Closed::Aborted
+                && !abort
+            {
                 timeouts.inc();
             }
             // `shutdown` dropped here: the drain counts on it.

@@ -167,7 +167,7 @@ def test_every_refused_request_gets_its_answer(release_bin, models_dir, serve, c
     if case == "body-too-large":
         body += b" " * (BODY_LIMIT + 1 - len(body))
         expected = {"413"}
-    clients, rounds = 128, 4
+    clients, rounds = 128, 8
     outcomes: Counter[str] = Counter()
     lock = threading.Lock()
 
