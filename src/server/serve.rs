@@ -183,13 +183,14 @@ impl Connections {
                 }
             }
             // Nothing written, no answer to protect: a plain close (a silent
-            // or too slow client gets no more time than the header timeout).
-            let (abort, wrote) = (io.timed_out(), io.wrote());
-            if (wrote || abort)
-                && close(io.into_inner(), linger, abort).await == Closed::Aborted
-                && !abort
-            {
-                timeouts.inc();
+            // or too slow client gets no more than the header timeout).
+            let abort = io.timed_out();
+            if abort || io.wrote() {
+                let closed = close(io.into_inner(), linger, abort).await;
+                // A timed-out write was counted by the write timer already.
+                if closed == Closed::Aborted && !abort {
+                    timeouts.inc();
+                }
             }
             // `shutdown` dropped here: the drain counts on it.
         });
