@@ -2,7 +2,7 @@
 cut off (the socket is gone, not left to the kernel's retries), and a client
 refused before its body was read still hears the refusal instead of a reset.
 
-Run with `-s` to see the measured figures.
+The measured figures are printed in the run's closing "figures" section.
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ def never_reading_client(port: int, requests: int) -> socket.socket:
     ],
     ids=["writes-stall", "idle-with-unread-answers"],
 )
-def test_a_client_that_never_reads_is_cut_off(release_bin, models_dir, serve, requests):
+def test_a_client_that_never_reads_is_cut_off(
+    release_bin, models_dir, serve, figures, requests
+):
     # Regression: the server's task ended after the write (or idle) timeout,
     # but a plain close left the unread answers and the end of stream queued
     # in the kernel, retried for minutes, while the client's connection stayed
@@ -69,7 +71,7 @@ def test_a_client_that_never_reads_is_cut_off(release_bin, models_dir, serve, re
             assert open_for < CUT_WITHIN, f"still open after {open_for:.0f} s"
             time.sleep(0.1)
         open_for = time.monotonic() - started
-        print(f"\n{requests} pipelined, never read: closed after {open_for:.1f} s")
+        figures(f"{requests} pipelined, never read: closed after s", round(open_for, 1))
         # The server keeps serving, and held no more than its buffers.
         assert server.get("/health").status == 200
         grown = server.peak_rss_kib() - rss_before
@@ -102,7 +104,7 @@ def read_responses(s: socket.socket, want: int, pace: float = 0.0) -> int:
     return done
 
 
-def test_slow_readers_and_keep_alive_clients_are_not_cut(release_bin, models_dir, serve):
+def test_slow_readers_and_keep_alive_clients_are_not_cut(release_bin, models_dir, serve, figures):
     server = serve(release_bin, TIMEOUTS)
     # A slow reader that keeps reading: ~7 MB at ~1 MB/s, longer in all than
     # the write timeout, but never stalled that long.
@@ -110,7 +112,7 @@ def test_slow_readers_and_keep_alive_clients_are_not_cut(release_bin, models_dir
         slow.sendall(OPENAPI * 200)
         started = time.monotonic()
         assert read_responses(slow, 200, pace=0.05) == 200
-        print(f"\nslow reader: 200 answers in {time.monotonic() - started:.1f} s")
+        figures("slow reader: 200 answers in s", round(time.monotonic() - started, 1))
     # A keep-alive client pausing (less than the idle limit) between requests.
     with socket.create_connection(("127.0.0.1", server.port)) as client:
         for _ in range(4):
@@ -128,13 +130,13 @@ def batch_body() -> bytes:
     return json.dumps({"texts": texts}).encode()
 
 
-def post(port: int, body: bytes) -> str:
-    """POSTs `body` to /predict/batch the way an HTTP client library does
+def post(port: int, path: str, body: bytes) -> str:
+    """POSTs `body` to `path` the way an HTTP client library does
     (send the whole request, then read the answer); returns the status, or
     the error that came instead."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
-        conn.request("POST", "/predict/batch", body, {"Content-Type": "application/json"})
+        conn.request("POST", path, body, {"Content-Type": "application/json"})
         response = conn.getresponse()
         response.read()
         return str(response.status)
@@ -146,10 +148,10 @@ def post(port: int, body: bytes) -> str:
 
 @pytest.mark.parametrize(
     "case",
-    ["over-the-byte-budget", "body-too-large"],
+    ["over-the-byte-budget", "body-too-large", "unauthenticated"],
 )
-def test_every_refused_request_gets_its_answer(release_bin, models_dir, serve, case):
-    # Regression: the server answered 503 (or 413) before reading the body,
+def test_every_refused_request_gets_its_answer(release_bin, models_dir, serve, figures, case):
+    # Regression: the server answered 503 (or 413, 401) before reading the body,
     # then closed with the body unread; the kernel reset the connection and
     # some clients got the reset instead of the answer (2 of 256 in the
     # issue's run).
@@ -160,19 +162,22 @@ def test_every_refused_request_gets_its_answer(release_bin, models_dir, serve, c
             "SERVER__MAX_INFLIGHT_BODY_BYTES": str(2 * BODY_LIMIT),
             "SERVER__BODY_LIMIT_BYTES": str(BODY_LIMIT),
             "SERVER__REQUEST_TIMEOUT_MS": "120000",
+            "FEEDBACK__TOKEN": "feedback-token-for-the-test",
         },
     )
-    body = batch_body()
-    expected = {"200", "503"}
+    body, path, expected = batch_body(), "/predict/batch", {"200", "503"}
     if case == "body-too-large":
         body += b" " * (BODY_LIMIT + 1 - len(body))
         expected = {"413"}
+    elif case == "unauthenticated":
+        # No token: refused from the headers (or shed first, over the budget).
+        path, expected = "/feedback", {"401", "503"}
     clients, rounds = 128, 8
     outcomes: Counter[str] = Counter()
     lock = threading.Lock()
 
     def client():
-        status = post(server.port, body)
+        status = post(server.port, path, body)
         with lock:
             outcomes[status] += 1
 
@@ -182,7 +187,7 @@ def test_every_refused_request_gets_its_answer(release_bin, models_dir, serve, c
             t.start()
         for t in threads:
             t.join()
-    print(f"\n{case}: {clients * rounds} requests, outcomes {dict(outcomes)}")
+    figures(f"{case}: outcomes of {clients * rounds} requests", dict(outcomes))
     lost = {k: v for k, v in outcomes.items() if k not in expected}
     assert not lost, f"{sum(lost.values())} of {clients * rounds} lost: {lost}"
     assert server.get("/health").status == 200

@@ -5,7 +5,7 @@ is loading its model, and SIGTERM/SIGINT then stop it cleanly.
 The model load is made slow on purpose: `gate.holdout_path` names a large
 CSV, so the gate evaluates the model on it before the server binds.
 
-Run with `-s` to see the measured figures.
+The measured figures are printed in the run's closing "figures" section.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def stop(proc: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 60) -> int
 
 @pytest.mark.parametrize("delay", DELAYS, ids=[f"{d * 1000:g}ms" for d in DELAYS])
 def test_sighup_while_the_model_loads_reloads_once_up(
-    release_bin, models_dir, big_holdout, tmp_path, delay
+    release_bin, models_dir, big_holdout, tmp_path, figures, delay
 ):
     # Regression: the handlers were installed after the load and the gate,
     # so a SIGHUP then killed the server (exit 129 / signal 1).
@@ -118,7 +118,14 @@ def test_sighup_while_the_model_loads_reloads_once_up(
         wait_for_message(proc, log, "listening")
         # The reload asked for while loading is applied once the server is up.
         wait_for_message(proc, log, "model reloaded")
-        print(f"\nSIGHUP {delay * 1000:g} ms into the load: up, reloaded")
+        startup_ms = next(
+            json.loads(line)["startup_ms"]
+            for line in log.read_text().splitlines()
+            if "listening" in line
+        )
+        figures(
+            f"SIGHUP {delay * 1000:g} ms into a {startup_ms} ms load", "up, then reloaded"
+        )
     finally:
         status = stop(proc)
     assert status == 0, f"exit {status} after SIGTERM:\n{log.read_text()[-3000:]}"
@@ -126,7 +133,7 @@ def test_sighup_while_the_model_loads_reloads_once_up(
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_stop_while_the_model_loads_exits_0_without_serving(
-    release_bin, models_dir, big_holdout, tmp_path, sig
+    release_bin, models_dir, big_holdout, tmp_path, figures, sig
 ):
     # Regression: the default action killed the process (signal 15 / 2).
     log = tmp_path / "server.log"
@@ -137,7 +144,7 @@ def test_a_stop_while_the_model_loads_exits_0_without_serving(
     status = stop(proc, sig)
     took = time.monotonic() - sent
     text = log.read_text(errors="replace")
-    print(f"\n{sig.name} while loading: exit {status} after {took:.2f} s")
+    figures(f"{sig.name} while loading", f"exit {status} after {took:.2f} s")
     assert status == 0, f"exit {status}:\n{text[-3000:]}"
     found = messages(log)
     assert any("stopped while loading the model" in m for m in found), text[-3000:]
