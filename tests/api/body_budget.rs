@@ -81,10 +81,10 @@ async fn concurrent_large_batches_get_answers_or_503_never_anything_else() {
         .map(|i| format!("{i} {}", "word ".repeat(400)))
         .collect();
     let body = serde_json::to_vec(&json!({ "texts": texts })).unwrap();
-    // Raw exchanges: a 503 sent before the body is read closes the connection
-    // while the client is still writing, and an HTTP library reports that as
-    // a broken pipe. `exchange` writes from its own task and still reads the
-    // answer, so every request must show its status.
+    // Raw exchanges: a 503 comes before the body is read, while the client
+    // is still writing. `exchange` writes from its own task and reads the
+    // answer meanwhile, so every request must show its status (a client that
+    // writes first and reads after is the test below).
     let mut tasks = Vec::new();
     for _ in 0..16 {
         let bytes = crate::raw::post_json("/predict/batch", &body);
