@@ -9,7 +9,7 @@ use nbserve::classifier::{stratified_split, Classifier, DfBound, ModelKind, Vect
 use nbserve::dataset::{self, Dataset, DatasetError};
 use nbserve::gate::GateError;
 use nbserve::retraining::{gate_like_load, read_model_file, LoadRefusal, SourceError};
-use nbserve::server::{Application, LoadError, StartupError};
+use nbserve::server::{Application, HeldSignals, LoadError, Signals, StartupError};
 use nbserve::settings::{GateSettings, Settings};
 use nbserve::training::{evaluate_on, RunOptions, TrainError, TrainOptions};
 
@@ -418,29 +418,51 @@ pub(super) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 /// `nbserve serve`.
 pub fn serve(a: ConfigArgs) -> CmdResult {
+    // First thing, the signal handlers: SIGHUP (log rotation, `systemctl
+    // reload`) or SIGTERM may come at any moment, also while the model
+    // loads. Until the handlers exist the signals are held pending, not
+    // left to their default action.
+    let held = HeldSignals::hold().map_err(io_failure)?;
+    let rt = runtime()?;
+    let signals = {
+        let _runtime = rt.enter();
+        Signals::install().map_err(io_failure)?
+    };
+    drop(held);
     let settings = load_settings(&a)?;
     nbserve::telemetry::init(&settings.log);
     for warning in settings.warnings() {
         tracing::warn!("{warning}");
     }
-    let rt = runtime()?;
+    let mut abandoned = false;
     let result = rt.block_on(async {
-        let app = Application::build_with_signals(settings)
-            .await
-            .map_err(|e| {
+        let app = match Application::build_with_signals(settings, signals).await {
+            Ok(app) => app,
+            // A stop before serving is still a stop: exit 0.
+            Err(StartupError::Stopped { .. }) => {
+                abandoned = true;
+                return Ok(());
+            }
+            Err(e) => {
                 // The log is where a service's operators look; one report is
                 // enough, unless the log is switched off.
                 tracing::error!(error = %e, "start-up failed");
-                Failure {
+                return Err(Failure {
                     logged: tracing::enabled!(tracing::Level::ERROR),
                     ..Failure::new(startup_exit_code(&e), e)
-                }
-            })?;
+                });
+            }
+        };
         app.run_until_stopped().await.map_err(io_failure)
     });
     // Dropping the runtime would wait for every blocking task; a reload
-    // still reading a slow file must not keep a stopped server alive.
-    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    // still reading a slow file must not keep a stopped server alive, nor
+    // may a model load the stop abandoned.
+    if abandoned {
+        rt.shutdown_background();
+    } else {
+        rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    }
     result
 }
 
@@ -457,7 +479,8 @@ fn startup_exit_code(e: &StartupError) -> u8 {
         } => exit::INVALID_DATA,
         StartupError::Model { .. } => exit::INVALID_MODEL,
         StartupError::FeedbackLog(_) => exit::SETTINGS,
-        StartupError::Signals(_) | StartupError::Bind { .. } => exit::FAILURE,
+        StartupError::Bind { .. } => exit::FAILURE,
+        StartupError::Stopped { .. } => exit::OK,
     }
 }
 
