@@ -62,8 +62,9 @@ def supervise(script: str, argv: list[str], grace: float = GRACE_SECS) -> int:
     """Runs `python script argv...` as the leader of a new process group and
     returns its exit code (128 + N when signal N ended it); stop signals as
     in the module's doc."""
-    child = subprocess.Popen([sys.executable, script, *argv], env={**os.environ, CHILD_ENV: "1"},
-                             process_group=0)
+    # A new process group (Python 3.10, which Prefect also supports, lacks `process_group`).
+    group = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
+    child = subprocess.Popen([sys.executable, script, *argv], env={**os.environ, CHILD_ENV: "1"}, **group)
     stop: dict[str, float | None] = {"at": None}
 
     def on_signal(signum: int, _frame: object) -> None:
