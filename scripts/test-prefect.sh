@@ -15,7 +15,14 @@
 #     exits 5 on a rejection;
 #   - credentials in the fetch and retrain command lines and in a failing
 #     command's stderr are `***` in the logs and the state message; the
-#     redaction rules themselves: tests/prefect/test_prefect_redact.py.
+#     redaction rules themselves: tests/prefect/test_prefect_redact.py;
+#   - tests/prefect/test_prefect_serve.py: `flow.py serve` refuses without
+#     PREFECT_API_URL (exit 2, one line); the flow sets the ephemeral
+#     start-up wait itself; a real `prefect server start` (own process group,
+#     free port) with `flow.py serve --interval 5` against it: a scheduled run
+#     reaches COMPLETED through the API; SIGINT and SIGTERM to flow.py alone,
+#     a scheduled run's command in flight: exit 0, nothing left in its
+#     session; SIGTERM mid `flow.py run`: the temporary API and the command go.
 # Data: tests/retrain/make_data.py (from the committed tests/data/sample.csv).
 # Debug build unless NBSERVE_BIN is set. Timings and gate numbers are printed
 # in the closing "figures"; prints `prefect: N passed, M failed` (from pytest's

@@ -12,8 +12,16 @@ the last run, so nothing was promoted and nothing changed).
     python orchestration/prefect/flow.py run --data data/train.csv \
         --feedback-log 'feedback/*.jsonl' --holdout data/holdout.csv --config nbserve.toml
 
-    # a cron deployment served by this process (Ctrl-C stops it)
+    # a cron (or --interval SECONDS) deployment served by this process against a
+    # Prefect server (`prefect server start`; PREFECT_API_URL=http://HOST:4200/api):
+    # the local ephemeral API cannot schedule, so `serve` refuses to run without one
     python orchestration/prefect/flow.py serve --cron "0 3 * * *" --data ... --holdout ...
+
+Both modes run the work in a child process group (supervise.py): SIGINT
+(Ctrl-C), SIGTERM or SIGHUP stop it gracefully, and whatever it started that
+has not stopped 30 s later is killed. Local ephemeral mode waits up to 180 s for its temporary API
+(PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, when not set already): it
+migrates a fresh database first, slow on a small busy machine.
 
 Options after `--` go to `nbserve retrain` unchanged (grid, --keep, tracking, ...).
 NBSERVE_BIN picks the binary (default `nbserve` on PATH). Installed with
@@ -44,8 +52,19 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+if __name__ == "__main__" and os.environ.get("NBSERVE_FLOW_CHILD") != "1":
+    # The supervising process: stdlib only, it never imports Prefect.
+    from supervise import supervise
+
+    sys.exit(supervise(__file__, sys.argv[1:]))
+
+# Prefect's default wait for the temporary API of local ephemeral mode (20 s)
+# is shorter than its database migration takes on a small, busy machine.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+from prefect import flow, get_run_logger, task  # noqa: E402 (after the settings above)
+from prefect.artifacts import create_markdown_artifact  # noqa: E402
+from prefect.settings import PREFECT_API_URL  # noqa: E402
 
 # `nbserve retrain` exit codes (README, "Exit codes"; docs/retrain.md).
 EXIT_OK = 0  # verdict "promoted" or "unchanged"
@@ -254,8 +273,9 @@ def retrain_flow(data: list[str], holdout: str, feedback_logs: list[str] | None 
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="nbserve retrain under Prefect: run once, or serve a cron deployment")
-    p.add_argument("mode", choices=["run", "serve"], help="run: one flow run now; serve: a cron deployment")
+    p = argparse.ArgumentParser(description="nbserve retrain under Prefect: run once, or serve a scheduled deployment")
+    p.add_argument("mode", choices=["run", "serve"],
+                   help="run: one flow run now; serve: a scheduled deployment (needs PREFECT_API_URL)")
     p.add_argument("--data", action="append", required=True, help="base CSV (repeatable)")
     p.add_argument("--feedback-log", action="append", default=[], help="feedback log file or glob (repeatable)")
     p.add_argument("--holdout", required=True, help="fixed holdout CSV")
@@ -263,8 +283,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--nbserve", help="nbserve binary (default: $NBSERVE_BIN or nbserve on PATH)")
     p.add_argument("--report-dir", help="where the JSON report goes (default: a new temp dir per run)")
     p.add_argument("--fetch-cmd", help="command run first to refresh the base data (e.g. scripts/fetch-data.sh)")
-    p.add_argument("--cron", default=os.environ.get("NBSERVE_RETRAIN_CRON", "0 3 * * *"),
-                   help="serve: cron schedule (default $NBSERVE_RETRAIN_CRON or '0 3 * * *')")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--cron", help="serve: cron schedule (default $NBSERVE_RETRAIN_CRON or '0 3 * * *')")
+    when.add_argument("--interval", type=_positive_int, metavar="SECONDS", help="serve: run every SECONDS instead")
     p.add_argument("--name", default="nbserve-retrain-nightly", help="serve: deployment name")
     return p
 
@@ -281,11 +302,33 @@ def main(argv: list[str]) -> int:
         "fetch_cmd": args.fetch_cmd, "extra_args": extra,
     }
     if args.mode == "serve":
-        retrain_flow.serve(name=args.name, cron=args.cron, parameters=params)
-        return 0
+        return serve(args, params)
     state = retrain_flow(**params, return_state=True)
     print(f"flow run state: {state.type.value} ({state.message})")
     return 0 if state.is_completed() else (EXIT_REJECTED if _rejected(state) else 1)
+
+
+def serve(args: argparse.Namespace, params: dict[str, Any]) -> int:
+    """Serves the deployment on its schedule until stopped (one run at a
+    time); refuses (exit 2, one line) without a Prefect server, since the
+    temporary local API never starts scheduled runs."""
+    if not PREFECT_API_URL.value():
+        print("flow.py serve: no Prefect server to schedule on: start one (`prefect server start`) and set "
+              "PREFECT_API_URL (e.g. http://127.0.0.1:4200/api); `flow.py run` needs none", file=sys.stderr)
+        return 2
+    if args.interval:
+        schedule = {"interval": args.interval}
+    else:
+        schedule = {"cron": args.cron or os.environ.get("NBSERVE_RETRAIN_CRON") or "0 3 * * *"}
+    retrain_flow.serve(name=args.name, parameters=params, limit=1, **schedule)
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 second, not {value}")
+    return value
 
 
 def _rejected(state: Any) -> bool:

@@ -187,7 +187,9 @@ impl ExitCoded for StartupError {
         match self {
             StartupError::Model { source, .. } => source.exit_code(),
             StartupError::FeedbackLog(_) => SETTINGS,
-            StartupError::Signals(_) | StartupError::Bind { .. } => FAILURE,
+            StartupError::Bind { .. } => FAILURE,
+            // A stop before serving is still a stop.
+            StartupError::Stopped { .. } => OK,
         }
     }
 }

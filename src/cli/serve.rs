@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use nbserve::server::Application;
+use nbserve::server::{Application, HeldSignals, Signals, StartupError};
 use nbserve::settings::Settings;
 
 use super::args::{ConfigArgs, HealthcheckArgs};
@@ -56,31 +56,53 @@ fn redact_urls(v: &mut serde_json::Value) {
 
 /// `nbserve serve`.
 pub fn serve(a: ConfigArgs) -> CmdResult {
+    // First thing, the signal handlers: SIGHUP (log rotation, `systemctl
+    // reload`) or SIGTERM may come at any moment, also while the model
+    // loads. Until the handlers exist the signals are held pending, not
+    // left to their default action.
+    let held = HeldSignals::hold()?;
+    let rt = runtime()?;
+    let signals = {
+        let _runtime = rt.enter();
+        Signals::install()?
+    };
+    drop(held);
     let settings = load_settings(a.config.as_deref())?;
     nbserve::telemetry::init(&settings.log);
     for warning in settings.warnings() {
         tracing::warn!("{warning}");
     }
-    let rt = runtime()?;
+    let mut abandoned = false;
     let result = rt.block_on(async {
-        let app = Application::build_with_signals(settings)
-            .await
-            .map_err(|e| {
+        let app = match Application::build_with_signals(settings, signals).await {
+            Ok(app) => app,
+            // A stop before serving is still a stop: exit 0.
+            Err(StartupError::Stopped { .. }) => {
+                abandoned = true;
+                return Ok(());
+            }
+            Err(e) => {
                 // The log is where a service's operators look; one report is
                 // enough, unless the log is switched off.
                 tracing::error!(error = %e, "start-up failed");
                 let f = Failure::from(e);
-                if tracing::enabled!(tracing::Level::ERROR) {
+                return Err(if tracing::enabled!(tracing::Level::ERROR) {
                     f.reported()
                 } else {
                     f
-                }
-            })?;
+                });
+            }
+        };
         Ok(app.run_until_stopped().await?)
     });
     // Dropping the runtime would wait for every blocking task; a reload
-    // still reading a slow file must not keep a stopped server alive.
-    rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    // still reading a slow file must not keep a stopped server alive, nor
+    // may a model load the stop abandoned.
+    if abandoned {
+        rt.shutdown_background();
+    } else {
+        rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    }
     result
 }
 

@@ -9,6 +9,7 @@ pub mod metrics;
 mod poll;
 pub mod routes;
 mod serve;
+mod signals;
 pub mod state;
 
 use std::future::Future;
@@ -18,6 +19,7 @@ use tokio::net::TcpListener;
 
 pub use loader::{LoadError, ServingModel};
 pub use routes::{router, ApiDoc};
+pub use signals::{HeldSignals, Signals};
 pub use state::AppState;
 
 use crate::gate::ServingRule;
@@ -39,9 +41,13 @@ pub enum StartupError {
     /// The feedback log could not be opened.
     #[error("cannot open feedback log: {0}")]
     FeedbackLog(std::io::Error),
-    /// The signal handlers could not be installed.
-    #[error("cannot install signal handlers: {0}")]
-    Signals(std::io::Error),
+    /// SIGTERM or SIGINT came before the server was up: the start was
+    /// abandoned (a stop, not a failure).
+    #[error("stopped by {signal} before serving")]
+    Stopped {
+        /// Which signal.
+        signal: &'static str,
+    },
     /// The address could not be bound.
     #[error("cannot bind {addr}: {source}")]
     Bind {
@@ -68,18 +74,25 @@ impl Application {
     /// Loads and gates the model, then binds. Nothing is bound if the model
     /// is invalid or rejected. Installs no signal handlers (tests, embedding).
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        Self::build_inner(settings, false).await
+        Self::build_inner(settings, None).await
     }
 
-    /// Like [`Application::build`], and installs the SIGTERM, SIGINT and
-    /// SIGHUP handlers of [`Application::run_until_stopped`] before the port is
-    /// bound: whoever sees the port open may signal the process without
-    /// killing it with the default action.
-    pub async fn build_with_signals(settings: Settings) -> Result<Self, StartupError> {
-        Self::build_inner(settings, true).await
+    /// Like [`Application::build`], with the process's signal handlers,
+    /// installed before (see [`Signals`]) and kept for
+    /// [`Application::run_until_stopped`]: SIGTERM or SIGINT while the model
+    /// loads abandons the start ([`StartupError::Stopped`]); SIGHUP then is
+    /// kept, and reloads once the server runs.
+    pub async fn build_with_signals(
+        settings: Settings,
+        signals: Signals,
+    ) -> Result<Self, StartupError> {
+        Self::build_inner(settings, Some(signals)).await
     }
 
-    async fn build_inner(settings: Settings, with_signals: bool) -> Result<Self, StartupError> {
+    async fn build_inner(
+        settings: Settings,
+        mut signals: Option<Signals>,
+    ) -> Result<Self, StartupError> {
         let started = Instant::now();
         let model_error = |source| StartupError::Model {
             path: settings.model.path.to_string(),
@@ -89,22 +102,29 @@ impl Application {
             .model
             .registry()
             .map_err(|e| model_error(e.into()))?;
-        let model = loader::load_source(
+        let load = loader::load_source(
             settings.model.path.clone(),
             None,
             ServingRule::from(&settings),
             registry.as_ref(),
-        )
-        .await
+        );
+        let model = match signals.as_mut() {
+            // Loading (a download, a holdout evaluation) may take long; a
+            // stop does not wait for it. Nothing is served yet: no drain.
+            Some(signals) => tokio::select! {
+                biased;
+                signal = signals.stop() => {
+                    tracing::info!(signal, "stopped while loading the model; not serving");
+                    return Err(StartupError::Stopped { signal });
+                }
+                model = load => model,
+            },
+            None => load.await,
+        }
         .map_err(model_error)?;
         let feedback =
             FeedbackStore::from_settings(&settings.feedback).map_err(StartupError::FeedbackLog)?;
         let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
-        let signals = if with_signals {
-            Some(Signals::install().map_err(StartupError::Signals)?)
-        } else {
-            None
-        };
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&addr)
             .await
@@ -145,16 +165,16 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until SIGTERM or SIGINT; SIGHUP reloads the model. Uses the
-    /// handlers installed by [`Application::build_with_signals`], or installs
-    /// them now.
+    /// Serves until SIGTERM or SIGINT; SIGHUP reloads the model (a SIGHUP
+    /// that came while loading included). Uses the handlers given to
+    /// [`Application::build_with_signals`], or installs them now.
     pub async fn run_until_stopped(mut self) -> std::io::Result<()> {
-        let signals = match self.signals.take() {
+        let handlers = match self.signals.take() {
             Some(s) => s,
             None => Signals::install()?,
         };
-        let (shutdown, hangup) = signals.split();
-        tokio::spawn(reload_on_sighup(self.state.clone(), hangup));
+        let (shutdown, hangup) = handlers.split();
+        tokio::spawn(signals::reload_on_sighup(self.state.clone(), hangup));
         self.run_until(shutdown).await
     }
 
@@ -206,82 +226,8 @@ impl Application {
     }
 }
 
-/// The process's signal handlers, installed (and catching) from creation on;
-/// a signal that arrives before anyone waits is kept, not lost.
-struct Signals {
-    #[cfg(unix)]
-    term: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    int: tokio::signal::unix::Signal,
-    #[cfg(unix)]
-    hup: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    #[cfg(unix)]
-    fn install() -> std::io::Result<Self> {
-        use tokio::signal::unix::{signal, SignalKind};
-        Ok(Self {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-            hup: signal(SignalKind::hangup())?,
-        })
-    }
-
-    #[cfg(not(unix))]
-    fn install() -> std::io::Result<Self> {
-        Ok(Self {})
-    }
-
-    /// (completes on SIGTERM or SIGINT, the SIGHUP stream)
-    #[cfg(unix)]
-    fn split(self) -> (impl Future<Output = ()>, Hangup) {
-        let Self {
-            mut term,
-            mut int,
-            hup,
-        } = self;
-        let shutdown = async move {
-            tokio::select! {
-                _ = int.recv() => tracing::info!("SIGINT received"),
-                _ = term.recv() => tracing::info!("SIGTERM received"),
-            }
-        };
-        (shutdown, Hangup(hup))
-    }
-
-    #[cfg(not(unix))]
-    fn split(self) -> (impl Future<Output = ()>, Hangup) {
-        let shutdown = async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("SIGINT received");
-        };
-        (shutdown, Hangup)
-    }
-}
-
-/// SIGHUP (nothing off Unix).
-#[cfg(unix)]
-struct Hangup(tokio::signal::unix::Signal);
-#[cfg(not(unix))]
-struct Hangup;
-
 /// How long the shutdown waits for the feedback log's queue to be written.
 const FLUSH_ON_SHUTDOWN: Duration = Duration::from_secs(10);
 
 /// How often kept texts of expired predictions are freed without traffic.
 const EXPIRE_SWEEP: Duration = Duration::from_secs(5);
-
-async fn reload_on_sighup(state: AppState, hangup: Hangup) {
-    #[cfg(unix)]
-    {
-        let mut hup = hangup.0;
-        while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP received: reloading the model, reopening the feedback log");
-            state.feedback.reopen_log();
-            let _ = state.reload(None).await;
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = (state, hangup);
-}

@@ -11,13 +11,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-use super::connection::{ConnectionSlots, WriteTimeout};
+use super::connection::{close, Closed, ConnectionSlots, Linger, WriteTimeout};
 use super::routes::router;
 use super::state::AppState;
 use super::MAX_HEAD_BYTES;
 
 /// Most connections taken from the accept queue after the shutdown signal.
 const MAX_LATE_CONNECTIONS: u64 = 4096;
+
+/// A closing connection stops reading once its client has been silent this
+/// long (at most the header timeout): a client still sending keeps sending.
+const LINGER_QUIET: Duration = Duration::from_secs(2);
 
 /// Serves on `listener` until `signal` completes, then drains: readiness
 /// turns 503, serving goes on for `server.drain_delay_secs`, connections the kernel already completed are still taken, the
@@ -68,6 +72,7 @@ struct Connections {
     http1: http1::Builder,
     header_read_timeout: Duration,
     write_timeout: Duration,
+    linger: Linger,
     slots: ConnectionSlots,
     state: AppState,
     shutdown: watch::Receiver<()>,
@@ -99,11 +104,23 @@ impl Connections {
             .header_read_timeout(header_read_timeout)
             .max_header_size(MAX_HEAD_BYTES)
             .half_close(true);
+        let server = &state.settings.server;
+        let write_timeout = Duration::from_millis(server.write_timeout_ms);
+        // A refused client may still be sending the rest of one request: it
+        // gets as many bytes as an admitted request would, and as long as a
+        // client has for a request head.
+        let linger = Linger {
+            quiet: header_read_timeout.min(LINGER_QUIET),
+            max_time: header_read_timeout,
+            max_bytes: server.body_limit_bytes.saturating_add(MAX_HEAD_BYTES),
+            write_timeout,
+        };
         Self {
             app: router(state.clone()),
             http1,
             header_read_timeout,
-            write_timeout: Duration::from_millis(state.settings.server.write_timeout_ms),
+            write_timeout,
+            linger,
             slots: ConnectionSlots::new(state.settings.server.max_connections),
             state: state.clone(),
             shutdown,
@@ -140,6 +157,7 @@ impl Connections {
         let http1 = self.http1.clone();
         let header_read_timeout = self.header_read_timeout;
         let mut shutdown = self.shutdown.clone();
+        let linger = self.linger;
         tokio::spawn(async move {
             // Released (and the gauge lowered) however the task ends.
             let _slot = slot;
@@ -149,16 +167,31 @@ impl Connections {
                 Ok(Ok(n)) if n > 0 => {}
                 _ => return,
             }
-            let io = TokioIo::new(WriteTimeout::new(stream, write_timeout, timeouts));
-            let conn = http1.serve_connection(io, service);
-            tokio::pin!(conn);
-            tokio::select! {
-                biased;
-                _ = conn.as_mut() => return,
-                _ = shutdown.changed() => {}
+            let mut io = WriteTimeout::new(stream, write_timeout, timeouts.clone());
+            {
+                // hyper gets the stream by reference: the close below is
+                // ours, whichever way hyper ends (answered, refused, timed out).
+                let conn = http1.serve_connection(TokioIo::new(&mut io), service);
+                tokio::pin!(conn);
+                tokio::select! {
+                    biased;
+                    _ = conn.as_mut() => {}
+                    _ = shutdown.changed() => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                }
             }
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+            // Nothing written, no answer to protect: a plain close (a silent
+            // or too slow client gets no more than the header timeout).
+            let abort = io.timed_out();
+            if abort || io.wrote() {
+                let closed = close(io.into_inner(), linger, abort).await;
+                // A timed-out write was counted by the write timer already.
+                if closed == Closed::Aborted && !abort {
+                    timeouts.inc();
+                }
+            }
             // `shutdown` dropped here: the drain counts on it.
         });
     }

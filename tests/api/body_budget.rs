@@ -81,10 +81,10 @@ async fn concurrent_large_batches_get_answers_or_503_never_anything_else() {
         .map(|i| format!("{i} {}", "word ".repeat(400)))
         .collect();
     let body = serde_json::to_vec(&json!({ "texts": texts })).unwrap();
-    // Raw exchanges: a 503 sent before the body is read closes the connection
-    // while the client is still writing, and an HTTP library reports that as
-    // a broken pipe. `exchange` writes from its own task and still reads the
-    // answer, so every request must show its status.
+    // Raw exchanges: a 503 comes before the body is read, while the client
+    // is still writing. `exchange` writes from its own task and reads the
+    // answer meanwhile, so every request must show its status (a client that
+    // writes first and reads after is the test below).
     let mut tasks = Vec::new();
     for _ in 0..16 {
         let bytes = crate::raw::post_json("/predict/batch", &body);
@@ -105,5 +105,37 @@ async fn concurrent_large_batches_get_answers_or_503_never_anything_else() {
     );
     assert!(statuses.contains(&200), "{statuses:?}");
     wait_reserved(&app, 0).await;
+    app.stop().await;
+}
+
+/// A client refused before its body was read still hears the refusal the way
+/// an HTTP library does: it writes the whole body, then reads. The server
+/// reads and discards the rest of the body before it closes; a close with the
+/// body unread made the kernel reset the connection, and the client's write
+/// failed with a broken pipe instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_client_writes_its_whole_body_then_reads_the_answer() {
+    // Far more body than the socket buffers absorb before the server closes.
+    const LIMIT: usize = 16 * MIB;
+    let app = spawn_app_with(|s| {
+        s.server.body_limit_bytes = LIMIT;
+        s.server.max_inflight_body_bytes = LIMIT;
+    })
+    .await;
+    let _held = stalled(&app, &format!("Content-Length: {LIMIT}")).await;
+    wait_reserved(&app, LIMIT).await;
+    // Over the byte budget (503), then over the body limit (413).
+    for (length, status) in [(LIMIT, 503), (LIMIT + 1, 413)] {
+        let mut s = TcpStream::connect(("127.0.0.1", app.port)).await.unwrap();
+        let head = format!(
+            "POST /predict/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&vec![b' '; length])
+            .await
+            .unwrap_or_else(|e| panic!("{status}: the body was cut off: {e}"));
+        let reply = crate::raw::read_reply(&mut s, Duration::from_secs(60)).await;
+        assert_eq!(reply.status, Some(status), "{reply:?}");
+    }
     app.stop().await;
 }

@@ -1,4 +1,5 @@
-//! Connection bounds: `server.max_connections` and `server.write_timeout_ms`.
+//! Connection bounds: `server.max_connections` and `server.write_timeout_ms`,
+//! and how connections end.
 
 use std::time::{Duration, Instant};
 
@@ -88,6 +89,36 @@ async fn a_client_that_never_reads_is_cut_off_and_health_keeps_answering() {
     // Not asserted (a loaded machine is no clock); reported for the docs.
     eprintln!("slowest /health while a client did not read: {slowest:?}");
     wait_for(&app, "nbserve_connections_open", 1.0).await;
+    app.stop().await;
+}
+
+/// Once the write timeout cuts a client that never reads, its connection is
+/// gone on both ends: reset, not closed with the unread answers still queued
+/// (the kernel retries those for minutes, and the client's side stays open).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_sees_its_connection_reset() {
+    let app = spawn_app_with(|s| s.server.write_timeout_ms = 300).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    // Before connect: the window the server sees stays small.
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stuck = socket
+        .connect(([127, 0, 0, 1], app.port).into())
+        .await
+        .unwrap();
+    // Few request bytes (the server reads them all), ~7 MB of answers.
+    let request = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(200);
+    stuck.write_all(&request).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(e) = stuck.take_error().unwrap() {
+            assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "still open, unread");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(metric(&app, "nbserve_connection_write_timeouts_total"), 1.0);
+    wait_for(&app, "nbserve_connections_open", 0.0).await;
     app.stop().await;
 }
 

@@ -191,6 +191,59 @@ fn signals_sent_as_soon_as_the_port_accepts_are_handled() {
     }
 }
 
+/// The handlers are in place before the model loads: a SIGHUP during the
+/// load (here a holdout evaluation) is kept and reloads once the server is
+/// up; a SIGTERM during the load ends the start with exit 0, nothing bound.
+/// (The default action used to kill the process: 129, 143.)
+#[test]
+fn signals_while_the_model_loads_are_handled() {
+    let dir = tempfile::tempdir().unwrap();
+    let holdout = dir.path().join("holdout.csv");
+    let sample = std::fs::read_to_string(root().join("tests/data/sample.csv")).unwrap();
+    let (head, rows) = sample.split_once('\n').unwrap();
+    std::fs::write(&holdout, format!("{head}\n{}", rows.repeat(4))).unwrap();
+    for sig in ["HUP", "TERM"] {
+        let port = free_port();
+        let mut child = serve_command(
+            port,
+            &[("NBSERVE__GATE__HOLDOUT_PATH", holdout.to_str().unwrap())],
+        )
+        .spawn()
+        .unwrap();
+        let mut logs = LogLines::take(&mut child);
+        // More than one thread: the runtime is up, the load about to start.
+        let tasks = format!("/proc/{}/task", child.id());
+        while std::fs::read_dir(&tasks).map_or(0, Iterator::count) < 2 {
+            assert!(child.try_wait().unwrap().is_none(), "server exited");
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        signal(&child, sig);
+        let (up, reloaded) = if sig == "HUP" {
+            let up = logs.wait_for(Duration::from_secs(60), |l| l.contains("listening"));
+            let reloaded = logs.wait_for(Duration::from_secs(60), |l| l.contains("model reloaded"));
+            if child.try_wait().unwrap().is_none() {
+                signal(&child, "TERM");
+            }
+            (up.is_some(), reloaded.is_some())
+        } else {
+            (false, false)
+        };
+        let status = wait_exit(&mut child, EXIT_WITHIN);
+        let logs = logs.all(Duration::from_secs(5));
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "SIG{sig} while loading: {status}\n{logs}"
+        );
+        if sig == "HUP" {
+            assert!(up && reloaded, "up {up}, reloaded {reloaded}:\n{logs}");
+        } else {
+            assert!(logs.contains("stopped while loading the model"), "{logs}");
+            assert!(!logs.contains("listening"), "{logs}");
+        }
+    }
+}
+
 /// With debug logging, the logs carry neither request text nor the admin
 /// or feedback token (right or wrong), whatever the request did.
 #[tokio::test]
