@@ -526,6 +526,67 @@ mod tests {
             .collect()
     }
 
+    /// `model.path` is parsed once, at load: a registry URI or a file, a
+    /// malformed `models:/` text a settings error naming the key; the
+    /// registry's server is `model.mlflow_uri`, else `MLFLOW_TRACKING_URI`,
+    /// checked at load too.
+    #[test]
+    fn model_path_parses_into_its_source_with_one_tracking_uri_fallback() {
+        let load = |pairs: &[(&str, &str)]| Settings::load_from(None, env(pairs));
+        let s = load(&[("NBSERVE__MODEL__PATH", "models:/spam@champion")]).unwrap();
+        assert_eq!(
+            s.model.path,
+            ModelSource::Registry(crate::mlflow::ModelUri::Alias {
+                name: "spam".into(),
+                alias: "champion".into()
+            })
+        );
+        assert!(
+            s.model.registry().unwrap().is_none(),
+            "no server configured"
+        );
+        let s = load(&[("NBSERVE__MODEL__PATH", "/m/models:/x.json")]).unwrap();
+        assert_eq!(s.model.path, ModelSource::File("/m/models:/x.json".into()));
+        let e = load(&[("NBSERVE__MODEL__PATH", "models:/spam")]).unwrap_err();
+        assert!(e.to_string().contains("model.path"), "{e}");
+
+        let registry = ("NBSERVE__MODEL__PATH", "models:/spam/3");
+        let s = load(&[registry, ("MLFLOW_TRACKING_URI", "http://mlflow:5000")]).unwrap();
+        assert_eq!(s.model.mlflow_uri.as_deref(), Some("http://mlflow:5000"));
+        let client = s.model.registry().unwrap().unwrap();
+        assert_eq!(client.server(), "http://mlflow:5000");
+        let s = load(&[
+            registry,
+            ("MLFLOW_TRACKING_URI", "http://ignored:5000"),
+            ("NBSERVE__MODEL__MLFLOW_URI", "http://mine:5000"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.model.registry().unwrap().unwrap().server(),
+            "http://mine:5000"
+        );
+        for (key, pairs) in [
+            (
+                "model.mlflow_uri",
+                [registry, ("NBSERVE__MODEL__MLFLOW_URI", "ftp://x")],
+            ),
+            (
+                "MLFLOW_TRACKING_URI",
+                [registry, ("MLFLOW_TRACKING_URI", "nope")],
+            ),
+        ] {
+            let e = load(&pairs).unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("invalid setting {key}: ")),
+                "{e}"
+            );
+        }
+        // A file source needs no server, whatever the environment says.
+        let file = ("NBSERVE__MODEL__PATH", "m.json");
+        assert!(load(&[file, ("MLFLOW_TRACKING_URI", "nope")]).is_ok());
+    }
+
     /// The defaults are the ones the README's settings table documents:
     /// every row, compared with the loaded settings as JSON (`(none)` is
     /// unset), and no setting left out of the table.

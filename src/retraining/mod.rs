@@ -27,3 +27,6 @@ pub use plan::{Inputs, Plan, PlanError, Registration, Target};
 pub use promote::{promote, PromoteError};
 pub use rollback::{rollback, RollbackError, RolledBack};
 pub use run::{run, Progress, RetrainError};
+
+#[cfg(test)]
+mod tests;
