@@ -206,6 +206,9 @@ fn printable(endpoint: &str, field: &str, s: String) -> Result<String, MlflowErr
 }
 
 #[cfg(test)]
+pub(crate) mod fake;
+
+#[cfg(test)]
 mod tests {
     use super::registry::model_version;
     use super::tracking::run_info;

@@ -10,7 +10,7 @@ use crate::artifact::Artifact;
 use crate::classifier::{DfBound, Grid, ModelKind, VectorizerOptions};
 use crate::dataset::Dataset;
 use crate::gate::{GateError, ServingRule};
-use crate::mlflow::{MlflowClient, MlflowError, ModelUri, ModelVersion};
+use crate::mlflow::{MlflowError, ModelUri, ModelVersion};
 use crate::settings::{ModelSource, Settings};
 use crate::training::{train, RunOptions, Tracking, TrainOptions, TrainingFacts, TuneOptions};
 
@@ -401,45 +401,13 @@ fn rollback_puts_the_previous_version_back_only_through_the_gate() {
     ));
 }
 
-/// A registry serving one version (`spam` 3, the file `artifact`) that
-/// records every alias it is asked to move.
-async fn fake_registry(
-    artifact: Vec<u8>,
-) -> (MlflowClient, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use axum::routing::{get, post};
-    let moved = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let record = moved.clone();
-    let version = serde_json::json!({"model_version": {
-        "name": "spam", "version": "3", "run_id": "abc",
-        "source": "mlflow-artifacts:/1/abc/artifacts/model"}});
-    let app = axum::Router::new()
-        .route(
-            "/api/2.0/mlflow/model-versions/get",
-            get(move || async move { axum::Json(version) }),
-        )
-        .route(
-            "/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts/model/model.json",
-            get(move || async move { artifact }),
-        )
-        .route(
-            "/api/2.0/mlflow/registered-models/alias",
-            post(move |body: String| async move {
-                record.lock().unwrap().push(body);
-                axum::Json(serde_json::json!({}))
-            }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (MlflowClient::new(&url).unwrap(), moved)
-}
-
 /// `promote` judges a version by the servers' rule with the configured
 /// holdout, not by the evaluation stored in the artifact.
 #[tokio::test]
 async fn promote_refuses_a_version_that_fails_the_configured_holdout() {
     let s = Sandbox::new();
-    let (client, moved) = fake_registry(s.model("v3").file_bytes()).await;
+    let registry = crate::mlflow::fake::serve(s.model("v3").file_bytes()).await;
+    let (client, moved) = (registry.client, registry.moved);
     let mut settings = s.settings();
     let rule = |settings: &Settings| ServingRule::from(settings);
     settings.gate.holdout_path = Some(s.path("flipped.csv"));

@@ -428,23 +428,7 @@ mod tests {
     /// refused like a file source would be, with a message naming the cap.
     #[tokio::test]
     async fn a_registry_artifact_past_max_bytes_is_refused() {
-        use axum::routing::get;
-        let version = serde_json::json!({"model_version": {
-            "name": "spam", "version": "3", "run_id": "abc",
-            "source": "mlflow-artifacts:/1/abc/artifacts/model"}});
-        let app = axum::Router::new()
-            .route(
-                "/api/2.0/mlflow/model-versions/get",
-                get(move || async move { axum::Json(version) }),
-            )
-            .route(
-                "/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts/model/model.json",
-                get(|| async { vec![b' '; 4096] }),
-            );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let client = MlflowClient::new(&url).unwrap();
+        let client = crate::mlflow::fake::serve(vec![b' '; 4096]).await.client;
         let gate = crate::settings::GateSettings {
             min_f1_macro: 0.0,
             ..crate::Settings::default().gate
