@@ -6,6 +6,8 @@ pub mod error;
 pub mod extract;
 pub mod loader;
 pub mod metrics;
+mod middleware;
+mod openapi;
 mod poll;
 pub mod routes;
 mod serve;

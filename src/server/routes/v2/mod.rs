@@ -373,7 +373,7 @@ async fn infer_answer(
 }
 
 /// The answers of the two `infer` routes, for the OpenAPI document: one
-/// list for both (the schemas it names are registered in [`super::ApiDoc`]).
+/// list for both (the schemas it names are registered in [`crate::server::openapi::ApiDoc`]).
 pub struct InferAnswers;
 
 impl utoipa::IntoResponses for InferAnswers {
