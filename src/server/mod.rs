@@ -10,6 +10,7 @@ mod middleware;
 mod openapi;
 mod poll;
 pub mod routes;
+mod scoring;
 mod serve;
 mod signals;
 pub mod state;

@@ -18,10 +18,11 @@ use super::routes::{
         predict::predict, predict::predict_batch, feedback::feedback, feedback::feedback_batch,
         examples::examples,
         health::health, health::ready, model::model, model::quality, metrics::metrics, admin::reload,
-        v2::server_metadata, v2::live, v2::ready, v2::model_metadata, v2::version_metadata,
-        v2::model_ready, v2::version_ready, v2::infer, v2::version_infer
+        v2::handlers::server_metadata, v2::handlers::live, v2::handlers::ready,
+        v2::handlers::model_metadata, v2::handlers::version_metadata, v2::handlers::model_ready,
+        v2::handlers::version_ready, v2::handlers::infer, v2::handlers::version_infer
     ),
-    // Named by hand in v2::InferAnswers, so not collected from the paths.
+    // Named by hand in v2::handlers::InferAnswers, so not collected from the paths.
     components(schemas(v2::V2InferResponse, v2::V2OutputTensor, v2::V2ErrorBody)),
     tags((name = "v2", description = "Open Inference Protocol (KServe V2) REST, with the binary tensor data extension")),
     modifiers(&BearerAuth, &CommonErrors)
