@@ -116,7 +116,7 @@ step "observability: promtool, dashboards, live PromQL against a real Prometheus
 legacy_suite observability scripts/test-observability.sh
 
 step "deployment files: compose, Dockerfile, workflows, settings names"
-legacy_suite check-deploy scripts/check-deploy.sh
+suite check-deploy scripts/check-deploy.sh
 
 step "Kubernetes manifests: kustomize render, kubernetes-validate --strict, settings, probes"
 legacy_suite kubernetes scripts/check-kubernetes.sh
