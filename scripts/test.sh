@@ -119,7 +119,7 @@ step "deployment files: compose, Dockerfile, workflows, settings names"
 suite check-deploy scripts/check-deploy.sh
 
 step "Kubernetes manifests: kustomize render, kubernetes-validate --strict, settings, probes"
-legacy_suite kubernetes scripts/check-kubernetes.sh
+suite kubernetes scripts/check-kubernetes.sh
 
 step "Open Inference Protocol: tritonclient (binary + JSON) and open-inference-openapi"
 legacy_suite v2-clients scripts/test-v2-clients.sh
