@@ -122,7 +122,7 @@ step "Kubernetes manifests: kustomize render, kubernetes-validate --strict, sett
 suite kubernetes scripts/check-kubernetes.sh
 
 step "Open Inference Protocol: tritonclient (binary + JSON) and open-inference-openapi"
-legacy_suite v2-clients scripts/test-v2-clients.sh
+suite v2-clients scripts/test-v2-clients.sh
 
 step "fleet: three replicas + Prometheus, fleet F1 equals the offline union"
 suite fleet scripts/test-fleet.sh
