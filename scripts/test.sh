@@ -110,7 +110,7 @@ step "hardening: hostile clients, registries and stores against the release bina
 suite hardening scripts/test-hardening.sh
 
 step "scikit-learn parity"
-legacy_suite parity scripts/parity.sh
+suite parity scripts/parity.sh
 
 step "observability: promtool, dashboards, live PromQL against a real Prometheus"
 legacy_suite observability scripts/test-observability.sh
