@@ -137,7 +137,7 @@ step "Prefect flow: promote and reject through the real prefect package (ephemer
 suite prefect scripts/test-prefect.sh
 
 step "API fuzzing: schemathesis against /openapi.json (no 5xx, documented statuses and schemas)"
-legacy_suite api-fuzz scripts/api-fuzz.sh
+suite api-fuzz scripts/api-fuzz.sh
 
 printf '\ntest suites finished in %ss\n\n' "$(($(date +%s) - started))"
 if ((${#reduced[@]})); then
