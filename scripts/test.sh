@@ -113,7 +113,7 @@ step "scikit-learn parity"
 suite parity scripts/parity.sh
 
 step "observability: promtool, dashboards, live PromQL against a real Prometheus"
-legacy_suite observability scripts/test-observability.sh
+suite observability scripts/test-observability.sh
 
 step "deployment files: compose, Dockerfile, workflows, settings names"
 suite check-deploy scripts/check-deploy.sh
