@@ -81,13 +81,6 @@ suite() {
     suites+=("$name")
 }
 
-# legacy_suite NAME CMD...: a suite still in bash; its own last `N passed, M
-# failed` line is its count. Goes once every suite is a pytest suite.
-legacy_suite() {
-    suite "$@"
-    grep -Eo '[0-9]+ passed, [0-9]+ failed' "$logs/$1.log" | tail -n 1 >"$logs/$1/legacy-count" || true
-}
-
 # cargo test, its output kept for cargo's own `test result:` lines (one per test binary).
 cargo_tests() {
     local status=0
