@@ -59,9 +59,12 @@ def all_containers(pod: dict) -> list[dict]:
     return [*pod.get("initContainers", []), *pod.get("containers", [])]
 
 
-def resolve_env(container: dict, docs: list[dict]) -> dict[str, str]:
+def resolve_env(container: dict, docs: list[dict], secret_value=lambda name, key: f"<secret {name}/{key}>",
+                missing: list[str] | None = None) -> dict[str, str]:
     """The container's environment as written (ConfigMap envFrom, then env);
-    a Secret reference becomes a `<secret NAME/KEY>` marker."""
+    a Secret reference becomes `secret_value(NAME, KEY)` (a `<secret
+    NAME/KEY>` marker by default). A reference to a ConfigMap key that does
+    not exist is an empty value, and is described in `missing` if given."""
     maps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
     env: dict[str, str] = {}
     for src in container.get("envFrom", []):
@@ -70,8 +73,10 @@ def resolve_env(container: dict, docs: list[dict]) -> dict[str, str]:
         ref = (e.get("valueFrom") or {}).get("configMapKeyRef")
         secret = (e.get("valueFrom") or {}).get("secretKeyRef")
         if secret:
-            env[e["name"]] = f"<secret {secret['name']}/{secret['key']}>"
+            env[e["name"]] = secret_value(secret["name"], secret["key"])
         elif ref:
+            if missing is not None and ref["key"] not in maps.get(ref["name"], {}):
+                missing.append(f"{e['name']} refers to a missing ConfigMap key {ref['name']}/{ref['key']}")
             env[e["name"]] = maps.get(ref["name"], {}).get(ref["key"], "")
         else:
             env[e["name"]] = e.get("value", "")

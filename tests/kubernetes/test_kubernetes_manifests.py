@@ -170,23 +170,10 @@ def nb_config(binary: Path, home: Path, env: dict[str, str]) -> subprocess.Compl
 
 def container_env(rendering: str, c: dict) -> tuple[dict[str, str], list[str]]:
     """The container's NBSERVE__* environment as the pod would get it (a
-    Secret's value a stand-in of a valid length), and the configMapKeyRefs
-    to keys that do not exist."""
-    maps = {d["metadata"]["name"]: d.get("data", {}) for d in DOCS[rendering] if d["kind"] == "ConfigMap"}
-    env, missing = {}, []
-    for src in c.get("envFrom", []):
-        env.update(maps.get(src.get("configMapRef", {}).get("name"), {}))
-    for e in c.get("env", []):
-        ref = (e.get("valueFrom") or {}).get("configMapKeyRef")
-        secret = (e.get("valueFrom") or {}).get("secretKeyRef")
-        if secret:
-            env[e["name"]] = f"stand-in-{secret['name']}-{secret['key']}"
-        elif ref:
-            if ref["key"] not in maps.get(ref["name"], {}):
-                missing.append(f"{e['name']} refers to a missing ConfigMap key {ref['name']}/{ref['key']}")
-            env[e["name"]] = maps.get(ref["name"], {}).get(ref["key"], "")
-        else:
-            env[e["name"]] = e.get("value", "")
+    Secret's value a stand-in of a valid length: the Secrets do not exist
+    here), and the configMapKeyRefs to keys that do not exist."""
+    missing: list[str] = []
+    env = ck.resolve_env(c, DOCS[rendering], lambda name, key: f"stand-in-{name}-{key}", missing)
     return {k: v for k, v in env.items() if k.startswith("NBSERVE__")}, missing
 
 
