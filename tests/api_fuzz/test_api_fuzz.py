@@ -40,7 +40,10 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "100"))
 MIN_CASES = int(os.environ.get("FUZZ_MIN_CASES", "600"))
 TIMEOUT = float(os.environ.get("FUZZ_TIMEOUT", "900"))
 SEED = os.environ.get("FUZZ_SEED", "1")
-TOKEN = "api-fuzz-token"
+# Two tokens: the server refuses one secret for both roles (whoever may send
+# labels must not be able to reload models).
+FEEDBACK_TOKEN = "api-fuzz-feedback-token"
+ADMIN_TOKEN = "api-fuzz-admin-token"
 CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance"
 
 
@@ -50,7 +53,7 @@ def server(nbserve_bin, tmp_path_factory, request):
     (work / "models").mkdir()
     (work / "models" / "spam-nb.json").write_bytes((ROOT / "models" / "spam-nb.json").read_bytes())
     server = start_server(nbserve_bin, work, {
-        "ADMIN__TOKEN": TOKEN, "FEEDBACK__TOKEN": TOKEN, "FEEDBACK__LOG_PATH": work / "feedback.jsonl",
+        "ADMIN__TOKEN": ADMIN_TOKEN, "FEEDBACK__TOKEN": FEEDBACK_TOKEN, "FEEDBACK__LOG_PATH": work / "feedback.jsonl",
         "FEEDBACK__KEEP_TEXT": "true", "FEEDBACK__ACCEPT_EXAMPLES": "true"})
     yield server
     server.stop()
@@ -68,8 +71,15 @@ class Run:
 def fuzzed(server, tmp_path_factory, figures) -> Run:
     work = tmp_path_factory.mktemp("schemathesis")
     st = Path(sys.executable).parent / "st"
+    # Every operation carries the feedback token but /admin/reload, which
+    # carries the admin token (schemathesis.toml is read from the working
+    # directory; a --header would override both).
+    (work / "schemathesis.toml").write_text(
+        f'headers = {{ Authorization = "Bearer {FEEDBACK_TOKEN}" }}\n\n'
+        f'[[operations]]\ninclude-path = "/admin/reload"\n'
+        f'headers = {{ Authorization = "Bearer {ADMIN_TOKEN}" }}\n')
     cmd = [str(st), "run", f"{server.url}/openapi.json", "--url", server.url, "--checks", CHECKS,
-           "--header", f"Authorization: Bearer {TOKEN}", "--max-examples", str(EXAMPLES), "--seed", SEED,
+           "--max-examples", str(EXAMPLES), "--seed", SEED,
            "--workers", "2", "--request-timeout", "20", "--warnings", "off", "--report", "junit,json",
            "--report-junit-path", str(work / "junit.xml"), "--report-json-path", str(work / "report.json")]
     try:
