@@ -45,6 +45,9 @@ COPY . .
 RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS compile
+# Given (e.g. the commit time), the SBOM is reproducible: that timestamp, no
+# random serial number.
+ARG SOURCE_DATE_EPOCH
 COPY --from=planner /build/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json
 COPY . .

@@ -20,7 +20,9 @@
 #
 # Engines: podman (installed with apt-get when missing and root: runc, buildah,
 # skopeo, CNI DNS), else buildah, else docker when its daemon answers. Images
-# are built in the docker format: the OCI format has no HEALTHCHECK.
+# are built in the docker format (the OCI format has no HEALTHCHECK), with
+# podman and buildah as one layer and without intermediate images left behind
+# (--layers=false): the build key below is the cache.
 #
 # Cached by content: the image carries the label io.github.nbserve.build-key, a
 # hash of everything that goes into it (Dockerfile, binary, models, Cargo.lock,
@@ -172,11 +174,12 @@ fi
 # ---------------------------------------------------------------- build
 build=("$engine" build)
 case "$engine" in
-    podman | buildah) build+=(--format docker --layers) ;;
+    podman | buildah) build+=(--format docker --layers=false) ;;
 esac
 log "building $tag ($mode, context $context)"
 "${build[@]}" "${args[@]}" --label "io.github.nbserve.build-key=$key" \
     -f "$root/Dockerfile" -t "$tag" "$context" >&2
-size="$(image_field "$tag" '{{.Size}}')"
-log "built $tag in $(($(date +%s) - started)) s: $((size / 1024)) KiB, id $(image_field "$tag" '{{.Id}}' | cut -c1-19)"
+# buildah's inspect has neither field: the log line then says so.
+size="$(image_field "$tag" '{{.Size}}' 2>/dev/null || echo 0)"
+log "built $tag in $(($(date +%s) - started)) s: $((size / 1024)) KiB, id $(image_field "$tag" '{{.Id}}' 2>/dev/null | cut -c1-19)"
 echo "$tag"

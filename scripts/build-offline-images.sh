@@ -76,7 +76,7 @@ build() {
     fi
     chmod -R a+rX,go-w "$ctx/root"
     log "building $tag from Debian $(cat "$version_file")"
-    podman build --format docker --layers -f "$containerfile" -t "$tag" \
+    podman build --format docker --layers=false -f "$containerfile" -t "$tag" \
         --label "io.github.nbserve.build-key=$key" \
         --label "io.github.nbserve.debian-version=$(cat "$version_file")" "$ctx" >&2
     echo "$tag"

@@ -27,8 +27,10 @@ out="${1:?usage: scripts/sbom.sh [--cargo-cyclonedx PATH] OUT.cdx.json}"
 if [[ -z "$cdx" ]]; then
     cdx="$(scripts/install-cargo-cyclonedx.sh | tail -n 1)/cargo-cyclonedx"
 fi
-if [[ -z "${SOURCE_DATE_EPOCH:-}" ]] && epoch="$(git log -1 --format=%ct 2>/dev/null)"; then
-    export SOURCE_DATE_EPOCH="$epoch"
+if [[ -z "${SOURCE_DATE_EPOCH:-}" ]]; then
+    # Set but empty (a build argument not given) is not a time.
+    unset SOURCE_DATE_EPOCH
+    if epoch="$(git log -1 --format=%ct 2>/dev/null)"; then export SOURCE_DATE_EPOCH="$epoch"; fi
 fi
 
 target="$(rustc -vV | sed -n 's/^host: //p')"

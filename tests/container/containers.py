@@ -55,7 +55,29 @@ def engine_problem() -> str | None:
     info = podman("info", "--format", "{{.Host.OCIRuntime.Name}}", check=False)
     if info.returncode != 0:
         return f"podman info failed: {info.stderr.strip()[-500:]}"
+    # A container must really start (an unprivileged CI container has podman
+    # but no namespaces to give): Debian's static busybox as a root file system.
+    try:
+        busybox = static_busybox()
+    except subprocess.CalledProcessError as e:
+        return f"no static busybox for the probe container: {e.stderr.strip()[-500:]}"
+    # ":O": an overlay, so the probe leaves the unpacked root as it was.
+    probe = podman("run", "--rm", "--network", "none", "--rootfs", f"{busybox.parent.parent}:O", "/bin/busybox",
+                   "true", check=False)
+    if probe.returncode != 0:
+        return f"podman cannot start a container here: {probe.stderr.strip()[-500:]}"
     return None
+
+
+def static_busybox() -> Path:
+    """Debian's static busybox (package busybox-static, unpacked once into
+    NBSERVE_CACHE by scripts/lib/deb.sh): ROOT/bin/busybox of a tiny root."""
+    out = subprocess.run(
+        ["bash", "-c", 'source scripts/lib/deb.sh && d="${NBSERVE_CACHE:-$HOME/.cache/nbserve}/busybox-static" && '
+                       '{ [[ -x $d/root/bin/busybox ]] || deb_unpack busybox-static "^1\\." "$d" >&2; } && '
+                       'echo "$d/root/bin/busybox"'],
+        cwd=ROOT, capture_output=True, text=True, check=True)
+    return Path(out.stdout.strip())
 
 
 def podman(*args: str, check: bool = True, timeout: float = 300, **kw) -> subprocess.CompletedProcess:

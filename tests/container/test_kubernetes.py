@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from conftest import ROOT, SHIPPED_MODEL
-from containers import cargo_version, http, image, podman, post_json, yaml_documents  # noqa: F401  (fixtures)
+from containers import cargo_version, http, image, podman, post_json, static_busybox, yaml_documents  # noqa: F401  (fixtures)
 
 KUBE = ROOT / "deploy" / "kubernetes"
 RELEASED = "ghcr.io/nbserve/nbserve"
@@ -137,9 +137,7 @@ def test_the_model_reaches_the_pod(image, tmp_path, figures):
             if ic["image"] != nbserve:
                 # The busybox image's one job: put its static busybox on the emptyDir.
                 assert ic["command"][0] == "cp" and ic["command"][1] == "/bin/busybox", ic["command"]
-                busybox = subprocess.run(["bash", "-c", "source scripts/lib/deb.sh; d=\"${NBSERVE_CACHE:-$HOME/.cache/nbserve}/busybox-static\"; "
-                                          "[[ -x $d/root/bin/busybox ]] || deb_unpack busybox-static '^1\\.' \"$d\" >&2; echo $d/root/bin/busybox"],
-                                         cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+                busybox = static_busybox()
                 target = ic["command"][2]
                 mount = next(m for m in ic["volumeMounts"] if target.startswith(m["mountPath"] + "/"))
                 shutil.copy(busybox, paths[mount["name"]] / os.path.relpath(target, mount["mountPath"]))
