@@ -23,9 +23,12 @@ source scripts/lib/podman.sh
 # shellcheck source=scripts/lib/cargo.sh
 source scripts/lib/cargo.sh
 
+loud() { printf '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n!!! %s\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n' "$*" >&2; }
 py="$(pytest_venv)"
-if [[ "$(id -u)" -eq 0 ]]; then
-    install_podman || echo "test-container: podman could not be installed: the tests will be skipped" >&2
+if [[ "$(id -u)" -ne 0 ]]; then
+    loud "test-container: not root: the container tests will be SKIPPED"
+elif ! install_podman; then
+    loud "test-container: podman could not be installed: the container tests will be SKIPPED"
 fi
 compose_venv="$(NBSERVE_PYTHON="${NBSERVE_PYTHON:-python3.11}" pinned_venv podman-compose scripts/podman-compose-requirements.txt)"
 export NBSERVE_PODMAN_COMPOSE="$compose_venv/bin/podman-compose"

@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -31,9 +30,14 @@ from conftest import ROOT, Response, note_figure
 LOUD = "!" * 72
 
 
+_SKIP_NOTED: set[str] = set()
+
+
 def skip_loudly(reason: str) -> None:
-    """Skips the test with `reason`, printed where a reader of the run sees it."""
-    print(f"\n{LOUD}\n!!! container tests SKIPPED: {reason}\n{LOUD}", file=sys.stderr)
+    """Skips the test with `reason`, said once in the run's closing section."""
+    if reason not in _SKIP_NOTED:
+        _SKIP_NOTED.add(reason)
+        note_figure(f"{LOUD}\n!!! container tests SKIPPED: {reason}\n{LOUD}")
     pytest.skip(f"container tests skipped: {reason}")
 
 
