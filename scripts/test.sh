@@ -99,8 +99,18 @@ source scripts/lib/cargo.sh
 NBSERVE_BIN="$(cargo_bin debug nbserve)"
 export NBSERVE_BIN
 
+# One release build for the suites that test what ships: the hardening suite
+# runs it, the container suite puts it into the image.
+step "release build of nbserve (hardening and container suites)"
+cargo build --locked --release --bin nbserve
+NBSERVE_BIN_RELEASE="$(cargo_bin release nbserve)"
+export NBSERVE_BIN_RELEASE
+
 step "hardening: hostile clients, registries and stores against the release binary"
 suite hardening scripts/test-hardening.sh
+
+step "container: the image built offline from the Dockerfile and run with podman, its SBOM, the compose stack, the Kubernetes pod"
+suite container scripts/test-container.sh
 
 step "scikit-learn parity"
 suite parity scripts/parity.sh
