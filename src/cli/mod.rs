@@ -12,6 +12,7 @@ mod exit;
 mod promote;
 mod retrain;
 mod serve;
+mod shards;
 mod tracking;
 mod tune;
 
@@ -92,6 +93,9 @@ pub fn main() -> ExitCode {
         Command::Promote(a) => promote::promote(a),
         Command::Retrain(a) => retrain::retrain(a),
         Command::Rollback(a) => retrain::rollback(a),
+        Command::Count(a) => shards::count(a),
+        Command::Merge(a) => shards::merge(a),
+        Command::CvScore(a) => shards::cv_score(a),
     };
     // A command's own failure comes first; standard output's is checked
     // (and flushed) either way.

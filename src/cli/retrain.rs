@@ -107,6 +107,7 @@ fn plan(a: &RetrainArgs) -> Result<Plan, Failure> {
         options: TuneOptions {
             grid,
             folds: a.grid.folds,
+            fold_rule: nbserve::tuning::FoldRule::Stratified,
             run: RunOptions {
                 test_size: 0.0,
                 seed: a.seed,

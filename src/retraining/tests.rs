@@ -102,6 +102,7 @@ impl Sandbox {
                     max_features: vec![0],
                 },
                 folds: 3,
+                fold_rule: crate::tuning::FoldRule::Stratified,
                 run: RunOptions {
                     test_size: 0.0,
                     ..run_options("v2")
