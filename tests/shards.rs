@@ -445,3 +445,48 @@ fn tune_from_counts_chooses_what_tune_on_the_rows_chooses() {
         stderr(&o)
     );
 }
+
+#[test]
+fn retrain_on_base_counts_refits_without_a_search() {
+    let o = nbserve(&[
+        "retrain",
+        "--base-counts",
+        "b.counts",
+        "--holdout",
+        "h.csv",
+        "--alpha",
+        "0.1",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--alpha"), "{}", stderr(&o));
+    let o = nbserve(&["retrain", "--holdout", "h.csv"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--data"), "{}", stderr(&o));
+    // A damaged base is named before anything is fitted.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bad = d.join("b.counts");
+    std::fs::write(&bad, b"NBCOUNTS\x01\x00\x00\x00junk").unwrap();
+    let config = d.join("c.toml");
+    let model = d.join("m.json");
+    std::fs::write(
+        &config,
+        format!("[model]\npath = {:?}\ndir = {:?}\n", s(&model), s(d)),
+    )
+    .unwrap();
+    let o = nbserve(&[
+        "retrain",
+        "--config",
+        s(&config),
+        "--base-counts",
+        s(&bad),
+        "--holdout",
+        "tests/data/sample.csv",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("b.counts: checksum mismatch"),
+        "{}",
+        stderr(&o)
+    );
+}

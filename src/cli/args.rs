@@ -264,8 +264,13 @@ pub struct RetrainArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Labelled base CSV (repeatable; read in order).
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "base_counts")]
     pub data: Vec<PathBuf>,
+    /// Stored counts of the base corpus (`nbserve count`, merged): the field
+    /// labels are added to them instead of re-reading the corpus, and the model
+    /// in service's parameters and temperature are refitted, without a search.
+    #[arg(long, conflicts_with_all = ["model", "binary", "alpha", "min_df", "max_df", "max_features", "folds"])]
+    pub base_counts: Option<PathBuf>,
     /// Feedback log, JSON lines (repeatable; read after the CSVs, in order).
     #[arg(long)]
     pub feedback_log: Vec<PathBuf>,

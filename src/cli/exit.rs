@@ -222,7 +222,10 @@ impl ExitCoded for RetrainError {
         match self {
             RetrainError::Plan(e) => e.exit_code(),
             RetrainError::Data(e) => e.exit_code(),
-            RetrainError::FeedbackLog(_) | RetrainError::Merge(_) => INVALID_DATA,
+            RetrainError::FeedbackLog(_)
+            | RetrainError::Merge(_)
+            | RetrainError::NoModelForCounts(_) => INVALID_DATA,
+            RetrainError::BaseCounts(e) => e.exit_code(),
             RetrainError::Tune(e) => e.exit_code(),
             RetrainError::Tracking(e) => e.exit_code(),
             RetrainError::Gate(e) => e.exit_code(),

@@ -4,7 +4,7 @@
 //!
 //! Both need a test file: a random split needs every row at hand.
 
-use crate::artifact::{Artifact, DatasetFingerprint};
+use crate::artifact::{Artifact, Calibration, DatasetFingerprint};
 use crate::classifier::{best, Counts, GridPoint, ModelError, ModelKind, TrainParams};
 use crate::dataset::{combined_sha256, Dataset};
 use crate::tuning::counts::CvScores;
@@ -63,6 +63,17 @@ pub fn train_counts(
     test: &Dataset,
     options: &TrainOptions,
 ) -> Result<Artifact, TrainError> {
+    refit_counts(total, test, options, None)
+}
+
+/// [`train_counts`] serving probabilities at `calibration`'s temperature
+/// (one fitted before, on other counts: a refit keeps it).
+pub fn refit_counts(
+    total: &Counts,
+    test: &Dataset,
+    options: &TrainOptions,
+    calibration: Option<Calibration>,
+) -> Result<Artifact, TrainError> {
     if options.calibrate_folds.is_some() {
         return Err(TrainError::Fit(
             "a calibration needs the documents: fit one with tune from counts and scores".into(),
@@ -85,7 +96,7 @@ pub fn train_counts(
         point,
         vocabulary,
         parameters,
-        calibration: None,
+        calibration,
         tuning: None,
     };
     seal_artifact(provenance(total, test), classes, fitted)

@@ -321,6 +321,37 @@ impl Counts {
         Ok(TermStats::from_class_counts(class_docs, class_df, class_tf))
     }
 
+    /// The same counts with their folds added up (settings without folds).
+    pub fn without_folds(&self) -> Counts {
+        let (folds, c, w) = (self.n_folds(), self.classes.len(), self.width());
+        if folds == 1 {
+            let mut same = self.clone();
+            same.settings.folds = None;
+            return same;
+        }
+        let sum = |cells: &[u64], w: usize| -> Vec<u64> {
+            (0..c * w)
+                .map(|i| (0..folds).map(|f| cells[f * c * w + i]).sum())
+                .collect()
+        };
+        let stride = self.stride();
+        Counts {
+            settings: CountSettings {
+                folds: None,
+                ..self.settings.clone()
+            },
+            classes: self.classes.clone(),
+            sources: self.sources.clone(),
+            docs: sum(&self.docs, 1),
+            terms: self.terms.clone(),
+            cells: self
+                .cells
+                .chunks_exact(stride)
+                .flat_map(|t| sum(t, w))
+                .collect(),
+        }
+    }
+
     /// Checks that `self` and `other` were counted alike.
     fn same_settings(&self, other: &Counts) -> Result<(), CountsError> {
         let diff = self.settings.differences(&other.settings);

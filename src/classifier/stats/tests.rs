@@ -82,6 +82,9 @@ fn a_fold_excluded_is_the_total_minus_its_counts() {
         .collect();
     let k = 3;
     let folded = count(&rows, &hashed(k), |t| hash_fold(7, t, k) as usize);
+    let mut unfolded = count(&rows, &plain(false), |_| 0);
+    unfolded.set_sources(vec![]);
+    assert_eq!(folded.without_folds(), unfolded);
     for f in 0..k as usize {
         let rest: Vec<(String, String)> = rows
             .iter()
