@@ -216,3 +216,138 @@ fn a_bad_fold_column_value_names_the_file_and_line() {
         "{e}"
     );
 }
+
+/// Writes `rows` as a `text,label` CSV.
+fn write_rows(path: &Path, rows: &[(String, String)]) {
+    let mut w = csv::Writer::from_path(path).unwrap();
+    w.write_record(["text", "label"]).unwrap();
+    for (t, l) in rows {
+        w.write_record([t, l]).unwrap();
+    }
+    w.flush().unwrap();
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::classifier::VectorizerOptions;
+
+    /// Rows over a small vocabulary and three labels, so that shards often
+    /// hold disjoint class sets, and some hold nothing.
+    fn rows() -> impl Strategy<Value = Vec<(String, String)>> {
+        let word = prop::sample::select(vec![
+            "free", "money", "meeting", "lunch", "cheap", "pills", "agenda", "now", "Free", "the",
+        ]);
+        let text = prop::collection::vec(word, 0..6).prop_map(|w| w.join(" "));
+        let label = prop::sample::select(vec!["ham", "spam", "eggs"]).prop_map(String::from);
+        prop::collection::vec((text, label), 0..30)
+    }
+
+    fn options() -> impl Strategy<Value = TrainOptions> {
+        (
+            prop::sample::select(vec![
+                ModelKind::Multinomial,
+                ModelKind::Bernoulli,
+                ModelKind::Complement,
+            ]),
+            any::<bool>(),
+            prop::sample::select(vec![DfBound::Count(1), DfBound::Count(2)]),
+            prop::sample::select(vec![DfBound::Proportion(1.0), DfBound::Proportion(0.7)]),
+            prop::sample::select(vec![0u64, 4]),
+        )
+            .prop_map(
+                |(model, binary, min_df, max_df, max_features)| TrainOptions {
+                    model,
+                    vectorizer: VectorizerOptions {
+                        min_df,
+                        max_df,
+                        max_features,
+                        binary: binary || model == ModelKind::Bernoulli,
+                    },
+                    calibrate_folds: None,
+                    alpha: 0.5,
+                    run: run(),
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Any cut of any rows into shard files, counted one by one and
+        /// merged in any tree through files, writes the artifact `train`
+        /// writes on the files (or fails where it fails).
+        #[test]
+        fn count_and_merge_in_any_tree_is_train_on_the_union(
+            rows in rows(),
+            cuts in prop::collection::vec(0usize..30, 0..5),
+            order in any::<u64>(),
+            options in options(),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let test_path = dir.path().join("test.csv");
+            let test_rows = [("free money now", "spam"), ("lunch agenda", "ham"), ("cheap eggs", "eggs")];
+            let test_rows: Vec<(String, String)> =
+                test_rows.iter().map(|(t, l)| (t.to_string(), l.to_string())).collect();
+            write_rows(&test_path, &test_rows);
+            let test = Dataset::holdout(&test_path).unwrap();
+            let mut bounds: Vec<usize> = cuts.iter().map(|&c| c.min(rows.len())).collect();
+            bounds.extend([0, rows.len()]);
+            bounds.sort_unstable();
+            let paths: Vec<PathBuf> = bounds
+                .windows(2)
+                .enumerate()
+                .map(|(i, w)| {
+                    let p = dir.path().join(format!("s{i}.csv"));
+                    write_rows(&p, &rows[w[0]..w[1]]);
+                    p
+                })
+                .collect();
+            // Binary features are a counting setting (`count --binary`),
+            // as they are a training one (`train --binary`).
+            let binary_counts = options.vectorizer.binary && options.model != ModelKind::Bernoulli;
+            let settings = CountSettings::new(binary_counts, None);
+            let mut files: Vec<PathBuf> = paths
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    let c = count_files(std::slice::from_ref(p), &columns(), settings.clone()).unwrap();
+                    let out = dir.path().join(format!("s{i}.counts"));
+                    write_counts(&out, &c).unwrap();
+                    out
+                })
+                .collect();
+            // Any tree: merge two or three files picked by `order`, as a
+            // scheduler would, until one is left.
+            let mut state = order;
+            let mut n = 0;
+            while files.len() > 1 {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let take = 2 + (state & 1) as usize;
+                let mut group = Vec::new();
+                for _ in 0..take.min(files.len()) {
+                    let i = (state >> 33) as usize % files.len();
+                    group.push(files.swap_remove(i));
+                    state = state.rotate_left(7);
+                }
+                let out = dir.path().join(format!("m{n}.counts"));
+                n += 1;
+                write_counts(&out, &merge_counts(&group).unwrap()).unwrap();
+                files.push(out);
+            }
+            let (total, _) = read_counts(&files[0]).unwrap();
+            // No rows at all is an error to the reader, as to the fit.
+            let trained = Dataset::from_csvs(&paths, "text", "label")
+                .map_err(|e| e.to_string())
+                .and_then(|data| {
+                    train(&data, Some(&test), &options, |_, _| {}).map_err(|e| e.to_string())
+                })
+                .map(|a| a.file_bytes());
+            let merged = train_counts(&total, &test, &options).map(|a| a.file_bytes());
+            prop_assert_eq!(trained.as_ref().ok(), merged.as_ref().ok());
+            prop_assert_eq!(trained.is_ok(), merged.is_ok(), "{:?} vs {:?}",
+                trained.as_ref().err(), merged.as_ref().err().map(|e| e.to_string()));
+        }
+    }
+}
