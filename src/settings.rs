@@ -30,6 +30,34 @@ pub struct Settings {
     pub admin: AdminSettings,
     /// Prediction memory and label feedback.
     pub feedback: FeedbackSettings,
+    /// Learning in place on a challenger (`POST /learn`, `POST /forget`).
+    #[serde(default)]
+    pub learning: LearningSettings,
+}
+
+/// Learning in place: labelled examples added to (and removed from) a
+/// challenger beside the served model, which needs a schema-3 artifact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LearningSettings {
+    /// Accept `POST /learn` and `POST /forget` (behind `feedback.token`
+    /// when it is set).
+    pub enabled: bool,
+    /// Learn labels outside the served model's classes as new classes.
+    pub allow_new_classes: bool,
+    /// Most bytes the learned part of the challenger may hold (its counts
+    /// and the ledger of learned examples); a learn past it is refused.
+    pub max_bytes: u64,
+}
+
+impl Default for LearningSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            allow_new_classes: false,
+            max_bytes: 64 * 1024 * 1024,
+        }
+    }
 }
 
 /// HTTP server settings.
@@ -295,6 +323,7 @@ impl Default for Settings {
                 token: None,
                 token_file: None,
             },
+            learning: LearningSettings::default(),
         }
     }
 }

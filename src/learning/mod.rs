@@ -80,7 +80,9 @@ pub enum LearnError {
         index: usize,
     },
     /// A label outside the champion's classes, with new classes not allowed.
-    #[error("example {index} has a label that is not one of the model's classes; nothing was changed")]
+    #[error(
+        "example {index} has a label that is not one of the model's classes; nothing was changed"
+    )]
     UnknownLabel {
         /// Its position in the batch.
         index: usize,
@@ -177,7 +179,10 @@ impl Learner {
         let learner = Self::new(&loaded.meta, loaded.statistics, allow_new_classes)?;
         let (vocabulary, parameters) = learner.fit()?;
         if vocabulary.len() != champion.vocabulary.len()
-            || vocabulary.iter().zip(&champion.vocabulary).any(|(a, b)| a != b)
+            || vocabulary
+                .iter()
+                .zip(&champion.vocabulary)
+                .any(|(a, b)| a != b)
         {
             return Err(LearnError::Mismatch("the vocabulary differs".into()));
         }
@@ -272,8 +277,7 @@ impl Learner {
     /// The challenger as a scorer (the champion's temperature kept).
     pub fn classifier(&self) -> Result<Classifier, LearnError> {
         let total = self.total()?;
-        let (vocabulary, parameters) =
-            fit_counts(&total, &self.point).map_err(TrainError::from)?;
+        let (vocabulary, parameters) = fit_counts(&total, &self.point).map_err(TrainError::from)?;
         let nb = NaiveBayes::with_kind(self.point.model, self.point.binary, &parameters)
             .map_err(TrainError::from)?;
         Ok(Classifier::new(total.classes().to_vec(), vocabulary, nb)
@@ -284,7 +288,11 @@ impl Learner {
     /// The challenger as an ordinary artifact, evaluated on `test`, with
     /// its statistics (schema 3), so it can be served and learn in turn.
     /// Its version is the champion's with what was learned and forgotten.
-    pub fn artifact(&self, test: &Dataset, created_at: DateTime<Utc>) -> Result<Artifact, LearnError> {
+    pub fn artifact(
+        &self,
+        test: &Dataset,
+        created_at: DateTime<Utc>,
+    ) -> Result<Artifact, LearnError> {
         let total = self.total()?;
         let options = TrainOptions {
             model: self.point.model,

@@ -37,7 +37,10 @@ fn options(model: ModelKind, vectorizer: VectorizerOptions) -> TrainOptions {
 fn settings() -> Vec<TrainOptions> {
     let v = VectorizerOptions::default();
     vec![
-        options(ModelKind::Bernoulli, VectorizerOptions { binary: true, ..v }),
+        options(
+            ModelKind::Bernoulli,
+            VectorizerOptions { binary: true, ..v },
+        ),
         options(
             ModelKind::Multinomial,
             VectorizerOptions {
@@ -136,7 +139,10 @@ fn learning_a_set_equals_training_on_the_union() {
         assert_same_model(&challenger, &expected, &test);
         assert_ne!(challenger.vocabulary, champ.vocabulary, "{:?}", o.model);
         // The challenger is an ordinary schema-3 artifact, learnable in turn.
-        assert_eq!(challenger.schema_version, crate::artifact::STATISTICS_SCHEMA);
+        assert_eq!(
+            challenger.schema_version,
+            crate::artifact::STATISTICS_SCHEMA
+        );
         let again = Artifact::load_bytes(&challenger.to_bytes()).unwrap();
         assert_eq!(again.statistics.as_deref(), Some(&learner.total().unwrap()));
     }
@@ -267,33 +273,21 @@ fn statistics_that_do_not_belong_to_the_model_are_refused_at_load() {
     let mut a = champ.clone();
     a.statistics = None;
     a.seal();
-    assert!(matches!(
-        a.into_loaded(),
-        Err(ArtifactError::Statistics(_))
-    ));
+    assert!(matches!(a.into_loaded(), Err(ArtifactError::Statistics(_))));
     let mut a = champ.clone();
     a.schema_version = crate::artifact::SCHEMA_VERSION;
     a.seal();
-    assert!(matches!(
-        a.into_loaded(),
-        Err(ArtifactError::Statistics(_))
-    ));
+    assert!(matches!(a.into_loaded(), Err(ArtifactError::Statistics(_))));
     // Another corpus's statistics: the class counts differ.
     let other = champion(&rest, &test, o);
     let mut a = champ.clone();
     a.statistics = other.statistics.clone();
     a.seal();
-    assert!(matches!(
-        a.into_loaded(),
-        Err(ArtifactError::Statistics(_))
-    ));
+    assert!(matches!(a.into_loaded(), Err(ArtifactError::Statistics(_))));
     let mut a = champ;
     a.statistics = Some("not base64!".into());
     a.seal();
-    assert!(matches!(
-        a.into_loaded(),
-        Err(ArtifactError::Statistics(_))
-    ));
+    assert!(matches!(a.into_loaded(), Err(ArtifactError::Statistics(_))));
 }
 
 #[test]
@@ -388,4 +382,3 @@ fn throughput() {
         learner.learned_bytes()
     );
 }
-

@@ -7,7 +7,7 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::routes::{
-    admin, admitted_routes, examples, feedback, health, metrics, model, predict, v2,
+    admin, admitted_routes, examples, feedback, health, learn, metrics, model, predict, v2,
 };
 
 /// The OpenAPI description, generated from the handlers and types.
@@ -16,7 +16,8 @@ use super::routes::{
     info(title = "nbserve", description = "Bernoulli naive Bayes text classification server"),
     paths(
         predict::predict, predict::predict_batch, feedback::feedback, feedback::feedback_batch,
-        examples::examples,
+        examples::examples, learn::learn, learn::forget, learn::challenger,
+        learn::challenger_artifact,
         health::health, health::ready, model::model, model::quality, metrics::metrics, admin::reload,
         v2::handlers::server_metadata, v2::handlers::live, v2::handlers::ready,
         v2::handlers::model_metadata, v2::handlers::version_metadata, v2::handlers::model_ready,

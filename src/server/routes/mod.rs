@@ -7,6 +7,7 @@ pub mod docs;
 pub mod examples;
 pub mod feedback;
 pub mod health;
+pub mod learn;
 pub mod metrics;
 pub mod model;
 pub mod predict;
@@ -38,6 +39,10 @@ pub(crate) fn admitted_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/model", get(model::model)),
         ("/model/quality", get(model::quality)),
         ("/admin/reload", post(admin::reload)),
+        ("/learn", post(learn::learn)),
+        ("/forget", post(learn::forget)),
+        ("/challenger", get(learn::challenger)),
+        ("/challenger/artifact", get(learn::challenger_artifact)),
     ];
     native.into_iter().chain(v2::admitted_routes()).collect()
 }

@@ -1,0 +1,161 @@
+//! The challenger beside the served model: the champion's statistics plus
+//! what `POST /learn` added and `POST /forget` removed ([`Learner`]).
+//!
+//! Writers (learn, forget) are serialised by one lock and build the whole
+//! new challenger (counts, refit scorer) before publishing it with one
+//! atomic swap; readers only load the published snapshot, so they take no
+//! lock and never see a half-applied batch. A challenger belongs to the
+//! champion it was built on: when the served model changes (reload, poll),
+//! the next write starts a new challenger on the new champion, with a log
+//! line (what was learned on the old one is dropped).
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use chrono::{DateTime, Utc};
+
+use crate::classifier::Classifier;
+use crate::learning::{Example, LearnError, Learner, Tally};
+use crate::server::loader::ServingModel;
+
+/// What readers see of the challenger: one consistent snapshot.
+pub struct ChallengerView {
+    /// The refit scorer.
+    pub classifier: Classifier,
+    /// Learned and forgotten so far.
+    pub tally: Tally,
+    /// Examples learned and not forgotten.
+    pub net_examples: u64,
+    /// Bytes the learned part holds.
+    pub learned_bytes: u64,
+    /// The champion's name, version and checksum.
+    pub champion: (String, String, String),
+    /// When this snapshot was published.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A learner and the champion it belongs to.
+struct Writer {
+    learner: Learner,
+    champion_checksum: String,
+}
+
+/// A learn or forget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Add the examples.
+    Learn,
+    /// Subtract them.
+    Forget,
+}
+
+/// Why a change was refused (nothing changed).
+#[derive(Debug, thiserror::Error)]
+pub enum ChallengerError {
+    /// The learner refused.
+    #[error(transparent)]
+    Learn(#[from] LearnError),
+    /// The learned part would pass `learning.max_bytes`.
+    #[error("the challenger would hold {needed} bytes of learned counts, over learning.max_bytes ({max}); forget examples, or promote or reset it")]
+    Full {
+        /// Bytes after the change.
+        needed: u64,
+        /// The budget.
+        max: u64,
+    },
+}
+
+/// The challenger of the served model.
+#[derive(Default)]
+pub struct Challenger {
+    writer: tokio::sync::Mutex<Option<Writer>>,
+    view: ArcSwapOption<ChallengerView>,
+}
+
+impl Challenger {
+    /// The published snapshot, lock-free; `None` before anything was learned
+    /// on the current champion.
+    pub fn view(&self, champion: &ServingModel) -> Option<Arc<ChallengerView>> {
+        self.view
+            .load_full()
+            .filter(|v| v.champion.2 == champion.loaded.meta.checksum)
+    }
+
+    /// Applies `change` to the challenger of `champion` (a new one when the
+    /// champion changed), all or nothing, and publishes the result.
+    pub async fn apply(
+        &self,
+        champion: Arc<ServingModel>,
+        change: Change,
+        examples: Vec<Example>,
+        allow_new_classes: bool,
+        max_bytes: u64,
+    ) -> Result<Arc<ChallengerView>, ChallengerError> {
+        let mut writer = self.writer.lock().await;
+        let meta = &champion.loaded.meta;
+        let current = writer
+            .as_ref()
+            .filter(|w| w.champion_checksum == meta.checksum);
+        let learner = match current {
+            Some(w) => w.learner.clone(),
+            None => {
+                if let Some(old) = writer.as_ref() {
+                    tracing::info!(
+                        learned = old.learner.tally().learned,
+                        forgotten = old.learner.tally().forgotten,
+                        "challenger reset: the served model changed"
+                    );
+                }
+                Learner::new(meta, champion.loaded.statistics.clone(), allow_new_classes)?
+            }
+        };
+        // Counting and refitting take milliseconds to seconds: off the
+        // async workers. The lock is held throughout, so writes stay serial.
+        let (learner, classifier) = tokio::task::spawn_blocking(move || {
+            let mut learner = learner;
+            match change {
+                Change::Learn => learner.learn(&examples)?,
+                Change::Forget => learner.forget(&examples)?,
+            }
+            let needed = learner.learned_bytes();
+            if change == Change::Learn && needed > max_bytes {
+                return Err(ChallengerError::Full {
+                    needed,
+                    max: max_bytes,
+                });
+            }
+            let classifier = learner.classifier()?;
+            Ok((learner, classifier))
+        })
+        .await
+        .expect("learning does not panic")?;
+        let view = Arc::new(ChallengerView {
+            classifier,
+            tally: learner.tally(),
+            net_examples: learner.net_examples(),
+            learned_bytes: learner.learned_bytes(),
+            champion: (
+                meta.model.name.clone(),
+                meta.model.version.clone(),
+                meta.checksum.clone(),
+            ),
+            updated_at: Utc::now(),
+        });
+        *writer = Some(Writer {
+            learner,
+            champion_checksum: meta.checksum.clone(),
+        });
+        self.view.store(Some(Arc::clone(&view)));
+        Ok(view)
+    }
+
+    /// A copy of the learner of `champion`, if one learned anything.
+    pub async fn learner(&self, champion: &ServingModel) -> Option<Learner> {
+        self.writer
+            .lock()
+            .await
+            .as_ref()
+            .filter(|w| w.champion_checksum == champion.loaded.meta.checksum)
+            .map(|w| w.learner.clone())
+    }
+}
