@@ -213,7 +213,7 @@ impl Learner {
     fn count(&self, examples: &[Example]) -> Result<Counts, LearnError> {
         let mut counter = Counter::new(self.learned.settings().clone());
         for (index, e) in examples.iter().enumerate() {
-            if !self.allow_new_classes && !self.classes.iter().any(|c| *c == e.label) {
+            if !self.allow_new_classes && !self.classes.contains(&e.label) {
                 return Err(LearnError::UnknownLabel { index });
             }
             counter.add(&e.text, &e.label, 0)?;
