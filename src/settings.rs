@@ -48,6 +48,10 @@ pub struct LearningSettings {
     /// Most bytes the learned part of the challenger may hold (its counts
     /// and the ledger of learned examples); a learn past it is refused.
     pub max_bytes: u64,
+    /// Also score every served prediction with the challenger (when one
+    /// has learned something) and count how often they agree, shown by
+    /// `GET /challenger`; about doubles the scoring cost of a prediction.
+    pub shadow_scoring: bool,
 }
 
 impl Default for LearningSettings {
@@ -56,6 +60,7 @@ impl Default for LearningSettings {
             enabled: false,
             allow_new_classes: false,
             max_bytes: 64 * 1024 * 1024,
+            shadow_scoring: true,
         }
     }
 }

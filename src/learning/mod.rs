@@ -224,10 +224,9 @@ impl Learner {
     /// Adds `examples` (all or none).
     pub fn learn(&mut self, examples: &[Example]) -> Result<(), LearnError> {
         let batch = self.count(examples)?;
-        let learned = self.learned.merge(&batch)?;
-        // The challenger is the champion plus this: it must add up too.
-        self.base.merge(&learned)?;
-        self.learned = learned;
+        // O(what was learned), not O(the champion's vocabulary): a sum
+        // past 2^64 with the champion's counts would need 2^64 examples.
+        self.learned = self.learned.merge(&batch)?;
         for e in examples {
             *self.ledger.entry(e.key()).or_insert(0) += 1;
         }

@@ -9,6 +9,7 @@
 //! the next write starts a new challenger on the new champion, with a log
 //! line (what was learned on the old one is dropped).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
@@ -70,6 +71,19 @@ pub enum ChallengerError {
 pub struct Challenger {
     writer: tokio::sync::Mutex<Option<Writer>>,
     view: ArcSwapOption<ChallengerView>,
+    /// Predictions shadow-scored by the challenger of the current champion.
+    scored: AtomicU64,
+    /// Those where it chose the champion's class.
+    agreed: AtomicU64,
+}
+
+/// How often the challenger agreed with the champion on served predictions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Agreement {
+    /// Predictions scored by both.
+    pub scored: u64,
+    /// Predictions where both chose the same class.
+    pub agreed: u64,
 }
 
 impl Challenger {
@@ -79,6 +93,28 @@ impl Challenger {
         self.view
             .load_full()
             .filter(|v| v.champion.2 == champion.loaded.meta.checksum)
+    }
+
+    /// Scores `text` with the challenger of `champion`, if there is one,
+    /// and records whether it chose `champion_label` too. Lock-free: one
+    /// snapshot load and one prediction.
+    pub fn shadow(&self, champion: &ServingModel, text: &str, champion_label: &str) {
+        let Some(view) = self.view(champion) else {
+            return;
+        };
+        let p = view.classifier.predict(text);
+        self.scored.fetch_add(1, Ordering::Relaxed);
+        if view.classifier.classes()[p.label] == champion_label {
+            self.agreed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Agreement so far on the current champion.
+    pub fn agreement(&self) -> Agreement {
+        Agreement {
+            scored: self.scored.load(Ordering::Relaxed),
+            agreed: self.agreed.load(Ordering::Relaxed),
+        }
     }
 
     /// Applies `change` to the challenger of `champion` (a new one when the
@@ -99,6 +135,8 @@ impl Challenger {
         let learner = match current {
             Some(w) => w.learner.clone(),
             None => {
+                self.scored.store(0, Ordering::Relaxed);
+                self.agreed.store(0, Ordering::Relaxed);
                 if let Some(old) = writer.as_ref() {
                     tracing::info!(
                         learned = old.learner.tally().learned,

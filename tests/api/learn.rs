@@ -368,3 +368,32 @@ async fn concurrent_learns_lose_no_update_and_readers_see_whole_batches() {
     assert_eq!(state["net_examples"], 40);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn served_predictions_are_shadow_scored_by_the_challenger() {
+    let (app, _dir) = learning_app(None, |_| {}).await;
+    let s = rest_examples(30);
+    let (test, _, _) = parts();
+    // Learned then forgotten: the challenger is the champion, so it agrees
+    // on every prediction.
+    assert_eq!(post(&app, "/learn", &body(&s), None).await.status(), 200);
+    assert_eq!(post(&app, "/forget", &body(&s), None).await.status(), 200);
+    for text in test.texts.iter().take(10) {
+        let r = app.post_json("/predict", &json!({"text": text})).await;
+        assert_eq!(r.status(), 200);
+    }
+    let state: Value = app.get("/challenger").await.json().await.unwrap();
+    assert_eq!(state["shadow_scored"], 10, "{state}");
+    assert_eq!(state["shadow_agreed"], 10, "{state}");
+    app.stop().await;
+    // Off: nothing is shadow-scored.
+    let (app, _dir) = learning_app(None, |s| s.learning.shadow_scoring = false).await;
+    assert_eq!(post(&app, "/learn", &body(&s), None).await.status(), 200);
+    let r = app
+        .post_json("/predict", &json!({"text": "cheap pills"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let state: Value = app.get("/challenger").await.json().await.unwrap();
+    assert_eq!(state["shadow_scored"], 0, "{state}");
+    app.stop().await;
+}

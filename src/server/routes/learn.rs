@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use crate::learning::{Example, LearnError};
 use crate::server::auth::{Authorized, TokenGuard};
-use crate::server::challenger::{ChallengerError, ChallengerView, Change};
+use crate::server::challenger::{Agreement, ChallengerError, ChallengerView, Change};
 use crate::server::error::ApiError;
 use crate::server::extract::AppJson;
 use crate::server::routes::feedback::authorize_labels;
@@ -57,6 +57,11 @@ pub struct ChallengerResponse {
     pub vocabulary_size: usize,
     /// RFC 3339 time of the last change.
     pub updated_at: String,
+    /// Served predictions the challenger also scored
+    /// (`learning.shadow_scoring`), on the current champion.
+    pub shadow_scored: u64,
+    /// Those where it chose the champion's class.
+    pub shadow_agreed: u64,
 }
 
 /// A served model.
@@ -70,9 +75,11 @@ pub struct ChampionRef {
     pub checksum: String,
 }
 
-impl From<&ChallengerView> for ChallengerResponse {
-    fn from(v: &ChallengerView) -> Self {
+impl ChallengerResponse {
+    fn new(v: &ChallengerView, agreement: Agreement) -> Self {
         Self {
+            shadow_scored: agreement.scored,
+            shadow_agreed: agreement.agreed,
             champion: ChampionRef {
                 name: v.champion.0.clone(),
                 version: v.champion.1.clone(),
@@ -192,7 +199,10 @@ async fn change(
         .await
         .inspect_err(|e| tracing::info!(examples = n, change = ?change, error = %e, "challenger change refused"))?;
     tracing::info!(examples = n, change = ?change, learned = view.tally.learned, forgotten = view.tally.forgotten, "challenger changed");
-    Ok(Json(ChallengerResponse::from(view.as_ref())))
+    Ok(Json(ChallengerResponse::new(
+        view.as_ref(),
+        state.challenger.agreement(),
+    )))
 }
 
 /// Learn labelled examples on the challenger (all or none).
@@ -254,7 +264,10 @@ pub async fn challenger(
     }
     let champion = state.model.load();
     let view = state.challenger.view(&champion).ok_or_else(no_challenger)?;
-    Ok(Json(ChallengerResponse::from(view.as_ref())))
+    Ok(Json(ChallengerResponse::new(
+        view.as_ref(),
+        state.challenger.agreement(),
+    )))
 }
 
 /// The challenger as an ordinary schema-3 artifact, evaluated on
