@@ -7,7 +7,7 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::routes::{
-    admin, admitted_routes, examples, feedback, health, learn, metrics, model, predict, v2,
+    admin, admitted_routes, examples, feedback, health, learn, metrics, model, predict, promote, v2,
 };
 
 /// The OpenAPI description, generated from the handlers and types.
@@ -17,7 +17,7 @@ use super::routes::{
     paths(
         predict::predict, predict::predict_batch, feedback::feedback, feedback::feedback_batch,
         examples::examples, learn::learn, learn::forget, learn::challenger,
-        learn::challenger_artifact,
+        learn::challenger_artifact, promote::promote,
         health::health, health::ready, model::model, model::quality, metrics::metrics, admin::reload,
         v2::handlers::server_metadata, v2::handlers::live, v2::handlers::ready,
         v2::handlers::model_metadata, v2::handlers::version_metadata, v2::handlers::model_ready,

@@ -397,3 +397,80 @@ async fn served_predictions_are_shadow_scored_by_the_challenger() {
     assert_eq!(state["shadow_scored"], 0, "{state}");
     app.stop().await;
 }
+
+async fn promote(app: &TestApp, body: Value) -> reqwest::Response {
+    app.client
+        .post(app.url("/admin/challenger/promote"))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_promoted_challenger_is_gated_kept_and_served() {
+    let (app, dir) = learning_app(None, |_| {}).await;
+    assert_error(promote(&app, json!({})).await, 404, "no_challenger").await;
+    let r = app
+        .client
+        .post(app.url("/admin/challenger/promote"))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 401, "unauthorized").await;
+    let all = rest_examples(usize::MAX);
+    assert_eq!(post(&app, "/learn", &body(&all), None).await.status(), 200);
+    let r = promote(&app, json!({"max_regression": 1.0})).await;
+    assert_eq!(r.status(), 200);
+    let promoted: Value = r.json().await.unwrap();
+    let version = promoted["version"].as_str().unwrap().to_owned();
+    assert!(version.starts_with("1+learned."), "{promoted}");
+    // Served, written to model.path as schema 3, the old one kept.
+    let model: Value = app.get("/model").await.json().await.unwrap();
+    assert_eq!(model["version"], version.as_str(), "{model}");
+    let file: Artifact =
+        serde_json::from_slice(&std::fs::read(dir.path().join("learnable.json")).unwrap()).unwrap();
+    assert_eq!(file.model.version, version);
+    assert_eq!(file.schema_version, 3);
+    let kept = std::fs::read_dir(app.models_dir.path().join("versions"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json")
+        })
+        .count();
+    assert!(kept >= 2, "{kept} kept files");
+    // The challenger belonged to the old champion.
+    assert_error(app.get("/challenger").await, 404, "no_challenger").await;
+    let r = app.post_json("/predict", &json!({"text": "hello"})).await;
+    assert_eq!(r.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_challenger_worse_than_the_served_model_is_not_promoted() {
+    let (app, _dir) = learning_app(None, |_| {}).await;
+    let before: Value = app.get("/model").await.json().await.unwrap();
+    // Every remaining row with the wrong label.
+    let flipped: Vec<(String, String)> = rest_examples(usize::MAX)
+        .into_iter()
+        .map(|(t, l)| (t, if l == "spam" { "ham" } else { "spam" }.to_owned()))
+        .collect();
+    assert_eq!(
+        post(&app, "/learn", &body(&flipped), None).await.status(),
+        200
+    );
+    let e = assert_error(promote(&app, json!({})).await, 409, "regression").await;
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("F1 macro"),
+        "{e}"
+    );
+    let after: Value = app.get("/model").await.json().await.unwrap();
+    assert_eq!(before["version"], after["version"]);
+    assert_eq!(app.get("/challenger").await.status(), 200);
+    app.stop().await;
+}

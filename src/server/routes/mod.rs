@@ -11,6 +11,7 @@ pub mod learn;
 pub mod metrics;
 pub mod model;
 pub mod predict;
+pub mod promote;
 pub mod v2;
 
 use axum::routing::{get, post, MethodRouter};
@@ -43,6 +44,7 @@ pub(crate) fn admitted_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/forget", post(learn::forget)),
         ("/challenger", get(learn::challenger)),
         ("/challenger/artifact", get(learn::challenger_artifact)),
+        ("/admin/challenger/promote", post(promote::promote)),
     ];
     native.into_iter().chain(v2::admitted_routes()).collect()
 }
