@@ -52,6 +52,10 @@ pub struct LearningSettings {
     /// has learned something) and count how often they agree, shown by
     /// `GET /challenger`; about doubles the scoring cost of a prediction.
     pub shadow_scoring: bool,
+    /// Append every accepted learn and forget to this JSON-lines file
+    /// (synced before the answer; it stores the examples' texts), and
+    /// replay it at start-up, so a restart keeps the challenger.
+    pub log_path: Option<PathBuf>,
 }
 
 impl Default for LearningSettings {
@@ -61,6 +65,7 @@ impl Default for LearningSettings {
             allow_new_classes: false,
             max_bytes: 64 * 1024 * 1024,
             shadow_scoring: true,
+            log_path: None,
         }
     }
 }

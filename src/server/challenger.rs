@@ -15,9 +15,12 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use chrono::{DateTime, Utc};
 
+use crate::artifact::ModelMeta;
 use crate::classifier::Classifier;
 use crate::learning::{Example, LearnError, Learner, Tally};
+use crate::server::learning_log;
 use crate::server::loader::ServingModel;
+use crate::settings::LearningSettings;
 
 /// What readers see of the challenger: one consistent snapshot.
 pub struct ChallengerView {
@@ -41,6 +44,31 @@ struct Writer {
     champion_checksum: String,
 }
 
+/// A learner on `champion`, with what the learning log holds for it.
+fn new_learner(
+    settings: &LearningSettings,
+    champion: &ServingModel,
+) -> Result<Learner, LearnError> {
+    let meta = &champion.loaded.meta;
+    let mut learner = Learner::new(
+        meta,
+        champion.loaded.statistics.clone(),
+        settings.allow_new_classes,
+    )?;
+    if let Some(path) = &settings.log_path {
+        let applied = learning_log::replay(path, &meta.checksum, &mut learner);
+        if applied > 0 {
+            tracing::info!(
+                changes = applied,
+                learned = learner.tally().learned,
+                forgotten = learner.tally().forgotten,
+                "challenger replayed from the learning log"
+            );
+        }
+    }
+    Ok(learner)
+}
+
 /// A learn or forget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -56,6 +84,9 @@ pub enum ChallengerError {
     /// The learner refused.
     #[error(transparent)]
     Learn(#[from] LearnError),
+    /// The learning log could not take the change.
+    #[error("the learning log cannot take the change right now; nothing was changed")]
+    Log,
     /// The learned part would pass `learning.max_bytes`.
     #[error("the challenger would hold {needed} bytes of learned counts, over learning.max_bytes ({max}); forget examples, or promote or reset it")]
     Full {
@@ -124,9 +155,10 @@ impl Challenger {
         champion: Arc<ServingModel>,
         change: Change,
         examples: Vec<Example>,
-        allow_new_classes: bool,
-        max_bytes: u64,
+        settings: &LearningSettings,
     ) -> Result<Arc<ChallengerView>, ChallengerError> {
+        let max_bytes = settings.max_bytes;
+        let log = settings.log_path.clone();
         let mut writer = self.writer.lock().await;
         let meta = &champion.loaded.meta;
         let current = writer
@@ -144,9 +176,10 @@ impl Challenger {
                         "challenger reset: the served model changed"
                     );
                 }
-                Learner::new(meta, champion.loaded.statistics.clone(), allow_new_classes)?
+                new_learner(settings, &champion)?
             }
         };
+        let checksum = meta.checksum.clone();
         // Counting and refitting take milliseconds to seconds: off the
         // async workers. The lock is held throughout, so writes stay serial.
         let (learner, classifier) = tokio::task::spawn_blocking(move || {
@@ -163,10 +196,29 @@ impl Challenger {
                 });
             }
             let classifier = learner.classifier()?;
+            // Synced before it is acknowledged (or published).
+            if let Some(path) = &log {
+                learning_log::append(path, change == Change::Forget, &checksum, &examples)
+                    .map_err(|e| {
+                        tracing::warn!(error = %e, "learning log: a change could not be written");
+                        ChallengerError::Log
+                    })?;
+            }
             Ok((learner, classifier))
         })
         .await
         .expect("learning does not panic")?;
+        Ok(self.publish(&mut writer, learner, classifier, meta))
+    }
+
+    /// Makes `learner` the challenger of `meta`'s model.
+    fn publish(
+        &self,
+        writer: &mut Option<Writer>,
+        learner: Learner,
+        classifier: Classifier,
+        meta: &ModelMeta,
+    ) -> Arc<ChallengerView> {
         let view = Arc::new(ChallengerView {
             classifier,
             tally: learner.tally(),
@@ -184,7 +236,34 @@ impl Challenger {
             champion_checksum: meta.checksum.clone(),
         });
         self.view.store(Some(Arc::clone(&view)));
-        Ok(view)
+        view
+    }
+
+    /// The challenger a server starts with: what `learning.log_path` holds
+    /// for `champion`, replayed (none without a log, or when learning is off
+    /// or the champion cannot learn).
+    pub fn restore(settings: &LearningSettings, champion: &ServingModel) -> Self {
+        let challenger = Self::default();
+        if !settings.enabled || settings.log_path.is_none() {
+            return challenger;
+        }
+        let Ok(learner) = new_learner(settings, champion) else {
+            return challenger;
+        };
+        if learner.tally() == Tally::default() {
+            return challenger;
+        }
+        match learner.classifier() {
+            Ok(classifier) => {
+                let mut writer = challenger.writer.try_lock().expect("not shared yet");
+                challenger.publish(&mut writer, learner, classifier, &champion.loaded.meta);
+                drop(writer);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "learning log: the replayed challenger cannot be fitted")
+            }
+        }
+        challenger
     }
 
     /// A copy of the learner of `champion`, if one learned anything.

@@ -5,6 +5,7 @@ pub mod challenger;
 mod connection;
 pub mod error;
 pub mod extract;
+mod learning_log;
 pub mod loader;
 pub mod metrics;
 mod middleware;

@@ -73,6 +73,7 @@ impl AppState {
         let body_budget = Arc::new(Semaphore::new(
             settings.server.max_inflight_body_bytes / 1024,
         ));
+        let challenger = super::challenger::Challenger::restore(&settings.learning, &model);
         Self(Arc::new(StateInner {
             model: ArcSwap::from_pointee(model),
             settings,
@@ -86,7 +87,7 @@ impl AppState {
             )),
             feedback,
             registry,
-            challenger: Default::default(),
+            challenger,
         }))
     }
 

@@ -474,3 +474,64 @@ async fn a_challenger_worse_than_the_served_model_is_not_promoted() {
     assert_eq!(app.get("/challenger").await.status(), 200);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_restarted_server_replays_the_learning_log() {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("learning.jsonl");
+    let l = log.clone();
+    let (app, dir) = learning_app(None, move |s| s.learning.log_path = Some(l)).await;
+    let s = rest_examples(12);
+    assert_eq!(post(&app, "/learn", &body(&s), None).await.status(), 200);
+    assert_eq!(
+        post(&app, "/forget", &body(&s[..5]), None).await.status(),
+        200
+    );
+    let before: Value = app.get("/challenger").await.json().await.unwrap();
+    app.stop().await;
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 2);
+    // The same champion and log: the same challenger, before any request.
+    let (model, holdout) = (
+        dir.path().join("learnable.json"),
+        dir.path().join("holdout.csv"),
+    );
+    let l = log.clone();
+    let app = spawn_app_with(move |s| {
+        s.model.path = model.into();
+        s.gate.min_f1_macro = 0.0;
+        s.gate.holdout_path = Some(holdout);
+        s.learning.enabled = true;
+        s.learning.log_path = Some(l);
+    })
+    .await;
+    let after: Value = app.get("/challenger").await.json().await.unwrap();
+    for key in [
+        "learned",
+        "forgotten",
+        "net_examples",
+        "vocabulary_size",
+        "classes",
+    ] {
+        assert_eq!(before[key], after[key], "{key}: {before} vs {after}");
+    }
+    // What was forgotten before the restart stays forgotten.
+    let r = post(&app, "/forget", &body(&s[..1]), None).await;
+    assert_error(r, 409, "not_learned").await;
+    assert_eq!(
+        post(&app, "/forget", &body(&s[5..6]), None).await.status(),
+        200
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_change_the_learning_log_cannot_take_is_refused() {
+    let logs = tempfile::tempdir().unwrap();
+    // A directory where the file should be: every append fails.
+    let l = logs.path().to_owned();
+    let (app, _dir) = learning_app(None, move |s| s.learning.log_path = Some(l)).await;
+    let r = post(&app, "/learn", &body(&rest_examples(3)), None).await;
+    assert_error(r, 503, "log_unavailable").await;
+    assert_error(app.get("/challenger").await, 404, "no_challenger").await;
+    app.stop().await;
+}

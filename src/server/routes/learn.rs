@@ -113,6 +113,7 @@ impl From<ChallengerError> for ApiError {
     fn from(e: ChallengerError) -> Self {
         let (status, code) = match &e {
             ChallengerError::Full { .. } => (StatusCode::INSUFFICIENT_STORAGE, "challenger_full"),
+            ChallengerError::Log => (StatusCode::SERVICE_UNAVAILABLE, "log_unavailable"),
             ChallengerError::Learn(l) => match l {
                 LearnError::NoStatistics => (StatusCode::CONFLICT, "no_statistics"),
                 LearnError::NotLearned { .. } => (StatusCode::CONFLICT, "not_learned"),
@@ -189,13 +190,7 @@ async fn change(
     let learning = &state.settings.learning;
     let view = state
         .challenger
-        .apply(
-            champion,
-            change,
-            examples,
-            learning.allow_new_classes,
-            learning.max_bytes,
-        )
+        .apply(champion, change, examples, learning)
         .await
         .inspect_err(|e| tracing::info!(examples = n, change = ?change, error = %e, "challenger change refused"))?;
     tracing::info!(examples = n, change = ?change, learned = view.tally.learned, forgotten = view.tally.forgotten, "challenger changed");
