@@ -7,11 +7,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::mlflow::{MlflowClient, MlflowError};
 
+mod choice;
 mod error;
+mod rules;
 mod source;
 mod tokens;
 
+pub use choice::Choice;
 pub use error::SettingsError;
+pub use rules::{rule, variables, Variable};
 pub use source::ModelSource;
 
 /// All settings.
@@ -125,8 +129,8 @@ impl GateSettings {
     }
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Log output format (read in any case, see [`Choice`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable.
@@ -230,8 +234,9 @@ impl std::fmt::Debug for FeedbackSettings {
     }
 }
 
-/// When the feedback log is synced to disk (`fsync`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// When the feedback log is synced to disk (`fsync`; read in any case, see
+/// [`Choice`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFsync {
     /// Never: the OS writes it back when it likes.
@@ -403,8 +408,11 @@ impl Settings {
         if self.gate.max_memory_bytes == 0 {
             return invalid("gate.max_memory_bytes", "must be > 0");
         }
-        if self.feedback.capacity == 0 || self.feedback.window == 0 {
-            return invalid("feedback", "capacity and window must be > 0");
+        if self.feedback.capacity == 0 {
+            return invalid("feedback.capacity", "must be > 0");
+        }
+        if self.feedback.window == 0 {
+            return invalid("feedback.window", "must be > 0");
         }
         let f = &self.feedback;
         if f.log_path.is_none() {
@@ -506,7 +514,8 @@ mod tests {
 
     /// The defaults are the ones the README's settings table documents:
     /// every row, compared with the loaded settings as JSON (`(none)` is
-    /// unset), and no setting left out of the table.
+    /// unset), and no setting left out of the table; a row states its
+    /// setting's [`rule`] (backticks aside) when it has one.
     #[test]
     fn defaults_are_the_documented_ones() {
         let readme = include_str!("../README.md");
@@ -534,6 +543,10 @@ mod tests {
                 other => panic!("{key}: unexpected {other}"),
             };
             assert!(matches, "{key}: documented {default}, loaded {value}");
+            if let Some(rule) = rule(key) {
+                let meaning = cells[4].replace('`', "");
+                assert!(meaning.contains(&rule), "{key}: its row must say: {rule}");
+            }
         }
         let settings: usize = loaded
             .as_object()
@@ -601,9 +614,42 @@ mod tests {
             "{e}"
         );
         let e = Settings::load_from(None, env(&[("NBSERVE__LOG__FORMAT", "xml")])).unwrap_err();
-        assert!(
-            e.to_string().contains("format") || e.to_string().contains("xml"),
-            "{e}"
+        assert_eq!(
+            e.to_string(),
+            "invalid setting log.format: expected one of json, pretty; got 'xml'"
+        );
+    }
+
+    /// `JSON` can only mean `json`: enum settings are read in any case, from
+    /// the environment and from a file alike; a wrong word in a file is
+    /// refused like one in the environment.
+    #[test]
+    fn enum_settings_are_read_in_any_case() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("NBSERVE__LOG__FORMAT", "JSON"),
+                ("NBSERVE__FEEDBACK__LOG_FSYNC", "Always"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.feedback.log_fsync, LogFsync::Always);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("nbserve.toml");
+        std::fs::write(
+            &f,
+            "[log]\nformat = \"Pretty\"\n[feedback]\nlog_fsync = \"NEVER\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&f), env(&[])).unwrap();
+        assert_eq!(s.log.format, LogFormat::Pretty);
+        assert_eq!(s.feedback.log_fsync, LogFsync::Never);
+        std::fs::write(&f, "[feedback]\nlog_fsync = \"sometimes\"\n").unwrap();
+        let e = Settings::load_from(Some(&f), env(&[])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid setting feedback.log_fsync: expected one of never, interval, always; got 'sometimes'"
         );
     }
 
