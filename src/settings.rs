@@ -1,5 +1,6 @@
 //! Typed, layered settings: built-in defaults → optional file → `NBSERVE__*`
-//! environment variables (`__` between levels, e.g. `NBSERVE__SERVER__PORT`).
+//! environment variables (`__` between levels, e.g. `NBSERVE__SERVER__PORT`)
+//! → a command's flags (`serve --port`), each layer beating the ones before.
 
 use std::path::{Path, PathBuf};
 
@@ -311,10 +312,29 @@ impl Settings {
         Self::load_from(file, std::env::vars())
     }
 
+    /// Like [`Settings::load`], then `overrides` on top of the environment:
+    /// (key, value) pairs such as `("server.port", "9000")`, read like any
+    /// other source (a command's flags, which beat everything else).
+    pub fn load_overridden(
+        file: Option<&Path>,
+        overrides: &[(&str, String)],
+    ) -> Result<Self, SettingsError> {
+        Self::load_layers(file, std::env::vars(), overrides)
+    }
+
     /// Like [`Settings::load`] with an explicit environment (for tests).
     pub fn load_from(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        Self::load_layers(file, env, &[])
+    }
+
+    /// Defaults, `file`, `env`'s `NBSERVE__*` variables, then `overrides`.
+    fn load_layers(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[(&str, String)],
     ) -> Result<Self, SettingsError> {
         let defaults = config::Config::try_from(&Settings::default())?;
         let mut builder = config::Config::builder().add_source(defaults);
@@ -338,6 +358,9 @@ impl Settings {
                 .try_parsing(true)
                 .source(Some(env)),
         );
+        for (key, value) in overrides {
+            builder = builder.set_override(*key, value.as_str())?;
+        }
         let mut settings: Settings = builder.build()?.try_deserialize()?;
         // MLflow's own variable, the one fallback for `model.mlflow_uri`.
         let from_env = settings.model.mlflow_uri.is_none() && tracking_uri.is_some();
@@ -589,6 +612,41 @@ mod tests {
         let s = Settings::load_from(Some(&f), env(&[("NBSERVE__SERVER__PORT", "7001")])).unwrap();
         assert_eq!(s.server.port, 7001);
         assert_eq!(s.server.max_batch_size, 5);
+    }
+
+    /// A command's flags beat the environment, which beats the file, which
+    /// beats the defaults; a flag's value is read and checked like any other.
+    #[test]
+    fn flags_beat_the_environment_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("nbserve.toml");
+        std::fs::write(
+            &f,
+            "[server]\nport = 7000\nhost = \"10.0.0.1\"\nmax_batch_size = 5\n",
+        )
+        .unwrap();
+        let env = env(&[
+            ("NBSERVE__SERVER__PORT", "7001"),
+            ("NBSERVE__MODEL__PATH", "env.json"),
+        ]);
+        let flags = [
+            ("server.port", "9000".to_owned()),
+            ("model.path", "models:/spam@champion".to_owned()),
+        ];
+        let s = Settings::load_layers(Some(&f), env.clone(), &flags).unwrap();
+        assert_eq!(s.server.port, 9000, "the flag beats the variable");
+        assert_eq!(s.server.host, "10.0.0.1", "the file beats the default");
+        assert_eq!(s.server.max_batch_size, 5);
+        assert_eq!(s.model.path.to_string(), "models:/spam@champion");
+        let s = Settings::load_layers(Some(&f), env.clone(), &[]).unwrap();
+        assert_eq!(s.server.port, 7001, "the variable beats the file");
+        assert_eq!(s.model.path.to_string(), "env.json");
+        let e =
+            Settings::load_layers(None, env, &[("model.path", "models:/spam".into())]).unwrap_err();
+        assert!(
+            e.to_string().starts_with("invalid setting model.path: "),
+            "{e}"
+        );
     }
 
     #[test]
