@@ -193,7 +193,8 @@ mod tests {
             "/tmp/nbserve-rules-test.jsonl",
         );
         // (key, the environment that breaks it, whether the error is the rule)
-        let cases: &[(&str, Vec<(&str, &str)>, bool)] = &[
+        type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, bool);
+        let cases: &[Case] = &[
             (
                 "server.max_inflight_body_bytes",
                 vec![("NBSERVE__SERVER__MAX_INFLIGHT_BODY_BYTES", "1")],
