@@ -367,17 +367,20 @@ impl Settings {
         if from_env {
             settings.model.mlflow_uri = tracking_uri;
         }
-        settings
-            .model
-            .registry()
-            .map_err(|e| SettingsError::Invalid {
+        settings.model.registry().map_err(|e| match e {
+            MlflowError::CaBundle { path, reason } => SettingsError::Invalid {
+                key: crate::mlflow::CA_BUNDLE_VAR,
+                message: format!("{path}: {reason}"),
+            },
+            e => SettingsError::Invalid {
                 key: if from_env {
                     "MLFLOW_TRACKING_URI"
                 } else {
                     "model.mlflow_uri"
                 },
                 message: e.to_string(),
-            })?;
+            },
+        })?;
         settings.admin.read_token_file()?;
         settings.feedback.read_token_file()?;
         settings.validate()?;

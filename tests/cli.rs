@@ -1189,3 +1189,159 @@ fn a_setting_tried_as_a_flag_names_its_variable() {
         stderr(&o)
     );
 }
+
+/// A TLS registry stand-in on the loopback interface: a CA and a server
+/// certificate for 127.0.0.1 made with `openssl`, and a Python HTTPS server
+/// answering every GET with MLflow's 404 and recording its path on stderr.
+/// The directory (holding `ca.pem`), the server and its URL.
+#[cfg(unix)]
+fn tls_registry() -> (tempfile::TempDir, std::process::Child, String) {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("openssl runs");
+        assert!(o.status.success(), "openssl {args:?}: {}", stderr(&o));
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ca = [
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=nbserve test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ];
+    run(&[&["req", "-x509"], &ec[..], &ca[..]].concat());
+    write(
+        &dir,
+        "server.ext",
+        b"subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    );
+    let csr = [
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ];
+    run(&[&["req"], &ec[..], &csr[..]].concat());
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    let server = write(
+        &dir,
+        "server.py",
+        br#"import http.server, json, ssl, sys
+class Registry(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no such alias"}).encode()
+        self.send_response(404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        print("GET " + self.path.split("?")[0], file=sys.stderr, flush=True)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Registry)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain("server.pem", "server.key")
+server.socket = context.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#,
+    );
+    let mut child = Command::new("python3")
+        .arg(&server)
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut port = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let url = format!("https://127.0.0.1:{}", port.trim());
+    (dir, child, url)
+}
+
+/// An `https://` registry is spoken to over TLS: trusted through the CA
+/// bundle MLflow's variable names (the registry's own 404 comes back), and
+/// refused without it (an unknown issuer), never "unreachable" for want of
+/// a TLS client. A bundle without a certificate is a settings error.
+#[cfg(unix)]
+#[test]
+fn an_https_registry_is_trusted_through_the_ca_bundle() {
+    let (dir, mut server, url) = tls_registry();
+    let ca = dir.path().join("ca.pem");
+    let serve = |extra: &[(&str, &str)]| {
+        let env = [
+            ("NBSERVE__MODEL__PATH", "models:/spam@champion"),
+            ("NBSERVE__MODEL__MLFLOW_URI", url.as_str()),
+            ("NBSERVE__SERVER__PORT", "0"),
+        ];
+        nbserve_env(&["serve"], &[&env[..], extra].concat())
+    };
+    let o = serve(&[("MLFLOW_TRACKING_SERVER_CERT_PATH", ca.to_str().unwrap())]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("registered-models/alias answered 404: RESOURCE_DOES_NOT_EXIST"),
+        "{err}"
+    );
+    let o = serve(&[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(err.contains("UnknownIssuer"), "{err}");
+
+    let empty = write(&dir, "empty.pem", b"no certificate\n");
+    let o = serve(&[("MLFLOW_TRACKING_SERVER_CERT_PATH", empty.to_str().unwrap())]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("invalid setting MLFLOW_TRACKING_SERVER_CERT_PATH: ")
+            && stderr(&o).contains("empty.pem: holds no PEM certificate"),
+        "{}",
+        stderr(&o)
+    );
+    server.kill().unwrap();
+    let log = server.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&log.stderr)
+            .contains("GET /api/2.0/mlflow/registered-models/alias"),
+        "{}",
+        stderr(&log)
+    );
+}
