@@ -76,7 +76,7 @@ fn outside_checkout(store: &str) -> bool {
     store
         .trim_matches(|c| c == '"' || c == '\'')
         .strip_prefix("sqlite:///")
-        .is_none_or(|path| path.starts_with('/'))
+        .map_or(true, |path| path.starts_with('/'))
 }
 
 /// What is wrong with where `command` writes, if anything.
@@ -89,7 +89,10 @@ fn offences(command: &str, ignored: &[&str]) -> Vec<String> {
         let a_file = FILE_KINDS.iter().any(|kind| value.ends_with(kind));
         let in_root = a_file && !value.contains('/') && !value.starts_with('$');
         if WRITES.contains(&pair[0]) && in_root && !ignored.contains(&value) {
-            found.push(format!("{} {value} writes into the repository root", pair[0]));
+            found.push(format!(
+                "{} {value} writes into the repository root",
+                pair[0]
+            ));
         }
     }
     let mlflow_server = words
@@ -134,7 +137,10 @@ fn documented_commands_leave_the_repository_root_clean() {
             }
         }
     }
-    assert!(seen > 20, "only {seen} commands found: the parser lost them");
+    assert!(
+        seen > 20,
+        "only {seen} commands found: the parser lost them"
+    );
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
@@ -162,6 +168,9 @@ fn the_check_sees_what_it_looks_for() {
     );
     assert_eq!(found[1], (4, vec![]), "an ignored name is fine");
     assert_eq!(found[2].0, 6);
-    assert!(found[2].1[0].starts_with("mlflow server needs"), "{found:?}");
+    assert!(
+        found[2].1[0].starts_with("mlflow server needs"),
+        "{found:?}"
+    );
     assert_eq!(found[3], (7, vec![]));
 }
