@@ -70,13 +70,13 @@ fn commands(text: &str) -> Vec<(usize, String)> {
 }
 
 /// Whether a backend store URI names no file in the current directory: a
-/// SQLite path is absolute after `sqlite:///` (four slashes), other stores
-/// are servers.
+/// SQLite path is absolute after `sqlite:///` (four slashes) or a variable
+/// (a `mktemp -d` directory), other stores are servers.
 fn outside_checkout(store: &str) -> bool {
     store
         .trim_matches(|c| c == '"' || c == '\'')
         .strip_prefix("sqlite:///")
-        .map_or(true, |path| path.starts_with('/'))
+        .map_or(true, |path| path.starts_with('/') || path.starts_with('$'))
 }
 
 /// What is wrong with where `command` writes, if anything.
