@@ -7,6 +7,7 @@ mod output;
 
 mod args;
 mod commands;
+mod reference;
 mod retrain;
 mod tracking;
 mod tune;
@@ -17,7 +18,7 @@ use clap::Parser;
 
 use args::{Cli, Command};
 
-/// Process exit codes (documented in the README).
+/// Process exit codes (the book's reference: `nbserve reference exit-codes`).
 pub mod exit {
     /// Success.
     pub const OK: u8 = 0;
@@ -75,6 +76,7 @@ pub fn main() -> ExitCode {
         Command::Promote(a) => commands::promote(a),
         Command::Retrain(a) => retrain::retrain(a),
         Command::Rollback(a) => retrain::rollback(a),
+        Command::Reference(a) => reference::reference(a),
     };
     // A command's own failure comes first; standard output's is checked
     // (and flushed) either way.

@@ -3,6 +3,7 @@
 mod auth;
 mod connection;
 pub mod error;
+pub mod error_codes;
 pub mod extract;
 pub mod loader;
 pub mod metrics;
