@@ -2,7 +2,7 @@
 # Every test of the default suite, in the order that fails fastest.
 # Installs what it needs itself (Python venv, Prometheus, lint tools) into
 # ${NBSERVE_CACHE:-$HOME/.cache/nbserve}. Heavy suites (load, soak, benches)
-# live in bench/ and are documented in the README.
+# live in bench/ and are documented in the book (docs/performance.md).
 #
 # fmt and clippy stop the run at once; after them every suite runs even if one
 # before it failed. The closing `tests: N passed, M failed` (`, K skipped` when
@@ -138,6 +138,16 @@ suite prefect scripts/test-prefect.sh
 
 step "the API page at /docs in headless chromium (Playwright)"
 suite browser scripts/test-browser.sh
+
+step "documentation: the book builds, its links resolve, every runnable README and book block runs"
+# The release binary the hardening suite has just built, when it is there: the
+# recipes train and tune on the real corpus, minutes in a debug build.
+release="$(cargo_bin release nbserve)"
+if [[ -x "$release" ]]; then
+    NBSERVE_BIN_RELEASE="$release" suite docs scripts/test-docs.sh
+else
+    suite docs scripts/test-docs.sh
+fi
 
 step "API fuzzing: schemathesis against /openapi.json (no 5xx, documented statuses and schemas)"
 legacy_suite api-fuzz scripts/api-fuzz.sh

@@ -118,6 +118,9 @@ pub struct TrainArgs {
     pub held_out: HeldOutArgs,
     #[command(flatten)]
     pub tracking: TrackingArgs,
+    /// Its gate.min_f1_macro is what the trained model is compared with (a warning when below).
+    #[command(flatten)]
+    pub settings: ConfigArgs,
 }
 
 /// The held-out evaluation and naming options `train` and `tune` share.
