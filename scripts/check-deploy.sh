@@ -117,7 +117,7 @@ nb_config() { env -i PATH="/usr/bin:/bin" HOME="$WORK" "$@" "$BIN" config; }
 if [[ ! -x "$BIN" ]]; then
   fail "nbserve binary at $BIN" "missing: the settings checks below cannot run"
 else
-  # --- `nbserve config` itself (docs/CONTRACTS.md)
+  # --- `nbserve config` itself (docs/reference/settings.md)
   if nb_config >"$WORK/config.json" 2>"$WORK/config.err" \
      && python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$WORK/config.json" 2>/dev/null; then
     pass "nbserve config prints the resolved settings as JSON"

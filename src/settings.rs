@@ -507,12 +507,12 @@ mod tests {
             .collect()
     }
 
-    /// The defaults are the ones the README's settings table documents:
+    /// The defaults are the ones the book's settings reference documents:
     /// every row, compared with the loaded settings as JSON (`(none)` is
     /// unset), and no setting left out of the table.
     #[test]
     fn defaults_are_the_documented_ones() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../docs/reference/settings.md");
         let loaded = serde_json::to_value(Settings::load_from(None, env(&[])).unwrap()).unwrap();
         let mut documented = 0;
         for row in readme.lines().filter(|l| l.starts_with("| ")) {

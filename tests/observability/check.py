@@ -5,7 +5,7 @@ Used by scripts/test-observability.sh (and, for its dashboard and rule
 expressions and Prometheus helpers, by tests/fleet/test_fleet.py):
 
   check.py static    structure of grafana/ dashboards and provisioning, and that
-                     they cover every metric of docs/CONTRACTS.md
+                     they cover every metric of docs/reference/metrics.md
   check.py prom-config --out F --rules R --nbserve H:P --prometheus H:P [--alertmanager H:P]
                      writes the Prometheus config of the live test and its copy of the
                      rules (every group evaluated each second, `--for ALERT=DUR` overrides)
@@ -55,7 +55,7 @@ DS_FILE = ROOT / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 PROVIDER_FILE = ROOT / "grafana" / "provisioning" / "dashboards" / "dashboards.yml"
 RULES_FILE = ROOT / "prometheus" / "alerts.yml"
 AM_FILE = ROOT / "alertmanager.yml"
-CONTRACTS = ROOT / "docs" / "CONTRACTS.md"
+CONTRACTS = ROOT / "docs" / "reference" / "metrics.md"
 
 # Dashboard file -> uid. Uids are part of the dashboards' URLs (bookmarks,
 # links from alerts): they must not change.
@@ -164,11 +164,10 @@ def alert_windows() -> dict[str, set[str]]:
 
 def contract_metrics() -> set[str]:
     text = CONTRACTS.read_text()
-    m = re.search(r"^## Prometheus metrics\n(.*?)(?=^## |\Z)", text, re.M | re.S)
-    if not m:
-        fail(f"{CONTRACTS}: no '## Prometheus metrics' section")
-        return set()
-    return set(re.findall(r"\bnbserve_[a-z0-9_]+", m.group(1)))
+    names = set(re.findall(r"^\| `(nbserve_[a-z0-9_]+)` \|", text, re.M))
+    if not names:
+        fail(f"{CONTRACTS}: no metrics table")
+    return names
 
 
 # ----------------------------------------------------------------- static
@@ -318,7 +317,7 @@ def cmd_static(_args) -> int:
             all_exprs += "\n" + body
     missing = sorted(m for m in contract_metrics() if not re.search(rf"\b{m}(_bucket|_sum|_count)?\b", all_exprs))
     if missing:
-        fail(f"dashboards do not use these metrics of docs/CONTRACTS.md: {', '.join(missing)}")
+        fail(f"dashboards do not use these metrics of docs/reference/metrics.md: {', '.join(missing)}")
 
     # every alert in the rules has a runbook entry in docs/monitoring.md
     alerts = re.findall(r"^\s*- alert:\s*(\w+)", RULES_FILE.read_text(), re.M)
