@@ -460,7 +460,11 @@ fn train_warns_when_its_model_is_below_the_gate() {
 
     let config = write(&dir, "nbserve.toml", b"[gate]\nmin_f1_macro = 0.999\n");
     let o = train(&["--config", config.to_str().unwrap()], &[]);
-    assert!(stderr(&o).contains("below the gate minimum 0.9990"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("below the gate minimum 0.9990"),
+        "{}",
+        stderr(&o)
+    );
 
     // A bad setting fails before any training, naming the key.
     let o = train(&[], &[("NBSERVE__GATE__MIN_F1_MACRO", "high")]);

@@ -88,5 +88,8 @@ fn every_documented_error_code_is_used() {
         .iter()
         .filter(|c| !code.contains(&format!("\"{c}\"")))
         .collect();
-    assert!(unused.is_empty(), "documented but never answered: {unused:?}");
+    assert!(
+        unused.is_empty(),
+        "documented but never answered: {unused:?}"
+    );
 }

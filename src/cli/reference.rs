@@ -95,7 +95,11 @@ fn described(schema: &Value) -> String {
         .iter()
         .filter_map(|k| schema.get(k).and_then(Value::as_str))
         .collect();
-    parts.join(" ").split_whitespace().collect::<Vec<_>>().join(" ")
+    parts
+        .join(" ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The settings: one table per section.
@@ -185,8 +189,8 @@ fn type_of(field: &Value, resolved: &Value) -> String {
 
 /// The routes of the OpenAPI document, then its schemas.
 fn endpoints() -> String {
-    let doc = serde_json::to_value(nbserve::server::routes::ApiDoc::openapi())
-        .expect("OpenAPI is JSON");
+    let doc =
+        serde_json::to_value(nbserve::server::routes::ApiDoc::openapi()).expect("OpenAPI is JSON");
     let mut page = header(
         "Endpoints",
         "endpoints",
@@ -325,7 +329,11 @@ fn json_type(schema: &Value) -> String {
     }
     let types: Vec<String> = match &schema["type"] {
         Value::String(t) => vec![t.clone()],
-        Value::Array(ts) => ts.iter().filter_map(Value::as_str).map(String::from).collect(),
+        Value::Array(ts) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .map(String::from)
+            .collect(),
         _ => vec!["any".to_owned()],
     };
     types
@@ -429,7 +437,11 @@ fn metrics() -> String {
 
 /// The exit codes.
 fn exit_codes() -> String {
-    let mut page = header("Exit codes", "exit-codes", "the `exit` constants of `src/cli/mod.rs`");
+    let mut page = header(
+        "Exit codes",
+        "exit-codes",
+        "the `exit` constants of `src/cli/mod.rs`",
+    );
     page.push_str(
         "Every `nbserve` command exits with one of these. When the reader of standard output \
          goes away (`nbserve predict ... | head`), a command stops writing without a message and \
@@ -480,7 +492,10 @@ mod tests {
                     .find(|l| l.starts_with(&format!("| {section}.{key} |")))
                     .unwrap_or_else(|| panic!("no row for {section}.{key}"));
                 let meaning = row.trim_end_matches(" |").rsplit(" | ").next().unwrap();
-                assert!(meaning.len() > 5, "{section}.{key} has no description: {row}");
+                assert!(
+                    meaning.len() > 5,
+                    "{section}.{key} has no description: {row}"
+                );
             }
         }
     }
