@@ -544,7 +544,7 @@ mod tests {
             .values()
             .map(|section| section.as_object().unwrap().len())
             .sum();
-        assert_eq!(documented, settings, "every setting has a README row");
+        assert_eq!(documented, settings, "every setting has a row in the reference");
     }
 
     #[test]

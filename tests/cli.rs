@@ -273,7 +273,7 @@ fn config_and_healthcheck_redact_url_user_info() {
     assert!(err.contains("<redacted>@127.0.0.1"), "{err}");
 }
 
-/// README: "the same data and parameters give a byte-identical artifact
+/// docs/cli.md: "the same data and parameters give a byte-identical artifact
 /// apart from the creation time (set `SOURCE_DATE_EPOCH` to fix that too)",
 /// through the real binary.
 #[test]

@@ -155,6 +155,24 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def reap_orphans(exclude: int) -> None:
+    """Reaps this process's children that have ended, but `exclude` (the
+    running block's shell, whose status `subprocess` collects)."""
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == exclude:
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == "Z" and int(fields[1]) == me:
+            try:
+                os.waitpid(int(entry), os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+
 def stop(pids: set[int], grace: float = 15) -> list[str]:
     """SIGTERM, then SIGKILL after `grace` seconds; reaps them. Returns the
     command lines of those that needed SIGKILL."""
@@ -264,12 +282,17 @@ class PageRun:
         with open(out, "wb") as o, open(err, "wb") as e:
             proc = subprocess.Popen(["bash", "-c", SHELL_STATE + code], stdin=subprocess.DEVNULL,
                                     stdout=o, stderr=e, env=self.env())
-            try:
-                rc = proc.wait(block.timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                rc = -1
+            deadline = time.monotonic() + block.timeout
+            while (rc := proc.poll()) is None:
+                # Orphans that ended are reaped at once, as their shell would
+                # have: a block waiting for one (`kill -0 $pid`) must see it gone.
+                reap_orphans(exclude=proc.pid)
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    proc.wait()
+                    rc = -1
+                    break
+                time.sleep(0.25)
         return rc, out.read_text(errors="replace"), err.read_text(errors="replace")
 
     def finish(self) -> tuple[list[str], list[str]]:
