@@ -81,13 +81,6 @@ suite() {
     suites+=("$name")
 }
 
-# legacy_suite NAME CMD...: a suite still in bash; its own last `N passed, M
-# failed` line is its count. Goes once every suite is a pytest suite.
-legacy_suite() {
-    suite "$@"
-    grep -Eo '[0-9]+ passed, [0-9]+ failed' "$logs/$1.log" | tail -n 1 >"$logs/$1/legacy-count" || true
-}
-
 # cargo test, its output kept for cargo's own `test result:` lines (one per test binary).
 cargo_tests() {
     local status=0
@@ -110,19 +103,19 @@ step "hardening: hostile clients, registries and stores against the release bina
 suite hardening scripts/test-hardening.sh
 
 step "scikit-learn parity"
-legacy_suite parity scripts/parity.sh
+suite parity scripts/parity.sh
 
 step "observability: promtool, dashboards, live PromQL against a real Prometheus"
-legacy_suite observability scripts/test-observability.sh
+suite observability scripts/test-observability.sh
 
 step "deployment files: compose, Dockerfile, workflows, settings names"
-legacy_suite check-deploy scripts/check-deploy.sh
+suite check-deploy scripts/check-deploy.sh
 
 step "Kubernetes manifests: kustomize render, kubernetes-validate --strict, settings, probes"
-legacy_suite kubernetes scripts/check-kubernetes.sh
+suite kubernetes scripts/check-kubernetes.sh
 
 step "Open Inference Protocol: tritonclient (binary + JSON) and open-inference-openapi"
-legacy_suite v2-clients scripts/test-v2-clients.sh
+suite v2-clients scripts/test-v2-clients.sh
 
 step "fleet: three replicas + Prometheus, fleet F1 equals the offline union"
 suite fleet scripts/test-fleet.sh
@@ -150,7 +143,7 @@ else
 fi
 
 step "API fuzzing: schemathesis against /openapi.json (no 5xx, documented statuses and schemas)"
-legacy_suite api-fuzz scripts/api-fuzz.sh
+suite api-fuzz scripts/api-fuzz.sh
 
 printf '\ntest suites finished in %ss\n\n' "$(($(date +%s) - started))"
 if ((${#reduced[@]})); then

@@ -190,7 +190,7 @@ fn type_of(field: &Value, resolved: &Value) -> String {
 /// The routes of the OpenAPI document, then its schemas.
 fn endpoints() -> String {
     let doc =
-        serde_json::to_value(nbserve::server::routes::ApiDoc::openapi()).expect("OpenAPI is JSON");
+        serde_json::to_value(nbserve::server::openapi::ApiDoc::openapi()).expect("OpenAPI is JSON");
     let mut page = header(
         "Endpoints",
         "endpoints",

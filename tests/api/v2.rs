@@ -425,3 +425,86 @@ async fn layer_errors_under_v2_take_the_protocol_shape() {
     .await;
     app.stop().await;
 }
+
+/// The shipped model with its first class renamed so that the class order
+/// (`zham`, `spam`) is not the name order; everything else as shipped.
+fn spawn_unsorted_classes() -> impl std::future::Future<Output = TestApp> {
+    spawn_app_with(|s| {
+        let name = write_variant(&s.model.dir, "unsorted.json", |a| {
+            assert_eq!(a.classes, ["ham", "spam"]);
+            a.classes[0] = "zham".into();
+            if let Some(e) = a.evaluation.as_mut() {
+                e.per_class[0].label = "zham".into();
+            }
+            let ham = a.dataset.class_counts.remove("ham").unwrap();
+            a.dataset.class_counts.insert("zham".into(), ham);
+        });
+        s.model.path = s.model.dir.join(name);
+    })
+}
+
+#[tokio::test]
+async fn every_answer_takes_each_class_by_index_whatever_the_class_order() {
+    let shipped = spawn_app().await;
+    let app = spawn_unsorted_classes().await;
+    assert_eq!(classes(&app).await, ["zham", "spam"]);
+    let texts = texts(8);
+    // The same numbers as the shipped model's, `ham` now named `zham`.
+    let expected = native(&shipped, &texts, &["ham".into(), "spam".into()]).await;
+    let ours = native(&app, &texts, &["zham".into(), "spam".into()]).await;
+    for ((label, probs), (our_label, our_probs)) in expected.iter().zip(&ours) {
+        let renamed = if label == "ham" { "zham" } else { label };
+        assert_eq!(our_label, renamed);
+        assert_eq!(our_probs, probs);
+    }
+    // The native object keeps its keys in name order.
+    let raw = app
+        .post_json("/predict", &json!({"text": texts[0]}))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let (spam, zham) = (
+        raw.find("\"spam\":").unwrap(),
+        raw.find("\"zham\":").unwrap(),
+    );
+    assert!(spam < zham, "{raw}");
+    let batch: Value = app
+        .post_json("/predict/batch", &json!({"texts": texts}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    // V2 columns follow the class order, in JSON and in binary.
+    let body: Value = app
+        .post_json(INFER, &json_request(&texts))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let json_probs: Vec<f64> = serde_json::from_value(body["outputs"][1]["data"].clone()).unwrap();
+    let (body, header_len) =
+        binary_request(&texts, json!({"parameters": {"binary_data_output": true}}));
+    let (header, data) = binary_answer(post_binary(&app, body, header_len).await).await;
+    let labels_len = header["outputs"][0]["parameters"]["binary_data_size"]
+        .as_u64()
+        .unwrap() as usize;
+    let binary_probs: Vec<f64> = data[labels_len..]
+        .chunks(8)
+        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    for (i, (label, probs)) in ours.iter().enumerate() {
+        let row = &batch["predictions"][i];
+        assert_eq!(row["label"], label.as_str());
+        assert_eq!(row["probabilities"]["zham"].as_f64(), Some(probs[0]));
+        assert_eq!(row["probabilities"]["spam"].as_f64(), Some(probs[1]));
+        assert_eq!(&json_probs[2 * i..2 * i + 2], probs.as_slice(), "text {i}");
+        assert_eq!(
+            &binary_probs[2 * i..2 * i + 2],
+            probs.as_slice(),
+            "text {i}"
+        );
+    }
+    shipped.stop().await;
+    app.stop().await;
+}

@@ -13,7 +13,7 @@ use crate::server::auth::{Authorized, TokenGuard};
 use crate::server::error::ApiError;
 use crate::server::extract::AppJson;
 use crate::server::routes::feedback::authorize_labels;
-use crate::server::routes::predict::check_text;
+use crate::server::scoring::check_text;
 use crate::server::state::AppState;
 
 /// A text with its true label.

@@ -7,43 +7,15 @@
 //! anything is scored), and texts read only up to the declared count, itself
 //! at most `server.max_batch_size`.
 
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::types::{RawParameters, V2InferRequest, V2InputTensor};
-use super::{HEADER_LENGTH, INPUT};
+use super::bad;
+use super::binary::{decode_bytes, split_body, too_many};
+use super::types::{Output, RawParameters, V2InferRequest, V2InputTensor, Wanted, INPUT};
 use crate::server::error::ApiError;
 use crate::server::extract::short;
-
-/// An output tensor of the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Output {
-    /// `label`: `BYTES`, `[N]`.
-    Label,
-    /// `probabilities`: `FP64`, `[N, C]`.
-    Probabilities,
-}
-
-impl Output {
-    /// Every output, in the default order.
-    pub(super) const ALL: [Output; 2] = [Output::Label, Output::Probabilities];
-
-    /// The tensor's name.
-    pub(super) fn name(self) -> &'static str {
-        match self {
-            Output::Label => "label",
-            Output::Probabilities => "probabilities",
-        }
-    }
-}
-
-/// An output to send, and whether as binary tensor data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Wanted {
-    pub output: Output,
-    pub binary: bool,
-}
 
 /// A request, read and checked.
 #[derive(Debug)]
@@ -54,10 +26,6 @@ pub(super) struct Decoded {
     pub texts: Vec<String>,
     /// The outputs to send, each once, in the order asked.
     pub outputs: Vec<Wanted>,
-}
-
-pub(super) fn bad(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, code, message)
 }
 
 /// Reads a whole request body: `max_batch` is the most texts it may hold.
@@ -107,67 +75,6 @@ fn parameter<T: serde::de::DeserializeOwned>(
 /// A boolean parameter; anything but a boolean is an error.
 fn flag(params: Option<&RawParameters>, key: &str) -> Result<Option<bool>, ApiError> {
     parameter(params, key, "a boolean")
-}
-
-/// Splits a body into its JSON header and the binary data after it.
-fn split_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), ApiError> {
-    let Some(value) = headers.get(HEADER_LENGTH) else {
-        return Ok((body, &[]));
-    };
-    let len = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        .ok_or_else(|| {
-            bad(
-                "invalid_header",
-                "Inference-Header-Content-Length must be a byte count",
-            )
-        })?;
-    if len > body.len() {
-        return Err(bad(
-            "invalid_header",
-            format!(
-                "Inference-Header-Content-Length is {len}; the body has {} bytes",
-                body.len()
-            ),
-        ));
-    }
-    Ok(body.split_at(len))
-}
-
-/// More texts than the shape declares: the error of [`decode_bytes_elements`]
-/// and [`json_strings`] once they have read one too many.
-fn too_many(n: usize) -> ApiError {
-    bad("invalid_shape", format!("shape [{n}] but more texts"))
-}
-
-/// Decodes at most `max` binary `BYTES` elements: a 4-byte little-endian
-/// length, then the bytes.
-fn decode_bytes_elements(mut raw: &[u8], max: usize) -> Result<Vec<String>, ApiError> {
-    let mut out = Vec::new();
-    while !raw.is_empty() {
-        if out.len() == max {
-            return Err(too_many(max));
-        }
-        let (len, rest) = raw
-            .split_first_chunk::<4>()
-            .ok_or_else(|| bad("invalid_binary_data", "a BYTES element is cut short"))?;
-        let len = u32::from_le_bytes(*len) as usize;
-        if len > rest.len() {
-            return Err(bad("invalid_binary_data", "a BYTES element is cut short"));
-        }
-        let (element, rest) = rest.split_at(len);
-        let text = std::str::from_utf8(element).map_err(|_| {
-            bad(
-                "invalid_binary_data",
-                format!("text element {} is not UTF-8", out.len()),
-            )
-        })?;
-        out.push(text.to_owned());
-        raw = rest;
-    }
-    Ok(out)
 }
 
 /// Collects the strings of JSON tensor data, flat or nested (row-major),
@@ -293,7 +200,7 @@ fn input_texts(
                     ),
                 ));
             }
-            decode_bytes_elements(binary, n)?
+            decode_bytes(binary, n)?
         }
         (None, Some(data)) if binary.is_empty() => json_strings(&data, n)?,
         _ => {
@@ -349,47 +256,9 @@ fn requested_outputs(req: &V2InferRequest) -> Result<Vec<Wanted>, ApiError> {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::StatusCode;
+
     use super::*;
-
-    fn encode(texts: &[&str]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for t in texts {
-            out.extend_from_slice(&(t.len() as u32).to_le_bytes());
-            out.extend_from_slice(t.as_bytes());
-        }
-        out
-    }
-
-    #[test]
-    fn bytes_elements_round_trip_and_reject_truncation() {
-        let raw = encode(&["hello", "", "wörld"]);
-        assert_eq!(
-            decode_bytes_elements(&raw, 3).unwrap(),
-            vec!["hello", "", "wörld"]
-        );
-        for cut in 1..raw.len() {
-            let ok = decode_bytes_elements(&raw[..cut], 3);
-            // Only cuts at element boundaries decode.
-            assert_eq!(ok.is_ok(), [9, 13].contains(&cut), "cut at {cut}");
-        }
-        assert!(decode_bytes_elements(&[1, 0, 0, 0, 0xff], 1).is_err());
-    }
-
-    #[test]
-    fn bytes_elements_stop_past_the_declared_count() {
-        // Empty elements cost 4 bytes of body each: decoding stops at the
-        // first one over the count instead of collecting them all.
-        let raw = vec![0u8; 4 * 100_000];
-        let e = decode_bytes_elements(&raw, 2).unwrap_err();
-        assert_eq!(
-            (e.status, e.code, e.message.as_str()),
-            (
-                StatusCode::BAD_REQUEST,
-                "invalid_shape",
-                "shape [2] but more texts"
-            )
-        );
-    }
 
     fn raw(json: &str) -> Box<RawValue> {
         RawValue::from_string(json.to_owned()).unwrap()

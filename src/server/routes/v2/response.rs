@@ -1,5 +1,6 @@
 //! Writing an infer answer: a JSON body, or a JSON header and the binary
-//! tensor data after it.
+//! tensor data after it, written straight from the scores (labels and
+//! probability columns taken by class index, in the model's class order).
 //!
 //! Its size is bounded by the request limits and the model: at most
 //! `server.max_batch_size` rows, each output at most once
@@ -11,89 +12,122 @@
 //! under 5 MB for any model; the shipped one (2 classes) answers 1,000
 //! texts in about 100 KB.
 
+use std::fmt;
+
 use axum::http::{header, HeaderName};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value};
+use serde::{Serialize, Serializer};
 
-use super::request::{Output, Wanted};
-use super::types::{V2InferResponse, V2OutputTensor};
-use super::HEADER_LENGTH;
-use crate::server::loader::ServingModel;
-use crate::server::routes::predict::PredictResponse;
+use super::binary::{bytes_size, put_bytes, put_fp64, HEADER_LENGTH};
+use super::types::{
+    BinaryDataSize, InferParameters, Output, V2InferResponse, V2OutputTensor, Wanted,
+};
+use crate::server::scoring::{Scored, ScoredBatch};
 
-fn probability(p: &PredictResponse, class: &str) -> f64 {
-    p.probabilities.get(class).copied().unwrap_or(0.0)
+/// The rows' prediction ids, comma-separated (protocol parameters are
+/// scalars), written without building the string first.
+#[derive(Debug)]
+pub struct PredictionIds<'a>(&'a [Scored]);
+
+impl fmt::Display for PredictionIds<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, row) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            fmt::Display::fmt(&row.id, f)?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for PredictionIds<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// The predicted labels, in row order.
+fn labels<'a>(rows: &'a [Scored], classes: &'a [String]) -> impl Iterator<Item = &'a str> {
+    rows.iter()
+        .map(move |row| classes[row.prediction.label].as_str())
+}
+
+/// The probabilities, row-major: each row's in the model's class order.
+fn probabilities(rows: &[Scored]) -> impl Iterator<Item = f64> + '_ {
+    rows.iter().flat_map(Scored::probabilities)
+}
+
+/// An output's values as JSON data, row-major, written from the rows.
+#[derive(Debug)]
+pub struct TensorData<'a> {
+    output: Output,
+    rows: &'a [Scored],
+    classes: &'a [String],
+}
+
+impl Serialize for TensorData<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.output {
+            Output::Label => serializer.collect_seq(labels(self.rows, self.classes)),
+            Output::Probabilities => serializer.collect_seq(probabilities(self.rows)),
+        }
+    }
 }
 
 /// Encodes an output's values as binary tensor data, in one allocation.
-fn encode_binary(output: Output, predictions: &[PredictResponse], classes: &[String]) -> Vec<u8> {
-    let size = match output {
-        Output::Label => predictions.iter().map(|p| 4 + p.label.len()).sum(),
-        Output::Probabilities => predictions.len() * classes.len() * 8,
-    };
-    let mut out = Vec::with_capacity(size);
-    for p in predictions {
-        match output {
-            Output::Label => {
-                out.extend_from_slice(&(p.label.len() as u32).to_le_bytes());
-                out.extend_from_slice(p.label.as_bytes());
-            }
-            Output::Probabilities => {
-                for c in classes {
-                    out.extend_from_slice(&probability(p, c).to_le_bytes());
-                }
-            }
-        }
-    }
-    out
-}
-
-/// An output's values as JSON, row-major.
-fn encode_json(output: Output, predictions: &[PredictResponse], classes: &[String]) -> Value {
+fn encode_binary(output: Output, rows: &[Scored], classes: &[String]) -> Vec<u8> {
     match output {
-        Output::Label => predictions
-            .iter()
-            .map(|p| Value::from(p.label.as_str()))
-            .collect(),
-        Output::Probabilities => predictions
-            .iter()
-            .flat_map(|p| classes.iter().map(|c| Value::from(probability(p, c))))
-            .collect(),
+        Output::Label => {
+            let mut out = Vec::with_capacity(bytes_size(labels(rows, classes)));
+            put_bytes(&mut out, labels(rows, classes));
+            out
+        }
+        Output::Probabilities => {
+            let mut out = Vec::with_capacity(rows.len() * classes.len() * 8);
+            put_fp64(&mut out, probabilities(rows));
+            out
+        }
     }
 }
 
 /// The answer's body, and the length of its JSON header when binary data
 /// follows it. Each output in `outputs` is encoded once.
-fn encode(
-    answer: V2InferResponse,
+fn encode<'a>(
+    mut answer: V2InferResponse<'a>,
     outputs: &[Wanted],
-    predictions: &[PredictResponse],
-    classes: &[String],
+    rows: &'a [Scored],
+    classes: &'a [String],
 ) -> (Vec<u8>, Option<usize>) {
-    let mut answer = answer;
-    let n = predictions.len();
+    let n = rows.len();
     let mut binary = Vec::new();
     for w in outputs {
-        let (datatype, shape) = match w.output {
-            Output::Label => ("BYTES", vec![n]),
-            Output::Probabilities => ("FP64", vec![n, classes.len()]),
+        let shape = match w.output {
+            Output::Label => vec![n],
+            Output::Probabilities => vec![n, classes.len()],
         };
         let (parameters, data) = if w.binary {
-            let bytes = encode_binary(w.output, predictions, classes);
-            let mut p = Map::new();
-            p.insert("binary_data_size".into(), bytes.len().into());
+            let bytes = encode_binary(w.output, rows, classes);
+            let size = BinaryDataSize {
+                binary_data_size: bytes.len(),
+            };
             if binary.is_empty() {
                 binary = bytes;
             } else {
                 binary.extend_from_slice(&bytes);
             }
-            (Some(p), None)
+            (Some(size), None)
         } else {
-            (None, Some(encode_json(w.output, predictions, classes)))
+            let data = TensorData {
+                output: w.output,
+                rows,
+                classes,
+            };
+            (None, Some(data))
         };
         answer.outputs.push(V2OutputTensor {
-            name: w.output.name().into(),
-            datatype: datatype.into(),
+            name: w.output.name(),
+            datatype: w.output.datatype(),
             shape,
             parameters,
             data,
@@ -109,28 +143,25 @@ fn encode(
     (body, Some(header_len))
 }
 
-/// Builds the answer: a JSON body, or a JSON header and binary data after it.
+/// Builds the answer from the batch, with the model that scored it: a JSON
+/// body, or a JSON header and binary data after it.
 pub(super) fn infer_response(
-    model: &ServingModel,
+    batch: &ScoredBatch,
     id: Option<String>,
     outputs: &[Wanted],
-    predictions: &[PredictResponse],
 ) -> Response {
-    let meta = &model.loaded.meta;
-    let ids: Vec<&str> = predictions
-        .iter()
-        .map(|p| p.prediction_id.as_str())
-        .collect();
-    let mut parameters = Map::new();
-    parameters.insert("prediction_ids".into(), ids.join(",").into());
+    let loaded = &batch.model.loaded;
     let answer = V2InferResponse {
-        model_name: meta.model.name.clone(),
-        model_version: meta.model.version.clone(),
+        model_name: &loaded.meta.model.name,
+        model_version: &loaded.meta.model.version,
         id,
-        parameters,
+        parameters: InferParameters {
+            prediction_ids: PredictionIds(&batch.rows),
+        },
         outputs: Vec::with_capacity(outputs.len()),
     };
-    match encode(answer, outputs, predictions, &meta.classes) {
+    let classes = loaded.classifier.classes();
+    match encode(answer, outputs, &batch.rows, classes) {
         (body, None) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         (body, Some(header_len)) => (
             [
@@ -148,38 +179,42 @@ pub(super) fn infer_response(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+    use uuid::Uuid;
+
     use super::*;
+    use crate::classifier::Prediction;
 
     /// The largest label and class count a served model may have.
     const MAX_CLASSES: usize = 100;
     const MAX_LABEL: usize = 256;
 
-    /// `n` predictions over `classes`, labelled with the last class.
-    fn predictions(n: usize, classes: &[String]) -> Vec<PredictResponse> {
+    /// `n` rows over `classes`, labelled with the last class, each
+    /// probability with as many digits as an f64 prints.
+    fn rows(n: usize, classes: &[String]) -> Vec<Scored> {
         (0..n)
-            .map(|i| PredictResponse {
-                prediction_id: format!("{:036}", i),
-                label: classes[classes.len() - 1].clone(),
-                // Probabilities with as many digits as an f64 prints.
-                probabilities: classes
-                    .iter()
-                    .map(|c| (c.clone(), 1.234_567_890_123_456_7e-300))
-                    .collect(),
-                model_version: "v".into(),
+            .map(|i| Scored {
+                id: Uuid::from_u128(u128::MAX - i as u128),
+                prediction: Prediction {
+                    label: classes.len() - 1,
+                    log_probabilities: vec![-690.123_456_789_012_3; classes.len()],
+                    tokens: 0,
+                    oov_tokens: 0,
+                },
                 explanation: None,
             })
             .collect()
     }
 
-    fn answer() -> V2InferResponse {
+    /// An answer with the longest model name and version.
+    fn answer<'a>(rows: &'a [Scored], name: &'a str) -> V2InferResponse<'a> {
         V2InferResponse {
-            model_name: "m".repeat(MAX_LABEL),
-            model_version: "v".repeat(MAX_LABEL),
+            model_name: name,
+            model_version: name,
             id: None,
-            parameters: Map::from_iter([(
-                "prediction_ids".to_owned(),
-                Value::from("x".repeat(37 * 1000)),
-            )]),
+            parameters: InferParameters {
+                prediction_ids: PredictionIds(rows),
+            },
             outputs: Vec::new(),
         }
     }
@@ -197,14 +232,15 @@ mod tests {
         let classes: Vec<String> = (0..MAX_CLASSES)
             .map(|i| format!("{i:03}{}", "\u{1}".repeat(MAX_LABEL - 3)))
             .collect();
+        let name = "m".repeat(MAX_LABEL);
         let n = 1000;
-        let rows = predictions(n, &classes);
+        let rows = rows(n, &classes);
         let both = |binary| Output::ALL.map(|output| Wanted { output, binary }).to_vec();
-        let (json, header) = encode(answer(), &both(false), &rows, &classes);
+        let (json, header) = encode(answer(&rows, &name), &both(false), &rows, &classes);
         assert_eq!(header, None);
         assert!(json.len() <= bound(n, MAX_CLASSES), "{}", json.len());
         assert!(json.len() < 5_000_000, "{}", json.len());
-        let (binary, header) = encode(answer(), &both(true), &rows, &classes);
+        let (binary, header) = encode(answer(&rows, &name), &both(true), &rows, &classes);
         let header = header.unwrap();
         assert_eq!(
             binary.len() - header,
@@ -216,7 +252,7 @@ mod tests {
     #[test]
     fn each_output_is_encoded_once_in_the_order_asked() {
         let classes = vec!["ham".to_owned(), "spam".to_owned()];
-        let rows = predictions(3, &classes);
+        let rows = rows(3, &classes);
         let asked = [
             Wanted {
                 output: Output::Probabilities,
@@ -227,7 +263,7 @@ mod tests {
                 binary: false,
             },
         ];
-        let (body, header) = encode(answer(), &asked, &rows, &classes);
+        let (body, header) = encode(answer(&rows, "m"), &asked, &rows, &classes);
         let header = header.unwrap();
         let json: Value = serde_json::from_slice(&body[..header]).unwrap();
         let outputs = json["outputs"].as_array().unwrap();
@@ -239,5 +275,43 @@ mod tests {
             serde_json::json!(["spam", "spam", "spam"])
         );
         assert_eq!(body.len() - header, 3 * 2 * 8);
+    }
+
+    #[test]
+    fn columns_follow_the_class_order_and_ids_the_rows() {
+        // Classes not in name order: each column is its class's, by index.
+        let classes = vec!["spam".to_owned(), "ham".to_owned()];
+        let mut rows = rows(2, &classes);
+        rows[0].prediction.log_probabilities = vec![0.25f64.ln(), 0.75f64.ln()];
+        rows[0].prediction.label = 1;
+        rows[1].prediction.log_probabilities = vec![0.5f64.ln(), 0.5f64.ln()];
+        rows[1].prediction.label = 0;
+        let asked = Output::ALL.map(|output| Wanted {
+            output,
+            binary: false,
+        });
+        let (body, header) = encode(answer(&rows, "m"), &asked, &rows, &classes);
+        assert_eq!(header, None);
+        let json: Value = serde_json::from_slice(&body).unwrap();
+        let expected: Vec<f64> = [0.25f64, 0.75, 0.5, 0.5]
+            .iter()
+            .map(|p| p.ln().exp())
+            .collect();
+        assert_eq!(
+            json["outputs"][0]["data"],
+            serde_json::json!(["ham", "spam"])
+        );
+        assert_eq!(json["outputs"][1]["data"], serde_json::json!(expected));
+        assert_eq!(json["outputs"][1]["shape"], serde_json::json!([2, 2]));
+        let ids = format!("{},{}", rows[0].id, rows[1].id);
+        assert_eq!(json["parameters"]["prediction_ids"], ids.as_str());
+        let binary = encode_binary(Output::Probabilities, &rows, &classes);
+        let decoded: Vec<f64> = binary
+            .chunks(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(decoded, expected);
+        let labels = encode_binary(Output::Label, &rows, &classes);
+        assert_eq!(labels, b"\x03\0\0\0ham\x04\0\0\0spam");
     }
 }
