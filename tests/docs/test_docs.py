@@ -137,3 +137,15 @@ def test_parse(tmp_path: Path):
     blocks = parse(page)
     assert [(b.code, b.exit, b.output) for b in blocks] == [("false\n", 5, "x\n"), ("echo hi\n", 0, None)]
     assert isinstance(blocks[0], Block)
+
+
+def test_readme_links():
+    """The README's relative links name files of the repository (GitHub
+    renders them; the book's own links are checked in its HTML)."""
+    import re
+
+    links = re.findall(r"\]\(([^)\s]+)\)", (ROOT / "README.md").read_text())
+    local = [link for link in links if not urlsplit(link).scheme and not link.startswith("#")]
+    assert len(local) > 15, local
+    missing = [link for link in local if not (ROOT / unquote(urlsplit(link).path)).exists()]
+    assert not missing, f"README links to missing files: {missing}"
