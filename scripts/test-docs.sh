@@ -11,7 +11,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 # shellcheck source=scripts/lib/preflight.sh
 source scripts/lib/preflight.sh
-preflight test-docs.sh cargo python3.11 curl setsid
+preflight test-docs.sh cargo python3.11 curl npm
 mdbook="$(scripts/install-mdbook.sh)"
 book="$(mktemp -d)"
 trap 'rm -rf "$book"' EXIT

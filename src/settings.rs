@@ -544,7 +544,10 @@ mod tests {
             .values()
             .map(|section| section.as_object().unwrap().len())
             .sum();
-        assert_eq!(documented, settings, "every setting has a row in the reference");
+        assert_eq!(
+            documented, settings,
+            "every setting has a row in the reference"
+        );
     }
 
     #[test]
