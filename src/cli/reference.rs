@@ -120,8 +120,8 @@ fn settings() -> String {
     );
     page.push_str(
         "Built-in defaults, then an optional file (`--config FILE`, TOML or YAML; \
-         [`config/nbserve.example.toml`](https://github.com/nbserve/nbserve/blob/main/config/nbserve.example.toml) \
-         shows every key), then environment variables `NBSERVE__SECTION__KEY`. \
+         an example: \
+         [`config/nbserve.example.toml`](https://github.com/nbserve/nbserve/blob/main/config/nbserve.example.toml)), then environment variables `NBSERVE__SECTION__KEY`. \
          Unknown keys and invalid values stop the command with exit 3 and a message naming the key. \
          `nbserve config` prints the resolved settings.\n",
     );
