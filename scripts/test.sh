@@ -73,11 +73,13 @@ suites=()
 # (*.cargo.log); the closing count is computed from those files and the exit
 # status (scripts/lib/results.py), never from what the suite printed.
 suite() {
-    local name="$1" status=0
+    local name="$1" status=0 began
     shift
     mkdir -p "$logs/$name"
+    began=$(date +%s)
     NBSERVE_RESULTS="$logs/$name" "$@" 2>&1 | tee "$logs/$name.log" || status=$?
     echo "$status" >"$logs/$name/status"
+    echo "$(($(date +%s) - began))" >"$logs/$name/seconds"
     suites+=("$name")
 }
 
@@ -99,8 +101,20 @@ source scripts/lib/cargo.sh
 NBSERVE_BIN="$(cargo_bin debug nbserve)"
 export NBSERVE_BIN
 
+# One release build for the suites that test what ships: the hardening suite
+# runs it, the container suite puts it into the image.
+step "release build of nbserve (hardening and container suites)"
+release_began=$(date +%s)
+cargo build --locked --release --bin nbserve
+echo "release build took $(($(date +%s) - release_began)) s"
+NBSERVE_BIN_RELEASE="$(cargo_bin release nbserve)"
+export NBSERVE_BIN_RELEASE
+
 step "hardening: hostile clients, registries and stores against the release binary"
 suite hardening scripts/test-hardening.sh
+
+step "container: the image built offline from the Dockerfile and run with podman, its SBOM, the compose stack, the Kubernetes pod"
+suite container scripts/test-container.sh
 
 step "scikit-learn parity"
 suite parity scripts/parity.sh

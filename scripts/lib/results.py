@@ -122,7 +122,11 @@ def total(folder: Path, names: list[str], suffix: str) -> int:
         count = suite(folder / name)
         for note in count.notes:
             print(f"test.sh: {name} {note}")
-        print(f"  {name:<14} {count.line()}")
+        try:
+            took = f"  ({int((folder / name / 'seconds').read_text()):>4} s)"
+        except (OSError, ValueError):
+            took = ""
+        print(f"  {name:<14} {count.line()}{took}")
         grand.add(count)
     print()
     print(f"tests: {grand.line()}{suffix}")

@@ -21,8 +21,8 @@ use serde_json::Value;
 use utoipa::OpenApi;
 
 use super::args::{ReferenceArgs, ReferencePage};
-use super::commands::CmdResult;
 use super::exit;
+use super::CmdResult;
 
 /// Every exit code with what it means. The `exit_codes_cover_every_constant`
 /// test checks that each constant of [`exit`] is listed.
@@ -37,7 +37,7 @@ pub const EXIT_CODES: &[(u8, &str, &str)] = &[
     (
         exit::SETTINGS,
         "SETTINGS",
-        "invalid settings (the message names the key)",
+        "invalid settings (the message names the key), including a malformed `models:/` `model.path` and, for a registry `model.path`, a tracking URI that is not `http://host:port` (`model.mlflow_uri`, or `MLFLOW_TRACKING_URI` when unset)",
     ),
     (
         exit::INVALID_MODEL,
@@ -440,7 +440,7 @@ fn exit_codes() -> String {
     let mut page = header(
         "Exit codes",
         "exit-codes",
-        "the `exit` constants of `src/cli/mod.rs`",
+        "the `exit` constants of `src/cli/exit.rs`",
     );
     page.push_str(
         "Every `nbserve` command exits with one of these. When the reader of standard output \
@@ -462,12 +462,9 @@ mod tests {
     /// a new exit code cannot go undocumented.
     #[test]
     fn exit_codes_cover_every_constant() {
-        let source = include_str!("mod.rs");
-        let module = &source[source.find("pub mod exit").expect("exit module")..];
-        let module = &module[..module.find("\n}\n").expect("end of module")];
-        let names: Vec<&str> = module
+        let names: Vec<&str> = include_str!("exit.rs")
             .lines()
-            .filter_map(|l| l.trim().strip_prefix("pub const "))
+            .filter_map(|l| l.strip_prefix("pub const "))
             .map(|l| l.split(':').next().unwrap().trim())
             .collect();
         assert!(names.len() >= 8, "{names:?}");
