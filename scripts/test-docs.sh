@@ -4,8 +4,9 @@
 # every relative link and anchor of the built pages resolves, and every
 # runnable block of README.md and the book runs as written (tests/docs/
 # runblocks.py says how). The reference pages themselves are checked against
-# the code by `cargo test --test reference`. Debug build unless NBSERVE_BIN
-# names a binary. Prints `N passed, M failed`.
+# the code by `cargo test --test reference`. The recipes run the release
+# binary NBSERVE_BIN_RELEASE when set (they train on the real corpus), else
+# the debug one (NBSERVE_BIN, else built). Prints `N passed, M failed`.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

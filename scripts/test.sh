@@ -102,8 +102,9 @@ NBSERVE_BIN="$(cargo_bin debug nbserve)"
 export NBSERVE_BIN
 
 # One release build for the suites that test what ships: the hardening suite
-# runs it, the container suite puts it into the image.
-step "release build of nbserve (hardening and container suites)"
+# runs it, the container suite puts it into the image, the docs suite runs
+# the README's and the book's recipes with it.
+step "release build of nbserve (hardening, container and docs suites)"
 release_began=$(date +%s)
 cargo build --locked --release --bin nbserve
 echo "release build took $(($(date +%s) - release_began)) s"
@@ -147,14 +148,8 @@ step "the API page at /docs in headless chromium (Playwright)"
 suite browser scripts/test-browser.sh
 
 step "documentation: the book builds, its links resolve, every runnable README and book block runs"
-# The release binary the hardening suite has just built, when it is there: the
-# recipes train and tune on the real corpus, minutes in a debug build.
-release="$(cargo_bin release nbserve)"
-if [[ -x "$release" ]]; then
-    NBSERVE_BIN_RELEASE="$release" suite docs scripts/test-docs.sh
-else
-    suite docs scripts/test-docs.sh
-fi
+# With NBSERVE_BIN_RELEASE (the recipes train and tune on the real corpus).
+suite docs scripts/test-docs.sh
 
 step "API fuzzing: schemathesis against /openapi.json (no 5xx, documented statuses and schemas)"
 suite api-fuzz scripts/api-fuzz.sh
