@@ -173,7 +173,7 @@ def reap_orphans(exclude: int) -> None:
                 pass
 
 
-def stop(pids: set[int], grace: float = 15) -> list[str]:
+def stop(pids: set[int], grace: float = 10) -> list[str]:
     """SIGTERM, then SIGKILL after `grace` seconds; reaps them. Returns the
     command lines of those that needed SIGKILL."""
     killed = []

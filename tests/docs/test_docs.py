@@ -72,7 +72,7 @@ def test_page(page: Path, bin_dir: Path, tmp_path: Path):
     assert failure is None, failure
     assert not left, f"{page.name} left {left} at the top of the repository"
     if killed:
-        note_figure(f"docs: {page.name}: killed after ignoring SIGTERM for 15 s: {killed}")
+        note_figure(f"docs: {page.name}: killed after ignoring SIGTERM for 10 s: {killed}")
     note_figure(f"docs: {page.relative_to(ROOT)}: {len(blocks)} blocks in {time.monotonic() - started:.1f} s")
 
 
