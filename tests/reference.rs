@@ -93,3 +93,34 @@ fn every_documented_error_code_is_used() {
         "documented but never answered: {unused:?}"
     );
 }
+
+/// `nbserve config` with `args`, run at the repository's root with no
+/// `NBSERVE__*` variable: the resolved settings it prints.
+fn resolved(args: &[&str]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nbserve"));
+    cmd.arg("config").args(args).current_dir(root());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("NBSERVE__") {
+            cmd.env_remove(name);
+        }
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "nbserve config {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The example settings file shows values, not a second copy of the
+/// defaults that could drift: every key it sets is at its default (the
+/// settings reference is the list of keys).
+#[test]
+fn the_example_settings_file_sets_only_defaults() {
+    assert_eq!(
+        resolved(&["--config", "config/nbserve.example.toml"]),
+        resolved(&[]),
+        "config/nbserve.example.toml sets a value other than the default"
+    );
+}
