@@ -35,7 +35,7 @@ DS_FILE = ROOT / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 PROVIDER_FILE = ROOT / "grafana" / "provisioning" / "dashboards" / "dashboards.yml"
 RULES_FILE = ROOT / "prometheus" / "alerts.yml"
 AM_FILE = ROOT / "alertmanager.yml"
-CONTRACTS = ROOT / "docs" / "reference" / "metrics.md"
+METRICS_PAGE = ROOT / "docs" / "reference" / "metrics.md"
 
 # Dashboard file -> uid. Uids are part of the dashboards' URLs (bookmarks,
 # links from alerts): they must not change.
@@ -130,10 +130,10 @@ def alert_windows() -> dict[str, set[str]]:
 
 
 def contract_metrics() -> set[str]:
-    text = CONTRACTS.read_text()
+    text = METRICS_PAGE.read_text()
     names = set(re.findall(r"^\| `(nbserve_[a-z0-9_]+)` \|", text, re.M))
     if not names:
-        fail(f"{CONTRACTS}: no metrics table")
+        fail(f"{METRICS_PAGE}: no metrics table")
     return names
 
 
