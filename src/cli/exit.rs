@@ -151,11 +151,12 @@ impl ExitCoded for GateError {
 }
 
 impl ExitCoded for MlflowError {
-    /// An invalid URI can only come from a flag here (`--mlflow-uri`): the
-    /// settings' is checked when they load.
+    /// An invalid URI can only come from a flag here (`--mlflow-uri`), and
+    /// a CA bundle from its variable: the settings' are checked when they
+    /// load.
     fn exit_code(&self) -> u8 {
         match self {
-            MlflowError::InvalidUri(_) => USAGE,
+            MlflowError::InvalidUri(_) | MlflowError::CaBundle { .. } => USAGE,
             _ => FAILURE,
         }
     }
