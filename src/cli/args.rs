@@ -51,6 +51,32 @@ pub enum Command {
     /// The held-out scoring pass of cross-validation from counts, for some CSVs
     /// counted into them (for `tune --counts --scores`).
     CvScore(CvScoreArgs),
+    /// Print a reference page of the book (Markdown) from the code.
+    #[command(hide = true)]
+    Reference(ReferenceArgs),
+}
+
+/// `nbserve reference`: which page.
+#[derive(Debug, Args)]
+pub struct ReferenceArgs {
+    /// The page to print.
+    #[arg(value_enum)]
+    pub page: ReferencePage,
+}
+
+/// The generated reference pages (docs/reference/<page>.md).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ReferencePage {
+    /// Every setting: key, environment variable, default, type, meaning.
+    Settings,
+    /// Every route of the OpenAPI document, and its schemas.
+    Endpoints,
+    /// Every error code: status, code, meaning.
+    Errors,
+    /// Every Prometheus metric: name, type, labels, help.
+    Metrics,
+    /// Every exit code.
+    ExitCodes,
 }
 
 /// The columns of a labelled CSV.
@@ -106,6 +132,9 @@ pub struct TrainArgs {
     pub held_out: HeldOutArgs,
     #[command(flatten)]
     pub tracking: TrackingArgs,
+    /// Its gate.min_f1_macro is what the trained model is compared with (a warning when below).
+    #[command(flatten)]
+    pub settings: ConfigArgs,
 }
 
 /// The model and vectorizer options of one fit (`train`, `merge`).

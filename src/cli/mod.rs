@@ -10,6 +10,7 @@ mod args;
 mod commands;
 mod exit;
 mod promote;
+mod reference;
 mod retrain;
 mod serve;
 mod shards;
@@ -96,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Count(a) => shards::count(a),
         Command::Merge(a) => shards::merge(a),
         Command::CvScore(a) => shards::cv_score(a),
+        Command::Reference(a) => reference::reference(a),
     };
     // A command's own failure comes first; standard output's is checked
     // (and flushed) either way.
