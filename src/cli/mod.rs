@@ -13,6 +13,7 @@ mod promote;
 mod reference;
 mod retrain;
 mod serve;
+mod shards;
 mod tracking;
 mod tune;
 
@@ -97,6 +98,9 @@ pub fn main() -> ExitCode {
         Command::Promote(a) => promote::promote(a),
         Command::Retrain(a) => retrain::retrain(a),
         Command::Rollback(a) => retrain::rollback(a),
+        Command::Count(a) => shards::count(a),
+        Command::Merge(a) => shards::merge(a),
+        Command::CvScore(a) => shards::cv_score(a),
         Command::Reference(a) => reference::reference(a),
     };
     // A command's own failure comes first; standard output's is checked
