@@ -30,7 +30,11 @@ pub enum Command {
     /// Run the deployment gate: exit 0 if the model may be served, 5 if not.
     Check(CheckArgs),
     /// Serve the configured model over HTTP.
-    Serve(ConfigArgs),
+    #[command(
+        after_help = "Every setting is also an NBSERVE__SECTION__KEY environment variable: --help lists them.",
+        after_long_help = super::serve::settings_help()
+    )]
+    Serve(ServeArgs),
     /// Exit 0 when the server's /health answers 200 (for container health checks).
     Healthcheck(HealthcheckArgs),
     /// Print the resolved settings as JSON (exit 3 on an unknown or invalid key).
@@ -51,6 +55,32 @@ pub enum Command {
     /// The held-out scoring pass of cross-validation from counts, for some CSVs
     /// counted into them (for `tune --counts --scores`).
     CvScore(CvScoreArgs),
+    /// Print a reference page of the book (Markdown) from the code.
+    #[command(hide = true)]
+    Reference(ReferenceArgs),
+}
+
+/// `nbserve reference`: which page.
+#[derive(Debug, Args)]
+pub struct ReferenceArgs {
+    /// The page to print.
+    #[arg(value_enum)]
+    pub page: ReferencePage,
+}
+
+/// The generated reference pages (docs/reference/<page>.md).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ReferencePage {
+    /// Every setting: key, environment variable, default, type, meaning.
+    Settings,
+    /// Every route of the OpenAPI document, and its schemas.
+    Endpoints,
+    /// Every error code: status, code, meaning.
+    Errors,
+    /// Every Prometheus metric: name, type, labels, help.
+    Metrics,
+    /// Every exit code.
+    ExitCodes,
 }
 
 /// The columns of a labelled CSV.
@@ -111,6 +141,9 @@ pub struct TrainArgs {
     pub held_out: HeldOutArgs,
     #[command(flatten)]
     pub tracking: TrackingArgs,
+    /// Its gate.min_f1_macro is what the trained model is compared with (a warning when below).
+    #[command(flatten)]
+    pub settings: ConfigArgs,
 }
 
 /// The model and vectorizer options of one fit (`train`, `merge`).
@@ -410,6 +443,38 @@ pub struct ConfigArgs {
     /// Settings file (TOML or YAML); environment variables NBSERVE__* override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
+}
+
+/// `nbserve serve` arguments: the settings file, and flags for the settings
+/// set most often, which beat every other layer.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub settings: ConfigArgs,
+    /// Address to bind (server.host).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port to bind, 0 = any free port (server.port).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Model to serve: a file, or models:/NAME@ALIAS or models:/NAME/VERSION (model.path).
+    #[arg(long, value_name = "PATH_OR_URI")]
+    pub model: Option<String>,
+}
+
+impl ServeArgs {
+    /// The flags given, as (setting, value) overrides.
+    pub fn overrides(&self) -> Vec<(&'static str, String)> {
+        let port = self.port.map(|p| p.to_string());
+        [
+            ("server.host", self.host.clone()),
+            ("server.port", port),
+            ("model.path", self.model.clone()),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| Some((key, value?)))
+        .collect()
+    }
 }
 
 #[derive(Debug, Args)]

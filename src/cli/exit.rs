@@ -1,5 +1,6 @@
 //! The exit-code table: each error a command can end with, and the
-//! documented code it exits with (README, "Exit codes"). Commands return
+//! documented code it exits with (`nbserve reference exit-codes`,
+//! docs/reference/exit-codes.md). Commands return
 //! errors; only `cli::main` asks them for their code.
 
 use nbserve::artifact::ArtifactError;
@@ -151,11 +152,12 @@ impl ExitCoded for GateError {
 }
 
 impl ExitCoded for MlflowError {
-    /// An invalid URI can only come from a flag here (`--mlflow-uri`): the
-    /// settings' is checked when they load.
+    /// An invalid URI can only come from a flag here (`--mlflow-uri`), and
+    /// a CA bundle from its variable: the settings' are checked when they
+    /// load.
     fn exit_code(&self) -> u8 {
         match self {
-            MlflowError::InvalidUri(_) => USAGE,
+            MlflowError::InvalidUri(_) | MlflowError::CaBundle { .. } => USAGE,
             _ => FAILURE,
         }
     }
