@@ -43,7 +43,7 @@ pub struct Settings {
 
 /// Learning in place: labelled examples added to (and removed from) a
 /// challenger beside the served model, which needs a schema-3 artifact.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LearningSettings {
     /// Accept `POST /learn` and `POST /forget` (behind `feedback.token`
