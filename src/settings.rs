@@ -367,16 +367,14 @@ impl Settings {
         if from_env {
             settings.model.mlflow_uri = tracking_uri;
         }
-        settings
-            .registry()
-            .map_err(|e| SettingsError::Invalid {
-                key: if from_env {
-                    "MLFLOW_TRACKING_URI"
-                } else {
-                    "model.mlflow_uri"
-                },
-                message: e.to_string(),
-            })?;
+        settings.registry().map_err(|e| SettingsError::Invalid {
+            key: if from_env {
+                "MLFLOW_TRACKING_URI"
+            } else {
+                "model.mlflow_uri"
+            },
+            message: e.to_string(),
+        })?;
         settings.admin.read_token_file()?;
         settings.feedback.read_token_file()?;
         settings.validate()?;

@@ -81,8 +81,11 @@ impl Make for HistogramVec {
     /// Buckets, then labels.
     type Extra = (Vec<f64>, &'static [&'static str]);
     fn make(name: &str, help: &str, (buckets, labels): &Self::Extra) -> Self {
-        HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.clone()), labels)
-            .expect("valid histogram")
+        HistogramVec::new(
+            HistogramOpts::new(name, help).buckets(buckets.clone()),
+            labels,
+        )
+        .expect("valid histogram")
     }
 }
 

@@ -31,8 +31,8 @@ pub use state::AppState;
 
 use crate::monitoring::FeedbackStore;
 use crate::settings::{Settings, SettingsError};
-use repository::ops::Why;
 use metrics::Metrics;
+use repository::ops::Why;
 
 /// Why the server did not start.
 #[derive(Debug, thiserror::Error)]
@@ -105,9 +105,7 @@ impl Application {
         mut signals: Option<Signals>,
     ) -> Result<Self, StartupError> {
         let started = Instant::now();
-        let plan = settings
-            .model_specs()
-            .map_err(StartupError::Repository)?;
+        let plan = settings.model_specs().map_err(StartupError::Repository)?;
         let registry = settings.registry().map_err(|e| StartupError::Model {
             path: settings.model.path.to_string(),
             source: e.into(),

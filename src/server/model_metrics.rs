@@ -175,7 +175,9 @@ impl Metrics {
             let first = !published.contains_key(model);
             let entry = published.entry(model.to_owned()).or_default();
             if let Some(old) = entry.info.take() {
-                let _ = self.model_info.remove_label_values(&info_labels(model, &old));
+                let _ = self
+                    .model_info
+                    .remove_label_values(&info_labels(model, &old));
             }
             self.forget_labels(model, &entry.classes, &meta.classes);
             entry.classes = meta.classes.clone();
@@ -255,7 +257,9 @@ impl Metrics {
     pub fn forget_model(&self, model: &str) {
         if let Some(old) = self.published().remove(model) {
             if let Some(info) = old.info {
-                let _ = self.model_info.remove_label_values(&info_labels(model, &info));
+                let _ = self
+                    .model_info
+                    .remove_label_values(&info_labels(model, &info));
             }
             self.forget_labels(model, &old.classes, &[]);
         }
@@ -309,11 +313,15 @@ impl Metrics {
             .with_label_values(&labels)
             .set(live.samples as i64);
         if let Some(e) = &live.evaluation {
-            self.live_f1_macro.with_label_values(&labels).set(e.f1_macro);
+            self.live_f1_macro
+                .with_label_values(&labels)
+                .set(e.f1_macro);
             self.live_balanced_accuracy
                 .with_label_values(&labels)
                 .set(e.balanced_accuracy);
-            self.live_accuracy.with_label_values(&labels).set(e.accuracy);
+            self.live_accuracy
+                .with_label_values(&labels)
+                .set(e.accuracy);
         }
         if let Some(d) = drift {
             self.live_label_drift_js

@@ -114,10 +114,13 @@ pub(crate) async fn follow_source(state: AppState, entry: Arc<ModelEntry>, inter
         let result = state
             .load_model(Arc::clone(&entry), None, Why::Reload)
             .await;
-        state.metrics.count_poll(model, if result.is_ok() {
-            "reloaded"
-        } else {
-            "refused"
-        });
+        state.metrics.count_poll(
+            model,
+            if result.is_ok() {
+                "reloaded"
+            } else {
+                "refused"
+            },
+        );
     }
 }

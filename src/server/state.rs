@@ -101,7 +101,13 @@ impl AppState {
         let mut one = settings.clone();
         one.model.repository = None;
         let plan = one.model_specs()?;
-        let state = Self::new(settings, Repository::new(&one, plan), metrics, feedback, None);
+        let state = Self::new(
+            settings,
+            Repository::new(&one, plan),
+            metrics,
+            feedback,
+            None,
+        );
         let entry = Arc::clone(state.models.default_entry());
         state.publish(&entry, model);
         Ok(state)

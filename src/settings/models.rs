@@ -415,8 +415,8 @@ mod tests {
         assert!(e.contains("Extra, spam-cnb, spam-nb"), "{e}");
 
         // Too many.
-        let s = Settings::load_from(Some(&toml), env(&[("NBSERVE__MODELS__MAX_COUNT", "2")]))
-            .unwrap();
+        let s =
+            Settings::load_from(Some(&toml), env(&[("NBSERVE__MODELS__MAX_COUNT", "2")])).unwrap();
         let e = s.model_specs().unwrap_err().to_string();
         assert!(e.contains("models.max_count (2)"), "{e}");
     }
@@ -442,11 +442,15 @@ mod tests {
         assert!(e.contains("named twice"), "{e}");
 
         write("[models.\"../up\"]\npath = \"x.json\"\n");
-        let e = Settings::load_from(Some(&toml), env(&[])).unwrap_err().to_string();
+        let e = Settings::load_from(Some(&toml), env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("is not a model name"), "{e}");
 
         write("[models.x]\npath = \"x.json\"\nmin_f1_macro = 2\n");
-        let e = Settings::load_from(Some(&toml), env(&[])).unwrap_err().to_string();
+        let e = Settings::load_from(Some(&toml), env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("models.x.min_f1_macro"), "{e}");
 
         write("[models.x]\npath = \"x.json\"\ncolour = 1\n");

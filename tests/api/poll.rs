@@ -21,7 +21,9 @@ async fn a_polling_server_follows_an_atomic_mv_and_refuses_a_bad_replacement_onc
     let app = spawn_app_with(|s| s.model.poll_interval_secs = 1).await;
     let dir = app.models_dir.path();
     let served = dir.join("spam-nb.json");
-    let polls = |result: &str| format!("nbserve_model_polls_total{{model=\"spam-nb\",result=\"{result}\"}}");
+    let polls = |result: &str| {
+        format!("nbserve_model_polls_total{{model=\"spam-nb\",result=\"{result}\"}}")
+    };
 
     // Same content rewritten: not a change.
     std::fs::copy(shipped_model(), &served).unwrap();

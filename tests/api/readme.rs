@@ -37,6 +37,13 @@ async fn readme_curl_examples_work() {
         // The `POST /examples` example needs them.
         s.feedback.log_path = Some(log);
         s.feedback.accept_examples = true;
+        // Both shipped models, as `scripts/serve.sh` serves them.
+        std::fs::copy(
+            root().join("models/spam-cnb.json"),
+            s.model.dir.join("spam-cnb.json"),
+        )
+        .unwrap();
+        s.model.repository = Some(s.model.dir.clone());
     })
     .await;
     let blocks = readme_blocks();

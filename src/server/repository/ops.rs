@@ -111,15 +111,16 @@ impl AppState {
             Err(e) => {
                 let message = e.public_message();
                 if current.is_some() {
-                    entry.set_status(
-                        ModelState::Ready,
-                        format!("last load refused: {message}"),
-                    );
+                    entry.set_status(ModelState::Ready, format!("last load refused: {message}"));
                     tracing::warn!(model = %entry.name, error = %e.log_message(), "model reload rejected; still serving the previous model");
                 } else {
                     entry.set_status(ModelState::Unavailable, message);
                     self.metrics.set_model_state(&entry.name, "unavailable");
-                    tracing::warn!(model = %entry.name, error = %e.log_message(), "model load rejected; not serving it");
+                    // A required model refused at start fails the start,
+                    // which reports why once.
+                    if !(why == Why::Start && entry.spec.required) {
+                        tracing::warn!(model = %entry.name, error = %e.log_message(), "model load rejected; not serving it");
+                    }
                 }
                 Err(e)
             }

@@ -42,7 +42,10 @@ pub(crate) fn admitted_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/models/{name}", get(model::model_named)),
         ("/models/{name}/quality", get(model::quality_named)),
         ("/models/{name}/predict", post(predict::predict_named)),
-        ("/models/{name}/predict/batch", post(predict::predict_batch_named)),
+        (
+            "/models/{name}/predict/batch",
+            post(predict::predict_batch_named),
+        ),
         ("/admin/reload", post(admin::reload)),
     ];
     native.into_iter().chain(v2::admitted_routes()).collect()

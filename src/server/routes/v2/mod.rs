@@ -73,10 +73,7 @@ pub(crate) fn admitted_routes() -> [(&'static str, MethodRouter<AppState>); 7] {
             post(version_infer),
         ),
         ("/v2/repository/index", post(repository::index)),
-        (
-            "/v2/repository/models/{name}/load",
-            post(repository::load),
-        ),
+        ("/v2/repository/models/{name}/load", post(repository::load)),
         (
             "/v2/repository/models/{name}/unload",
             post(repository::unload),

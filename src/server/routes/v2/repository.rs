@@ -88,9 +88,7 @@ fn index_entry(entry: &ModelEntry) -> V2IndexEntry {
     let status = entry.status();
     V2IndexEntry {
         name: entry.name.to_string(),
-        version: entry
-            .serving()
-            .map(|m| m.loaded.meta.model.version.clone()),
+        version: entry.serving().map(|m| m.loaded.meta.model.version.clone()),
         state: status.state.v2().into(),
         reason: status.reason,
     }
@@ -117,12 +115,18 @@ pub async fn index(
         .iter()
         .map(|e| index_entry(e))
         .collect();
-    rows.extend(state.models.undiscovered().into_iter().map(|name| V2IndexEntry {
-        name,
-        version: None,
-        state: ModelState::Unavailable.v2().into(),
-        reason: "not loaded".into(),
-    }));
+    rows.extend(
+        state
+            .models
+            .undiscovered()
+            .into_iter()
+            .map(|name| V2IndexEntry {
+                name,
+                version: None,
+                state: ModelState::Unavailable.v2().into(),
+                reason: "not loaded".into(),
+            }),
+    );
     if req.ready {
         rows.retain(|r| r.state == ModelState::Ready.v2());
     }
