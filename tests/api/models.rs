@@ -246,7 +246,7 @@ async fn loads_over_the_memory_budget_are_refused() {
         "model_unavailable",
     )
     .await;
-    assert_eq!(app.predict("free prize").await["label"].is_string(), true);
+    assert!(app.predict("free prize").await["label"].is_string());
     app.stop().await;
 }
 
@@ -311,7 +311,7 @@ async fn the_v2_repository_lists_unloads_and_loads_a_model() {
     assert_eq!(index[0]["reason"], "unloaded", "{index}");
     // The default model and /ready are untouched.
     assert_eq!(app.get("/ready").await.status(), 200);
-    assert_eq!(app.predict("free prize").await["label"].is_string(), true);
+    assert!(app.predict("free prize").await["label"].is_string());
     let m = app.metrics().await;
     assert!(!m.contains("nbserve_model_info{model=\"spam-cnb\""), "{m}");
 
