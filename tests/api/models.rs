@@ -324,3 +324,115 @@ async fn the_v2_repository_lists_unloads_and_loads_a_model() {
     assert_eq!(r.status(), 200);
     app.stop().await;
 }
+
+/// Statuses of requests sent to `url` in a loop until `stop`.
+fn hammer(
+    client: reqwest::Client,
+    url: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Vec<u16>> {
+    tokio::spawn(async move {
+        let mut statuses = Vec::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let r = client
+                .post(&url)
+                .json(&json!({ "text": "win a free prize now" }))
+                .send()
+                .await
+                .unwrap();
+            statuses.push(r.status().as_u16());
+        }
+        statuses
+    })
+}
+
+#[tokio::test]
+async fn the_default_model_loses_nothing_while_another_is_unloaded_reloaded_and_refused() {
+    let scratch = tempfile::tempdir().unwrap();
+    let other = scratch.path().join("other.json");
+    std::fs::copy(root().join("models/spam-cnb.json"), &other).unwrap();
+    let app = spawn_repository(|s| {
+        // spam-cnb (F1 0.98) passes this gate; spam-nb (0.95) does not.
+        s.models.named.insert(
+            "other".into(),
+            NamedModel {
+                path: ModelSource::File(other.clone()),
+                poll_interval_secs: None,
+                min_f1_macro: Some(0.97),
+                holdout_path: None,
+                required: false,
+            },
+        );
+    })
+    .await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let defaults: Vec<_> = (0..3)
+        .map(|_| hammer(app.client.clone(), app.url("/predict"), stop.clone()))
+        .collect();
+    let others: Vec<_> = (0..2)
+        .map(|_| {
+            hammer(
+                app.client.clone(),
+                app.url("/models/other/predict"),
+                stop.clone(),
+            )
+        })
+        .collect();
+    let admin = |path: &'static str| repository(&app, path, Some(TOKEN));
+    assert_eq!(
+        admin("/v2/repository/models/other/unload").await.status(),
+        200
+    );
+    assert_eq!(
+        admin("/v2/repository/models/other/load").await.status(),
+        200
+    );
+    assert_eq!(
+        admin("/v2/repository/models/other/load").await.status(),
+        200
+    );
+    // Its source now holds a model below its gate: refused, and the
+    // version it serves keeps serving.
+    std::fs::copy(root().join("models/spam-nb.json"), &other).unwrap();
+    let r = admin("/v2/repository/models/other/load").await;
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"].to_string().contains("0.97"), "{body}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let mut answered = 0;
+    for task in defaults {
+        let statuses = task.await.unwrap();
+        assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+        answered += statuses.len();
+    }
+    assert!(answered > 0);
+    for task in others {
+        let statuses = task.await.unwrap();
+        // Served, or 503 model_unavailable while unloaded: nothing else.
+        assert!(
+            statuses.iter().all(|&s| s == 200 || s == 503),
+            "{statuses:?}"
+        );
+    }
+    let list: Value = app.get("/models").await.json().await.unwrap();
+    let other = list["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "other")
+        .unwrap();
+    assert_eq!(other["state"], "ready", "{other}");
+    assert!(
+        other["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("last load refused"),
+        "{other}"
+    );
+    let r = app
+        .post_json("/models/other/predict", &json!({ "text": "x" }))
+        .await;
+    assert_eq!(r.status(), 200);
+    app.stop().await;
+}
