@@ -3,12 +3,13 @@
 mod auth;
 mod connection;
 pub mod error;
+pub mod error_codes;
 pub mod extract;
 pub mod loader;
 pub mod metrics;
 mod middleware;
 pub mod model_metrics;
-mod openapi;
+pub mod openapi;
 mod poll;
 pub mod repository;
 pub mod routes;

@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{GateSettings, ModelSource, Settings, SettingsError};
@@ -34,7 +35,7 @@ const RESERVED: [&str; 2] = ["max_count", "max_total_bytes"];
 const NAMES_LISTED: usize = 10;
 
 /// `models.*`: the bounds across models, and the named models.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ModelsSettings {
     /// Most models one server holds (loaded or not); also bounds the
     /// `model` label of every metric.
@@ -59,10 +60,11 @@ impl Default for ModelsSettings {
 }
 
 /// One `[models.NAME]` entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NamedModel {
     /// Its artifact: a file, or `models:/NAME@ALIAS` / `models:/NAME/VERSION`.
+    #[schemars(with = "String")]
     pub path: ModelSource,
     /// Check its source this often (default: `model.poll_interval_secs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
