@@ -1099,18 +1099,15 @@ fn serve_refuses_a_repository_with_bad_names() {
         ]);
         nbserve_env(args, &env)
     };
-    let cases: [(&[&str], &[(&str, &str)], &str); 2] = [
-        (&["serve", "--config", config], &[], "named twice"),
+    for (o, expected) in [
+        (serve(&["serve", "--config", config], &[]), "named twice"),
         (
-            &["serve"],
-            &[("NBSERVE__MODEL__DEFAULT", "nope")],
+            serve(&["serve"], &[("NBSERVE__MODEL__DEFAULT", "nope")]),
             "model.default",
         ),
-    ];
-    for (args, env, expected) in cases {
-        let o = serve(args, env);
+    ] {
         let err = stderr(&o);
-        assert_eq!(o.status.code(), Some(3), "{args:?} {env:?}: {err}");
+        assert_eq!(o.status.code(), Some(3), "{expected}: {err}");
         assert!(err.contains(expected), "{err}");
     }
     std::fs::copy("models/spam-nb.json", dir.path().join("bad name.json")).unwrap();
