@@ -95,6 +95,11 @@ impl AppState {
             Ok((model, reservation)) => {
                 reservation.commit();
                 let model = self.publish(entry, model);
+                // At start the "listening" line describes the default model.
+                let is_default = std::ptr::eq(entry, Arc::as_ptr(self.models.default_entry()));
+                if why == Why::Start && is_default {
+                    return Ok(model);
+                }
                 tracing::info!(
                     model = %entry.name,
                     name = %model.loaded.meta.model.name,
