@@ -239,31 +239,40 @@ impl Challenger {
         view
     }
 
-    /// The challenger a server starts with: what `learning.log_path` holds
-    /// for `champion`, replayed (none without a log, or when learning is off
-    /// or the champion cannot learn).
-    pub fn restore(settings: &LearningSettings, champion: &ServingModel) -> Self {
-        let challenger = Self::default();
-        if !settings.enabled || settings.log_path.is_none() {
-            return challenger;
+    /// Replays what `learning.log_path` holds for `champion` when no
+    /// challenger of it is in memory yet (after a restart, or when a
+    /// champion comes back), so it is seen before the next learn.
+    pub async fn restore(&self, champion: &Arc<ServingModel>, settings: &LearningSettings) {
+        if !settings.enabled || settings.log_path.is_none() || self.view(champion).is_some() {
+            return;
         }
-        let Ok(learner) = new_learner(settings, champion) else {
-            return challenger;
-        };
-        if learner.tally() == Tally::default() {
-            return challenger;
+        let mut writer = self.writer.lock().await;
+        let checksum = &champion.loaded.meta.checksum;
+        if writer
+            .as_ref()
+            .is_some_and(|w| &w.champion_checksum == checksum)
+        {
+            return;
         }
-        match learner.classifier() {
-            Ok(classifier) => {
-                let mut writer = challenger.writer.try_lock().expect("not shared yet");
-                challenger.publish(&mut writer, learner, classifier, &champion.loaded.meta);
-                drop(writer);
+        let (owned, model) = (settings.clone(), Arc::clone(champion));
+        let replayed = tokio::task::spawn_blocking(move || {
+            let learner = new_learner(&owned, &model).ok()?;
+            if learner.tally() == Tally::default() {
+                return None;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "learning log: the replayed challenger cannot be fitted")
+            match learner.classifier() {
+                Ok(classifier) => Some((learner, classifier)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "learning log: the replayed challenger cannot be fitted");
+                    None
+                }
             }
+        })
+        .await
+        .expect("replaying does not panic");
+        if let Some((learner, classifier)) = replayed {
+            self.publish(&mut writer, learner, classifier, &champion.loaded.meta);
         }
-        challenger
     }
 
     /// A copy of the learner of `champion`, if one learned anything.

@@ -186,7 +186,7 @@ async fn change(
     }
     let examples = examples(&state, req)?;
     let n = examples.len();
-    let champion = state.model.load_full();
+    let champion = state.default_model()?;
     let learning = &state.settings.learning;
     let view = state
         .challenger
@@ -257,7 +257,11 @@ pub async fn challenger(
     if !state.settings.learning.enabled {
         return Err(disabled());
     }
-    let champion = state.model.load();
+    let champion = state.default_model()?;
+    state
+        .challenger
+        .restore(&champion, &state.settings.learning)
+        .await;
     let view = state.challenger.view(&champion).ok_or_else(no_challenger)?;
     Ok(Json(ChallengerResponse::new(
         view.as_ref(),
@@ -283,7 +287,11 @@ pub async fn challenger_artifact(
     if !state.settings.learning.enabled {
         return Err(disabled());
     }
-    let champion = state.model.load_full();
+    let champion = state.default_model()?;
+    state
+        .challenger
+        .restore(&champion, &state.settings.learning)
+        .await;
     let learner = state
         .challenger
         .learner(&champion)

@@ -10,6 +10,7 @@ pub mod health;
 pub mod learn;
 pub mod metrics;
 pub mod model;
+pub mod models;
 pub mod predict;
 pub mod promote;
 pub mod v2;
@@ -39,6 +40,14 @@ pub(crate) fn admitted_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/examples", post(examples::examples)),
         ("/model", get(model::model)),
         ("/model/quality", get(model::quality)),
+        ("/models", get(models::list)),
+        ("/models/{name}", get(model::model_named)),
+        ("/models/{name}/quality", get(model::quality_named)),
+        ("/models/{name}/predict", post(predict::predict_named)),
+        (
+            "/models/{name}/predict/batch",
+            post(predict::predict_batch_named),
+        ),
         ("/admin/reload", post(admin::reload)),
         ("/learn", post(learn::learn)),
         ("/forget", post(learn::forget)),

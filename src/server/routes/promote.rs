@@ -88,7 +88,11 @@ pub async fn promote(
             "max_regression must be within [0, 1]",
         ));
     }
-    let champion = state.model.load_full();
+    let champion = state.default_model()?;
+    state
+        .challenger
+        .restore(&champion, &state.settings.learning)
+        .await;
     let learner = state.challenger.learner(&champion).await.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -96,7 +100,7 @@ pub async fn promote(
             "nothing was learned on the served model yet",
         )
     })?;
-    let Some(path) = state.settings.model.path.file().map(ToOwned::to_owned) else {
+    let Some(path) = champion.source.file().map(ToOwned::to_owned) else {
         return Err(refused(
             "not_a_file",
             "model.path names the registry: register the challenger's artifact and move the alias",
