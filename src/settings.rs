@@ -63,7 +63,7 @@ pub struct LearningSettings {
     pub max_bytes: u64,
     /// Also score every served prediction with the challenger (when one
     /// has learned something) and count how often they agree, shown by
-    /// `GET /challenger`; about doubles the scoring cost of a prediction.
+    /// `GET /challenger`; every prediction is then scored twice.
     pub shadow_scoring: bool,
     /// Append every accepted learn and forget to this JSON-lines file
     /// (synced before the answer; it stores the examples' texts), and
