@@ -30,6 +30,19 @@ pub struct Settings {
     pub admin: AdminSettings,
     /// Prediction memory and label feedback.
     pub feedback: FeedbackSettings,
+    /// OpenTelemetry traces.
+    pub trace: TraceSettings,
+}
+
+/// OpenTelemetry trace settings. Where spans go, how many are sampled and
+/// what the resource says come from the standard `OTEL_*` variables (see
+/// [`crate::telemetry::otel`]); this only switches export on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceSettings {
+    /// Export spans over OTLP/HTTP (off: no span leaves the process, and
+    /// none is built for it).
+    pub enabled: bool,
 }
 
 /// HTTP server settings.
@@ -295,6 +308,7 @@ impl Default for Settings {
                 token: None,
                 token_file: None,
             },
+            trace: TraceSettings { enabled: false },
         }
     }
 }

@@ -68,7 +68,8 @@ pub fn serve(a: ConfigArgs) -> CmdResult {
     };
     drop(held);
     let settings = load_settings(a.config.as_deref())?;
-    nbserve::telemetry::init(&settings.log);
+    // Held to the end: its drop sends the last spans.
+    let _traces = nbserve::telemetry::init(&settings.log, &settings.trace);
     for warning in settings.warnings() {
         tracing::warn!("{warning}");
     }

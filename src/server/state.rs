@@ -104,6 +104,7 @@ impl AppState {
     /// The whole reload (lock, load, swap, log) runs in its own task: if the
     /// caller is dropped (request timeout, client gone) it still completes
     /// under the lock, is logged, and is counted as abandoned.
+    #[tracing::instrument(level = "debug", name = "reload", skip_all)]
     pub async fn reload(&self, name: Option<String>) -> Result<Arc<ServingModel>, LoadError> {
         let state = self.clone();
         let abandoned = AbandonedReload(Some(Arc::clone(&self.metrics)));

@@ -148,6 +148,7 @@ pub async fn predict(
     let classes = model.loaded.classifier.classes();
     let order = name_order(classes);
     let version = &model.loaded.meta.model.version;
+    let _encode = tracing::debug_span!("encode").entered();
     Ok(Json(PredictResponse::new(classes, &order, version, &row)).into_response())
 }
 
@@ -174,6 +175,7 @@ pub async fn predict_batch(
         .iter()
         .map(|row| PredictResponse::new(classes, &order, version, row))
         .collect();
+    let _encode = tracing::debug_span!("encode").entered();
     Ok(Json(BatchResponse {
         predictions,
         model_version: version,
