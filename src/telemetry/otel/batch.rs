@@ -227,3 +227,78 @@ fn export<E: SpanExporter>(exporter: &E, batch: &mut Vec<SpanData>) {
         Err(_) => DROPPED_EXPORT_FAILED.fetch_add(n, Ordering::Relaxed),
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc::Receiver;
+    use std::sync::Arc;
+
+    use opentelemetry::trace::{Span as _, Tracer, TracerProvider as _};
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+
+    use super::*;
+
+    /// An exporter that holds each export until the test lets it go, then
+    /// fails or succeeds as told.
+    #[derive(Debug)]
+    struct Gate {
+        release: Mutex<Receiver<bool>>,
+        seen: Arc<AtomicU64>,
+    }
+
+    impl SpanExporter for Gate {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            self.seen.fetch_add(batch.len() as u64, Ordering::SeqCst);
+            match self.release.lock().unwrap().recv() {
+                Ok(true) => Ok(()),
+                _ => Err(OTelSdkError::InternalFailure("collector down".into())),
+            }
+        }
+    }
+
+    #[test]
+    fn a_stalled_exporter_costs_counted_spans_never_a_blocked_caller() {
+        let (release, gate) = mpsc::channel();
+        let seen = Arc::new(AtomicU64::new(0));
+        let exporter = Gate {
+            release: Mutex::new(gate),
+            seen: seen.clone(),
+        };
+        let config = BatchConfig {
+            max_queue_size: 4,
+            max_export_batch_size: 1,
+            schedule_delay: Duration::from_millis(1),
+        };
+        let processor = BoundedBatch::new(exporter, config, &Resource::builder_empty().build())
+            .expect("thread");
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .build();
+        let tracer = provider.tracer("test");
+        let before = span_counts();
+        // The first span is taken by the exporter, which then stalls: the
+        // queue holds 4 more, the other 15 are dropped at once.
+        tracer.start("first").end();
+        while seen.load(Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for _ in 0..19 {
+            tracer.start("more").end();
+        }
+        let stalled = span_counts();
+        assert_eq!(stalled.dropped_queue_full - before.dropped_queue_full, 15);
+        // The collector fails the stalled export, then accepts the rest.
+        release.send(false).unwrap();
+        for _ in 0..4 {
+            release.send(true).unwrap();
+        }
+        provider.shutdown().unwrap();
+        let after = span_counts();
+        assert_eq!(
+            after.dropped_export_failed - before.dropped_export_failed,
+            1
+        );
+        assert_eq!(after.exported - before.exported, 4);
+        assert_eq!(seen.load(Ordering::SeqCst), 5);
+    }
+}
