@@ -35,8 +35,8 @@ pub struct Settings {
 }
 
 /// OpenTelemetry trace settings. Where spans go, how many are sampled and
-/// what the resource says come from the standard `OTEL_*` variables (see
-/// [`crate::telemetry::otel`]); this only switches export on.
+/// what the resource says come from the standard `OTEL_*` variables (the
+/// README's Tracing section); this only switches export on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TraceSettings {
