@@ -77,10 +77,14 @@ where
     subscriber_with_traces(settings, ansi, writer, None).0
 }
 
-/// The log layer (its filter from `RUST_LOG` or `log.level`) and, with a
-/// trace configuration, the OpenTelemetry layer beside it, which sees the
+/// The log subscriber (its filter from `RUST_LOG` or `log.level`) and, with
+/// a trace configuration, the OpenTelemetry layer beside it, which sees the
 /// `nbserve` spans down to DEBUG (the phases of a request) and no events.
 /// Also the pipeline to keep, and the warnings to log once installed.
+///
+/// Without traces it is the plain `fmt` subscriber with one global filter:
+/// per-layer filtering (needed for two layers with different filters) costs
+/// every span and event a few registry look-ups, which tracing off must not.
 fn subscriber_with_traces<W>(
     settings: &LogSettings,
     ansi: bool,
@@ -97,6 +101,17 @@ where
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    let Some(config) = trace else {
+        return (logs_only(settings, ansi, writer, filter), None, Vec::new());
+    };
+    let mut problems = config.warnings.clone();
+    let (pipeline, traces) = match otel::pipeline(config) {
+        Ok(built) => built,
+        Err(problem) => {
+            problems.push(format!("{problem}; traces are off"));
+            return (logs_only(settings, ansi, writer, filter), None, problems);
+        }
+    };
     let log: Box<dyn Layer<Registry> + Send + Sync> = match settings.format {
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .with_writer(JsonEscaping(writer))
@@ -114,26 +129,42 @@ where
             .with_filter(filter)
             .boxed(),
     };
-    let registry = Registry::default().with(log);
-    let mut problems = Vec::new();
-    let Some(config) = trace else {
-        return (Box::new(registry), None, problems);
-    };
-    problems.extend(config.warnings.iter().cloned());
-    match otel::pipeline(config) {
-        Ok((pipeline, layer)) => {
-            let spans_only = tracing_subscriber::filter::filter_fn(|m| {
-                m.is_span()
-                    && *m.level() <= tracing::Level::DEBUG
-                    && m.target().starts_with("nbserve")
-            });
-            let subscriber = registry.with(layer.with_filter(spans_only));
-            (Box::new(subscriber), Some(pipeline), problems)
-        }
-        Err(problem) => {
-            problems.push(format!("{problem}; traces are off"));
-            (Box::new(registry), None, problems)
-        }
+    let spans_only = tracing_subscriber::filter::filter_fn(|m| {
+        m.is_span() && *m.level() <= tracing::Level::DEBUG && m.target().starts_with("nbserve")
+    });
+    let subscriber = Registry::default()
+        .with(log)
+        .with(traces.with_filter(spans_only));
+    (Box::new(subscriber), Some(pipeline), problems)
+}
+
+/// The `fmt` subscriber alone, `filter` global.
+fn logs_only<W>(
+    settings: &LogSettings,
+    ansi: bool,
+    writer: W,
+    filter: EnvFilter,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match settings.format {
+        LogFormat::Json => Box::new(
+            builder
+                .with_writer(JsonEscaping(writer))
+                .with_ansi(false)
+                .json()
+                .flatten_event(true)
+                .finish(),
+        ),
+        LogFormat::Pretty => Box::new(
+            builder
+                .with_writer(writer)
+                .with_ansi(ansi)
+                .fmt_fields(EscapedFields)
+                .finish(),
+        ),
     }
 }
 
