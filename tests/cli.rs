@@ -273,7 +273,7 @@ fn config_and_healthcheck_redact_url_user_info() {
     assert!(err.contains("<redacted>@127.0.0.1"), "{err}");
 }
 
-/// README: "the same data and parameters give a byte-identical artifact
+/// docs/cli.md: "the same data and parameters give a byte-identical artifact
 /// apart from the creation time (set `SOURCE_DATE_EPOCH` to fix that too)",
 /// through the real binary.
 #[test]
@@ -428,6 +428,48 @@ fn gate_refusal_is_reported_once() {
         1,
         "{err}"
     );
+}
+
+/// `train` compares its model with the configured gate (environment or
+/// `--config`), warns on stderr when it is below and names `tune`; a model
+/// above the gate trains silently. The model is written either way.
+#[test]
+fn train_warns_when_its_model_is_below_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.json");
+    let train = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec!["train", "--data", "tests/data/sample.csv", "--out"];
+        args.push(out.to_str().unwrap());
+        args.extend_from_slice(extra);
+        nbserve_env(&args, env)
+    };
+    let o = train(&[], &[("NBSERVE__GATE__MIN_F1_MACRO", "0.999")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let warning = stderr(&o);
+    assert!(
+        warning.contains("warning: F1 macro")
+            && warning.contains("below the gate minimum 0.9990 (gate.min_f1_macro)")
+            && warning.contains("nbserve tune"),
+        "{warning}"
+    );
+    assert!(out.exists());
+
+    let o = train(&[], &[("NBSERVE__GATE__MIN_F1_MACRO", "0.1")]);
+    assert!(o.status.success());
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+
+    let config = write(&dir, "nbserve.toml", b"[gate]\nmin_f1_macro = 0.999\n");
+    let o = train(&["--config", config.to_str().unwrap()], &[]);
+    assert!(
+        stderr(&o).contains("below the gate minimum 0.9990"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A bad setting fails before any training, naming the key.
+    let o = train(&[], &[("NBSERVE__GATE__MIN_F1_MACRO", "high")]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("gate.min_f1_macro"), "{}", stderr(&o));
 }
 
 #[test]

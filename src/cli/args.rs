@@ -42,6 +42,32 @@ pub enum Command {
     Retrain(RetrainArgs),
     /// Put the previous kept version back in model.path (gated; exit 5 if refused).
     Rollback(RollbackArgs),
+    /// Print a reference page of the book (Markdown) from the code.
+    #[command(hide = true)]
+    Reference(ReferenceArgs),
+}
+
+/// `nbserve reference`: which page.
+#[derive(Debug, Args)]
+pub struct ReferenceArgs {
+    /// The page to print.
+    #[arg(value_enum)]
+    pub page: ReferencePage,
+}
+
+/// The generated reference pages (docs/reference/<page>.md).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ReferencePage {
+    /// Every setting: key, environment variable, default, type, meaning.
+    Settings,
+    /// Every route of the OpenAPI document, and its schemas.
+    Endpoints,
+    /// Every error code: status, code, meaning.
+    Errors,
+    /// Every Prometheus metric: name, type, labels, help.
+    Metrics,
+    /// Every exit code.
+    ExitCodes,
 }
 
 #[derive(Debug, Args)]
@@ -92,6 +118,9 @@ pub struct TrainArgs {
     pub held_out: HeldOutArgs,
     #[command(flatten)]
     pub tracking: TrackingArgs,
+    /// Its gate.min_f1_macro is what the trained model is compared with (a warning when below).
+    #[command(flatten)]
+    pub settings: ConfigArgs,
 }
 
 /// The held-out evaluation and naming options `train` and `tune` share.

@@ -107,6 +107,10 @@ pub(super) fn parse_model(value: &str) -> Result<ModelKind, Failure> {
 /// `nbserve train`: with a tracking URI, inside an MLflow run that ends
 /// FAILED when anything after its start fails.
 pub fn train(a: TrainArgs) -> CmdResult {
+    // Read first, so a bad setting fails before minutes of training.
+    let min_f1_macro = super::serve::load_settings(a.settings.config.as_deref())?
+        .gate
+        .min_f1_macro;
     let model = parse_model(&a.model)?;
     let vectorizer = VectorizerOptions {
         min_df: parse_df("--min-df", &a.min_df)?,
@@ -127,11 +131,22 @@ pub fn train(a: TrainArgs) -> CmdResult {
         .check()
         .map_err(|e| param_failure(&e))?;
     let tracker = Tracker::start(&a.tracking, &run_name(&options.run), "nbserve train")?;
-    let outcome = train_tracked(&a, &options, tracker.as_ref());
+    let (outcome, f1_macro) = match train_tracked(&a, &options, tracker.as_ref()) {
+        Ok(f1_macro) => (Ok(()), f1_macro),
+        Err(f) => (Err(f), f64::NAN),
+    };
     if let Some(t) = tracker {
         t.finish(&outcome);
     }
-    outcome
+    outcome?;
+    if f1_macro < min_f1_macro {
+        noteln!(
+            "nbserve: warning: F1 macro {f1_macro:.4} is below the gate minimum {min_f1_macro:.4} \
+             (gate.min_f1_macro): serve, check and promote will refuse this model; \
+             `nbserve tune` chooses alpha and min_df by cross-validation"
+        );
+    }
+    Ok(())
 }
 
 /// The MLflow run name: the model's name and version.
@@ -139,7 +154,12 @@ pub(super) fn run_name(run: &RunOptions) -> String {
     format!("{}-{}", run.name, run.version.as_deref().unwrap_or("train"))
 }
 
-fn train_tracked(a: &TrainArgs, options: &TrainOptions, tracker: Option<&Tracker>) -> CmdResult {
+/// Trains, tracks and saves; returns the model's held-out F1 macro.
+fn train_tracked(
+    a: &TrainArgs,
+    options: &TrainOptions,
+    tracker: Option<&Tracker>,
+) -> Result<f64, Failure> {
     let (data, test) = read_train_data(&a.data, &a.held_out)?;
     let show_progress = data.len() >= 5000;
     let started = std::time::Instant::now();
@@ -150,7 +170,13 @@ fn train_tracked(a: &TrainArgs, options: &TrainOptions, tracker: Option<&Tracker
     })
     .map_err(super::tune::train_failure)?;
     let facts = TrainingFacts::measured("nbserve train", [a.data.data.as_path()], started);
-    track_and_save(artifact, &a.out, tracker, &facts, &a.tracking)
+    let f1_macro = artifact
+        .evaluation
+        .as_ref()
+        .expect("training evaluates")
+        .f1_macro;
+    track_and_save(artifact, &a.out, tracker, &facts, &a.tracking)?;
+    Ok(f1_macro)
 }
 
 /// Logs the artifact to the run (and registers it) when tracked, then saves

@@ -1,5 +1,6 @@
 //! The exit-code table: each error a command can end with, and the
-//! documented code it exits with (README, "Exit codes"). Commands return
+//! documented code it exits with (`nbserve reference exit-codes`,
+//! docs/reference/exit-codes.md). Commands return
 //! errors; only `cli::main` asks them for their code.
 
 use nbserve::artifact::ArtifactError;

@@ -10,6 +10,7 @@ mod args;
 mod commands;
 mod exit;
 mod promote;
+mod reference;
 mod retrain;
 mod serve;
 mod tracking;
@@ -92,6 +93,7 @@ pub fn main() -> ExitCode {
         Command::Promote(a) => promote::promote(a),
         Command::Retrain(a) => retrain::retrain(a),
         Command::Rollback(a) => retrain::rollback(a),
+        Command::Reference(a) => reference::reference(a),
     };
     // A command's own failure comes first; standard output's is checked
     // (and flushed) either way.

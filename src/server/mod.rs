@@ -3,11 +3,12 @@
 mod auth;
 mod connection;
 pub mod error;
+pub mod error_codes;
 pub mod extract;
 pub mod loader;
 pub mod metrics;
 mod middleware;
-mod openapi;
+pub mod openapi;
 mod poll;
 pub mod routes;
 mod scoring;

@@ -22,10 +22,10 @@ pub use log::{parse_line, FeedbackLogError, Line, OpenLog, MAX_LINE_BYTES};
 
 /// Default byte budget of the feedback logs (`--max-log-bytes`): beyond it
 /// the oldest lines are skipped (`over_budget`). A retrain's peak memory
-/// grows by about three bytes per byte of log kept (the texts, their
-/// tokens and the cross-validation scores), so a full budget on top of a
-/// base corpus like SpamAssassin's stays well inside the retrain CronJob's
-/// 512 MiB limit (docs/retrain.md has the measurement).
+/// grows in proportion to the log it keeps (the texts, their tokens and the
+/// cross-validation scores), so the budget is what keeps a retrain on a
+/// large log inside the retrain CronJob's memory limit (docs/retrain.md has
+/// the measurement).
 pub const DEFAULT_MAX_LOG_BYTES: u64 = 100 * 1024 * 1024;
 
 /// At most this many distinct unknown labels are named in the report (the
