@@ -144,7 +144,7 @@ suite mlflow scripts/test-mlflow.sh
 step "retrain loop end to end: v1 under load, field data via the API, promote, reject (exit 5), roll back"
 suite retrain scripts/test-retrain.sh
 
-step "Prefect flow: promote and reject through the real prefect package (ephemeral API)"
+step "Prefect flows: promote and reject through the real prefect package (ephemeral API); count and merge on a Dask LocalCluster"
 suite prefect scripts/test-prefect.sh
 
 step "the API page at /docs in headless chromium (Playwright)"

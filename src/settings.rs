@@ -1,5 +1,6 @@
 //! Typed, layered settings: built-in defaults → optional file → `NBSERVE__*`
-//! environment variables (`__` between levels, e.g. `NBSERVE__SERVER__PORT`).
+//! environment variables (`__` between levels, e.g. `NBSERVE__SERVER__PORT`)
+//! → a command's flags (`serve --port`), each layer beating the ones before.
 
 use std::path::{Path, PathBuf};
 
@@ -8,11 +9,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::mlflow::{MlflowClient, MlflowError};
 
+mod choice;
 mod error;
+mod rules;
 mod source;
 mod tokens;
 
+pub use choice::Choice;
 pub use error::SettingsError;
+pub use rules::{rule, variables, Variable};
 pub use source::ModelSource;
 
 /// All settings.
@@ -73,7 +78,7 @@ pub struct ServerSettings {
     /// Request bodies admitted at once, in bytes, reserved before they are
     /// read: the declared length, or `body_limit_bytes` for a chunked body.
     /// Beyond it requests are shed with 503 `overloaded` and `Retry-After`
-    /// (`nbserve_body_budget_shed_total`). Must be at least `body_limit_bytes`.
+    /// (`nbserve_body_budget_shed_total`).
     pub max_inflight_body_bytes: usize,
     /// Open connections; beyond it a new connection is closed on accept
     /// (`nbserve_connections_refused_total`).
@@ -151,8 +156,8 @@ impl GateSettings {
     }
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// Log output format (read in any case, see [`Choice`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable.
@@ -176,15 +181,12 @@ pub struct LogSettings {
 #[serde(deny_unknown_fields)]
 pub struct AdminSettings {
     /// Bearer token for `/admin/*`; admin endpoints answer 403
-    /// `admin_disabled` when unset. Surrounding whitespace is trimmed, then it
-    /// must be at least 8 characters of visible ASCII (`!` to `~`), else exit 3
+    /// `admin_disabled` when unset. One that breaks its rule is exit 3
     /// naming the setting (never the token).
     pub token: Option<String>,
     /// A file holding the token (the `*_FILE` convention of Compose and
-    /// Kubernetes secrets), read once at start-up, surrounding whitespace
-    /// trimmed, the rules of `token`; exclusive with `token`. Symlinks are
-    /// followed; it must be a regular file of at most 4 KiB. A file other users
-    /// can read or write is accepted with a warning.
+    /// Kubernetes secrets), read once at start-up. A file other users can
+    /// read or write is accepted with a warning.
     pub token_file: Option<PathBuf>,
 }
 
@@ -238,8 +240,8 @@ pub struct FeedbackSettings {
     /// Bearer token the endpoints that write labels (`POST /feedback`,
     /// `POST /feedback/batch`, `POST /examples`) require (401 `unauthorized`
     /// without it), so only trusted clients write training labels; open when
-    /// unset. The rules of `admin.token`, and a separate secret: the same value
-    /// as `admin.token` is refused (exit 3).
+    /// unset. A separate secret: the same value as `admin.token` is refused
+    /// (exit 3).
     pub token: Option<String>,
     /// A file holding that token, like `admin.token_file`; exclusive with
     /// `token`.
@@ -271,8 +273,9 @@ impl std::fmt::Debug for FeedbackSettings {
     }
 }
 
-/// When the feedback log is synced to disk (`fsync`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// When the feedback log is synced to disk (`fsync`; read in any case, see
+/// [`Choice`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFsync {
     /// Never: the OS writes it back when it likes.
@@ -348,10 +351,29 @@ impl Settings {
         Self::load_from(file, std::env::vars())
     }
 
+    /// Like [`Settings::load`], then `overrides` on top of the environment:
+    /// (key, value) pairs such as `("server.port", "9000")`, read like any
+    /// other source (a command's flags, which beat everything else).
+    pub fn load_overridden(
+        file: Option<&Path>,
+        overrides: &[(&str, String)],
+    ) -> Result<Self, SettingsError> {
+        Self::load_layers(file, std::env::vars(), overrides)
+    }
+
     /// Like [`Settings::load`] with an explicit environment (for tests).
     pub fn load_from(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        Self::load_layers(file, env, &[])
+    }
+
+    /// Defaults, `file`, `env`'s `NBSERVE__*` variables, then `overrides`.
+    fn load_layers(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[(&str, String)],
     ) -> Result<Self, SettingsError> {
         let defaults = config::Config::try_from(&Settings::default())?;
         let mut builder = config::Config::builder().add_source(defaults);
@@ -375,23 +397,29 @@ impl Settings {
                 .try_parsing(true)
                 .source(Some(env)),
         );
+        for (key, value) in overrides {
+            builder = builder.set_override(*key, value.as_str())?;
+        }
         let mut settings: Settings = builder.build()?.try_deserialize()?;
         // MLflow's own variable, the one fallback for `model.mlflow_uri`.
         let from_env = settings.model.mlflow_uri.is_none() && tracking_uri.is_some();
         if from_env {
             settings.model.mlflow_uri = tracking_uri;
         }
-        settings
-            .model
-            .registry()
-            .map_err(|e| SettingsError::Invalid {
+        settings.model.registry().map_err(|e| match e {
+            MlflowError::CaBundle { path, reason } => SettingsError::Invalid {
+                key: crate::mlflow::CA_BUNDLE_VAR,
+                message: format!("{path}: {reason}"),
+            },
+            e => SettingsError::Invalid {
                 key: if from_env {
                     "MLFLOW_TRACKING_URI"
                 } else {
                     "model.mlflow_uri"
                 },
                 message: e.to_string(),
-            })?;
+            },
+        })?;
         settings.admin.read_token_file()?;
         settings.feedback.read_token_file()?;
         settings.validate()?;
@@ -445,8 +473,11 @@ impl Settings {
         if self.gate.max_memory_bytes == 0 {
             return invalid("gate.max_memory_bytes", "must be > 0");
         }
-        if self.feedback.capacity == 0 || self.feedback.window == 0 {
-            return invalid("feedback", "capacity and window must be > 0");
+        if self.feedback.capacity == 0 {
+            return invalid("feedback.capacity", "must be > 0");
+        }
+        if self.feedback.window == 0 {
+            return invalid("feedback.window", "must be > 0");
         }
         let f = &self.feedback;
         if f.log_path.is_none() {
@@ -548,7 +579,8 @@ mod tests {
 
     /// The defaults are the ones the book's settings reference documents:
     /// every row, compared with the loaded settings as JSON (`(none)` is
-    /// unset), and no setting left out of the table.
+    /// unset), and no setting left out of the table; a row states its
+    /// setting's [`rule`] (backticks aside) when it has one.
     #[test]
     fn defaults_are_the_documented_ones() {
         let readme = include_str!("../docs/reference/settings.md");
@@ -576,6 +608,9 @@ mod tests {
                 other => panic!("{key}: unexpected {other}"),
             };
             assert!(matches, "{key}: documented {default}, loaded {value}");
+            if let Some(rule) = rule(key) {
+                assert_eq!(cells[5], rule, "{key}: its row must say its rule");
+            }
         }
         let settings: usize = loaded
             .as_object()
@@ -623,6 +658,41 @@ mod tests {
         assert_eq!(s.server.max_batch_size, 5);
     }
 
+    /// A command's flags beat the environment, which beats the file, which
+    /// beats the defaults; a flag's value is read and checked like any other.
+    #[test]
+    fn flags_beat_the_environment_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("nbserve.toml");
+        std::fs::write(
+            &f,
+            "[server]\nport = 7000\nhost = \"10.0.0.1\"\nmax_batch_size = 5\n",
+        )
+        .unwrap();
+        let env = env(&[
+            ("NBSERVE__SERVER__PORT", "7001"),
+            ("NBSERVE__MODEL__PATH", "env.json"),
+        ]);
+        let flags = [
+            ("server.port", "9000".to_owned()),
+            ("model.path", "models:/spam@champion".to_owned()),
+        ];
+        let s = Settings::load_layers(Some(&f), env.clone(), &flags).unwrap();
+        assert_eq!(s.server.port, 9000, "the flag beats the variable");
+        assert_eq!(s.server.host, "10.0.0.1", "the file beats the default");
+        assert_eq!(s.server.max_batch_size, 5);
+        assert_eq!(s.model.path.to_string(), "models:/spam@champion");
+        let s = Settings::load_layers(Some(&f), env.clone(), &[]).unwrap();
+        assert_eq!(s.server.port, 7001, "the variable beats the file");
+        assert_eq!(s.model.path.to_string(), "env.json");
+        let e =
+            Settings::load_layers(None, env, &[("model.path", "models:/spam".into())]).unwrap_err();
+        assert!(
+            e.to_string().starts_with("invalid setting model.path: "),
+            "{e}"
+        );
+    }
+
     #[test]
     fn unknown_key_is_named() {
         let e = Settings::load_from(None, env(&[("NBSERVE__SERVER__PROT", "1")])).unwrap_err();
@@ -646,9 +716,42 @@ mod tests {
             "{e}"
         );
         let e = Settings::load_from(None, env(&[("NBSERVE__LOG__FORMAT", "xml")])).unwrap_err();
-        assert!(
-            e.to_string().contains("format") || e.to_string().contains("xml"),
-            "{e}"
+        assert_eq!(
+            e.to_string(),
+            "invalid setting log.format: expected one of json, pretty; got 'xml'"
+        );
+    }
+
+    /// `JSON` can only mean `json`: enum settings are read in any case, from
+    /// the environment and from a file alike; a wrong word in a file is
+    /// refused like one in the environment.
+    #[test]
+    fn enum_settings_are_read_in_any_case() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("NBSERVE__LOG__FORMAT", "JSON"),
+                ("NBSERVE__FEEDBACK__LOG_FSYNC", "Always"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.feedback.log_fsync, LogFsync::Always);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("nbserve.toml");
+        std::fs::write(
+            &f,
+            "[log]\nformat = \"Pretty\"\n[feedback]\nlog_fsync = \"NEVER\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&f), env(&[])).unwrap();
+        assert_eq!(s.log.format, LogFormat::Pretty);
+        assert_eq!(s.feedback.log_fsync, LogFsync::Never);
+        std::fs::write(&f, "[feedback]\nlog_fsync = \"sometimes\"\n").unwrap();
+        let e = Settings::load_from(Some(&f), env(&[])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid setting feedback.log_fsync: expected one of never, interval, always; got 'sometimes'"
         );
     }
 

@@ -12,6 +12,7 @@ mod grid;
 mod model;
 pub mod params;
 mod split;
+pub mod stats;
 pub mod tokenizer;
 pub mod unicode14;
 pub mod vectorizer;
@@ -25,6 +26,7 @@ pub use model::{
 };
 pub use params::{Param, ParamError, TrainParams, ValidTrainParams};
 pub use split::{stratified_split, Split, SplitError};
+pub use stats::{CountSettings, Counter, Counts, CountsError, FoldBy, FoldSpec};
 pub use vectorizer::{DfBound, TermCounts, TermStats, VectorizerError, VectorizerOptions};
 pub use vocabulary::{Key, Vocabulary, VocabularyError};
 

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 
 use nbserve::server::error_codes::{Api, ERROR_CODES};
 use nbserve::server::metrics::Metrics;
-use nbserve::settings::Settings;
+use nbserve::settings::{rule, Settings};
 use serde_json::Value;
 use utoipa::OpenApi;
 
@@ -37,7 +37,7 @@ pub const EXIT_CODES: &[(u8, &str, &str)] = &[
     (
         exit::SETTINGS,
         "SETTINGS",
-        "invalid settings (the message names the key), including a malformed `models:/` `model.path` and, for a registry `model.path`, a tracking URI that is not `http://host:port` (`model.mlflow_uri`, or `MLFLOW_TRACKING_URI` when unset)",
+        "invalid settings (the message names the key), including a malformed `models:/` `model.path` and, for a registry `model.path`, a tracking URI that is not an `http://` or `https://` URL (`model.mlflow_uri`, or `MLFLOW_TRACKING_URI` when unset), or an `https://` one with a `MLFLOW_TRACKING_SERVER_CERT_PATH` that holds no certificate",
     ),
     (
         exit::INVALID_MODEL,
@@ -121,16 +121,20 @@ fn settings() -> String {
     page.push_str(
         "Built-in defaults, then an optional file (`--config FILE`, TOML or YAML; \
          an example: \
-         [`config/nbserve.example.toml`](https://github.com/nbserve/nbserve/blob/main/config/nbserve.example.toml)), then environment variables `NBSERVE__SECTION__KEY`. \
-         Unknown keys and invalid values stop the command with exit 3 and a message naming the key. \
-         `nbserve config` prints the resolved settings.\n",
+         [`config/nbserve.example.toml`](https://github.com/nbserve/nbserve/blob/main/config/nbserve.example.toml)), then environment variables `NBSERVE__SECTION__KEY`, then `serve`'s flags `--host`, `--port` and \
+         `--model` (`server.host`, `server.port`, `model.path`): each layer beats the ones before. \
+         Words (`log.format`, `feedback.log_fsync`) are read in any case. \
+         Unknown keys and invalid values stop the command with exit 3 and a message naming the key, \
+         e.g. `invalid setting log.format: expected one of json, pretty; got 'xml'`; \
+         the rule column says what a value must be beyond its type, in the words of that message. \
+         `nbserve config` prints the resolved settings; `nbserve serve --help` lists the variables.\n",
     );
     let sections = schema["properties"].as_object().expect("sections");
     for (section, section_schema) in sections {
         let body = resolve(section_schema);
         let _ = write!(
             page,
-            "\n## {section}\n\n{}\n\n| key | environment variable | default | type | meaning |\n|---|---|---|---|---|\n",
+            "\n## {section}\n\n{}\n\n| key | environment variable | default | type | rule | meaning |\n|---|---|---|---|---|---|\n",
             described(section_schema)
         );
         for (key, field) in body["properties"].as_object().expect("fields") {
@@ -142,9 +146,10 @@ fn settings() -> String {
             };
             let _ = writeln!(
                 page,
-                "| {section}.{key} | {env} | {} | {} | {} |",
+                "| {section}.{key} | {env} | {} | {} | {} | {} |",
                 cell(&default),
                 cell(&type_of(field, &resolve(field))),
+                cell(&rule(&format!("{section}.{key}")).unwrap_or_default()),
                 cell(&described(field))
             );
         }
