@@ -126,7 +126,7 @@ pub async fn examples(
             refused(&state, "invalid_text", err)
         })?;
     }
-    let model = state.model.load_full();
+    let model = state.default_model()?;
     let classes = &model.profile.classes;
     if let Some(i) = examples.iter().position(|e| !classes.contains(&e.label)) {
         let e = ApiError::unprocessable(
@@ -140,10 +140,9 @@ pub async fn examples(
         return Err(refused(&state, "invalid_label", e));
     }
     let received_at = log_timestamp();
-    let version = &model.profile.version;
     let records: Vec<ExampleRecord<'_>> = examples
         .iter()
-        .map(|e| ExampleRecord::new(&e.text, &e.label, version, &received_at))
+        .map(|e| ExampleRecord::new(&e.text, &e.label, &model.profile, &received_at))
         .collect();
     let write = tracing::debug_span!("feedback_log_write", lines = records.len());
     match state

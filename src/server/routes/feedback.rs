@@ -106,7 +106,7 @@ fn record(state: &AppState, item: &FeedbackRequest) -> Result<(bool, LogReceipt)
         Ok((r, receipt)) => {
             m.feedback.with_label_values(&["accepted"]).inc();
             m.feedback_confusion
-                .with_label_values(&[&r.label, &r.predicted_label])
+                .with_label_values(&[&r.model, &r.label, &r.predicted_label])
                 .inc();
             Ok((r.label == r.predicted_label, receipt))
         }
