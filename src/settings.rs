@@ -43,6 +43,18 @@ pub struct Settings {
     pub admin: AdminSettings,
     /// Prediction memory and label feedback.
     pub feedback: FeedbackSettings,
+    /// OpenTelemetry traces.
+    pub trace: TraceSettings,
+}
+
+/// OpenTelemetry trace settings. Where spans go, how many are sampled and
+/// what the resource says come from the standard `OTEL_*` variables (the
+/// Tracing section of docs/monitoring.md); this only switches export on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TraceSettings {
+    /// Export spans over OTLP/HTTP-protobuf, configured by the standard `OTEL_*` variables (docs/monitoring.md, Tracing); `OTEL_SDK_DISABLED=true` keeps it off.
+    pub enabled: bool,
 }
 
 /// HTTP server settings.
@@ -355,6 +367,7 @@ impl Default for Settings {
                 token: None,
                 token_file: None,
             },
+            trace: TraceSettings { enabled: false },
         }
     }
 }
