@@ -46,6 +46,8 @@ pub struct Settings {
     /// Learning in place on a challenger (`POST /learn`, `POST /forget`).
     #[serde(default)]
     pub learning: LearningSettings,
+    /// OpenTelemetry traces.
+    pub trace: TraceSettings,
 }
 
 /// Learning in place: labelled examples added to (and removed from) a
@@ -81,6 +83,16 @@ impl Default for LearningSettings {
             log_path: None,
         }
     }
+}
+
+/// OpenTelemetry trace settings. Where spans go, how many are sampled and
+/// what the resource says come from the standard `OTEL_*` variables (the
+/// Tracing section of docs/monitoring.md); this only switches export on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TraceSettings {
+    /// Export spans over OTLP/HTTP-protobuf, configured by the standard `OTEL_*` variables (docs/monitoring.md, Tracing); `OTEL_SDK_DISABLED=true` keeps it off.
+    pub enabled: bool,
 }
 
 /// HTTP server settings.
@@ -394,6 +406,7 @@ impl Default for Settings {
                 token_file: None,
             },
             learning: LearningSettings::default(),
+            trace: TraceSettings { enabled: false },
         }
     }
 }

@@ -43,6 +43,7 @@ where
                 "the request body must be a JSON object",
             ));
         }
+        let _decode = tracing::debug_span!("decode", body_bytes = bytes.len()).entered();
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Self(v)),
             Err(rejection) => Err(map_rejection(rejection)),

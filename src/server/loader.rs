@@ -277,6 +277,7 @@ pub fn escape_controls(text: &str) -> String {
 /// A file is opened once and read from that handle (a regular file, at most
 /// `model.max_bytes`); with `confined_to`, it must lie beneath that
 /// directory (see [`open_beneath`]).
+#[tracing::instrument(level = "debug", name = "model_load", skip_all)]
 pub async fn load_source(
     source: ModelSource,
     confined_to: Option<PathBuf>,

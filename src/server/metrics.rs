@@ -255,6 +255,10 @@ metrics! {
     live_mean_confidence: GaugeVec = ("nbserve_live_mean_confidence", "Mean probability of the predicted class over the model's recent predictions.", ["model"]);
     /// Mean out-of-vocabulary share over recent predictions.
     live_oov_ratio: GaugeVec = ("nbserve_live_oov_ratio", "Mean out-of-vocabulary token share over the model's recent predictions.", ["model"]);
+    /// Spans the trace exporter sent to the collector.
+    trace_spans_exported: IntCounter = ("nbserve_trace_spans_exported_total", "OpenTelemetry spans accepted by the collector (0 while trace.enabled is off).", ());
+    /// Spans lost on the way to the collector, by reason.
+    trace_spans_dropped: IntCounterVec = ("nbserve_trace_spans_dropped_total", "OpenTelemetry spans dropped: reason=queue_full (the exporter's bounded queue, OTEL_BSP_MAX_QUEUE_SIZE, was full) or export_failed (the collector was down, slow or refused them).", ["reason"]);
     /// The build (value 1, label `version`).
     build_info: IntGaugeVec = ("nbserve_build_info", "Build information (value 1).", ["version"]);
 }
@@ -286,6 +290,22 @@ impl Metrics {
     /// Counts one reload abandoned by its caller.
     pub fn count_abandoned_reload(&self) {
         self.model_reloads_abandoned.inc();
+    }
+
+    /// Brings the trace exporter's counts (kept by the exporter, which
+    /// knows nothing of this registry) into their counters.
+    pub fn sync_trace_counts(&self, counts: crate::telemetry::otel::SpanCounts) {
+        let catch_up = |c: &IntCounter, total: u64| c.inc_by(total.saturating_sub(c.get()));
+        catch_up(&self.trace_spans_exported, counts.exported);
+        let dropped = &self.trace_spans_dropped;
+        catch_up(
+            &dropped.with_label_values(&["queue_full"]),
+            counts.dropped_queue_full,
+        );
+        catch_up(
+            &dropped.with_label_values(&["export_failed"]),
+            counts.dropped_export_failed,
+        );
     }
 
     /// The text exposition of every metric.

@@ -19,6 +19,7 @@ use super::error::ApiError;
 use super::metrics::track_http;
 use super::routes::v2;
 use super::state::AppState;
+use crate::telemetry::otel;
 
 /// Gives bare error responses from lower layers (405 from method routing,
 /// 408 from the timeout) the app's JSON error body, keeping their headers
@@ -192,13 +193,19 @@ pub(crate) fn layered(app: Router<AppState>, state: &AppState) -> Router<AppStat
                                 .extensions()
                                 .get::<axum::extract::MatchedPath>()
                                 .map_or("unmatched", |p| p.as_str());
-                            tracing::info_span!("request", method = %req.method(), route, request_id = %id)
+                            otel::request_span(req.method(), route, id, req.headers())
                         })
                         .on_request(())
-                        .on_response(
-                            tower_http::trace::DefaultOnResponse::new()
-                                .level(tracing::Level::DEBUG),
-                        ),
+                        .on_response(|res: &Response, latency, span: &tracing::Span| {
+                            otel::record_response(span, res.status());
+                            tower_http::trace::OnResponse::on_response(
+                                tower_http::trace::DefaultOnResponse::new()
+                                    .level(tracing::Level::DEBUG),
+                                res,
+                                latency,
+                                span,
+                            );
+                        }),
                 )
                 .layer(middleware::from_fn_with_state(
                     state.metrics.clone(),

@@ -33,6 +33,7 @@ enum PollError {
 }
 
 /// The source's fingerprint now, comparable with `ServingModel::fingerprint`.
+#[tracing::instrument(level = "debug", name = "poll", skip_all)]
 async fn fingerprint(
     state: &AppState,
     registry: Option<&MlflowClient>,

@@ -118,14 +118,18 @@ pub(crate) async fn score_text(
     explain: bool,
 ) -> Result<(Arc<ServingModel>, Scored), ApiError> {
     check_text(&text, state.settings.server.max_text_bytes, None)?;
+    let span = tracing::debug_span!("score", texts = 1, text_bytes = text.len());
     if text.len() <= INLINE_BATCH_BYTES {
-        let scored = score(state, &model, &text, explain);
+        let scored = span.in_scope(|| score(state, &model, &text, explain));
         return Ok((model, scored));
     }
     // A large text (with `explain`, milliseconds of CPU) goes where large
     // batches go, so it cannot slow /health on the async workers.
     let scoring = model.clone();
-    let scored = off_thread(state, move |state| score(state, &scoring, &text, explain)).await?;
+    let scored = off_thread(state, move |state| {
+        span.in_scope(|| score(state, &scoring, &text, explain))
+    })
+    .await?;
     Ok((model, scored))
 }
 
@@ -161,13 +165,17 @@ pub(crate) async fn score_batch(
     }
     model.series.batch_size.observe(texts.len() as f64);
     let total_bytes: usize = texts.iter().map(String::len).sum();
+    let span = tracing::debug_span!("score", texts = texts.len(), text_bytes = total_bytes);
     let rows = if total_bytes <= INLINE_BATCH_BYTES {
-        score_all(state, &model, &texts)
+        span.in_scope(|| score_all(state, &model, &texts))
     } else {
         // Large batches take milliseconds of CPU: run them on the blocking
         // pool so they cannot starve /health, /metrics and small requests.
         let model = model.clone();
-        off_thread(state, move |state| score_all(state, &model, &texts)).await?
+        off_thread(state, move |state| {
+            span.in_scope(|| score_all(state, &model, &texts))
+        })
+        .await?
     };
     Ok(ScoredBatch { model, rows })
 }

@@ -146,6 +146,7 @@ impl AppState {
     }
 
     /// Reloads the default model (see [`AppState::load_model`]).
+    #[tracing::instrument(level = "debug", name = "reload", skip_all)]
     pub async fn reload(&self, path: Option<String>) -> Result<Arc<ServingModel>, LoadError> {
         let entry = Arc::clone(self.models.default_entry());
         self.load_model(entry, path, Why::Reload).await

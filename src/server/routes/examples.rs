@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 use utoipa::ToSchema;
 
 use crate::monitoring::{log_timestamp, ExampleRecord, LogOutcome};
@@ -143,7 +144,14 @@ pub async fn examples(
         .iter()
         .map(|e| ExampleRecord::new(&e.text, &e.label, &model.profile, &received_at))
         .collect();
-    match state.feedback.log_examples(&records).outcome().await {
+    let write = tracing::debug_span!("feedback_log_write", lines = records.len());
+    match state
+        .feedback
+        .log_examples(&records)
+        .outcome()
+        .instrument(write)
+        .await
+    {
         LogOutcome::Queued | LogOutcome::Synced => {
             state
                 .metrics

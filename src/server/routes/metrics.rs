@@ -24,6 +24,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let dropped = state.feedback.log_dropped();
     m.feedback_log_dropped
         .inc_by(dropped.saturating_sub(m.feedback_log_dropped.get()));
+    m.sync_trace_counts(crate::telemetry::otel::span_counts());
     m.feedback_kept_text_bytes
         .set(state.feedback.kept_text_bytes() as i64);
     (

@@ -182,6 +182,7 @@ async fn answer_one(
     let classes = model.loaded.classifier.classes();
     let order = name_order(classes);
     let version = &model.loaded.meta.model.version;
+    let _encode = tracing::debug_span!("encode").entered();
     Ok(Json(PredictResponse::new(classes, &order, version, &row)).into_response())
 }
 
@@ -238,6 +239,7 @@ async fn answer_batch(
         .iter()
         .map(|row| PredictResponse::new(classes, &order, version, row))
         .collect();
+    let _encode = tracing::debug_span!("encode").entered();
     Ok(Json(BatchResponse {
         predictions,
         model_version: version,
