@@ -36,6 +36,8 @@ s=("$w"/sh/shard-00{0,1,2,3,4,5,6}.counts)
 same "merge tree 1 vs train" "$w/m1.json" "$w/t.json"
 same "merge tree 2 vs train" "$w/m2.json" "$w/t.json"
 if [[ "${1:-}" == "--tune" ]]; then
+    # Each grid flag takes one comma-separated list (one array element).
+    # shellcheck disable=SC2054
     g=(--alpha 0.01,0.1,1 --min-df 1,2,5 --max-features 0,20000 --folds 5)
     mkdir "$w/f"
     for f in "$w"/sh/*.csv; do "$nb" count --folds 5 --data "$f" --out "$w/f/$(basename "${f%.csv}").counts" >/dev/null 2>&1; done

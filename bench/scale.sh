@@ -34,7 +34,8 @@ f_wall=$(echo "$(date +%s.%N) - $start" | bc)
 peak() { grep "^[^|]* $1 " "$work/flow.times" | awk -F'|' 'BEGIN{m=0}{if($3>m)m=$3}END{print m}'; }
 summed() { grep "^[^|]* $1 " "$work/flow.times" | awk -F'|' '{s+=$2}END{printf "%.1f", s}'; }
 
-echo "corpus: $mb MB in $(ls "$shards"/*.csv | wc -l) shards"
+shard_files=("$shards"/*.csv)
+echo "corpus: $mb MB in ${#shard_files[@]} shards"
 printf 'train (1 process): %.1f s, %.2f MB/s, peak RSS %d MiB\n' "$t_wall" "$(echo "$mb / $t_wall" | bc -l)" $((t_rss / 1024))
 printf 'flow (%s Dask workers): %.1f s, %.2f MB/s; count: %s s summed, peak RSS %d MiB; merge: %s s summed, peak RSS %d MiB\n' \
   "$workers" "$f_wall" "$(echo "$mb / $f_wall" | bc -l)" "$(summed count)" $(($(peak count) / 1024)) \
