@@ -80,12 +80,23 @@ fn needs_escape(c: char) -> bool {
         )
 }
 
+/// Whether `s` is all printable ASCII (space to `~`): nothing in it
+/// [`needs_escape`].
+fn is_printable_ascii(s: &str) -> bool {
+    s.bytes().all(|b| (b' '..=b'~').contains(&b))
+}
+
 /// A `fmt::Write` that escapes what [`needs_escape`] on its way through:
 /// `\n`, `\r`, `\t`, else `\u{1b}` (Rust's own notation for them).
 struct Escaping<'a>(&'a mut dyn fmt::Write);
 
 impl fmt::Write for Escaping<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        // Printable ASCII, nearly every value, passes as it is: checked a
+        // byte at a time, without decoding characters.
+        if is_printable_ascii(s) {
+            return self.0.write_str(s);
+        }
         let mut rest = s;
         while let Some(i) = rest.find(needs_escape) {
             self.0.write_str(&rest[..i])?;
@@ -137,6 +148,12 @@ impl EscapingVisitor<'_> {
     }
 
     fn write_field(&mut self, name: &str, value: fmt::Arguments<'_>) -> fmt::Result {
+        self.write_name(name)?;
+        Escaping(&mut self.writer).write_fmt(value)
+    }
+
+    /// The separator and `name=` (nothing for the message).
+    fn write_name(&mut self, name: &str) -> fmt::Result {
         if !std::mem::take(&mut self.first) {
             self.writer.write_char(' ')?;
         }
@@ -146,10 +163,28 @@ impl EscapingVisitor<'_> {
                 // Italic name, dimmed `=`: the default formatter's style.
                 write!(self.writer, "\x1b[3m{name}\x1b[0m\x1b[2m=\x1b[0m")?;
             } else {
-                write!(self.writer, "{name}=")?;
+                self.writer.write_str(name)?;
+                self.writer.write_char('=')?;
             }
         }
-        Escaping(&mut self.writer).write_fmt(value)
+        Ok(())
+    }
+
+    /// A string field as `{value:?}` writes it, for the common value that
+    /// `Debug` leaves as it is (printable ASCII without `"` or `\`), quoted,
+    /// without going through `fmt`: route templates, methods, ids.
+    fn write_quoted(&mut self, field: &Field, value: &str) -> bool {
+        let plain = is_printable_ascii(value) && !value.contains(['"', '\\']);
+        let name = field.name();
+        if !plain || self.result.is_err() || name.starts_with("log.") {
+            return false;
+        }
+        self.result = self.write_name(name).and_then(|()| {
+            self.writer.write_char('"')?;
+            self.writer.write_str(value)?;
+            self.writer.write_char('"')
+        });
+        true
     }
 }
 
@@ -157,7 +192,7 @@ impl Visit for EscapingVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.write(field, format_args!("{value}"));
-        } else {
+        } else if !self.write_quoted(field, value) {
             self.write(field, format_args!("{value:?}"));
         }
     }
@@ -306,6 +341,32 @@ mod tests {
         assert!(out.contains(r"loaded evil\n2026"), "{out}");
         assert!(out.contains(r#"version="evil\n2026"#), "{out}");
         assert!(out.contains(r"request{route=evil\n2026"), "{out}");
+    }
+
+    #[test]
+    fn plain_strings_are_written_as_their_debug_form() {
+        let buffer = Buffer::default();
+        let settings = LogSettings {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+        };
+        tracing::subscriber::with_default(subscriber(&settings, false, buffer.clone()), || {
+            let span = tracing::info_span!("request", method = %"POST", route = "/predict", request_id = %"r-1");
+            let _in = span.enter();
+            tracing::warn!(quote = "it's", empty = "", both = "a\"b\\c", "done");
+        });
+        let out = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            out.contains(r#"request{method=POST route="/predict" request_id=r-1}"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!(
+                "done quote={:?} empty={:?} both={:?}",
+                "it's", "", "a\"b\\c"
+            )),
+            "{out}"
+        );
     }
 
     #[test]

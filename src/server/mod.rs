@@ -2,6 +2,7 @@
 
 mod auth;
 mod connection;
+mod edge;
 pub mod error;
 pub mod extract;
 pub mod loader;
