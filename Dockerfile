@@ -1,24 +1,41 @@
 # syntax=docker/dockerfile:1
 #
-# nbserve container image.
+# nbserve container image: `scratch` + the nbserve binary + exactly the shared
+# libraries it links (found by this build with ldd, never listed by hand) + the
+# shipped model + the SBOM. No shell, no package manager, nothing writable.
 #
-#   docker build -t nbserve .
-#   docker run --rm -p 8080:8080 nbserve                      # serve (default CMD)
+#   docker build -t nbserve .                  # compiles the binary (any Docker host)
+#   scripts/build-image.sh                     # offline too: podman, buildah or docker
+#   docker run --rm -p 8080:8080 nbserve       # serve (default CMD)
 #   docker run --rm nbserve check --model models/spam-nb.json --min-f1-macro 0.9
 #
-# Stages: chef (toolchain + cargo-chef) -> planner (dependency recipe) ->
-# builder (dependencies cached in their own layer, then the crate) -> runtime
-# (distroless, glibc, non-root, nothing writable needed).
+# Build arguments:
+#   BUILDER  the base of the build stages (default: the pinned Rust image). It
+#            needs a POSIX shell, coreutils, ldd and chroot, and the glibc the
+#            binary links: the libraries copied into the image come from it.
+#            scripts/build-image.sh passes a Debian rootfs of the host's release
+#            (debootstrap, `podman import`) when no registry is reachable.
+#   BINARY   `compile` (default): cargo build --release --locked in BUILDER, and
+#            the SBOM from Cargo.lock (cargo-cyclonedx). `prebuilt`: both taken
+#            from the build context, dist/nbserve and dist/sbom.cdx.json
+#            (scripts/build-image.sh puts the host's release binary there).
 #
-# The builder is Debian 12 (bookworm) on purpose: the binary links glibc
-# dynamically and must not need a newer glibc than distroless cc-debian12 ships.
+# Stages: chef (toolchain + cargo-chef + cargo-cyclonedx) -> planner
+# (dependency recipe) -> compile (dependencies cached in their own layer, then
+# the crate) | prebuilt -> binary (the one BINARY names) -> builder (the image
+# root in /out: binary, its libraries, model, SBOM; proven to run there alone)
+# -> runtime (scratch). Unused stages are skipped (BuildKit, buildah).
+ARG BUILDER=rust:1.95.0-slim-bookworm
+ARG BINARY=compile
 
-FROM rust:1.95.0-slim-bookworm AS chef
+FROM ${BUILDER} AS chef
 WORKDIR /build
 ENV CARGO_TERM_COLOR=never \
     CARGO_INCREMENTAL=0 \
     CARGO_NET_RETRY=10
+# cargo-cyclonedx: the same pin as scripts/install-cargo-cyclonedx.sh.
 RUN cargo install cargo-chef --version 0.1.78 --locked \
+ && cargo install cargo-cyclonedx --version 0.5.9 --locked \
  && rm -rf "${CARGO_HOME}/registry" "${CARGO_HOME}/git"
 
 # Only Cargo.toml/Cargo.lock and the target layout end up in recipe.json, so the
@@ -27,22 +44,46 @@ FROM chef AS planner
 COPY . .
 RUN cargo chef prepare --recipe-path recipe.json
 
-FROM chef AS builder
+FROM chef AS compile
+# Given (e.g. the commit time), the SBOM is reproducible: that timestamp, no
+# random serial number.
+ARG SOURCE_DATE_EPOCH
 COPY --from=planner /build/recipe.json recipe.json
 RUN cargo chef cook --release --locked --recipe-path recipe.json
 COPY . .
 # Debug info is dropped from the shipped binary (size); symbols stay so a
 # panic backtrace still names functions.
 RUN cargo build --release --locked --bin nbserve \
- && install -D -m 0755 target/release/nbserve /out/usr/local/bin/nbserve \
- && strip --strip-debug /out/usr/local/bin/nbserve \
- && mkdir -p /out/app \
- && cp -R models /out/app/models \
- && chmod -R a+rX,go-w /out \
- && mkdir -p /out-writable/feedback \
- && /out/usr/local/bin/nbserve --help >/dev/null
+ && install -D -m 0755 target/release/nbserve /dist/nbserve \
+ && strip --strip-debug /dist/nbserve \
+ && scripts/sbom.sh --cargo-cyclonedx "$(command -v cargo-cyclonedx)" /dist/sbom.cdx.json
 
-FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
+FROM scratch AS prebuilt
+COPY dist/nbserve dist/sbom.cdx.json /dist/
+
+FROM ${BINARY} AS binary
+
+FROM ${BUILDER} AS builder
+WORKDIR /src
+COPY scripts/lib/collect-libs.sh /usr/local/bin/collect-libs
+COPY models/ models/
+COPY --from=binary /dist/ /dist/
+# The last two commands prove the root is complete: the binary starts and
+# loads the model with nothing else there. /etc/passwd names the default
+# user; any other UID works as well.
+RUN install -D -m 0755 /dist/nbserve /out/usr/local/bin/nbserve \
+ && collect-libs /out /usr/local/bin/nbserve \
+ && install -D -m 0644 /dist/sbom.cdx.json /out/usr/share/doc/nbserve/sbom.cdx.json \
+ && mkdir -p /out/app /out/etc /out-writable/feedback \
+ && install -d -m 1777 /out/tmp \
+ && cp -R models /out/app/models \
+ && printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/app:/sbin/nologin\n' >/out/etc/passwd \
+ && printf 'root:x:0:\nnonroot:x:65532:\n' >/out/etc/group \
+ && chmod -R a+rX,go-w /out \
+ && chroot /out /usr/local/bin/nbserve --version \
+ && chroot /out /usr/local/bin/nbserve check --model /app/models/spam-nb.json --min-f1-macro 0
+
+FROM scratch AS runtime
 ARG VERSION=dev
 ARG REVISION=unknown
 ARG SOURCE=https://github.com/nbserve/nbserve
@@ -51,7 +92,9 @@ LABEL org.opencontainers.image.title="nbserve" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}"
+      org.opencontainers.image.revision="${REVISION}" \
+      io.github.nbserve.sbom="/usr/share/doc/nbserve/sbom.cdx.json" \
+      io.github.nbserve.sbom.format="CycloneDX JSON, from Cargo.lock (cargo-cyclonedx)"
 # Root-owned, world-readable: any UID can run it and nothing needs to be written,
 # so `docker run --read-only --user 12345` works.
 COPY --from=builder /out/ /

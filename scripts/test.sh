@@ -73,19 +73,14 @@ suites=()
 # (*.cargo.log); the closing count is computed from those files and the exit
 # status (scripts/lib/results.py), never from what the suite printed.
 suite() {
-    local name="$1" status=0
+    local name="$1" status=0 began
     shift
     mkdir -p "$logs/$name"
+    began=$(date +%s)
     NBSERVE_RESULTS="$logs/$name" "$@" 2>&1 | tee "$logs/$name.log" || status=$?
     echo "$status" >"$logs/$name/status"
+    echo "$(($(date +%s) - began))" >"$logs/$name/seconds"
     suites+=("$name")
-}
-
-# legacy_suite NAME CMD...: a suite still in bash; its own last `N passed, M
-# failed` line is its count. Goes once every suite is a pytest suite.
-legacy_suite() {
-    suite "$@"
-    grep -Eo '[0-9]+ passed, [0-9]+ failed' "$logs/$1.log" | tail -n 1 >"$logs/$1/legacy-count" || true
 }
 
 # cargo test, its output kept for cargo's own `test result:` lines (one per test binary).
@@ -106,23 +101,35 @@ source scripts/lib/cargo.sh
 NBSERVE_BIN="$(cargo_bin debug nbserve)"
 export NBSERVE_BIN
 
+# One release build for the suites that test what ships: the hardening suite
+# runs it, the container suite puts it into the image.
+step "release build of nbserve (hardening and container suites)"
+release_began=$(date +%s)
+cargo build --locked --release --bin nbserve
+echo "release build took $(($(date +%s) - release_began)) s"
+NBSERVE_BIN_RELEASE="$(cargo_bin release nbserve)"
+export NBSERVE_BIN_RELEASE
+
 step "hardening: hostile clients, registries and stores against the release binary"
 suite hardening scripts/test-hardening.sh
 
+step "container: the image built offline from the Dockerfile and run with podman, its SBOM, the compose stack, the Kubernetes pod"
+suite container scripts/test-container.sh
+
 step "scikit-learn parity"
-legacy_suite parity scripts/parity.sh
+suite parity scripts/parity.sh
 
 step "observability: promtool, dashboards, live PromQL against a real Prometheus"
-legacy_suite observability scripts/test-observability.sh
+suite observability scripts/test-observability.sh
 
 step "deployment files: compose, Dockerfile, workflows, settings names"
-legacy_suite check-deploy scripts/check-deploy.sh
+suite check-deploy scripts/check-deploy.sh
 
 step "Kubernetes manifests: kustomize render, kubernetes-validate --strict, settings, probes"
-legacy_suite kubernetes scripts/check-kubernetes.sh
+suite kubernetes scripts/check-kubernetes.sh
 
 step "Open Inference Protocol: tritonclient (binary + JSON) and open-inference-openapi"
-legacy_suite v2-clients scripts/test-v2-clients.sh
+suite v2-clients scripts/test-v2-clients.sh
 
 step "fleet: three replicas + Prometheus, fleet F1 equals the offline union"
 suite fleet scripts/test-fleet.sh
@@ -140,7 +147,7 @@ step "the API page at /docs in headless chromium (Playwright)"
 suite browser scripts/test-browser.sh
 
 step "API fuzzing: schemathesis against /openapi.json (no 5xx, documented statuses and schemas)"
-legacy_suite api-fuzz scripts/api-fuzz.sh
+suite api-fuzz scripts/api-fuzz.sh
 
 printf '\ntest suites finished in %ss\n\n' "$(($(date +%s) - started))"
 if ((${#reduced[@]})); then

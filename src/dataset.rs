@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::fsio::{self, FsError};
+
 /// The text column of a labelled CSV unless told otherwise (holdouts always).
 pub const TEXT_COLUMN: &str = "text";
 /// The label column of a labelled CSV unless told otherwise (holdouts always).
@@ -164,19 +166,21 @@ impl Dataset {
         }
     }
 
-    /// Writes the dataset as a `text,label` CSV.
-    pub fn write_csv(&self, path: &Path) -> Result<(), DatasetError> {
-        let io = |e: std::io::Error| DatasetError::Io {
-            path: path.to_owned(),
-            source: e,
-        };
-        let mut w = csv::Writer::from_path(path).map_err(|e| io(e.into()))?;
-        w.write_record([TEXT_COLUMN, LABEL_COLUMN])
-            .map_err(|e| io(e.into()))?;
-        for (t, l) in self.texts.iter().zip(&self.labels) {
-            w.write_record([t, l]).map_err(|e| io(e.into()))?;
+    /// Writes the dataset as a `text,label` CSV, atomically (see
+    /// [`fsio::write_atomic`]).
+    pub fn write_csv(&self, path: &Path) -> Result<(), FsError> {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let rows = std::iter::once([TEXT_COLUMN, LABEL_COLUMN]).chain(
+            self.texts
+                .iter()
+                .zip(&self.labels)
+                .map(|(t, l)| [t.as_str(), l]),
+        );
+        for row in rows {
+            w.write_record(row).expect("a CSV written to memory");
         }
-        w.flush().map_err(io)
+        let bytes = w.into_inner().expect("a CSV written to memory");
+        fsio::write_atomic(path, &bytes)
     }
 }
 

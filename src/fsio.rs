@@ -86,6 +86,25 @@ impl FsError {
         }
     }
 
+    /// The cause without the path, for callers whose own message names
+    /// the file already.
+    pub fn into_io_error(self) -> std::io::Error {
+        use std::io::{Error, ErrorKind};
+        match self {
+            Self::Io { source, .. } => source,
+            Self::Symlink { .. } => Error::new(
+                ErrorKind::InvalidInput,
+                "a symbolic link; refusing to follow it",
+            ),
+            Self::NotRegular { .. } => Error::new(ErrorKind::InvalidInput, "not a regular file"),
+            Self::TooLarge { max_bytes, .. } => Error::new(
+                ErrorKind::InvalidData,
+                format!("larger than {max_bytes} bytes"),
+            ),
+            e @ Self::Owner { .. } => Error::other(e.to_string()),
+        }
+    }
+
     fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FsError + '_ {
         move |source| FsError::Io {
             path: path.to_owned(),
@@ -129,6 +148,18 @@ pub fn read_regular_following(path: &Path, max_bytes: u64) -> Result<Vec<u8>, Fs
 fn open_checked(path: &Path, max_bytes: u64, follow: bool) -> Result<File, FsError> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
+    open_with(path, &mut options, follow, max_bytes)
+}
+
+/// Opens `path` with `options`, the rules of this module added: close on
+/// exec, a non-blocking open (cleared on the regular file it must be), no
+/// symlink in the last component unless `follow`, and at most `max_bytes`.
+fn open_with(
+    path: &Path,
+    options: &mut std::fs::OpenOptions,
+    follow: bool,
+    max_bytes: u64,
+) -> Result<File, FsError> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -154,6 +185,15 @@ fn open_checked(path: &Path, max_bytes: u64, follow: bool) -> Result<File, FsErr
     #[cfg(unix)]
     set_blocking(&file).map_err(FsError::io(path))?;
     Ok(file)
+}
+
+/// Opens `path` for appending and reading, creating it when missing, as
+/// [`open_regular_following`] opens for reading (an operator names it:
+/// symlinks followed; a regular file only, a FIFO never stalls the open).
+pub fn open_append(path: &Path) -> Result<File, FsError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).read(true).append(true);
+    open_with(path, &mut options, true, u64::MAX)
 }
 
 /// Refuses a handle that is not a regular file or is over `max_bytes` by
@@ -437,23 +477,8 @@ pub fn open_lock_file(path: &Path) -> Result<File, FsError> {
     let mut options = std::fs::OpenOptions::new();
     options.create(true).truncate(false).write(true);
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC);
-    }
-    let file = options.open(path).map_err(|e| {
-        #[cfg(unix)]
-        if e.raw_os_error() == Some(libc::ELOOP) {
-            return FsError::Symlink {
-                path: path.to_owned(),
-            };
-        }
-        FsError::io(path)(e)
-    })?;
-    check_size(&file, path, u64::MAX)?;
-    Ok(file)
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    open_with(path, &mut options, false, u64::MAX)
 }
 
 #[cfg(test)]

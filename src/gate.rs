@@ -1,9 +1,18 @@
-//! The deployment gate, shared by `nbserve check`, start-up and reload.
+//! The deployment gate: the one rule for what may be served.
+//!
+//! [`load_gated`] is that rule, and every path that puts a model in service
+//! or says it could be goes through it with the configured limits: start-up,
+//! `/admin/reload`, source polling, `nbserve check`, `promote`, `retrain`
+//! (the candidate's serving gate) and `rollback`. [`gate`] is its last step,
+//! the F1 threshold, which `retrain` also applies on its own holdout.
 
+use std::borrow::Cow;
 use std::fmt;
 
-use crate::artifact::LoadedModel;
-use crate::dataset::Dataset;
+use crate::artifact::{Artifact, ArtifactError, LoadedModel};
+use crate::dataset::{Dataset, DatasetError};
+use crate::fsio::sha256_hex;
+use crate::settings::{GateSettings, Settings};
 use crate::training::{evaluate_on, TrainError};
 
 /// Where the F1 macro the gate judged came from (`gate_source` in logs, in
@@ -44,6 +53,20 @@ pub struct GatePass {
 /// Why the gate did not let a model through.
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
+    /// The artifact is larger than `model.max_bytes`.
+    #[error("the artifact is {bytes} bytes, over model.max_bytes ({max_bytes} bytes)")]
+    TooLarge {
+        /// Its size.
+        bytes: u64,
+        /// The cap.
+        max_bytes: u64,
+    },
+    /// Not a valid artifact, or one too large for `gate.max_memory_bytes`.
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    /// `gate.holdout_path` cannot be read.
+    #[error(transparent)]
+    HoldoutFile(#[from] DatasetError),
     /// The configured minimum is not a number in [0, 1].
     #[error("gate minimum F1 macro must be within [0, 1], got {0}")]
     InvalidThreshold(f64),
@@ -64,6 +87,15 @@ pub enum GateError {
     Holdout(#[from] TrainError),
 }
 
+/// Refuses a minimum F1 macro that is not a number within [0, 1].
+pub fn check_threshold(min_f1_macro: f64) -> Result<(), GateError> {
+    if GateSettings::valid_minimum(min_f1_macro) {
+        Ok(())
+    } else {
+        Err(GateError::InvalidThreshold(min_f1_macro))
+    }
+}
+
 /// Accepts `model` when its F1 macro reaches `min_f1_macro`.
 ///
 /// With a `holdout`, the model is re-evaluated on it and the stored evaluation
@@ -73,9 +105,7 @@ pub fn gate(
     min_f1_macro: f64,
     holdout: Option<&Dataset>,
 ) -> Result<GatePass, GateError> {
-    if !(min_f1_macro.is_finite() && (0.0..=1.0).contains(&min_f1_macro)) {
-        return Err(GateError::InvalidThreshold(min_f1_macro));
-    }
+    check_threshold(min_f1_macro)?;
     let (f1_macro, gate_source) = match holdout {
         None => (model.meta.evaluation.f1_macro, GateSource::Stored),
         Some(data) => {
@@ -101,4 +131,73 @@ pub fn gate(
             gate_source,
         })
     }
+}
+
+/// What the servable rule is configured by: `gate.*` (the minimum, the
+/// holdout, the memory budget) and `model.max_bytes`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServingRule {
+    /// The gate settings.
+    pub gate: GateSettings,
+    /// Largest artifact served, in bytes (`model.max_bytes`).
+    pub max_bytes: u64,
+}
+
+impl From<&Settings> for ServingRule {
+    fn from(s: &Settings) -> Self {
+        Self {
+            gate: s.gate.clone(),
+            max_bytes: s.model.max_bytes,
+        }
+    }
+}
+
+/// A model that may be served: validated, within the limits, past the gate.
+#[derive(Debug, Clone)]
+pub struct Servable {
+    /// The classifier and its description.
+    pub model: LoadedModel,
+    /// The gate's verdict.
+    pub pass: GatePass,
+    /// The sha256 (hex) of the artifact's bytes.
+    pub sha256: String,
+}
+
+/// The one rule for "may this be served": artifact `bytes` within
+/// `model.max_bytes`, valid, loadable within `gate.max_memory_bytes`, and
+/// reaching `gate.min_f1_macro` — re-evaluated on `gate.holdout_path` when
+/// set, else as stored.
+///
+/// Owned bytes are freed once parsed, before the scoring tables are built
+/// (a server's load); borrowed ones are left to their owner.
+pub fn load_gated<'a>(
+    bytes: impl Into<Cow<'a, [u8]>>,
+    rule: &ServingRule,
+) -> Result<Servable, GateError> {
+    let bytes = bytes.into();
+    let size = bytes.len() as u64;
+    if size > rule.max_bytes {
+        return Err(GateError::TooLarge {
+            bytes: size,
+            max_bytes: rule.max_bytes,
+        });
+    }
+    let sha256 = sha256_hex(&bytes);
+    let budget = rule.gate.max_memory_bytes;
+    let model = match bytes {
+        Cow::Owned(bytes) => Artifact::load_owned_within(bytes, budget)?,
+        Cow::Borrowed(bytes) => Artifact::load_bytes_within(bytes, budget)?,
+    };
+    let holdout = rule
+        .gate
+        .holdout_path
+        .as_deref()
+        .map(Dataset::holdout)
+        .transpose()?;
+    let pass = gate(&model, rule.gate.min_f1_macro, holdout.as_ref())?;
+    Ok(Servable {
+        model,
+        pass,
+        sha256,
+    })
 }

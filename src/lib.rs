@@ -5,13 +5,13 @@
 //! Layers, each using only the ones below it (checked by `tests/layers.rs`):
 //!
 //! ```text
-//! server                      HTTP: Application, routes, state, metrics
-//! retraining                  merge data → gates vs. minimum and current model → promote / roll back
-//! gate, monitoring            may this model be served? how is it doing?
+//! server                      HTTP: Application, loader, routes, state, metrics
+//! retraining                  use cases: run a retrain (plan → report), promote, roll back
+//! gate, monitoring            the one rule for "may this be served"; how is it doing?
 //! training                    dataset → split → fit → evaluate → artifact (train, tune)
-//! tuning                      cross-validation: folds, grid scores, out-of-fold temperature
-//! artifact, telemetry         the model file; logging set-up
-//! dataset, settings, mlflow   CSV input; typed settings; MLflow REST client
+//! telemetry, tuning           logging set-up; cross-validation: folds, grid, temperature
+//! artifact, settings          the model file and its validation; typed settings (ModelSource)
+//! dataset, mlflow             CSV input; MLflow REST client
 //! classifier                  pure computation: tokenizer … evaluation
 //! fsio                        every file read or written: regular files only, capped, atomic
 //! ```

@@ -5,7 +5,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::mlflow::{MlflowClient, MlflowError};
+
+mod error;
+mod source;
 mod tokens;
+
+pub use error::SettingsError;
+pub use source::ModelSource;
 
 /// All settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,15 +79,27 @@ pub struct ServerSettings {
 pub struct ModelSettings {
     /// The artifact loaded at start and on reload: a file, or an MLflow
     /// registry URI (`models:/NAME@ALIAS`, `models:/NAME/VERSION`).
-    pub path: PathBuf,
+    pub path: ModelSource,
     /// Reload requests may only name files inside this directory.
     pub dir: PathBuf,
     /// Largest model file read, in bytes; a larger one is refused unread.
     pub max_bytes: u64,
-    /// MLflow tracking server for `models:/` paths (default: `MLFLOW_TRACKING_URI`).
+    /// MLflow tracking server for `models:/` paths (default:
+    /// `MLFLOW_TRACKING_URI`, filled in when the settings load).
     pub mlflow_uri: Option<String>,
     /// Check the source this often and reload when it changed (0 = never).
     pub poll_interval_secs: u64,
+}
+
+impl ModelSettings {
+    /// The client `model.path` is read through when it names the registry:
+    /// built from `model.mlflow_uri` (itself `MLFLOW_TRACKING_URI` when
+    /// unset); `None` for a file, or when no server is configured (reading
+    /// the registry then fails naming both settings). [`Settings::load`]
+    /// has checked the URI already.
+    pub fn registry(&self) -> Result<Option<MlflowClient>, MlflowError> {
+        source::registry_client(&self.path, self.mlflow_uri.as_deref())
+    }
 }
 
 /// Deployment-gate settings.
@@ -96,6 +115,14 @@ pub struct GateSettings {
     /// new one's load at once, so a replica needs about twice this on top
     /// of its serving memory.
     pub max_memory_bytes: u64,
+}
+
+impl GateSettings {
+    /// Whether `min_f1_macro` can be a minimum F1 macro: a number within
+    /// [0, 1] (the rule of the setting and of every flag that overrides it).
+    pub fn valid_minimum(min_f1_macro: f64) -> bool {
+        min_f1_macro.is_finite() && (0.0..=1.0).contains(&min_f1_macro)
+    }
 }
 
 /// Log output format.
@@ -235,7 +262,7 @@ impl Default for Settings {
                 docs_ui: true,
             },
             model: ModelSettings {
-                path: "models/spam-nb.json".into(),
+                path: ModelSource::File("models/spam-nb.json".into()),
                 dir: "models".into(),
                 // A load takes several times its file (docs/performance.md),
                 // so no larger file could load within gate.max_memory_bytes.
@@ -272,92 +299,6 @@ impl Default for Settings {
     }
 }
 
-/// Why settings could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    /// The file or environment had an unknown key or an invalid value.
-    #[error("invalid settings: {0}")]
-    Config(config::ConfigError),
-    /// A value does not fit its key's type (e.g. a port above 65535).
-    #[error("invalid setting {key}: must be {expected} (got {found})")]
-    Type {
-        /// The key, e.g. `server.port`.
-        key: String,
-        /// What the key takes, in words.
-        expected: String,
-        /// The value that was given.
-        found: String,
-    },
-    /// `admin.token_file` or `feedback.token_file` could not be read.
-    #[error("invalid setting {key}: cannot read {path}: {source}")]
-    TokenFile {
-        /// The key, e.g. `admin.token_file`.
-        key: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// A value is out of its allowed range.
-    #[error("invalid setting {key}: {message}")]
-    Invalid {
-        /// The key, e.g. `gate.min_f1_macro`.
-        key: &'static str,
-        /// What is wrong.
-        message: String,
-    },
-}
-
-impl From<config::ConfigError> for SettingsError {
-    /// Names integer ranges in words: config says "expected an unsigned 16
-    /// bit integer", a user wants to read "0–65535".
-    fn from(e: config::ConfigError) -> Self {
-        use config::ConfigError::Type;
-        match e {
-            Type {
-                unexpected,
-                expected,
-                key: Some(key),
-                ..
-            } => {
-                let expected = integer_range(expected).unwrap_or_else(|| expected.to_owned());
-                // config does not export `Unexpected`; its text is e.g.
-                // "64-bit unsigned integer `70000`": keep the quoted value.
-                let found = unexpected.to_string();
-                let found = match found.split('`').nth(1) {
-                    Some(value) => value.to_owned(),
-                    None => found,
-                };
-                SettingsError::Type {
-                    key,
-                    expected,
-                    found,
-                }
-            }
-            other => SettingsError::Config(other),
-        }
-    }
-}
-
-/// "an unsigned 16 bit integer" → "an integer from 0 to 65535".
-fn integer_range(expected: &str) -> Option<String> {
-    let (signed, rest) = if let Some(r) = expected.strip_prefix("an unsigned ") {
-        (false, r)
-    } else {
-        (true, expected.strip_prefix("an signed ")?)
-    };
-    let bits: u32 = rest.strip_suffix(" bit integer")?.parse().ok()?;
-    if !(1..=64).contains(&bits) {
-        return None;
-    }
-    Some(if signed {
-        let max = (1i128 << (bits - 1)) - 1;
-        format!("an integer from {} to {max}", -max - 1)
-    } else {
-        format!("an integer from 0 to {}", (1u128 << bits) - 1)
-    })
-}
-
 impl Settings {
     /// Loads defaults, then `file` (YAML or TOML by extension) if given, then
     /// the process environment.
@@ -375,9 +316,15 @@ impl Settings {
         if let Some(f) = file {
             builder = builder.add_source(config::File::from(f).required(true));
         }
+        let mut tracking_uri = None;
         let env: config::Map<String, String> = env
             .into_iter()
-            .filter(|(k, _)| k.starts_with("NBSERVE__"))
+            .filter(|(k, v)| {
+                if k == "MLFLOW_TRACKING_URI" {
+                    tracking_uri = Some(v.clone());
+                }
+                k.starts_with("NBSERVE__")
+            })
             .collect();
         builder = builder.add_source(
             config::Environment::with_prefix("NBSERVE")
@@ -387,6 +334,22 @@ impl Settings {
                 .source(Some(env)),
         );
         let mut settings: Settings = builder.build()?.try_deserialize()?;
+        // MLflow's own variable, the one fallback for `model.mlflow_uri`.
+        let from_env = settings.model.mlflow_uri.is_none() && tracking_uri.is_some();
+        if from_env {
+            settings.model.mlflow_uri = tracking_uri;
+        }
+        settings
+            .model
+            .registry()
+            .map_err(|e| SettingsError::Invalid {
+                key: if from_env {
+                    "MLFLOW_TRACKING_URI"
+                } else {
+                    "model.mlflow_uri"
+                },
+                message: e.to_string(),
+            })?;
         settings.admin.read_token_file()?;
         settings.feedback.read_token_file()?;
         settings.validate()?;
@@ -401,8 +364,7 @@ impl Settings {
                 message: message.to_owned(),
             })
         };
-        let g = self.gate.min_f1_macro;
-        if !(g.is_finite() && (0.0..=1.0).contains(&g)) {
+        if !GateSettings::valid_minimum(self.gate.min_f1_macro) {
             return invalid("gate.min_f1_macro", "must be a number within [0, 1]");
         }
         if self.server.body_limit_bytes == 0 {
@@ -472,12 +434,74 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use error::integer_range;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    /// `model.path` is parsed once, at load: a registry URI or a file, a
+    /// malformed `models:/` text a settings error naming the key; the
+    /// registry's server is `model.mlflow_uri`, else `MLFLOW_TRACKING_URI`,
+    /// checked at load too.
+    #[test]
+    fn model_path_parses_into_its_source_with_one_tracking_uri_fallback() {
+        let load = |pairs: &[(&str, &str)]| Settings::load_from(None, env(pairs));
+        let s = load(&[("NBSERVE__MODEL__PATH", "models:/spam@champion")]).unwrap();
+        assert_eq!(
+            s.model.path,
+            ModelSource::Registry(crate::mlflow::ModelUri::Alias {
+                name: "spam".into(),
+                alias: "champion".into()
+            })
+        );
+        assert!(
+            s.model.registry().unwrap().is_none(),
+            "no server configured"
+        );
+        let s = load(&[("NBSERVE__MODEL__PATH", "/m/models:/x.json")]).unwrap();
+        assert_eq!(s.model.path, ModelSource::File("/m/models:/x.json".into()));
+        let e = load(&[("NBSERVE__MODEL__PATH", "models:/spam")]).unwrap_err();
+        assert!(e.to_string().contains("model.path"), "{e}");
+
+        let registry = ("NBSERVE__MODEL__PATH", "models:/spam/3");
+        let s = load(&[registry, ("MLFLOW_TRACKING_URI", "http://mlflow:5000")]).unwrap();
+        assert_eq!(s.model.mlflow_uri.as_deref(), Some("http://mlflow:5000"));
+        let client = s.model.registry().unwrap().unwrap();
+        assert_eq!(client.server(), "http://mlflow:5000");
+        let s = load(&[
+            registry,
+            ("MLFLOW_TRACKING_URI", "http://ignored:5000"),
+            ("NBSERVE__MODEL__MLFLOW_URI", "http://mine:5000"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.model.registry().unwrap().unwrap().server(),
+            "http://mine:5000"
+        );
+        for (key, pairs) in [
+            (
+                "model.mlflow_uri",
+                [registry, ("NBSERVE__MODEL__MLFLOW_URI", "ftp://x")],
+            ),
+            (
+                "MLFLOW_TRACKING_URI",
+                [registry, ("MLFLOW_TRACKING_URI", "nope")],
+            ),
+        ] {
+            let e = load(&pairs).unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("invalid setting {key}: ")),
+                "{e}"
+            );
+        }
+        // A file source needs no server, whatever the environment says.
+        let file = ("NBSERVE__MODEL__PATH", "m.json");
+        assert!(load(&[file, ("MLFLOW_TRACKING_URI", "nope")]).is_ok());
     }
 
     /// The defaults are the ones the README's settings table documents:
@@ -536,7 +560,10 @@ mod tests {
         .unwrap();
         assert_eq!(s.server.port, 9999);
         assert_eq!(s.gate.min_f1_macro, 0.5);
-        assert_eq!(s.model.path, PathBuf::from("/tmp/m.json"));
+        assert_eq!(
+            s.model.path,
+            ModelSource::File(PathBuf::from("/tmp/m.json"))
+        );
         assert_eq!(s.log.format, LogFormat::Json);
         assert_eq!(s.admin.token.as_deref(), Some("s3cret-token"));
     }

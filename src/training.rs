@@ -2,6 +2,8 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 
@@ -15,6 +17,7 @@ use crate::classifier::{
     TrainParams, TuningReport, VectorizerOptions, Vocabulary,
 };
 use crate::dataset::Dataset;
+use crate::mlflow::{MlflowError, ModelVersion};
 use crate::tuning::{CrossValidation, CvError};
 
 /// Options for [`train`].
@@ -66,6 +69,15 @@ pub enum TrainError {
     /// `min_df` / `max_df` that selects nothing, too many folds, ...).
     #[error("{0}")]
     Fit(String),
+    /// A class label, the model name or its version is one no served
+    /// model may have (see [`crate::artifact::name_problem`]).
+    #[error("{what} {problem}")]
+    Unservable {
+        /// `a class label`, `the model name` or `the model version`.
+        what: &'static str,
+        /// What is wrong, without quoting it.
+        problem: String,
+    },
     /// A test label the training data never had.
     #[error("label {0:?} appears in the test data but not in the training data")]
     UnknownTestLabel(String),
@@ -193,6 +205,24 @@ pub(crate) struct Fitted {
     pub tuning: Option<TuningReport>,
 }
 
+/// Refuses, before anything is fitted, a label or name no served model may
+/// have: what trains can be served.
+fn servable_names(classes: &[String], run: &RunOptions) -> Result<(), TrainError> {
+    let names = [
+        ("the model name", Some(&run.name)),
+        ("the model version", run.version.as_ref()),
+    ];
+    let names = names
+        .into_iter()
+        .filter_map(|(what, name)| Some((what, name?)));
+    for (what, name) in names.chain(classes.iter().map(|c| ("a class label", c))) {
+        if let Some(problem) = crate::artifact::name_problem(name) {
+            return Err(TrainError::Unservable { what, problem });
+        }
+    }
+    Ok(())
+}
+
 /// Evaluates `fitted` on `parts.test` and seals the artifact.
 pub(crate) fn seal_artifact(
     data: &Dataset,
@@ -263,6 +293,7 @@ pub fn train(
     let params = options.params(test.is_none()).check()?;
     let params = params.get();
     let classes = data.classes();
+    servable_names(&classes, &options.run)?;
     let parts = parts(
         data,
         test,
@@ -360,6 +391,7 @@ pub fn tune(
     }
     .check()?;
     let classes = data.classes();
+    servable_names(&classes, &options.run)?;
     let seed = options.run.seed;
     let parts = parts(data, test, &classes, options.run.test_size, seed)?;
     let cv = CrossValidation::new(&parts.train, &classes, seed, tokenize_progress);
@@ -382,4 +414,53 @@ pub fn tune(
         }),
     };
     Ok(seal_artifact(data, test, classes, &parts, fitted)?)
+}
+
+/// What a fit reports to its tracking run besides the artifact itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainingFacts<'a> {
+    /// The command (`nbserve train`), for `mlflow.source.name`.
+    pub command: &'a str,
+    /// Size of the training inputs in bytes.
+    pub dataset_bytes: u64,
+    /// Wall time spent training and evaluating.
+    pub training_seconds: f64,
+}
+
+impl<'a> TrainingFacts<'a> {
+    /// The facts of `command`, trained from the files `data` since `started`.
+    pub fn measured<'p>(
+        command: &'a str,
+        data: impl IntoIterator<Item = &'p Path>,
+        started: Instant,
+    ) -> Self {
+        Self {
+            command,
+            dataset_bytes: data
+                .into_iter()
+                .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+                .sum(),
+            training_seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// The experiment-tracking run a fit is recorded in (the command line's
+/// MLflow run), as the library's use cases see it.
+pub trait Tracking {
+    /// The run's id (sealed into the artifact, named in reports).
+    fn run_id(&self) -> &str;
+    /// Logs params, metrics and tags describing `artifact`, and the
+    /// artifact's file.
+    fn log_model(&self, artifact: &Artifact, facts: &TrainingFacts) -> Result<(), MlflowError>;
+    /// Registers a new version of `name` from the run's logged model.
+    fn register(&self, name: &str) -> Result<ModelVersion, MlflowError>;
+    /// Points `alias` of the registered model `name` at `version`.
+    fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<(), MlflowError>;
+    /// Logs the metrics and tags of an outcome (a retrain's verdict).
+    fn log_outcome(
+        &self,
+        metrics: &[(String, f64)],
+        tags: &[(String, String)],
+    ) -> Result<(), MlflowError>;
 }

@@ -834,3 +834,203 @@ fn a_vanishing_temperature_is_refused_by_check_and_serve() {
     assert_eq!(o.status.code(), Some(4), "{err}");
     assert!(err.contains("temperature 5e-324"), "{err}");
 }
+
+/// A registry on its own thread that holds version 3 of `spam` (the file
+/// `artifact`) and records the alias moves it is asked for; its URL.
+fn registry_holding(artifact: Vec<u8>) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::http::Uri;
+    let moves = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = moves.clone();
+    let answer = move |uri: Uri, body: String| {
+        let (artifact, recorded) = (artifact.clone(), recorded.clone());
+        async move {
+            let version = r#"{"model_version": {"name": "spam", "version": "3",
+                "run_id": "r", "source": "mlflow-artifacts:/1/r/artifacts/model"}}"#;
+            match uri.path() {
+                "/api/2.0/mlflow/model-versions/get" => version.as_bytes().to_vec(),
+                "/api/2.0/mlflow/registered-models/alias" => {
+                    recorded.lock().unwrap().push(body);
+                    b"{}".to_vec()
+                }
+                _ => artifact,
+            }
+        }
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(format!("http://{}", listener.local_addr().unwrap()))
+                .unwrap();
+            let app = axum::Router::new().fallback(answer);
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (rx.recv().unwrap(), moves)
+}
+
+/// `promote --config`: the version is judged by the servers' rule with the
+/// configured holdout, not by the evaluation stored in its artifact.
+#[test]
+fn promote_refuses_a_version_that_fails_the_configured_holdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.json");
+    let o = train_sample(model.to_str().unwrap(), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sample = nbserve::Dataset::holdout(Path::new("tests/data/sample.csv")).unwrap();
+    let mut flipped = sample.clone();
+    for label in &mut flipped.labels {
+        *label = if label == "spam" { "ham" } else { "spam" }.into();
+    }
+    flipped.write_csv(&dir.path().join("flipped.csv")).unwrap();
+    let config = |holdout: &str| {
+        let text = format!(
+            "[gate]\nmin_f1_macro = 0.5\nholdout_path = {:?}\n",
+            dir.path().join(holdout)
+        );
+        write(&dir, "nbserve.toml", text.as_bytes())
+    };
+    let (url, moves) = registry_holding(std::fs::read(&model).unwrap());
+    let promote = |config: &Path| {
+        nbserve(&[
+            "promote",
+            "--mlflow-uri",
+            &url,
+            "--model-name",
+            "spam",
+            "--version",
+            "3",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+    };
+    let o = promote(&config("flipped.csv"));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    assert!(err.contains("holdout re-evaluation"), "{err}");
+    assert!(moves.lock().unwrap().is_empty(), "the alias moved");
+    sample.write_csv(&dir.path().join("sample.csv")).unwrap();
+    let o = promote(&config("sample.csv"));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(moves.lock().unwrap().len(), 1);
+}
+
+/// Names and labels reach the terminal and the logs: a control character in
+/// one is refused (the artifact by `check`, the CSV by `train`), never
+/// printed.
+#[test]
+fn control_characters_in_names_and_labels_are_refused_not_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.json");
+    let m = model.to_str().unwrap();
+    let o = train_sample(m, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let clean: nbserve::Artifact = serde_json::from_slice(&std::fs::read(&model).unwrap()).unwrap();
+    let edits: [fn(&mut nbserve::Artifact); 3] = [
+        |a| a.model.name = "spam\u{1b}[2J".into(),
+        |a| a.model.version = "v1\nINFO forged".into(),
+        |a| a.classes[0] = "ham\r".into(),
+    ];
+    for edit in edits {
+        let mut a = clean.clone();
+        edit(&mut a);
+        a.seal();
+        a.save(&model).unwrap();
+        let o = nbserve(&["check", "--model", m, "--min-f1-macro", "0"]);
+        let (out, err) = (String::from_utf8_lossy(&o.stdout).into_owned(), stderr(&o));
+        assert_eq!(o.status.code(), Some(4), "{out}{err}");
+        assert!(err.contains("holds a control character"), "{err}");
+        for printed in [&out, &err] {
+            assert!(!printed.contains(['\u{1b}', '\r']), "{printed:?}");
+            assert_eq!(printed.lines().count(), usize::from(!printed.is_empty()));
+        }
+    }
+    let csv = write(
+        &dir,
+        "bell.csv",
+        b"text,label\nwin money,spam\x07\nhello there,ham\nbuy now,spam\x07\nlunch,ham\n",
+    );
+    let out = dir.path().join("never.json");
+    let o = nbserve(&[
+        "train",
+        "--data",
+        csv.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--test-size",
+        "0.5",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("a class label holds a control character"),
+        "{err}"
+    );
+    assert!(!err.contains('\u{7}') && !out.exists(), "{err}");
+}
+
+/// One rule, one code: a test share out of range is a usage error in
+/// `split` as in `train`.
+#[test]
+fn split_names_a_test_size_out_of_range_as_train_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.csv"), dir.path().join("b.csv"));
+    for command in ["split", "train"] {
+        let mut args = vec![
+            command,
+            "--data",
+            "tests/data/sample.csv",
+            "--test-size",
+            "1.5",
+        ];
+        if command == "split" {
+            args.extend([
+                "--train-out",
+                a.to_str().unwrap(),
+                "--test-out",
+                b.to_str().unwrap(),
+            ]);
+        } else {
+            args.extend(["--out", a.to_str().unwrap()]);
+        }
+        let o = nbserve(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{command}: {err}");
+        assert!(err.contains("--test-size 1.5: "), "{command}: {err}");
+    }
+    assert!(!a.exists() && !b.exists());
+}
+
+/// `model.path` and the registry's server are settings: a malformed one is
+/// refused when the settings load (exit 3 naming the key), by `serve` as by
+/// `config`, before any model is looked for.
+#[test]
+fn a_malformed_registry_source_is_a_settings_error() {
+    for (env, key) in [
+        (
+            &[("NBSERVE__MODEL__PATH", "models:/spam")][..],
+            "model.path",
+        ),
+        (
+            &[
+                ("NBSERVE__MODEL__PATH", "models:/spam@champion"),
+                ("NBSERVE__MODEL__MLFLOW_URI", "ftp://mlflow"),
+            ][..],
+            "model.mlflow_uri",
+        ),
+    ] {
+        for command in ["serve", "config"] {
+            let o = nbserve_env(
+                &[command],
+                &[env, &[("NBSERVE__SERVER__PORT", "0")]].concat(),
+            );
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(3), "{command} {env:?}: {err}");
+            assert!(err.contains(key), "{err}");
+        }
+    }
+}

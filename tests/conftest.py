@@ -468,3 +468,25 @@ class SteadyLoad:
             self.proc.kill()
             self.proc.wait()
         return json.loads(self.out.read_text())
+
+
+# ---------------------------------------------------------------- Alertmanager
+@pytest.fixture(scope="session")
+def alertmanager_bin() -> Path:
+    """The directory holding `prometheus-alertmanager` and `amtool`
+    (`NBSERVE_ALERTMANAGER_BIN`, else scripts/install-alertmanager.sh installs them)."""
+    return installed("install-alertmanager.sh", "NBSERVE_ALERTMANAGER_BIN")
+
+
+def start_alertmanager(alertmanager_bin: Path, workdir: Path, config: Path, port: int) -> Daemon:
+    """A real Alertmanager with `config` on 127.0.0.1:`port`, its data in
+    `workdir`, no cluster listener."""
+    return start_daemon(
+        "alertmanager",
+        [str(alertmanager_bin / "prometheus-alertmanager"), f"--config.file={config}",
+         f"--storage.path={workdir}/am-data", f"--web.listen-address=127.0.0.1:{port}",
+         "--cluster.listen-address=", "--log.level=warn"],
+        workdir,
+        f"http://127.0.0.1:{port}/-/ready",
+        wait=20,
+    )

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["fsio"],
     &["classifier"],
-    &["dataset", "settings", "mlflow"],
-    &["artifact", "telemetry"],
-    &["tuning"],
+    &["dataset", "mlflow"],
+    &["artifact", "settings"],
+    &["telemetry", "tuning"],
     &["training"],
     &["gate", "monitoring"],
     &["retraining"],

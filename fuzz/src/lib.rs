@@ -21,6 +21,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{HeaderValue, Method, Request, StatusCode};
 use nbserve::artifact::Artifact;
+use nbserve::gate::ServingRule;
 use nbserve::monitoring::FeedbackStore;
 use nbserve::server::loader::{load_gated_bytes, ServingModel};
 use nbserve::server::metrics::Metrics;
@@ -36,12 +37,16 @@ pub const SEED_MODEL: &[u8] = include_bytes!("../corpus/artifact/bernoulli-40-te
 /// Texts every model that loads must score to finite probabilities.
 const PROBE_TEXTS: [&str; 3] = ["", "win money now", "Re: the meeting agenda 2002 http www"];
 
-/// A gate every valid artifact passes: the loader's checks, not the F1 bar.
-fn open_gate() -> GateSettings {
-    GateSettings {
-        min_f1_macro: 0.0,
-        holdout_path: None,
-        max_memory_bytes: u64::MAX,
+/// A gate every valid artifact passes: the loader's checks, not the F1 bar
+/// nor the size limits.
+fn open_gate() -> ServingRule {
+    ServingRule {
+        gate: GateSettings {
+            min_f1_macro: 0.0,
+            holdout_path: None,
+            max_memory_bytes: u64::MAX,
+        },
+        max_bytes: u64::MAX,
     }
 }
 

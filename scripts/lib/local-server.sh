@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Sourced (not run) by scripts that start their own nbserve on 127.0.0.1:
-# bench/reliability.sh, bench/soak.sh, scripts/api-fuzz.sh.
+# bench/reliability.sh and bench/soak.sh.
 #
 #   source scripts/lib/local-server.sh
 #   local_server_setup                      # $work (temp dir) + EXIT trap
@@ -54,22 +54,6 @@ source "${BASH_SOURCE[0]%/*}/poll.sh"
 
 local_server_free_port() {
     free_port
-}
-
-# Serves a copy of the shipped models/spam-nb.json (in $work/models) with BIN
-# from NBSERVE_BIN or the debug build (built here); see local_server_start.
-# Run from the repository root.
-local_server_start_shipped() {
-    BIN="${NBSERVE_BIN:-}"
-    if [[ -z "$BIN" ]]; then
-        cargo build --quiet --bin nbserve
-        # shellcheck source=scripts/lib/cargo.sh
-        source scripts/lib/cargo.sh
-        BIN="$(cargo_bin debug nbserve)"
-    fi
-    mkdir -p "$work/models"
-    cp models/spam-nb.json "$work/models/spam-nb.json"
-    local_server_start "$@"
 }
 
 # Serves $work/models/spam-nb.json on a free loopback port with admin token

@@ -13,8 +13,7 @@
 A suite's folder (scripts/test.sh `suite`, exported to the suite as
 NBSERVE_RESULTS) holds `status`, the suite's exit status, and its results:
 `*.xml`, pytest's JUnit XML (scripts/lib/pytest.sh `pytest_suite` writes
-them), `*.cargo.log`, the output of `cargo test`, and, until every suite is
-on pytest, `legacy-count`: the count line a bash suite printed. A suite that
+them), and `*.cargo.log`, the output of `cargo test`. A suite that
 exits non-zero with no failure counted, or leaves no results at all, counts
 one failure more: a crash before the first test is a failure, not an empty
 success.
@@ -104,15 +103,6 @@ def suite(folder: Path) -> Count:
     for log in sorted(folder.glob("*.cargo.log")):
         count.add(cargo(log))
         found = True
-    # A suite not yet on pytest: the `N passed, M failed` line it printed,
-    # taken by scripts/test.sh `legacy_suite`, counts only when it left no
-    # machine-readable results (goes with the last such suite).
-    legacy = folder / "legacy-count"
-    if not found and legacy.is_file():
-        m = re.search(r"(\d+) passed, (\d+) failed", legacy.read_text())
-        if m:
-            count.add(Count(int(m[1]), int(m[2])))
-            found = True
     try:
         status = int((folder / "status").read_text().strip() or 1)
     except (OSError, ValueError):
@@ -132,7 +122,11 @@ def total(folder: Path, names: list[str], suffix: str) -> int:
         count = suite(folder / name)
         for note in count.notes:
             print(f"test.sh: {name} {note}")
-        print(f"  {name:<14} {count.line()}")
+        try:
+            took = f"  ({int((folder / name / 'seconds').read_text()):>4} s)"
+        except (OSError, ValueError):
+            took = ""
+        print(f"  {name:<14} {count.line()}{took}")
         grand.add(count)
     print()
     print(f"tests: {grand.line()}{suffix}")

@@ -6,6 +6,25 @@ use crate::classifier::{ModelKind, TrainParams};
 
 use super::{Artifact, ArtifactError, MAX_CLASSES, MAX_NAME_BYTES};
 
+/// What keeps `name` from being a served model's name, version or class
+/// label, in words that do not quote it: longer than [`MAX_NAME_BYTES`]
+/// (each is repeated in every prediction and metric label), or holding a
+/// control character (each reaches the command line's output and the logs,
+/// where a newline or an escape sequence would forge lines or rewrite the
+/// terminal).
+pub fn name_problem(name: &str) -> Option<String> {
+    if name.len() > MAX_NAME_BYTES {
+        Some(format!(
+            "is {} bytes; at most {MAX_NAME_BYTES} bytes are served",
+            name.len()
+        ))
+    } else if name.chars().any(char::is_control) {
+        Some("holds a control character (a newline, tab or escape...)".to_owned())
+    } else {
+        None
+    }
+}
+
 impl Artifact {
     /// The ranged training parameters the artifact records.
     pub fn train_params(&self) -> TrainParams {
@@ -74,9 +93,10 @@ impl Artifact {
         let names = [&self.model.name, &self.model.version]
             .into_iter()
             .chain(&self.classes);
-        if names.into_iter().any(|s| s.len() > MAX_NAME_BYTES) {
+        if let Some(problem) = names.into_iter().find_map(|s| name_problem(s)) {
+            // Not quoted: the name is what is wrong with the file.
             return Err(ArtifactError::Shape(format!(
-                "model name, version and class labels must be at most {MAX_NAME_BYTES} bytes"
+                "a model name, version or class label {problem}"
             )));
         }
         let mut sorted = self.classes.clone();

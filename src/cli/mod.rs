@@ -1,5 +1,6 @@
-//! Command-line interface: parses arguments, hands over to the library and
-//! maps its errors to the documented exit codes (the library knows neither).
+//! Command-line interface: parses arguments, hands over to the library,
+//! prints, and maps its errors to the documented exit codes through one
+//! table ([`exit`]); the library knows neither.
 
 // First: its macros (`outln!`, `noteln!`, ...) are used by the modules below.
 #[macro_use]
@@ -7,55 +8,71 @@ mod output;
 
 mod args;
 mod commands;
+mod exit;
+mod promote;
 mod retrain;
+mod serve;
 mod tracking;
 mod tune;
 
+use std::fmt;
 use std::process::ExitCode;
 
 use clap::Parser;
 
 use args::{Cli, Command};
+use exit::ExitCoded;
 
-/// Process exit codes (documented in the README).
-pub mod exit {
-    /// Success.
-    pub const OK: u8 = 0;
-    /// Any other failure (I/O, runtime).
-    pub const FAILURE: u8 = 1;
-    /// Bad command line (clap's own code).
-    pub const USAGE: u8 = 2;
-    /// Invalid settings.
-    pub const SETTINGS: u8 = 3;
-    /// Invalid model artifact.
-    pub const INVALID_MODEL: u8 = 4;
-    /// Unusable data file (CSV). The documented contract gives invalid models
-    /// and invalid data one code.
-    pub const INVALID_DATA: u8 = INVALID_MODEL;
-    /// The deployment gate rejected the model.
-    pub const GATE_REJECTED: u8 = 5;
-    /// `healthcheck` found the server unhealthy.
-    pub const UNHEALTHY: u8 = 6;
-    /// `retrain` put the candidate in service, but the version history or
-    /// the pruning that follows failed.
-    pub const PROMOTED_WITH_ERROR: u8 = 7;
-}
+/// What a command ends with.
+type CmdResult = Result<(), Failure>;
 
-/// A failure with the exit code it maps to.
+/// Why a command failed: the error (which decides the exit code, see
+/// [`exit`]) and, when the command words it itself, the message printed.
 pub struct Failure {
-    code: u8,
-    message: String,
-    /// Already reported through the log: `main` prints nothing more.
+    error: Box<dyn ExitCoded>,
+    /// Replaces the error's own text (flag names, the file it is about).
+    message: Option<String>,
+    /// Already reported (through the log, or deliberately silent): `main`
+    /// prints nothing more.
     logged: bool,
 }
 
-impl Failure {
-    /// A failure exiting with `code` after printing `message`.
-    pub fn new(code: u8, message: impl std::fmt::Display) -> Self {
+impl<E: ExitCoded + 'static> From<E> for Failure {
+    fn from(error: E) -> Self {
         Self {
-            code,
-            message: message.to_string(),
+            error: Box::new(error),
+            message: None,
             logged: false,
+        }
+    }
+}
+
+impl Failure {
+    /// The same failure, printed as `message`.
+    fn worded(mut self, message: impl fmt::Display) -> Self {
+        self.message = Some(message.to_string());
+        self
+    }
+
+    /// The same failure, printed after `what: ` (the file or version it is
+    /// about).
+    fn about(self, what: impl fmt::Display) -> Self {
+        let message = format!("{what}: {self}");
+        self.worded(message)
+    }
+
+    /// The same failure, reported already: nothing more is printed.
+    fn reported(mut self) -> Self {
+        self.logged = true;
+        self
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.message {
+            Some(m) => f.write_str(m),
+            None => self.error.fmt(f),
         }
     }
 }
@@ -69,10 +86,10 @@ pub fn main() -> ExitCode {
         Command::Evaluate(a) => commands::evaluate(a),
         Command::Predict(a) => commands::predict(a),
         Command::Check(a) => commands::check(a),
-        Command::Serve(a) => commands::serve(a),
-        Command::Healthcheck(a) => commands::healthcheck(a),
-        Command::Config(a) => commands::config(a),
-        Command::Promote(a) => commands::promote(a),
+        Command::Serve(a) => serve::serve(a),
+        Command::Healthcheck(a) => serve::healthcheck(a),
+        Command::Config(a) => serve::config(a),
+        Command::Promote(a) => promote::promote(a),
         Command::Retrain(a) => retrain::retrain(a),
         Command::Rollback(a) => retrain::rollback(a),
     };
@@ -83,9 +100,9 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::from(exit::OK),
         Err(f) => {
             if !f.logged {
-                noteln!("nbserve: {}", f.message);
+                noteln!("nbserve: {f}");
             }
-            ExitCode::from(f.code)
+            ExitCode::from(f.error.exit_code())
         }
     }
 }

@@ -18,7 +18,8 @@
 use std::io::Write;
 use std::sync::Mutex;
 
-use super::{exit, Failure};
+use super::exit::Stdout;
+use super::Failure;
 
 /// The first failed write to standard output; nothing more is written
 /// after it (what follows would be a hole in the output).
@@ -90,18 +91,11 @@ pub(super) fn finish() -> Result<(), Failure> {
 }
 
 /// How a failed write to standard output ends a command: quietly with
-/// exit 0 when the reader went away, else exit 1 naming the error.
+/// the command's own code when the reader went away, else naming the error.
 pub(super) fn write_failure(e: std::io::Error) -> Failure {
     if e.kind() == std::io::ErrorKind::BrokenPipe {
-        Failure {
-            code: exit::OK,
-            message: String::new(),
-            logged: true,
-        }
+        Failure::from(Stdout::ReaderGone).reported()
     } else {
-        Failure::new(
-            exit::FAILURE,
-            format!("cannot write to standard output: {e}"),
-        )
+        Failure::from(Stdout::Failed(e))
     }
 }

@@ -2,10 +2,13 @@
 //! its params, metrics, tags, the artifact file and the evaluation table.
 
 use nbserve::artifact::Artifact;
-use nbserve::mlflow::{MlflowClient, ModelVersion, RunInfo, RunStatus, MODEL_DIR, MODEL_FILE};
+use nbserve::mlflow::{
+    MlflowClient, MlflowError, ModelVersion, RunInfo, RunStatus, MODEL_DIR, MODEL_FILE,
+};
+use nbserve::training::{Tracking, TrainingFacts};
 
 use super::args::TrackingArgs;
-use super::exit;
+use super::exit::Usage;
 use super::Failure;
 
 /// The MLflow side of one command: a started run on a tracking server.
@@ -13,31 +16,6 @@ pub struct Tracker {
     runtime: tokio::runtime::Runtime,
     client: MlflowClient,
     run: RunInfo,
-}
-
-fn mlflow_failure(e: nbserve::mlflow::MlflowError) -> Failure {
-    Failure::new(exit::FAILURE, e)
-}
-
-/// What a training command reports to its run besides the artifact itself.
-pub struct TrainingFacts<'a> {
-    /// The command (`nbserve train`), for `mlflow.source.name`.
-    pub command: &'a str,
-    /// Size of the training CSV in bytes.
-    pub dataset_bytes: u64,
-    /// Wall time spent training and evaluating.
-    pub training_seconds: f64,
-}
-
-impl<'a> TrainingFacts<'a> {
-    /// The facts of `command`, trained from the CSV at `data` since `started`.
-    pub fn measured(command: &'a str, data: &std::path::Path, started: std::time::Instant) -> Self {
-        Self {
-            command,
-            dataset_bytes: std::fs::metadata(data).map_or(0, |m| m.len()),
-            training_seconds: started.elapsed().as_secs_f64(),
-        }
-    }
 }
 
 impl Tracker {
@@ -49,15 +27,16 @@ impl Tracker {
     ) -> Result<Option<Self>, Failure> {
         let Some(uri) = args.mlflow_uri.as_deref().filter(|u| !u.is_empty()) else {
             if args.register.is_some() {
-                return Err(Failure::new(
-                    exit::USAGE,
-                    "--register needs a tracking server (--mlflow-uri or MLFLOW_TRACKING_URI)",
-                ));
+                return Err(Usage(
+                    "--register needs a tracking server (--mlflow-uri or MLFLOW_TRACKING_URI)"
+                        .into(),
+                )
+                .into());
             }
             return Ok(None);
         };
-        let client = MlflowClient::new(uri).map_err(|e| Failure::new(exit::USAGE, e))?;
-        let runtime = super::commands::runtime()?;
+        let client = MlflowClient::new(uri)?;
+        let runtime = super::serve::runtime()?;
         let mut tags = vec![
             ("mlflow.source.name".to_owned(), command.to_owned()),
             ("mlflow.source.type".to_owned(), "LOCAL".to_owned()),
@@ -65,81 +44,15 @@ impl Tracker {
         if let Some(commit) = args.git_commit.as_deref().filter(|c| !c.is_empty()) {
             tags.push(("mlflow.source.git.commit".to_owned(), commit.to_owned()));
         }
-        let run = runtime
-            .block_on(async {
-                let experiment = client.experiment_id(&args.mlflow_experiment).await?;
-                client.create_run(&experiment, run_name, &tags).await
-            })
-            .map_err(mlflow_failure)?;
+        let run = runtime.block_on(async {
+            let experiment = client.experiment_id(&args.mlflow_experiment).await?;
+            client.create_run(&experiment, run_name, &tags).await
+        })?;
         Ok(Some(Self {
             runtime,
             client,
             run,
         }))
-    }
-
-    /// The run's id.
-    pub fn run_id(&self) -> &str {
-        &self.run.run_id
-    }
-
-    /// Logs params, metrics and tags describing `artifact`, then uploads the
-    /// artifact's exact file bytes and its evaluation table.
-    pub fn log_model(&self, artifact: &Artifact, facts: &TrainingFacts) -> Result<(), Failure> {
-        let (params, metrics, tags) = describe(artifact, facts);
-        let evaluation = artifact
-            .evaluation
-            .as_ref()
-            .map(|e| e.to_table())
-            .unwrap_or_default();
-        self.runtime
-            .block_on(async {
-                let id = &self.run.run_id;
-                self.client.log_batch(id, &params, &metrics, &tags).await?;
-                let file = format!("{MODEL_DIR}/{MODEL_FILE}");
-                self.client
-                    .upload_artifact(&self.run, &file, artifact.file_bytes())
-                    .await?;
-                self.client
-                    .upload_artifact(&self.run, "evaluation.txt", evaluation.into_bytes())
-                    .await
-                    .map(drop)
-            })
-            .map_err(mlflow_failure)
-    }
-
-    /// Registers a new version of `name` from this run's logged model.
-    pub fn register(&self, name: &str) -> Result<ModelVersion, Failure> {
-        let source = format!(
-            "{}/{MODEL_DIR}",
-            self.run.artifact_uri.trim_end_matches('/')
-        );
-        self.runtime
-            .block_on(async {
-                self.client.ensure_registered_model(name).await?;
-                self.client
-                    .create_model_version(name, &source, &self.run.run_id)
-                    .await
-            })
-            .map_err(mlflow_failure)
-    }
-
-    /// Logs extra metrics and tags (a retrain's comparison and verdict).
-    pub fn log_outcome(
-        &self,
-        metrics: &[(String, f64)],
-        tags: &[(String, String)],
-    ) -> Result<(), Failure> {
-        self.runtime
-            .block_on(self.client.log_batch(&self.run.run_id, &[], metrics, tags))
-            .map_err(mlflow_failure)
-    }
-
-    /// Points `alias` of the registered model `name` at `version`.
-    pub fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<(), Failure> {
-        self.runtime
-            .block_on(self.client.set_alias(name, alias, version))
-            .map_err(mlflow_failure)
     }
 
     /// Ends the run: FINISHED, or FAILED with the error as a tag. Best
@@ -150,12 +63,75 @@ impl Tracker {
             let status = match outcome {
                 Ok(()) => RunStatus::Finished,
                 Err(f) => {
-                    let _ = self.client.set_tag(id, "nbserve.error", &f.message).await;
+                    let _ = self
+                        .client
+                        .set_tag(id, "nbserve.error", &f.to_string())
+                        .await;
                     RunStatus::Failed
                 }
             };
             let _ = self.client.end_run(id, status).await;
         });
+    }
+}
+
+impl Tracking for Tracker {
+    /// The run's id.
+    fn run_id(&self) -> &str {
+        &self.run.run_id
+    }
+
+    /// Logs params, metrics and tags describing `artifact`, then uploads the
+    /// artifact's exact file bytes and its evaluation table.
+    fn log_model(&self, artifact: &Artifact, facts: &TrainingFacts) -> Result<(), MlflowError> {
+        let (params, metrics, tags) = describe(artifact, facts);
+        let evaluation = artifact
+            .evaluation
+            .as_ref()
+            .map(|e| e.to_table())
+            .unwrap_or_default();
+        self.runtime.block_on(async {
+            let id = &self.run.run_id;
+            self.client.log_batch(id, &params, &metrics, &tags).await?;
+            let file = format!("{MODEL_DIR}/{MODEL_FILE}");
+            self.client
+                .upload_artifact(&self.run, &file, artifact.file_bytes())
+                .await?;
+            self.client
+                .upload_artifact(&self.run, "evaluation.txt", evaluation.into_bytes())
+                .await
+                .map(drop)
+        })
+    }
+
+    /// Registers a new version of `name` from this run's logged model.
+    fn register(&self, name: &str) -> Result<ModelVersion, MlflowError> {
+        let source = format!(
+            "{}/{MODEL_DIR}",
+            self.run.artifact_uri.trim_end_matches('/')
+        );
+        self.runtime.block_on(async {
+            self.client.ensure_registered_model(name).await?;
+            self.client
+                .create_model_version(name, &source, &self.run.run_id)
+                .await
+        })
+    }
+
+    /// Logs extra metrics and tags (a retrain's comparison and verdict).
+    fn log_outcome(
+        &self,
+        metrics: &[(String, f64)],
+        tags: &[(String, String)],
+    ) -> Result<(), MlflowError> {
+        self.runtime
+            .block_on(self.client.log_batch(&self.run.run_id, &[], metrics, tags))
+    }
+
+    /// Points `alias` of the registered model `name` at `version`.
+    fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<(), MlflowError> {
+        self.runtime
+            .block_on(self.client.set_alias(name, alias, version))
     }
 }
 

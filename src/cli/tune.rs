@@ -4,14 +4,14 @@ use std::io::IsTerminal;
 
 use nbserve::classifier::params::check_folds;
 use nbserve::classifier::{Grid, ModelKind, Param, ParamError, TrainParams};
-use nbserve::training::{tune as run_tune, TrainError, TuneError, TuneOptions};
+use nbserve::training::{tune as run_tune, TrainError, TrainingFacts, TuneError, TuneOptions};
 
 use super::args::{GridArgs, TuneArgs};
 use super::commands::{
-    parse_df, parse_model, read_train_data, run_name, run_options, track_and_save, CmdResult,
+    parse_df, parse_model, read_train_data, run_name, run_options, track_and_save,
 };
-use super::tracking::{Tracker, TrainingFacts};
-use super::{exit, Failure};
+use super::tracking::Tracker;
+use super::{CmdResult, Failure};
 
 /// Runs the search and writes the chosen, calibrated model; with a tracking
 /// URI, inside an MLflow run that ends FAILED when anything after its start fails.
@@ -76,27 +76,25 @@ fn flag(param: Param) -> &'static str {
 }
 
 /// A parameter error as the command line reports it, naming the flag
-/// (`--alpha 1e-12: must be ...`): exit 2, or 4 when the value is in range
-/// but the data cannot support it.
+/// (`--alpha 1e-12: must be ...`).
 pub(super) fn param_failure(e: &ParamError) -> Failure {
-    let code = if e.by_data {
-        exit::INVALID_DATA
-    } else {
-        exit::USAGE
-    };
-    Failure::new(
-        code,
-        format!("{} {}: {}", flag(e.param), e.value, e.problem),
-    )
+    let message = format!("{} {}: {}", flag(e.param), e.value, e.problem);
+    Failure::from(e.clone()).worded(message)
 }
 
-/// A failed search: its parameter errors naming flags, a data or model
-/// problem exiting `data_code`.
-pub(super) fn tune_failure(e: TuneError, data_code: u8) -> Failure {
+/// A failed fit, its parameter errors naming flags.
+pub(super) fn train_failure(e: TrainError) -> Failure {
+    match e {
+        TrainError::Param(e) => param_failure(&e),
+        e => e.into(),
+    }
+}
+
+/// A failed search, its parameter errors naming flags.
+pub(super) fn tune_failure(e: TuneError) -> Failure {
     match e {
         TuneError::Usage(e) | TuneError::Train(TrainError::Param(e)) => param_failure(&e),
-        e @ TuneError::EmptyGrid => Failure::new(exit::USAGE, e),
-        e @ TuneError::Train(_) => Failure::new(data_code, e),
+        e => e.into(),
     }
 }
 
@@ -118,8 +116,8 @@ fn tune_tracked(a: &TuneArgs, options: &TuneOptions, tracker: Option<&Tracker>) 
         }
     };
     let started = std::time::Instant::now();
-    let artifact = run_tune(&data, test.as_ref(), options, |_, _| {}, &progress)
-        .map_err(|e| tune_failure(e, exit::INVALID_MODEL))?;
+    let artifact =
+        run_tune(&data, test.as_ref(), options, |_, _| {}, &progress).map_err(tune_failure)?;
     let report = artifact.tuning.as_ref().expect("tune stores its search");
     outln!(
         "{}-fold cross-validation, mean ± std over folds ({:.1} s):",
@@ -141,6 +139,6 @@ fn tune_tracked(a: &TuneArgs, options: &TuneOptions, tracker: Option<&Tracker>) 
         p.max_df,
         p.max_features
     );
-    let facts = TrainingFacts::measured("nbserve tune", &a.data.data, started);
+    let facts = TrainingFacts::measured("nbserve tune", [a.data.data.as_path()], started);
     track_and_save(artifact, &a.out, tracker, &facts, &a.tracking)
 }

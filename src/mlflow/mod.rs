@@ -14,17 +14,19 @@
 
 mod error;
 mod paths;
+mod registry;
+mod tracking;
 mod transport;
 mod uri;
 
 use std::time::Duration;
 
 use reqwest::{Method, Url};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub use error::MlflowError;
-use paths::proxied_path;
+pub use registry::{fetch_model, ModelVersion};
+pub use tracking::{RunInfo, RunStatus};
 use transport::{one_line, Body, Expect};
 pub use transport::{Deadlines, Waiting, MAX_ANSWER_BYTES};
 pub use uri::{redact_url, ModelUri};
@@ -34,10 +36,6 @@ pub use uri::{redact_url, ModelUri};
 pub const MODEL_DIR: &str = "model";
 /// The artifact file's name inside [`MODEL_DIR`].
 pub const MODEL_FILE: &str = "model.json";
-
-/// Most MLflow's `log-batch` takes in one call (its documented limits are
-/// 1000 metrics, 100 params, 100 tags).
-const BATCH_PARAMS: usize = 100;
 
 /// How requests authenticate.
 #[derive(Clone, Default)]
@@ -81,41 +79,6 @@ impl Auth {
             Auth::None
         }
     }
-}
-
-/// A run as the server describes it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunInfo {
-    /// The run id.
-    pub run_id: String,
-    /// The experiment it belongs to.
-    pub experiment_id: String,
-    /// Where its artifacts live, e.g. `mlflow-artifacts:/1/<run>/artifacts`.
-    pub artifact_uri: String,
-}
-
-/// A registered model version.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ModelVersion {
-    /// Registered model name.
-    pub name: String,
-    /// Version number (a string in MLflow's API).
-    pub version: String,
-    /// Where the version's files are (the run's artifact directory).
-    #[serde(default)]
-    pub source: String,
-    /// The run that produced it.
-    #[serde(default)]
-    pub run_id: String,
-}
-
-/// Run states `runs/update` accepts at the end of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunStatus {
-    /// Completed.
-    Finished,
-    /// The command failed after the run began.
-    Failed,
 }
 
 /// A client bound to one tracking server.
@@ -211,255 +174,6 @@ impl MlflowClient {
         self.call_json(Method::POST, endpoint, &[], Some(body))
             .await
     }
-
-    /// The id of the experiment called `name`, created when missing.
-    pub async fn experiment_id(&self, name: &str) -> Result<String, MlflowError> {
-        match self
-            .get("experiments/get-by-name", &[("experiment_name", name)])
-            .await
-        {
-            Ok(v) => field_str(&v, "/experiment/experiment_id", "experiments/get-by-name"),
-            Err(e) if e.is_not_found() => {
-                let v = self
-                    .post("experiments/create", json!({ "name": name }))
-                    .await;
-                match v {
-                    Ok(v) => field_str(&v, "/experiment_id", "experiments/create"),
-                    // Created by someone else in between.
-                    Err(e) if e.is_already_exists() => Box::pin(self.experiment_id(name)).await,
-                    Err(e) => Err(e),
-                }
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Starts a run in `experiment_id` with `tags`.
-    pub async fn create_run(
-        &self,
-        experiment_id: &str,
-        run_name: &str,
-        tags: &[(String, String)],
-    ) -> Result<RunInfo, MlflowError> {
-        let v = self
-            .post(
-                "runs/create",
-                json!({
-                    "experiment_id": experiment_id,
-                    "run_name": run_name,
-                    "start_time": now_millis(),
-                    "tags": key_values(tags),
-                }),
-            )
-            .await?;
-        run_info(&v, "runs/create")
-    }
-
-    /// The run's info, params, metrics and tags as MLflow returns them.
-    pub async fn get_run(&self, run_id: &str) -> Result<Value, MlflowError> {
-        self.get("runs/get", &[("run_id", run_id)]).await
-    }
-
-    /// Ends a run.
-    pub async fn end_run(&self, run_id: &str, status: RunStatus) -> Result<(), MlflowError> {
-        let status = match status {
-            RunStatus::Finished => "FINISHED",
-            RunStatus::Failed => "FAILED",
-        };
-        self.post(
-            "runs/update",
-            json!({ "run_id": run_id, "status": status, "end_time": now_millis() }),
-        )
-        .await
-        .map(drop)
-    }
-
-    /// Logs params, metrics (step 0, now) and tags, in as many batches as
-    /// MLflow's limits need.
-    pub async fn log_batch(
-        &self,
-        run_id: &str,
-        params: &[(String, String)],
-        metrics: &[(String, f64)],
-        tags: &[(String, String)],
-    ) -> Result<(), MlflowError> {
-        let timestamp = now_millis();
-        let metrics: Vec<Value> = metrics
-            .iter()
-            .map(|(k, v)| json!({ "key": k, "value": v, "timestamp": timestamp, "step": 0 }))
-            .collect();
-        let mut first = true;
-        for (i, params) in params.chunks(BATCH_PARAMS).enumerate() {
-            let body = json!({
-                "run_id": run_id,
-                "params": key_values(params),
-                // Metrics and tags fit their limits; sent once with the first batch.
-                "metrics": if i == 0 { metrics.clone() } else { Vec::new() },
-                "tags": if i == 0 { key_values(tags) } else { Vec::new() },
-            });
-            self.post("runs/log-batch", body).await?;
-            first = false;
-        }
-        if first {
-            let body = json!({ "run_id": run_id, "metrics": metrics, "tags": key_values(tags) });
-            self.post("runs/log-batch", body).await?;
-        }
-        Ok(())
-    }
-
-    /// Sets one tag on a run.
-    pub async fn set_tag(&self, run_id: &str, key: &str, value: &str) -> Result<(), MlflowError> {
-        self.post(
-            "runs/set-tag",
-            json!({ "run_id": run_id, "key": key, "value": value }),
-        )
-        .await
-        .map(drop)
-    }
-
-    /// Uploads `bytes` as `<run's artifact dir>/<rel_path>` through the
-    /// server's proxied artifact store; returns the file's artifact URI.
-    pub async fn upload_artifact(
-        &self,
-        run: &RunInfo,
-        rel_path: &str,
-        bytes: Vec<u8>,
-    ) -> Result<String, MlflowError> {
-        let uri = format!("{}/{rel_path}", run.artifact_uri.trim_end_matches('/'));
-        let path = proxied_path(&uri)?;
-        let body = Some(Body::Bytes(bytes));
-        self.send(Method::PUT, &path, &[], body, Expect::Answer)
-            .await?;
-        Ok(uri)
-    }
-
-    /// Downloads the file at an `mlflow-artifacts:` URI, refusing it past
-    /// `max_bytes` ([`MlflowError::TooLarge`]) without reading the rest.
-    pub async fn download_artifact(
-        &self,
-        uri: &str,
-        max_bytes: u64,
-    ) -> Result<Vec<u8>, MlflowError> {
-        let path = proxied_path(uri)?;
-        self.send(Method::GET, &path, &[], None, Expect::File(max_bytes))
-            .await
-    }
-
-    /// Downloads a model version's artifact file (`<source>/model.json`),
-    /// refusing it past `max_bytes` (the server's `model.max_bytes`, as for
-    /// a file source).
-    pub async fn download_model_file(
-        &self,
-        mv: &ModelVersion,
-        max_bytes: u64,
-    ) -> Result<Vec<u8>, MlflowError> {
-        let uri = format!("{}/{MODEL_FILE}", mv.source.trim_end_matches('/'));
-        self.download_artifact(&uri, max_bytes).await
-    }
-
-    /// Creates the registered model `name` unless it exists.
-    pub async fn ensure_registered_model(&self, name: &str) -> Result<(), MlflowError> {
-        match self
-            .post("registered-models/create", json!({ "name": name }))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.is_already_exists() => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Registers a new version of `name` from `source` (produced by `run_id`).
-    pub async fn create_model_version(
-        &self,
-        name: &str,
-        source: &str,
-        run_id: &str,
-    ) -> Result<ModelVersion, MlflowError> {
-        let v = self
-            .post(
-                "model-versions/create",
-                json!({ "name": name, "source": source, "run_id": run_id }),
-            )
-            .await?;
-        model_version(v, "model-versions/create")
-    }
-
-    /// Version `version` of `name`.
-    pub async fn get_model_version(
-        &self,
-        name: &str,
-        version: &str,
-    ) -> Result<ModelVersion, MlflowError> {
-        let v = self
-            .get(
-                "model-versions/get",
-                &[("name", name), ("version", version)],
-            )
-            .await?;
-        model_version(v, "model-versions/get")
-    }
-
-    /// The version `alias` of `name` points at.
-    pub async fn get_alias(&self, name: &str, alias: &str) -> Result<ModelVersion, MlflowError> {
-        let v = self
-            .get(
-                "registered-models/alias",
-                &[("name", name), ("alias", alias)],
-            )
-            .await?;
-        model_version(v, "registered-models/alias")
-    }
-
-    /// Points `alias` of `name` at `version`.
-    pub async fn set_alias(
-        &self,
-        name: &str,
-        alias: &str,
-        version: &str,
-    ) -> Result<(), MlflowError> {
-        self.post(
-            "registered-models/alias",
-            json!({ "name": name, "alias": alias, "version": version }),
-        )
-        .await
-        .map(drop)
-    }
-
-    /// The version a `models:/` URI names now.
-    pub async fn resolve(&self, uri: &ModelUri) -> Result<ModelVersion, MlflowError> {
-        match uri {
-            ModelUri::Alias { name, alias } => self.get_alias(name, alias).await,
-            ModelUri::Version { name, version } => self.get_model_version(name, version).await,
-        }
-    }
-}
-
-/// Resolves `uri` through `registry` and downloads the model file of the
-/// version it names now, refusing one over `max_bytes` (`model.max_bytes`):
-/// how the server and `nbserve retrain` read a `models:/` source.
-pub async fn fetch_model(
-    registry: Option<&MlflowClient>,
-    uri: &ModelUri,
-    max_bytes: u64,
-) -> Result<(ModelVersion, Vec<u8>), MlflowError> {
-    let client = registry.ok_or_else(|| MlflowError::NoTrackingUri(uri.to_string()))?;
-    let version = client.resolve(uri).await?;
-    let bytes = client.download_model_file(&version, max_bytes).await?;
-    Ok((version, bytes))
-}
-
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn key_values(pairs: &[(String, String)]) -> Vec<Value> {
-    pairs
-        .iter()
-        .map(|(k, v)| json!({ "key": k, "value": v }))
-        .collect()
 }
 
 fn field_str(v: &Value, pointer: &str, endpoint: &str) -> Result<String, MlflowError> {
@@ -491,27 +205,13 @@ fn printable(endpoint: &str, field: &str, s: String) -> Result<String, MlflowErr
     }
 }
 
-fn run_info(v: &Value, endpoint: &str) -> Result<RunInfo, MlflowError> {
-    Ok(RunInfo {
-        run_id: field_str(v, "/run/info/run_id", endpoint)?,
-        experiment_id: field_str(v, "/run/info/experiment_id", endpoint)?,
-        artifact_uri: field_str(v, "/run/info/artifact_uri", endpoint)?,
-    })
-}
-
-fn model_version(mut v: Value, endpoint: &str) -> Result<ModelVersion, MlflowError> {
-    let mv: ModelVersion = serde_json::from_value(v["model_version"].take())
-        .map_err(|e| garbage(endpoint, one_line(&e.to_string())))?;
-    Ok(ModelVersion {
-        name: printable(endpoint, "model_version.name", mv.name)?,
-        version: printable(endpoint, "model_version.version", mv.version)?,
-        source: printable(endpoint, "model_version.source", mv.source)?,
-        run_id: printable(endpoint, "model_version.run_id", mv.run_id)?,
-    })
-}
+#[cfg(test)]
+pub(crate) mod fake;
 
 #[cfg(test)]
 mod tests {
+    use super::registry::model_version;
+    use super::tracking::run_info;
     use super::*;
 
     #[test]

@@ -2,7 +2,6 @@
 //! and URLs made fit to print.
 
 use std::fmt;
-use std::path::Path;
 
 use super::MlflowError;
 
@@ -29,13 +28,6 @@ impl ModelUri {
     /// True when `s` is meant as a model URI (it may still be invalid).
     pub fn is_model_uri(s: &str) -> bool {
         s.starts_with("models:/")
-    }
-
-    /// The model URI a configured model path spells (`model.path` may be a
-    /// file or a URI); `None` for a file path.
-    pub fn from_path(path: &Path) -> Option<Result<Self, MlflowError>> {
-        let s = path.to_str().filter(|s| Self::is_model_uri(s))?;
-        Some(Self::parse(s))
     }
 
     /// Parses `models:/NAME@ALIAS` or `models:/NAME/VERSION`.

@@ -60,15 +60,9 @@ impl FeedbackLog {
     /// would be glued onto it. Anything else is refused rather than cut, so
     /// a wrong path never destroys a file.
     pub(super) fn open(path: &Path, fsync: LogFsync) -> std::io::Result<Self> {
-        let mut options = std::fs::OpenOptions::new();
-        options.create(true).read(true).append(true);
-        // Non-blocking open: a FIFO must not hang start-up (it is refused).
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-        let mut file = options.open(path)?;
-        if !file.metadata()?.is_file() {
-            return Err(std::io::Error::other("not a regular file"));
-        }
+        // A FIFO must not hang start-up: it is refused, like a device.
+        let mut file =
+            crate::fsio::open_append(path).map_err(crate::fsio::FsError::into_io_error)?;
         let size = file.metadata()?.len();
         let len = complete_lines_len(&mut file, size)?;
         if len < size {

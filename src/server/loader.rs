@@ -1,5 +1,7 @@
-//! Gated loading, shared by start-up and reload: an artifact becomes a
-//! [`ServingModel`] only once it validates and passes the gate.
+//! Gated loading, shared by start-up, reload and polling: a source is read
+//! (a file, capped at `model.max_bytes`, or a registry download, capped the
+//! same) and becomes a [`ServingModel`] only through [`gate::load_gated`],
+//! the one rule for what may be served.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -7,12 +9,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::artifact::{open_regular, read_capped, Artifact, ArtifactError, LoadedModel, ModelMeta};
-use crate::dataset::{Dataset, DatasetError};
-use crate::gate::{gate, GateError, GatePass};
-use crate::mlflow::{fetch_model, MlflowClient, MlflowError, ModelUri, ModelVersion};
+use crate::artifact::{open_regular, read_capped, ArtifactError, LoadedModel, ModelMeta};
+use crate::dataset::DatasetError;
+use crate::gate::{self, GateError, GatePass, ServingRule};
+use crate::mlflow::{fetch_model, MlflowClient, MlflowError, ModelVersion};
 use crate::monitoring::ModelProfile;
-use crate::settings::GateSettings;
+use crate::settings::ModelSource;
 
 /// A model that passed validation and the gate.
 pub struct ServingModel {
@@ -22,9 +24,9 @@ pub struct ServingModel {
     pub gate: GatePass,
     /// When it was loaded.
     pub loaded_at: DateTime<Utc>,
-    /// Its source: a file or a `models:/` URI (reloads without a path
-    /// re-read it; polling watches it).
-    pub path: PathBuf,
+    /// Where it came from (reloads without a path re-read it; polling
+    /// watches it).
+    pub source: ModelSource,
     /// The models directory, when a reload request named the file: re-reads
     /// stay confined beneath it.
     pub confined_to: Option<PathBuf>,
@@ -135,13 +137,25 @@ pub enum LoadError {
     Artifact(#[from] ArtifactError),
     /// The gate rejected it.
     #[error(transparent)]
-    Gate(#[from] GateError),
+    Gate(GateError),
     /// The configured holdout file is unusable.
     #[error(transparent)]
     Holdout(#[from] DatasetError),
     /// The model registry could not be asked or did not provide the model.
     #[error(transparent)]
     Registry(#[from] MlflowError),
+}
+
+impl From<GateError> for LoadError {
+    /// An invalid artifact or an unreadable holdout keeps its own variant
+    /// (and answer code); what is left is the gate's own verdict.
+    fn from(e: GateError) -> Self {
+        match e {
+            GateError::Artifact(e) => Self::Artifact(e),
+            GateError::HoldoutFile(e) => Self::Holdout(e),
+            e => Self::Gate(e),
+        }
+    }
 }
 
 impl LoadError {
@@ -199,48 +213,34 @@ pub fn escape_controls(text: &str) -> String {
     out
 }
 
-/// The `models:/` URI `path` spells, if it is one.
-pub fn model_uri(path: &Path) -> Option<Result<ModelUri, MlflowError>> {
-    ModelUri::from_path(path)
-}
-
-/// Loads and gates the model at `source` — a file (read on the blocking
-/// pool, so the async workers keep serving) or a `models:/` URI resolved
-/// and downloaded through `registry`.
+/// Loads and gates the model at `source` with `rule` — a file (read on the
+/// blocking pool, so the async workers keep serving) or a `models:/` URI
+/// resolved and downloaded through `registry`.
 ///
 /// A file is opened once and read from that handle (a regular file, at most
-/// `max_bytes`); with `confined_to`, `source` must lie beneath that
+/// `model.max_bytes`); with `confined_to`, it must lie beneath that
 /// directory (see [`open_beneath`]).
 pub async fn load_source(
-    source: PathBuf,
+    source: ModelSource,
     confined_to: Option<PathBuf>,
-    max_bytes: u64,
-    settings: GateSettings,
+    rule: ServingRule,
     registry: Option<&MlflowClient>,
 ) -> Result<ServingModel, LoadError> {
-    let uri = match confined_to {
-        Some(_) => None,
-        None => model_uri(&source),
-    };
-    let (bytes, version) = match uri {
-        None => (None, None),
-        Some(uri) => {
-            let (version, bytes) = fetch_model(registry, &uri?, max_bytes).await?;
-            (Some(bytes), Some(version))
-        }
+    let downloaded = match &source {
+        ModelSource::File(_) => None,
+        ModelSource::Registry(uri) => Some(fetch_model(registry, uri, rule.max_bytes).await?),
     };
     tokio::task::spawn_blocking(move || {
-        let result = match bytes {
-            None => load_file(&source, confined_to.as_deref(), max_bytes, &settings),
-            Some(bytes) => {
-                let version = version.expect("downloaded with its version");
-                let fingerprint = version.version.clone();
-                let result = gate_bytes(bytes, &settings, source, fingerprint);
-                result.map(|m| ServingModel {
+        let result = match (downloaded, source) {
+            (Some((version, bytes)), source) => {
+                serving_model(bytes, &rule, source).map(|m| ServingModel {
+                    fingerprint: version.version.clone(),
                     registry_version: Some(version),
                     ..m
                 })
             }
+            (None, ModelSource::File(path)) => load_file(path, confined_to, &rule),
+            (None, ModelSource::Registry(_)) => unreachable!("a registry source is downloaded"),
         };
         release_freed_memory();
         result
@@ -254,34 +254,15 @@ pub fn content_fingerprint(bytes: &[u8]) -> String {
     crate::fsio::sha256_hex(bytes)
 }
 
-/// Loads, validates and gates the artifact at `path` (blocking: call from
-/// `spawn_blocking` inside the runtime, e.g. [`load_source`]).
-///
-/// Loading the shipped 2.6 MB artifact frees ~4 MB of parsed data (110k term
-/// strings, the counts) among the ~6 MB of scoring tables that stay. The
-/// allocator would keep those freed pages resident in the loading thread's
-/// arena, where serving never reuses them, so they are handed back to the OS
-/// here, whether or not the model was accepted.
-pub fn load_gated(
-    path: &Path,
-    max_bytes: u64,
-    settings: &GateSettings,
-) -> Result<ServingModel, LoadError> {
-    let result = load_file(path, None, max_bytes, settings);
-    release_freed_memory();
-    result
-}
-
-/// Loads, validates and gates artifact `bytes` that came from no file (the
-/// fuzz targets' way in: the same checks as a file or registry source).
-/// The result's `path` is `source`; its fingerprint is the bytes' sha256.
+/// Loads and gates artifact `bytes` that came from no file (the fuzz
+/// targets' way in: the rule every source goes through). Its source is
+/// the file `name`; its fingerprint is the bytes' sha256.
 pub fn load_gated_bytes(
     bytes: Vec<u8>,
-    source: PathBuf,
-    settings: &GateSettings,
+    name: PathBuf,
+    rule: &ServingRule,
 ) -> Result<ServingModel, LoadError> {
-    let fingerprint = content_fingerprint(&bytes);
-    gate_bytes(bytes, settings, source, fingerprint)
+    serving_model(bytes, rule, ModelSource::File(name))
 }
 
 /// Opens the model file once; everything after reads from this handle, so
@@ -301,22 +282,25 @@ pub fn open_model_file(path: &Path, confined_to: Option<&Path>) -> Result<File, 
 }
 
 fn load_file(
-    path: &Path,
-    confined_to: Option<&Path>,
-    max_bytes: u64,
-    settings: &GateSettings,
+    path: PathBuf,
+    confined_to: Option<PathBuf>,
+    rule: &ServingRule,
 ) -> Result<ServingModel, LoadError> {
-    let file = open_model_file(path, confined_to)?;
-    let bytes = read_capped(file, path, max_bytes)?;
-    let fingerprint = content_fingerprint(&bytes);
-    let model = gate_bytes(bytes, settings, path.to_owned(), fingerprint)?;
+    let file = open_model_file(&path, confined_to.as_deref())?;
+    let bytes = read_capped(file, &path, rule.max_bytes)?;
+    let model = serving_model(bytes, rule, ModelSource::File(path))?;
     Ok(ServingModel {
-        confined_to: confined_to.map(Path::to_owned),
+        confined_to,
         ..model
     })
 }
 
 /// Returns free memory held by the allocator (all arenas) to the OS.
+///
+/// A load frees its parsed data (every term string, the counts) among the
+/// scoring tables that stay, and the allocator would keep those pages
+/// resident in the loading thread's arena, where serving never reuses them;
+/// so they are handed back after every load, accepted or not.
 fn release_freed_memory() {
     // glibc's malloc returns freed pages only from the top of an arena, and
     // only past a threshold that freeing large blocks raises (to ~6 MB after
@@ -330,29 +314,22 @@ fn release_freed_memory() {
     }
 }
 
-fn gate_bytes(
+/// `bytes` through [`gate::load_gated`], described for serving.
+fn serving_model(
     bytes: Vec<u8>,
-    settings: &GateSettings,
-    source: PathBuf,
-    fingerprint: String,
+    rule: &ServingRule,
+    source: ModelSource,
 ) -> Result<ServingModel, LoadError> {
-    let loaded = Artifact::load_owned_within(bytes, settings.max_memory_bytes)?;
-    let holdout = settings
-        .holdout_path
-        .as_deref()
-        .map(Dataset::holdout)
-        .transpose()?;
-    let pass = gate(&loaded, settings.min_f1_macro, holdout.as_ref())?;
-    let profile = Arc::new(profile(&loaded.meta));
+    let servable = gate::load_gated(bytes, rule)?;
     Ok(ServingModel {
-        loaded,
-        gate: pass,
+        profile: Arc::new(profile(&servable.model.meta)),
+        loaded: servable.model,
+        gate: servable.pass,
         loaded_at: Utc::now(),
-        path: source,
+        source,
         confined_to: None,
-        fingerprint,
+        fingerprint: servable.sha256,
         registry_version: None,
-        profile,
     })
 }
 
@@ -439,7 +416,7 @@ mod tests {
             "{{\"format\": \"{}\\n2026-01-01 INFO forged line\"}}",
             "x".repeat(10_000)
         );
-        let e = LoadError::from(Artifact::load_bytes(bytes.as_bytes()).unwrap_err());
+        let e = LoadError::from(crate::Artifact::load_bytes(bytes.as_bytes()).unwrap_err());
         assert_eq!(e.public_message(), "model file is not an nbserve artifact");
         let logged = e.log_message();
         assert!(logged.len() < 300, "{} bytes", logged.len());
@@ -451,35 +428,18 @@ mod tests {
     /// refused like a file source would be, with a message naming the cap.
     #[tokio::test]
     async fn a_registry_artifact_past_max_bytes_is_refused() {
-        use axum::routing::get;
-        let version = serde_json::json!({"model_version": {
-            "name": "spam", "version": "3", "run_id": "abc",
-            "source": "mlflow-artifacts:/1/abc/artifacts/model"}});
-        let app = axum::Router::new()
-            .route(
-                "/api/2.0/mlflow/model-versions/get",
-                get(move || async move { axum::Json(version) }),
-            )
-            .route(
-                "/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts/model/model.json",
-                get(|| async { vec![b' '; 4096] }),
-            );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        let client = MlflowClient::new(&url).unwrap();
-        let settings = GateSettings {
+        let client = crate::mlflow::fake::serve(vec![b' '; 4096]).await.client;
+        let gate = crate::settings::GateSettings {
             min_f1_macro: 0.0,
             ..crate::Settings::default().gate
         };
         let load = |max_bytes| {
-            load_source(
-                PathBuf::from("models:/spam/3"),
-                None,
+            let source = ModelSource::parse("models:/spam/3").unwrap();
+            let rule = ServingRule {
+                gate: gate.clone(),
                 max_bytes,
-                settings.clone(),
-                Some(&client),
-            )
+            };
+            load_source(source, None, rule, Some(&client))
         };
         let Err(e) = load(4095).await else {
             panic!("a 4096-byte artifact passed a 4095-byte cap");

@@ -21,12 +21,12 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
-pub use loader::{load_gated, LoadError, ServingModel};
+pub use loader::{LoadError, ServingModel};
 pub use routes::{router, ApiDoc};
 pub use signals::{HeldSignals, Signals};
 pub use state::AppState;
 
-use crate::mlflow::MlflowClient;
+use crate::gate::ServingRule;
 use crate::monitoring::FeedbackStore;
 use crate::settings::Settings;
 use metrics::Metrics;
@@ -99,15 +99,17 @@ impl Application {
     ) -> Result<Self, StartupError> {
         let started = Instant::now();
         let model_error = |source| StartupError::Model {
-            path: settings.model.path.display().to_string(),
+            path: settings.model.path.to_string(),
             source,
         };
-        let registry = registry_client(&settings).map_err(|e| model_error(e.into()))?;
+        let registry = settings
+            .model
+            .registry()
+            .map_err(|e| model_error(e.into()))?;
         let load = loader::load_source(
             settings.model.path.clone(),
             None,
-            settings.model.max_bytes,
-            settings.gate.clone(),
+            ServingRule::from(&settings),
             registry.as_ref(),
         );
         let model = match signals.as_mut() {
@@ -226,23 +228,6 @@ impl Application {
         }
         result
     }
-}
-
-/// A registry client when the model is a `models:/` URI: for
-/// `model.mlflow_uri`, else MLflow's own `MLFLOW_TRACKING_URI`.
-fn registry_client(
-    settings: &Settings,
-) -> Result<Option<MlflowClient>, crate::mlflow::MlflowError> {
-    if loader::model_uri(&settings.model.path).is_none() {
-        return Ok(None);
-    }
-    let uri = settings
-        .model
-        .mlflow_uri
-        .clone()
-        .or_else(|| std::env::var("MLFLOW_TRACKING_URI").ok())
-        .filter(|u| !u.is_empty());
-    uri.map(|u| MlflowClient::new(&u)).transpose()
 }
 
 /// How long the shutdown waits for the feedback log's queue to be written.

@@ -9,15 +9,15 @@
 //! reload a change triggers downloads with the registry client's own
 //! (longer) deadlines.
 
-use std::path::Path;
 use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
 
-use super::loader::{content_fingerprint, model_uri, open_model_file};
+use super::loader::{content_fingerprint, open_model_file};
 use super::state::AppState;
 use crate::artifact::{read_capped, ArtifactError};
 use crate::mlflow::{Deadlines, MlflowClient, MlflowError};
+use crate::settings::ModelSource;
 
 /// Why the source could not be checked.
 #[derive(Debug, thiserror::Error)]
@@ -32,16 +32,15 @@ enum PollError {
 async fn fingerprint(
     state: &AppState,
     registry: Option<&MlflowClient>,
-    source: &Path,
+    source: &ModelSource,
 ) -> Result<String, PollError> {
-    match model_uri(source) {
-        Some(uri) => {
-            let uri = uri?;
+    match source {
+        ModelSource::Registry(uri) => {
             let client = registry.ok_or_else(|| MlflowError::NoTrackingUri(uri.to_string()))?;
-            Ok(client.resolve(&uri).await?.version)
+            Ok(client.resolve(uri).await?.version)
         }
-        None => {
-            let path = source.to_owned();
+        ModelSource::File(path) => {
+            let path = path.clone();
             let current = state.model.load();
             let confined_to = current.confined_to.clone();
             let max_bytes = state.settings.model.max_bytes;
@@ -77,7 +76,7 @@ pub(super) async fn follow_source(state: AppState, interval: Duration) {
     loop {
         ticker.tick().await;
         let current = state.model.load_full();
-        let seen = match fingerprint(&state, registry.as_ref(), &current.path).await {
+        let seen = match fingerprint(&state, registry.as_ref(), &current.source).await {
             Ok(seen) => {
                 if failing {
                     tracing::info!("model source readable again");

@@ -9,9 +9,10 @@ use tokio::sync::Semaphore;
 
 use super::loader::{load_source, LoadError, ServingModel};
 use super::metrics::Metrics;
+use crate::gate::ServingRule;
 use crate::mlflow::MlflowClient;
 use crate::monitoring::FeedbackStore;
-use crate::settings::Settings;
+use crate::settings::{ModelSource, Settings};
 
 /// Cloneable handle to the shared state.
 #[derive(Clone)]
@@ -115,21 +116,20 @@ impl AppState {
 
     async fn reload_locked(&self, name: Option<String>) -> Result<Arc<ServingModel>, LoadError> {
         let _guard = self.reload_lock.lock().await;
-        let (path, confined_to) = match name {
+        let (source, confined_to) = match name {
             Some(name) => {
                 let dir = self.settings.model.dir.clone();
-                (dir.join(name), Some(dir))
+                (ModelSource::File(dir.join(name)), Some(dir))
             }
             None => {
                 let current = self.model.load();
-                (current.path.clone(), current.confined_to.clone())
+                (current.source.clone(), current.confined_to.clone())
             }
         };
         let result = load_source(
-            path,
+            source,
             confined_to,
-            self.settings.model.max_bytes,
-            self.settings.gate.clone(),
+            ServingRule::from(&self.settings),
             self.registry.as_ref(),
         )
         .await;

@@ -23,7 +23,6 @@
 //!   every default deployment, while group access is how a pod's `fsGroup`
 //!   reads a 0440 secret.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::{Settings, SettingsError};
@@ -55,7 +54,7 @@ pub(super) fn read_token_file(
             message: format!("set {token_key} or {file_key}, not both"),
         });
     }
-    let bytes = read_small_regular(path).map_err(|source| SettingsError::TokenFile {
+    let bytes = read_token_bytes(path).map_err(|source| SettingsError::TokenFile {
         key: file_key,
         path: path.clone(),
         source,
@@ -93,6 +92,15 @@ pub(super) fn validate(admin: Option<&str>, feedback: Option<&str>) -> Result<()
     Ok(())
 }
 
+/// A token file's bytes, read by the rules of [`crate::fsio`] for files an
+/// operator names (symlinks followed; a regular file of at most
+/// [`MAX_TOKEN_FILE_BYTES`]); the error without the path, which the
+/// message names already.
+fn read_token_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
+    crate::fsio::read_regular_following(path, MAX_TOKEN_FILE_BYTES)
+        .map_err(crate::fsio::FsError::into_io_error)
+}
+
 /// What is wrong with a (trimmed) token, in words that do not quote it.
 fn problem(token: &[u8]) -> Option<&'static str> {
     if token.is_empty() {
@@ -120,34 +128,6 @@ fn trim_bytes(b: &[u8]) -> &[u8] {
         (Some(s), Some(e)) => &b[s..=e],
         _ => &[],
     }
-}
-
-/// Reads a small regular file: symlinks followed, the opened file checked
-/// to be regular (a device or FIFO is refused, not read; non-blocking, so a
-/// FIFO does not stall the open) and at most [`MAX_TOKEN_FILE_BYTES`] read
-/// (one byte more means too large, whatever the size on disk said).
-fn read_small_regular(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let file = options.open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_TOKEN_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_TOKEN_FILE_BYTES {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("larger than {MAX_TOKEN_FILE_BYTES} bytes, not a token file"),
-        ));
-    }
-    Ok(bytes)
 }
 
 impl Settings {

@@ -394,7 +394,7 @@ async fn the_server_gates_on_the_holdout_file_not_the_stored_figure() {
     });
     let low_path = dir.path().join(&low);
     let app = spawn_app_with(|s| {
-        s.model.path = low_path.clone();
+        s.model.path = low_path.clone().into();
         s.gate.holdout_path = Some(holdout.clone());
     })
     .await;
@@ -419,7 +419,7 @@ async fn the_server_gates_on_the_holdout_file_not_the_stored_figure() {
         a.evaluation.as_mut().unwrap().f1_macro = 0.99;
     });
     let mut settings = test_settings(dir.path());
-    settings.model.path = dir.path().join(high);
+    settings.model.path = dir.path().join(high).into();
     settings.gate.holdout_path = Some(swapped);
     let err = nbserve::server::Application::build(settings)
         .await

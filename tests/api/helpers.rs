@@ -53,7 +53,7 @@ pub fn test_settings(models_dir: &Path) -> Settings {
     let mut s = Settings::default();
     s.server.host = "127.0.0.1".into();
     s.server.port = 0;
-    s.model.path = model;
+    s.model.path = model.into();
     s.model.dir = models_dir.to_owned();
     s.admin.token = Some(TOKEN.into());
     // Loading the shipped model (110k terms, debug build) on a loaded machine

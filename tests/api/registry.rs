@@ -123,7 +123,7 @@ async fn a_hostile_registry_costs_polls_never_the_server() {
     let registry = fake_registry().await;
     let uri = registry.url.clone();
     let app = spawn_app_with(|s| {
-        s.model.path = "models:/spam@champion".into();
+        s.model.path = nbserve::settings::ModelSource::parse("models:/spam@champion").unwrap();
         s.model.mlflow_uri = Some(uri);
         s.model.poll_interval_secs = 1;
     })

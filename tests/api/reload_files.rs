@@ -81,7 +81,7 @@ async fn start_up_refuses_a_device_as_model_path() {
     let mut settings = test_settings(dir.path());
     let zero = dir.path().join("zero.json");
     symlink("/dev/zero", &zero).unwrap();
-    settings.model.path = zero;
+    settings.model.path = zero.into();
     let e = nbserve::server::Application::build(settings)
         .await
         .err()

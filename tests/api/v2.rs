@@ -439,7 +439,7 @@ fn spawn_unsorted_classes() -> impl std::future::Future<Output = TestApp> {
             let ham = a.dataset.class_counts.remove("ham").unwrap();
             a.dataset.class_counts.insert("zham".into(), ham);
         });
-        s.model.path = s.model.dir.join(name);
+        s.model.path = s.model.dir.join(name).into();
     })
 }
 

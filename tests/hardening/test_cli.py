@@ -4,7 +4,9 @@ at the head of a pipe whose reader leaves.
 
 - A model name or version (from an artifact or a registry) holding a newline
   and ESC sequences forged a whole `pretty` log line and repainted the
-  terminal; `json` lines carried C1 controls and line separators raw.
+  terminal; `json` lines carried C1 controls and line separators raw. Control
+  characters in names are now refused (`train`, every load); the Unicode line
+  separators and bidirectional controls a name may still hold are escaped.
 - Token files: trailing spaces, non-ASCII, all-space tokens and the same
   secret for admin and feedback were accepted; `/dev/zero` was read until
   memory ran out, a FIFO blocked start-up for good.
@@ -29,10 +31,13 @@ from conftest import ROOT, free_port
 
 SAMPLE = ROOT / "tests" / "data" / "sample.csv"
 
-# A newline and a fake log line, an ESC colour, a C1 CSI (U+009B), a line
-# separator and a right-to-left override.
-FORGED_NAME = "evil\n2026-01-01T00:00:00.000000Z  INFO nbserve: forged\x1b[31m\u009b2J\u2028x\u202e"
-FORGED_VERSION = "1\x1b[2J\r"
+# What a name may hold that a log must still escape (control characters are
+# refused): a line separator and a fake log line, a paragraph separator, a
+# right-to-left override, a left-to-right isolate.
+FORGED_NAME = "evil\u20282026-01-01T00:00:00.000000Z  INFO nbserve: forged\u2029x\u202e"
+FORGED_VERSION = "1\u2066"
+# A newline and a fake log line, an ESC colour, a C1 CSI (U+009B), a CR.
+CONTROL_NAME = "evil\n2026-01-01T00:00:00.000000Z  INFO nbserve: forged\x1b[31m\u009b2J\r"
 
 
 def clean_env() -> dict[str, str]:
@@ -110,7 +115,7 @@ def test_a_hostile_model_name_stays_inside_its_pretty_log_line(release_bin, forg
     log = serve_pretty_until_listening(release_bin, forged_model, tmp_path / "pretty.log")
     text = log.decode()
     print(f"\npretty log, {len(text.splitlines())} lines:\n{text}")
-    assert b"\x1b" not in log, "an ESC from the model name (stderr is no terminal: no colours)"
+    assert b"\x1b" not in log, "an ESC (stderr is no terminal: no colours)"
     assert not RAW_CONTROL.search(text), RAW_CONTROL.search(text)
     lines = text.splitlines()
     stamp = re.compile(r"^20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z +[A-Z]+ ")
@@ -118,8 +123,8 @@ def test_a_hostile_model_name_stays_inside_its_pretty_log_line(release_bin, forg
     forged = [line for line in lines if "forged" in line]
     assert len(forged) == 1 and "listening" in forged[0], forged
     assert not any(line.startswith("2026-01-01T00:00:00.000000Z") for line in lines)
-    assert r"model=evil\n2026-01-01T00:00:00.000000Z  INFO nbserve: forged\u{1b}[31m" in forged[0]
-    assert r"version=1\u{1b}[2J\r" in forged[0]
+    assert r"model=evil\u{2028}2026-01-01T00:00:00.000000Z  INFO nbserve: forged\u{2029}x\u{202e}" in forged[0]
+    assert r"version=1\u{2066}" in forged[0]
 
 
 def test_json_log_lines_hold_no_raw_control_character(release_bin, serve, forged_model):
@@ -133,6 +138,17 @@ def test_json_log_lines_hold_no_raw_control_character(release_bin, serve, forged
     # Escaped as JSON: the value a log pipeline decodes is the original one.
     assert listening[0]["model"] == FORGED_NAME
     assert listening[0]["version"] == FORGED_VERSION
+
+
+def test_control_characters_in_a_name_are_refused_not_logged(release_bin, tmp_path):
+    out = tmp_path / "never.json"
+    for flag in ("--name", "--model-version"):
+        r = nbserve(release_bin, "train", "--data", str(SAMPLE), "--out", str(out), flag, CONTROL_NAME)
+        err = r.stderr.decode()
+        assert r.returncode == 4, err
+        assert "holds a control character" in err, err
+        assert not RAW_CONTROL.search(err.rstrip("\n")), (RAW_CONTROL.search(err), err)
+        assert not out.exists()
 
 
 # ---------------------------------------------------------------- tokens

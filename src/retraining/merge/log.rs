@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
+use crate::fsio;
+
 /// Longest feedback-log line read, in bytes (without its newline): a line
 /// the server writes holds one text of at most `server.max_text_bytes`
 /// (1 MB by default), at most 6 bytes per byte once JSON-escaped. A longer
@@ -41,26 +43,17 @@ pub struct OpenLog {
 }
 
 impl OpenLog {
-    /// Opens `path`: a regular file (symlinks followed). Opened non-blocking
-    /// so a FIFO cannot stall the open; `/dev/zero` and other devices are
-    /// refused rather than read for ever.
+    /// Opens `path` by [`fsio::open_regular_following`]: a regular file
+    /// (symlinks followed), so a FIFO cannot stall the open and `/dev/zero`
+    /// and other devices are refused rather than read for ever.
     pub fn open(path: &Path) -> Result<Self, FeedbackLogError> {
         let fail = |source| FeedbackLogError {
             path: path.to_owned(),
             source,
         };
-        let mut options = std::fs::OpenOptions::new();
-        options.read(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-        let file = options.open(path).map_err(fail)?;
+        let file =
+            fsio::open_regular_following(path, u64::MAX).map_err(|e| fail(e.into_io_error()))?;
         let meta = file.metadata().map_err(fail)?;
-        if !meta.is_file() {
-            return Err(fail(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "not a regular file",
-            )));
-        }
         Ok(Self {
             path: path.to_owned(),
             file,

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::artifact::{MAX_CLASSES, MAX_NAME_BYTES};
+use crate::artifact::{name_problem, MAX_CLASSES, MAX_NAME_BYTES};
 use crate::dataset::Dataset;
 
 use log::{for_each_line, Raw};
@@ -121,6 +121,12 @@ pub enum MergeError {
         /// The training labels, comma-separated.
         known: String,
     },
+    /// A CSV (base data or holdout) has a label holding a control character.
+    #[error("{input}: a label holds a control character; a served model's labels hold none")]
+    LabelControl {
+        /// The CSV.
+        input: String,
+    },
     /// A CSV (base data or holdout) has a label no served model may have.
     #[error("{input}: a label of {bytes} bytes; a served model's labels are at most {MAX_NAME_BYTES} bytes")]
     LabelTooLong {
@@ -140,7 +146,7 @@ pub enum MergeError {
 /// The classes an artifact file names, read without loading the model (only
 /// the label rule needs them, before training); `None` unless they are a
 /// list a served model may have: 2 to [`MAX_CLASSES`] labels of at most
-/// [`MAX_NAME_BYTES`]. Whether the model is valid is judged later, when it
+/// [`MAX_NAME_BYTES`] without control characters. Whether the model is valid is judged later, when it
 /// is scored.
 pub fn model_classes(bytes: &[u8]) -> Option<Vec<String>> {
     #[derive(Deserialize)]
@@ -149,7 +155,7 @@ pub fn model_classes(bytes: &[u8]) -> Option<Vec<String>> {
     }
     let classes = serde_json::from_slice::<Classes>(bytes).ok()?.classes;
     let servable = (2..=MAX_CLASSES).contains(&classes.len())
-        && classes.iter().all(|c| c.len() <= MAX_NAME_BYTES);
+        && classes.iter().all(|c| name_problem(c).is_none());
     servable.then_some(classes)
 }
 
@@ -186,9 +192,10 @@ struct Row {
 /// may add a class). A feedback label must be a holdout label, a class of
 /// the model in service or a base-data label, unless `allow_new_classes`;
 /// any other is skipped as `unknown_label`, so field labels cannot add a
-/// class. A label no served model could have — over [`MAX_NAME_BYTES`], or
-/// past [`MAX_CLASSES`] labels — is a bad CSV (an error) but only a
-/// malformed feedback line (skipped).
+/// class. A label no served model could have — over [`MAX_NAME_BYTES`],
+/// holding a control character, or past [`MAX_CLASSES`] labels — is a bad
+/// CSV (an error) but only a skipped feedback line (`label_too_long`,
+/// `malformed`, `too_many_labels`).
 #[derive(Debug)]
 pub struct Merger {
     held: HashSet<TextKey>,
@@ -291,6 +298,9 @@ impl Merger {
         let skipped = &mut self.counts.skipped;
         if label.len() > MAX_NAME_BYTES {
             skipped.label_too_long += 1;
+        } else if name_problem(&label).is_some() {
+            // A control character: no server writes one, no model serves one.
+            skipped.malformed += 1;
         } else if !self.allow_new_classes && !self.known.contains(&label) {
             skipped.unknown_label += 1;
             let named = &mut self.counts.unknown_labels;
@@ -313,6 +323,11 @@ impl Merger {
             return Err(MergeError::LabelTooLong {
                 input: input.to_owned(),
                 bytes: label.len(),
+            });
+        }
+        if name_problem(label).is_some() {
+            return Err(MergeError::LabelControl {
+                input: input.to_owned(),
             });
         }
         let index = self

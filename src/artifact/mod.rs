@@ -5,18 +5,12 @@
 //! independent of how the file is formatted but covers every value in it.
 //! Files are written compact, so every byte of a shipped file is significant.
 
-use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use crate::classifier::{
-    Classifier, DfBound, Evaluation, ModelError, ModelKind, NaiveBayes, NbParameters, ParamError,
-    TuningReport, VectorizerOptions, Vocabulary, VocabularyError,
-};
+use crate::classifier::{Classifier, Evaluation, NaiveBayes, Vocabulary};
 use crate::fsio::{self, FsError};
 
 /// The `format` value of every nbserve artifact (kept for every model kind,
@@ -35,9 +29,17 @@ pub const READABLE_SCHEMAS: [u32; 2] = [1, 2];
 pub const TOKEN_PATTERN: &str = r"(?u)\b\w\w+\b";
 
 pub use crate::classifier::params::ALPHA_RANGE;
+pub use error::ArtifactError;
 pub use memory::MemoryEstimate;
+pub use schema::{
+    Artifact, Calibration, DatasetFingerprint, ModelId, TrainingParams, VectorizerSpec,
+};
+pub use validate::name_problem;
 
+mod error;
+use error::clip;
 mod memory;
+mod schema;
 mod validate;
 
 /// Most classes a served model may have (each adds metric series, and the
@@ -46,253 +48,6 @@ pub const MAX_CLASSES: usize = 100;
 /// Longest model name, model version or class label, in bytes (each is
 /// repeated in every prediction and in metric labels).
 pub const MAX_NAME_BYTES: usize = 256;
-
-/// Name and version of a model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelId {
-    /// Model name, e.g. `spam-nb`.
-    pub name: String,
-    /// Model version, e.g. `2026.11.25`.
-    pub version: String,
-}
-
-/// How the vectorizer turns text into features.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VectorizerSpec {
-    /// Lowercase before tokenizing.
-    pub lowercase: bool,
-    /// The token regular expression (Python syntax).
-    pub token_pattern: String,
-    /// Features are presence/absence, not counts.
-    pub binary: bool,
-    /// `min_df` (absent in schema 1: 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_df: Option<DfBound>,
-    /// `max_df` (absent in schema 1: 1.0).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_df: Option<DfBound>,
-    /// `max_features`, 0 = no limit (absent in schema 1: no limit).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_features: Option<u64>,
-}
-
-impl Default for VectorizerSpec {
-    fn default() -> Self {
-        Self::new(&VectorizerOptions::default())
-    }
-}
-
-impl VectorizerSpec {
-    /// The spec of a vectorizer with these options.
-    pub fn new(options: &VectorizerOptions) -> Self {
-        Self {
-            lowercase: true,
-            token_pattern: TOKEN_PATTERN.to_owned(),
-            binary: options.binary,
-            min_df: Some(options.min_df),
-            max_df: Some(options.max_df),
-            max_features: Some(options.max_features),
-        }
-    }
-
-    /// The options, with scikit-learn's defaults for absent ones.
-    pub fn options(&self) -> VectorizerOptions {
-        let d = VectorizerOptions::default();
-        VectorizerOptions {
-            min_df: self.min_df.unwrap_or(d.min_df),
-            max_df: self.max_df.unwrap_or(d.max_df),
-            max_features: self.max_features.unwrap_or(d.max_features),
-            binary: self.binary,
-        }
-    }
-}
-
-/// Training parameters.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainingParams {
-    /// Smoothing.
-    pub alpha: f64,
-    /// Held-out share, when the evaluation used a random split.
-    pub test_size: Option<f64>,
-    /// Split seed, when the evaluation used a random split.
-    pub seed: Option<u64>,
-    /// `stratified_split` or `test_file`.
-    pub evaluated_on: String,
-    /// The vectorizer.
-    pub vectorizer: VectorizerSpec,
-    /// The model (absent in schema 1: Bernoulli NB).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<ModelKind>,
-}
-
-impl TrainingParams {
-    /// The model kind, Bernoulli when the file does not say.
-    pub fn model_kind(&self) -> ModelKind {
-        self.model.unwrap_or_default()
-    }
-}
-
-/// Temperature scaling fitted on out-of-fold predictions of the training part.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Calibration {
-    /// Always `temperature`: probabilities are `softmax(jll / temperature)`.
-    pub method: String,
-    /// The fitted temperature (> 0).
-    pub temperature: f64,
-    /// Cross-validation folds that produced the out-of-fold scores.
-    pub folds: u32,
-    /// Seed of those folds.
-    pub seed: u64,
-    /// Mean out-of-fold log loss at temperature 1 (scikit-learn's probabilities).
-    pub log_loss_before: f64,
-    /// Mean out-of-fold log loss at the fitted temperature.
-    pub log_loss_after: f64,
-}
-
-/// What the model was trained on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatasetFingerprint {
-    /// sha256 (hex) of the training CSV.
-    pub sha256: String,
-    /// Documents in that file.
-    pub documents: u64,
-    /// Documents per label in that file.
-    pub class_counts: BTreeMap<String, u64>,
-    /// sha256 of the separate test CSV, when one was given.
-    pub test_sha256: Option<String>,
-}
-
-/// The file as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Artifact {
-    /// Always [`FORMAT`].
-    pub format: String,
-    /// Always [`SCHEMA_VERSION`] for files this build writes.
-    pub schema_version: u32,
-    /// Name and version.
-    pub model: ModelId,
-    /// RFC 3339 creation time.
-    pub created_at: String,
-    /// Training parameters.
-    pub training: TrainingParams,
-    /// Training-data fingerprint.
-    pub dataset: DatasetFingerprint,
-    /// Class labels in index order.
-    pub classes: Vec<String>,
-    /// Held-out evaluation measured at training time.
-    pub evaluation: Option<Evaluation>,
-    /// Probability calibration, when fitted (`tune`, `train --calibrate`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub calibration: Option<Calibration>,
-    /// The cross-validated search that chose the parameters (`tune`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tuning: Option<TuningReport>,
-    /// Sorted terms; position = feature index.
-    pub vocabulary: Vec<String>,
-    /// Fitted counts.
-    pub parameters: NbParameters,
-    /// The MLflow run that trained it, when training was tracked. Absent
-    /// from untracked (and older) files, so their checksums are unchanged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mlflow_run_id: Option<String>,
-    /// `sha256:<hex>` over the canonical content.
-    pub checksum: String,
-}
-
-/// Why an artifact cannot be loaded or saved.
-#[derive(Debug, thiserror::Error)]
-pub enum ArtifactError {
-    /// The file could not be read or written.
-    #[error("cannot access model file {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// A device, FIFO, directory or socket rather than a regular file.
-    #[error("model file {path} is not a regular file")]
-    NotRegularFile {
-        /// The file.
-        path: PathBuf,
-    },
-    /// Larger than the configured cap (`model.max_bytes`).
-    #[error("model file {path} is larger than model.max_bytes ({max_bytes} bytes)")]
-    TooLarge {
-        /// The file.
-        path: PathBuf,
-        /// The cap.
-        max_bytes: u64,
-    },
-    /// Not parseable JSON.
-    #[error("model file is not valid JSON ({0}); a model is the JSON file `nbserve train` writes")]
-    NotJson(String),
-    /// Valid JSON but not an nbserve artifact.
-    #[error("unknown model format {found:?} (expected {FORMAT:?})")]
-    UnknownFormat {
-        /// What the file says.
-        found: String,
-    },
-    /// A schema version this build does not read.
-    #[error("unsupported schema version {found} (this build reads 1 and {SCHEMA_VERSION})")]
-    UnsupportedSchema {
-        /// What the file says.
-        found: String,
-    },
-    /// The file could not be written as it must be (e.g. keeping its owner).
-    #[error(transparent)]
-    File(FsError),
-    /// Fields missing or of the wrong type.
-    #[error("model file does not match the schema: {0}")]
-    Schema(String),
-    /// Content does not match the stored checksum.
-    #[error("checksum mismatch: file says {expected}, content hashes to {actual}")]
-    ChecksumMismatch {
-        /// Stored checksum.
-        expected: String,
-        /// Computed checksum.
-        actual: String,
-    },
-    /// Array lengths disagree.
-    #[error("shape mismatch: {0}")]
-    Shape(String),
-    /// NaN or infinity where a number is required.
-    #[error("non-finite or out-of-range number in {0}")]
-    NonFinite(&'static str),
-    /// A training parameter out of the range training itself accepts.
-    #[error("invalid training parameter: {0}")]
-    Param(#[from] ParamError),
-    /// Loading it would take more memory than the budget allows.
-    #[error(
-        "the model ({terms} terms, {classes} classes) needs an estimated {estimate} bytes of memory to load, \
-         over gate.max_memory_bytes ({max_memory_bytes} bytes)"
-    )]
-    TooMuchMemory {
-        /// Vocabulary size.
-        terms: u64,
-        /// Classes.
-        classes: u64,
-        /// The estimated peak ([`MemoryEstimate::peak`]).
-        estimate: u64,
-        /// The budget.
-        max_memory_bytes: u64,
-    },
-    /// No evaluation block: the gate has nothing to check.
-    #[error("model has no evaluation block; it cannot be gated or served")]
-    MissingEvaluation,
-    /// The vocabulary is unusable.
-    #[error("invalid vocabulary: {0}")]
-    Vocabulary(#[from] VocabularyError),
-    /// The parameters are unusable.
-    #[error("invalid parameters: {0}")]
-    Model(#[from] ModelError),
-}
 
 /// Everything about a loaded model except its scoring tables.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -329,64 +84,11 @@ pub struct LoadedModel {
 }
 
 impl Artifact {
-    /// The checksum of the content as it is now.
-    ///
-    /// The canonical JSON is hashed as it is written, through a 64 KiB buffer:
-    /// materialising it would allocate (and copy) a buffer larger than the
-    /// file on every load.
-    pub fn compute_checksum(&self) -> String {
-        let mut out = BufWriter::with_capacity(64 * 1024, HashWriter(Sha256::new()));
-        serde_json::to_writer(&mut out, &CanonicalView(self)).expect("artifact serialises");
-        let HashWriter(hasher) = out
-            .into_inner()
-            .unwrap_or_else(|_| unreachable!("hashing never fails"));
-        format!("sha256:{}", hex::encode(hasher.finalize()))
-    }
-
-    /// Whether `self` scores every text exactly as `other` does: the same
-    /// classes, vocabulary, fitted counts, smoothing, model kind, vectorizer
-    /// and calibration temperature. Name, version, creation time, dataset
-    /// fingerprint, evaluation, tuning report, MLflow run and checksum are
-    /// description, not scoring, and are ignored; absent schema-1 fields
-    /// compare as their defaults.
-    pub fn predicts_like(&self, other: &Artifact) -> bool {
-        let (a, b) = (&self.training, &other.training);
-        let (va, vb) = (&a.vectorizer, &b.vectorizer);
-        self.classes == other.classes
-            && self.vocabulary == other.vocabulary
-            && self.parameters == other.parameters
-            && a.alpha == b.alpha
-            && a.model_kind() == b.model_kind()
-            && va.lowercase == vb.lowercase
-            && va.token_pattern == vb.token_pattern
-            && va.binary == vb.binary
-            && va.options() == vb.options()
-            && self.calibration.as_ref().map(|c| c.temperature)
-                == other.calibration.as_ref().map(|c| c.temperature)
-    }
-
-    /// Sets `checksum` from the content.
-    pub fn seal(&mut self) {
-        self.checksum = self.compute_checksum();
-    }
-
-    /// Compact JSON bytes of the sealed artifact.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("artifact serialises")
-    }
-
-    /// The exact bytes [`Artifact::save`] writes (JSON and a final newline).
-    pub fn file_bytes(&self) -> Vec<u8> {
-        let mut bytes = self.to_bytes();
-        bytes.push(b'\n');
-        bytes
-    }
-
     /// Writes atomically, keeping the mode and owner of the file it replaces
     /// (see [`fsio::write_atomic`]), so a reader never sees a half-written
     /// model and a server running as another user can still read it.
-    pub fn save(&self, path: &Path) -> Result<(), ArtifactError> {
-        Ok(fsio::write_atomic(path, &self.file_bytes())?)
+    pub fn save(&self, path: &Path) -> Result<(), FsError> {
+        fsio::write_atomic(path, &self.file_bytes())
     }
 
     /// Parses and fully validates artifact bytes, with no memory budget
@@ -545,91 +247,14 @@ pub fn read_capped(file: File, path: &Path, max_bytes: u64) -> Result<Vec<u8>, A
     Ok(fsio::read_capped(file, path, max_bytes)?)
 }
 
-impl From<FsError> for ArtifactError {
-    fn from(e: FsError) -> Self {
-        match e {
-            FsError::Io { path, source } => Self::Io { path, source },
-            FsError::NotRegular { path } | FsError::Symlink { path } => {
-                Self::NotRegularFile { path }
-            }
-            FsError::TooLarge { path, max_bytes } => Self::TooLarge { path, max_bytes },
-            e @ FsError::Owner { .. } => Self::File(e),
-        }
-    }
-}
-
-/// Longest piece of artifact content an error message quotes.
-const MAX_QUOTED: usize = 120;
-
-/// Caps text taken from an artifact (a serde message quoting a field, a
-/// format string) so a hostile file cannot make an error message huge.
-fn clip(mut text: String) -> String {
-    if text.len() > MAX_QUOTED {
-        let mut end = MAX_QUOTED;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push('…');
-    }
-    text
-}
-
-/// Feeds what is written to it into a hash.
-struct HashWriter(Sha256);
-
-impl Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Serialises an artifact with an empty checksum without cloning it.
-struct CanonicalView<'a>(&'a Artifact);
-
-impl Serialize for CanonicalView<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let a = self.0;
-        let mut st = s.serialize_struct("Artifact", 14)?;
-        st.serialize_field("format", &a.format)?;
-        st.serialize_field("schema_version", &a.schema_version)?;
-        st.serialize_field("model", &a.model)?;
-        st.serialize_field("created_at", &a.created_at)?;
-        st.serialize_field("training", &a.training)?;
-        st.serialize_field("dataset", &a.dataset)?;
-        st.serialize_field("classes", &a.classes)?;
-        st.serialize_field("evaluation", &a.evaluation)?;
-        // Absent rather than null, as the derived Serialize writes them.
-        match &a.calibration {
-            Some(c) => st.serialize_field("calibration", c)?,
-            None => st.skip_field("calibration")?,
-        }
-        match &a.tuning {
-            Some(t) => st.serialize_field("tuning", t)?,
-            None => st.skip_field("tuning")?,
-        }
-        st.serialize_field("vocabulary", &a.vocabulary)?;
-        st.serialize_field("parameters", &a.parameters)?;
-        match &a.mlflow_run_id {
-            Some(id) => st.serialize_field("mlflow_run_id", id)?,
-            None => st.skip_field("mlflow_run_id")?,
-        }
-        st.serialize_field("checksum", "")?;
-        st.end()
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::schema::CanonicalView;
     use super::*;
-    use crate::classifier::Param;
+    use crate::classifier::{ModelError, ModelKind, Param, ParamError, VectorizerOptions};
     use crate::dataset::Dataset;
     use crate::training::{train, RunOptions, TrainOptions};
+    use sha2::{Digest, Sha256};
 
     pub(super) fn sample_artifact() -> Artifact {
         let data = Dataset::from_csv(
@@ -990,7 +615,7 @@ mod tests {
             let b = resealed(edit);
             assert!(matches!(
                 Artifact::load_bytes(&b),
-                Err(ArtifactError::Shape(m)) if m.contains("at most 256 bytes")
+                Err(ArtifactError::Shape(m)) if m.contains("at most 256 bytes are served")
             ));
         }
         let b = resealed(|a| {

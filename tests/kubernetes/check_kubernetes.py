@@ -1,5 +1,5 @@
-"""Checks of one rendered kustomization (`kubectl kustomize DIR`) that
-scripts/check-kubernetes.sh runs after its settings and probe checks:
+"""What tests/kubernetes/ reads out of a rendered kustomization (`kubectl
+kustomize DIR`), and the checks that need more than a look at one field:
 
   - model delivery: every serving pod finds a model file at model.path, either
     in the image (a file the Dockerfile copies there, not hidden by a volume)
@@ -15,26 +15,17 @@ scripts/check-kubernetes.sh runs after its settings and probe checks:
   - every pod: automountServiceAccountToken false, every image pinned to a
     release (a tag other than latest, or a digest).
 
-    python3 check_kubernetes.py RENDERED.yaml NAME CONFIGS.tsv REPO_ROOT
-
-CONFIGS.tsv: one line per serving container, `Kind/name/container<TAB>file`
-holding the settings `nbserve config` printed for its environment. Prints one
-`PASS: ...` / `FAIL: ...` line per check (with indented detail), like the
-rest of check-kubernetes.sh. Each check is a function returning
-(ok, text, detail), so it can be called from another test runner as is.
+Each check is a function returning (ok, text, detail); the tests assert `ok`
+and show the text and detail when it fails.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
-
-import yaml
 
 Check = tuple[bool, str, str]
 KSERVE_POD_LABEL = "serving.kserve.io/inferenceservice"
@@ -68,9 +59,12 @@ def all_containers(pod: dict) -> list[dict]:
     return [*pod.get("initContainers", []), *pod.get("containers", [])]
 
 
-def resolve_env(container: dict, docs: list[dict]) -> dict[str, str]:
+def resolve_env(container: dict, docs: list[dict], secret_value=lambda name, key: f"<secret {name}/{key}>",
+                missing: list[str] | None = None) -> dict[str, str]:
     """The container's environment as written (ConfigMap envFrom, then env);
-    a Secret reference becomes a `<secret NAME/KEY>` marker."""
+    a Secret reference becomes `secret_value(NAME, KEY)` (a `<secret
+    NAME/KEY>` marker by default). A reference to a ConfigMap key that does
+    not exist is an empty value, and is described in `missing` if given."""
     maps = {d["metadata"]["name"]: d.get("data", {}) for d in docs if d["kind"] == "ConfigMap"}
     env: dict[str, str] = {}
     for src in container.get("envFrom", []):
@@ -79,8 +73,10 @@ def resolve_env(container: dict, docs: list[dict]) -> dict[str, str]:
         ref = (e.get("valueFrom") or {}).get("configMapKeyRef")
         secret = (e.get("valueFrom") or {}).get("secretKeyRef")
         if secret:
-            env[e["name"]] = f"<secret {secret['name']}/{secret['key']}>"
+            env[e["name"]] = secret_value(secret["name"], secret["key"])
         elif ref:
+            if missing is not None and ref["key"] not in maps.get(ref["name"], {}):
+                missing.append(f"{e['name']} refers to a missing ConfigMap key {ref['name']}/{ref['key']}")
             env[e["name"]] = maps.get(ref["name"], {}).get(ref["key"], "")
         else:
             env[e["name"]] = e.get("value", "")
@@ -346,41 +342,3 @@ def pod_hardening(obj: dict, pod: dict) -> list[Check]:
         (all(pinned(i) for i in images), f"{what(obj)}: every image pinned to a release ({', '.join(images)})",
          f"not pinned: {[i for i in images if not pinned(i)]}"),
     ]
-
-
-def run_all(rendered: Path, name: str, configs: dict[str, dict], root: Path) -> list[Check]:
-    docs = [d for d in yaml.safe_load_all(rendered.read_text()) if d]
-    out: list[Check] = []
-    for obj, pod, labels in workloads(docs):
-        serving = obj["kind"] in ("Deployment", "InferenceService")
-        out += pod_hardening(obj, pod)
-        out.append(no_secret_env(obj, pod))
-        for c in pod.get("containers", []) if serving else []:
-            settings = configs.get(what(obj, c))
-            if settings is None:
-                out.append((False, f"{what(obj, c)}: settings", "nbserve config gave none; checks skipped"))
-                continue
-            out += model_delivered(obj, pod, c, settings, docs, root)
-            if obj["kind"] == "Deployment":
-                out += [token_file(obj, pod, c, docs, k) for k in ("admin", "feedback")]
-            out += network_policies(obj, pod, labels, docs, settings)
-        if not serving:
-            out += network_policies(obj, pod, labels, docs, None)
-    return [(ok, f"{name} {text}", detail) for ok, text, detail in out]
-
-
-def main(argv: list[str]) -> int:
-    rendered, name, tsv, root = Path(argv[0]), argv[1], Path(argv[2]), Path(argv[3])
-    configs = {}
-    for line in tsv.read_text().splitlines() if tsv.exists() else []:
-        key, path = line.split("\t")
-        configs[key] = json.loads(Path(path).read_text())
-    for ok, text, detail in run_all(rendered, name, configs, root):
-        print(("PASS: " if ok else "FAIL: ") + text, flush=True)
-        if not ok and detail:
-            print("      " + detail.replace("\n", "\n      "), flush=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
