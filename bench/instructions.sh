@@ -18,9 +18,9 @@
 #    and `corpus` (the same messages whole). Prints nbserve, floor and their
 #    ratio, and both per function (TOP rows).
 #
-# Needs valgrind (`apt-get install valgrind`) and python3 (standard library
-# only). Uses data/spamassassin.csv (scripts/fetch-data.sh), else the committed
-# tests/data/sample.csv with a warning. Output: stdout, and
+# Needs valgrind (on PATH, else scripts/install-valgrind.sh unpacks Debian's)
+# and python3 (standard library only). Uses data/spamassassin.csv
+# (scripts/fetch-data.sh), else the committed tests/data/sample.csv with a warning. Output: stdout, and
 # bench/results/instructions-<UTC time>.md.
 set -euo pipefail
 
@@ -31,7 +31,7 @@ WARM="${WARM:-100}"
 TOP="${TOP:-20}"
 log() { echo "instructions: $*" >&2; }
 
-command -v valgrind >/dev/null || { log "valgrind is not installed (apt-get install valgrind)"; exit 2; }
+PATH="$(scripts/install-valgrind.sh | tail -n1):$PATH"
 data="data/spamassassin.csv"
 if [[ ! -f "$data" ]]; then
     log "$data is missing (scripts/fetch-data.sh); using tests/data/sample.csv (not representative)"

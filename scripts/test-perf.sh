@@ -11,7 +11,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 # shellcheck source=scripts/lib/pytest.sh
 source scripts/lib/pytest.sh
-command -v valgrind >/dev/null || { echo "test-perf: valgrind is not installed (apt-get install valgrind)" >&2; exit 2; }
+# valgrind from PATH, else unpacked from Debian's archive into the cache.
+PATH="$(scripts/install-valgrind.sh | tail -n1):$PATH"
+export PATH
 py="$(pytest_venv)"
 if [[ -z "${NBSERVE_BIN_RELEASE:-}" ]]; then
     cargo build --locked --release --quiet --bin nbserve
