@@ -6,7 +6,8 @@ WARM + REQUESTS, each then stopped with SIGTERM. The difference of the two
 totals divided by REQUESTS is what one request costs, start-up, warm-up and
 shutdown cancelled out; the same difference per function (self cost,
 inlined code counted toward its caller) says where. Instruction counts are
-deterministic for a given binary and request mix, so two builds (or nbserve
+nearly deterministic for a given binary and request mix (runs differ by
+1-2 %: the runtime's wake-ups and timers), so two builds (or nbserve
 and the floor, `examples/floor_server.rs`) compare exactly on a noisy
 machine where wall-clock figures move by ±30 %.
 
