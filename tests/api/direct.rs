@@ -52,12 +52,20 @@ fn answer(status: StatusCode, headers: &HeaderMap, body: &[u8], sent_id: Option<
     }
 }
 
+/// Path, content type, client request id, body.
+type Case = (
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+    Vec<u8>,
+);
+
 #[tokio::test]
 async fn predict_answers_alike_with_and_without_the_router() {
     let app = spawn_app_with(|s| s.server.body_limit_bytes = 4096).await;
     let router = nbserve::server::router(app.state.clone());
     let json = Some("application/json");
-    let cases: Vec<(&str, Option<&str>, Option<&str>, Vec<u8>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "/predict",
             json,
