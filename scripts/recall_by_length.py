@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Spam recall by message length, for the README's model comparison.
+"""Spam recall by message length, for the model comparison in docs/model.md.
 
   recall_by_length.py TEST.csv NAME=PRED.jsonl [NAME=PRED.jsonl ...]
 

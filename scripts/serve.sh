@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: train the shipped model if it is missing, then serve it.
-# Settings come from NBSERVE__* variables (see README), e.g.
+# Settings come from NBSERVE__* variables (the book's settings reference), e.g.
 #   NBSERVE__SERVER__PORT=9000 scripts/serve.sh
+# NBSERVE_BIN=/path/to/nbserve serves that binary instead of building one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,12 +17,16 @@ if [[ -f "$model" ]]; then
 else
   preflight serve.sh cargo python3 npm
 fi
-cargo build --release --locked --bin nbserve
-bin="$(cargo_bin release nbserve)"
+if [[ -n "${NBSERVE_BIN:-}" ]]; then
+  bin="$NBSERVE_BIN"    # a binary built already (the docs suite's, or your own)
+else
+  cargo build --release --locked --bin nbserve
+  bin="$(cargo_bin release nbserve)"
+fi
 if [[ ! -f "$model" ]]; then
   echo "serve: $model is missing; fetching the SpamAssassin corpus and tuning it" >&2
   scripts/fetch-data.sh
-  # The command that made models/spam-nb.json (README, "The shipped model"):
+  # The command that made models/spam-nb.json (docs/model.md):
   # with the same creation time and version, the same bytes.
   SOURCE_DATE_EPOCH=1795996800 "$bin" tune --data data/spamassassin.csv --out "$model" \
     --name spam-nb --model-version 2026.11.30 \

@@ -23,6 +23,11 @@
 #     reaches COMPLETED through the API; SIGINT and SIGTERM to flow.py alone,
 #     a scheduled run's command in flight: exit 0, nothing left in its
 #     session; SIGTERM mid `flow.py run`: the temporary API and the command go.
+#   - tests/prefect/test_prefect_count_flow.py: orchestration/prefect/count_flow.py
+#     counts 7 shards on a Dask LocalCluster of 2 worker processes
+#     (prefect-dask) and merges them as a tree passing file paths: the model's
+#     sha256 is `nbserve train`'s on the shards; a shard with a bad row fails
+#     the run naming it, and no model is written.
 # Data: tests/retrain/make_data.py (from the committed tests/data/sample.csv).
 # Debug build unless NBSERVE_BIN is set. Timings and gate numbers are printed
 # in the closing "figures"; prints `prefect: N passed, M failed` (from pytest's

@@ -2,7 +2,7 @@
 # Every test of the default suite, in the order that fails fastest.
 # Installs what it needs itself (Python venv, Prometheus, lint tools) into
 # ${NBSERVE_CACHE:-$HOME/.cache/nbserve}. Heavy suites (load, soak, benches)
-# live in bench/ and are documented in the README.
+# live in bench/ and are documented in the book (docs/performance.md).
 #
 # fmt and clippy stop the run at once; after them every suite runs even if one
 # before it failed. The closing `tests: N passed, M failed` (`, K skipped` when
@@ -102,8 +102,9 @@ NBSERVE_BIN="$(cargo_bin debug nbserve)"
 export NBSERVE_BIN
 
 # One release build for the suites that test what ships: the hardening and
-# perf suites run it, the container suite puts it into the image.
-step "release build of nbserve (hardening and container suites)"
+# perf suites run it, the container suite puts it into the image, the docs
+# suite runs the README's and the book's recipes with it.
+step "release build of nbserve (hardening, perf, container and docs suites)"
 release_began=$(date +%s)
 cargo build --locked --release --bin nbserve
 echo "release build took $(($(date +%s) - release_began)) s"
@@ -143,11 +144,15 @@ suite mlflow scripts/test-mlflow.sh
 step "retrain loop end to end: v1 under load, field data via the API, promote, reject (exit 5), roll back"
 suite retrain scripts/test-retrain.sh
 
-step "Prefect flow: promote and reject through the real prefect package (ephemeral API)"
+step "Prefect flows: promote and reject through the real prefect package (ephemeral API); count and merge on a Dask LocalCluster"
 suite prefect scripts/test-prefect.sh
 
 step "the API page at /docs in headless chromium (Playwright)"
 suite browser scripts/test-browser.sh
+
+step "documentation: the book builds, its links resolve, every runnable README and book block runs"
+# With NBSERVE_BIN_RELEASE (the recipes train and tune on the real corpus).
+suite docs scripts/test-docs.sh
 
 step "API fuzzing: schemathesis against /openapi.json (no 5xx, documented statuses and schemas)"
 suite api-fuzz scripts/api-fuzz.sh

@@ -92,36 +92,22 @@ impl Dataset {
         label_column: &str,
     ) -> Result<Self, DatasetError> {
         let sha256 = crate::fsio::sha256_hex(bytes);
-        let mut reader = csv::ReaderBuilder::new().from_reader(bytes);
-        let row_error = |e: csv::Error| row_error(path, e);
-        let headers = reader.headers().map_err(row_error)?.clone();
-        // Where the first data row starts (a quoted header may span lines).
-        let first_row_line = reader.position().line();
-        if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
-            return Err(DatasetError::NoHeader(path.to_owned()));
-        }
-        let text_idx = column_index(&headers, text_column, path)?;
-        let label_idx = column_index(&headers, label_column, path)?;
         let mut texts = Vec::new();
         let mut labels = Vec::new();
-        for record in reader.records() {
-            let record = record.map_err(row_error)?;
-            let line = record.position().map_or(0, |p| p.line());
-            let label = record[label_idx].trim();
-            if label.is_empty() {
-                return Err(DatasetError::Row {
-                    path: path.to_owned(),
-                    line,
-                    message: format!("empty value in column {label_column:?}"),
-                });
-            }
-            texts.push(record[text_idx].to_owned());
-            labels.push(label.to_owned());
-        }
+        let columns = Columns {
+            text: text_column,
+            label: label_column,
+            extra: None,
+        };
+        let read = for_each_row(bytes, path, &columns, |row| {
+            texts.push(row.text.to_owned());
+            labels.push(row.label.to_owned());
+            Ok(())
+        })?;
         if texts.is_empty() {
             return Err(DatasetError::NoRows {
                 path: path.to_owned(),
-                line: first_row_line.max(2),
+                line: read.first_row_line.max(2),
             });
         }
         Ok(Self {
@@ -129,6 +115,51 @@ impl Dataset {
             labels,
             sha256,
         })
+    }
+
+    /// Reads several CSVs as one dataset, their rows in order. A file
+    /// without data rows is fine when another has some. Fingerprinted by
+    /// [`combined_sha256`] of the files' sha256s (one file: its own).
+    pub fn from_csvs(
+        paths: &[PathBuf],
+        text_column: &str,
+        label_column: &str,
+    ) -> Result<Self, DatasetError> {
+        if let [one] = paths {
+            return Self::from_csv(one, text_column, label_column);
+        }
+        let mut all = Dataset {
+            texts: Vec::new(),
+            labels: Vec::new(),
+            sha256: String::new(),
+        };
+        let mut shas = Vec::with_capacity(paths.len());
+        let mut first_empty = None;
+        for path in paths {
+            match Self::from_csv(path, text_column, label_column) {
+                Ok(d) => {
+                    shas.push(d.sha256);
+                    all.texts.extend(d.texts);
+                    all.labels.extend(d.labels);
+                }
+                Err(e @ DatasetError::NoRows { .. }) => {
+                    let bytes = std::fs::read(path).map_err(|source| DatasetError::Io {
+                        path: path.to_owned(),
+                        source,
+                    })?;
+                    shas.push(crate::fsio::sha256_hex(&bytes));
+                    first_empty.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if all.texts.is_empty() {
+            if let Some(e) = first_empty {
+                return Err(e);
+            }
+        }
+        all.sha256 = combined_sha256(&shas);
+        Ok(all)
     }
 
     /// Number of documents.
@@ -181,6 +212,145 @@ impl Dataset {
         }
         let bytes = w.into_inner().expect("a CSV written to memory");
         fsio::write_atomic(path, &bytes)
+    }
+}
+
+/// The training-data fingerprint of files whose sha256s (hex) are `shas`:
+/// one file's own sha256, or for several the sha256 of their sha256s,
+/// sorted, each followed by a newline. The order of the files does not
+/// matter: the rows of several files are one multiset of documents to every
+/// fit, and counts merged in any order must carry the same fingerprint.
+pub fn combined_sha256(shas: &[String]) -> String {
+    if let [one] = shas {
+        return one.clone();
+    }
+    let mut sorted: Vec<&str> = shas.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    let mut joined = String::with_capacity(sorted.len() * 65);
+    for s in sorted {
+        joined.push_str(s);
+        joined.push('\n');
+    }
+    crate::fsio::sha256_hex(joined.as_bytes())
+}
+
+/// The columns a row is read from.
+#[derive(Debug, Clone, Copy)]
+pub struct Columns<'a> {
+    /// The text column.
+    pub text: &'a str,
+    /// The label column.
+    pub label: &'a str,
+    /// One more column to hand over (a fold column), if any.
+    pub extra: Option<&'a str>,
+}
+
+/// One labelled row, borrowed from the reader's buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    /// The text.
+    pub text: &'a str,
+    /// The label, trimmed, never empty.
+    pub label: &'a str,
+    /// The extra column's value, when one was asked for.
+    pub extra: Option<&'a str>,
+    /// 1-based line the row starts on.
+    pub line: u64,
+}
+
+/// What a pass over a CSV found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowsRead {
+    /// Data rows.
+    pub rows: u64,
+    /// 1-based line where the first data row starts (or would).
+    pub first_row_line: u64,
+}
+
+/// Parses CSV from `input` one row at a time (every row of a dataset is
+/// read by this), handing each to `visit`; an error from `visit` stops the
+/// pass. `path` names the file in errors. Memory: one row.
+pub fn for_each_row(
+    input: impl std::io::Read,
+    path: &Path,
+    columns: &Columns<'_>,
+    mut visit: impl FnMut(Row<'_>) -> Result<(), DatasetError>,
+) -> Result<RowsRead, DatasetError> {
+    let mut reader = csv::ReaderBuilder::new().from_reader(input);
+    let row_error = |e: csv::Error| row_error(path, e);
+    let headers = reader.headers().map_err(row_error)?.clone();
+    // Where the first data row starts (a quoted header may span lines).
+    let first_row_line = reader.position().line();
+    if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
+        return Err(DatasetError::NoHeader(path.to_owned()));
+    }
+    let text_idx = column_index(&headers, columns.text, path)?;
+    let label_idx = column_index(&headers, columns.label, path)?;
+    let extra_idx = columns
+        .extra
+        .map(|c| column_index(&headers, c, path))
+        .transpose()?;
+    let mut record = csv::StringRecord::new();
+    let mut rows = 0;
+    while reader.read_record(&mut record).map_err(row_error)? {
+        let line = record.position().map_or(0, |p| p.line());
+        let label = record[label_idx].trim();
+        if label.is_empty() {
+            return Err(DatasetError::Row {
+                path: path.to_owned(),
+                line,
+                message: format!("empty value in column {:?}", columns.label),
+            });
+        }
+        rows += 1;
+        visit(Row {
+            text: &record[text_idx],
+            label,
+            extra: extra_idx.map(|i| &record[i]),
+            line,
+        })?;
+    }
+    Ok(RowsRead {
+        rows,
+        first_row_line,
+    })
+}
+
+/// Streams the CSV file at `path` through [`for_each_row`], hashing its
+/// bytes as they are read; returns the file's sha256 (hex) too.
+pub fn for_each_row_in_file(
+    path: &Path,
+    columns: &Columns<'_>,
+    visit: impl FnMut(Row<'_>) -> Result<(), DatasetError>,
+) -> Result<(RowsRead, String), DatasetError> {
+    use sha2::Digest;
+    let io = |source| DatasetError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut hashing = HashingReader {
+        inner: std::io::BufReader::with_capacity(256 * 1024, file),
+        hash: sha2::Sha256::new(),
+    };
+    let read = for_each_row(&mut hashing, path, columns, visit)?;
+    // The parser stops at the end of the last record: hash what follows.
+    std::io::copy(&mut hashing, &mut std::io::sink()).map_err(io)?;
+    Ok((read, hex::encode(hashing.hash.finalize())))
+}
+
+/// A reader that hashes every byte read through it.
+struct HashingReader<R> {
+    inner: R,
+    hash: sha2::Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
     }
 }
 

@@ -7,7 +7,8 @@
 //! ```text
 //! server                      HTTP: Application, loader, routes, state, metrics
 //! retraining                  use cases: run a retrain (plan → report), promote, roll back
-//! gate, monitoring            the one rule for "may this be served"; how is it doing?
+//! gate, monitoring, shards    the one rule for "may this be served"; how is it doing?;
+//!                             counts files: shards counted, merged, scored
 //! training                    dataset → split → fit → evaluate → artifact (train, tune)
 //! telemetry, tuning           logging set-up; cross-validation: folds, grid, temperature
 //! artifact, settings          the model file and its validation; typed settings (ModelSource)
@@ -29,6 +30,7 @@ pub mod monitoring;
 pub mod retraining;
 pub mod server;
 pub mod settings;
+pub mod shards;
 pub mod telemetry;
 pub mod training;
 pub mod tuning;

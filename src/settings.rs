@@ -1,21 +1,27 @@
 //! Typed, layered settings: built-in defaults → optional file → `NBSERVE__*`
-//! environment variables (`__` between levels, e.g. `NBSERVE__SERVER__PORT`).
+//! environment variables (`__` between levels, e.g. `NBSERVE__SERVER__PORT`)
+//! → a command's flags (`serve --port`), each layer beating the ones before.
 
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::mlflow::{MlflowClient, MlflowError};
 
+mod choice;
 mod error;
+mod rules;
 mod source;
 mod tokens;
 
+pub use choice::Choice;
 pub use error::SettingsError;
+pub use rules::{rule, variables, Variable};
 pub use source::ModelSource;
 
 /// All settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// HTTP server.
@@ -33,36 +39,41 @@ pub struct Settings {
 }
 
 /// HTTP server settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     /// Address to bind.
     pub host: String,
     /// Port to bind (0 = any free port).
     pub port: u16,
-    /// Whole-request timeout.
+    /// Whole-request timeout, in milliseconds (408 `request_timeout`).
     pub request_timeout_ms: u64,
-    /// Time a client has to send the request line and headers (HTTP/1) —
-    /// also how long an idle keep-alive connection is kept.
+    /// Time a new connection has to send its first byte, and then to finish
+    /// the request line and headers, in milliseconds; also the longest an idle
+    /// keep-alive connection is kept. The connection is closed without an answer.
     pub header_read_timeout_ms: u64,
-    /// Largest accepted request body.
+    /// Largest accepted request body (413 `payload_too_large`).
     pub body_limit_bytes: usize,
-    /// Largest accepted text, in bytes of UTF-8.
+    /// Largest accepted text, in bytes of UTF-8 (422 `text_too_long`).
     pub max_text_bytes: usize,
-    /// Most texts in one batch.
+    /// Most texts in one batch (422 `batch_too_large`), also for V2 infer and `POST /examples`.
     pub max_batch_size: usize,
-    /// Requests served at once; beyond it requests are shed with 503.
+    /// API requests in progress at once; beyond it requests are shed with
+    /// 503 `overloaded` and `Retry-After`.
     pub max_concurrency: usize,
     /// How long in-flight requests may take to finish after SIGTERM.
     pub shutdown_timeout_secs: u64,
-    /// Request bodies being read or processed at once, in bytes (declared
-    /// lengths, or `body_limit_bytes` for a body without one); beyond it
-    /// requests are shed with 503.
+    /// Request bodies admitted at once, in bytes, reserved before they are
+    /// read: the declared length, or `body_limit_bytes` for a chunked body.
+    /// Beyond it requests are shed with 503 `overloaded` and `Retry-After`
+    /// (`nbserve_body_budget_shed_total`).
     pub max_inflight_body_bytes: usize,
-    /// Open connections; beyond it new ones are closed on accept.
+    /// Open connections; beyond it a new connection is closed on accept
+    /// (`nbserve_connections_refused_total`).
     pub max_connections: usize,
     /// How long a response write may make no progress (a client that does
-    /// not read) before the connection is closed.
+    /// not read) before the connection is reset, in milliseconds
+    /// (`nbserve_connection_write_timeouts_total`).
     pub write_timeout_ms: u64,
     /// After SIGTERM, how long readiness reports 503 while the listener
     /// still accepts and serves, before the drain starts: time for a load
@@ -74,20 +85,26 @@ pub struct ServerSettings {
 }
 
 /// Which model to serve.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSettings {
     /// The artifact loaded at start and on reload: a file, or an MLflow
-    /// registry URI (`models:/NAME@ALIAS`, `models:/NAME/VERSION`).
+    /// registry URI (`models:/NAME@ALIAS`, `models:/NAME/VERSION`); any other
+    /// `models:/` text is refused when the settings load (exit 3).
+    #[schemars(with = "String")]
     pub path: ModelSource,
-    /// Reload requests may only name files inside this directory.
+    /// `POST /admin/reload` may only name files inside this directory.
     pub dir: PathBuf,
-    /// Largest model file read, in bytes; a larger one is refused unread.
+    /// Largest model file read, in bytes; a larger one is refused unread
+    /// (start-up fails, a reload answers 422). A load takes 6-10 times its
+    /// file, so no larger file fits `gate.max_memory_bytes`.
     pub max_bytes: u64,
     /// MLflow tracking server for `models:/` paths (default:
     /// `MLFLOW_TRACKING_URI`, filled in when the settings load).
     pub mlflow_uri: Option<String>,
-    /// Check the source this often and reload when it changed (0 = never).
+    /// Check the model's source this often (the file's content, or the
+    /// version the alias points at) and reload through the gate when it
+    /// changed; 0 = never.
     pub poll_interval_secs: u64,
 }
 
@@ -103,17 +120,19 @@ impl ModelSettings {
 }
 
 /// Deployment-gate settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GateSettings {
-    /// Minimum F1 macro a model needs to be served.
+    /// Minimum F1 macro a model needs to be served, at start-up, on reload
+    /// and by `check`, `promote`, `retrain` and `rollback`.
     pub min_f1_macro: f64,
-    /// Re-evaluate on this labelled CSV instead of trusting the stored number.
+    /// Re-evaluate on this labelled CSV instead of trusting the F1 stored in the artifact.
     pub holdout_path: Option<PathBuf>,
-    /// Largest estimated memory a model may need to load (its parsed file
-    /// and scoring tables), in bytes. A reload holds the old model and the
-    /// new one's load at once, so a replica needs about twice this on top
-    /// of its serving memory.
+    /// Largest estimated memory a model may need to load (its file, parsed
+    /// terms and counts, vocabulary and scoring tables), in bytes, estimated
+    /// before it is parsed; a larger model is refused. A reload holds the old
+    /// model while the new one loads, so a replica needs its serving memory
+    /// plus about twice this.
     pub max_memory_bytes: u64,
 }
 
@@ -125,8 +144,8 @@ impl GateSettings {
     }
 }
 
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Log output format (read in any case, see [`Choice`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable.
@@ -136,24 +155,26 @@ pub enum LogFormat {
 }
 
 /// Logging settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogSettings {
     /// Output format.
     pub format: LogFormat,
-    /// `tracing` filter directive, e.g. `info` or `nbserve=debug`.
+    /// `tracing` filter directive, e.g. `info` or `nbserve=debug` (an access log); `RUST_LOG` overrides it.
     pub level: String,
 }
 
 /// Admin settings.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSettings {
-    /// Bearer token for `/admin/*`; admin endpoints are disabled when unset.
+    /// Bearer token for `/admin/*`; admin endpoints answer 403
+    /// `admin_disabled` when unset. One that breaks its rule is exit 3
+    /// naming the setting (never the token).
     pub token: Option<String>,
     /// A file holding the token (the `*_FILE` convention of Compose and
-    /// Kubernetes secrets); read once at start-up, surrounding whitespace
-    /// trimmed. Exclusive with `token`.
+    /// Kubernetes secrets), read once at start-up. A file other users can
+    /// read or write is accepted with a warning.
     pub token_file: Option<PathBuf>,
 }
 
@@ -175,30 +196,40 @@ impl std::fmt::Debug for AdminSettings {
 }
 
 /// Feedback settings.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FeedbackSettings {
-    /// Recent predictions remembered for feedback.
+    /// Recent predictions remembered for feedback (oldest dropped first).
     pub capacity: usize,
     /// How long a prediction can receive feedback.
     pub max_age_secs: u64,
     /// Size of both live windows: the labelled predictions scored for the
     /// live evaluation, and the recent predictions behind the drift signals.
     pub window: usize,
-    /// Append accepted feedback to this JSON-lines file.
+    /// Append accepted feedback (and examples) to this JSON-lines file. It
+    /// must be a regular file ending in complete lines (a last line cut by a
+    /// crash is dropped), else start-up refuses it; it is reopened when rotated
+    /// by rename or removal, and on SIGHUP.
     pub log_path: Option<PathBuf>,
-    /// When the log is flushed to disk.
+    /// When the log is synced to disk. Lines are written by a dedicated
+    /// thread from a queue bounded in bytes: with `never` or `interval` a full
+    /// queue drops lines (`nbserve_feedback_log_dropped_total`), with `always`
+    /// requests wait for it.
     pub log_fsync: LogFsync,
-    /// Keep the text of remembered predictions, so feedback lines carry it
-    /// (stores user text; needs `log_path`).
+    /// Keep the text of remembered predictions, so feedback lines carry it:
+    /// **stores user text** in memory and in the log; needs `log_path`.
     pub keep_text: bool,
-    /// Most bytes of kept text in all; the oldest texts are dropped first.
+    /// Most bytes of kept text in all; the oldest texts are dropped first
+    /// (their feedback is still accepted, without the text).
     pub text_budget_bytes: usize,
-    /// Accept labelled texts on `POST /examples`, appended to the log
-    /// (needs `log_path`).
+    /// Accept labelled texts on `POST /examples`, appended to the log (404
+    /// `examples_disabled` when off); needs `log_path`.
     pub accept_examples: bool,
     /// Bearer token the endpoints that write labels (`POST /feedback`,
-    /// `POST /feedback/batch`, `POST /examples`) require; open when unset.
+    /// `POST /feedback/batch`, `POST /examples`) require (401 `unauthorized`
+    /// without it), so only trusted clients write training labels; open when
+    /// unset. A separate secret: the same value as `admin.token` is refused
+    /// (exit 3).
     pub token: Option<String>,
     /// A file holding that token, like `admin.token_file`; exclusive with
     /// `token`.
@@ -230,8 +261,9 @@ impl std::fmt::Debug for FeedbackSettings {
     }
 }
 
-/// When the feedback log is synced to disk (`fsync`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// When the feedback log is synced to disk (`fsync`; read in any case, see
+/// [`Choice`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFsync {
     /// Never: the OS writes it back when it likes.
@@ -306,10 +338,29 @@ impl Settings {
         Self::load_from(file, std::env::vars())
     }
 
+    /// Like [`Settings::load`], then `overrides` on top of the environment:
+    /// (key, value) pairs such as `("server.port", "9000")`, read like any
+    /// other source (a command's flags, which beat everything else).
+    pub fn load_overridden(
+        file: Option<&Path>,
+        overrides: &[(&str, String)],
+    ) -> Result<Self, SettingsError> {
+        Self::load_layers(file, std::env::vars(), overrides)
+    }
+
     /// Like [`Settings::load`] with an explicit environment (for tests).
     pub fn load_from(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, SettingsError> {
+        Self::load_layers(file, env, &[])
+    }
+
+    /// Defaults, `file`, `env`'s `NBSERVE__*` variables, then `overrides`.
+    fn load_layers(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: &[(&str, String)],
     ) -> Result<Self, SettingsError> {
         let defaults = config::Config::try_from(&Settings::default())?;
         let mut builder = config::Config::builder().add_source(defaults);
@@ -333,23 +384,29 @@ impl Settings {
                 .try_parsing(true)
                 .source(Some(env)),
         );
+        for (key, value) in overrides {
+            builder = builder.set_override(*key, value.as_str())?;
+        }
         let mut settings: Settings = builder.build()?.try_deserialize()?;
         // MLflow's own variable, the one fallback for `model.mlflow_uri`.
         let from_env = settings.model.mlflow_uri.is_none() && tracking_uri.is_some();
         if from_env {
             settings.model.mlflow_uri = tracking_uri;
         }
-        settings
-            .model
-            .registry()
-            .map_err(|e| SettingsError::Invalid {
+        settings.model.registry().map_err(|e| match e {
+            MlflowError::CaBundle { path, reason } => SettingsError::Invalid {
+                key: crate::mlflow::CA_BUNDLE_VAR,
+                message: format!("{path}: {reason}"),
+            },
+            e => SettingsError::Invalid {
                 key: if from_env {
                     "MLFLOW_TRACKING_URI"
                 } else {
                     "model.mlflow_uri"
                 },
                 message: e.to_string(),
-            })?;
+            },
+        })?;
         settings.admin.read_token_file()?;
         settings.feedback.read_token_file()?;
         settings.validate()?;
@@ -403,8 +460,11 @@ impl Settings {
         if self.gate.max_memory_bytes == 0 {
             return invalid("gate.max_memory_bytes", "must be > 0");
         }
-        if self.feedback.capacity == 0 || self.feedback.window == 0 {
-            return invalid("feedback", "capacity and window must be > 0");
+        if self.feedback.capacity == 0 {
+            return invalid("feedback.capacity", "must be > 0");
+        }
+        if self.feedback.window == 0 {
+            return invalid("feedback.window", "must be > 0");
         }
         let f = &self.feedback;
         if f.log_path.is_none() {
@@ -504,12 +564,13 @@ mod tests {
         assert!(load(&[file, ("MLFLOW_TRACKING_URI", "nope")]).is_ok());
     }
 
-    /// The defaults are the ones the README's settings table documents:
+    /// The defaults are the ones the book's settings reference documents:
     /// every row, compared with the loaded settings as JSON (`(none)` is
-    /// unset), and no setting left out of the table.
+    /// unset), and no setting left out of the table; a row states its
+    /// setting's [`rule`] (backticks aside) when it has one.
     #[test]
     fn defaults_are_the_documented_ones() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../docs/reference/settings.md");
         let loaded = serde_json::to_value(Settings::load_from(None, env(&[])).unwrap()).unwrap();
         let mut documented = 0;
         for row in readme.lines().filter(|l| l.starts_with("| ")) {
@@ -534,6 +595,9 @@ mod tests {
                 other => panic!("{key}: unexpected {other}"),
             };
             assert!(matches, "{key}: documented {default}, loaded {value}");
+            if let Some(rule) = rule(key) {
+                assert_eq!(cells[5], rule, "{key}: its row must say its rule");
+            }
         }
         let settings: usize = loaded
             .as_object()
@@ -541,7 +605,10 @@ mod tests {
             .values()
             .map(|section| section.as_object().unwrap().len())
             .sum();
-        assert_eq!(documented, settings, "every setting has a README row");
+        assert_eq!(
+            documented, settings,
+            "every setting has a row in the reference"
+        );
     }
 
     #[test]
@@ -578,6 +645,41 @@ mod tests {
         assert_eq!(s.server.max_batch_size, 5);
     }
 
+    /// A command's flags beat the environment, which beats the file, which
+    /// beats the defaults; a flag's value is read and checked like any other.
+    #[test]
+    fn flags_beat_the_environment_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("nbserve.toml");
+        std::fs::write(
+            &f,
+            "[server]\nport = 7000\nhost = \"10.0.0.1\"\nmax_batch_size = 5\n",
+        )
+        .unwrap();
+        let env = env(&[
+            ("NBSERVE__SERVER__PORT", "7001"),
+            ("NBSERVE__MODEL__PATH", "env.json"),
+        ]);
+        let flags = [
+            ("server.port", "9000".to_owned()),
+            ("model.path", "models:/spam@champion".to_owned()),
+        ];
+        let s = Settings::load_layers(Some(&f), env.clone(), &flags).unwrap();
+        assert_eq!(s.server.port, 9000, "the flag beats the variable");
+        assert_eq!(s.server.host, "10.0.0.1", "the file beats the default");
+        assert_eq!(s.server.max_batch_size, 5);
+        assert_eq!(s.model.path.to_string(), "models:/spam@champion");
+        let s = Settings::load_layers(Some(&f), env.clone(), &[]).unwrap();
+        assert_eq!(s.server.port, 7001, "the variable beats the file");
+        assert_eq!(s.model.path.to_string(), "env.json");
+        let e =
+            Settings::load_layers(None, env, &[("model.path", "models:/spam".into())]).unwrap_err();
+        assert!(
+            e.to_string().starts_with("invalid setting model.path: "),
+            "{e}"
+        );
+    }
+
     #[test]
     fn unknown_key_is_named() {
         let e = Settings::load_from(None, env(&[("NBSERVE__SERVER__PROT", "1")])).unwrap_err();
@@ -601,9 +703,42 @@ mod tests {
             "{e}"
         );
         let e = Settings::load_from(None, env(&[("NBSERVE__LOG__FORMAT", "xml")])).unwrap_err();
-        assert!(
-            e.to_string().contains("format") || e.to_string().contains("xml"),
-            "{e}"
+        assert_eq!(
+            e.to_string(),
+            "invalid setting log.format: expected one of json, pretty; got 'xml'"
+        );
+    }
+
+    /// `JSON` can only mean `json`: enum settings are read in any case, from
+    /// the environment and from a file alike; a wrong word in a file is
+    /// refused like one in the environment.
+    #[test]
+    fn enum_settings_are_read_in_any_case() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("NBSERVE__LOG__FORMAT", "JSON"),
+                ("NBSERVE__FEEDBACK__LOG_FSYNC", "Always"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.feedback.log_fsync, LogFsync::Always);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("nbserve.toml");
+        std::fs::write(
+            &f,
+            "[log]\nformat = \"Pretty\"\n[feedback]\nlog_fsync = \"NEVER\"\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&f), env(&[])).unwrap();
+        assert_eq!(s.log.format, LogFormat::Pretty);
+        assert_eq!(s.feedback.log_fsync, LogFsync::Never);
+        std::fs::write(&f, "[feedback]\nlog_fsync = \"sometimes\"\n").unwrap();
+        let e = Settings::load_from(Some(&f), env(&[])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid setting feedback.log_fsync: expected one of never, interval, always; got 'sometimes'"
         );
     }
 

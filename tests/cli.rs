@@ -273,7 +273,7 @@ fn config_and_healthcheck_redact_url_user_info() {
     assert!(err.contains("<redacted>@127.0.0.1"), "{err}");
 }
 
-/// README: "the same data and parameters give a byte-identical artifact
+/// docs/cli.md: "the same data and parameters give a byte-identical artifact
 /// apart from the creation time (set `SOURCE_DATE_EPOCH` to fix that too)",
 /// through the real binary.
 #[test]
@@ -428,6 +428,48 @@ fn gate_refusal_is_reported_once() {
         1,
         "{err}"
     );
+}
+
+/// `train` compares its model with the configured gate (environment or
+/// `--config`), warns on stderr when it is below and names `tune`; a model
+/// above the gate trains silently. The model is written either way.
+#[test]
+fn train_warns_when_its_model_is_below_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.json");
+    let train = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec!["train", "--data", "tests/data/sample.csv", "--out"];
+        args.push(out.to_str().unwrap());
+        args.extend_from_slice(extra);
+        nbserve_env(&args, env)
+    };
+    let o = train(&[], &[("NBSERVE__GATE__MIN_F1_MACRO", "0.999")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let warning = stderr(&o);
+    assert!(
+        warning.contains("warning: F1 macro")
+            && warning.contains("below the gate minimum 0.9990 (gate.min_f1_macro)")
+            && warning.contains("nbserve tune"),
+        "{warning}"
+    );
+    assert!(out.exists());
+
+    let o = train(&[], &[("NBSERVE__GATE__MIN_F1_MACRO", "0.1")]);
+    assert!(o.status.success());
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+
+    let config = write(&dir, "nbserve.toml", b"[gate]\nmin_f1_macro = 0.999\n");
+    let o = train(&["--config", config.to_str().unwrap()], &[]);
+    assert!(
+        stderr(&o).contains("below the gate minimum 0.9990"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A bad setting fails before any training, naming the key.
+    let o = train(&[], &[("NBSERVE__GATE__MIN_F1_MACRO", "high")]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("gate.min_f1_macro"), "{}", stderr(&o));
 }
 
 #[test]
@@ -1033,4 +1075,315 @@ fn a_malformed_registry_source_is_a_settings_error() {
             assert!(err.contains(key), "{err}");
         }
     }
+}
+
+/// A port free on the loopback interface a moment ago.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// `serve --host/--port/--model` set the settings they name and beat every
+/// other layer: the file's and the environment's port, and an environment
+/// model path that does not exist.
+#[cfg(unix)]
+#[test]
+fn serve_flags_beat_the_environment_and_the_file() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let (file_port, env_port, port) = (free_port(), free_port(), free_port());
+    let config = write(
+        &dir,
+        "nbserve.toml",
+        format!("[server]\nport = {file_port}\n").as_bytes(),
+    );
+    let env_port = env_port.to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nbserve"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--model", "models/spam-nb.json"])
+        .env("NBSERVE__SERVER__PORT", &env_port)
+        .env("NBSERVE__MODEL__PATH", "models/no-such-model.json")
+        .env_remove("MLFLOW_TRACKING_URI")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/health");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let healthy = loop {
+        if nbserve(&["healthcheck", "--url", &url]).status.success() {
+            break true;
+        }
+        if child.try_wait().unwrap().is_some() || std::time::Instant::now() > deadline {
+            break false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    child.kill().unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(healthy, "no server on the --port: {}", stderr(&o));
+    let other = format!("http://127.0.0.1:{file_port}/health");
+    assert!(!nbserve(&["healthcheck", "--url", &other]).status.success());
+
+    // --model is model.path: parsed and checked like the variable.
+    let o = nbserve(&["serve", "--model", "models:/spam"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("nbserve: invalid setting model.path: "),
+        "{}",
+        stderr(&o)
+    );
+    let o = nbserve_env(
+        &["serve", "--model", "models/spam-cnb.json", "--port", "0"],
+        &[("NBSERVE__GATE__MIN_F1_MACRO", "0.9999")],
+    );
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(stderr(&o).contains("spam-cnb"), "{}", stderr(&o));
+}
+
+/// `serve --help` lists the variable of every setting `config` prints (the
+/// two read the settings independently: help from their defaults, config
+/// resolved), with the order of the layers and the rules.
+#[test]
+fn serve_help_lists_every_setting_variable() {
+    let o = nbserve(&["serve", "--help"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let help = String::from_utf8_lossy(&o.stdout);
+    let o = nbserve(&["config"]);
+    let config: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut listed = 0;
+    for (section, keys) in config.as_object().unwrap() {
+        for key in keys.as_object().unwrap().keys() {
+            let var = format!("NBSERVE__{}__{}", section, key).to_uppercase();
+            assert!(help.contains(&format!("  {var}")), "{var} missing:\n{help}");
+            listed += 1;
+        }
+    }
+    assert!(listed > 30, "{listed}");
+    for text in [
+        "--port <PORT>",
+        "--model <PATH_OR_URI>",
+        "--host <HOST>",
+        "NBSERVE__SERVER__PORT=8080",
+        "NBSERVE__ADMIN__TOKEN (unset)",
+        "NBSERVE__LOG__FORMAT=pretty\n      one of json, pretty (any case)",
+        "then\n--host, --port and --model",
+    ] {
+        assert!(help.contains(text), "{text:?} missing:\n{help}");
+    }
+    assert!(help.contains("must be at least 8"), "{help}");
+    // The short help points at the long one.
+    let o = nbserve(&["serve", "-h"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("--help lists them"));
+}
+
+/// `JSON` means `json`; a wrong word is named with the choices, not in
+/// serde's words.
+#[test]
+fn enum_settings_are_read_in_any_case_and_refused_in_words() {
+    let o = nbserve_env(
+        &["config"],
+        &[
+            ("NBSERVE__LOG__FORMAT", "JSON"),
+            ("NBSERVE__FEEDBACK__LOG_FSYNC", "Always"),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let config: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(config["log"]["format"], "json");
+    assert_eq!(config["feedback"]["log_fsync"], "always");
+    let o = nbserve_env(&["serve"], &[("NBSERVE__LOG__FORMAT", "xml")]);
+    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(
+        stderr(&o).trim(),
+        "nbserve: invalid setting log.format: expected one of json, pretty; got 'xml'"
+    );
+}
+
+/// A setting tried as a flag is a usage error that names its variable.
+#[test]
+fn a_setting_tried_as_a_flag_names_its_variable() {
+    let o = nbserve(&["serve", "--max-batch-size", "5"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("unexpected argument '--max-batch-size'"),
+        "{err}"
+    );
+    assert!(
+        err.contains("tip: --max-batch-size is not a flag; set NBSERVE__SERVER__MAX_BATCH_SIZE"),
+        "{err}"
+    );
+    let o = nbserve(&["serve", "--log-format=json"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("NBSERVE__LOG__FORMAT"),
+        "{}",
+        stderr(&o)
+    );
+    let o = nbserve(&["serve", "--nonsense"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("settings are NBSERVE__SECTION__KEY environment variables"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// A TLS registry stand-in on the loopback interface: a CA and a server
+/// certificate for 127.0.0.1 made with `openssl`, and a Python HTTPS server
+/// answering every GET with MLflow's 404 and recording its path on stderr.
+/// The directory (holding `ca.pem`), the server and its URL.
+#[cfg(unix)]
+fn tls_registry() -> (tempfile::TempDir, std::process::Child, String) {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let o = Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("openssl runs");
+        assert!(o.status.success(), "openssl {args:?}: {}", stderr(&o));
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ca = [
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=nbserve test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ];
+    run(&[&["req", "-x509"], &ec[..], &ca[..]].concat());
+    write(
+        &dir,
+        "server.ext",
+        b"subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    );
+    let csr = [
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ];
+    run(&[&["req"], &ec[..], &csr[..]].concat());
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    let server = write(
+        &dir,
+        "server.py",
+        br#"import http.server, json, ssl, sys
+class Registry(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no such alias"}).encode()
+        self.send_response(404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        print("GET " + self.path.split("?")[0], file=sys.stderr, flush=True)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Registry)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain("server.pem", "server.key")
+server.socket = context.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#,
+    );
+    let mut child = Command::new("python3")
+        .arg(&server)
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let mut port = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let url = format!("https://127.0.0.1:{}", port.trim());
+    (dir, child, url)
+}
+
+/// An `https://` registry is spoken to over TLS: trusted through the CA
+/// bundle MLflow's variable names (the registry's own 404 comes back), and
+/// refused without it (an unknown issuer), never "unreachable" for want of
+/// a TLS client. A bundle without a certificate is a settings error.
+#[cfg(unix)]
+#[test]
+fn an_https_registry_is_trusted_through_the_ca_bundle() {
+    let (dir, mut server, url) = tls_registry();
+    let ca = dir.path().join("ca.pem");
+    let serve = |extra: &[(&str, &str)]| {
+        let env = [
+            ("NBSERVE__MODEL__PATH", "models:/spam@champion"),
+            ("NBSERVE__MODEL__MLFLOW_URI", url.as_str()),
+            ("NBSERVE__SERVER__PORT", "0"),
+        ];
+        nbserve_env(&["serve"], &[&env[..], extra].concat())
+    };
+    let o = serve(&[("MLFLOW_TRACKING_SERVER_CERT_PATH", ca.to_str().unwrap())]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(
+        err.contains("registered-models/alias answered 404: RESOURCE_DOES_NOT_EXIST"),
+        "{err}"
+    );
+    let o = serve(&[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(4), "{err}");
+    assert!(err.contains("UnknownIssuer"), "{err}");
+
+    let empty = write(&dir, "empty.pem", b"no certificate\n");
+    let o = serve(&[("MLFLOW_TRACKING_SERVER_CERT_PATH", empty.to_str().unwrap())]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("invalid setting MLFLOW_TRACKING_SERVER_CERT_PATH: ")
+            && stderr(&o).contains("empty.pem: holds no PEM certificate"),
+        "{}",
+        stderr(&o)
+    );
+    server.kill().unwrap();
+    let log = server.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&log.stderr)
+            .contains("GET /api/2.0/mlflow/registered-models/alias"),
+        "{}",
+        stderr(&log)
+    );
 }

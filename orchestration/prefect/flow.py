@@ -66,7 +66,7 @@ from prefect import flow, get_run_logger, task  # noqa: E402 (after the settings
 from prefect.artifacts import create_markdown_artifact  # noqa: E402
 from prefect.settings import PREFECT_API_URL  # noqa: E402
 
-# `nbserve retrain` exit codes (README, "Exit codes"; docs/retrain.md).
+# `nbserve retrain` exit codes (docs/reference/exit-codes.md; docs/retrain.md).
 EXIT_OK = 0  # verdict "promoted" or "unchanged"
 EXIT_REJECTED = 5
 # The verdicts each of those exit codes goes with.

@@ -35,7 +35,7 @@ preflight() {
     if [[ ${#missing[@]} -gt 0 ]]; then
         echo "$who: cannot run on this machine; missing:" >&2
         printf '  - %s\n' "${missing[@]}" >&2
-        echo "$who: see README \"Prerequisites\"" >&2
+        echo "$who: see docs/getting-started.md, \"Prerequisites\"" >&2
         exit 1
     fi
 }

@@ -26,7 +26,7 @@ pub const SCHEMA_VERSION: u32 = 2;
 /// Every schema version this build reads.
 pub const READABLE_SCHEMAS: [u32; 2] = [1, 2];
 /// The token pattern the tokenizer implements (recorded for readers of the file).
-pub const TOKEN_PATTERN: &str = r"(?u)\b\w\w+\b";
+pub const TOKEN_PATTERN: &str = crate::classifier::stats::TOKEN_PATTERN;
 
 pub use crate::classifier::params::ALPHA_RANGE;
 pub use error::ArtifactError;

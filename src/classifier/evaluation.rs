@@ -84,6 +84,16 @@ impl ConfusionMatrix {
         }
     }
 
+    /// A matrix of counts `[true][predicted]` (a square; rows of another
+    /// length are cut or padded with zeros).
+    pub fn from_counts(mut counts: Vec<Vec<u64>>) -> Self {
+        let n = counts.len();
+        for row in &mut counts {
+            row.resize(n, 0);
+        }
+        Self { counts }
+    }
+
     /// Builds a matrix from parallel label-index slices.
     pub fn from_labels(
         y_true: &[usize],

@@ -405,9 +405,9 @@ pub fn argmax(values: &[f64]) -> usize {
     best
 }
 
-/// Compensated summation: the per-class constant adds ~10⁵ small terms, and
-/// a naive running sum would drift further from NumPy's pairwise sum than the
-/// parity tolerance allows.
+/// Compensated summation: the per-class constant adds one small term per
+/// feature of the vocabulary, and a naive running sum would drift further
+/// from NumPy's pairwise sum than the parity tolerance allows.
 #[derive(Default)]
 pub(super) struct NeumaierSum {
     sum: f64,

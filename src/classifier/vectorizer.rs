@@ -246,7 +246,7 @@ fn run_lengths(tokens: &mut [u32]) -> Vec<(u32, u32)> {
 
 /// Per-term document and occurrence counts of a set of documents, overall
 /// and per class.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TermStats {
     n_docs: usize,
     class_docs: Vec<u64>,
@@ -257,6 +257,29 @@ pub struct TermStats {
 }
 
 impl TermStats {
+    /// The statistics of documents counted per class: `class_df[c][t]`
+    /// documents of class `c` hold term `t`, `class_tf[c][t]` times in all.
+    pub(super) fn from_class_counts(
+        class_docs: Vec<u64>,
+        class_df: Vec<Vec<u64>>,
+        class_tf: Vec<Vec<u64>>,
+    ) -> Self {
+        let n_terms = class_df.first().map_or(0, Vec::len);
+        let total = |rows: &[Vec<u64>]| -> Vec<u64> {
+            (0..n_terms)
+                .map(|t| rows.iter().map(|r| r[t]).sum())
+                .collect()
+        };
+        Self {
+            n_docs: class_docs.iter().sum::<u64>() as usize,
+            df: total(&class_df),
+            tf: total(&class_tf),
+            class_docs,
+            class_df,
+            class_tf,
+        }
+    }
+
     /// Documents counted.
     pub fn n_docs(&self) -> usize {
         self.n_docs

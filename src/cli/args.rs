@@ -30,7 +30,11 @@ pub enum Command {
     /// Run the deployment gate: exit 0 if the model may be served, 5 if not.
     Check(CheckArgs),
     /// Serve the configured model over HTTP.
-    Serve(ConfigArgs),
+    #[command(
+        after_help = "Every setting is also an NBSERVE__SECTION__KEY environment variable: --help lists them.",
+        after_long_help = super::serve::settings_help()
+    )]
+    Serve(ServeArgs),
     /// Exit 0 when the server's /health answers 200 (for container health checks).
     Healthcheck(HealthcheckArgs),
     /// Print the resolved settings as JSON (exit 3 on an unknown or invalid key).
@@ -42,13 +46,46 @@ pub enum Command {
     Retrain(RetrainArgs),
     /// Put the previous kept version back in model.path (gated; exit 5 if refused).
     Rollback(RollbackArgs),
+    /// Count labelled CSVs (streamed) into a counts file: the unit of work of
+    /// training past one machine.
+    Count(CountArgs),
+    /// Merge counts files into counts (--out-counts) or into the model `train`
+    /// would write on their rows (--out, --test-data).
+    Merge(MergeArgs),
+    /// The held-out scoring pass of cross-validation from counts, for some CSVs
+    /// counted into them (for `tune --counts --scores`).
+    CvScore(CvScoreArgs),
+    /// Print a reference page of the book (Markdown) from the code.
+    #[command(hide = true)]
+    Reference(ReferenceArgs),
 }
 
+/// `nbserve reference`: which page.
 #[derive(Debug, Args)]
-pub struct DataArgs {
-    /// Labelled CSV file.
-    #[arg(long)]
-    pub data: PathBuf,
+pub struct ReferenceArgs {
+    /// The page to print.
+    #[arg(value_enum)]
+    pub page: ReferencePage,
+}
+
+/// The generated reference pages (docs/reference/<page>.md).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ReferencePage {
+    /// Every setting: key, environment variable, default, type, meaning.
+    Settings,
+    /// Every route of the OpenAPI document, and its schemas.
+    Endpoints,
+    /// Every error code: status, code, meaning.
+    Errors,
+    /// Every Prometheus metric: name, type, labels, help.
+    Metrics,
+    /// Every exit code.
+    ExitCodes,
+}
+
+/// The columns of a labelled CSV.
+#[derive(Debug, Args)]
+pub struct ColumnArgs {
     /// Column holding the text.
     #[arg(long, default_value = TEXT_COLUMN)]
     pub text_column: String,
@@ -58,30 +95,37 @@ pub struct DataArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct DataArgs {
+    /// Labelled CSV file.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[command(flatten)]
+    pub columns: ColumnArgs,
+}
+
+/// Labelled CSVs read as one dataset.
+#[derive(Debug, Args)]
+pub struct CsvArgs {
+    /// Labelled CSV files: several are one dataset, their rows in order (a
+    /// file without rows is fine when another has some).
+    #[arg(long, num_args = 1.., required = true)]
+    pub data: Vec<PathBuf>,
+    #[command(flatten)]
+    pub columns: ColumnArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct TrainArgs {
     #[command(flatten)]
-    pub data: DataArgs,
+    pub csv: CsvArgs,
     /// Where to write the artifact.
     #[arg(long)]
     pub out: PathBuf,
-    /// Additive smoothing (> 0).
-    #[arg(long, default_value_t = 1.0)]
-    pub alpha: f64,
-    /// bernoulli, multinomial or complement (scikit-learn's BernoulliNB, MultinomialNB, ComplementNB).
-    #[arg(long, default_value = "bernoulli")]
-    pub model: String,
+    #[command(flatten)]
+    pub fit: FitArgs,
     /// Binary features for multinomial/complement (Bernoulli NB is always binary).
     #[arg(long)]
     pub binary: bool,
-    /// Drop terms in fewer documents: an integer is a count, a float in (0, 1] a share.
-    #[arg(long, default_value = "1")]
-    pub min_df: String,
-    /// Drop terms in more documents: an integer is a count, a float in (0, 1] a share.
-    #[arg(long, default_value = "1.0")]
-    pub max_df: String,
-    /// Keep only this many most frequent terms (0 = all).
-    #[arg(long, default_value_t = 0)]
-    pub max_features: u64,
     /// Fit a probability temperature on out-of-fold scores of the training part.
     #[arg(long)]
     pub calibrate: bool,
@@ -92,6 +136,40 @@ pub struct TrainArgs {
     pub held_out: HeldOutArgs,
     #[command(flatten)]
     pub tracking: TrackingArgs,
+    /// Its gate.min_f1_macro is what the trained model is compared with (a warning when below).
+    #[command(flatten)]
+    pub settings: ConfigArgs,
+}
+
+/// The model and vectorizer options of one fit (`train`, `merge`).
+#[derive(Debug, Args)]
+pub struct FitArgs {
+    /// Additive smoothing (> 0).
+    #[arg(long, default_value_t = 1.0)]
+    pub alpha: f64,
+    /// bernoulli, multinomial or complement (scikit-learn's BernoulliNB, MultinomialNB, ComplementNB).
+    #[arg(long, default_value = "bernoulli")]
+    pub model: String,
+    /// Drop terms in fewer documents: an integer is a count, a float in (0, 1] a share.
+    #[arg(long, default_value = "1")]
+    pub min_df: String,
+    /// Drop terms in more documents: an integer is a count, a float in (0, 1] a share.
+    #[arg(long, default_value = "1.0")]
+    pub max_df: String,
+    /// Keep only this many most frequent terms (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub max_features: u64,
+}
+
+/// The model's name and version in its artifact.
+#[derive(Debug, Args)]
+pub struct NameArgs {
+    /// Model name recorded in the artifact (default: the output file's stem).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Model version recorded in the artifact (default: creation time).
+    #[arg(long)]
+    pub model_version: Option<String>,
 }
 
 /// The held-out evaluation and naming options `train` and `tune` share.
@@ -106,12 +184,8 @@ pub struct HeldOutArgs {
     /// Train on all of --data and evaluate on this labelled CSV instead of a split.
     #[arg(long)]
     pub test_data: Option<PathBuf>,
-    /// Model name recorded in the artifact (default: the output file's stem).
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Model version recorded in the artifact (default: creation time).
-    #[arg(long)]
-    pub model_version: Option<String>,
+    #[command(flatten)]
+    pub naming: NameArgs,
 }
 
 /// MLflow tracking options of commands that fit a model.
@@ -183,13 +257,33 @@ pub struct GridArgs {
 /// `nbserve tune` arguments.
 #[derive(Debug, Args)]
 pub struct TuneArgs {
+    /// Labelled CSV files (several are one dataset); with --counts, re-read
+    /// only for the held-out scoring pass.
+    #[arg(long, num_args = 1.., required_unless_present = "scores")]
+    pub data: Vec<PathBuf>,
     #[command(flatten)]
-    pub data: DataArgs,
+    pub columns: ColumnArgs,
     /// Where to write the artifact of the chosen model.
     #[arg(long)]
     pub out: PathBuf,
     #[command(flatten)]
     pub grid: GridArgs,
+    /// Folds: `stratified` by class and shuffled by --seed, or `hash`: by a
+    /// hash of the text seeded by --seed, as `count --folds` assigns them.
+    #[arg(long, default_value = "stratified", value_parser = ["stratified", "hash"])]
+    pub fold_by: String,
+    /// Take each row's fold (0-based) from this column, as `count --fold-column`.
+    #[arg(long, conflicts_with = "fold_by")]
+    pub fold_column: Option<String>,
+    /// Cross-validate from these counts (`count --folds`, merged): each fold's
+    /// models are the total minus the fold's counts; --data is re-read only
+    /// to score the held-out rows. Needs --test-data.
+    #[arg(long, conflicts_with_all = ["fold_by", "fold_column"], requires = "test_data")]
+    pub counts: Option<PathBuf>,
+    /// With --counts: the held-out scores of every shard (`nbserve cv-score`),
+    /// in row order, instead of scoring --data here.
+    #[arg(long, num_args = 1.., requires = "counts")]
+    pub scores: Vec<PathBuf>,
     #[command(flatten)]
     pub held_out: HeldOutArgs,
     #[command(flatten)]
@@ -203,8 +297,13 @@ pub struct RetrainArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Labelled base CSV (repeatable; read in order).
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "base_counts")]
     pub data: Vec<PathBuf>,
+    /// Stored counts of the base corpus (`nbserve count`, merged): the field
+    /// labels are added to them instead of re-reading the corpus, and the model
+    /// in service's parameters and temperature are refitted, without a search.
+    #[arg(long, conflicts_with_all = ["model", "binary", "alpha", "min_df", "max_df", "max_features", "folds"])]
+    pub base_counts: Option<PathBuf>,
     /// Feedback log, JSON lines (repeatable; read after the CSVs, in order).
     #[arg(long)]
     pub feedback_log: Vec<PathBuf>,
@@ -341,6 +440,38 @@ pub struct ConfigArgs {
     pub config: Option<PathBuf>,
 }
 
+/// `nbserve serve` arguments: the settings file, and flags for the settings
+/// set most often, which beat every other layer.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub settings: ConfigArgs,
+    /// Address to bind (server.host).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port to bind, 0 = any free port (server.port).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Model to serve: a file, or models:/NAME@ALIAS or models:/NAME/VERSION (model.path).
+    #[arg(long, value_name = "PATH_OR_URI")]
+    pub model: Option<String>,
+}
+
+impl ServeArgs {
+    /// The flags given, as (setting, value) overrides.
+    pub fn overrides(&self) -> Vec<(&'static str, String)> {
+        let port = self.port.map(|p| p.to_string());
+        [
+            ("server.host", self.host.clone()),
+            ("server.port", port),
+            ("model.path", self.model.clone()),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| Some((key, value?)))
+        .collect()
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct HealthcheckArgs {
     /// Health endpoint to probe.
@@ -349,4 +480,68 @@ pub struct HealthcheckArgs {
     /// Give up after this many milliseconds.
     #[arg(long, default_value_t = 2000)]
     pub timeout_ms: u64,
+}
+
+/// `nbserve count` arguments.
+#[derive(Debug, Args)]
+pub struct CountArgs {
+    /// One counts file for them all.
+    #[command(flatten)]
+    pub csv: CsvArgs,
+    /// Where to write the counts.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Keep document counts only (binary features, as `train --binary`); else
+    /// occurrences too, for any model.
+    #[arg(long)]
+    pub binary: bool,
+    /// Keep the counts per cross-validation fold (for `tune --counts`).
+    #[arg(long)]
+    pub folds: Option<u32>,
+    /// With --folds: seeds the text hash that assigns folds (as `tune --seed`).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// With --folds: take each row's fold (0-based) from this column instead.
+    #[arg(long, requires = "folds")]
+    pub fold_column: Option<String>,
+}
+
+/// `nbserve merge` arguments.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Counts files (`nbserve count`, or merged ones), in any order.
+    #[arg(required = true)]
+    pub counts: Vec<PathBuf>,
+    /// Write the merged counts here (for a tree of merges).
+    #[arg(long, required_unless_present = "out")]
+    pub out_counts: Option<PathBuf>,
+    /// Write the model `train` would write on the counted rows here.
+    #[arg(long, requires = "test_data")]
+    pub out: Option<PathBuf>,
+    /// Labelled CSV the model is evaluated on (as `train --test-data`).
+    #[arg(long)]
+    pub test_data: Option<PathBuf>,
+    #[command(flatten)]
+    pub columns: ColumnArgs,
+    /// The model (features are binary when the counts are, or for Bernoulli NB).
+    #[command(flatten)]
+    pub fit: FitArgs,
+    #[command(flatten)]
+    pub naming: NameArgs,
+}
+
+/// `nbserve cv-score` arguments.
+#[derive(Debug, Args)]
+pub struct CvScoreArgs {
+    /// The total counts, kept per fold (`count --folds`, merged).
+    #[arg(long)]
+    pub counts: PathBuf,
+    /// CSVs counted into them, in row order.
+    #[command(flatten)]
+    pub csv: CsvArgs,
+    #[command(flatten)]
+    pub grid: GridArgs,
+    /// Where to write the scores.
+    #[arg(long)]
+    pub out: PathBuf,
 }

@@ -16,7 +16,8 @@ use nbserve::settings::{GateSettings, Settings};
 use nbserve::training::{evaluate_on, RunOptions, Tracking, TrainOptions, TrainingFacts};
 
 use super::args::{
-    CheckArgs, DataArgs, EvaluateArgs, HeldOutArgs, PredictArgs, SplitArgs, TrackingArgs, TrainArgs,
+    CheckArgs, ColumnArgs, DataArgs, EvaluateArgs, FitArgs, HeldOutArgs, NameArgs, PredictArgs,
+    SplitArgs, TrackingArgs, TrainArgs,
 };
 use super::exit::Usage;
 use super::output;
@@ -25,10 +26,14 @@ use super::tune::param_failure;
 use super::{CmdResult, Failure};
 
 fn read_data(args: &DataArgs) -> Result<Dataset, Failure> {
-    read_csv(&args.data, &args.text_column, &args.label_column)
+    read_csv(
+        &args.data,
+        &args.columns.text_column,
+        &args.columns.label_column,
+    )
 }
 
-fn read_csv(path: &Path, text: &str, label: &str) -> Result<Dataset, Failure> {
+pub(super) fn read_csv(path: &Path, text: &str, label: &str) -> Result<Dataset, Failure> {
     Ok(Dataset::from_csv(path, text, label)?)
 }
 
@@ -59,19 +64,21 @@ pub(super) fn creation_time() -> Result<DateTime<Utc>, Failure> {
 
 /// Reads `--data` and `--test-data` and says what will be trained on.
 pub(super) fn read_train_data(
-    data: &DataArgs,
+    data: &[std::path::PathBuf],
+    columns: &ColumnArgs,
     held_out: &HeldOutArgs,
 ) -> Result<(Dataset, Option<Dataset>), Failure> {
-    let train = read_data(data)?;
+    let train = Dataset::from_csvs(data, &columns.text_column, &columns.label_column)?;
     let test = held_out
         .test_data
         .as_deref()
-        .map(|p| read_csv(p, &data.text_column, &data.label_column))
+        .map(|p| read_csv(p, &columns.text_column, &columns.label_column))
         .transpose()?;
+    let files: Vec<String> = data.iter().map(|p| p.display().to_string()).collect();
     noteln!(
         "training on {} documents from {}{}",
         train.len(),
-        data.data.display(),
+        files.join(", "),
         test.as_ref()
             .map(|t| format!(", evaluating on {} documents", t.len()))
             .unwrap_or_default()
@@ -81,17 +88,46 @@ pub(super) fn read_train_data(
 
 /// The split and naming options; the name defaults to the output file's stem.
 pub(super) fn run_options(a: &HeldOutArgs, out: &Path) -> Result<RunOptions, Failure> {
+    named_run(&a.naming, a.test_size, a.seed, out)
+}
+
+/// A run named by `naming` (the name defaulting to `out`'s stem), created
+/// now or at `SOURCE_DATE_EPOCH`.
+pub(super) fn named_run(
+    naming: &NameArgs,
+    test_size: f64,
+    seed: u64,
+    out: &Path,
+) -> Result<RunOptions, Failure> {
     let stem = out.file_stem().and_then(|s| s.to_str());
     Ok(RunOptions {
-        test_size: a.test_size,
-        seed: a.seed,
-        name: a
+        test_size,
+        seed,
+        name: naming
             .name
             .clone()
             .unwrap_or_else(|| stem.unwrap_or("model").to_owned()),
-        version: a.model_version.clone(),
+        version: naming.model_version.clone(),
         created_at: creation_time()?,
     })
+}
+
+/// The model and vectorizer options of one fit; features are binary when
+/// `binary` or for Bernoulli NB.
+pub(super) fn fit_options(
+    a: &FitArgs,
+    binary: bool,
+) -> Result<(ModelKind, VectorizerOptions), Failure> {
+    let model = parse_model(&a.model)?;
+    Ok((
+        model,
+        VectorizerOptions {
+            min_df: parse_df("--min-df", &a.min_df)?,
+            max_df: parse_df("--max-df", &a.max_df)?,
+            max_features: a.max_features,
+            binary: binary || model == ModelKind::Bernoulli,
+        },
+    ))
 }
 
 /// Parses a `--min-df` / `--max-df` value (a usage error naming it).
@@ -107,18 +143,16 @@ pub(super) fn parse_model(value: &str) -> Result<ModelKind, Failure> {
 /// `nbserve train`: with a tracking URI, inside an MLflow run that ends
 /// FAILED when anything after its start fails.
 pub fn train(a: TrainArgs) -> CmdResult {
-    let model = parse_model(&a.model)?;
-    let vectorizer = VectorizerOptions {
-        min_df: parse_df("--min-df", &a.min_df)?,
-        max_df: parse_df("--max-df", &a.max_df)?,
-        max_features: a.max_features,
-        binary: a.binary || model == ModelKind::Bernoulli,
-    };
+    // Read first, so a bad setting fails before minutes of training.
+    let min_f1_macro = super::serve::load_settings(a.settings.config.as_deref())?
+        .gate
+        .min_f1_macro;
+    let (model, vectorizer) = fit_options(&a.fit, a.binary)?;
     let options = TrainOptions {
         model,
         vectorizer,
         calibrate_folds: a.calibrate.then_some(a.folds),
-        alpha: a.alpha,
+        alpha: a.fit.alpha,
         run: run_options(&a.held_out, &a.out)?,
     };
     // Checked before anything is read: the ranges an artifact is served with.
@@ -127,11 +161,22 @@ pub fn train(a: TrainArgs) -> CmdResult {
         .check()
         .map_err(|e| param_failure(&e))?;
     let tracker = Tracker::start(&a.tracking, &run_name(&options.run), "nbserve train")?;
-    let outcome = train_tracked(&a, &options, tracker.as_ref());
+    let (outcome, f1_macro) = match train_tracked(&a, &options, tracker.as_ref()) {
+        Ok(f1_macro) => (Ok(()), f1_macro),
+        Err(f) => (Err(f), f64::NAN),
+    };
     if let Some(t) = tracker {
         t.finish(&outcome);
     }
-    outcome
+    outcome?;
+    if f1_macro < min_f1_macro {
+        noteln!(
+            "nbserve: warning: F1 macro {f1_macro:.4} is below the gate minimum {min_f1_macro:.4} \
+             (gate.min_f1_macro): serve, check and promote will refuse this model; \
+             `nbserve tune` chooses alpha and min_df by cross-validation"
+        );
+    }
+    Ok(())
 }
 
 /// The MLflow run name: the model's name and version.
@@ -139,8 +184,13 @@ pub(super) fn run_name(run: &RunOptions) -> String {
     format!("{}-{}", run.name, run.version.as_deref().unwrap_or("train"))
 }
 
-fn train_tracked(a: &TrainArgs, options: &TrainOptions, tracker: Option<&Tracker>) -> CmdResult {
-    let (data, test) = read_train_data(&a.data, &a.held_out)?;
+/// Trains, tracks and saves; returns the model's held-out F1 macro.
+fn train_tracked(
+    a: &TrainArgs,
+    options: &TrainOptions,
+    tracker: Option<&Tracker>,
+) -> Result<f64, Failure> {
+    let (data, test) = read_train_data(&a.csv.data, &a.csv.columns, &a.held_out)?;
     let show_progress = data.len() >= 5000;
     let started = std::time::Instant::now();
     let artifact = nbserve::training::train(&data, test.as_ref(), options, |done, total| {
@@ -149,8 +199,18 @@ fn train_tracked(a: &TrainArgs, options: &TrainOptions, tracker: Option<&Tracker
         }
     })
     .map_err(super::tune::train_failure)?;
-    let facts = TrainingFacts::measured("nbserve train", [a.data.data.as_path()], started);
-    track_and_save(artifact, &a.out, tracker, &facts, &a.tracking)
+    let facts = TrainingFacts::measured(
+        "nbserve train",
+        a.csv.data.iter().map(|p| p.as_path()),
+        started,
+    );
+    let f1_macro = artifact
+        .evaluation
+        .as_ref()
+        .expect("training evaluates")
+        .f1_macro;
+    track_and_save(artifact, &a.out, tracker, &facts, &a.tracking)?;
+    Ok(f1_macro)
 }
 
 /// Logs the artifact to the run (and registers it) when tracked, then saves

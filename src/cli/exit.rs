@@ -1,5 +1,6 @@
 //! The exit-code table: each error a command can end with, and the
-//! documented code it exits with (README, "Exit codes"). Commands return
+//! documented code it exits with (`nbserve reference exit-codes`,
+//! docs/reference/exit-codes.md). Commands return
 //! errors; only `cli::main` asks them for their code.
 
 use nbserve::artifact::ArtifactError;
@@ -12,6 +13,7 @@ use nbserve::retraining::store::StoreError;
 use nbserve::retraining::{PlanError, PromoteError, RetrainError, RollbackError, SourceError};
 use nbserve::server::{LoadError, StartupError};
 use nbserve::settings::SettingsError;
+use nbserve::shards::ShardError;
 use nbserve::training::{TrainError, TuneError};
 
 /// Success.
@@ -150,11 +152,12 @@ impl ExitCoded for GateError {
 }
 
 impl ExitCoded for MlflowError {
-    /// An invalid URI can only come from a flag here (`--mlflow-uri`): the
-    /// settings' is checked when they load.
+    /// An invalid URI can only come from a flag here (`--mlflow-uri`), and
+    /// a CA bundle from its variable: the settings' are checked when they
+    /// load.
     fn exit_code(&self) -> u8 {
         match self {
-            MlflowError::InvalidUri(_) => USAGE,
+            MlflowError::InvalidUri(_) | MlflowError::CaBundle { .. } => USAGE,
             _ => FAILURE,
         }
     }
@@ -221,7 +224,10 @@ impl ExitCoded for RetrainError {
         match self {
             RetrainError::Plan(e) => e.exit_code(),
             RetrainError::Data(e) => e.exit_code(),
-            RetrainError::FeedbackLog(_) | RetrainError::Merge(_) => INVALID_DATA,
+            RetrainError::FeedbackLog(_)
+            | RetrainError::Merge(_)
+            | RetrainError::NoModelForCounts(_) => INVALID_DATA,
+            RetrainError::BaseCounts(e) => e.exit_code(),
             RetrainError::Tune(e) => e.exit_code(),
             RetrainError::Tracking(e) => e.exit_code(),
             RetrainError::Gate(e) => e.exit_code(),
@@ -249,6 +255,18 @@ impl ExitCoded for RollbackError {
             RollbackError::Store(e) => e.exit_code(),
             RollbackError::Unreadable(_) | RollbackError::Changed { .. } => INVALID_MODEL,
             RollbackError::Refused { source, .. } => source.exit_code(),
+        }
+    }
+}
+
+impl ExitCoded for ShardError {
+    /// Unusable input (a CSV, a damaged or mismatched counts or scores
+    /// file) is invalid data; an output that cannot be written a failure.
+    fn exit_code(&self) -> u8 {
+        match self {
+            ShardError::Output(_) => FAILURE,
+            ShardError::Cv(e) if e.is_usage() => USAGE,
+            _ => INVALID_DATA,
         }
     }
 }

@@ -10,8 +10,10 @@ mod args;
 mod commands;
 mod exit;
 mod promote;
+mod reference;
 mod retrain;
 mod serve;
+mod shards;
 mod tracking;
 mod tune;
 
@@ -79,7 +81,11 @@ impl fmt::Display for Failure {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let result = match Cli::parse().command {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    let result = match cli.command {
         Command::Train(a) => commands::train(a),
         Command::Tune(a) => tune::tune(a),
         Command::Split(a) => commands::split(a),
@@ -92,6 +98,10 @@ pub fn main() -> ExitCode {
         Command::Promote(a) => promote::promote(a),
         Command::Retrain(a) => retrain::retrain(a),
         Command::Rollback(a) => retrain::rollback(a),
+        Command::Count(a) => shards::count(a),
+        Command::Merge(a) => shards::merge(a),
+        Command::CvScore(a) => shards::cv_score(a),
+        Command::Reference(a) => reference::reference(a),
     };
     // A command's own failure comes first; standard output's is checked
     // (and flushed) either way.
@@ -105,4 +115,51 @@ pub fn main() -> ExitCode {
             ExitCode::from(f.error.exit_code())
         }
     }
+}
+
+/// Prints clap's error (or the help or version asked for) and exits with its
+/// code; a flag `serve` or `config` does not know may be a setting, which is
+/// then named with its environment variable.
+fn usage_error(e: clap::Error) -> ExitCode {
+    let _ = e.print();
+    let command = std::env::args().nth(1);
+    if matches!(command.as_deref(), Some("serve" | "config")) {
+        if let Some(tip) = setting_tip(&e) {
+            noteln!("\ntip: {tip}");
+        }
+    }
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(exit::USAGE))
+}
+
+/// For an unknown `--flag`, the settings it may mean (`--max-batch-size`:
+/// `server.max_batch_size`; `--log-format`: `log.format`) and how to set them.
+fn setting_tip(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let ContextValue::String(arg) = e.get(ContextKind::InvalidArg)? else {
+        return None;
+    };
+    let flag = arg
+        .trim_start_matches('-')
+        .split('=')
+        .next()?
+        .replace('-', "_");
+    let every = "`nbserve serve --help` lists every variable";
+    let meant: Vec<String> = nbserve::settings::variables()
+        .into_iter()
+        .filter(|v| {
+            v.key.rsplit('.').next() == Some(flag.as_str()) || v.key.replace('.', "_") == flag
+        })
+        .map(|v| format!("{} (the setting {})", v.env, v.key))
+        .collect();
+    Some(if meant.is_empty() {
+        format!("settings are NBSERVE__SECTION__KEY environment variables or keys of a --config file; {every}")
+    } else {
+        format!(
+            "{arg} is not a flag; set {} or the key in a --config file; {every}",
+            meant.join(" or ")
+        )
+    })
 }

@@ -97,6 +97,7 @@ fn plan(a: &RetrainArgs) -> Result<Plan, Failure> {
         target,
         inputs: Inputs {
             data: a.data.clone(),
+            base_counts: a.base_counts.clone(),
             feedback_logs: a.feedback_log.clone(),
             holdout: a.holdout.clone(),
             text_column: a.text_column.clone(),
@@ -107,6 +108,7 @@ fn plan(a: &RetrainArgs) -> Result<Plan, Failure> {
         options: TuneOptions {
             grid,
             folds: a.grid.folds,
+            fold_rule: nbserve::tuning::FoldRule::Stratified,
             run: RunOptions {
                 test_size: 0.0,
                 seed: a.seed,
@@ -169,6 +171,9 @@ fn print_progress(p: Progress<'_>) {
             counts,
             current_read,
         } => print_data_counts(counts, current_read),
+        Progress::Refitting { base_documents } => noteln!(
+            "refitting the parameters and temperature of the model in service on {base_documents} documents of base counts and the merged rows (no search), then scoring on the holdout"
+        ),
         Progress::Tuning { grid_points, folds } => noteln!(
             "cross-validating {grid_points} grid points on {folds} folds, then scoring on the holdout"
         ),

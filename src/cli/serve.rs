@@ -5,13 +5,64 @@ use std::path::Path;
 use nbserve::server::{Application, HeldSignals, Signals, StartupError};
 use nbserve::settings::Settings;
 
-use super::args::{ConfigArgs, HealthcheckArgs};
+use super::args::{ConfigArgs, HealthcheckArgs, ServeArgs};
 use super::exit::Unhealthy;
 use super::{CmdResult, Failure};
 
 /// Defaults, then the settings file `config`, then `NBSERVE__*`.
 pub(super) fn load_settings(config: Option<&Path>) -> Result<Settings, Failure> {
     Ok(Settings::load(config)?)
+}
+
+/// `serve --help`'s closing text: the layers, then every setting's
+/// environment variable with its default and rule, read from the settings
+/// themselves, then the other variables the server reads.
+pub(super) fn settings_help() -> String {
+    let mut help = String::from(
+        "Settings, each layer beating the ones before: built-in defaults, the\n\
+         --config file (TOML or YAML), NBSERVE__* environment variables, then\n\
+         --host, --port and --model (server.host, server.port, model.path).\n\
+         `nbserve config --config FILE` prints the settings resolved.\n\
+         \n\
+         Environment variables (built-in default after =; a rule below, if any):\n",
+    );
+    for v in nbserve::settings::variables() {
+        match v.default {
+            Some(default) => help.push_str(&format!("  {}={default}\n", v.env)),
+            None => help.push_str(&format!("  {} (unset)\n", v.env)),
+        }
+        if let Some(rule) = v.rule {
+            for line in wrap(&rule, 70) {
+                help.push_str(&format!("      {line}\n"));
+            }
+        }
+    }
+    help.push_str(
+        "\n\
+         Also read: MLFLOW_TRACKING_URI (model.mlflow_uri when unset);\n\
+         MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and\n\
+         MLFLOW_TRACKING_PASSWORD (the registry's credentials);\n\
+         MLFLOW_TRACKING_SERVER_CERT_PATH (a PEM bundle of the CA certificates an\n\
+         https:// registry is trusted by, besides the built-in public ones);\n\
+         RUST_LOG (overrides log.level).",
+    );
+    help
+}
+
+/// `text` in lines of at most `width` characters, broken at spaces (a
+/// longer word gets a line of its own).
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        match lines.last_mut() {
+            Some(line) if line.chars().count() + 1 + word.chars().count() <= width => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_owned()),
+        }
+    }
+    lines
 }
 
 /// A multi-threaded runtime for the commands that talk HTTP.
@@ -55,7 +106,7 @@ fn redact_urls(v: &mut serde_json::Value) {
 }
 
 /// `nbserve serve`.
-pub fn serve(a: ConfigArgs) -> CmdResult {
+pub fn serve(a: ServeArgs) -> CmdResult {
     // First thing, the signal handlers: SIGHUP (log rotation, `systemctl
     // reload`) or SIGTERM may come at any moment, also while the model
     // loads. Until the handlers exist the signals are held pending, not
@@ -67,7 +118,7 @@ pub fn serve(a: ConfigArgs) -> CmdResult {
         Signals::install()?
     };
     drop(held);
-    let settings = load_settings(a.config.as_deref())?;
+    let settings = Settings::load_overridden(a.settings.config.as_deref(), &a.overrides())?;
     nbserve::telemetry::init(&settings.log);
     for warning in settings.warnings() {
         tracing::warn!("{warning}");

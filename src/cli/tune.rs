@@ -2,9 +2,11 @@
 
 use std::io::IsTerminal;
 
+use nbserve::artifact::Artifact;
 use nbserve::classifier::params::check_folds;
 use nbserve::classifier::{Grid, ModelKind, Param, ParamError, TrainParams};
 use nbserve::training::{tune as run_tune, TrainError, TrainingFacts, TuneError, TuneOptions};
+use nbserve::tuning::FoldRule;
 
 use super::args::{GridArgs, TuneArgs};
 use super::commands::{
@@ -20,8 +22,12 @@ pub(super) fn tune(a: TuneArgs) -> CmdResult {
     let options = TuneOptions {
         grid,
         folds: a.grid.folds,
+        fold_rule: FoldRule::Stratified,
         run: run_options(&a.held_out, &a.out)?,
     };
+    if let Some(counts) = &a.counts {
+        return super::shards::tune_from_counts(&a, counts, options);
+    }
     let tracker = Tracker::start(&a.tracking, &run_name(&options.run), "nbserve tune")?;
     let outcome = tune_tracked(&a, &options, tracker.as_ref());
     if let Some(t) = tracker {
@@ -99,7 +105,9 @@ pub(super) fn tune_failure(e: TuneError) -> Failure {
 }
 
 fn tune_tracked(a: &TuneArgs, options: &TuneOptions, tracker: Option<&Tracker>) -> CmdResult {
-    let (data, test) = read_train_data(&a.data, &a.held_out)?;
+    let mut options = options.clone();
+    options.fold_rule = super::shards::csv_fold_rule(a)?;
+    let (data, test) = read_train_data(&a.data, &a.columns, &a.held_out)?;
     let points = options.grid.points().len();
     noteln!(
         "cross-validating {points} grid points on {} folds ({} fits)",
@@ -117,7 +125,15 @@ fn tune_tracked(a: &TuneArgs, options: &TuneOptions, tracker: Option<&Tracker>) 
     };
     let started = std::time::Instant::now();
     let artifact =
-        run_tune(&data, test.as_ref(), options, |_, _| {}, &progress).map_err(tune_failure)?;
+        run_tune(&data, test.as_ref(), &options, |_, _| {}, &progress).map_err(tune_failure)?;
+    report_search(&artifact, started);
+    let facts =
+        TrainingFacts::measured("nbserve tune", a.data.iter().map(|p| p.as_path()), started);
+    track_and_save(artifact, &a.out, tracker, &facts, &a.tracking)
+}
+
+/// Prints the search's table and choice.
+pub(super) fn report_search(artifact: &Artifact, started: std::time::Instant) {
     let report = artifact.tuning.as_ref().expect("tune stores its search");
     outln!(
         "{}-fold cross-validation, mean ± std over folds ({:.1} s):",
@@ -139,6 +155,4 @@ fn tune_tracked(a: &TuneArgs, options: &TuneOptions, tracker: Option<&Tracker>) 
         p.max_df,
         p.max_features
     );
-    let facts = TrainingFacts::measured("nbserve tune", [a.data.data.as_path()], started);
-    track_and_save(artifact, &a.out, tracker, &facts, &a.tracking)
 }

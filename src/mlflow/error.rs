@@ -11,6 +11,15 @@ pub enum MlflowError {
     /// The tracking URI is not an `http(s)://` URL.
     #[error("invalid MLflow tracking URI {0:?}: expected http://host:port")]
     InvalidUri(String),
+    /// `MLFLOW_TRACKING_SERVER_CERT_PATH` names no readable PEM bundle of
+    /// CA certificates.
+    #[error("MLFLOW_TRACKING_SERVER_CERT_PATH {path}: {reason}")]
+    CaBundle {
+        /// The file named.
+        path: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// A `models:/` URI that is neither `models:/NAME@ALIAS` nor `models:/NAME/VERSION`.
     #[error("invalid model URI {0:?}: expected models:/NAME@ALIAS or models:/NAME/VERSION")]
     InvalidModelUri(String),

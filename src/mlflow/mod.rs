@@ -15,6 +15,7 @@
 mod error;
 mod paths;
 mod registry;
+mod tls;
 mod tracking;
 mod transport;
 mod uri;
@@ -26,6 +27,7 @@ use serde_json::{json, Value};
 
 pub use error::MlflowError;
 pub use registry::{fetch_model, ModelVersion};
+pub use tls::CA_BUNDLE_VAR;
 pub use tracking::{RunInfo, RunStatus};
 use transport::{one_line, Body, Expect};
 pub use transport::{Deadlines, Waiting, MAX_ANSWER_BYTES};
@@ -115,10 +117,13 @@ impl MlflowClient {
         let _ = base.set_password(None);
         // No whole-request timeout here: each call's waits are bounded by
         // its `Deadlines`, which differ between a poll and a download.
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|_| invalid())?;
+        let mut http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        if base.scheme() == "https" {
+            for ca in tls::extra_roots()? {
+                http = http.add_root_certificate(ca);
+            }
+        }
+        let http = http.build().map_err(|_| invalid())?;
         Ok(Self {
             base,
             http,

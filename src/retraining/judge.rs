@@ -258,14 +258,14 @@ pub struct Parameters {
     /// The chosen grid point.
     #[serde(flatten)]
     pub chosen: GridPoint,
-    /// Cross-validation folds.
+    /// Cross-validation folds (0: no search, a refit on base counts).
     pub folds: u32,
     /// Fold seed.
     pub seed: u64,
     /// Grid points tried.
     pub grid_points: usize,
-    /// Mean cross-validated F1 macro of the chosen point.
-    pub cv_f1_macro: f64,
+    /// Mean cross-validated F1 macro of the chosen point (`null` without a search).
+    pub cv_f1_macro: Option<f64>,
 }
 
 /// Where a promoted model went.

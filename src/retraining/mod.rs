@@ -12,6 +12,7 @@
 //! the model in service read from any source `model.path` accepts, with
 //! the servers' limits.
 
+mod base;
 mod current;
 pub mod judge;
 pub mod merge;

@@ -81,6 +81,10 @@ impl Target {
 pub struct Inputs {
     /// Labelled base CSVs, read in order.
     pub data: Vec<PathBuf>,
+    /// Stored counts of the base corpus (`nbserve count`, merged), added to
+    /// instead of re-reading it: the model in service's parameters and
+    /// temperature are refitted on them and the new rows, without a search.
+    pub base_counts: Option<PathBuf>,
     /// Feedback logs (JSON lines), read after the CSVs, oldest first.
     pub feedback_logs: Vec<PathBuf>,
     /// The fixed labelled holdout: never trained on; both gates score on it.

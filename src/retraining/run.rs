@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::artifact::{Artifact, ArtifactError};
+use crate::classifier::Counts;
 use crate::dataset::{Dataset, DatasetError};
 use crate::fsio::{self, FsError};
 use crate::gate::{self, GateError, ServingRule};
@@ -22,6 +23,7 @@ use super::merge::{
 };
 use super::plan::{Plan, PlanError, Registration, Target};
 use super::store::{self, Store, StoreError};
+use crate::shards::ShardError;
 
 /// What a retrain says while it runs (the command line prints it).
 #[derive(Debug)]
@@ -33,6 +35,12 @@ pub enum Progress<'a> {
         counts: &'a DataCounts,
         /// The model in service was read (its classes are known labels).
         current_read: bool,
+    },
+    /// The model in service's parameters are refitted on the base counts
+    /// and the merged rows (no search: the base rows are not read).
+    Refitting {
+        /// Documents in the base counts.
+        base_documents: u64,
     },
     /// The search starts.
     Tuning {
@@ -64,6 +72,14 @@ pub enum RetrainError {
     /// The inputs make no training set fit for the holdout.
     #[error(transparent)]
     Merge(#[from] MergeError),
+    /// The base counts cannot be read.
+    #[error(transparent)]
+    BaseCounts(#[from] ShardError),
+    /// A refit on base counts needs the model in service's parameters.
+    #[error(
+        "--base-counts refits the parameters of the model in service, which cannot be used: {0}"
+    )]
+    NoModelForCounts(String),
     /// The search failed (a parameter, or the data).
     #[error(transparent)]
     Tune(#[from] TuneError),
@@ -145,18 +161,28 @@ pub fn run(
     }
     let started = Instant::now();
     let in_service = InService::new(&plan.settings)?;
-    let (merged, holdout) = read_inputs(plan, &in_service, progress)?;
-    progress(Progress::Tuning {
-        grid_points: plan.options.grid.points().len(),
-        folds: plan.options.folds,
-    });
-    let mut artifact = tune(
-        &merged.train,
-        Some(&holdout),
-        &plan.options,
-        |_, _| {},
-        &|_, _| {},
-    )?;
+    let (merged, holdout, base) = read_inputs(plan, &in_service, progress)?;
+    let mut artifact = match &base {
+        Some(base) => {
+            progress(Progress::Refitting {
+                base_documents: base.documents(),
+            });
+            super::base::refit(base, &merged, &holdout, &in_service, &plan.options.run)?
+        }
+        None => {
+            progress(Progress::Tuning {
+                grid_points: plan.options.grid.points().len(),
+                folds: plan.options.folds,
+            });
+            tune(
+                &merged.train,
+                Some(&holdout),
+                &plan.options,
+                |_, _| {},
+                &|_, _| {},
+            )?
+        }
+    };
     if let Some(t) = tracking {
         artifact.mlflow_run_id = Some(t.run_id().to_owned());
         artifact.seal();
@@ -203,7 +229,7 @@ pub fn run(
         verdict,
         reason,
         data: merged.counts.clone(),
-        parameters: parameters(&artifact),
+        parameters: parameters(&artifact, plan.options.run.seed),
         candidate: CandidateReport {
             name: artifact.model.name.clone(),
             version: artifact.model.version.clone(),
@@ -231,12 +257,13 @@ pub fn run(
     Ok(report)
 }
 
-/// Reads the holdout, the feedback logs and the base data, and merges them.
+/// Reads the holdout, the feedback logs, the base data and base counts,
+/// and merges them.
 fn read_inputs(
     plan: &Plan,
     in_service: &InService,
     progress: &mut dyn FnMut(Progress<'_>),
-) -> Result<(Merged, Dataset), RetrainError> {
+) -> Result<(Merged, Dataset, Option<Counts>), RetrainError> {
     let inputs = &plan.inputs;
     let read = |p: &PathBuf| Dataset::from_csv(p, &inputs.text_column, &inputs.label_column);
     let name = |p: &PathBuf| p.display().to_string();
@@ -256,16 +283,26 @@ fn read_inputs(
         current.as_deref(),
         inputs.allow_new_classes,
     )?;
+    let base = inputs
+        .base_counts
+        .as_deref()
+        .map(super::base::read)
+        .transpose()?;
+    let mut base_classes = std::collections::BTreeMap::new();
+    if let Some(b) = &base {
+        merger.know_labels(b.classes());
+        base_classes.extend(b.classes().iter().cloned().zip(b.class_documents()));
+    }
     for p in &inputs.data {
         merger.add_base(read(p)?, &name(p))?;
     }
     merger.add_logs(logs, inputs.max_log_bytes)?;
-    let merged = merger.finish()?;
+    let merged = merger.finish_over(&base_classes)?;
     progress(Progress::Data {
         counts: &merged.counts,
         current_read: current.is_some(),
     });
-    Ok((merged, holdout))
+    Ok((merged, holdout, base))
 }
 
 /// What a server with these settings would say when loading `bytes` from
@@ -306,16 +343,38 @@ fn verdict(
     }
 }
 
-/// The chosen point and the search that chose it.
-fn parameters(artifact: &Artifact) -> Parameters {
-    let tuning = artifact.tuning.as_ref().expect("tune stores its search");
-    let best = &tuning.results[tuning.best];
-    Parameters {
-        chosen: best.params,
-        folds: tuning.folds,
-        seed: tuning.seed,
-        grid_points: tuning.results.len(),
-        cv_f1_macro: best.f1_macro.mean,
+/// The chosen point and the search that chose it (none for a refit on
+/// base counts: the point is the model in service's).
+fn parameters(artifact: &Artifact, seed: u64) -> Parameters {
+    match &artifact.tuning {
+        Some(tuning) => {
+            let best = &tuning.results[tuning.best];
+            Parameters {
+                chosen: best.params,
+                folds: tuning.folds,
+                seed: tuning.seed,
+                grid_points: tuning.results.len(),
+                cv_f1_macro: Some(best.f1_macro.mean),
+            }
+        }
+        None => {
+            let t = &artifact.training;
+            let v = t.vectorizer.options();
+            Parameters {
+                chosen: crate::classifier::GridPoint {
+                    model: t.model_kind(),
+                    binary: v.binary,
+                    alpha: t.alpha,
+                    min_df: v.min_df,
+                    max_df: v.max_df,
+                    max_features: v.max_features,
+                },
+                folds: 0,
+                seed,
+                grid_points: 1,
+                cv_f1_macro: None,
+            }
+        }
     }
 }
 

@@ -20,12 +20,12 @@ use super::*;
 /// A models directory holding `current.json` (v1, trained on the training
 /// part), the training part, the holdout, and the holdout with every label
 /// swapped (no model that learned the sample passes on it).
-struct Sandbox {
+pub(super) struct Sandbox {
     dir: tempfile::TempDir,
 }
 
 impl Sandbox {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let sample = Dataset::holdout(Path::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -48,11 +48,11 @@ impl Sandbox {
         s
     }
 
-    fn path(&self, rel: &str) -> PathBuf {
+    pub(super) fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
-    fn current(&self) -> PathBuf {
+    pub(super) fn current(&self) -> PathBuf {
         self.path("models/current.json")
     }
 
@@ -78,7 +78,7 @@ impl Sandbox {
     }
 
     /// A retrain of the sandbox into `model.path`, v2.
-    fn plan(&self) -> Plan {
+    pub(super) fn plan(&self) -> Plan {
         let settings = self.settings();
         Plan {
             target: Target::new(&settings.model.path, None, None).unwrap(),
@@ -87,6 +87,7 @@ impl Sandbox {
                 data: vec![self.path("train.csv")],
                 feedback_logs: Vec::new(),
                 holdout: self.path("holdout.csv"),
+                base_counts: None,
                 text_column: "text".into(),
                 label_column: "label".into(),
                 allow_new_classes: false,
@@ -102,6 +103,7 @@ impl Sandbox {
                     max_features: vec![0],
                 },
                 folds: 3,
+                fold_rule: crate::tuning::FoldRule::Stratified,
                 run: RunOptions {
                     test_size: 0.0,
                     ..run_options("v2")
@@ -194,7 +196,7 @@ impl Tracking for FakeTracking {
 }
 
 /// Runs `plan`, collecting what it tells as progress.
-fn run_told(
+pub(super) fn run_told(
     plan: &Plan,
     tracking: Option<&dyn Tracking>,
 ) -> (Result<Report, RetrainError>, Vec<String>) {

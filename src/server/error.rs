@@ -44,6 +44,10 @@ pub struct ErrorDetail {
 impl ApiError {
     /// A new error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        debug_assert!(
+            super::error_codes::is_documented(status.as_u16(), code),
+            "error code {code} with status {status} is not in error_codes::ERROR_CODES"
+        );
         Self {
             status,
             code,

@@ -303,9 +303,9 @@ fn load_file(
 /// so they are handed back after every load, accepted or not.
 fn release_freed_memory() {
     // glibc's malloc returns freed pages only from the top of an arena, and
-    // only past a threshold that freeing large blocks raises (to ~6 MB after
-    // a load); `malloc_trim` releases every whole free page. Elsewhere this
-    // does nothing.
+    // only past a threshold that freeing large blocks raises (a load frees
+    // blocks big enough to raise it by megabytes); `malloc_trim` releases
+    // every whole free page. Elsewhere this does nothing.
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: `malloc_trim` takes no pointers; it only walks glibc's own
     // allocator state, under the allocator's locks.

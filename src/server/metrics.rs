@@ -108,6 +108,16 @@ macro_rules! metrics {
                 $( m.register(Box::new(m.$field.clone())); )*
                 m
             }
+
+            /// Every metric the server registers, as collectors: what the
+            /// generated reference (`nbserve reference metrics`) describes.
+            pub fn collectors(&self) -> Vec<Box<dyn Collector>> {
+                #[allow(unused_mut)]
+                let mut all: Vec<Box<dyn Collector>> = vec![$( Box::new(self.$field.clone()) ),*];
+                #[cfg(target_os = "linux")]
+                all.push(Box::new(prometheus::process_collector::ProcessCollector::for_self()));
+                all
+            }
         }
     };
 }

@@ -17,8 +17,10 @@ use crate::classifier::{Contribution, Prediction};
 /// Terms an explanation lists.
 const EXPLAIN_TERMS: usize = 10;
 
-/// Batches with more text than this are scored off the async workers
-/// (about 0.2 ms of CPU at the measured tokenize+score rate).
+/// Batches with more text than this are scored off the async workers: a
+/// bigger batch would hold a worker long enough to delay other requests,
+/// while for a smaller one the hop to the blocking pool costs more than the
+/// scoring it moves.
 const INLINE_BATCH_BYTES: usize = 64 * 1024;
 
 /// One text, scored.

@@ -18,6 +18,15 @@ pub enum SettingsError {
         /// The value that was given.
         found: String,
     },
+    /// A value its key's reader refused, e.g. `log.format = "xml"`: the
+    /// reader's own words, after the key.
+    #[error("invalid setting {key}: {message}")]
+    Refused {
+        /// The key, e.g. `log.format`.
+        key: String,
+        /// What is wrong, e.g. "expected one of json, pretty; got 'xml'".
+        message: String,
+    },
     /// `admin.token_file` or `feedback.token_file` could not be read.
     #[error("invalid setting {key}: cannot read {path}: {source}")]
     TokenFile {
@@ -40,10 +49,19 @@ pub enum SettingsError {
 
 impl From<config::ConfigError> for SettingsError {
     /// Names integer ranges in words: config says "expected an unsigned 16
-    /// bit integer", a user wants to read "0–65535".
+    /// bit integer", a user wants to read "0–65535"; and puts the key first
+    /// in a reader's own message (config appends "for key `...`").
     fn from(e: config::ConfigError) -> Self {
-        use config::ConfigError::Type;
+        use config::ConfigError::{At, Message, Type};
         match e {
+            At {
+                error,
+                key: Some(key),
+                ..
+            } if matches!(*error, Message(_)) => SettingsError::Refused {
+                key,
+                message: error.to_string(),
+            },
             Type {
                 unexpected,
                 expected,

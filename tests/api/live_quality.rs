@@ -281,3 +281,26 @@ async fn feedback_log_survives_kill_9() {
         tail.len()
     );
 }
+
+/// A class with no labelled prediction in the window has no recall: `null`,
+/// not 0 (which reads as "every spam missed"); balanced accuracy averages
+/// the classes that have one.
+#[tokio::test]
+async fn a_class_without_feedback_has_no_recall() {
+    let app = spawn_app().await;
+    let q: Value = app.get("/model/quality").await.json().await.unwrap();
+    assert_eq!(q["live"], Value::Null, "no feedback yet");
+    let p = app
+        .predict("Hi Bob, can we move the design review to 3pm?")
+        .await;
+    assert_eq!(p["label"], "ham");
+    let body = json!({"prediction_id": p["prediction_id"], "label": "ham"});
+    assert_eq!(app.post_json("/feedback", &body).await.status(), 202);
+    let q: Value = app.get("/model/quality").await.json().await.unwrap();
+    let recall = &q["live"]["per_class_recall"];
+    assert_eq!(recall["ham"], json!(1.0));
+    assert!(recall.as_object().unwrap().contains_key("spam"), "{q}");
+    assert_eq!(recall["spam"], Value::Null, "{q}");
+    assert_eq!(q["live"]["balanced_accuracy"], json!(1.0));
+    app.stop().await;
+}

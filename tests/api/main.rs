@@ -19,7 +19,6 @@ mod overload;
 mod poll;
 mod predict;
 mod raw;
-mod readme;
 mod registry;
 mod reload_files;
 mod v2;

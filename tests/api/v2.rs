@@ -113,7 +113,29 @@ async fn health_and_metadata_describe_the_served_model() {
             json!({"name": "text", "datatype": "BYTES", "shape": [-1]})
         );
         assert_eq!(meta["outputs"][1]["shape"], json!([-1, 2]));
+        assert_eq!(meta["platform"], "nbserve_bernoulli_nb");
     }
+    app.stop().await;
+}
+
+/// The platform names the kind of model really served, not always Bernoulli.
+#[tokio::test]
+async fn metadata_names_the_complement_model_as_such() {
+    let app = spawn_app_with(|s| {
+        let cnb = s.model.dir.join("spam-cnb.json");
+        std::fs::copy(root().join("models/spam-cnb.json"), &cnb).unwrap();
+        s.model.path = cnb.into();
+    })
+    .await;
+    let native: Value = app.get("/model").await.json().await.unwrap();
+    assert_eq!(native["training"]["model"], "complement");
+    let meta: Value = app
+        .get(&format!("/v2/models/{}", native["name"].as_str().unwrap()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["platform"], "nbserve_complement_nb", "{meta}");
     app.stop().await;
 }
 

@@ -1,6 +1,6 @@
 """scripts/install-mlflow.sh installs exactly what scripts/mlflow-requirements.txt
 pins, each package with its sha256, and nothing else: the venv the MLflow
-suite and the README's quick start use holds every pinned package at its
+suite and the book's MLflow quick start (docs/mlflow.md) use holds every pinned package at its
 pinned version, no unpinned one, and pip finds no missing or conflicting
 dependency (the install is `--no-deps`, so a dependency missing from the
 file would show here).

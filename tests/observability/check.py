@@ -35,7 +35,7 @@ DS_FILE = ROOT / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
 PROVIDER_FILE = ROOT / "grafana" / "provisioning" / "dashboards" / "dashboards.yml"
 RULES_FILE = ROOT / "prometheus" / "alerts.yml"
 AM_FILE = ROOT / "alertmanager.yml"
-CONTRACTS = ROOT / "docs" / "CONTRACTS.md"
+METRICS_PAGE = ROOT / "docs" / "reference" / "metrics.md"
 
 # Dashboard file -> uid. Uids are part of the dashboards' URLs (bookmarks,
 # links from alerts): they must not change.
@@ -130,12 +130,11 @@ def alert_windows() -> dict[str, set[str]]:
 
 
 def contract_metrics() -> set[str]:
-    text = CONTRACTS.read_text()
-    m = re.search(r"^## Prometheus metrics\n(.*?)(?=^## |\Z)", text, re.M | re.S)
-    if not m:
-        fail(f"{CONTRACTS}: no '## Prometheus metrics' section")
-        return set()
-    return set(re.findall(r"\bnbserve_[a-z0-9_]+", m.group(1)))
+    text = METRICS_PAGE.read_text()
+    names = set(re.findall(r"^\| `(nbserve_[a-z0-9_]+)` \|", text, re.M))
+    if not names:
+        fail(f"{METRICS_PAGE}: no metrics table")
+    return names
 
 
 # ------------------------------------------------------------ prom-config

@@ -9,7 +9,7 @@
   $datasource/$job/$instance variables, panel ids and grid, units,
   datasources and queries, windows that follow $__rate_interval or mirror an
   alert rule, F1 thresholds taken from the gate; every metric of
-  docs/CONTRACTS.md shown somewhere and every alert documented in
+  docs/reference/metrics.md shown somewhere and every alert documented in
   docs/monitoring.md.
 """
 
@@ -267,7 +267,7 @@ def test_dashboards_show_every_metric_of_the_contracts(figures):
     metrics = check.contract_metrics()
     assert metrics and not check.failures[before:], check.failures[before:]
     missing = sorted(m for m in metrics if not re.search(rf"\b{m}(_bucket|_sum|_count)?\b", all_exprs))
-    assert not missing, f"dashboards do not use these metrics of docs/CONTRACTS.md: {', '.join(missing)}"
+    assert not missing, f"dashboards do not use these metrics of docs/reference/metrics.md: {', '.join(missing)}"
     alerts = re.findall(r"^\s*- alert:\s*(\w+)", check.RULES_FILE.read_text(), re.M)
     figures("static", f"{len(dashboards)} dashboards, {sum(len(panels(n)) for n in NAMES)} panels, "
                       f"{sum(1 for _ in check.dashboard_queries(dashboards))} queries, {len(alerts)} alerts, "

@@ -22,10 +22,10 @@ pub use log::{parse_line, FeedbackLogError, Line, OpenLog, MAX_LINE_BYTES};
 
 /// Default byte budget of the feedback logs (`--max-log-bytes`): beyond it
 /// the oldest lines are skipped (`over_budget`). A retrain's peak memory
-/// grows by about three bytes per byte of log kept (the texts, their
-/// tokens and the cross-validation scores), so a full budget on top of a
-/// base corpus like SpamAssassin's stays well inside the retrain CronJob's
-/// 512 MiB limit (docs/retrain.md has the measurement).
+/// grows in proportion to the log it keeps (the texts, their tokens and the
+/// cross-validation scores), so the budget is what keeps a retrain on a
+/// large log inside the retrain CronJob's memory limit (docs/retrain.md has
+/// the measurement).
 pub const DEFAULT_MAX_LOG_BYTES: u64 = 100 * 1024 * 1024;
 
 /// At most this many distinct unknown labels are named in the report (the
@@ -89,6 +89,9 @@ pub struct DataCounts {
     pub holdout_documents: u64,
     /// Training documents per label.
     pub class_counts: BTreeMap<String, u64>,
+    /// Of the training documents, those in the base counts (`--base-counts`):
+    /// counted before, not read again.
+    pub base_counts_documents: u64,
 }
 
 /// The merged training data and how it was made.
@@ -376,9 +379,23 @@ impl Merger {
         }
     }
 
+    /// Makes the labels of base counts known: feedback may carry them.
+    pub fn know_labels(&mut self, labels: &[String]) {
+        self.known.extend(labels.iter().cloned());
+    }
+
     /// The training set, once every input is in: holdout texts removed,
     /// checked to have at least two classes and every holdout label.
     pub fn finish(self) -> Result<Merged, MergeError> {
+        self.finish_over(&BTreeMap::new())
+    }
+
+    /// [`Merger::finish`] for rows trained on together with documents
+    /// counted before (`base`: documents per label), which the checks and
+    /// the counts include. The base's texts are gone: they are neither
+    /// deduplicated against the rows nor checked against the holdout.
+    pub fn finish_over(self, base: &BTreeMap<String, u64>) -> Result<Merged, MergeError> {
+        let base_total: u64 = base.values().sum();
         let Self {
             labels,
             holdout_labels,
@@ -392,25 +409,25 @@ impl Merger {
         let skipped = &counts.skipped;
         counts.without_text = skipped.without_text;
         counts.malformed = skipped.malformed + skipped.label_too_long + skipped.too_many_labels;
-        if rows.is_empty() {
+        if rows.is_empty() && base_total == 0 {
             return Err(MergeError::Empty);
         }
         let before = rows.len() as u64;
         rows.retain(|r| !r.held);
         counts.holdout_overlap = before - rows.len() as u64;
-        if rows.is_empty() {
+        if rows.is_empty() && base_total == 0 {
             return Err(MergeError::HoldoutCoversAll(before));
         }
         let mut per_label = vec![0u64; labels.len()];
         for r in &rows {
             per_label[r.label as usize] += 1;
         }
-        counts.class_counts = labels
-            .iter()
-            .zip(&per_label)
-            .filter(|(_, &n)| n > 0)
-            .map(|(l, &n)| (l.clone(), n))
-            .collect();
+        counts.class_counts = base.clone();
+        counts.class_counts.retain(|_, n| *n > 0);
+        for (l, &n) in labels.iter().zip(&per_label).filter(|(_, &n)| n > 0) {
+            *counts.class_counts.entry(l.clone()).or_insert(0) += n;
+        }
+        counts.base_counts_documents = base_total;
         if counts.class_counts.len() == 1 {
             let only = counts.class_counts.keys().next().expect("one class");
             return Err(MergeError::OneClass(only.clone()));
@@ -430,7 +447,7 @@ impl Merger {
                     .join(", "),
             });
         }
-        counts.training_documents = rows.len() as u64;
+        counts.training_documents = rows.len() as u64 + base_total;
         let mut hash = Sha256::new();
         for r in &rows {
             let (t, l) = (&r.text, &labels[r.label as usize]);

@@ -93,8 +93,10 @@ pub struct LiveFigures {
     pub balanced_accuracy: f64,
     /// Accuracy over the window.
     pub accuracy: f64,
-    /// Recall per class.
-    pub per_class_recall: std::collections::BTreeMap<String, f64>,
+    /// Recall per class: `null` for a class with no labelled prediction in
+    /// the window yet, which has no recall (0 would read as "every one
+    /// missed").
+    pub per_class_recall: std::collections::BTreeMap<String, Option<f64>>,
 }
 
 /// Label-free drift signals.
@@ -145,7 +147,7 @@ pub async fn quality(State(state): State<AppState>) -> Json<QualityResponse> {
             per_class_recall: e
                 .per_class
                 .into_iter()
-                .map(|c| (c.label, c.recall))
+                .map(|c| (c.label, (c.support > 0).then_some(c.recall)))
                 .collect(),
         }),
         stored: Figures {

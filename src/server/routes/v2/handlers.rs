@@ -144,7 +144,7 @@ fn metadata_answer(
     Ok(Json(V2ModelMetadata {
         name: meta.model.name.clone(),
         versions: vec![meta.model.version.clone()],
-        platform: "nbserve_bernoulli_nb".into(),
+        platform: format!("nbserve_{}_nb", meta.training.model_kind().name()),
         inputs: vec![tensor(INPUT, "BYTES", vec![-1])],
         outputs: Output::ALL
             .into_iter()

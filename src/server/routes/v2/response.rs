@@ -9,8 +9,7 @@
 //! echoed request `id` (no longer than the request body) and a fixed
 //! header. A served model has at most 100 classes with labels of at most
 //! 256 bytes (`src/artifact.rs`): with the defaults (1,000 texts) that is
-//! under 5 MB for any model; the shipped one (2 classes) answers 1,000
-//! texts in about 100 KB.
+//! under 5 MB for any model, and far less for a model with few classes.
 
 use std::fmt;
 

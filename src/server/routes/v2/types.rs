@@ -216,7 +216,8 @@ pub struct V2ModelMetadata {
     pub name: String,
     /// The one version served.
     pub versions: Vec<String>,
-    /// `nbserve_bernoulli_nb`.
+    /// `nbserve_<kind>_nb`, the served model's kind: `nbserve_bernoulli_nb`,
+    /// `nbserve_multinomial_nb` or `nbserve_complement_nb`.
     pub platform: String,
     /// The input: `text`, `BYTES`, `[-1]`.
     pub inputs: Vec<V2TensorMetadata>,

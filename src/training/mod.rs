@@ -1,4 +1,7 @@
-//! Training pipeline: dataset → split → fit → evaluate → sealed artifact.
+//! Training pipeline: dataset → split → count → fit → evaluate → sealed
+//! artifact; and the same from counts made elsewhere ([`counts`]).
+
+pub mod counts;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -12,13 +15,13 @@ use crate::artifact::{
     SCHEMA_VERSION,
 };
 use crate::classifier::{
-    best, calibration, evaluate, stratified_split, Classifier, Evaluation, EvaluationError, Grid,
-    GridPoint, ModelError, ModelKind, NaiveBayes, NbParameters, ParamError, SplitError,
-    TrainParams, TuningReport, VectorizerOptions, Vocabulary,
+    best, calibration, evaluate, stratified_split, Classifier, CountSettings, Counter, Counts,
+    Evaluation, EvaluationError, Grid, GridPoint, ModelError, ModelKind, NaiveBayes, NbParameters,
+    ParamError, SplitError, TrainParams, TuningReport, VectorizerOptions, Vocabulary,
 };
 use crate::dataset::Dataset;
 use crate::mlflow::{MlflowError, ModelVersion};
-use crate::tuning::{CrossValidation, CvError};
+use crate::tuning::{fit_counts, CrossValidation, CvError, FoldRule};
 
 /// Options for [`train`].
 #[derive(Debug, Clone)]
@@ -149,6 +152,8 @@ pub(crate) struct Parts<'a> {
     pub test_size: Option<f64>,
     /// Split seed, for a split.
     pub seed: Option<u64>,
+    /// The rows of `data` trained on, for a split (`None`: all of them).
+    pub train_rows: Option<Vec<usize>>,
 }
 
 /// Splits as `train` does; `classes` are `data`'s classes (at least two).
@@ -172,6 +177,7 @@ pub(crate) fn parts<'a>(
             evaluated_on: "test_file",
             test_size: None,
             seed: None,
+            train_rows: None,
         },
         None => {
             let labels = data
@@ -184,6 +190,7 @@ pub(crate) fn parts<'a>(
                 evaluated_on: "stratified_split",
                 test_size: Some(test_size),
                 seed: Some(seed),
+                train_rows: Some(split.train),
             }
         }
     })
@@ -205,9 +212,37 @@ pub(crate) struct Fitted {
     pub tuning: Option<TuningReport>,
 }
 
+impl Fitted {
+    /// What a search with `options` chose: `results[best]`, refitted as
+    /// `refit`, with its temperature and the search's report.
+    pub(crate) fn chosen(
+        options: &TuneOptions,
+        results: Vec<crate::classifier::CvResult>,
+        best: usize,
+        refit: (Vocabulary, NbParameters),
+        calibration: Calibration,
+    ) -> Self {
+        let (vocabulary, parameters) = refit;
+        Self {
+            run: options.run.clone(),
+            point: results[best].params,
+            vocabulary,
+            parameters,
+            calibration: Some(calibration),
+            tuning: Some(TuningReport {
+                folds: options.folds,
+                seed: options.run.seed,
+                scoring: "f1_macro".into(),
+                results,
+                best,
+            }),
+        }
+    }
+}
+
 /// Refuses, before anything is fitted, a label or name no served model may
 /// have: what trains can be served.
-fn servable_names(classes: &[String], run: &RunOptions) -> Result<(), TrainError> {
+pub(crate) fn servable_names(classes: &[String], run: &RunOptions) -> Result<(), TrainError> {
     let names = [
         ("the model name", Some(&run.name)),
         ("the model version", run.version.as_ref()),
@@ -223,12 +258,47 @@ fn servable_names(classes: &[String], run: &RunOptions) -> Result<(), TrainError
     Ok(())
 }
 
-/// Evaluates `fitted` on `parts.test` and seals the artifact.
+/// What an artifact says its model was trained and evaluated on.
+pub(crate) struct Provenance<'a> {
+    /// The training data's fingerprint.
+    pub dataset: DatasetFingerprint,
+    /// The held-out documents the model is evaluated on.
+    pub test: &'a Dataset,
+    /// `stratified_split` or `test_file`.
+    pub evaluated_on: &'static str,
+    /// Held-out share, for a split.
+    pub test_size: Option<f64>,
+    /// Split seed, for a split.
+    pub seed: Option<u64>,
+}
+
+impl<'a> Provenance<'a> {
+    /// A run on `data` (all of it: a split's parts are described by
+    /// `parts`), with `test` when given.
+    fn of(data: &Dataset, test: Option<&Dataset>, parts: &'a Parts) -> Self {
+        let mut class_counts = BTreeMap::new();
+        for l in &data.labels {
+            *class_counts.entry(l.clone()).or_insert(0u64) += 1;
+        }
+        Self {
+            dataset: DatasetFingerprint {
+                sha256: data.sha256.clone(),
+                documents: data.len() as u64,
+                class_counts,
+                test_sha256: test.map(|t| t.sha256.clone()),
+            },
+            test: &parts.test,
+            evaluated_on: parts.evaluated_on,
+            test_size: parts.test_size,
+            seed: parts.seed,
+        }
+    }
+}
+
+/// Evaluates `fitted` on the provenance's test documents and seals the artifact.
 pub(crate) fn seal_artifact(
-    data: &Dataset,
-    test: Option<&Dataset>,
+    provenance: Provenance,
     classes: Vec<String>,
-    parts: &Parts,
     fitted: Fitted,
 ) -> Result<Artifact, TrainError> {
     let point = fitted.point;
@@ -238,11 +308,7 @@ pub(crate) fn seal_artifact(
         NaiveBayes::with_kind(point.model, point.binary, &fitted.parameters)?,
     )?
     .with_temperature(fitted.calibration.as_ref().map(|c| c.temperature));
-    let evaluation = evaluate_on(&classifier, &parts.test)?;
-    let mut class_counts = BTreeMap::new();
-    for l in &data.labels {
-        *class_counts.entry(l.clone()).or_insert(0u64) += 1;
-    }
+    let evaluation = evaluate_on(&classifier, provenance.test)?;
     let run = fitted.run;
     let version = run
         .version
@@ -257,18 +323,13 @@ pub(crate) fn seal_artifact(
         created_at: run.created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
         training: TrainingParams {
             alpha: point.alpha,
-            test_size: parts.test_size,
-            seed: parts.seed,
-            evaluated_on: parts.evaluated_on.to_owned(),
+            test_size: provenance.test_size,
+            seed: provenance.seed,
+            evaluated_on: provenance.evaluated_on.to_owned(),
             vectorizer: VectorizerSpec::new(&point.vectorizer()),
             model: Some(point.model),
         },
-        dataset: DatasetFingerprint {
-            sha256: data.sha256.clone(),
-            documents: data.len() as u64,
-            class_counts,
-            test_sha256: test.map(|t| t.sha256.clone()),
-        },
+        dataset: provenance.dataset,
         classes,
         evaluation: Some(evaluation),
         calibration: fitted.calibration,
@@ -280,6 +341,24 @@ pub(crate) fn seal_artifact(
     };
     artifact.seal();
     Ok(artifact)
+}
+
+/// Counts the documents of `data` as `train` does: occurrences too (so any
+/// model can be fitted), no folds. `progress(done, total)` is called every
+/// 1,000 documents and at the end.
+pub fn count_dataset(data: &Dataset, mut progress: impl FnMut(usize, usize)) -> Counts {
+    let mut counter = Counter::new(CountSettings::new(false, None));
+    let total = data.len();
+    for (i, (text, label)) in data.texts.iter().zip(&data.labels).enumerate() {
+        counter
+            .add(text, label, 0)
+            .expect("fold 0 exists without folds");
+        if (i + 1) % 1000 == 0 {
+            progress(i + 1, total);
+        }
+    }
+    progress(total, total);
+    counter.finish(vec![data.sha256.clone()])
 }
 
 /// Trains on `data` and evaluates on `test` when given, else on a stratified
@@ -309,10 +388,15 @@ pub fn train(
         max_df: params.vectorizer.max_df,
         max_features: params.vectorizer.max_features,
     };
-    let cv = CrossValidation::new(&parts.train, &classes, options.run.seed, progress);
-    let (vocabulary, parameters) = cv.refit(&point)?;
+    // Count, prune, fit: what `count` then `merge` do on shards.
+    let counts = count_dataset(&parts.train, progress);
+    debug_assert_eq!(counts.classes(), classes.as_slice());
+    let (vocabulary, parameters) = fit_counts(&counts, &point)?;
     let calibration = match params.folds {
-        Some(folds) => Some(cv.calibrate(&point, folds)?),
+        Some(folds) => {
+            let cv = CrossValidation::new(&parts.train, &classes, options.run.seed, |_, _| {});
+            Some(cv.calibrate(&point, folds)?)
+        }
         None => None,
     };
     let fitted = Fitted {
@@ -323,7 +407,7 @@ pub fn train(
         calibration,
         tuning: None,
     };
-    seal_artifact(data, test, classes, &parts, fitted)
+    seal_artifact(Provenance::of(data, test, &parts), classes, fitted)
 }
 
 /// Options for [`tune`].
@@ -333,6 +417,9 @@ pub struct TuneOptions {
     pub grid: Grid,
     /// Folds.
     pub folds: u32,
+    /// How documents are assigned to folds; a [`FoldRule::Given`] lists
+    /// the fold of every row of the data (before any split).
+    pub fold_rule: FoldRule,
     /// Split, naming and creation time.
     pub run: RunOptions,
 }
@@ -394,26 +481,28 @@ pub fn tune(
     servable_names(&classes, &options.run)?;
     let seed = options.run.seed;
     let parts = parts(data, test, &classes, options.run.test_size, seed)?;
-    let cv = CrossValidation::new(&parts.train, &classes, seed, tokenize_progress);
+    let rule = match (&options.fold_rule, &parts.train_rows) {
+        (FoldRule::Given(all), Some(rows)) => {
+            FoldRule::Given(rows.iter().map(|&r| all[r]).collect())
+        }
+        (rule, _) => rule.clone(),
+    };
+    let cv = CrossValidation::with_folds(&parts.train, &classes, seed, rule, tokenize_progress);
     let (results, oof) = cv.run(&points, options.folds, cv_progress)?;
     let best = best(&results);
     let point = results[best].params;
-    let (vocabulary, parameters) = cv.refit(&point)?;
-    let fitted = Fitted {
-        run: options.run.clone(),
-        point,
-        vocabulary,
-        parameters,
-        calibration: Some(cv.calibration_from(&oof[best], options.folds)),
-        tuning: Some(TuningReport {
-            folds: options.folds,
-            seed,
-            scoring: "f1_macro".into(),
-            results,
-            best,
-        }),
-    };
-    Ok(seal_artifact(data, test, classes, &parts, fitted)?)
+    let fitted = Fitted::chosen(
+        options,
+        results,
+        best,
+        cv.refit(&point)?,
+        cv.calibration_from(&oof[best], options.folds),
+    );
+    Ok(seal_artifact(
+        Provenance::of(data, test, &parts),
+        classes,
+        fitted,
+    )?)
 }
 
 /// What a fit reports to its tracking run besides the artifact itself.

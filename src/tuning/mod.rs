@@ -8,18 +8,23 @@
 //! ([`TermStats`]), so a grid of points costs one tokenization plus cheap
 //! counting, not one `CountVectorizer.fit` per point and fold.
 
+pub mod counts;
+mod fold;
+
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::artifact::Calibration;
 use crate::classifier::params::check_folds;
+use crate::classifier::stats::text_hash;
 use crate::classifier::{
-    calibration, evaluate, CvResult, DfBound, GridPoint, MeanStd, ModelError, NaiveBayes,
-    NbParameters, Param, ParamError, TermCounts, TermStats, TrainParams, VectorizerError,
-    Vocabulary,
+    calibration, ConfusionMatrix, Counts, CvResult, DfBound, GridPoint, ModelError, NbParameters,
+    Param, ParamError, TermCounts, TermStats, TrainParams, VectorizerError, Vocabulary,
 };
 use crate::dataset::Dataset;
+
+use fold::{cv_results, matrix_figures, FoldModels, FoldScores};
 
 /// Why a cross-validation cannot run.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -41,92 +46,106 @@ impl CvError {
     }
 }
 
+/// How cross-validation assigns training documents to folds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FoldRule {
+    /// Stratified by class, shuffled by the seed (the default; needs every
+    /// document at hand, so counts cannot reproduce it).
+    Stratified,
+    /// By a hash of the text seeded by the seed
+    /// ([`crate::classifier::stats::hash_fold`]): what `count --folds`
+    /// does by default, shard by shard.
+    Hash,
+    /// Given per training document, 0-based (a fold column).
+    Given(Vec<u32>),
+}
+
 /// A tokenized training part, ready for any number of fits.
 pub struct CrossValidation {
     corpus: TermCounts,
     labels: Vec<usize>,
     classes: Vec<String>,
     seed: u64,
+    rule: FoldRule,
+    /// Per document, the hash its fold is taken from under [`FoldRule::Hash`].
+    hashes: Vec<u64>,
 }
 
 /// Out-of-fold joint log likelihoods: `oof[point][document]`.
 type OutOfFold = Vec<Vec<Vec<f64>>>;
-
-/// One fold's figures for every point: (F1, BA, accuracy, terms).
-type FoldScores = Vec<(f64, f64, f64, usize)>;
 
 /// One fold's outcome: its scores and, per held-out document, its joint log
 /// likelihoods under every point.
 type FoldOutcome = Result<(FoldScores, Vec<(usize, Vec<Vec<f64>>)>), CvError>;
 
 impl CrossValidation {
-    /// Tokenizes `train` (labels are indices into `classes`); `seed` seeds the folds.
+    /// Tokenizes `train` (labels are indices into `classes`); `seed` seeds
+    /// the stratified folds.
     pub fn new(
         train: &Dataset,
         classes: &[String],
         seed: u64,
         progress: impl FnMut(usize, usize),
     ) -> Self {
+        Self::with_folds(train, classes, seed, FoldRule::Stratified, progress)
+    }
+
+    /// [`CrossValidation::new`] with folds assigned by `rule` (a
+    /// [`FoldRule::Given`] lists one fold per document of `train`).
+    pub fn with_folds(
+        train: &Dataset,
+        classes: &[String],
+        seed: u64,
+        rule: FoldRule,
+        progress: impl FnMut(usize, usize),
+    ) -> Self {
         let labels = train
             .label_indices(classes)
             .expect("classes cover the training labels");
+        let hashes = match rule {
+            FoldRule::Hash => train.texts.iter().map(|t| text_hash(seed, t)).collect(),
+            _ => Vec::new(),
+        };
         Self {
             corpus: TermCounts::tokenize(&train.texts, progress),
             labels,
             classes: classes.to_vec(),
             seed,
+            rule,
+            hashes,
         }
-    }
-
-    /// Fits `point` on the whole training part: scikit-learn's vocabulary and counts.
-    pub fn refit(&self, point: &GridPoint) -> Result<(Vocabulary, NbParameters), CvError> {
-        let rows: Vec<usize> = (0..self.corpus.len()).collect();
-        let stats = self.corpus.stats(&rows, &self.labels, self.classes.len());
-        let kept = stats
-            .select(&point.vectorizer())
-            .map_err(vectorizer_error)?;
-        let parameters = stats
-            .parameters(&kept, point.binary, point.alpha)
-            .map_err(model_error)?;
-        let terms: Vec<&str> = kept
-            .iter()
-            .map(|&t| self.corpus.terms()[t as usize].as_str())
-            .collect();
-        let vocabulary = Vocabulary::from_sorted(&terms).expect("sorted, unique, non-empty tokens");
-        Ok((vocabulary, parameters))
     }
 
     /// Checks every point's values against their ranges and the size of
     /// the training part.
     pub fn check_points(&self, points: &[GridPoint]) -> Result<(), CvError> {
-        let n = self.corpus.len();
-        for p in points {
-            TrainParams::from(p).check()?;
-            if let DfBound::Count(c) = p.min_df {
-                if c as usize > n {
-                    return Err(ParamError::new(
-                        Param::MinDf,
-                        c,
-                        format!("is more than the {n} training documents"),
-                    )
-                    .into());
-                }
-            }
-            if p.max_df.doc_count(n) < p.min_df.doc_count(n) {
-                return Err(ParamError::new(
-                    Param::MaxDf,
-                    p.max_df,
-                    format!("is below min_df {} ({n} training documents)", p.min_df),
-                )
-                .into());
-            }
-        }
-        Ok(())
+        check_points(points, self.corpus.len())
     }
 
     /// Seeded stratified folds: `fold_of[document]`.
     fn folds(&self, k: u32) -> Result<Vec<usize>, CvError> {
         check_folds(k)?;
+        match &self.rule {
+            FoldRule::Stratified => {}
+            FoldRule::Hash => {
+                return Ok(self
+                    .hashes
+                    .iter()
+                    .map(|h| (h % u64::from(k)) as usize)
+                    .collect())
+            }
+            FoldRule::Given(folds) => {
+                return match folds.iter().find(|&&f| f >= k) {
+                    Some(&f) => Err(ParamError::by_data(
+                        Param::Folds,
+                        k,
+                        format!("is not more than fold {f} of the fold column (folds are 0-based)"),
+                    )
+                    .into()),
+                    None => Ok(folds.iter().map(|&f| f as usize).collect()),
+                }
+            }
+        }
         let k = k as usize;
         let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); self.classes.len()];
         for (i, &l) in self.labels.iter().enumerate() {
@@ -215,31 +234,7 @@ impl CrossValidation {
             }
             scores.push(fold_scores);
         }
-        let results = points
-            .iter()
-            .enumerate()
-            .map(|(p, &params)| {
-                let pick = |i: usize| -> Vec<f64> {
-                    scores
-                        .iter()
-                        .map(|s| match i {
-                            0 => s[p].0,
-                            1 => s[p].1,
-                            2 => s[p].2,
-                            _ => s[p].3 as f64,
-                        })
-                        .collect()
-                };
-                CvResult {
-                    params,
-                    f1_macro: MeanStd::of(&pick(0)),
-                    balanced_accuracy: MeanStd::of(&pick(1)),
-                    accuracy: MeanStd::of(&pick(2)),
-                    vocabulary_size: MeanStd::of(&pick(3)).mean,
-                }
-            })
-            .collect();
-        Ok((results, oof))
+        Ok((cv_results(points, &scores), oof))
     }
 
     /// Fits every point on all folds but `f` and scores fold `f`: the
@@ -253,51 +248,34 @@ impl CrossValidation {
     ) -> FoldOutcome {
         let (train, held): (Vec<usize>, Vec<usize>) =
             (0..self.labels.len()).partition(|&i| fold_of[i] != f);
-        let stats = self.corpus.stats(&train, &self.labels, self.classes.len());
-        let truth: Vec<usize> = held.iter().map(|&i| self.labels[i]).collect();
-        let mut jll_by_doc: Vec<Vec<Vec<f64>>> = vec![Vec::with_capacity(points.len()); held.len()];
+        let c = self.classes.len();
+        let stats = self.corpus.stats(&train, &self.labels, c);
+        let mut models = FoldModels::new(&stats, self.corpus.terms().len(), c, points, f)?;
+        let mut matrices = vec![ConfusionMatrix::new(c); points.len()];
+        let mut jll_by_doc: Vec<Vec<Vec<f64>>> = Vec::with_capacity(held.len());
+        for &doc in &held {
+            let mut jll = Vec::with_capacity(points.len());
+            models.score(self.corpus.doc(doc), &mut jll);
+            for (m, j) in matrices.iter_mut().zip(&jll) {
+                m.add(self.labels[doc], crate::classifier::argmax(j))
+                    .expect("labels and predictions are classes");
+            }
+            jll_by_doc.push(jll);
+        }
         let mut scores = Vec::with_capacity(points.len());
-        let mut index = vec![u32::MAX; self.corpus.terms().len()];
-        let mut features = Vec::new();
-        let mut counts = Vec::new();
-        for p in points {
-            let kept = select(&stats, p, f)?;
-            index.iter_mut().for_each(|x| *x = u32::MAX);
-            for (i, &t) in kept.iter().enumerate() {
-                index[t as usize] = i as u32;
-            }
-            let params = stats
-                .parameters(&kept, p.binary, p.alpha)
-                .map_err(|e| CvError::Data(format!("fold {}: {e}", f + 1)))?;
-            let nb = NaiveBayes::with_kind(p.model, p.binary, &params)
-                .map_err(|e| CvError::Data(format!("fold {}: {e}", f + 1)))?;
-            let mut predicted = Vec::with_capacity(held.len());
-            for (j, &doc) in held.iter().enumerate() {
-                // Kept terms are ascending, so so are their new indices.
-                features.clear();
-                counts.clear();
-                for &(t, n) in self.corpus.doc(doc) {
-                    let i = index[t as usize];
-                    if i != u32::MAX {
-                        features.push(i);
-                        counts.push((i, n));
-                    }
-                }
-                let mut jll = Vec::with_capacity(self.classes.len());
-                if nb.uses_counts() {
-                    nb.joint_log_likelihood_counts(&counts, &mut jll);
-                } else {
-                    nb.joint_log_likelihood(&features, &mut jll);
-                }
-                predicted.push(crate::classifier::argmax(&jll));
-                jll_by_doc[j].push(jll);
-            }
-            let e = evaluate(&truth, &predicted, &self.classes)
-                .map_err(|e| CvError::Data(format!("fold {}: {e}", f + 1)))?;
-            scores.push((e.f1_macro, e.balanced_accuracy, e.accuracy, kept.len()));
+        for (p, m) in matrices.iter().enumerate() {
+            scores.push(matrix_figures(m, &self.classes, models.terms(p), f)?);
             tick();
         }
         Ok((scores, held.into_iter().zip(jll_by_doc).collect()))
+    }
+
+    /// Fits `point` on the whole training part: scikit-learn's vocabulary
+    /// and counts, through the counts `train` makes.
+    pub fn refit(&self, point: &GridPoint) -> Result<(Vocabulary, NbParameters), CvError> {
+        let rows: Vec<usize> = (0..self.corpus.len()).collect();
+        let stats = self.corpus.stats(&rows, &self.labels, self.classes.len());
+        fit_stats(&stats, self.corpus.terms(), point)
     }
 
     /// Fits a temperature for `point` on `k`-fold out-of-fold scores.
@@ -308,16 +286,83 @@ impl CrossValidation {
 
     /// The temperature calibration fitted on out-of-fold joint log likelihoods `jll`.
     pub fn calibration_from(&self, jll: &[Vec<f64>], k: u32) -> Calibration {
-        let temperature = calibration::fit_temperature(jll, &self.labels);
-        Calibration {
-            method: "temperature".into(),
-            temperature,
-            folds: k,
-            seed: self.seed,
-            log_loss_before: calibration::log_loss(jll, &self.labels, 1.0),
-            log_loss_after: calibration::log_loss(jll, &self.labels, temperature),
+        calibration_of(jll, &self.labels, k, self.seed)
+    }
+}
+
+/// Checks every point's values against their ranges and `n` training documents.
+pub(crate) fn check_points(points: &[GridPoint], n: usize) -> Result<(), CvError> {
+    for p in points {
+        TrainParams::from(p).check()?;
+        if let DfBound::Count(c) = p.min_df {
+            if c as usize > n {
+                return Err(ParamError::new(
+                    Param::MinDf,
+                    c,
+                    format!("is more than the {n} training documents"),
+                )
+                .into());
+            }
+        }
+        if p.max_df.doc_count(n) < p.min_df.doc_count(n) {
+            return Err(ParamError::new(
+                Param::MaxDf,
+                p.max_df,
+                format!("is below min_df {} ({n} training documents)", p.min_df),
+            )
+            .into());
         }
     }
+    Ok(())
+}
+
+/// The temperature fitted on out-of-fold joint log likelihoods `jll` of
+/// documents labelled `truth`, from `k` folds seeded by `seed`.
+pub fn calibration_of(jll: &[Vec<f64>], truth: &[usize], k: u32, seed: u64) -> Calibration {
+    let temperature = calibration::fit_temperature(jll, truth);
+    Calibration {
+        method: "temperature".into(),
+        temperature,
+        folds: k,
+        seed,
+        log_loss_before: calibration::log_loss(jll, truth, 1.0),
+        log_loss_after: calibration::log_loss(jll, truth, temperature),
+    }
+}
+
+/// Fits `point` on counts: their statistics pruned by the point's
+/// vectorizer options, then its model's counts. `train`, `tune`, `merge`
+/// and `retrain` all end here.
+pub fn fit_counts(
+    counts: &Counts,
+    point: &GridPoint,
+) -> Result<(Vocabulary, NbParameters), CvError> {
+    if !point.binary && counts.settings().binary {
+        return Err(CvError::Data(
+            crate::classifier::CountsError::NotCounts.to_string(),
+        ));
+    }
+    let stats = counts
+        .stats(None)
+        .map_err(|e| CvError::Data(e.to_string()))?;
+    fit_stats(&stats, counts.terms(), point)
+}
+
+/// Prunes `stats` (over `terms`) with `point`'s options and fits its counts.
+fn fit_stats(
+    stats: &TermStats,
+    terms: &[String],
+    point: &GridPoint,
+) -> Result<(Vocabulary, NbParameters), CvError> {
+    let kept = stats
+        .select(&point.vectorizer())
+        .map_err(vectorizer_error)?;
+    let parameters = stats
+        .parameters(&kept, point.binary, point.alpha)
+        .map_err(model_error)?;
+    let kept: Vec<&str> = kept.iter().map(|&t| terms[t as usize].as_str()).collect();
+    let vocabulary = Vocabulary::from_sorted(&kept).expect("sorted, unique, non-empty tokens");
+    Ok((vocabulary, parameters))
 }
 
 /// The fold's vocabulary for `p`, with errors naming the fold.
@@ -368,7 +413,7 @@ fn model_error(e: ModelError) -> CvError {
 mod tests {
     use super::*;
     use crate::artifact::Artifact;
-    use crate::classifier::{best, Grid, ModelKind};
+    use crate::classifier::{best, Grid, MeanStd, ModelKind};
     use crate::training::{tune, RunOptions, TuneOptions};
     use std::path::Path;
 
@@ -399,6 +444,7 @@ mod tests {
         TuneOptions {
             grid: grid(),
             folds: 3,
+            fold_rule: crate::tuning::FoldRule::Stratified,
             run: RunOptions {
                 test_size: 0.25,
                 seed: 7,
