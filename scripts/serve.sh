@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# The main job: train the shipped model if it is missing, then serve it.
+# The main job: train the shipped model if it is missing, then serve both
+# shipped models: models/ is the model repository, spam-nb the default model
+# (/predict) and spam-cnb by name (/models/spam-cnb/predict). Setting
+# NBSERVE__MODEL__PATH or NBSERVE__MODEL__REPOSITORY serves that instead.
 # Settings come from NBSERVE__* variables (the book's settings reference), e.g.
 #   NBSERVE__SERVER__PORT=9000 scripts/serve.sh
 # NBSERVE_BIN=/path/to/nbserve serves that binary instead of building one.
@@ -32,5 +35,8 @@ if [[ ! -f "$model" ]]; then
     --name spam-nb --model-version 2026.11.30 \
     --alpha 0.01,0.1,1 --min-df 1,2,5 --max-features 0,20000 \
     --folds 5 --test-size 0.2 --seed 42
+fi
+if [[ -z "${NBSERVE__MODEL__PATH:-}" && -z "${NBSERVE__MODEL__REPOSITORY:-}" ]]; then
+  export NBSERVE__MODEL__REPOSITORY=models
 fi
 exec "$bin" serve "$@"

@@ -135,6 +135,9 @@ suite kubernetes scripts/check-kubernetes.sh
 step "Open Inference Protocol: tritonclient (binary + JSON) and open-inference-openapi"
 suite v2-clients scripts/test-v2-clients.sh
 
+step "OpenTelemetry traces: an OTLP/HTTP receiver on the official opentelemetry-proto, traceparent, sampling, a dead collector"
+suite otel scripts/test-otel.sh
+
 step "fleet: three replicas + Prometheus, fleet F1 equals the offline union"
 suite fleet scripts/test-fleet.sh
 

@@ -11,12 +11,17 @@ use crate::mlflow::{MlflowClient, MlflowError};
 
 mod choice;
 mod error;
+mod models;
 mod rules;
 mod source;
 mod tokens;
 
 pub use choice::Choice;
 pub use error::SettingsError;
+pub use models::{
+    list_names, source_name, valid_model_name, ModelSpec, ModelsSettings, NamedModel,
+    RepositoryPlan, MAX_NAME_LEN,
+};
 pub use rules::{rule, variables, Variable};
 pub use source::ModelSource;
 
@@ -26,8 +31,10 @@ pub use source::ModelSource;
 pub struct Settings {
     /// HTTP server.
     pub server: ServerSettings,
-    /// Model to serve.
+    /// Model to serve (the default model, or the repository).
     pub model: ModelSettings,
+    /// More models, and the bounds across all of them.
+    pub models: ModelsSettings,
     /// Deployment gate.
     pub gate: GateSettings,
     /// Logging.
@@ -36,6 +43,18 @@ pub struct Settings {
     pub admin: AdminSettings,
     /// Prediction memory and label feedback.
     pub feedback: FeedbackSettings,
+    /// OpenTelemetry traces.
+    pub trace: TraceSettings,
+}
+
+/// OpenTelemetry trace settings. Where spans go, how many are sampled and
+/// what the resource says come from the standard `OTEL_*` variables (the
+/// Tracing section of docs/monitoring.md); this only switches export on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TraceSettings {
+    /// Export spans over OTLP/HTTP-protobuf, configured by the standard `OTEL_*` variables (docs/monitoring.md, Tracing); `OTEL_SDK_DISABLED=true` keeps it off.
+    pub enabled: bool,
 }
 
 /// HTTP server settings.
@@ -106,6 +125,12 @@ pub struct ModelSettings {
     /// version the alias points at) and reload through the gate when it
     /// changed; 0 = never.
     pub poll_interval_secs: u64,
+    /// Serve every `*.json` artifact in this directory, each named by its
+    /// file stem (instead of `model.path` alone).
+    pub repository: Option<PathBuf>,
+    /// The model `/predict` serves (default: `model.path`'s file stem, or
+    /// the registered name of a `models:/` path).
+    pub default: Option<String>,
 }
 
 impl ModelSettings {
@@ -115,7 +140,19 @@ impl ModelSettings {
     /// the registry then fails naming both settings). [`Settings::load`]
     /// has checked the URI already.
     pub fn registry(&self) -> Result<Option<MlflowClient>, MlflowError> {
-        source::registry_client(&self.path, self.mlflow_uri.as_deref())
+        let wanted = matches!(self.path, ModelSource::Registry(_));
+        source::registry_client(wanted, self.mlflow_uri.as_deref())
+    }
+}
+
+impl Settings {
+    /// The registry client the server reads `models:/` sources through:
+    /// like [`ModelSettings::registry`], wanted when `model.path` or any
+    /// `[models.NAME]` source names the registry.
+    pub fn registry(&self) -> Result<Option<MlflowClient>, MlflowError> {
+        let wanted =
+            matches!(self.model.path, ModelSource::Registry(_)) || self.models.any_registry();
+        source::registry_client(wanted, self.model.mlflow_uri.as_deref())
     }
 }
 
@@ -301,7 +338,10 @@ impl Default for Settings {
                 max_bytes: 16 * 1024 * 1024,
                 mlflow_uri: None,
                 poll_interval_secs: 0,
+                repository: None,
+                default: None,
             },
+            models: ModelsSettings::default(),
             gate: GateSettings {
                 min_f1_macro: 0.90,
                 holdout_path: None,
@@ -327,6 +367,7 @@ impl Default for Settings {
                 token: None,
                 token_file: None,
             },
+            trace: TraceSettings { enabled: false },
         }
     }
 }
@@ -393,7 +434,7 @@ impl Settings {
         if from_env {
             settings.model.mlflow_uri = tracking_uri;
         }
-        settings.model.registry().map_err(|e| match e {
+        settings.registry().map_err(|e| match e {
             MlflowError::CaBundle { path, reason } => SettingsError::Invalid {
                 key: crate::mlflow::CA_BUNDLE_VAR,
                 message: format!("{path}: {reason}"),
@@ -460,6 +501,7 @@ impl Settings {
         if self.gate.max_memory_bytes == 0 {
             return invalid("gate.max_memory_bytes", "must be > 0");
         }
+        self.models.validate()?;
         if self.feedback.capacity == 0 {
             return invalid("feedback.capacity", "must be > 0");
         }

@@ -16,27 +16,56 @@
 //!   line separators, bidirectional overrides) as `\uXXXX`, which keeps the
 //!   line valid JSON with the same decoded value.
 
+pub mod otel;
+
 use std::fmt::{self, Write as _};
 use std::io::IsTerminal;
 
 use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
 use tracing_subscriber::field::{MakeVisitor, VisitFmt, VisitOutput};
-use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, MakeWriter};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
-use crate::settings::{LogFormat, LogSettings};
+use crate::settings::{LogFormat, LogSettings, TraceSettings};
 
 /// Installs the global `tracing` subscriber (stderr). `RUST_LOG`, when set,
-/// overrides the configured level. Safe to call more than once.
-pub fn init(settings: &LogSettings) {
+/// overrides the configured level. With `trace.enabled` (and not
+/// `OTEL_SDK_DISABLED`), spans are also exported as OpenTelemetry traces,
+/// configured by the process's `OTEL_*` variables; keep the returned
+/// pipeline until the end, its drop sends the last spans. Safe to call more
+/// than once (the first subscriber stays).
+pub fn init(settings: &LogSettings, trace: &TraceSettings) -> Option<otel::Pipeline> {
     // Colour codes only for a person at a terminal, not in docker/CI logs.
     let ansi = std::io::stderr().is_terminal();
-    let _ = subscriber(settings, ansi, std::io::stderr).try_init();
+    let config = trace
+        .enabled
+        .then(|| otel::OtelConfig::from_env(std::env::vars()))
+        .filter(|c| !c.sdk_disabled);
+    let (subscriber, pipeline, problems) =
+        subscriber_with_traces(settings, ansi, std::io::stderr, config.as_ref());
+    if subscriber.try_init().is_err() {
+        return None;
+    }
+    for problem in problems {
+        tracing::warn!("tracing: {problem}");
+    }
+    if let (Some(c), Some(_)) = (&config, &pipeline) {
+        tracing::info!(
+            endpoint = %c.traces_endpoint,
+            service_name = %c.service_name,
+            "exporting OpenTelemetry traces"
+        );
+    }
+    pipeline
 }
 
-/// The subscriber [`init`] installs, writing to `writer`.
+/// The subscriber [`init`] installs without traces, writing to `writer`.
+#[cfg(test)]
 fn subscriber<W>(
     settings: &LogSettings,
     ansi: bool,
@@ -45,9 +74,80 @@ fn subscriber<W>(
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
+    subscriber_with_traces(settings, ansi, writer, None).0
+}
+
+/// The log subscriber (its filter from `RUST_LOG` or `log.level`) and, with
+/// a trace configuration, the OpenTelemetry layer beside it, which sees the
+/// `nbserve` spans down to DEBUG (the phases of a request) and no events.
+/// Also the pipeline to keep, and the warnings to log once installed.
+///
+/// Without traces it is the plain `fmt` subscriber with one global filter:
+/// per-layer filtering (needed for two layers with different filters) costs
+/// every span and event a few registry look-ups, which tracing off must not.
+fn subscriber_with_traces<W>(
+    settings: &LogSettings,
+    ansi: bool,
+    writer: W,
+    trace: Option<&otel::OtelConfig>,
+) -> (
+    Box<dyn tracing::Subscriber + Send + Sync>,
+    Option<otel::Pipeline>,
+    Vec<String>,
+)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&settings.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    let Some(config) = trace else {
+        return (logs_only(settings, ansi, writer, filter), None, Vec::new());
+    };
+    let mut problems = config.warnings.clone();
+    let (pipeline, traces) = match otel::pipeline(config) {
+        Ok(built) => built,
+        Err(problem) => {
+            problems.push(format!("{problem}; traces are off"));
+            return (logs_only(settings, ansi, writer, filter), None, problems);
+        }
+    };
+    let log: Box<dyn Layer<Registry> + Send + Sync> = match settings.format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .with_writer(JsonEscaping(writer))
+            .with_ansi(false)
+            .json()
+            .event_format(WithTraceIds(
+                tracing_subscriber::fmt::format().json().flatten_event(true),
+            ))
+            .with_filter(filter)
+            .boxed(),
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_writer(writer)
+            .with_ansi(ansi)
+            .fmt_fields(EscapedFields)
+            .with_filter(filter)
+            .boxed(),
+    };
+    let spans_only = tracing_subscriber::filter::filter_fn(|m| {
+        m.is_span() && *m.level() <= tracing::Level::DEBUG && m.target().starts_with("nbserve")
+    });
+    let subscriber = Registry::default()
+        .with(log)
+        .with(traces.with_filter(spans_only));
+    (Box::new(subscriber), Some(pipeline), problems)
+}
+
+/// The `fmt` subscriber alone, `filter` global.
+fn logs_only<W>(
+    settings: &LogSettings,
+    ansi: bool,
+    writer: W,
+    filter: EnvFilter,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match settings.format {
         LogFormat::Json => Box::new(
@@ -65,6 +165,46 @@ where
                 .fmt_fields(EscapedFields)
                 .finish(),
         ),
+    }
+}
+
+/// The `json` event format plus the OpenTelemetry `trace_id` and `span_id`
+/// of the current span, when there is one, as top-level fields: a log line
+/// leads to its trace.
+struct WithTraceIds<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let ids = ctx.lookup_current().and_then(|span| {
+            let extensions = span.extensions();
+            let data = extensions.get::<tracing_opentelemetry::OtelData>()?;
+            Some((data.trace_id()?, data.span_id()?))
+        });
+        let Some((trace_id, span_id)) = ids else {
+            return self.0.format_event(ctx, writer, event);
+        };
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        // The json format writes one object and a newline: the ids go
+        // before its closing brace.
+        let body = line.trim_end_matches('\n');
+        match body.strip_suffix('}') {
+            Some(open) => writeln!(
+                writer,
+                "{open},\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\"}}"
+            ),
+            None => writer.write_str(&line),
+        }
     }
 }
 

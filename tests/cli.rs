@@ -1077,6 +1077,49 @@ fn a_malformed_registry_source_is_a_settings_error() {
     }
 }
 
+/// A repository whose models cannot all be named stops `serve` before it
+/// binds: a duplicate name, a file stem that is not a name, a default that
+/// names none (exit 3, the key named).
+#[test]
+fn serve_refuses_a_repository_with_bad_names() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy("models/spam-nb.json", dir.path().join("spam-nb.json")).unwrap();
+    let repo = dir.path().to_str().unwrap();
+    let config = write(
+        &dir,
+        "dup.toml",
+        b"[models.spam-nb]\npath = \"models/spam-cnb.json\"\n",
+    );
+    let config = config.to_str().unwrap();
+    let serve = |args: &[&str], env: &[(&str, &str)]| {
+        let mut env = env.to_vec();
+        env.extend([
+            ("NBSERVE__MODEL__REPOSITORY", repo),
+            ("NBSERVE__SERVER__PORT", "0"),
+        ]);
+        nbserve_env(args, &env)
+    };
+    for (o, expected) in [
+        (serve(&["serve", "--config", config], &[]), "named twice"),
+        (
+            serve(&["serve"], &[("NBSERVE__MODEL__DEFAULT", "nope")]),
+            "model.default",
+        ),
+    ] {
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(3), "{expected}: {err}");
+        assert!(err.contains(expected), "{err}");
+    }
+    std::fs::copy("models/spam-nb.json", dir.path().join("bad name.json")).unwrap();
+    let o = serve(&["serve"], &[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("model.repository") && err.contains("bad name"),
+        "{err}"
+    );
+}
+
 /// A port free on the loopback interface a moment ago.
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -129,7 +129,8 @@ fn app() -> &'static App {
             None,
         )
         .expect("an in-memory feedback store");
-        let state = AppState::new(settings, model, Metrics::new("fuzz"), feedback, None);
+        let state = AppState::with_model(settings, model, Metrics::new("fuzz"), feedback)
+            .expect("a one-model repository");
         App {
             runtime,
             router: router(state),

@@ -180,7 +180,11 @@ impl ExitCoded for LoadError {
         match self {
             LoadError::Gate(e) => e.exit_code(),
             LoadError::Holdout(e) => e.exit_code(),
-            LoadError::Path | LoadError::Artifact(_) | LoadError::Registry(_) => INVALID_MODEL,
+            // Like a model over gate.max_memory_bytes.
+            LoadError::Path
+            | LoadError::Artifact(_)
+            | LoadError::Registry(_)
+            | LoadError::OverBudget { .. } => INVALID_MODEL,
         }
     }
 }
@@ -189,7 +193,7 @@ impl ExitCoded for StartupError {
     fn exit_code(&self) -> u8 {
         match self {
             StartupError::Model { source, .. } => source.exit_code(),
-            StartupError::FeedbackLog(_) => SETTINGS,
+            StartupError::Repository(_) | StartupError::FeedbackLog(_) => SETTINGS,
             StartupError::Bind { .. } => FAILURE,
             // A stop before serving is still a stop.
             StartupError::Stopped { .. } => OK,

@@ -119,7 +119,8 @@ pub fn serve(a: ServeArgs) -> CmdResult {
     };
     drop(held);
     let settings = Settings::load_overridden(a.settings.config.as_deref(), &a.overrides())?;
-    nbserve::telemetry::init(&settings.log);
+    // Held to the end: its drop sends the last spans.
+    let _traces = nbserve::telemetry::init(&settings.log, &settings.trace);
     for warning in settings.warnings() {
         tracing::warn!("{warning}");
     }

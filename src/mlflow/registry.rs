@@ -40,6 +40,7 @@ impl MlflowClient {
     /// Downloads a model version's artifact file (`<source>/model.json`),
     /// refusing it past `max_bytes` (the server's `model.max_bytes`, as for
     /// a file source).
+    #[tracing::instrument(level = "debug", name = "registry_download", skip_all)]
     pub async fn download_model_file(
         &self,
         mv: &ModelVersion,
@@ -119,6 +120,7 @@ impl MlflowClient {
     }
 
     /// The version a `models:/` URI names now.
+    #[tracing::instrument(level = "debug", name = "registry_resolve", skip_all)]
     pub async fn resolve(&self, uri: &ModelUri) -> Result<ModelVersion, MlflowError> {
         match uri {
             ModelUri::Alias { name, alias } => self.get_alias(name, alias).await,

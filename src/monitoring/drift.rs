@@ -154,7 +154,7 @@ mod tests {
         for _ in 0..10 {
             s.remember(&m, 1, 0.8, Some(0.5));
         }
-        let d = s.drift().unwrap();
+        let d = s.drift(0).unwrap();
         assert!(d.label_js_divergence > 0.1);
         assert!((d.mean_confidence - 0.8).abs() < 1e-12);
         assert!((d.mean_oov_ratio - 0.5).abs() < 1e-12);
@@ -166,9 +166,9 @@ mod tests {
         let m = model();
         s.remember(&m, 1, f64::NAN, None);
         s.remember(&m, 1, 0.5, None);
-        assert_eq!(s.drift().unwrap().mean_confidence, 0.25);
+        assert_eq!(s.drift(0).unwrap().mean_confidence, 0.25);
         // Once the bad one leaves the window, the mean is exact again.
         s.remember(&m, 1, 0.5, None);
-        assert_eq!(s.drift().unwrap().mean_confidence, 0.5);
+        assert_eq!(s.drift(0).unwrap().mean_confidence, 0.5);
     }
 }

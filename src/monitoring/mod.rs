@@ -71,9 +71,15 @@ impl FeedbackError {
 }
 
 /// What a remembered prediction needs to know about the model that made it:
-/// its version, its classes and their training prior (for drift).
+/// which of the server's models it is, its version, its classes and their
+/// training prior (for drift).
 #[derive(Debug, PartialEq)]
 pub struct ModelProfile {
+    /// The server's name for the model (its repository name).
+    pub model: String,
+    /// The model's place among the server's models: its live windows are
+    /// `slot`'s (below `models.max_count`, stable while the server runs).
+    pub slot: usize,
     /// Model version.
     pub version: String,
     /// Class labels in index order.
@@ -91,6 +97,8 @@ pub struct FeedbackRecord {
     pub label: String,
     /// The label the model predicted.
     pub predicted_label: String,
+    /// The server's name for the model that predicted.
+    pub model: String,
     /// Version of the model that predicted.
     pub model_version: String,
     /// When the prediction was made (RFC 3339).
@@ -114,7 +122,9 @@ pub struct ExampleRecord<'a> {
     pub text: &'a str,
     /// Its true label.
     pub label: &'a str,
-    /// The model whose classes validated the label.
+    /// The server's name for the model whose classes validated the label.
+    pub model: &'a str,
+    /// That model's version.
     pub model_version: &'a str,
     /// When it arrived (RFC 3339).
     pub received_at: &'a str,
@@ -125,14 +135,15 @@ impl<'a> ExampleRecord<'a> {
     pub fn new(
         text: &'a str,
         label: &'a str,
-        model_version: &'a str,
+        model: &'a ModelProfile,
         received_at: &'a str,
     ) -> Self {
         Self {
             source: "example",
             text,
             label,
-            model_version,
+            model: &model.model,
+            model_version: &model.version,
             received_at,
         }
     }
@@ -143,13 +154,36 @@ pub fn log_timestamp() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// One model's live windows.
+struct Windows {
+    labelled: LabelledWindow,
+    drift: DriftWindow,
+}
+
 /// Everything behind the store's lock.
 struct Inner {
     ring: Ring,
-    labelled: LabelledWindow,
-    drift: DriftWindow,
+    /// The live windows of each model, by [`ModelProfile::slot`] (grown
+    /// when a model first predicts: at most `models.max_count`).
+    windows: Vec<Windows>,
+    /// Size of every window.
+    window: usize,
     /// Kept texts (`feedback.keep_text`).
     texts: Option<TextStore>,
+}
+
+impl Inner {
+    /// The windows of the model in `slot`, made on first use.
+    fn windows(&mut self, slot: usize) -> &mut Windows {
+        if self.windows.len() <= slot {
+            let window = self.window;
+            self.windows.resize_with(slot + 1, || Windows {
+                labelled: LabelledWindow::new(window),
+                drift: DriftWindow::new(window),
+            });
+        }
+        &mut self.windows[slot]
+    }
 }
 
 /// The store; cheap to share behind an `Arc`.
@@ -211,8 +245,8 @@ impl FeedbackStore {
             ids: IdCodec::new(),
             inner: Mutex::new(Inner {
                 ring: Ring::new(capacity, max_age),
-                labelled: LabelledWindow::new(window),
-                drift: DriftWindow::new(window),
+                windows: Vec::new(),
+                window,
                 texts: text_budget.map(TextStore::new),
             }),
             log,
@@ -327,7 +361,9 @@ impl FeedbackStore {
                 texts.keep(seq, text);
             }
         }
-        g.drift.push(model, predicted, confidence, oov);
+        g.windows(model.slot)
+            .drift
+            .push(model, predicted, confidence, oov);
         drop(g);
         self.ids.encode(seq, nonce)
     }
@@ -350,8 +386,11 @@ impl FeedbackStore {
         let (seq, nonce) = self.ids.decode(uuid).ok_or(FeedbackError::UnknownId)?;
         let mut g = self.lock();
         let answered = g.ring.answer(seq, nonce, label)?;
-        g.labelled
-            .push(&answered.model, answered.truth, answered.predicted);
+        g.windows(answered.model.slot).labelled.push(
+            &answered.model,
+            answered.truth,
+            answered.predicted,
+        );
         let text = g.texts.as_mut().and_then(|t| t.take(seq));
         drop(g);
         // Wall time now, minus the monotonic age of the prediction: ordered
@@ -364,6 +403,7 @@ impl FeedbackStore {
             prediction_id: uuid.hyphenated().to_string(),
             label: label.to_owned(),
             predicted_label: model.classes[answered.predicted].clone(),
+            model: model.model.clone(),
             model_version: model.version.clone(),
             predicted_at: predicted_at.to_rfc3339_opts(SecondsFormat::Millis, true),
             received_at: received_at.to_rfc3339_opts(SecondsFormat::Millis, true),
@@ -381,14 +421,21 @@ impl FeedbackStore {
         Ok((record, receipt))
     }
 
-    /// The live evaluation of the labelled window.
-    pub fn live_quality(&self) -> LiveQuality {
-        self.lock().labelled.quality()
+    /// The live evaluation of the labelled window of the model in `slot`.
+    pub fn live_quality(&self, slot: usize) -> LiveQuality {
+        let g = self.lock();
+        match g.windows.get(slot) {
+            Some(w) => w.labelled.quality(),
+            None => LiveQuality {
+                samples: 0,
+                evaluation: None,
+            },
+        }
     }
 
-    /// Drift signals over recent predictions.
-    pub fn drift(&self) -> Option<DriftSignals> {
-        self.lock().drift.signals()
+    /// Drift signals over the recent predictions of the model in `slot`.
+    pub fn drift(&self, slot: usize) -> Option<DriftSignals> {
+        self.lock().windows.get(slot)?.drift.signals()
     }
 
     /// Predictions currently remembered.
@@ -413,6 +460,8 @@ pub(crate) mod tests {
 
     pub(crate) fn model() -> Arc<ModelProfile> {
         Arc::new(ModelProfile {
+            model: "spam".into(),
+            slot: 0,
             version: "v1".into(),
             classes: vec!["ham".into(), "spam".into()],
             prior: vec![0.7, 0.3],
@@ -590,9 +639,10 @@ pub(crate) mod tests {
         let path = dir.path().join("fb.jsonl");
         let s = FeedbackStore::new(10, Duration::from_secs(60), 10, Some(&path)).unwrap();
         let at = log_timestamp();
+        let m = model();
         let examples = [
-            ExampleRecord::new("buy now", "spam", "v1", &at),
-            ExampleRecord::new("lunch?", "ham", "v1", &at),
+            ExampleRecord::new("buy now", "spam", &m, &at),
+            ExampleRecord::new("lunch?", "ham", &m, &at),
         ];
         assert_eq!(
             block_on(s.log_examples(&examples).outcome()),
@@ -604,7 +654,7 @@ pub(crate) mod tests {
         assert_eq!(
             lines[0],
             serde_json::json!({"source": "example", "text": "buy now", "label": "spam",
-                "model_version": "v1", "received_at": at})
+                "model": "spam", "model_version": "v1", "received_at": at})
         );
         assert_eq!(lines[1]["text"], "lunch?");
         let none = FeedbackStore::new(10, Duration::from_secs(60), 10, None).unwrap();
@@ -643,7 +693,7 @@ pub(crate) mod tests {
             ]
         );
         assert_eq!(s.log_dropped(), 3);
-        assert_eq!(s.live_quality().samples, 5, "all feedback counted");
+        assert_eq!(s.live_quality(0).samples, 5, "all feedback counted");
         drop(pause);
         flush(&s);
         let lines = log_lines(&path);
@@ -746,7 +796,7 @@ pub(crate) mod tests {
                 .unwrap_err(),
             FeedbackError::UnknownId
         );
-        let q = s.live_quality();
+        let q = s.live_quality(0);
         assert_eq!(q.samples, 1);
         assert_eq!(q.evaluation.unwrap().accuracy, 0.0);
     }

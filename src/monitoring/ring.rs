@@ -303,6 +303,8 @@ mod tests {
         let s = FeedbackStore::new(3, Duration::from_secs(60), 100, None).unwrap();
         let old = model();
         let new = Arc::new(ModelProfile {
+            model: "spam".into(),
+            slot: 0,
             version: "v2".into(),
             classes: vec!["a".into(), "b".into(), "c".into()],
             prior: vec![0.2, 0.3, 0.5],

@@ -81,7 +81,7 @@ mod tests {
             let id = s.remember(&m, 0, 0.9, None).to_string();
             s.submit(&id, truth).unwrap();
         }
-        let q = s.live_quality();
+        let q = s.live_quality(0);
         assert_eq!(q.samples, 2);
         assert_eq!(q.evaluation.unwrap().accuracy, 1.0);
     }

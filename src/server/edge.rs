@@ -27,6 +27,7 @@ use tracing::Instrument;
 use super::metrics::{Metrics, UNMATCHED_ROUTE};
 use super::middleware::{acceptable_request_id, json_errors};
 use super::routes::v2;
+use crate::telemetry::otel;
 
 /// The request-id header: kept from the client when acceptable, else made
 /// here; echoed in the answer and named in every log line of the request.
@@ -137,11 +138,15 @@ where
     // Spans carry method, route, request id, status and latency; never
     // bodies or query strings (request text stays private). The id is
     // visible ASCII (see `request_id`).
-    let span = tracing::info_span!(
-        "request",
-        method = %req.method(),
+    // The `model` label: the repository's names, swapped when models load.
+    let names = shared.metrics.model_names.load_full();
+    let model = names.label(route, req.uri().path());
+    // With tracing on, the span also joins the client's trace (`traceparent`).
+    let span = otel::request_span(
+        req.method(),
         route,
-        request_id = %id.to_str().unwrap_or("-"),
+        id.to_str().unwrap_or("-"),
+        req.headers(),
     );
     async move {
         let v2 = v2::is_v2_path(req.uri().path());
@@ -162,7 +167,10 @@ where
         };
         let status = response.status();
         let latency = start.elapsed();
-        shared.http.record(method, route, status, latency);
+        if otel::enabled() {
+            otel::record_response(&tracing::Span::current(), status);
+        }
+        shared.http.record(method, route, model, status, latency);
         let mut response = response;
         if !response.headers().contains_key(&REQUEST_ID) {
             response.headers_mut().insert(REQUEST_ID.clone(), id);
@@ -269,6 +277,7 @@ struct SeriesEntry {
     method: &'static str,
     status: u16,
     route: Box<str>,
+    model: Box<str>,
     requests: IntCounter,
     duration: Histogram,
 }
@@ -282,11 +291,19 @@ impl HttpSeries {
     }
 
     /// Counts one answer and observes its latency.
-    fn record(&self, method: &'static str, route: &str, code: StatusCode, latency: Duration) {
+    fn record(
+        &self,
+        method: &'static str,
+        route: &str,
+        model: &str,
+        code: StatusCode,
+        latency: Duration,
+    ) {
         let status = code.as_u16();
-        let hash = series_hash(method, route, status);
-        let matches =
-            |e: &SeriesEntry| e.status == status && e.method == method && &*e.route == route;
+        let hash = series_hash(method, route, model, status);
+        let matches = |e: &SeriesEntry| {
+            e.status == status && e.method == method && &*e.route == route && &*e.model == model
+        };
         let seconds = latency.as_secs_f64();
         {
             let table = self.table.read().unwrap_or_else(|e| e.into_inner());
@@ -300,30 +317,42 @@ impl HttpSeries {
             method,
             status,
             route: route.into(),
-            requests: self
-                .metrics
-                .http_requests
-                .with_label_values(&[method, route, code.as_str()]),
+            model: model.into(),
+            requests: self.metrics.http_requests.with_label_values(&[
+                method,
+                route,
+                code.as_str(),
+                model,
+            ]),
             duration: self
                 .metrics
                 .http_duration
-                .with_label_values(&[method, route]),
+                .with_label_values(&[method, route, model]),
         };
         entry.requests.inc();
         entry.duration.observe(seconds);
         let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
         if table.find(hash, matches).is_none() {
-            table.insert_unique(hash, entry, |e| series_hash(e.method, &e.route, e.status));
+            table.insert_unique(hash, entry, |e| {
+                series_hash(e.method, &e.route, &e.model, e.status)
+            });
         }
     }
 }
 
 /// A hash of a series' labels. They are few and none is chosen by a client
-/// (route templates, not paths), so speed is all that matters.
-fn series_hash(method: &str, route: &str, status: u16) -> u64 {
+/// (route templates, not paths; model names of the repository, not of the
+/// request), so speed is all that matters.
+fn series_hash(method: &str, route: &str, model: &str, status: u16) -> u64 {
     const K: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut h = (u64::from(status) ^ method.len() as u64).wrapping_mul(K);
-    for chunk in route.as_bytes().chunks(8) {
+    // The route's length separates it from the model's bytes.
+    let separator = (route.len() as u64).to_le_bytes();
+    let words = route
+        .as_bytes()
+        .chunks(8)
+        .chain(std::iter::once(&separator[..]));
+    for chunk in words.chain(model.as_bytes().chunks(8)) {
         let mut word = [0u8; 8];
         word[..chunk.len()].copy_from_slice(chunk);
         h = (h.rotate_left(23) ^ u64::from_le_bytes(word)).wrapping_mul(K);
@@ -336,29 +365,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn series_are_counted_per_method_route_and_status() {
+    fn series_are_counted_per_method_route_status_and_model() {
         let metrics = Metrics::new("test");
         let series = HttpSeries::new(Arc::clone(&metrics));
         let ms = Duration::from_millis(1);
         for _ in 0..3 {
-            series.record("POST", "/predict", StatusCode::OK, ms);
+            series.record("POST", "/predict", "a", StatusCode::OK, ms);
         }
-        series.record("POST", "/predict", StatusCode::UNPROCESSABLE_ENTITY, ms);
-        series.record("GET", "/predict", StatusCode::METHOD_NOT_ALLOWED, ms);
-        series.record("POST", "/predict/batch", StatusCode::OK, ms);
+        series.record(
+            "POST",
+            "/predict",
+            "a",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ms,
+        );
+        series.record("GET", "/predict", "a", StatusCode::METHOD_NOT_ALLOWED, ms);
+        series.record("POST", "/predict/batch", "a", StatusCode::OK, ms);
+        // Same route and status, another model: its own series.
+        series.record("POST", "/models/{name}/predict", "a", StatusCode::OK, ms);
+        series.record("POST", "/models/{name}/predict", "b", StatusCode::OK, ms);
+        series.record("POST", "/models/{name}/predict", "b", StatusCode::OK, ms);
         let count = |labels: &[&str]| metrics.http_requests.with_label_values(labels).get();
-        assert_eq!(count(&["POST", "/predict", "200"]), 3);
-        assert_eq!(count(&["POST", "/predict", "422"]), 1);
-        assert_eq!(count(&["GET", "/predict", "405"]), 1);
-        assert_eq!(count(&["POST", "/predict/batch", "200"]), 1);
+        assert_eq!(count(&["POST", "/predict", "200", "a"]), 3);
+        assert_eq!(count(&["POST", "/predict", "422", "a"]), 1);
+        assert_eq!(count(&["GET", "/predict", "405", "a"]), 1);
+        assert_eq!(count(&["POST", "/predict/batch", "200", "a"]), 1);
+        assert_eq!(count(&["POST", "/models/{name}/predict", "200", "a"]), 1);
+        assert_eq!(count(&["POST", "/models/{name}/predict", "200", "b"]), 2);
         let observed = |labels: &[&str]| {
             metrics
                 .http_duration
                 .with_label_values(labels)
                 .get_sample_count()
         };
-        assert_eq!(observed(&["POST", "/predict"]), 4);
-        assert_eq!(observed(&["GET", "/predict"]), 1);
+        assert_eq!(observed(&["POST", "/predict", "a"]), 4);
+        assert_eq!(observed(&["GET", "/predict", "a"]), 1);
+        assert_eq!(observed(&["POST", "/models/{name}/predict", "b"]), 2);
     }
 
     #[test]

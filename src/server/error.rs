@@ -158,6 +158,7 @@ impl From<LoadError> for ApiError {
             LoadError::Gate(_) => "gate_rejected",
             LoadError::Artifact(_) => "invalid_model",
             LoadError::Holdout(_) => "holdout_unavailable",
+            LoadError::OverBudget { .. } => "memory_budget_exceeded",
         };
         Self::unprocessable(code, e.public_message())
     }

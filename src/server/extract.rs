@@ -43,6 +43,7 @@ where
                 "the request body must be a JSON object",
             ));
         }
+        let _decode = tracing::debug_span!("decode", body_bytes = bytes.len()).entered();
         // Plain serde_json first. axum's `Json` tracks the path of every
         // value it decodes (to name it in an error), copying each field
         // name as it goes; the same bytes are decoded again through it only

@@ -9,12 +9,16 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::artifact::{open_regular, read_capped, ArtifactError, LoadedModel, ModelMeta};
+use crate::artifact::{
+    open_regular, read_capped, ArtifactError, LoadedModel, MemoryEstimate, ModelMeta,
+};
 use crate::dataset::DatasetError;
 use crate::gate::{self, GateError, GatePass, ServingRule};
 use crate::mlflow::{fetch_model, MlflowClient, MlflowError, ModelVersion};
 use crate::monitoring::ModelProfile;
 use crate::settings::ModelSource;
+
+use super::model_metrics::ModelSeries;
 
 /// A model that passed validation and the gate.
 pub struct ServingModel {
@@ -37,6 +41,42 @@ pub struct ServingModel {
     pub registry_version: Option<ModelVersion>,
     /// What remembered predictions need to know about this model.
     pub profile: Arc<ModelProfile>,
+    /// Estimated bytes it keeps (vocabulary and scoring tables): what it
+    /// holds of `models.max_total_bytes`.
+    pub resident_bytes: u64,
+    /// Its per-document metric series, resolved once per load (detached,
+    /// counting nowhere, until the repository publishes it).
+    pub series: ModelSeries,
+}
+
+/// Which of the server's models a load is for: its name and slot (see
+/// [`ModelProfile`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelKey {
+    /// The server's name for the model.
+    pub name: String,
+    /// Its slot among the server's models.
+    pub slot: usize,
+}
+
+/// Decides, from a model's estimated resident bytes and before its tables
+/// are built, whether it may load (the repository's memory budget); what
+/// it returns is held until the load ends.
+pub trait Admission: Send + 'static {
+    /// What an admitted load holds (a reservation).
+    type Hold: Send + 'static;
+    /// Admits `resident_bytes`, or refuses the load.
+    fn admit(self, resident_bytes: u64) -> Result<Self::Hold, LoadError>;
+}
+
+/// Admits every load (no budget).
+pub struct AdmitAll;
+
+impl Admission for AdmitAll {
+    type Hold = ();
+    fn admit(self, _: u64) -> Result<(), LoadError> {
+        Ok(())
+    }
 }
 
 /// Opens `name` inside `dir` without ever leaving it (`..`, absolute paths
@@ -144,6 +184,21 @@ pub enum LoadError {
     /// The model registry could not be asked or did not provide the model.
     #[error(transparent)]
     Registry(#[from] MlflowError),
+    /// Loading it would take the loaded models past `models.max_total_bytes`.
+    #[error(
+        "model {model} needs an estimated {needed} bytes, and the other loaded models hold {held} \
+         of models.max_total_bytes ({max_total_bytes} bytes)"
+    )]
+    OverBudget {
+        /// The model's name.
+        model: String,
+        /// Its estimated resident bytes.
+        needed: u64,
+        /// Bytes the other models hold (or are loading).
+        held: u64,
+        /// The budget.
+        max_total_bytes: u64,
+    },
 }
 
 impl From<GateError> for LoadError {
@@ -187,6 +242,8 @@ impl LoadError {
                 )
             }
             LoadError::Registry(_) => "the model registry did not provide the model",
+            // Names and numbers only.
+            LoadError::OverBudget { .. } => return self.to_string(),
             // Computed from counts and numbers, never from the file's text.
             other => return crate::server::extract::short(other.to_string()),
         };
@@ -220,33 +277,82 @@ pub fn escape_controls(text: &str) -> String {
 /// A file is opened once and read from that handle (a regular file, at most
 /// `model.max_bytes`); with `confined_to`, it must lie beneath that
 /// directory (see [`open_beneath`]).
+#[tracing::instrument(level = "debug", name = "model_load", skip_all)]
 pub async fn load_source(
     source: ModelSource,
     confined_to: Option<PathBuf>,
     rule: ServingRule,
     registry: Option<&MlflowClient>,
 ) -> Result<ServingModel, LoadError> {
-    let downloaded = match &source {
-        ModelSource::File(_) => None,
-        ModelSource::Registry(uri) => Some(fetch_model(registry, uri, rule.max_bytes).await?),
+    let key = ModelKey {
+        name: crate::settings::source_name(&source).unwrap_or_default(),
+        slot: 0,
     };
-    tokio::task::spawn_blocking(move || {
-        let result = match (downloaded, source) {
-            (Some((version, bytes)), source) => {
-                serving_model(bytes, &rule, source).map(|m| ServingModel {
-                    fingerprint: version.version.clone(),
-                    registry_version: Some(version),
-                    ..m
-                })
-            }
-            (None, ModelSource::File(path)) => load_file(path, confined_to, &rule),
-            (None, ModelSource::Registry(_)) => unreachable!("a registry source is downloaded"),
+    let load = Load {
+        source,
+        confined_to,
+        rule,
+        key,
+    };
+    load.run(registry, AdmitAll).await.map(|(model, ())| model)
+}
+
+/// One load: what is read, where it may be, the rule it must pass, and
+/// which model it is for.
+pub struct Load {
+    /// Where the artifact comes from.
+    pub source: ModelSource,
+    /// The directory a file must lie beneath, if any.
+    pub confined_to: Option<PathBuf>,
+    /// The rule it must pass.
+    pub rule: ServingRule,
+    /// The model it is for.
+    pub key: ModelKey,
+}
+
+impl Load {
+    /// Reads, admits (`admission`, before the tables are built) and gates
+    /// the artifact; see [`load_source`].
+    pub async fn run<A: Admission>(
+        self,
+        registry: Option<&MlflowClient>,
+        admission: A,
+    ) -> Result<(ServingModel, A::Hold), LoadError> {
+        let Load {
+            source,
+            confined_to,
+            rule,
+            key,
+        } = self;
+        let downloaded = match &source {
+            ModelSource::File(_) => None,
+            ModelSource::Registry(uri) => Some(fetch_model(registry, uri, rule.max_bytes).await?),
         };
-        release_freed_memory();
-        result
-    })
-    .await
-    .expect("model loading does not panic")
+        tokio::task::spawn_blocking(move || {
+            let result = match (downloaded, source) {
+                (Some((version, bytes)), source) => {
+                    serving_model(bytes, &rule, source, &key, admission).map(|(m, hold)| {
+                        let m = ServingModel {
+                            fingerprint: version.version.clone(),
+                            registry_version: Some(version),
+                            ..m
+                        };
+                        (m, hold)
+                    })
+                }
+                (None, ModelSource::File(path)) => {
+                    load_file(path, confined_to, &rule, &key, admission)
+                }
+                (None, ModelSource::Registry(_)) => {
+                    unreachable!("a registry source is downloaded")
+                }
+            };
+            release_freed_memory();
+            result
+        })
+        .await
+        .expect("model loading does not panic")
+    }
 }
 
 /// The sha256 (hex) of file content: a file source's fingerprint.
@@ -262,7 +368,11 @@ pub fn load_gated_bytes(
     name: PathBuf,
     rule: &ServingRule,
 ) -> Result<ServingModel, LoadError> {
-    serving_model(bytes, rule, ModelSource::File(name))
+    let key = ModelKey {
+        name: String::new(),
+        slot: 0,
+    };
+    serving_model(bytes, rule, ModelSource::File(name), &key, AdmitAll).map(|(m, ())| m)
 }
 
 /// Opens the model file once; everything after reads from this handle, so
@@ -281,18 +391,21 @@ pub fn open_model_file(path: &Path, confined_to: Option<&Path>) -> Result<File, 
     }
 }
 
-fn load_file(
+fn load_file<A: Admission>(
     path: PathBuf,
     confined_to: Option<PathBuf>,
     rule: &ServingRule,
-) -> Result<ServingModel, LoadError> {
+    key: &ModelKey,
+    admission: A,
+) -> Result<(ServingModel, A::Hold), LoadError> {
     let file = open_model_file(&path, confined_to.as_deref())?;
     let bytes = read_capped(file, &path, rule.max_bytes)?;
-    let model = serving_model(bytes, rule, ModelSource::File(path))?;
-    Ok(ServingModel {
+    let (model, hold) = serving_model(bytes, rule, ModelSource::File(path), key, admission)?;
+    let model = ServingModel {
         confined_to,
         ..model
-    })
+    };
+    Ok((model, hold))
 }
 
 /// Returns free memory held by the allocator (all arenas) to the OS.
@@ -301,7 +414,7 @@ fn load_file(
 /// scoring tables that stay, and the allocator would keep those pages
 /// resident in the loading thread's arena, where serving never reuses them;
 /// so they are handed back after every load, accepted or not.
-fn release_freed_memory() {
+pub(crate) fn release_freed_memory() {
     // glibc's malloc returns freed pages only from the top of an arena, and
     // only past a threshold that freeing large blocks raises (a load frees
     // blocks big enough to raise it by megabytes); `malloc_trim` releases
@@ -314,15 +427,22 @@ fn release_freed_memory() {
     }
 }
 
-/// `bytes` through [`gate::load_gated`], described for serving.
-fn serving_model(
+/// `bytes` through [`gate::load_gated`], described for serving. The
+/// admission sees the model's estimated resident size before its tables
+/// are built; bytes that cannot be estimated are not artifacts, and the
+/// gate refuses them with its own answer.
+fn serving_model<A: Admission>(
     bytes: Vec<u8>,
     rule: &ServingRule,
     source: ModelSource,
-) -> Result<ServingModel, LoadError> {
+    key: &ModelKey,
+    admission: A,
+) -> Result<(ServingModel, A::Hold), LoadError> {
+    let resident_bytes = MemoryEstimate::of_bytes(&bytes).map_or(0, |e| e.resident);
+    let hold = admission.admit(resident_bytes)?;
     let servable = gate::load_gated(bytes, rule)?;
-    Ok(ServingModel {
-        profile: Arc::new(profile(&servable.model.meta)),
+    let model = ServingModel {
+        profile: Arc::new(profile(&servable.model.meta, key)),
         loaded: servable.model,
         gate: servable.pass,
         loaded_at: Utc::now(),
@@ -330,11 +450,15 @@ fn serving_model(
         confined_to: None,
         fingerprint: servable.sha256,
         registry_version: None,
-    })
+        resident_bytes,
+        series: ModelSeries::detached(),
+    };
+    Ok((model, hold))
 }
 
-/// Version, classes and their share of the training data.
-fn profile(meta: &ModelMeta) -> ModelProfile {
+/// The model's name and slot, version, classes and their share of the
+/// training data.
+fn profile(meta: &ModelMeta, key: &ModelKey) -> ModelProfile {
     let counts = &meta.dataset.class_counts;
     let total: u64 = counts.values().sum();
     let prior = meta
@@ -350,6 +474,8 @@ fn profile(meta: &ModelMeta) -> ModelProfile {
         })
         .collect();
     ModelProfile {
+        model: key.name.clone(),
+        slot: key.slot,
         version: meta.model.version.clone(),
         classes: meta.classes.clone(),
         prior,

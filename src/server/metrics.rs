@@ -13,8 +13,7 @@ use prometheus::{
     IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use super::loader::ServingModel;
-use crate::monitoring::{DriftSignals, LiveQuality};
+use super::model_metrics::{ModelNames, Published};
 
 /// Route label for requests that matched no route (bounded cardinality).
 pub const UNMATCHED_ROUTE: &str = "unmatched";
@@ -75,10 +74,10 @@ impl Make for Histogram {
 
 impl Make for HistogramVec {
     /// Buckets, then labels.
-    type Extra = (&'static [f64], &'static [&'static str]);
+    type Extra = (Vec<f64>, &'static [&'static str]);
     fn make(name: &str, help: &str, (buckets, labels): &Self::Extra) -> Self {
         HistogramVec::new(
-            HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+            HistogramOpts::new(name, help).buckets(buckets.clone()),
             labels,
         )
         .expect("valid histogram")
@@ -92,9 +91,11 @@ macro_rules! metrics {
         /// The server's metrics, registered in their own registry.
         pub struct Metrics {
             registry: Registry,
-            /// The served model's `predictions` series, resolved once per
-            /// model (see [`Metrics::count_prediction`]).
-            prediction_series: ArcSwap<Vec<(String, IntCounter)>>,
+            /// The repository's model names, for the `model` label of the
+            /// HTTP metrics (see [`ModelNames`]).
+            pub(super) model_names: ArcSwap<ModelNames>,
+            /// The label values each model's series were published with.
+            pub(super) published: std::sync::Mutex<std::collections::BTreeMap<String, Published>>,
             $( $(#[doc = $doc])* pub $field: $ty, )*
         }
 
@@ -102,7 +103,8 @@ macro_rules! metrics {
             fn create() -> Self {
                 let m = Self {
                     registry: Registry::new(),
-                    prediction_series: ArcSwap::from_pointee(Vec::new()),
+                    model_names: ArcSwap::from_pointee(ModelNames::default()),
+                    published: Default::default(),
                     $( $field: <$ty as Make>::make($name, $help, &$extra), )*
                 };
                 $( m.register(Box::new(m.$field.clone())); )*
@@ -151,7 +153,7 @@ pub const EXAMPLE_RESULTS: [&str; 8] = [
 
 /// Unix seconds of an artifact's RFC 3339 `created_at`; NaN when it does not
 /// parse, so a freshness alert stays silent rather than judging a made-up age.
-fn created_at_secs(created_at: &str) -> f64 {
+pub(super) fn created_at_secs(created_at: &str) -> f64 {
     chrono::DateTime::parse_from_rfc3339(created_at)
         .map_or(f64::NAN, |t| t.timestamp_millis() as f64 / 1000.0)
 }
@@ -161,47 +163,53 @@ pub const POLL_RESULTS: [&str; 4] = ["unchanged", "reloaded", "refused", "error"
 
 metrics! {
     /// Requests by method, route template and status.
-    http_requests: IntCounterVec = ("nbserve_http_requests_total", "HTTP requests by method, route and status.", ["method", "route", "status"]);
+    http_requests: IntCounterVec = ("nbserve_http_requests_total", "HTTP requests by method, route, status and model (empty for routes of no model).", ["method", "route", "status", "model"]);
     /// Request latency by method and route template.
-    http_duration: HistogramVec = ("nbserve_http_request_duration_seconds", "HTTP request latency by method and route.", (LATENCY, &["method", "route"]));
+    http_duration: HistogramVec = ("nbserve_http_request_duration_seconds", "HTTP request latency by method, route and model (empty for routes of no model).", (LATENCY.to_vec(), &["method", "route", "model"]));
     /// Requests being served.
     http_in_flight: IntGauge = ("nbserve_http_requests_in_flight", "HTTP requests being served.", ());
     /// Predictions by predicted label.
-    predictions: IntCounterVec = ("nbserve_predictions_total", "Documents classified, by predicted label.", ["label"]);
+    predictions: IntCounterVec = ("nbserve_predictions_total", "Documents classified, by model and predicted label.", ["model", "label"]);
     /// Model time per document.
-    prediction_duration: Histogram = ("nbserve_prediction_duration_seconds", "Model time (tokenize + score) per document.", *exponential(0.000001, 2.5, 16));
+    prediction_duration: HistogramVec = ("nbserve_prediction_duration_seconds", "Model time (tokenize + score) per document, by model.", (exponential(0.000001, 2.5, 16), &["model"]));
     /// Probability of the predicted class.
-    prediction_confidence: Histogram = ("nbserve_prediction_confidence", "Probability of the predicted class.", *CONFIDENCE);
+    prediction_confidence: HistogramVec = ("nbserve_prediction_confidence", "Probability of the predicted class, by model.", (CONFIDENCE.to_vec(), &["model"]));
     /// Texts per batch request.
-    batch_size: Histogram = ("nbserve_batch_size", "Texts per /predict/batch request.", *exponential(1.0, 2.0, 12));
+    batch_size: HistogramVec = ("nbserve_batch_size", "Texts per batch request (/predict/batch, V2 infer), by model.", (exponential(1.0, 2.0, 12), &["model"]));
     /// Share of a document's tokens unseen at training time.
-    oov_ratio: Histogram = ("nbserve_oov_token_ratio", "Share of a document's tokens not in the vocabulary.", *UNIT);
-    /// 1 for the model being served.
-    model_info: IntGaugeVec = ("nbserve_model_info", "The model being served (value 1); source_* are its MLflow registry version and run.", ["name", "version", "sha256", "source_version", "source_run_id"]);
-    /// Stored F1 macro of the served model.
-    model_f1_macro: Gauge = ("nbserve_model_f1_macro", "Stored F1 macro of the served model.", ());
-    /// Stored balanced accuracy of the served model.
-    model_balanced_accuracy: Gauge = ("nbserve_model_balanced_accuracy", "Stored balanced accuracy of the served model.", ());
-    /// Stored accuracy of the served model.
-    model_accuracy: Gauge = ("nbserve_model_accuracy", "Stored accuracy of the served model.", ());
-    /// The configured gate minimum.
-    gate_min_f1_macro: Gauge = ("nbserve_gate_min_f1_macro", "Minimum F1 macro the deployment gate requires.", ());
-    /// F1 macro the gate judged the served model on (stored or holdout).
-    gate_f1_macro: Gauge = ("nbserve_gate_f1_macro", "F1 macro the deployment gate judged the served model on (stored or holdout).", ());
+    oov_ratio: HistogramVec = ("nbserve_oov_token_ratio", "Share of a document's tokens not in the vocabulary, by model.", (UNIT.to_vec(), &["model"]));
+    /// 1 for each model being served.
+    model_info: IntGaugeVec = ("nbserve_model_info", "Each model being served (value 1): model is the server's name for it, name and version the artifact's; source_* are its MLflow registry version and run.", ["model", "name", "version", "sha256", "source_version", "source_run_id"]);
+    /// Stored F1 macro of each served model.
+    model_f1_macro: GaugeVec = ("nbserve_model_f1_macro", "Stored F1 macro of the served model.", ["model"]);
+    /// Stored balanced accuracy of each served model.
+    model_balanced_accuracy: GaugeVec = ("nbserve_model_balanced_accuracy", "Stored balanced accuracy of the served model.", ["model"]);
+    /// Stored accuracy of each served model.
+    model_accuracy: GaugeVec = ("nbserve_model_accuracy", "Stored accuracy of the served model.", ["model"]);
+    /// The gate minimum in force for each model.
+    gate_min_f1_macro: GaugeVec = ("nbserve_gate_min_f1_macro", "Minimum F1 macro the deployment gate requires of the model.", ["model"]);
+    /// F1 macro the gate judged each served model on (stored or holdout).
+    gate_f1_macro: GaugeVec = ("nbserve_gate_f1_macro", "F1 macro the deployment gate judged the served model on (stored or holdout).", ["model"]);
+    /// Each model's state (value 1 for its current state).
+    model_state: IntGaugeVec = ("nbserve_model_state", "Each model of the repository (value 1) in its state: ready, loading or unavailable.", ["model", "state"]);
+    /// Each served model's estimated resident bytes.
+    model_resident_bytes: IntGaugeVec = ("nbserve_model_resident_bytes", "Estimated bytes each served model keeps (vocabulary and scoring tables), counted against models.max_total_bytes.", ["model"]);
+    /// The configured `models.max_total_bytes`.
+    models_max_total_bytes: IntGauge = ("nbserve_models_max_total_bytes", "Configured memory budget across loaded models (models.max_total_bytes).", ());
     /// The configured `server.max_concurrency` (saturation denominator).
     max_concurrency: IntGauge = ("nbserve_max_concurrency", "Configured limit of API requests in progress (server.max_concurrency).", ());
     /// Time a large batch waited for a blocking-pool slot.
     batch_slot_wait: Histogram = ("nbserve_batch_slot_wait_seconds", "Time a large /predict/batch request waited for a scoring slot.", *LATENCY);
     /// Source polls by result.
-    model_polls: IntCounterVec = ("nbserve_model_polls_total", "Polls of the model source by result (unchanged, reloaded, refused, error).", ["result"]);
+    model_polls: IntCounterVec = ("nbserve_model_polls_total", "Polls of each model's source by result (unchanged, reloaded, refused, error).", ["model", "result"]);
     /// Reload attempts by result.
-    model_reloads: IntCounterVec = ("nbserve_model_reloads_total", "Model reload attempts by result.", ["result"]);
+    model_reloads: IntCounterVec = ("nbserve_model_reloads_total", "Model load and reload attempts by model and result.", ["model", "result"]);
     /// Reloads whose caller went away before they finished.
     model_reloads_abandoned: IntCounter = ("nbserve_model_reloads_abandoned_total", "Reloads whose client went away (timeout, disconnect) before they finished; each still completes.", ());
     /// When the served model's artifact was created (its `created_at`).
-    model_created_timestamp: Gauge = ("nbserve_model_created_timestamp_seconds", "Unix time the served model's artifact was created (its created_at; NaN when unparsable): the model's age is time() minus this.", ());
+    model_created_timestamp: GaugeVec = ("nbserve_model_created_timestamp_seconds", "Unix time the served model's artifact was created (its created_at; NaN when unparsable): the model's age is time() minus this.", ["model"]);
     /// When the served model was loaded.
-    model_loaded_timestamp: Gauge = ("nbserve_model_loaded_timestamp_seconds", "Unix time the served model was loaded.", ());
+    model_loaded_timestamp: GaugeVec = ("nbserve_model_loaded_timestamp_seconds", "Unix time the served model was loaded.", ["model"]);
     /// Open client connections.
     connections_open: IntGauge = ("nbserve_connections_open", "Open client connections.", ());
     /// Connections closed at once because `server.max_connections` were open.
@@ -225,23 +233,27 @@ metrics! {
     /// `POST /examples` outcomes: examples accepted, requests refused by reason.
     examples: IntCounterVec = ("nbserve_examples_total", "POST /examples: examples accepted (result=accepted), requests refused by reason (other results).", ["result"]);
     /// Labelled predictions by true and predicted label (classes² series).
-    feedback_confusion: IntCounterVec = ("nbserve_feedback_confusion_total", "Labelled predictions by true and predicted label.", ["true_label", "predicted_label"]);
+    feedback_confusion: IntCounterVec = ("nbserve_feedback_confusion_total", "Labelled predictions by model, true and predicted label.", ["model", "true_label", "predicted_label"]);
     /// F1 macro over the live feedback window.
-    live_f1_macro: Gauge = ("nbserve_live_f1_macro", "F1 macro over the live feedback window.", ());
+    live_f1_macro: GaugeVec = ("nbserve_live_f1_macro", "F1 macro over the model's live feedback window.", ["model"]);
     /// Balanced accuracy over the live feedback window.
-    live_balanced_accuracy: Gauge = ("nbserve_live_balanced_accuracy", "Balanced accuracy over the live feedback window.", ());
+    live_balanced_accuracy: GaugeVec = ("nbserve_live_balanced_accuracy", "Balanced accuracy over the model's live feedback window.", ["model"]);
     /// Accuracy over the live feedback window.
-    live_accuracy: Gauge = ("nbserve_live_accuracy", "Accuracy over the live feedback window.", ());
+    live_accuracy: GaugeVec = ("nbserve_live_accuracy", "Accuracy over the model's live feedback window.", ["model"]);
     /// Labelled predictions in the live window.
-    live_window_samples: IntGauge = ("nbserve_live_window_samples", "Labelled predictions in the live evaluation window.", ());
+    live_window_samples: IntGaugeVec = ("nbserve_live_window_samples", "Labelled predictions in the model's live evaluation window.", ["model"]);
     /// Jensen–Shannon divergence of recent predicted labels vs. the training prior.
-    live_label_drift_js: Gauge = ("nbserve_live_label_drift_js", "Jensen-Shannon divergence (base 2) of recent predicted labels vs. the training prior.", ());
+    live_label_drift_js: GaugeVec = ("nbserve_live_label_drift_js", "Jensen-Shannon divergence (base 2) of the model's recent predicted labels vs. its training prior.", ["model"]);
     /// Share of each label among recent predictions.
-    live_predicted_label_share: GaugeVec = ("nbserve_live_predicted_label_share", "Share of each label among recent predictions.", ["label"]);
+    live_predicted_label_share: GaugeVec = ("nbserve_live_predicted_label_share", "Share of each label among the model's recent predictions.", ["model", "label"]);
     /// Mean top probability over recent predictions.
-    live_mean_confidence: Gauge = ("nbserve_live_mean_confidence", "Mean probability of the predicted class over recent predictions.", ());
+    live_mean_confidence: GaugeVec = ("nbserve_live_mean_confidence", "Mean probability of the predicted class over the model's recent predictions.", ["model"]);
     /// Mean out-of-vocabulary share over recent predictions.
-    live_oov_ratio: Gauge = ("nbserve_live_oov_ratio", "Mean out-of-vocabulary token share over recent predictions.", ());
+    live_oov_ratio: GaugeVec = ("nbserve_live_oov_ratio", "Mean out-of-vocabulary token share over the model's recent predictions.", ["model"]);
+    /// Spans the trace exporter sent to the collector.
+    trace_spans_exported: IntCounter = ("nbserve_trace_spans_exported_total", "OpenTelemetry spans accepted by the collector (0 while trace.enabled is off).", ());
+    /// Spans lost on the way to the collector, by reason.
+    trace_spans_dropped: IntCounterVec = ("nbserve_trace_spans_dropped_total", "OpenTelemetry spans dropped: reason=queue_full (the exporter's bounded queue, OTEL_BSP_MAX_QUEUE_SIZE, was full) or export_failed (the collector was down, slow or refused them).", ["reason"]);
     /// The build (value 1, label `version`).
     build_info: IntGaugeVec = ("nbserve_build_info", "Build information (value 1).", ["version"]);
 }
@@ -255,21 +267,8 @@ impl Metrics {
         m.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ));
-        // No live figures until feedback arrives: NaN, not a misleading 0.
-        for g in [
-            &m.live_f1_macro,
-            &m.live_balanced_accuracy,
-            &m.live_accuracy,
-        ] {
-            g.set(f64::NAN);
-        }
-        // Both results exist from the start so rate() and alerts see a zero baseline.
-        for result in ["success", "failure"] {
-            m.model_reloads.with_label_values(&[result]);
-        }
-        for result in POLL_RESULTS {
-            m.model_polls.with_label_values(&[result]);
-        }
+        // Each model's live figures, reload and poll results are created
+        // with the model (see `model_metrics`).
         for result in FEEDBACK_RESULTS {
             m.feedback.with_label_values(&[result]);
         }
@@ -283,119 +282,25 @@ impl Metrics {
         self.registry.register(c).expect("unique metric names");
     }
 
-    /// Publishes the served model's identity, stored evaluation and gate verdict.
-    pub fn set_model(&self, model: &ServingModel, gate_min: f64) {
-        let meta = &model.loaded.meta;
-        let loaded_at_secs = model.loaded_at.timestamp_millis() as f64 / 1000.0;
-        let registry_version = model.registry_version.as_ref().map_or("", |v| &v.version);
-        let run_id = meta.mlflow_run_id.as_deref().unwrap_or("");
-        self.model_info.reset();
-        self.model_info
-            .with_label_values(&[
-                &meta.model.name,
-                &meta.model.version,
-                &meta.checksum,
-                registry_version,
-                run_id,
-            ])
-            .set(1);
-        self.model_f1_macro.set(meta.evaluation.f1_macro);
-        self.model_balanced_accuracy
-            .set(meta.evaluation.balanced_accuracy);
-        self.model_accuracy.set(meta.evaluation.accuracy);
-        self.gate_min_f1_macro.set(gate_min);
-        self.gate_f1_macro.set(model.gate.f1_macro);
-        self.model_loaded_timestamp.set(loaded_at_secs);
-        self.model_created_timestamp
-            .set(created_at_secs(&meta.created_at));
-        self.forget_labels_not_in(&meta.classes);
-        let series = meta
-            .classes
-            .iter()
-            .map(|label| (label.clone(), self.predictions.with_label_values(&[label])))
-            .collect();
-        self.prediction_series.store(Arc::new(series));
-        for label in &meta.classes {
-            for predicted in &meta.classes {
-                self.feedback_confusion
-                    .with_label_values(&[label, predicted]);
-            }
-        }
-    }
-
-    /// Removes the per-label series of the replaced model's labels that the
-    /// new model does not have, so a model with many classes leaves nothing
-    /// behind once replaced.
-    fn forget_labels_not_in(&self, classes: &[String]) {
-        let old = self.prediction_series.load();
-        let gone = |label: &String| !classes.contains(label);
-        for (label, _) in old.iter() {
-            if gone(label) {
-                let _ = self.predictions.remove_label_values(&[label]);
-                let _ = self
-                    .live_predicted_label_share
-                    .remove_label_values(&[label]);
-            }
-            for (other, _) in old.iter() {
-                if gone(label) || gone(other) {
-                    let _ = self.feedback_confusion.remove_label_values(&[label, other]);
-                }
-            }
-        }
-    }
-
-    /// Counts one poll of the model source; `result` is one of [`POLL_RESULTS`].
-    pub fn count_poll(&self, result: &str) {
-        self.model_polls.with_label_values(&[result]).inc();
-    }
-
-    /// Counts one reload attempt (`success` or `failure`).
-    pub fn count_reload(&self, succeeded: bool) {
-        let result = if succeeded { "success" } else { "failure" };
-        self.model_reloads.with_label_values(&[result]).inc();
-    }
-
     /// Counts one reload abandoned by its caller.
     pub fn count_abandoned_reload(&self) {
         self.model_reloads_abandoned.inc();
     }
 
-    /// Counts one prediction of `label`. The served model's classes hit
-    /// handles resolved in [`Metrics::set_model`]; this runs once per
-    /// document, and `with_label_values` would hash and look up the label
-    /// each time. Other labels (a request still finishing on a model that a
-    /// reload replaced) take the general path.
-    pub fn count_prediction(&self, label: &str) {
-        match self
-            .prediction_series
-            .load()
-            .iter()
-            .find(|(l, _)| l == label)
-        {
-            Some((_, counter)) => counter.inc(),
-            None => self.predictions.with_label_values(&[label]).inc(),
-        }
-    }
-
-    /// Copies the live figures into their gauges (at scrape time). Figures
-    /// not yet known keep their previous value (NaN at start).
-    pub fn set_live(&self, live: &LiveQuality, drift: Option<&DriftSignals>) {
-        self.live_window_samples.set(live.samples as i64);
-        if let Some(e) = &live.evaluation {
-            self.live_f1_macro.set(e.f1_macro);
-            self.live_balanced_accuracy.set(e.balanced_accuracy);
-            self.live_accuracy.set(e.accuracy);
-        }
-        if let Some(d) = drift {
-            self.live_label_drift_js.set(d.label_js_divergence);
-            self.live_mean_confidence.set(d.mean_confidence);
-            self.live_oov_ratio.set(d.mean_oov_ratio);
-            for (label, share) in &d.predicted_label_share {
-                self.live_predicted_label_share
-                    .with_label_values(&[label])
-                    .set(*share);
-            }
-        }
+    /// Brings the trace exporter's counts (kept by the exporter, which
+    /// knows nothing of this registry) into their counters.
+    pub fn sync_trace_counts(&self, counts: crate::telemetry::otel::SpanCounts) {
+        let catch_up = |c: &IntCounter, total: u64| c.inc_by(total.saturating_sub(c.get()));
+        catch_up(&self.trace_spans_exported, counts.exported);
+        let dropped = &self.trace_spans_dropped;
+        catch_up(
+            &dropped.with_label_values(&["queue_full"]),
+            counts.dropped_queue_full,
+        );
+        catch_up(
+            &dropped.with_label_values(&["export_failed"]),
+            counts.dropped_export_failed,
+        );
     }
 
     /// The text exposition of every metric.

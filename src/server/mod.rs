@@ -9,8 +9,10 @@ pub mod extract;
 pub mod loader;
 pub mod metrics;
 mod middleware;
+pub mod model_metrics;
 pub mod openapi;
 mod poll;
+pub mod repository;
 pub mod routes;
 mod scoring;
 mod serve;
@@ -18,23 +20,29 @@ mod signals;
 pub mod state;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
 pub use loader::{LoadError, ServingModel};
+pub use repository::{ModelEntry, ModelState, Repository};
 pub use routes::{router, ApiDoc};
 pub use signals::{HeldSignals, Signals};
 pub use state::AppState;
 
-use crate::gate::ServingRule;
 use crate::monitoring::FeedbackStore;
-use crate::settings::Settings;
+use crate::settings::{Settings, SettingsError};
 use metrics::Metrics;
+use repository::ops::Why;
 
 /// Why the server did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    /// The repository cannot be made: a name invalid or given twice, too
+    /// many models, a default that names none, a directory not readable.
+    #[error("{0}")]
+    Repository(SettingsError),
     /// Model invalid or rejected by the gate.
     #[error("cannot serve model {path}: {source}")]
     Model {
@@ -99,37 +107,31 @@ impl Application {
         mut signals: Option<Signals>,
     ) -> Result<Self, StartupError> {
         let started = Instant::now();
-        let model_error = |source| StartupError::Model {
+        let plan = settings.model_specs().map_err(StartupError::Repository)?;
+        let registry = settings.registry().map_err(|e| StartupError::Model {
             path: settings.model.path.to_string(),
-            source,
-        };
-        let registry = settings
-            .model
-            .registry()
-            .map_err(|e| model_error(e.into()))?;
-        let load = loader::load_source(
-            settings.model.path.clone(),
-            None,
-            ServingRule::from(&settings),
-            registry.as_ref(),
-        );
-        let model = match signals.as_mut() {
+            source: e.into(),
+        })?;
+        let feedback =
+            FeedbackStore::from_settings(&settings.feedback).map_err(StartupError::FeedbackLog)?;
+        let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
+        let models = repository::Repository::new(&settings, plan);
+        let state = AppState::new(settings, models, metrics, feedback, registry);
+        let load = load_at_start(&state);
+        match signals.as_mut() {
             // Loading (a download, a holdout evaluation) may take long; a
             // stop does not wait for it. Nothing is served yet: no drain.
             Some(signals) => tokio::select! {
                 biased;
                 signal = signals.stop() => {
-                    tracing::info!(signal, "stopped while loading the model; not serving");
+                    tracing::info!(signal, "stopped while loading the models; not serving");
                     return Err(StartupError::Stopped { signal });
                 }
-                model = load => model,
+                loaded = load => loaded,
             },
             None => load.await,
-        }
-        .map_err(model_error)?;
-        let feedback =
-            FeedbackStore::from_settings(&settings.feedback).map_err(StartupError::FeedbackLog)?;
-        let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
+        }?;
+        let settings = &state.settings;
         let addr = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&addr)
             .await
@@ -138,7 +140,9 @@ impl Application {
                 source,
             })?;
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        let model = state.default_model().expect("the default model loaded");
         let meta = &model.loaded.meta;
+        let entries = state.models.entries();
         tracing::info!(
             model = %meta.model.name,
             version = %meta.model.version,
@@ -147,11 +151,12 @@ impl Application {
             f1_macro = model.gate.f1_macro,
             gate_min_f1_macro = model.gate.threshold,
             gate_source = %model.gate.gate_source,
+            models = entries.len(),
+            models_served = entries.iter().filter(|e| e.serving().is_some()).count(),
             address = %format!("{}:{port}", settings.server.host),
             startup_ms = started.elapsed().as_millis() as u64,
             "model passed the gate; listening"
         );
-        let state = AppState::new(settings, model, metrics, feedback, registry);
         Ok(Self {
             listener,
             port,
@@ -191,13 +196,21 @@ impl Application {
     /// With `model.poll_interval_secs` set, the model's source is followed
     /// meanwhile.
     pub async fn run_until(self, signal: impl Future<Output = ()>) -> std::io::Result<()> {
-        let interval = self.state.settings.model.poll_interval_secs;
-        let poller = (interval > 0).then(|| {
-            tokio::spawn(poll::follow_source(
-                self.state.clone(),
-                Duration::from_secs(interval),
-            ))
-        });
+        // Each model with a poll interval follows its own source.
+        let pollers: Vec<_> = self
+            .state
+            .models
+            .entries()
+            .iter()
+            .filter(|e| e.spec.poll_interval_secs > 0)
+            .map(|e| {
+                tokio::spawn(poll::follow_source(
+                    self.state.clone(),
+                    Arc::clone(e),
+                    Duration::from_secs(e.spec.poll_interval_secs),
+                ))
+            })
+            .collect();
         // Kept texts of predictions past feedback.max_age_secs are freed on
         // a timer too, not only when the next prediction comes.
         let sweeper = self.state.feedback.keeps_text().then(|| {
@@ -212,7 +225,7 @@ impl Application {
         });
         let state = self.state.clone();
         let result = serve::serve(self.listener, self.state, signal).await;
-        if let Some(p) = poller {
+        for p in pollers {
             p.abort();
         }
         if let Some(s) = sweeper {
@@ -229,6 +242,34 @@ impl Application {
         }
         result
     }
+}
+
+/// Loads every model: the default one and the required ones must load
+/// (else the start fails, naming the first that did not); any other that
+/// does not is left unavailable, with its reason, and does not stop the
+/// others.
+async fn load_at_start(state: &AppState) -> Result<(), StartupError> {
+    let mut entries: Vec<_> = state.models.entries().iter().cloned().collect();
+    // The default model first, then the required ones: a start that fails
+    // fails before loading the rest.
+    entries.sort_by_key(|e| {
+        (
+            !Arc::ptr_eq(e, state.models.default_entry()),
+            !e.spec.required,
+        )
+    });
+    for entry in entries {
+        let result = state.load_model(Arc::clone(&entry), None, Why::Start).await;
+        if let Err(source) = result {
+            if entry.spec.required {
+                return Err(StartupError::Model {
+                    path: entry.spec.source.to_string(),
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How long the shutdown waits for the feedback log's queue to be written.

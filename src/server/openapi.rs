@@ -7,7 +7,7 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::routes::{
-    admin, admitted_routes, examples, feedback, health, metrics, model, predict, v2,
+    admin, admitted_routes, examples, feedback, health, metrics, model, models, predict, v2,
 };
 
 /// The OpenAPI description, generated from the handlers and types.
@@ -18,9 +18,12 @@ use super::routes::{
         predict::predict, predict::predict_batch, feedback::feedback, feedback::feedback_batch,
         examples::examples,
         health::health, health::ready, model::model, model::quality, metrics::metrics, admin::reload,
+        models::list, model::model_named, model::quality_named, predict::predict_named,
+        predict::predict_batch_named,
         v2::handlers::server_metadata, v2::handlers::live, v2::handlers::ready,
         v2::handlers::model_metadata, v2::handlers::version_metadata, v2::handlers::model_ready,
-        v2::handlers::version_ready, v2::handlers::infer, v2::handlers::version_infer
+        v2::handlers::version_ready, v2::handlers::infer, v2::handlers::version_infer,
+        v2::repository::index, v2::repository::load, v2::repository::unload
     ),
     // Named by hand in v2::handlers::InferAnswers, so not collected from the paths.
     components(schemas(v2::V2InferResponse, v2::V2OutputTensor, v2::V2ErrorBody)),
@@ -69,10 +72,12 @@ impl utoipa::Modify for CommonErrors {
                     "408",
                     "The request took longer than server.request_timeout_ms",
                 );
-                if op.request_body.is_some() || path == "/admin/reload" {
+                // Their optional bodies are read by hand: any content type.
+                let any_type = path == "/admin/reload" || path.starts_with("/v2/repository/");
+                if op.request_body.is_some() || any_type {
                     add("400", "Malformed JSON or an unreadable body");
                     add("413", "Body over server.body_limit_bytes");
-                    if path != "/admin/reload" {
+                    if !any_type {
                         add("415", "Body not sent as application/json");
                     }
                 }

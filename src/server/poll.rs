@@ -1,7 +1,9 @@
-//! Following the model's source: at `model.poll_interval_secs`, the source
-//! (a file's content, or the version a registry alias points at) is checked
-//! and, when it changed, reloaded through the same gated path as
-//! `/admin/reload`.
+//! Following each model's source: at its poll interval
+//! (`model.poll_interval_secs`, or its own in `[models.NAME]`), the source
+//! of the model being served (a file's content, or the version a registry
+//! alias points at) is checked and, when it changed, reloaded through the
+//! same gated path as `/admin/reload`. A model not being served (unloaded,
+//! or never loaded) is not followed until it is loaded.
 //!
 //! A registry poll asks with [`Deadlines::POLL`]: one attempt, short
 //! deadlines, an answer capped like every other. A registry that stalls or
@@ -9,11 +11,13 @@
 //! reload a change triggers downloads with the registry client's own
 //! (longer) deadlines.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
 
-use super::loader::{content_fingerprint, open_model_file};
+use super::loader::{content_fingerprint, open_model_file, ServingModel};
+use super::repository::{ModelEntry, Why};
 use super::state::AppState;
 use crate::artifact::{read_capped, ArtifactError};
 use crate::mlflow::{Deadlines, MlflowClient, MlflowError};
@@ -29,19 +33,19 @@ enum PollError {
 }
 
 /// The source's fingerprint now, comparable with `ServingModel::fingerprint`.
+#[tracing::instrument(level = "debug", name = "poll", skip_all)]
 async fn fingerprint(
     state: &AppState,
     registry: Option<&MlflowClient>,
-    source: &ModelSource,
+    current: &ServingModel,
 ) -> Result<String, PollError> {
-    match source {
+    match &current.source {
         ModelSource::Registry(uri) => {
             let client = registry.ok_or_else(|| MlflowError::NoTrackingUri(uri.to_string()))?;
             Ok(client.resolve(uri).await?.version)
         }
         ModelSource::File(path) => {
             let path = path.clone();
-            let current = state.model.load();
             let confined_to = current.confined_to.clone();
             let max_bytes = state.settings.model.max_bytes;
             // Read like a load: one handle, a regular file, capped.
@@ -62,51 +66,62 @@ async fn fingerprint(
     }
 }
 
-/// Polls forever; a change is reloaded once — a refused model is not
-/// retried until the source changes again.
-pub(super) async fn follow_source(state: AppState, interval: Duration) {
+/// Polls `entry`'s source forever; a change is reloaded once — a refused
+/// model is not retried until the source changes again.
+pub(crate) async fn follow_source(state: AppState, entry: Arc<ModelEntry>, interval: Duration) {
     let registry = state
         .registry
         .as_ref()
         .map(|c| c.with_deadlines(Deadlines::POLL));
-    let mut last_seen = state.model.load().fingerprint.clone();
+    let model = &*entry.name;
+    let mut last_seen = entry
+        .serving()
+        .map(|m| m.fingerprint.clone())
+        .unwrap_or_default();
     let mut failing = false;
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let current = state.model.load_full();
-        let seen = match fingerprint(&state, registry.as_ref(), &current.source).await {
+        let Some(current) = entry.serving() else {
+            continue;
+        };
+        let seen = match fingerprint(&state, registry.as_ref(), &current).await {
             Ok(seen) => {
                 if failing {
-                    tracing::info!("model source readable again");
+                    tracing::info!(model, "model source readable again");
                     failing = false;
                 }
                 seen
             }
             Err(e) => {
                 if !failing {
-                    tracing::warn!(error = %e, "cannot check the model source; still serving the current model");
+                    tracing::warn!(model, error = %e, "cannot check the model source; still serving the current model");
                     failing = true;
                 }
-                state.metrics.count_poll("error");
+                state.metrics.count_poll(model, "error");
                 continue;
             }
         };
         // Also unchanged when someone reloaded the new source by hand.
         if seen == last_seen || seen == current.fingerprint {
             last_seen = seen;
-            state.metrics.count_poll("unchanged");
+            state.metrics.count_poll(model, "unchanged");
             continue;
         }
-        tracing::info!(from = %current.fingerprint, to = %seen, "model source changed: reloading");
+        tracing::info!(model, from = %current.fingerprint, to = %seen, "model source changed: reloading");
         last_seen = seen;
         // The current source, opened the way it was (confined or not).
-        let result = state.reload(None).await;
-        state.metrics.count_poll(if result.is_ok() {
-            "reloaded"
-        } else {
-            "refused"
-        });
+        let result = state
+            .load_model(Arc::clone(&entry), None, Why::Reload)
+            .await;
+        state.metrics.count_poll(
+            model,
+            if result.is_ok() {
+                "reloaded"
+            } else {
+                "refused"
+            },
+        );
     }
 }

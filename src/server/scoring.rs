@@ -74,14 +74,14 @@ pub(crate) fn check_text(
     Ok(())
 }
 
-/// Scores one text with `model`, records metrics and remembers it for feedback.
+/// Scores one text with `model`, records its metrics and remembers it for
+/// feedback.
 fn score(state: &AppState, model: &ServingModel, text: &str, explain: bool) -> Scored {
     let classifier = &model.loaded.classifier;
     let started = Instant::now();
     let prediction = classifier.predict(text);
-    let m = &state.metrics;
-    m.prediction_duration
-        .observe(started.elapsed().as_secs_f64());
+    let m = &model.series;
+    m.duration.observe(started.elapsed().as_secs_f64());
     // Loading refuses a model that scores to non-finite numbers; should one
     // still appear, it counts as no confidence rather than turning the
     // histogram's sum and the live mean into NaN for good.
@@ -89,10 +89,10 @@ fn score(state: &AppState, model: &ServingModel, text: &str, explain: bool) -> S
         .filter(|c| c.is_finite())
         .unwrap_or(0.0);
     let oov = prediction.oov_ratio();
-    m.count_prediction(&classifier.classes()[prediction.label]);
-    m.prediction_confidence.observe(confidence);
+    m.count_prediction(prediction.label);
+    m.confidence.observe(confidence);
     if let Some(r) = oov {
-        m.oov_ratio.observe(r);
+        m.oov.observe(r);
     }
     let id = state
         .feedback
@@ -105,23 +105,27 @@ fn score(state: &AppState, model: &ServingModel, text: &str, explain: bool) -> S
     }
 }
 
-/// Checks one text against the `/predict` limits and scores it with the
-/// model being served.
+/// Checks one text against the `/predict` limits and scores it with
+/// `model`.
 pub(crate) async fn score_text(
     state: &AppState,
+    model: Arc<ServingModel>,
     text: String,
     explain: bool,
 ) -> Result<(Arc<ServingModel>, Scored), ApiError> {
     check_text(&text, state.settings.server.max_text_bytes, None)?;
-    let model = state.model.load_full();
+    let span = tracing::debug_span!("score", texts = 1, text_bytes = text.len());
     if text.len() <= INLINE_BATCH_BYTES {
-        let scored = score(state, &model, &text, explain);
+        let scored = span.in_scope(|| score(state, &model, &text, explain));
         return Ok((model, scored));
     }
     // A large text (with `explain`, milliseconds of CPU) goes where large
     // batches go, so it cannot slow /health on the async workers.
     let scoring = model.clone();
-    let scored = off_thread(state, move |state| score(state, &scoring, &text, explain)).await?;
+    let scored = off_thread(state, move |state| {
+        span.in_scope(|| score(state, &scoring, &text, explain))
+    })
+    .await?;
     Ok((model, scored))
 }
 
@@ -133,9 +137,10 @@ fn score_all(state: &AppState, model: &ServingModel, texts: &[String]) -> Vec<Sc
 }
 
 /// Validates a batch against the `/predict/batch` limits and scores it with
-/// one model version (even if a reload lands meanwhile).
+/// `model`: one model version (even if a reload lands meanwhile).
 pub(crate) async fn score_batch(
     state: &AppState,
+    model: Arc<ServingModel>,
     texts: Vec<String>,
 ) -> Result<ScoredBatch, ApiError> {
     let max = state.settings.server.max_batch_size;
@@ -154,16 +159,19 @@ pub(crate) async fn score_batch(
     for (i, t) in texts.iter().enumerate() {
         check_text(t, state.settings.server.max_text_bytes, Some(i))?;
     }
-    state.metrics.batch_size.observe(texts.len() as f64);
-    let model = state.model.load_full();
+    model.series.batch_size.observe(texts.len() as f64);
     let total_bytes: usize = texts.iter().map(String::len).sum();
+    let span = tracing::debug_span!("score", texts = texts.len(), text_bytes = total_bytes);
     let rows = if total_bytes <= INLINE_BATCH_BYTES {
-        score_all(state, &model, &texts)
+        span.in_scope(|| score_all(state, &model, &texts))
     } else {
         // Large batches take milliseconds of CPU: run them on the blocking
         // pool so they cannot starve /health, /metrics and small requests.
         let model = model.clone();
-        off_thread(state, move |state| score_all(state, &model, &texts)).await?
+        off_thread(state, move |state| {
+            span.in_scope(|| score_all(state, &model, &texts))
+        })
+        .await?
     };
     Ok(ScoredBatch { model, rows })
 }

@@ -142,9 +142,9 @@ pub(super) async fn reload_on_sighup(state: AppState, hangup: Hangup) {
     {
         let mut hup = hangup.0;
         while hup.recv().await.is_some() {
-            tracing::info!("SIGHUP received: reloading the model, reopening the feedback log");
+            tracing::info!("SIGHUP received: reloading the models, reopening the feedback log");
             state.feedback.reopen_log();
-            let _ = state.reload(None).await;
+            state.reload_all().await;
         }
     }
     #[cfg(not(unix))]

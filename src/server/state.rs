@@ -1,18 +1,17 @@
-//! Shared state: the live model behind an `ArcSwap`, settings, metrics.
+//! Shared state: the model repository (each model behind its own
+//! `ArcSwap`), settings, metrics.
 
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 
-use super::loader::{load_source, LoadError, ServingModel};
 use super::metrics::Metrics;
-use crate::gate::ServingRule;
+use super::repository::Repository;
 use crate::mlflow::MlflowClient;
 use crate::monitoring::FeedbackStore;
-use crate::settings::{ModelSource, Settings};
+use crate::settings::Settings;
 
 /// Cloneable handle to the shared state.
 #[derive(Clone)]
@@ -20,18 +19,14 @@ pub struct AppState(Arc<StateInner>);
 
 /// The shared state itself.
 pub struct StateInner {
-    /// The model being served; swapped atomically on reload.
-    pub model: ArcSwap<ServingModel>,
+    /// Every model, the default one first among equals.
+    pub models: Repository,
     /// Settings in force.
     pub settings: Settings,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// False once shutdown has begun.
     pub ready: AtomicBool,
-    /// Serialises reloads so two cannot interleave. Held by the reload's own
-    /// task: a reload whose client gave up still holds it until its load
-    /// ends, so abandoned reloads never run in parallel.
-    pub reload_lock: tokio::sync::Mutex<()>,
     /// Admission control for the API routes.
     pub concurrency: Arc<Semaphore>,
     /// Memory admission: one permit per KiB of request body being read or
@@ -55,15 +50,23 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// Builds the state around an already gated model.
+    /// Builds the state around a repository whose models are not loaded
+    /// yet (see [`AppState::load_model`]).
     pub fn new(
         settings: Settings,
-        model: ServingModel,
+        models: Repository,
         metrics: Arc<Metrics>,
         feedback: FeedbackStore,
         registry: Option<MlflowClient>,
     ) -> Self {
-        metrics.set_model(&model, settings.gate.min_f1_macro);
+        let names = models.names();
+        metrics.set_model_names(&models.default_entry().name, &names);
+        for name in &names {
+            metrics.set_model_state(name, "unavailable");
+        }
+        metrics
+            .models_max_total_bytes
+            .set(i64::try_from(settings.models.max_total_bytes).unwrap_or(i64::MAX));
         let concurrency = Arc::new(Semaphore::new(settings.server.max_concurrency));
         metrics
             .max_concurrency
@@ -72,11 +75,10 @@ impl AppState {
             settings.server.max_inflight_body_bytes / 1024,
         ));
         Self(Arc::new(StateInner {
-            model: ArcSwap::from_pointee(model),
+            models,
             settings,
             metrics,
             ready: AtomicBool::new(true),
-            reload_lock: tokio::sync::Mutex::new(()),
             concurrency,
             body_budget,
             batch_slots: Arc::new(Semaphore::new(
@@ -85,6 +87,30 @@ impl AppState {
             feedback,
             registry,
         }))
+    }
+
+    /// The state of a one-model server around `model`, loaded already
+    /// (the fuzz targets' way in): the repository `settings` describe
+    /// without reading any directory, its default model serving `model`.
+    pub fn with_model(
+        settings: Settings,
+        model: super::ServingModel,
+        metrics: Arc<Metrics>,
+        feedback: FeedbackStore,
+    ) -> Result<Self, crate::settings::SettingsError> {
+        let mut one = settings.clone();
+        one.model.repository = None;
+        let plan = one.model_specs()?;
+        let state = Self::new(
+            settings,
+            Repository::new(&one, plan),
+            metrics,
+            feedback,
+            None,
+        );
+        let entry = Arc::clone(state.models.default_entry());
+        state.publish(&entry, model);
+        Ok(state)
     }
 
     /// True while the server accepts traffic.
@@ -97,81 +123,16 @@ impl AppState {
         self.ready.store(false, Ordering::SeqCst);
     }
 
-    /// Reloads `name` from the models directory (or the current model's
-    /// source), swapping only when the new model validates and passes the
-    /// gate. Requests in flight keep the `Arc` of the model they started with.
-    ///
-    /// The whole reload (lock, load, swap, log) runs in its own task: if the
-    /// caller is dropped (request timeout, client gone) it still completes
-    /// under the lock, is logged, and is counted as abandoned.
-    pub async fn reload(&self, name: Option<String>) -> Result<Arc<ServingModel>, LoadError> {
-        let state = self.clone();
-        let abandoned = AbandonedReload(Some(Arc::clone(&self.metrics)));
-        let result = tokio::spawn(async move { state.reload_locked(name).await })
-            .await
-            .expect("model reloading does not panic");
-        abandoned.disarm();
-        result
+    /// The default model being served (it cannot be unloaded; 503 should
+    /// it ever not be).
+    pub fn default_model(&self) -> Result<Arc<super::ServingModel>, super::error::ApiError> {
+        self.models.default_entry().ready()
     }
 
-    async fn reload_locked(&self, name: Option<String>) -> Result<Arc<ServingModel>, LoadError> {
-        let _guard = self.reload_lock.lock().await;
-        let (source, confined_to) = match name {
-            Some(name) => {
-                let dir = self.settings.model.dir.clone();
-                (ModelSource::File(dir.join(name)), Some(dir))
-            }
-            None => {
-                let current = self.model.load();
-                (current.source.clone(), current.confined_to.clone())
-            }
-        };
-        let result = load_source(
-            source,
-            confined_to,
-            ServingRule::from(&self.settings),
-            self.registry.as_ref(),
-        )
-        .await;
-        self.metrics.count_reload(result.is_ok());
-        match result {
-            Ok(model) => {
-                let model = Arc::new(model);
-                self.metrics
-                    .set_model(&model, self.settings.gate.min_f1_macro);
-                self.model.store(Arc::clone(&model));
-                tracing::info!(
-                    model = %model.loaded.meta.model.name,
-                    version = %model.loaded.meta.model.version,
-                    registry_version = model.registry_version.as_ref().map(|v| v.version.as_str()),
-                    run_id = model.loaded.meta.mlflow_run_id.as_deref(),
-                    f1_macro = model.gate.f1_macro,
-                    "model reloaded"
-                );
-                Ok(model)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e.log_message(), "model reload rejected; still serving the previous model");
-                Err(e)
-            }
-        }
-    }
-}
-
-/// Counts a reload whose caller went away before it finished.
-struct AbandonedReload(Option<Arc<Metrics>>);
-
-impl AbandonedReload {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for AbandonedReload {
-    fn drop(&mut self) {
-        if let Some(metrics) = self.0.take() {
-            metrics.count_abandoned_reload();
-            tracing::warn!("reload abandoned by its caller; it completes in the background");
-        }
+    /// The names the repository knows changed: the HTTP metrics' `model`
+    /// label follows.
+    pub fn models_changed(&self) {
+        self.metrics
+            .set_model_names(&self.models.default_entry().name, &self.models.names());
     }
 }

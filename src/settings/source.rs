@@ -74,16 +74,17 @@ impl<'de> Deserialize<'de> for ModelSource {
     }
 }
 
-/// The registry client for `source`, for the tracking server at `uri`
-/// (`model.mlflow_uri`, which [`super::Settings::load`] fills from
-/// `MLFLOW_TRACKING_URI` when unset): `None` for a file, or without a
-/// server (reading the registry then fails naming both settings).
+/// The registry client, when a source needs one (`wanted`), for the
+/// tracking server at `uri` (`model.mlflow_uri`, which
+/// [`super::Settings::load`] fills from `MLFLOW_TRACKING_URI` when unset):
+/// `None` for files only, or without a server (reading the registry then
+/// fails naming both settings).
 pub(super) fn registry_client(
-    source: &ModelSource,
+    wanted: bool,
     uri: Option<&str>,
 ) -> Result<Option<MlflowClient>, MlflowError> {
-    match (source, uri.filter(|u| !u.is_empty())) {
-        (ModelSource::Registry(_), Some(uri)) => MlflowClient::new(uri).map(Some),
+    match uri.filter(|u| !u.is_empty()) {
+        Some(uri) if wanted => MlflowClient::new(uri).map(Some),
         _ => Ok(None),
     }
 }

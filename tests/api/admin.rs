@@ -73,7 +73,10 @@ async fn reload_of_a_new_valid_model_swaps_it_in() {
     assert_eq!(app.predict("hello world").await["model_version"], "v2");
     let metrics = app.metrics().await;
     assert_eq!(
-        metric_value(&metrics, "nbserve_model_reloads_total{result=\"success\"}"),
+        metric_value(
+            &metrics,
+            "nbserve_model_reloads_total{model=\"spam-nb\",result=\"success\"}"
+        ),
         Some(1.0)
     );
     assert!(metrics.contains("version=\"v2\""));
@@ -146,7 +149,10 @@ async fn corrupt_and_below_gate_models_are_refused_and_the_old_one_serves() {
     let metrics = app.metrics().await;
     // Corrupt, half, below-gate and three refused paths; the malformed body is not a reload.
     assert_eq!(
-        metric_value(&metrics, "nbserve_model_reloads_total{result=\"failure\"}"),
+        metric_value(
+            &metrics,
+            "nbserve_model_reloads_total{model=\"spam-nb\",result=\"failure\"}"
+        ),
         Some(6.0)
     );
     app.stop().await;

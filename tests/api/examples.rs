@@ -244,11 +244,12 @@ async fn examples_are_validated_and_appended() {
     );
     for line in &logged {
         assert_eq!(line["source"], "example");
+        assert_eq!(line["model"], "spam-nb");
         assert_eq!(line["model_version"], version.as_str());
         assert!(
             chrono::DateTime::parse_from_rfc3339(line["received_at"].as_str().unwrap()).is_ok()
         );
-        assert_eq!(line.as_object().unwrap().len(), 5, "{line}");
+        assert_eq!(line.as_object().unwrap().len(), 6, "{line}");
     }
     let m = app.metrics().await;
     let count = |result: &str| {

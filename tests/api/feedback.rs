@@ -46,13 +46,16 @@ async fn feedback_is_accepted_once_and_validated() {
     assert_eq!(q["live"]["accuracy"], 1.0);
     assert!(q["stored"]["f1_macro"].as_f64().unwrap() > 0.8);
     let m = app.metrics().await;
-    let series = format!("nbserve_feedback_confusion_total{{predicted_label=\"{predicted}\",true_label=\"{predicted}\"}}");
+    let series = format!("nbserve_feedback_confusion_total{{model=\"spam-nb\",predicted_label=\"{predicted}\",true_label=\"{predicted}\"}}");
     assert_eq!(metric_value(&m, &series), Some(1.0));
     assert_eq!(
         metric_value(&m, "nbserve_feedback_total{result=\"duplicate\"}"),
         Some(1.0)
     );
-    assert_eq!(metric_value(&m, "nbserve_live_window_samples"), Some(1.0));
+    assert_eq!(
+        metric_value(&m, "nbserve_live_window_samples{model=\"spam-nb\"}"),
+        Some(1.0)
+    );
     app.stop().await;
 }
 
@@ -120,7 +123,11 @@ async fn live_quality_over_a_replayed_split_equals_offline_evaluation() {
         assert!((v - off).abs() < 1e-9, "{live}: live {v} vs offline {off}");
     }
     let m = app.metrics().await;
-    assert!((metric_value(&m, "nbserve_live_f1_macro").unwrap() - offline.f1_macro).abs() < 1e-9);
+    assert!(
+        (metric_value(&m, "nbserve_live_f1_macro{model=\"spam-nb\"}").unwrap() - offline.f1_macro)
+            .abs()
+            < 1e-9
+    );
     app.stop().await;
 }
 

@@ -201,7 +201,7 @@ pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) -> V
 }
 
 /// The value of a sample line in a Prometheus text exposition, e.g.
-/// `metric_value(text, "nbserve_predictions_total{label=\"ham\"}")`.
+/// `metric_value(text, "nbserve_predictions_total{label=\"ham\",model=\"spam-nb\"}")`.
 pub fn metric_value(exposition: &str, series: &str) -> Option<f64> {
     exposition.lines().find_map(|line| {
         let rest = line.strip_prefix(series)?;

@@ -76,13 +76,13 @@ async fn concurrent_feedback_is_counted_exactly_once() {
         Some(duplicates as f64)
     );
     assert_eq!(
-        metric_value(&m, "nbserve_live_window_samples"),
+        metric_value(&m, "nbserve_live_window_samples{model=\"spam-nb\"}"),
         Some(total as f64)
     );
     for t in ["ham", "spam"] {
         for p in ["ham", "spam"] {
             let series = format!(
-                "nbserve_feedback_confusion_total{{predicted_label=\"{p}\",true_label=\"{t}\"}}"
+                "nbserve_feedback_confusion_total{{model=\"spam-nb\",predicted_label=\"{p}\",true_label=\"{t}\"}}"
             );
             let want = expected.get(&(t.into(), p.into())).copied().unwrap_or(0);
             assert_eq!(metric_value(&m, &series), Some(want as f64), "{series}");

@@ -15,6 +15,7 @@ mod hostile;
 mod lifecycle;
 mod live_quality;
 mod metrics;
+mod models;
 mod overload;
 mod poll;
 mod predict;

@@ -6,8 +6,16 @@ use crate::helpers::*;
 async fn metrics_describe_traffic_and_the_model() {
     let app = spawn_app().await;
     let before = app.metrics().await;
-    let ham_before = metric_value(&before, "nbserve_predictions_total{label=\"ham\"}").unwrap();
-    let spam_before = metric_value(&before, "nbserve_predictions_total{label=\"spam\"}").unwrap();
+    let ham_before = metric_value(
+        &before,
+        "nbserve_predictions_total{label=\"ham\",model=\"spam-nb\"}",
+    )
+    .unwrap();
+    let spam_before = metric_value(
+        &before,
+        "nbserve_predictions_total{label=\"spam\",model=\"spam-nb\"}",
+    )
+    .unwrap();
     for _ in 0..3 {
         app.predict("hello team, see you at the meeting").await;
     }
@@ -24,20 +32,28 @@ async fn metrics_describe_traffic_and_the_model() {
     app.post_json("/predict", &json!({"text": ""})).await;
     app.get("/definitely/not/a/route/12345").await;
     let m = app.metrics().await;
-    let ham = metric_value(&m, "nbserve_predictions_total{label=\"ham\"}").unwrap();
-    let spam = metric_value(&m, "nbserve_predictions_total{label=\"spam\"}").unwrap();
+    let ham = metric_value(
+        &m,
+        "nbserve_predictions_total{label=\"ham\",model=\"spam-nb\"}",
+    )
+    .unwrap();
+    let spam = metric_value(
+        &m,
+        "nbserve_predictions_total{label=\"spam\",model=\"spam-nb\"}",
+    )
+    .unwrap();
     assert_eq!((ham + spam) - (ham_before + spam_before), 7.0);
     assert_eq!(
         metric_value(
             &m,
-            "nbserve_http_requests_total{method=\"POST\",route=\"/predict\",status=\"200\"}"
+            "nbserve_http_requests_total{method=\"POST\",model=\"spam-nb\",route=\"/predict\",status=\"200\"}"
         ),
         Some(3.0)
     );
     assert_eq!(
         metric_value(
             &m,
-            "nbserve_http_requests_total{method=\"POST\",route=\"/predict\",status=\"422\"}"
+            "nbserve_http_requests_total{method=\"POST\",model=\"spam-nb\",route=\"/predict\",status=\"422\"}"
         ),
         Some(1.0)
     );
@@ -45,14 +61,17 @@ async fn metrics_describe_traffic_and_the_model() {
     assert_eq!(
         metric_value(
             &m,
-            "nbserve_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"}"
+            "nbserve_http_requests_total{method=\"GET\",model=\"\",route=\"unmatched\",status=\"404\"}"
         ),
         Some(1.0)
     );
     assert!(!m.contains("12345"));
-    assert_eq!(metric_value(&m, "nbserve_batch_size_count"), Some(2.0));
     assert_eq!(
-        metric_value(&m, "nbserve_prediction_confidence_count"),
+        metric_value(&m, "nbserve_batch_size_count{model=\"spam-nb\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric_value(&m, "nbserve_prediction_confidence_count{model=\"spam-nb\"}"),
         Some(7.0)
     );
     assert_eq!(
@@ -62,21 +81,31 @@ async fn metrics_describe_traffic_and_the_model() {
     assert!(
         metric_value(
             &m,
-            "nbserve_http_request_duration_seconds_count{method=\"POST\",route=\"/predict\"}"
+            "nbserve_http_request_duration_seconds_count{method=\"POST\",model=\"spam-nb\",route=\"/predict\"}"
         )
         .unwrap()
             >= 4.0
     );
-    assert!(m.contains("nbserve_model_info{name=\"spam-nb\",sha256=\"sha256:"));
-    assert!(metric_value(&m, "nbserve_model_f1_macro").unwrap() > 0.8);
-    assert_eq!(metric_value(&m, "nbserve_gate_min_f1_macro"), Some(0.9));
+    assert!(m.contains("nbserve_model_info{model=\"spam-nb\",name=\"spam-nb\",sha256=\"sha256:"));
+    assert!(metric_value(&m, "nbserve_model_f1_macro{model=\"spam-nb\"}").unwrap() > 0.8);
+    assert_eq!(
+        metric_value(&m, "nbserve_gate_min_f1_macro{model=\"spam-nb\"}"),
+        Some(0.9)
+    );
     // No holdout configured: the gate judged the stored F1.
     assert_eq!(
-        metric_value(&m, "nbserve_gate_f1_macro"),
-        metric_value(&m, "nbserve_model_f1_macro")
+        metric_value(&m, "nbserve_gate_f1_macro{model=\"spam-nb\"}"),
+        metric_value(&m, "nbserve_model_f1_macro{model=\"spam-nb\"}")
     );
     assert_eq!(metric_value(&m, "nbserve_max_concurrency"), Some(1024.0));
-    assert!(metric_value(&m, "nbserve_model_loaded_timestamp_seconds").unwrap() > 1.7e9);
+    assert!(
+        metric_value(
+            &m,
+            "nbserve_model_loaded_timestamp_seconds{model=\"spam-nb\"}"
+        )
+        .unwrap()
+            > 1.7e9
+    );
     // The artifact's own created_at, not the load time.
     let shipped: serde_json::Value =
         serde_json::from_slice(&std::fs::read(shipped_model()).unwrap()).unwrap();
@@ -84,7 +113,10 @@ async fn metrics_describe_traffic_and_the_model() {
         .unwrap()
         .timestamp() as f64;
     assert_eq!(
-        metric_value(&m, "nbserve_model_created_timestamp_seconds"),
+        metric_value(
+            &m,
+            "nbserve_model_created_timestamp_seconds{model=\"spam-nb\"}"
+        ),
         Some(created)
     );
     assert!(m.contains("nbserve_build_info{version=\""));
@@ -105,11 +137,18 @@ async fn model_created_timestamp_follows_reloads() {
         a.created_at = "2020-01-02T03:04:05Z".into();
     });
     let before = app.metrics().await;
-    let shipped = metric_value(&before, "nbserve_model_created_timestamp_seconds").unwrap();
+    let shipped = metric_value(
+        &before,
+        "nbserve_model_created_timestamp_seconds{model=\"spam-nb\"}",
+    )
+    .unwrap();
     assert_eq!(app.reload(Some(json!({"path": old}))).await.status(), 200);
     let m = app.metrics().await;
     assert_eq!(
-        metric_value(&m, "nbserve_model_created_timestamp_seconds"),
+        metric_value(
+            &m,
+            "nbserve_model_created_timestamp_seconds{model=\"spam-nb\"}"
+        ),
         Some(1_577_934_245.0)
     );
     assert_ne!(shipped, 1_577_934_245.0);
@@ -122,7 +161,10 @@ async fn model_created_timestamp_follows_reloads() {
     );
     let m = app.metrics().await;
     assert_eq!(
-        metric_value(&m, "nbserve_model_created_timestamp_seconds"),
+        metric_value(
+            &m,
+            "nbserve_model_created_timestamp_seconds{model=\"spam-nb\"}"
+        ),
         Some(1_577_934_245.0)
     );
     app.stop().await;

@@ -21,7 +21,9 @@ async fn a_polling_server_follows_an_atomic_mv_and_refuses_a_bad_replacement_onc
     let app = spawn_app_with(|s| s.model.poll_interval_secs = 1).await;
     let dir = app.models_dir.path();
     let served = dir.join("spam-nb.json");
-    let polls = |result: &str| format!("nbserve_model_polls_total{{result=\"{result}\"}}");
+    let polls = |result: &str| {
+        format!("nbserve_model_polls_total{{model=\"spam-nb\",result=\"{result}\"}}")
+    };
 
     // Same content rewritten: not a change.
     std::fs::copy(shipped_model(), &served).unwrap();
@@ -66,7 +68,7 @@ async fn polling_is_off_by_default() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let m = app.metrics().await;
     for result in ["unchanged", "reloaded", "refused", "error"] {
-        let series = format!("nbserve_model_polls_total{{result=\"{result}\"}}");
+        let series = format!("nbserve_model_polls_total{{model=\"spam-nb\",result=\"{result}\"}}");
         assert_eq!(metric_value(&m, &series), Some(0.0), "{series}");
     }
     assert_ne!(app.predict("hello world").await["model_version"], "next");

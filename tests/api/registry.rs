@@ -103,7 +103,7 @@ async fn answer(mut conn: TcpStream, mode: u8, sent: Arc<AtomicU64>) -> std::io:
 }
 
 fn polls(result: &str) -> String {
-    format!("nbserve_model_polls_total{{result=\"{result}\"}}")
+    format!("nbserve_model_polls_total{{model=\"spam\",result=\"{result}\"}}")
 }
 
 /// Waits (up to `within`) until the poll error count passes `above`.

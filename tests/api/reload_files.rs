@@ -17,7 +17,7 @@ fn mkfifo(path: &std::path::Path) {
 async fn reload_failures(app: &TestApp) -> Option<f64> {
     metric_value(
         &app.metrics().await,
-        "nbserve_model_reloads_total{result=\"failure\"}",
+        "nbserve_model_reloads_total{model=\"spam-nb\",result=\"failure\"}",
     )
 }
 
@@ -140,7 +140,7 @@ async fn an_abandoned_reload_still_completes_under_the_lock_and_is_counted() {
     let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
     let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
     let holder = std::thread::spawn(move || {
-        let _guard = state.reload_lock.blocking_lock();
+        let _guard = state.models.default_entry().load_lock().blocking_lock();
         held_tx.send(()).unwrap();
         let _ = hold_rx.recv();
     });
@@ -156,7 +156,10 @@ async fn an_abandoned_reload_still_completes_under_the_lock_and_is_counted() {
         Some(1.0)
     );
     assert_eq!(
-        metric_value(&metrics, "nbserve_model_reloads_total{result=\"success\"}"),
+        metric_value(
+            &metrics,
+            "nbserve_model_reloads_total{model=\"spam-nb\",result=\"success\"}"
+        ),
         Some(0.0),
         "waits for the lock"
     );
@@ -166,7 +169,7 @@ async fn an_abandoned_reload_still_completes_under_the_lock_and_is_counted() {
     loop {
         let done = metric_value(
             &app.metrics().await,
-            "nbserve_model_reloads_total{result=\"success\"}",
+            "nbserve_model_reloads_total{model=\"spam-nb\",result=\"success\"}",
         );
         if done == Some(1.0) {
             break;
@@ -183,7 +186,14 @@ async fn an_abandoned_reload_still_completes_under_the_lock_and_is_counted() {
 #[tokio::test]
 async fn a_replaced_models_label_series_are_removed() {
     let app = spawn_app().await;
-    let old: Vec<String> = app.state.model.load().loaded.meta.classes.clone();
+    let old: Vec<String> = app
+        .state
+        .default_model()
+        .unwrap()
+        .loaded
+        .meta
+        .classes
+        .clone();
     let renamed = write_variant(app.models_dir.path(), "renamed.json", |a| {
         for c in &mut a.classes {
             *c = format!("new_{c}");
@@ -191,7 +201,8 @@ async fn a_replaced_models_label_series_are_removed() {
     });
     app.predict("hello").await;
     let before = app.metrics().await;
-    let series = |label: &str| format!("nbserve_predictions_total{{label=\"{label}\"}}");
+    let series =
+        |label: &str| format!("nbserve_predictions_total{{label=\"{label}\",model=\"spam-nb\"}}");
     assert!(metric_value(&before, &series(&old[0])).is_some());
     assert_eq!(
         app.reload(Some(json!({ "path": renamed }))).await.status(),

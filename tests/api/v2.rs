@@ -88,7 +88,10 @@ async fn health_and_metadata_describe_the_served_model() {
     let app = spawn_app().await;
     let server: Value = app.get("/v2").await.json().await.unwrap();
     assert_eq!(server["name"], "nbserve");
-    assert_eq!(server["extensions"], json!(["binary_tensor_data"]));
+    assert_eq!(
+        server["extensions"],
+        json!(["binary_tensor_data", "model_repository"])
+    );
     assert_eq!(app.get("/v2/health/live").await.status(), 200);
     assert_eq!(app.get("/v2/health/ready").await.status(), 200);
     for path in [
@@ -369,7 +372,7 @@ async fn repeated_outputs_are_refused_not_encoded_again() {
     // Nothing was scored for them.
     let m = app.metrics().await;
     assert_eq!(
-        metric_value(&m, "nbserve_batch_size_count"),
+        metric_value(&m, "nbserve_batch_size_count{model=\"spam-nb\"}"),
         Some(0.0),
         "{m}"
     );

@@ -391,7 +391,8 @@ def test_the_idle_replica_switches_to_v2_within_two_intervals(moved_to_v2):
     assert moved_to_v2[1] is not None and moved_to_v2[1] <= SWITCH_LIMIT, moved_to_v2
 
 
-REFUSED = 'nbserve_model_polls_total{result="refused"}'
+# The server names a registry model by its registered name.
+REFUSED = f'nbserve_model_polls_total{{model="{NAME}",result="refused"}}'
 
 
 @pytest.fixture(scope="module")
@@ -545,7 +546,7 @@ def test_the_server_keeps_serving_predictions_with_mlflow_down(servers, mlflow_d
 
 
 def test_failed_polls_are_counted(servers, mlflow_down):
-    assert wait_until(15, lambda: (metric(servers[0], 'nbserve_model_polls_total{result="error"}') or 0) >= 1)
+    assert wait_until(15, lambda: (metric(servers[0], f'nbserve_model_polls_total{{model="{NAME}",result="error"}}') or 0) >= 1)
 
 
 def test_the_model_stays_v4_put_there_by_retrain(servers, mlflow_down):

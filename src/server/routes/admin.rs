@@ -1,5 +1,7 @@
 //! `POST /admin/reload`: bearer-token protected model reload.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -10,6 +12,7 @@ use utoipa::ToSchema;
 use crate::server::auth::{check_bearer, Authorized, FailedAuthLog, TokenGuard};
 use crate::server::error::ApiError;
 use crate::server::extract::short;
+use crate::server::repository::Why;
 use crate::server::state::AppState;
 
 /// Optional reload body.
@@ -18,6 +21,9 @@ use crate::server::state::AppState;
 pub struct ReloadRequest {
     /// A file inside the models directory; default: the file currently served.
     pub path: Option<String>,
+    /// The model to reload (as `GET /models` lists it); default: the
+    /// default model.
+    pub model: Option<String>,
 }
 
 /// The model now being served.
@@ -25,7 +31,9 @@ pub struct ReloadRequest {
 pub struct ReloadResponse {
     /// `reloaded`.
     pub status: String,
-    /// Model name.
+    /// The server's name for the model.
+    pub model: String,
+    /// Model name (the artifact's).
     pub name: String,
     /// Model version.
     pub version: String,
@@ -55,14 +63,15 @@ impl TokenGuard for AdminToken {
 /// Failed admin authentications, logged rate-limited.
 static FAILED_LOGINS: FailedAuthLog = FailedAuthLog::new("admin");
 
-/// Load the model file again (or another file in the models directory),
-/// validate and gate it; swap only on success.
+/// Load a model's file again (or another file in the models directory),
+/// validate and gate it; swap only on success. Other models are not touched.
 #[utoipa::path(post, path = "/admin/reload", request_body(content = Option<ReloadRequest>),
     security(("bearer" = [])),
     responses(
         (status = 200, body = ReloadResponse),
         (status = 401, body = crate::server::error::ErrorBody),
         (status = 403, body = crate::server::error::ErrorBody),
+        (status = 404, description = "No such model: code model_not_found", body = crate::server::error::ErrorBody),
         (status = 422, description = "Invalid, rejected or unreadable model; the old model keeps serving", body = crate::server::error::ErrorBody),
     ))]
 pub async fn reload(
@@ -84,9 +93,15 @@ pub async fn reload(
             }
         })?
     };
-    let m = state.reload(req.path).await?;
+    let entry = match &req.model {
+        Some(name) => state.models.find(name)?,
+        None => Arc::clone(state.models.default_entry()),
+    };
+    let model = entry.name.to_string();
+    let m = state.load_model(entry, req.path, Why::Reload).await?;
     Ok(Json(ReloadResponse {
         status: "reloaded".into(),
+        model,
         name: m.loaded.meta.model.name.clone(),
         version: m.loaded.meta.model.version.clone(),
         sha256: m.loaded.meta.checksum.clone(),

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 use utoipa::ToSchema;
 
 use crate::monitoring::{log_timestamp, ExampleRecord, LogOutcome};
@@ -125,7 +126,7 @@ pub async fn examples(
             refused(&state, "invalid_text", err)
         })?;
     }
-    let model = state.model.load_full();
+    let model = state.default_model()?;
     let classes = &model.profile.classes;
     if let Some(i) = examples.iter().position(|e| !classes.contains(&e.label)) {
         let e = ApiError::unprocessable(
@@ -139,12 +140,18 @@ pub async fn examples(
         return Err(refused(&state, "invalid_label", e));
     }
     let received_at = log_timestamp();
-    let version = &model.profile.version;
     let records: Vec<ExampleRecord<'_>> = examples
         .iter()
-        .map(|e| ExampleRecord::new(&e.text, &e.label, version, &received_at))
+        .map(|e| ExampleRecord::new(&e.text, &e.label, &model.profile, &received_at))
         .collect();
-    match state.feedback.log_examples(&records).outcome().await {
+    let write = tracing::debug_span!("feedback_log_write", lines = records.len());
+    match state
+        .feedback
+        .log_examples(&records)
+        .outcome()
+        .instrument(write)
+        .await
+    {
         LogOutcome::Queued | LogOutcome::Synced => {
             state
                 .metrics

@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 use utoipa::ToSchema;
 
 use crate::monitoring::{FeedbackError, LogReceipt};
@@ -105,7 +106,7 @@ fn record(state: &AppState, item: &FeedbackRequest) -> Result<(bool, LogReceipt)
         Ok((r, receipt)) => {
             m.feedback.with_label_values(&["accepted"]).inc();
             m.feedback_confusion
-                .with_label_values(&[&r.label, &r.predicted_label])
+                .with_label_values(&[&r.model, &r.label, &r.predicted_label])
                 .inc();
             Ok((r.label == r.predicted_label, receipt))
         }
@@ -134,7 +135,10 @@ pub async fn feedback(
     let (correct, logged) = record(&state, &req)?;
     // A failed or dropped line is counted by the log; the feedback itself is
     // accepted (it is in the live window) either way.
-    logged.outcome().await;
+    logged
+        .outcome()
+        .instrument(tracing::debug_span!("feedback_log_write", lines = 1))
+        .await;
     Ok((
         StatusCode::ACCEPTED,
         Json(FeedbackResponse {
@@ -185,9 +189,14 @@ pub async fn feedback_batch(
         })
         .collect();
     // All lines are queued already; under `always` they are synced together.
-    for logged in receipts {
-        logged.outcome().await;
+    let lines = receipts.len();
+    async {
+        for logged in receipts {
+            logged.outcome().await;
+        }
     }
+    .instrument(tracing::debug_span!("feedback_log_write", lines))
+    .await;
     let accepted = results.iter().filter(|r| r.result == "accepted").count();
     Ok((
         StatusCode::ACCEPTED,

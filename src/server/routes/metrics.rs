@@ -9,7 +9,13 @@ use crate::server::state::AppState;
 /// Prometheus text exposition; live gauges are refreshed at scrape time.
 #[utoipa::path(get, path = "/metrics", tag = "model", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let live = state.feedback.live_quality();
+    for entry in state.models.entries().iter() {
+        if entry.serving().is_some() {
+            let live = state.feedback.live_quality(entry.slot);
+            let drift = state.feedback.drift(entry.slot);
+            state.metrics.set_live(&entry.name, &live, drift.as_ref());
+        }
+    }
     let log_errors = state.feedback.log_errors();
     let counted = state.metrics.feedback_log_errors.get();
     let m = &state.metrics;
@@ -18,11 +24,9 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let dropped = state.feedback.log_dropped();
     m.feedback_log_dropped
         .inc_by(dropped.saturating_sub(m.feedback_log_dropped.get()));
+    m.sync_trace_counts(crate::telemetry::otel::span_counts());
     m.feedback_kept_text_bytes
         .set(state.feedback.kept_text_bytes() as i64);
-    state
-        .metrics
-        .set_live(&live, state.feedback.drift().as_ref());
     (
         [(
             header::CONTENT_TYPE,

@@ -9,6 +9,7 @@ pub mod feedback;
 pub mod health;
 pub mod metrics;
 pub mod model;
+pub mod models;
 pub mod predict;
 pub mod v2;
 
@@ -43,6 +44,14 @@ pub(crate) fn admitted_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/examples", post(examples::examples)),
         ("/model", get(model::model)),
         ("/model/quality", get(model::quality)),
+        ("/models", get(models::list)),
+        ("/models/{name}", get(model::model_named)),
+        ("/models/{name}/quality", get(model::quality_named)),
+        ("/models/{name}/predict", post(predict::predict_named)),
+        (
+            "/models/{name}/predict/batch",
+            post(predict::predict_batch_named),
+        ),
         ("/admin/reload", post(admin::reload)),
     ];
     native.into_iter().chain(v2::admitted_routes()).collect()

@@ -1,16 +1,22 @@
-//! `GET /model` and `GET /model/quality`.
+//! `GET /model` and `GET /model/quality` (the default model), and
+//! `GET /models/{name}` and `GET /models/{name}/quality` (any model).
 
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::server::error::ApiError;
+use crate::server::repository::ModelEntry;
+use crate::server::routes::models::Named;
 use crate::server::state::AppState;
 
 /// Description of the served model.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ModelResponse {
-    /// Model name.
+    /// The server's name for the model (in routes, metrics and logs).
+    pub model: String,
+    /// Model name (the artifact's).
     pub name: String,
     /// Model version.
     pub version: String,
@@ -48,12 +54,28 @@ pub struct ModelResponse {
     pub registry_version: Option<String>,
 }
 
-/// The served model.
+/// The default model.
 #[utoipa::path(get, path = "/model", responses((status = 200, body = ModelResponse)))]
-pub async fn model(State(state): State<AppState>) -> Json<ModelResponse> {
-    let m = state.model.load();
+pub async fn model(State(state): State<AppState>) -> Result<Json<ModelResponse>, ApiError> {
+    describe(state.models.default_entry())
+}
+
+/// The model `name`.
+#[utoipa::path(get, path = "/models/{name}",
+    params(("name" = String, Path, description = "Model name (as `GET /models` lists it)")),
+    responses(
+        (status = 200, body = ModelResponse),
+        (status = 404, description = "No such model: code model_not_found, naming the models there are", body = crate::server::error::ErrorBody),
+        (status = 503, description = "The model is not being served: code model_unavailable", body = crate::server::error::ErrorBody)))]
+pub async fn model_named(Named(entry): Named) -> Result<Json<ModelResponse>, ApiError> {
+    describe(&entry)
+}
+
+fn describe(entry: &ModelEntry) -> Result<Json<ModelResponse>, ApiError> {
+    let m = entry.ready()?;
     let meta = &m.loaded.meta;
-    Json(ModelResponse {
+    Ok(Json(ModelResponse {
+        model: entry.name.to_string(),
         name: meta.model.name.clone(),
         version: meta.model.version.clone(),
         sha256: meta.checksum.clone(),
@@ -70,7 +92,7 @@ pub async fn model(State(state): State<AppState>) -> Json<ModelResponse> {
         loaded_at: m.loaded_at.to_rfc3339(),
         mlflow_run_id: meta.mlflow_run_id.clone(),
         registry_version: m.registry_version.as_ref().map(|v| v.version.clone()),
-    })
+    }))
 }
 
 /// Three headline figures.
@@ -130,14 +152,33 @@ pub struct QualityResponse {
     pub drift: Option<DriftFigures>,
 }
 
-/// Live quality from label feedback, beside the stored figures.
+/// Live quality of the default model from label feedback, beside the
+/// stored figures.
 #[utoipa::path(get, path = "/model/quality", responses((status = 200, body = QualityResponse)))]
-pub async fn quality(State(state): State<AppState>) -> Json<QualityResponse> {
-    let live = state.feedback.live_quality();
-    let drift = state.feedback.drift();
-    let model = state.model.load();
+pub async fn quality(State(state): State<AppState>) -> Result<Json<QualityResponse>, ApiError> {
+    quality_of(&state, state.models.default_entry())
+}
+
+/// Live quality of the model `name` (its own feedback and drift windows).
+#[utoipa::path(get, path = "/models/{name}/quality",
+    params(("name" = String, Path, description = "Model name (as `GET /models` lists it)")),
+    responses(
+        (status = 200, body = QualityResponse),
+        (status = 404, description = "No such model: code model_not_found, naming the models there are", body = crate::server::error::ErrorBody),
+        (status = 503, description = "The model is not being served: code model_unavailable", body = crate::server::error::ErrorBody)))]
+pub async fn quality_named(
+    State(state): State<AppState>,
+    Named(entry): Named,
+) -> Result<Json<QualityResponse>, ApiError> {
+    quality_of(&state, &entry)
+}
+
+fn quality_of(state: &AppState, entry: &ModelEntry) -> Result<Json<QualityResponse>, ApiError> {
+    let model = entry.ready()?;
+    let live = state.feedback.live_quality(entry.slot);
+    let drift = state.feedback.drift(entry.slot);
     let stored = &model.loaded.meta.evaluation;
-    Json(QualityResponse {
+    Ok(Json(QualityResponse {
         window_size: state.feedback.window_size(),
         samples: live.samples,
         live: live.evaluation.map(|e| LiveFigures {
@@ -162,5 +203,5 @@ pub async fn quality(State(state): State<AppState>) -> Json<QualityResponse> {
             mean_confidence: d.mean_confidence,
             mean_oov_ratio: d.mean_oov_ratio,
         }),
-    })
+    }))
 }

@@ -2,6 +2,8 @@
 //! written straight from the class-indexed scores.
 
 use axum::body::Body;
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::Response;
@@ -13,6 +15,8 @@ use uuid::Uuid;
 use crate::classifier::Contribution;
 use crate::server::error::ApiError;
 use crate::server::extract::AppJson;
+use crate::server::loader::ServingModel;
+use crate::server::routes::models::Named;
 use crate::server::scoring::{score_batch, score_text, Scored};
 use crate::server::state::AppState;
 
@@ -165,9 +169,40 @@ pub async fn predict(
     State(state): State<AppState>,
     AppJson(req): AppJson<PredictRequest>,
 ) -> Result<Response, ApiError> {
-    let (model, row) = score_text(&state, req.text, req.explain).await?;
+    let model = state.default_model()?;
+    answer_one(&state, model, req).await
+}
+
+/// Classify one text with the model `name`.
+#[utoipa::path(post, path = "/models/{name}/predict", request_body = PredictRequest,
+    params(("name" = String, Path, description = "Model name (as `GET /models` lists it)")),
+    responses(
+        (status = 200, description = "Prediction", body = PredictResponse),
+        (status = 400, description = "Malformed JSON", body = crate::server::error::ErrorBody),
+        (status = 404, description = "No such model: code model_not_found, naming the models there are", body = crate::server::error::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::server::error::ErrorBody),
+        (status = 415, description = "Not JSON", body = crate::server::error::ErrorBody),
+        (status = 422, description = "Invalid request", body = crate::server::error::ErrorBody),
+        (status = 503, description = "Overloaded, or the model is not being served (model_unavailable)", body = crate::server::error::ErrorBody),
+    ))]
+pub async fn predict_named(
+    State(state): State<AppState>,
+    Named(entry): Named,
+    AppJson(req): AppJson<PredictRequest>,
+) -> Result<Response, ApiError> {
+    let model = entry.ready()?;
+    answer_one(&state, model, req).await
+}
+
+async fn answer_one(
+    state: &AppState,
+    model: Arc<ServingModel>,
+    req: PredictRequest,
+) -> Result<Response, ApiError> {
+    let (model, row) = score_text(state, model, req.text, req.explain).await?;
     let classes = model.loaded.classifier.classes();
     let version = &model.loaded.meta.model.version;
+    let _encode = tracing::debug_span!("encode").entered();
     let mut out = Vec::with_capacity(256);
     with_name_order(classes, |order| {
         write_prediction(&mut out, classes, order, version, &row);
@@ -189,9 +224,40 @@ pub async fn predict_batch(
     State(state): State<AppState>,
     AppJson(req): AppJson<BatchRequest>,
 ) -> Result<Response, ApiError> {
-    let batch = score_batch(&state, req.texts).await?;
+    let model = state.default_model()?;
+    answer_batch(&state, model, req).await
+}
+
+/// Classify many texts with the model `name`, one version for all.
+#[utoipa::path(post, path = "/models/{name}/predict/batch", request_body = BatchRequest,
+    params(("name" = String, Path, description = "Model name (as `GET /models` lists it)")),
+    responses(
+        (status = 200, description = "Predictions", body = BatchResponse),
+        (status = 400, description = "Malformed JSON", body = crate::server::error::ErrorBody),
+        (status = 404, description = "No such model: code model_not_found, naming the models there are", body = crate::server::error::ErrorBody),
+        (status = 413, description = "Body too large", body = crate::server::error::ErrorBody),
+        (status = 415, description = "Not JSON", body = crate::server::error::ErrorBody),
+        (status = 422, description = "Invalid request", body = crate::server::error::ErrorBody),
+        (status = 503, description = "Overloaded, or the model is not being served (model_unavailable)", body = crate::server::error::ErrorBody),
+    ))]
+pub async fn predict_batch_named(
+    State(state): State<AppState>,
+    Named(entry): Named,
+    AppJson(req): AppJson<BatchRequest>,
+) -> Result<Response, ApiError> {
+    let model = entry.ready()?;
+    answer_batch(&state, model, req).await
+}
+
+async fn answer_batch(
+    state: &AppState,
+    model: Arc<ServingModel>,
+    req: BatchRequest,
+) -> Result<Response, ApiError> {
+    let batch = score_batch(state, model, req.texts).await?;
     let classes = batch.model.loaded.classifier.classes();
     let version = &batch.model.loaded.meta.model.version;
+    let _encode = tracing::debug_span!("encode").entered();
     let mut out = Vec::with_capacity(64 + 160 * batch.rows.len());
     with_name_order(classes, |order| {
         write_batch(&mut out, classes, order, version, &batch.rows);

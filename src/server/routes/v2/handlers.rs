@@ -31,7 +31,7 @@ pub async fn server_metadata() -> Json<V2ServerMetadata> {
     Json(V2ServerMetadata {
         name: "nbserve".into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        extensions: vec!["binary_tensor_data".into()],
+        extensions: vec!["binary_tensor_data".into(), "model_repository".into()],
     })
 }
 
@@ -41,19 +41,10 @@ pub async fn live() -> Json<V2LiveResponse> {
     Json(V2LiveResponse { live: true })
 }
 
-fn check_ready(state: &AppState) -> Result<(), ApiError> {
-    if state.is_ready() {
-        Ok(())
-    } else {
-        Err(ApiError::unavailable(
-            "not_ready",
-            "the server is shutting down",
-            5,
-        ))
-    }
-}
+use crate::server::routes::health::check_ready;
 
-/// Server readiness: 503 once shutdown has begun (as `/ready`).
+/// Server readiness: 503 once shutdown has begun, or while a required model
+/// is not served (as `/ready`).
 #[utoipa::path(get, path = "/v2/health/ready", tag = "v2", responses(
     (status = 200, body = V2ReadyResponse),
     (status = 503, body = V2ErrorBody)))]
@@ -62,21 +53,15 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<V2ReadyResponse
     Ok(Json(V2ReadyResponse { ready: true }))
 }
 
-/// The served model if `name` (and `version`, when given) name it; else 404.
+/// The model `name` (and `version`, when given) names: 404 for an unknown
+/// model or version, 503 for a model not being served.
 fn served_model(
     state: &AppState,
     name: &str,
     version: Option<&str>,
 ) -> Result<Arc<ServingModel>, ApiError> {
-    let model = state.model.load_full();
+    let model = state.models.find(name)?.ready()?;
     let m = &model.loaded.meta.model;
-    if m.name != name {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_model",
-            format!("no model of that name; this server serves '{}'", m.name),
-        ));
-    }
     if version.is_some_and(|v| v != m.version) {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -92,10 +77,13 @@ async fn ready_answer(
     name: String,
     version: Option<String>,
 ) -> V2Result<Json<V2ModelReadyResponse>> {
-    let model = served_model(&state, &name, version.as_deref())?;
-    check_ready(&state)?;
+    let entry = state.models.find(&name)?;
+    served_model(&state, &name, version.as_deref())?;
+    if !state.is_ready() {
+        check_ready(&state)?;
+    }
     Ok(Json(V2ModelReadyResponse {
-        name: model.loaded.meta.model.name.clone(),
+        name: entry.name.to_string(),
         ready: true,
     }))
 }
@@ -106,7 +94,7 @@ async fn ready_answer(
     responses(
         (status = 200, body = V2ModelReadyResponse),
         (status = 404, description = "Unknown model", body = V2ErrorBody),
-        (status = 503, description = "Shutting down", body = V2ErrorBody)))]
+        (status = 503, description = "Shutting down, or the model is not being served", body = V2ErrorBody)))]
 pub async fn model_ready(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -121,7 +109,7 @@ pub async fn model_ready(
     responses(
         (status = 200, body = V2ModelReadyResponse),
         (status = 404, description = "Unknown model or version", body = V2ErrorBody),
-        (status = 503, description = "Shutting down", body = V2ErrorBody)))]
+        (status = 503, description = "Shutting down, or the model is not being served", body = V2ErrorBody)))]
 pub async fn version_ready(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
@@ -134,6 +122,7 @@ fn metadata_answer(
     name: &str,
     version: Option<&str>,
 ) -> V2Result<Json<V2ModelMetadata>> {
+    let entry = state.models.find(name)?;
     let model = served_model(state, name, version)?;
     let meta = &model.loaded.meta;
     let tensor = |name: &str, datatype: &str, shape: Vec<i64>| V2TensorMetadata {
@@ -142,7 +131,7 @@ fn metadata_answer(
         shape,
     };
     Ok(Json(V2ModelMetadata {
-        name: meta.model.name.clone(),
+        name: entry.name.to_string(),
         versions: vec![meta.model.version.clone()],
         platform: format!("nbserve_{}_nb", meta.training.model_kind().name()),
         inputs: vec![tensor(INPUT, "BYTES", vec![-1])],
@@ -165,7 +154,8 @@ fn metadata_answer(
     params(("name" = String, Path, description = "Model name (as `/model` reports it)")),
     responses(
         (status = 200, body = V2ModelMetadata),
-        (status = 404, description = "Unknown model", body = V2ErrorBody)))]
+        (status = 404, description = "Unknown model", body = V2ErrorBody),
+        (status = 503, description = "The model is not being served", body = V2ErrorBody)))]
 pub async fn model_metadata(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -179,7 +169,8 @@ pub async fn model_metadata(
            ("version" = String, Path, description = "Model version")),
     responses(
         (status = 200, body = V2ModelMetadata),
-        (status = 404, description = "Unknown model or version", body = V2ErrorBody)))]
+        (status = 404, description = "Unknown model or version", body = V2ErrorBody),
+        (status = 503, description = "The model is not being served", body = V2ErrorBody)))]
 pub async fn version_metadata(
     State(state): State<AppState>,
     Path((name, version)): Path<(String, String)>,
@@ -193,7 +184,7 @@ async fn infer_answer(
     version: Option<String>,
     req: Request,
 ) -> V2Result<Response> {
-    served_model(&state, &name, version.as_deref())?;
+    let model = served_model(&state, &name, version.as_deref())?;
     let headers = req.headers().clone();
     let body = Bytes::from_request(req, &()).await.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -204,9 +195,8 @@ async fn infer_answer(
     })?;
     let request = decode(&headers, &body, state.settings.server.max_batch_size)?;
     drop(body);
-    // The model that scores may be newer than the one the name was checked
-    // against (a reload landed): the answer names the one that scored.
-    let batch = score_batch(&state, request.texts).await?;
+    // The model checked is the one that scores, whatever lands meanwhile.
+    let batch = score_batch(&state, model, request.texts).await?;
     Ok(infer_response(&batch, request.id, &request.outputs))
 }
 
@@ -255,7 +245,10 @@ impl utoipa::IntoResponses for InferAnswers {
                 "422",
                 error("Over the /predict/batch limits, or an empty text"),
             )
-            .response("503", error("Overloaded"))
+            .response(
+                "503",
+                error("Overloaded, or the model is not being served"),
+            )
             .build();
         responses.responses
     }

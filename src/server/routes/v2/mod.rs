@@ -19,10 +19,12 @@
 //! answers, metadata, the model's tensors); [`request`] reads and checks a
 //! request (each output at most once); [`response`] writes the answer from
 //! the class-indexed scores (and says how large it can be); [`binary`] is
-//! the binary tensor data codec.
+//! the binary tensor data codec; [`repository`] is the model repository
+//! extension (index, load, unload).
 
 mod binary;
 pub(crate) mod handlers;
+pub(crate) mod repository;
 mod request;
 mod response;
 mod types;
@@ -58,7 +60,7 @@ pub(crate) fn is_v2_path(path: &str) -> bool {
 
 /// The routes under admission control (inference and metadata), for the
 /// route table in [`super::admitted_routes`].
-pub(crate) fn admitted_routes() -> [(&'static str, MethodRouter<AppState>); 4] {
+pub(crate) fn admitted_routes() -> [(&'static str, MethodRouter<AppState>); 7] {
     [
         ("/v2/models/{name}", get(model_metadata)),
         (
@@ -69,6 +71,12 @@ pub(crate) fn admitted_routes() -> [(&'static str, MethodRouter<AppState>); 4] {
         (
             "/v2/models/{name}/versions/{version}/infer",
             post(version_infer),
+        ),
+        ("/v2/repository/index", post(repository::index)),
+        ("/v2/repository/models/{name}/load", post(repository::load)),
+        (
+            "/v2/repository/models/{name}/unload",
+            post(repository::unload),
         ),
     ]
 }

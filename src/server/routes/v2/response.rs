@@ -151,7 +151,8 @@ pub(super) fn infer_response(
 ) -> Response {
     let loaded = &batch.model.loaded;
     let answer = V2InferResponse {
-        model_name: &loaded.meta.model.name,
+        // The server's name for the model, as the request named it.
+        model_name: &batch.model.profile.model,
         model_version: &loaded.meta.model.version,
         id,
         parameters: InferParameters {

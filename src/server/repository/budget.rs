@@ -1,0 +1,170 @@
+//! `models.max_total_bytes`: the memory budget across loaded models.
+//!
+//! Each model holds its estimated resident bytes (vocabulary and scoring
+//! tables, [`crate::artifact::MemoryEstimate`]) while it is served. A load
+//! reserves its estimate before its tables are built, against what every
+//! *other* model holds or is loading: a reload replaces the model's own
+//! holding, so it is not counted twice (during the reload both versions
+//! are briefly in memory; the budget is of what stays loaded).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::server::loader::{Admission, LoadError};
+
+/// What each model slot holds and is loading.
+#[derive(Debug, Default, Clone, Copy)]
+struct Held {
+    /// Bytes of the model being served.
+    serving: u64,
+    /// Bytes of a load in progress (one at a time per model).
+    loading: u64,
+}
+
+/// The budget, shared by every model of the repository.
+#[derive(Debug)]
+pub struct Budget {
+    max_total_bytes: u64,
+    slots: Mutex<Vec<Held>>,
+}
+
+impl Budget {
+    /// A budget of `max_total_bytes` for `slots` models.
+    pub fn new(max_total_bytes: u64, slots: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max_total_bytes,
+            slots: Mutex::new(vec![Held::default(); slots]),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Held>> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The budget.
+    pub fn max_total_bytes(&self) -> u64 {
+        self.max_total_bytes
+    }
+
+    /// Bytes the served models hold.
+    pub fn serving_bytes(&self) -> u64 {
+        self.lock().iter().map(|h| h.serving).sum()
+    }
+
+    /// Reserves `bytes` for a load of the model in `slot` (named `model`
+    /// for the refusal), or refuses it when the other models' holdings
+    /// leave too little.
+    pub fn reserve(
+        self: &Arc<Self>,
+        slot: usize,
+        model: &str,
+        bytes: u64,
+    ) -> Result<Reservation, LoadError> {
+        let mut slots = self.lock();
+        if slots.len() <= slot {
+            slots.resize(slot + 1, Held::default());
+        }
+        let held: u64 = slots
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != slot)
+            .map(|(_, h)| h.serving.max(h.loading))
+            .sum();
+        if held.saturating_add(bytes) > self.max_total_bytes {
+            return Err(LoadError::OverBudget {
+                model: model.to_owned(),
+                needed: bytes,
+                held,
+                max_total_bytes: self.max_total_bytes,
+            });
+        }
+        slots[slot].loading = bytes;
+        Ok(Reservation {
+            budget: Arc::clone(self),
+            slot,
+            bytes,
+            committed: false,
+        })
+    }
+
+    /// The model in `slot` was unloaded: it holds nothing.
+    pub fn release(&self, slot: usize) {
+        if let Some(h) = self.lock().get_mut(slot) {
+            h.serving = 0;
+        }
+    }
+}
+
+/// Bytes reserved for a load: held by the model once it is served
+/// ([`Reservation::commit`]), given back if the load fails.
+#[derive(Debug)]
+pub struct Reservation {
+    budget: Arc<Budget>,
+    slot: usize,
+    bytes: u64,
+    committed: bool,
+}
+
+impl Reservation {
+    /// The load is served: its bytes replace what the model held.
+    pub fn commit(mut self) {
+        let mut slots = self.budget.lock();
+        let h = &mut slots[self.slot];
+        h.serving = self.bytes;
+        h.loading = 0;
+        self.committed = true;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.committed {
+            self.budget.lock()[self.slot].loading = 0;
+        }
+    }
+}
+
+/// The budget's admission for one model's load.
+pub struct BudgetAdmission {
+    /// The budget.
+    pub budget: Arc<Budget>,
+    /// The model's slot.
+    pub slot: usize,
+    /// The model's name.
+    pub model: String,
+}
+
+impl Admission for BudgetAdmission {
+    type Hold = Reservation;
+    fn admit(self, resident_bytes: u64) -> Result<Reservation, LoadError> {
+        self.budget.reserve(self.slot, &self.model, resident_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_past_the_budget_are_refused_and_reloads_replace_their_own() {
+        let budget = Budget::new(100, 3);
+        budget.reserve(0, "a", 60).unwrap().commit();
+        // 60 held by a: b may take 40, not 41.
+        let e = budget.reserve(1, "b", 41).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "model b needs an estimated 41 bytes, and the other loaded models hold 60 \
+             of models.max_total_bytes (100 bytes)"
+        );
+        let b = budget.reserve(1, "b", 40).unwrap();
+        // A load in progress counts against the others too.
+        assert!(budget.reserve(2, "c", 1).is_err());
+        drop(b);
+        assert_eq!(budget.serving_bytes(), 60, "a failed load holds nothing");
+        // A reload of a replaces its own 60.
+        budget.reserve(0, "a", 100).unwrap().commit();
+        assert_eq!(budget.serving_bytes(), 100);
+        budget.release(0);
+        assert_eq!(budget.serving_bytes(), 0);
+        budget.reserve(2, "c", 100).unwrap().commit();
+    }
+}

@@ -1,0 +1,176 @@
+//! OpenTelemetry traces: off unless `trace.enabled`, then configured by the
+//! standard `OTEL_*` variables ([`OtelConfig`]) and exported over
+//! OTLP/HTTP-protobuf by a bounded batch exporter ([`batch`]).
+//!
+//! `tracing` spans become OpenTelemetry spans through `tracing-opentelemetry`.
+//! The request path has two hooks, both here: [`request_span`] (the server
+//! span, its W3C `traceparent`/`tracestate` parent and semantic-convention
+//! attributes) and [`record_response`] (its status). With tracing off both
+//! cost one relaxed atomic load, and the phase spans (`decode`, `score`, …)
+//! are at DEBUG, disabled by the log filter before they are built.
+//!
+//! Spans carry methods, routes, statuses, sizes and ids; never request text.
+
+pub mod batch;
+pub mod config;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, Method, StatusCode};
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::{Status, TracerProvider as _};
+use opentelemetry::KeyValue;
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::resource::TelemetryResourceDetector;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::Resource;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+pub use batch::{span_counts, SpanCounts};
+pub use config::OtelConfig;
+use config::{SamplerConfig, Sampling};
+
+/// Whether spans are exported; read on every request (one relaxed load).
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Whether tracing was switched on in this process.
+pub fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Keeps the trace pipeline alive; dropping it exports what is queued
+/// (bounded by a timeout) and stops the export thread.
+pub struct Pipeline {
+    provider: SdkTracerProvider,
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        ENABLED.store(false, Ordering::Relaxed);
+        let _ = self.provider.shutdown_with_timeout(SHUTDOWN_TIMEOUT);
+    }
+}
+
+/// Longest the exit waits for the last spans to reach the collector.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Builds the tracer provider and the `tracing` layer that feeds it.
+/// Errors (an endpoint that is not a URL, no thread) are returned as text
+/// for a warning: the server then runs without traces.
+pub(super) fn pipeline<S>(
+    config: &OtelConfig,
+) -> Result<
+    (
+        Pipeline,
+        tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>,
+    ),
+    String,
+>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(config.traces_endpoint.clone())
+        .with_headers(Default::default())
+        .build()
+        .map_err(|e| format!("OTLP exporter {}: {e}", config.traces_endpoint))?;
+    let mut attributes = vec![
+        KeyValue::new("service.name", config.service_name.clone()),
+        KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+    ];
+    attributes.extend(
+        config
+            .resource
+            .iter()
+            .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+    );
+    let resource = Resource::builder_empty()
+        .with_detector(Box::new(TelemetryResourceDetector))
+        .with_attributes(attributes)
+        .build();
+    let processor = batch::BoundedBatch::new(exporter, config.batch, &resource)
+        .map_err(|e| format!("cannot start the span export thread: {e}"))?;
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(sampler(config.sampler))
+        .with_resource(resource)
+        .with_span_processor(processor)
+        .build();
+    let tracer = provider.tracer("nbserve");
+    let layer = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_level(false)
+        .with_location(false)
+        .with_threads(false)
+        .with_target(false);
+    ENABLED.store(true, Ordering::Relaxed);
+    Ok((Pipeline { provider }, layer))
+}
+
+fn sampler(config: SamplerConfig) -> Sampler {
+    let root = match config.root {
+        Sampling::AlwaysOn => Sampler::AlwaysOn,
+        Sampling::AlwaysOff => Sampler::AlwaysOff,
+        Sampling::Ratio(r) => Sampler::TraceIdRatioBased(r),
+    };
+    if config.parent_based {
+        Sampler::ParentBased(Box::new(root))
+    } else {
+        root
+    }
+}
+
+/// Reads propagation headers from an `http::HeaderMap`.
+struct Headers<'a>(&'a HeaderMap);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+/// The span of one HTTP request. Its log fields are the method, the route
+/// template and the request id; with tracing on it is also an OpenTelemetry
+/// server span named `METHOD route`, child of the caller's `traceparent`
+/// (and `tracestate`) when one is sent, with the semantic-convention
+/// attributes `http.request.method` and `http.route`.
+pub fn request_span(method: &Method, route: &str, request_id: &str, headers: &HeaderMap) -> Span {
+    let span = tracing::info_span!(
+        "request",
+        method = %method,
+        route,
+        request_id,
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+    );
+    if enabled() {
+        // Before the span is first entered: name, kind and parent are fixed then.
+        span.record("otel.name", format!("{method} {route}"));
+        span.record("otel.kind", "server");
+        let parent = TraceContextPropagator::new().extract(&Headers(headers));
+        let _ = span.set_parent(parent);
+        span.set_attribute("http.request.method", method.as_str().to_owned());
+        span.set_attribute("http.route", route.to_owned());
+    }
+    span
+}
+
+/// Records the answer's status on a [`request_span`]:
+/// `http.response.status_code`, and an error status for a 5xx (a 4xx is
+/// the client's error, not the server's, for a server span).
+pub fn record_response(span: &Span, status: StatusCode) {
+    if !enabled() {
+        return;
+    }
+    span.set_attribute("http.response.status_code", i64::from(status.as_u16()));
+    if status.is_server_error() {
+        span.set_status(Status::error(status.as_str().to_owned()));
+    }
+}
