@@ -7,8 +7,9 @@
 //! ```text
 //! server                      HTTP: Application, loader, routes, state, metrics
 //! retraining                  use cases: run a retrain (plan → report), promote, roll back
-//! gate, monitoring, shards    the one rule for "may this be served"; how is it doing?;
-//!                             counts files: shards counted, merged, scored
+//! gate, monitoring, shards,   the one rule for "may this be served"; how is it doing?;
+//! learning                    counts files: shards counted, merged, scored; learning and
+//!                             forgetting in place on a champion's statistics
 //! training                    dataset → split → fit → evaluate → artifact (train, tune)
 //! telemetry, tuning           logging set-up; cross-validation: folds, grid, temperature
 //! artifact, settings          the model file and its validation; typed settings (ModelSource)
@@ -25,6 +26,7 @@ pub mod classifier;
 pub mod dataset;
 pub mod fsio;
 pub mod gate;
+pub mod learning;
 pub mod mlflow;
 pub mod monitoring;
 pub mod retraining;

@@ -1077,6 +1077,55 @@ fn a_malformed_registry_source_is_a_settings_error() {
     }
 }
 
+#[test]
+fn train_statistics_writes_a_learnable_schema_3_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, stats) = (dir.path().join("p.json"), dir.path().join("s.json"));
+    for (out, extra) in [(&plain, None), (&stats, Some("--statistics"))] {
+        let mut args = vec![
+            "train",
+            "--data",
+            "tests/data/sample.csv",
+            "--min-df",
+            "2",
+            "--name",
+            "m",
+            "--model-version",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let o = nbserve_env(&args, &[("SOURCE_DATE_EPOCH", "1700000000")]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let read = |p: &Path| -> nbserve::Artifact {
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    let (p, s) = (read(&plain), read(&stats));
+    assert_eq!((p.schema_version, s.schema_version), (2, 3));
+    assert!(p.statistics.is_none() && s.statistics.is_some());
+    // The same model otherwise: the statistics only add.
+    assert!(s.clone().without_statistics() == p);
+    assert!(nbserve::Artifact::load(&stats)
+        .unwrap()
+        .statistics
+        .is_some());
+    nbserve::learning::Learner::from_artifact(&s, false).expect("learnable");
+    assert!(matches!(
+        nbserve::learning::Learner::from_artifact(&p, false),
+        Err(nbserve::learning::LearnError::NoStatistics)
+    ));
+    let o = nbserve(&[
+        "check",
+        "--model",
+        stats.to_str().unwrap(),
+        "--min-f1-macro",
+        "0",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 /// A repository whose models cannot all be named stops `serve` before it
 /// binds: a duplicate name, a file stem that is not a name, a default that
 /// names none (exit 3, the key named).

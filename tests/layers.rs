@@ -16,7 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["artifact", "settings"],
     &["telemetry", "tuning"],
     &["training"],
-    &["gate", "monitoring", "shards"],
+    &["gate", "learning", "monitoring", "shards"],
     &["retraining"],
     &["server"],
 ];

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use crate::classifier::{ModelError, ParamError, VocabularyError};
 use crate::fsio::FsError;
 
-use super::{FORMAT, SCHEMA_VERSION};
+use super::{FORMAT, SCHEMA_VERSION, STATISTICS_SCHEMA};
 
 /// Why an artifact cannot be loaded or saved.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +42,7 @@ pub enum ArtifactError {
         found: String,
     },
     /// A schema version this build does not read.
-    #[error("unsupported schema version {found} (this build reads 1 and {SCHEMA_VERSION})")]
+    #[error("unsupported schema version {found} (this build reads 1, {SCHEMA_VERSION} and {STATISTICS_SCHEMA})")]
     UnsupportedSchema {
         /// What the file says.
         found: String,
@@ -94,6 +94,9 @@ pub enum ArtifactError {
     /// The parameters are unusable.
     #[error("invalid parameters: {0}")]
     Model(#[from] ModelError),
+    /// The learning statistics (schema 3) are unusable.
+    #[error("invalid statistics: {0}")]
+    Statistics(String),
 }
 
 impl From<FsError> for ArtifactError {

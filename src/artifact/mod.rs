@@ -10,7 +10,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::classifier::{Classifier, Evaluation, NaiveBayes, Vocabulary};
+use crate::classifier::{Classifier, Counts, Evaluation, NaiveBayes, Vocabulary};
 use crate::fsio::{self, FsError};
 
 /// The `format` value of every nbserve artifact (kept for every model kind,
@@ -23,8 +23,13 @@ pub const FORMAT: &str = "nbserve-bernoulli-nb";
 /// optional, so schema-1 files (Bernoulli NB, default vectorizer, no
 /// calibration) still load and keep their checksum.
 pub const SCHEMA_VERSION: u32 = 2;
+/// The schema of files carrying their sufficient statistics (`train
+/// --statistics`): schema 2 plus `statistics`, so the model can learn and
+/// forget in place. Only such files are written as schema 3, so every other
+/// file stays readable by older builds.
+pub const STATISTICS_SCHEMA: u32 = 3;
 /// Every schema version this build reads.
-pub const READABLE_SCHEMAS: [u32; 2] = [1, 2];
+pub const READABLE_SCHEMAS: [u32; 3] = [1, 2, STATISTICS_SCHEMA];
 /// The token pattern the tokenizer implements (recorded for readers of the file).
 pub const TOKEN_PATTERN: &str = crate::classifier::stats::TOKEN_PATTERN;
 
@@ -40,6 +45,7 @@ mod error;
 use error::clip;
 mod memory;
 mod schema;
+mod statistics;
 mod validate;
 
 /// Most classes a served model may have (each adds metric series, and the
@@ -81,6 +87,9 @@ pub struct LoadedModel {
     pub classifier: Classifier,
     /// Its description.
     pub meta: ModelMeta,
+    /// The sufficient statistics it was fitted from (schema 3), decoded
+    /// and checked: what a challenger learns on top of.
+    pub statistics: Option<std::sync::Arc<Counts>>,
 }
 
 impl Artifact {
@@ -200,6 +209,7 @@ impl Artifact {
             });
         }
         self.validate()?;
+        let statistics = self.decode_statistics()?.map(std::sync::Arc::new);
         let evaluation = self.evaluation.ok_or(ArtifactError::MissingEvaluation)?;
         // Each parsed part is freed as soon as its table is built: the
         // 110k-term list before the counts are turned into log-probabilities.
@@ -230,6 +240,7 @@ impl Artifact {
                 mlflow_run_id: self.mlflow_run_id,
                 calibration,
             },
+            statistics,
         })
     }
 }
@@ -507,7 +518,7 @@ mod tests {
             Artifact::load_bytes(br#"{"format":"onnx","schema_version":1}"#),
             Err(ArtifactError::UnknownFormat { .. })
         ));
-        let b = resealed(|a| a.schema_version = SCHEMA_VERSION + 1);
+        let b = resealed(|a| a.schema_version = STATISTICS_SCHEMA + 1);
         assert!(matches!(
             Artifact::load_bytes(&b),
             Err(ArtifactError::UnsupportedSchema { .. })

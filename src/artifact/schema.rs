@@ -167,6 +167,12 @@ pub struct Artifact {
     /// from untracked (and older) files, so their checksums are unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mlflow_run_id: Option<String>,
+    /// The sufficient statistics of every document fitted (schema 3 only):
+    /// a counts file ([`crate::classifier::stats::format`]) as standard
+    /// base64, every term seen including the pruned ones, so the model can
+    /// learn and forget exactly. Absent from older schemas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statistics: Option<String>,
     /// `sha256:<hex>` over the canonical content.
     pub checksum: String,
 }
@@ -246,7 +252,7 @@ impl Serialize for CanonicalView<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let a = self.0;
-        let mut st = s.serialize_struct("Artifact", 14)?;
+        let mut st = s.serialize_struct("Artifact", 15)?;
         st.serialize_field("format", &a.format)?;
         st.serialize_field("schema_version", &a.schema_version)?;
         st.serialize_field("model", &a.model)?;
@@ -269,6 +275,10 @@ impl Serialize for CanonicalView<'_> {
         match &a.mlflow_run_id {
             Some(id) => st.serialize_field("mlflow_run_id", id)?,
             None => st.skip_field("mlflow_run_id")?,
+        }
+        match &a.statistics {
+            Some(s) => st.serialize_field("statistics", s)?,
+            None => st.skip_field("statistics")?,
         }
         st.serialize_field("checksum", "")?;
         st.end()

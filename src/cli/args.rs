@@ -132,6 +132,11 @@ pub struct TrainArgs {
     /// Cross-validation folds for --calibrate.
     #[arg(long, default_value_t = 5)]
     pub folds: u32,
+    /// Store the counts of every document fitted, pruned terms included,
+    /// in the artifact (schema 3): what a server needs to learn and forget
+    /// in place. Makes the file larger.
+    #[arg(long)]
+    pub statistics: bool,
     #[command(flatten)]
     pub held_out: HeldOutArgs,
     #[command(flatten)]

@@ -193,12 +193,18 @@ fn train_tracked(
     let (data, test) = read_train_data(&a.csv.data, &a.csv.columns, &a.held_out)?;
     let show_progress = data.len() >= 5000;
     let started = std::time::Instant::now();
-    let artifact = nbserve::training::train(&data, test.as_ref(), options, |done, total| {
-        if show_progress {
-            noteln!("  tokenized {done}/{total} documents");
-        }
-    })
-    .map_err(super::tune::train_failure)?;
+    let (artifact, counts) =
+        nbserve::training::train_counted(&data, test.as_ref(), options, |done, total| {
+            if show_progress {
+                noteln!("  tokenized {done}/{total} documents");
+            }
+        })
+        .map_err(super::tune::train_failure)?;
+    let artifact = if a.statistics {
+        artifact.with_statistics(&counts)
+    } else {
+        artifact
+    };
     let facts = TrainingFacts::measured(
         "nbserve train",
         a.csv.data.iter().map(|p| p.as_path()),

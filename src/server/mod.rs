@@ -1,11 +1,13 @@
 //! The HTTP server: start-up with the gate, routing, graceful shutdown.
 
 mod auth;
+pub mod challenger;
 mod connection;
 mod edge;
 pub mod error;
 pub mod error_codes;
 pub mod extract;
+mod learning_log;
 pub mod loader;
 pub mod metrics;
 mod middleware;

@@ -7,7 +7,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::routes::{
-    admin, admitted_routes, examples, feedback, health, metrics, model, models, predict, v2,
+    admin, admitted_routes, examples, feedback, health, learn, metrics, model, models, predict,
+    promote, v2,
 };
 
 /// The OpenAPI description, generated from the handlers and types.
@@ -16,7 +17,8 @@ use super::routes::{
     info(title = "nbserve", description = "Bernoulli naive Bayes text classification server"),
     paths(
         predict::predict, predict::predict_batch, feedback::feedback, feedback::feedback_batch,
-        examples::examples,
+        examples::examples, learn::learn, learn::forget, learn::challenger,
+        learn::challenger_artifact, promote::promote,
         health::health, health::ready, model::model, model::quality, metrics::metrics, admin::reload,
         models::list, model::model_named, model::quality_named, predict::predict_named,
         predict::predict_batch_named,

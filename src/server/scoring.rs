@@ -94,6 +94,10 @@ fn score(state: &AppState, model: &ServingModel, text: &str, explain: bool) -> S
     if let Some(r) = oov {
         m.oov.observe(r);
     }
+    if state.settings.learning.shadow_scoring {
+        let label = &classifier.classes()[prediction.label];
+        state.challenger.shadow(model, text, label);
+    }
     let id = state
         .feedback
         .remember_text(&model.profile, prediction.label, confidence, oov, text);

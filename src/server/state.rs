@@ -40,6 +40,8 @@ pub struct StateInner {
     pub feedback: FeedbackStore,
     /// The MLflow registry `models:/` sources are resolved through.
     pub registry: Option<MlflowClient>,
+    /// What `POST /learn` and `POST /forget` built beside the model.
+    pub challenger: super::challenger::Challenger,
 }
 
 impl Deref for AppState {
@@ -86,6 +88,7 @@ impl AppState {
             )),
             feedback,
             registry,
+            challenger: Default::default(),
         }))
     }
 

@@ -63,11 +63,16 @@ pub fn train_counts(
     test: &Dataset,
     options: &TrainOptions,
 ) -> Result<Artifact, TrainError> {
-    refit_counts(total, test, options, None)
+    // `merge` has no --binary: the counts say whether features are binary.
+    let mut options = options.clone();
+    options.vectorizer.binary = options.model == ModelKind::Bernoulli;
+    refit_counts(total, test, &options, None)
 }
 
 /// [`train_counts`] serving probabilities at `calibration`'s temperature
-/// (one fitted before, on other counts: a refit keeps it).
+/// (one fitted before, on other counts: a refit keeps it), with binary
+/// features also when `options` ask for them (a refit of a model in
+/// service on term counts with binary features stays binary).
 pub fn refit_counts(
     total: &Counts,
     test: &Dataset,
@@ -84,7 +89,11 @@ pub fn refit_counts(
     let classes = classes(total, &options.run)?;
     let point = GridPoint {
         model: options.model,
-        binary: total.settings().binary || options.model == ModelKind::Bernoulli,
+        // Binary counts allow only binary features; term counts allow both,
+        // as the options (a binary multinomial model in service) ask.
+        binary: total.settings().binary
+            || params.vectorizer.binary
+            || options.model == ModelKind::Bernoulli,
         alpha: params.alpha,
         min_df: params.vectorizer.min_df,
         max_df: params.vectorizer.max_df,

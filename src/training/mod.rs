@@ -335,6 +335,7 @@ pub(crate) fn seal_artifact(
         calibration: fitted.calibration,
         tuning: fitted.tuning,
         mlflow_run_id: None,
+        statistics: None,
         vocabulary: fitted.vocabulary.iter().map(str::to_owned).collect(),
         parameters: fitted.parameters,
         checksum: String::new(),
@@ -369,6 +370,18 @@ pub fn train(
     options: &TrainOptions,
     progress: impl FnMut(usize, usize),
 ) -> Result<Artifact, TrainError> {
+    Ok(train_counted(data, test, options, progress)?.0)
+}
+
+/// [`train`], also returning the counts of the documents fitted (all of
+/// `data` with a test file, the training part of a split): what
+/// [`Artifact::with_statistics`] stores for learning in place.
+pub fn train_counted(
+    data: &Dataset,
+    test: Option<&Dataset>,
+    options: &TrainOptions,
+    progress: impl FnMut(usize, usize),
+) -> Result<(Artifact, Counts), TrainError> {
     let params = options.params(test.is_none()).check()?;
     let params = params.get();
     let classes = data.classes();
@@ -407,7 +420,8 @@ pub fn train(
         calibration,
         tuning: None,
     };
-    seal_artifact(Provenance::of(data, test, &parts), classes, fitted)
+    let artifact = seal_artifact(Provenance::of(data, test, &parts), classes, fitted)?;
+    Ok((artifact, counts))
 }
 
 /// Options for [`tune`].

@@ -12,6 +12,7 @@ mod feedback_log;
 mod half_close;
 mod helpers;
 mod hostile;
+mod learn;
 mod lifecycle;
 mod live_quality;
 mod metrics;

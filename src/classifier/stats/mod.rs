@@ -259,6 +259,12 @@ impl Counts {
         self.n_folds() * self.classes.len() * self.width()
     }
 
+    /// Bytes held on the heap (terms and counts), for memory budgets.
+    pub fn heap_bytes(&self) -> u64 {
+        let strings: usize = self.terms.iter().map(|t| t.capacity() + 24).sum();
+        (strings + (self.cells.capacity() + self.docs.capacity()) * 8) as u64
+    }
+
     /// Documents counted.
     pub fn documents(&self) -> u64 {
         self.docs.iter().sum()

@@ -7,10 +7,12 @@ pub mod docs;
 pub mod examples;
 pub mod feedback;
 pub mod health;
+pub mod learn;
 pub mod metrics;
 pub mod model;
 pub mod models;
 pub mod predict;
+pub mod promote;
 pub mod v2;
 
 use std::convert::Infallible;
@@ -53,6 +55,11 @@ pub(crate) fn admitted_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             post(predict::predict_batch_named),
         ),
         ("/admin/reload", post(admin::reload)),
+        ("/learn", post(learn::learn)),
+        ("/forget", post(learn::forget)),
+        ("/challenger", get(learn::challenger)),
+        ("/challenger/artifact", get(learn::challenger_artifact)),
+        ("/admin/challenger/promote", post(promote::promote)),
     ];
     native.into_iter().chain(v2::admitted_routes()).collect()
 }

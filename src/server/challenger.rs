@@ -1,0 +1,287 @@
+//! The challenger beside the served model: the champion's statistics plus
+//! what `POST /learn` added and `POST /forget` removed ([`Learner`]).
+//!
+//! Writers (learn, forget) are serialised by one lock and build the whole
+//! new challenger (counts, refit scorer) before publishing it with one
+//! atomic swap; readers only load the published snapshot, so they take no
+//! lock and never see a half-applied batch. A challenger belongs to the
+//! champion it was built on: when the served model changes (reload, poll),
+//! the next write starts a new challenger on the new champion, with a log
+//! line (what was learned on the old one is dropped).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use chrono::{DateTime, Utc};
+
+use crate::artifact::ModelMeta;
+use crate::classifier::Classifier;
+use crate::learning::{Example, LearnError, Learner, Tally};
+use crate::server::learning_log;
+use crate::server::loader::ServingModel;
+use crate::settings::LearningSettings;
+
+/// What readers see of the challenger: one consistent snapshot.
+pub struct ChallengerView {
+    /// The refit scorer.
+    pub classifier: Classifier,
+    /// Learned and forgotten so far.
+    pub tally: Tally,
+    /// Examples learned and not forgotten.
+    pub net_examples: u64,
+    /// Bytes the learned part holds.
+    pub learned_bytes: u64,
+    /// The champion's name, version and checksum.
+    pub champion: (String, String, String),
+    /// When this snapshot was published.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A learner and the champion it belongs to.
+struct Writer {
+    learner: Learner,
+    champion_checksum: String,
+}
+
+/// A learner on `champion`, with what the learning log holds for it.
+fn new_learner(
+    settings: &LearningSettings,
+    champion: &ServingModel,
+) -> Result<Learner, LearnError> {
+    let meta = &champion.loaded.meta;
+    let mut learner = Learner::new(
+        meta,
+        champion.loaded.statistics.clone(),
+        settings.allow_new_classes,
+    )?;
+    if let Some(path) = &settings.log_path {
+        let applied = learning_log::replay(path, &meta.checksum, &mut learner);
+        if applied > 0 {
+            tracing::info!(
+                changes = applied,
+                learned = learner.tally().learned,
+                forgotten = learner.tally().forgotten,
+                "challenger replayed from the learning log"
+            );
+        }
+    }
+    Ok(learner)
+}
+
+/// A learn or forget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Add the examples.
+    Learn,
+    /// Subtract them.
+    Forget,
+}
+
+/// Why a change was refused (nothing changed).
+#[derive(Debug, thiserror::Error)]
+pub enum ChallengerError {
+    /// The learner refused.
+    #[error(transparent)]
+    Learn(#[from] LearnError),
+    /// The learning log could not take the change.
+    #[error("the learning log cannot take the change right now; nothing was changed")]
+    Log,
+    /// The learned part would pass `learning.max_bytes`.
+    #[error("the challenger would hold {needed} bytes of learned counts, over learning.max_bytes ({max}); forget examples, or promote or reset it")]
+    Full {
+        /// Bytes after the change.
+        needed: u64,
+        /// The budget.
+        max: u64,
+    },
+}
+
+/// The challenger of the served model.
+#[derive(Default)]
+pub struct Challenger {
+    writer: tokio::sync::Mutex<Option<Writer>>,
+    view: ArcSwapOption<ChallengerView>,
+    /// Predictions shadow-scored by the challenger of the current champion.
+    scored: AtomicU64,
+    /// Those where it chose the champion's class.
+    agreed: AtomicU64,
+}
+
+/// How often the challenger agreed with the champion on served predictions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Agreement {
+    /// Predictions scored by both.
+    pub scored: u64,
+    /// Predictions where both chose the same class.
+    pub agreed: u64,
+}
+
+impl Challenger {
+    /// The published snapshot, lock-free; `None` before anything was learned
+    /// on the current champion.
+    pub fn view(&self, champion: &ServingModel) -> Option<Arc<ChallengerView>> {
+        self.view
+            .load_full()
+            .filter(|v| v.champion.2 == champion.loaded.meta.checksum)
+    }
+
+    /// Scores `text` with the challenger of `champion`, if there is one,
+    /// and records whether it chose `champion_label` too. Lock-free: one
+    /// snapshot load and one prediction.
+    pub fn shadow(&self, champion: &ServingModel, text: &str, champion_label: &str) {
+        let Some(view) = self.view(champion) else {
+            return;
+        };
+        let p = view.classifier.predict(text);
+        self.scored.fetch_add(1, Ordering::Relaxed);
+        if view.classifier.classes()[p.label] == champion_label {
+            self.agreed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Agreement so far on the current champion.
+    pub fn agreement(&self) -> Agreement {
+        Agreement {
+            scored: self.scored.load(Ordering::Relaxed),
+            agreed: self.agreed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Applies `change` to the challenger of `champion` (a new one when the
+    /// champion changed), all or nothing, and publishes the result.
+    pub async fn apply(
+        &self,
+        champion: Arc<ServingModel>,
+        change: Change,
+        examples: Vec<Example>,
+        settings: &LearningSettings,
+    ) -> Result<Arc<ChallengerView>, ChallengerError> {
+        let max_bytes = settings.max_bytes;
+        let log = settings.log_path.clone();
+        let mut writer = self.writer.lock().await;
+        let meta = &champion.loaded.meta;
+        let current = writer
+            .as_ref()
+            .filter(|w| w.champion_checksum == meta.checksum);
+        let learner = match current {
+            Some(w) => w.learner.clone(),
+            None => {
+                self.scored.store(0, Ordering::Relaxed);
+                self.agreed.store(0, Ordering::Relaxed);
+                if let Some(old) = writer.as_ref() {
+                    tracing::info!(
+                        learned = old.learner.tally().learned,
+                        forgotten = old.learner.tally().forgotten,
+                        "challenger reset: the served model changed"
+                    );
+                }
+                new_learner(settings, &champion)?
+            }
+        };
+        let checksum = meta.checksum.clone();
+        // Counting and refitting take milliseconds to seconds: off the
+        // async workers. The lock is held throughout, so writes stay serial.
+        let (learner, classifier) = tokio::task::spawn_blocking(move || {
+            let mut learner = learner;
+            match change {
+                Change::Learn => learner.learn(&examples)?,
+                Change::Forget => learner.forget(&examples)?,
+            }
+            let needed = learner.learned_bytes();
+            if change == Change::Learn && needed > max_bytes {
+                return Err(ChallengerError::Full {
+                    needed,
+                    max: max_bytes,
+                });
+            }
+            let classifier = learner.classifier()?;
+            // Synced before it is acknowledged (or published).
+            if let Some(path) = &log {
+                learning_log::append(path, change == Change::Forget, &checksum, &examples)
+                    .map_err(|e| {
+                        tracing::warn!(error = %e, "learning log: a change could not be written");
+                        ChallengerError::Log
+                    })?;
+            }
+            Ok((learner, classifier))
+        })
+        .await
+        .expect("learning does not panic")?;
+        Ok(self.publish(&mut writer, learner, classifier, meta))
+    }
+
+    /// Makes `learner` the challenger of `meta`'s model.
+    fn publish(
+        &self,
+        writer: &mut Option<Writer>,
+        learner: Learner,
+        classifier: Classifier,
+        meta: &ModelMeta,
+    ) -> Arc<ChallengerView> {
+        let view = Arc::new(ChallengerView {
+            classifier,
+            tally: learner.tally(),
+            net_examples: learner.net_examples(),
+            learned_bytes: learner.learned_bytes(),
+            champion: (
+                meta.model.name.clone(),
+                meta.model.version.clone(),
+                meta.checksum.clone(),
+            ),
+            updated_at: Utc::now(),
+        });
+        *writer = Some(Writer {
+            learner,
+            champion_checksum: meta.checksum.clone(),
+        });
+        self.view.store(Some(Arc::clone(&view)));
+        view
+    }
+
+    /// Replays what `learning.log_path` holds for `champion` when no
+    /// challenger of it is in memory yet (after a restart, or when a
+    /// champion comes back), so it is seen before the next learn.
+    pub async fn restore(&self, champion: &Arc<ServingModel>, settings: &LearningSettings) {
+        if !settings.enabled || settings.log_path.is_none() || self.view(champion).is_some() {
+            return;
+        }
+        let mut writer = self.writer.lock().await;
+        let checksum = &champion.loaded.meta.checksum;
+        if writer
+            .as_ref()
+            .is_some_and(|w| &w.champion_checksum == checksum)
+        {
+            return;
+        }
+        let (owned, model) = (settings.clone(), Arc::clone(champion));
+        let replayed = tokio::task::spawn_blocking(move || {
+            let learner = new_learner(&owned, &model).ok()?;
+            if learner.tally() == Tally::default() {
+                return None;
+            }
+            match learner.classifier() {
+                Ok(classifier) => Some((learner, classifier)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "learning log: the replayed challenger cannot be fitted");
+                    None
+                }
+            }
+        })
+        .await
+        .expect("replaying does not panic");
+        if let Some((learner, classifier)) = replayed {
+            self.publish(&mut writer, learner, classifier, &champion.loaded.meta);
+        }
+    }
+
+    /// A copy of the learner of `champion`, if one learned anything.
+    pub async fn learner(&self, champion: &ServingModel) -> Option<Learner> {
+        self.writer
+            .lock()
+            .await
+            .as_ref()
+            .filter(|w| w.champion_checksum == champion.loaded.meta.checksum)
+            .map(|w| w.learner.clone())
+    }
+}

@@ -1,0 +1,320 @@
+//! `POST /learn`, `POST /forget`, `GET /challenger`,
+//! `GET /challenger/artifact`: learning in place on a challenger beside the
+//! served model ([`crate::server::challenger`]). Off unless
+//! `learning.enabled`; the writes need `feedback.token` when it is set.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::learning::{Example, LearnError};
+use crate::server::auth::{Authorized, TokenGuard};
+use crate::server::challenger::{Agreement, ChallengerError, ChallengerView, Change};
+use crate::server::error::ApiError;
+use crate::server::extract::AppJson;
+use crate::server::routes::feedback::authorize_labels;
+use crate::server::scoring::check_text;
+use crate::server::state::AppState;
+
+/// A labelled text to learn or forget.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LabelledText {
+    /// The text (non-empty, at most `server.max_text_bytes` bytes).
+    pub text: String,
+    /// Its class: one of the served model's classes unless
+    /// `learning.allow_new_classes`.
+    pub label: String,
+}
+
+/// Examples to learn or forget, all or none.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LearnRequest {
+    /// The examples (1 to `server.max_batch_size`).
+    pub examples: Vec<LabelledText>,
+}
+
+/// The challenger after a change, or as it is.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChallengerResponse {
+    /// The served model it learns on top of.
+    pub champion: ChampionRef,
+    /// Examples learned, in total.
+    pub learned: u64,
+    /// Examples forgotten, in total.
+    pub forgotten: u64,
+    /// Examples learned and not forgotten.
+    pub net_examples: u64,
+    /// Bytes its learned part holds (`learning.max_bytes` caps them).
+    pub learned_bytes: u64,
+    /// Its classes.
+    pub classes: Vec<String>,
+    /// Its vocabulary size after pruning.
+    pub vocabulary_size: usize,
+    /// RFC 3339 time of the last change.
+    pub updated_at: String,
+    /// Served predictions the challenger also scored
+    /// (`learning.shadow_scoring`), on the current champion.
+    pub shadow_scored: u64,
+    /// Those where it chose the champion's class.
+    pub shadow_agreed: u64,
+}
+
+/// A served model.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChampionRef {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// `sha256:<hex>` of its artifact.
+    pub checksum: String,
+}
+
+impl ChallengerResponse {
+    fn new(v: &ChallengerView, agreement: Agreement) -> Self {
+        Self {
+            shadow_scored: agreement.scored,
+            shadow_agreed: agreement.agreed,
+            champion: ChampionRef {
+                name: v.champion.0.clone(),
+                version: v.champion.1.clone(),
+                checksum: v.champion.2.clone(),
+            },
+            learned: v.tally.learned,
+            forgotten: v.tally.forgotten,
+            net_examples: v.net_examples,
+            learned_bytes: v.learned_bytes,
+            classes: v.classifier.classes().to_vec(),
+            vocabulary_size: v.classifier.vocabulary().len(),
+            updated_at: v
+                .updated_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        }
+    }
+}
+
+/// The token rule of `/learn`, `/forget` and the challenger's artifact:
+/// that of the label-writing endpoints, checked before the body and the
+/// on/off setting.
+pub struct LearnToken;
+
+impl TokenGuard for LearnToken {
+    fn check(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+        authorize_labels(state, headers)
+    }
+}
+
+impl From<ChallengerError> for ApiError {
+    fn from(e: ChallengerError) -> Self {
+        let (status, code) = match &e {
+            ChallengerError::Full { .. } => (StatusCode::INSUFFICIENT_STORAGE, "challenger_full"),
+            ChallengerError::Log => (StatusCode::SERVICE_UNAVAILABLE, "log_unavailable"),
+            ChallengerError::Learn(l) => match l {
+                LearnError::NoStatistics => (StatusCode::CONFLICT, "no_statistics"),
+                LearnError::NotLearned { .. } => (StatusCode::CONFLICT, "not_learned"),
+                LearnError::UnknownLabel { .. } => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "invalid_label")
+                }
+                LearnError::Counts(_) => (StatusCode::CONFLICT, "counts_overflow"),
+                // A challenger that cannot be fitted (a label no served
+                // model may have, pruning that keeps no term): the request
+                // made it so.
+                LearnError::Mismatch(_) | LearnError::Fit(_) => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "unfittable")
+                }
+            },
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+fn disabled() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "learning_disabled",
+        "this server does not learn in place (learning.enabled is off)",
+    )
+}
+
+/// Checks the batch, its texts and labels (names no served model may have).
+fn examples(state: &AppState, req: LearnRequest) -> Result<Vec<Example>, ApiError> {
+    let max = state.settings.server.max_batch_size;
+    if req.examples.is_empty() || req.examples.len() > max {
+        let code = if req.examples.is_empty() {
+            "empty_batch"
+        } else {
+            "batch_too_large"
+        };
+        return Err(ApiError::unprocessable(
+            code,
+            format!("examples must hold 1 to {max} entries"),
+        ));
+    }
+    for (i, e) in req.examples.iter().enumerate() {
+        check_text(&e.text, state.settings.server.max_text_bytes, Some(i))?;
+        let problem = if e.label.is_empty() {
+            Some("is empty".to_owned())
+        } else {
+            crate::artifact::name_problem(&e.label)
+        };
+        if let Some(problem) = problem {
+            return Err(ApiError::unprocessable(
+                "invalid_label",
+                format!("the label {problem} (examples[{i}])"),
+            ));
+        }
+    }
+    Ok(req
+        .examples
+        .into_iter()
+        .map(|e| Example::new(e.text, e.label))
+        .collect())
+}
+
+async fn change(
+    state: AppState,
+    change: Change,
+    req: LearnRequest,
+) -> Result<Json<ChallengerResponse>, ApiError> {
+    if !state.settings.learning.enabled {
+        return Err(disabled());
+    }
+    let examples = examples(&state, req)?;
+    let n = examples.len();
+    let champion = state.default_model()?;
+    let learning = &state.settings.learning;
+    let view = state
+        .challenger
+        .apply(champion, change, examples, learning)
+        .await
+        .inspect_err(|e| tracing::info!(examples = n, change = ?change, error = %e, "challenger change refused"))?;
+    tracing::info!(examples = n, change = ?change, learned = view.tally.learned, forgotten = view.tally.forgotten, "challenger changed");
+    Ok(Json(ChallengerResponse::new(
+        view.as_ref(),
+        state.challenger.agreement(),
+    )))
+}
+
+/// Learn labelled examples on the challenger (all or none).
+#[utoipa::path(post, path = "/learn", request_body = LearnRequest,
+    security((), ("bearer" = [])),
+    responses(
+    (status = 200, description = "Learned; the challenger as it now is", body = ChallengerResponse),
+    (status = 401, description = "feedback.token is set and the request does not carry it", body = crate::server::error::ErrorBody),
+    (status = 404, description = "learning.enabled is off: code learning_disabled", body = crate::server::error::ErrorBody),
+    (status = 409, description = "The served model has no statistics (schema < 3): code no_statistics", body = crate::server::error::ErrorBody),
+    (status = 422, description = "Invalid request, text, batch size or label", body = crate::server::error::ErrorBody),
+    (status = 507, description = "The challenger would pass learning.max_bytes: code challenger_full", body = crate::server::error::ErrorBody),
+))]
+pub async fn learn(
+    State(state): State<AppState>,
+    _: Authorized<LearnToken>,
+    AppJson(req): AppJson<LearnRequest>,
+) -> Result<Json<ChallengerResponse>, ApiError> {
+    change(state, Change::Learn, req).await
+}
+
+/// Forget learned examples exactly (all or none).
+#[utoipa::path(post, path = "/forget", request_body = LearnRequest,
+    security((), ("bearer" = [])),
+    responses(
+    (status = 200, description = "Forgotten; the challenger as it now is", body = ChallengerResponse),
+    (status = 401, description = "feedback.token is set and the request does not carry it", body = crate::server::error::ErrorBody),
+    (status = 404, description = "learning.enabled is off: code learning_disabled", body = crate::server::error::ErrorBody),
+    (status = 409, description = "An example was never learned (code not_learned), or the served model has no statistics (code no_statistics); nothing changed", body = crate::server::error::ErrorBody),
+    (status = 422, description = "Invalid request, text, batch size or label", body = crate::server::error::ErrorBody),
+))]
+pub async fn forget(
+    State(state): State<AppState>,
+    _: Authorized<LearnToken>,
+    AppJson(req): AppJson<LearnRequest>,
+) -> Result<Json<ChallengerResponse>, ApiError> {
+    change(state, Change::Forget, req).await
+}
+
+fn no_challenger() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_challenger",
+        "nothing was learned on the served model yet",
+    )
+}
+
+/// The challenger: what it learned and forgot.
+#[utoipa::path(get, path = "/challenger",
+    responses(
+    (status = 200, body = ChallengerResponse),
+    (status = 404, description = "learning_disabled, or no_challenger: nothing learned on the served model yet", body = crate::server::error::ErrorBody),
+))]
+pub async fn challenger(
+    State(state): State<AppState>,
+) -> Result<Json<ChallengerResponse>, ApiError> {
+    if !state.settings.learning.enabled {
+        return Err(disabled());
+    }
+    let champion = state.default_model()?;
+    state
+        .challenger
+        .restore(&champion, &state.settings.learning)
+        .await;
+    let view = state.challenger.view(&champion).ok_or_else(no_challenger)?;
+    Ok(Json(ChallengerResponse::new(
+        view.as_ref(),
+        state.challenger.agreement(),
+    )))
+}
+
+/// The challenger as an ordinary schema-3 artifact, evaluated on
+/// `gate.holdout_path`: any nbserve can serve it (and learn on it).
+#[utoipa::path(get, path = "/challenger/artifact",
+    security((), ("bearer" = [])),
+    responses(
+    (status = 200, description = "The artifact's JSON", content_type = "application/json"),
+    (status = 401, description = "feedback.token is set and the request does not carry it", body = crate::server::error::ErrorBody),
+    (status = 404, description = "learning_disabled, or no_challenger", body = crate::server::error::ErrorBody),
+    (status = 409, description = "gate.holdout_path is not set (code holdout_required): an artifact carries an evaluation", body = crate::server::error::ErrorBody),
+    (status = 422, description = "The challenger cannot be evaluated on the holdout", body = crate::server::error::ErrorBody),
+))]
+pub async fn challenger_artifact(
+    State(state): State<AppState>,
+    _: Authorized<LearnToken>,
+) -> Result<Response, ApiError> {
+    if !state.settings.learning.enabled {
+        return Err(disabled());
+    }
+    let champion = state.default_model()?;
+    state
+        .challenger
+        .restore(&champion, &state.settings.learning)
+        .await;
+    let learner = state
+        .challenger
+        .learner(&champion)
+        .await
+        .ok_or_else(no_challenger)?;
+    let Some(holdout) = state.settings.gate.holdout_path.clone() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "holdout_required",
+            "the challenger's artifact is evaluated on gate.holdout_path, which is not set",
+        ));
+    };
+    let bytes = tokio::task::spawn_blocking(move || {
+        let test = crate::dataset::Dataset::holdout(&holdout).map_err(|e| {
+            tracing::warn!(error = %e, "challenger artifact: holdout unreadable");
+            ApiError::unprocessable("holdout_unavailable", "gate.holdout_path cannot be read")
+        })?;
+        learner
+            .artifact(&test, chrono::Utc::now())
+            .map(|a| a.file_bytes())
+            .map_err(|e| ApiError::from(ChallengerError::from(e)))
+    })
+    .await
+    .expect("fitting does not panic")?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+}
