@@ -2,21 +2,25 @@
 # Deterministic instruction counts (valgrind callgrind), for comparing builds on
 # a noisy machine where wall-clock benchmarks move by ±30%.
 #
-#   bench/instructions.sh                      # the release build
-#   NBSERVE_BIN=/path/to/nbserve bench/instructions.sh
+#   bench/instructions.sh                      # the release builds
+#   NBSERVE_BIN=/path/to/nbserve FLOOR_BIN=/path/to/floor_server bench/instructions.sh
 #   REQUESTS=2000 TOP=25 bench/instructions.sh
 #
 # 1. Classifier: `nbserve predict --data <corpus>` under callgrind, counting
 #    only inside `Classifier::predict`: instructions in total, per document and
 #    per byte, and L1 data-read misses (a proxy for the vocabulary's cache misses).
-# 2. Server: `nbserve serve` under callgrind twice, once answering WARM and once
-#    WARM + REQUESTS `/predict` requests (real documents, one keep-alive
-#    connection); the difference divided by REQUESTS is the cost of one request,
-#    printed per function (TOP rows), start-up and warm-up cancelled out.
+# 2. Server against the floor (examples/floor_server.rs: axum, serde parses
+#    `{"text"}`, a constant answer): each under callgrind twice, answering WARM
+#    and WARM + REQUESTS `/predict` requests over one keep-alive connection
+#    (bench/request_instructions.py); the difference divided by REQUESTS is the
+#    cost of one request, start-up and warm-up cancelled out. Two request mixes
+#    of real texts: `short` (the Subject line of 1,000 evenly spaced messages)
+#    and `corpus` (the same messages whole). Prints nbserve, floor and their
+#    ratio, and both per function (TOP rows).
 #
-# Needs valgrind (`apt-get install valgrind`) and python3 (standard library
-# only). Uses data/spamassassin.csv (scripts/fetch-data.sh), else the committed
-# tests/data/sample.csv with a warning. Output: stdout, and
+# Needs valgrind (on PATH, else scripts/install-valgrind.sh unpacks Debian's)
+# and python3 (standard library only). Uses data/spamassassin.csv
+# (scripts/fetch-data.sh), else the committed tests/data/sample.csv with a warning. Output: stdout, and
 # bench/results/instructions-<UTC time>.md.
 set -euo pipefail
 
@@ -25,36 +29,30 @@ cd "$root"
 REQUESTS="${REQUESTS:-1000}"
 WARM="${WARM:-100}"
 TOP="${TOP:-20}"
-PORT_BASE="${PORT_BASE:-28190}"
 log() { echo "instructions: $*" >&2; }
 
-command -v valgrind >/dev/null || { log "valgrind is not installed (apt-get install valgrind)"; exit 2; }
+PATH="$(scripts/install-valgrind.sh | tail -n1):$PATH"
 data="data/spamassassin.csv"
 if [[ ! -f "$data" ]]; then
     log "$data is missing (scripts/fetch-data.sh); using tests/data/sample.csv (not representative)"
     data="tests/data/sample.csv"
 fi
+# shellcheck source=scripts/lib/cargo.sh
+source "$root/scripts/lib/cargo.sh"
 if [[ -z "${NBSERVE_BIN:-}" ]]; then
     log "building the release nbserve"
-    cargo build --release --quiet
-    # shellcheck source=scripts/lib/cargo.sh
-    source "$root/scripts/lib/cargo.sh"
+    cargo build --release --quiet --locked --bin nbserve
     NBSERVE_BIN="$(cargo_bin release nbserve)"
+fi
+if [[ -z "${FLOOR_BIN:-}" ]]; then
+    log "building the release floor (examples/floor_server.rs)"
+    cargo build --release --quiet --locked --example floor_server
+    FLOOR_BIN="$(cargo_bin release examples/floor_server)"
 fi
 model="$root/models/spam-nb.json"
 work="$(mktemp -d)"
-pids=()
-cleanup() {
-    local p
-    for p in "${pids[@]:-}"; do
-        if [[ -n "$p" ]]; then kill "$p" 2>/dev/null || true; fi
-    done
-    for p in "${pids[@]:-}"; do
-        if [[ -n "$p" ]]; then wait "$p" 2>/dev/null || true; fi
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# bench/request_instructions.py stops the servers it starts, also on failure.
+trap 'rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
 
 # --- 1. classifier -------------------------------------------------------------------------
@@ -64,91 +62,36 @@ valgrind --tool=callgrind --cache-sim=yes \
     --callgrind-out-file="$work/predict.out" \
     "$NBSERVE_BIN" predict --model "$model" --data "$data" >/dev/null 2>"$work/predict.err"
 
-# --- 2. server -------------------------------------------------------------------------------
-# serve_under_callgrind PORT N OUT: start-up, WARM + N requests, graceful stop.
-serve_under_callgrind() {
-    local port="$1" n="$2" out="$3" pid
-    NBSERVE__SERVER__HOST=127.0.0.1 NBSERVE__SERVER__PORT="$port" NBSERVE__MODEL__PATH="$model" \
-        NBSERVE__MODEL__DIR="$(dirname "$model")" \
-        valgrind --tool=callgrind --callgrind-out-file="$out" "$NBSERVE_BIN" serve \
-        >"$out.log" 2>&1 &
-    pid=$!
-    pids+=("$pid")
-    python3 - "$data" "$port" "$n" <<'PYEOF'
-import csv, http.client, json, sys, time
-csv.field_size_limit(sys.maxsize)
-data, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-with open(data, newline="", encoding="utf-8") as f:
-    texts = [r["text"] for r in csv.DictReader(f)]
-k = min(1000, len(texts))
-bodies = [json.dumps({"text": texts[i * len(texts) // k]}) for i in range(k)]
-bodies = [b for b in bodies if json.loads(b)["text"].strip()]
-deadline = time.time() + 120
-while True:
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        c.request("GET", "/ready")
-        if c.getresponse().status == 200:
-            break
-    except OSError:
-        pass
-    if time.time() > deadline:
-        sys.exit("server under valgrind not ready after 120 s")
-    time.sleep(0.2)
-c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-for i in range(n):
-    c.request("POST", "/predict", body=bodies[i % len(bodies)],
-              headers={"Content-Type": "application/json"})
-    r = c.getresponse()
-    r.read()
-    if r.status != 200:
-        sys.exit(f"request {i}: HTTP {r.status}")
-PYEOF
-    kill "$pid"
-    wait "$pid" 2>/dev/null || true
-}
-log "callgrind: nbserve serve, $WARM then $((WARM + REQUESTS)) /predict requests"
-# One after the other, in this shell, so `cleanup` knows every server started.
-serve_under_callgrind "$PORT_BASE" "$WARM" "$work/serve-a.out"
-serve_under_callgrind "$((PORT_BASE + 1))" "$((WARM + REQUESTS))" "$work/serve-b.out"
+# --- 2. server and floor ----------------------------------------------------------------------
+# bench/request_instructions.py: each server under callgrind twice (WARM, then WARM + REQUESTS
+# /predict requests over one keep-alive connection), the difference per request and per
+# function; for nbserve and the floor (examples/floor_server.rs), on two request mixes.
+for mix in short corpus; do
+    for kind in nbserve floor; do
+        bin="$NBSERVE_BIN"
+        [[ "$kind" == floor ]] && bin="$FLOOR_BIN"
+        log "callgrind: $kind, mix $mix: $WARM then $((WARM + REQUESTS)) /predict requests"
+        python3 bench/request_instructions.py --bin "$bin" --kind "$kind" --data "$data" \
+            --mix "$mix" --warm "$WARM" --requests "$REQUESTS" >"$work/$kind-$mix.json"
+    done
+done
 
 mkdir -p bench/results
 out="bench/results/instructions-$(date -u +%Y%m%dT%H%M%SZ).md"
-python3 - "$work" "$data" "$REQUESTS" "$TOP" "$NBSERVE_BIN" >"$out" <<'PYEOF'
-import csv, re, subprocess, sys, time
-work, data, n, top, binary = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+python3 - "$work" "$data" "$TOP" "$NBSERVE_BIN" "$FLOOR_BIN" >"$out" <<'PYEOF'
+import csv, json, re, sys, time
+work, data, top, binary, floor_bin = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
 csv.field_size_limit(sys.maxsize)
 with open(data, newline="", encoding="utf-8") as f:
     texts = [r["text"] for r in csv.DictReader(f)]
 docs, size = len(texts), sum(len(t.encode()) for t in texts)
-
-
-def functions(path):
-    """Self cost per function (inlined code counts toward its caller)."""
-    text = subprocess.run(["callgrind_annotate", "--inclusive=no", "--auto=no",
-                           "--threshold=100", path], capture_output=True, text=True,
-                          check=True).stdout
-    totals, cost = {}, None
-    for line in text.splitlines():
-        m = re.match(r"^\s*([\d,]+)\s+(?:\([^)]*\)\s+)?(.*)$", line)
-        if not m:
-            continue
-        value, name = int(m.group(1).replace(",", "")), m.group(2).strip()
-        if "PROGRAM TOTALS" in name:
-            cost = value
-            continue
-        name = re.sub(r" \[[^]]*\]$", "", name)       # drop "[binary]"
-        name = name.split(":", 1)[1] if ":" in name and not name.startswith("<") else name
-        totals[name] = totals.get(name, 0) + value
-    return cost, totals
-
 
 events = open(f"{work}/predict.out").read()
 summary = re.search(r"^summary: (.*)$", events, re.M).group(1).split()
 names = re.search(r"^events: (.*)$", events, re.M).group(1).split()
 ev = dict(zip(names, map(int, summary)))
 print(f"## Instruction counts ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})\n")
-print(f"Binary: `{binary}`. Corpus: {data}, {docs:,} documents, {size / 1e6:.1f} MB.\n")
+print(f"nbserve: `{binary}`. Floor: `{floor_bin}`. Corpus: {data}, {docs:,} documents, {size / 1e6:.1f} MB.\n")
 print("| classifier (`Classifier::predict`, whole corpus) | value |")
 print("|---|---:|")
 print(f"| instructions | {ev['Ir']:,} |")
@@ -156,16 +99,32 @@ print(f"| instructions per document | {ev['Ir'] / docs:,.0f} |")
 print(f"| instructions per byte | {ev['Ir'] / size:.1f} |")
 print(f"| L1 data read misses (simulated) | {ev.get('D1mr', 0):,} |")
 
-a_total, a = functions(f"{work}/serve-a.out")
-b_total, b = functions(f"{work}/serve-b.out")
-diff = {k: b.get(k, 0) - a.get(k, 0) for k in set(a) | set(b)}
-per_request = (b_total - a_total) / n
-print(f"\n### One `/predict` request: {per_request:,.0f} instructions "
-      f"(difference of two runs, {n:,} requests apart)\n")
-print("| instructions | share | function |")
-print("|---:|---:|---|")
-for name, v in sorted(diff.items(), key=lambda kv: -kv[1])[:top]:
-    print(f"| {v / n:,.0f} | {100 * v / (b_total - a_total):.1f}% | `{name[:110]}` |")
+runs = {(k, m): json.load(open(f"{work}/{k}-{m}.json"))
+        for k in ("nbserve", "floor") for m in ("short", "corpus")}
+n = runs["nbserve", "short"]["requests"]
+print(f"\n### One `/predict` request (difference of two runs, {n:,} requests apart)\n")
+print("| request mix | mean text | nbserve | floor | nbserve / floor | goal ≤ 1.3 |")
+print("|---|---:|---:|---:|---:|---|")
+for m, what in (("short", "Subject lines"), ("corpus", "whole documents")):
+    a, b = runs["nbserve", m], runs["floor", m]
+    r = a["per_request"] / b["per_request"]
+    print(f"| {m} ({what}) | {a['mean_text_bytes']:,.0f} B | {a['per_request']:,.0f} | "
+          f"{b['per_request']:,.0f} | {r:.2f} | {'met' if r <= 1.3 else 'missed'} |")
+
+for m in ("short", "corpus"):
+    a, b = runs["nbserve", m]["functions"], runs["floor", m]["functions"]
+    ta, tb = runs["nbserve", m]["per_request"], runs["floor", m]["per_request"]
+    print(f"\n#### Per function, mix `{m}` (self cost per request; top {top} by nbserve − floor)\n")
+    print("| nbserve | floor | nbserve − floor | function |")
+    print("|---:|---:|---:|---|")
+    rows = sorted(set(a) | set(b), key=lambda k: -(a.get(k, 0) - b.get(k, 0)))
+    shown_a = shown_b = 0
+    for name in rows[:top]:
+        va, vb = a.get(name, 0), b.get(name, 0)
+        shown_a, shown_b = shown_a + va, shown_b + vb
+        print(f"| {va:,.0f} | {vb:,.0f} | {va - vb:+,.0f} | `{name[:110]}` |")
+    print(f"| {ta - shown_a:,.0f} | {tb - shown_b:,.0f} | {(ta - shown_a) - (tb - shown_b):+,.0f} | (the rest) |")
+    print(f"| **{ta:,.0f}** | **{tb:,.0f}** | **{ta - tb:+,.0f}** | total |")
 PYEOF
 cat "$out"
 log "written to $out"

@@ -1,20 +1,29 @@
 //! The load-test floor: the least an axum server can do per `/predict`
-//! request (read the body, answer a fixed JSON), on the same runtime and
-//! HTTP stack as nbserve. `bench/load.sh` compares nbserve against it.
+//! request — parse the `{"text": ...}` body with serde, answer a constant
+//! JSON of the same shape as nbserve's — on the same runtime and HTTP crates
+//! as nbserve. `bench/load.sh` compares nbserve's throughput against it and
+//! `bench/instructions.sh` its instructions per request.
 //!
 //!   cargo run --release --example floor_server -- [PORT]   # default 28181, 127.0.0.1 only
 
-use axum::body::Bytes;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Json, Router};
+use serde::Deserialize;
 
 const ANSWER: &str = r#"{"prediction_id":"00000000-0000-4000-8000-000000000000","label":"ham","probabilities":{"ham":0.99,"spam":0.01},"model_version":"floor"}"#;
 
-async fn predict(body: Bytes) -> impl IntoResponse {
-    // Reading the body keeps the comparison fair: nbserve must read it too.
-    let _ = body.len();
+/// The request nbserve's `/predict` takes, decoded as nbserve decodes it
+/// (the text unescaped into an owned string), so the comparison charges
+/// both sides for reading the JSON.
+#[derive(Deserialize)]
+struct PredictRequest {
+    text: String,
+}
+
+async fn predict(Json(req): Json<PredictRequest>) -> impl IntoResponse {
+    std::hint::black_box(req.text);
     ([(header::CONTENT_TYPE, "application/json")], ANSWER)
 }
 

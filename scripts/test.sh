@@ -101,10 +101,10 @@ source scripts/lib/cargo.sh
 NBSERVE_BIN="$(cargo_bin debug nbserve)"
 export NBSERVE_BIN
 
-# One release build for the suites that test what ships: the hardening suite
-# runs it, the container suite puts it into the image, the docs suite runs
-# the README's and the book's recipes with it.
-step "release build of nbserve (hardening, container and docs suites)"
+# One release build for the suites that test what ships: the hardening and
+# perf suites run it, the container suite puts it into the image, the docs
+# suite runs the README's and the book's recipes with it.
+step "release build of nbserve (hardening, perf, container and docs suites)"
 release_began=$(date +%s)
 cargo build --locked --release --bin nbserve
 echo "release build took $(($(date +%s) - release_began)) s"
@@ -113,6 +113,9 @@ export NBSERVE_BIN_RELEASE
 
 step "hardening: hostile clients, registries and stores against the release binary"
 suite hardening scripts/test-hardening.sh
+
+step "perf: instructions per /predict (callgrind) within 10 % of tests/perf/baseline.json"
+suite perf scripts/test-perf.sh
 
 step "container: the image built offline from the Dockerfile and run with podman, its SBOM, the compose stack, the Kubernetes pod"
 suite container scripts/test-container.sh

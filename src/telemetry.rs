@@ -220,12 +220,23 @@ fn needs_escape(c: char) -> bool {
         )
 }
 
+/// Whether `s` is all printable ASCII (space to `~`): nothing in it
+/// [`needs_escape`].
+fn is_printable_ascii(s: &str) -> bool {
+    s.bytes().all(|b| (b' '..=b'~').contains(&b))
+}
+
 /// A `fmt::Write` that escapes what [`needs_escape`] on its way through:
 /// `\n`, `\r`, `\t`, else `\u{1b}` (Rust's own notation for them).
 struct Escaping<'a>(&'a mut dyn fmt::Write);
 
 impl fmt::Write for Escaping<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        // Printable ASCII, nearly every value, passes as it is: checked a
+        // byte at a time, without decoding characters.
+        if is_printable_ascii(s) {
+            return self.0.write_str(s);
+        }
         let mut rest = s;
         while let Some(i) = rest.find(needs_escape) {
             self.0.write_str(&rest[..i])?;
@@ -252,7 +263,11 @@ impl<'a> MakeVisitor<Writer<'a>> for EscapedFields {
 
     fn make_visitor(&self, writer: Writer<'a>) -> Self::Visitor {
         EscapingVisitor {
-            writer,
+            writer: Staged {
+                writer,
+                buf: [0; STAGED],
+                len: 0,
+            },
             first: true,
             result: Ok(()),
         }
@@ -261,9 +276,60 @@ impl<'a> MakeVisitor<Writer<'a>> for EscapedFields {
 
 /// Writes one event's or span's fields for [`EscapedFields`].
 struct EscapingVisitor<'a> {
-    writer: Writer<'a>,
+    writer: Staged<'a>,
     first: bool,
     result: fmt::Result,
+}
+
+/// Bytes [`Staged`] gathers before handing them on.
+const STAGED: usize = 256;
+
+/// A `fmt::Write` that gathers what is written on the stack and hands it to
+/// `writer` in one piece. A span's fields are formatted into a fresh
+/// `String`: written to a few bytes at a time, it grew, and was copied,
+/// several times for every request's span.
+struct Staged<'a> {
+    writer: Writer<'a>,
+    buf: [u8; STAGED],
+    len: usize,
+}
+
+impl Staged<'_> {
+    fn has_ansi_escapes(&self) -> bool {
+        self.writer.has_ansi_escapes()
+    }
+
+    /// Hands on what is gathered.
+    fn flush(&mut self) -> fmt::Result {
+        let Self { writer, buf, len } = self;
+        if *len == 0 {
+            return Ok(());
+        }
+        let staged = std::str::from_utf8(&buf[..*len]).expect("only whole `str`s are gathered");
+        *len = 0;
+        writer.write_str(staged)
+    }
+}
+
+impl fmt::Write for Staged<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.len + s.len() > STAGED {
+            self.flush()?;
+            if s.len() > STAGED {
+                return self.writer.write_str(s);
+            }
+        }
+        self.buf[self.len..self.len + s.len()].copy_from_slice(s.as_bytes());
+        self.len += s.len();
+        Ok(())
+    }
+}
+
+impl Drop for Staged<'_> {
+    /// Nothing gathered is lost, even by a caller that never `finish`es.
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
 }
 
 impl EscapingVisitor<'_> {
@@ -277,6 +343,12 @@ impl EscapingVisitor<'_> {
     }
 
     fn write_field(&mut self, name: &str, value: fmt::Arguments<'_>) -> fmt::Result {
+        self.write_name(name)?;
+        Escaping(&mut self.writer).write_fmt(value)
+    }
+
+    /// The separator and `name=` (nothing for the message).
+    fn write_name(&mut self, name: &str) -> fmt::Result {
         if !std::mem::take(&mut self.first) {
             self.writer.write_char(' ')?;
         }
@@ -286,10 +358,28 @@ impl EscapingVisitor<'_> {
                 // Italic name, dimmed `=`: the default formatter's style.
                 write!(self.writer, "\x1b[3m{name}\x1b[0m\x1b[2m=\x1b[0m")?;
             } else {
-                write!(self.writer, "{name}=")?;
+                self.writer.write_str(name)?;
+                self.writer.write_char('=')?;
             }
         }
-        Escaping(&mut self.writer).write_fmt(value)
+        Ok(())
+    }
+
+    /// A string field as `{value:?}` writes it, for the common value that
+    /// `Debug` leaves as it is (printable ASCII without `"` or `\`), quoted,
+    /// without going through `fmt`: route templates, methods, ids.
+    fn write_quoted(&mut self, field: &Field, value: &str) -> bool {
+        let plain = is_printable_ascii(value) && !value.contains(['"', '\\']);
+        let name = field.name();
+        if !plain || self.result.is_err() || name.starts_with("log.") {
+            return false;
+        }
+        self.result = self.write_name(name).and_then(|()| {
+            self.writer.write_char('"')?;
+            self.writer.write_str(value)?;
+            self.writer.write_char('"')
+        });
+        true
     }
 }
 
@@ -297,7 +387,7 @@ impl Visit for EscapingVisitor<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.write(field, format_args!("{value}"));
-        } else {
+        } else if !self.write_quoted(field, value) {
             self.write(field, format_args!("{value:?}"));
         }
     }
@@ -318,14 +408,19 @@ impl Visit for EscapingVisitor<'_> {
 }
 
 impl VisitOutput<fmt::Result> for EscapingVisitor<'_> {
-    fn finish(self) -> fmt::Result {
-        self.result
+    fn finish(mut self) -> fmt::Result {
+        let flushed = self.writer.flush();
+        self.result.and(flushed)
     }
 }
 
 impl VisitFmt for EscapingVisitor<'_> {
     fn writer(&mut self) -> &mut dyn fmt::Write {
-        &mut self.writer
+        // Whoever writes directly writes after what is gathered.
+        if let Err(e) = self.writer.flush() {
+            self.result = Err(e);
+        }
+        &mut self.writer.writer
     }
 }
 
@@ -446,6 +541,57 @@ mod tests {
         assert!(out.contains(r"loaded evil\n2026"), "{out}");
         assert!(out.contains(r#"version="evil\n2026"#), "{out}");
         assert!(out.contains(r"request{route=evil\n2026"), "{out}");
+    }
+
+    /// What `f` logs through the `pretty` format at level info.
+    fn pretty_info(f: impl FnOnce()) -> String {
+        let buffer = Buffer::default();
+        let settings = LogSettings {
+            format: LogFormat::Pretty,
+            level: "info".into(),
+        };
+        tracing::subscriber::with_default(subscriber(&settings, false, buffer.clone()), f);
+        let bytes = buffer.0.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    #[test]
+    fn fields_longer_than_the_stage_are_written_whole_and_in_order() {
+        let long = "x".repeat(STAGED + 44);
+        let near = "y".repeat(STAGED - 20);
+        let out = pretty_info(|| {
+            let span = tracing::info_span!("request", a = %near, b = %long, c = 7);
+            let _in = span.enter();
+            tracing::warn!(d = %near, e = "tail\n", "done");
+        });
+        assert!(
+            out.contains(&format!("request{{a={near} b={long} c=7}}")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!(r#"done d={near} e="tail\n""#)),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn plain_strings_are_written_as_their_debug_form() {
+        let out = pretty_info(|| {
+            let span = tracing::info_span!("request", method = %"POST", route = "/predict", request_id = %"r-1");
+            let _in = span.enter();
+            tracing::warn!(quote = "it's", empty = "", both = "a\"b\\c", "done");
+        });
+        assert!(
+            out.contains(r#"request{method=POST route="/predict" request_id=r-1}"#),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!(
+                "done quote={:?} empty={:?} both={:?}",
+                "it's", "", "a\"b\\c"
+            )),
+            "{out}"
+        );
     }
 
     #[test]

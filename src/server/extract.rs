@@ -44,6 +44,13 @@ where
             ));
         }
         let _decode = tracing::debug_span!("decode", body_bytes = bytes.len()).entered();
+        // Plain serde_json first. axum's `Json` tracks the path of every
+        // value it decodes (to name it in an error), copying each field
+        // name as it goes; the same bytes are decoded again through it only
+        // when they fail, for its message.
+        if let Ok(v) = serde_json::from_slice::<T>(&bytes) {
+            return Ok(Self(v));
+        }
         match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Self(v)),
             Err(rejection) => Err(map_rejection(rejection)),
@@ -59,14 +66,19 @@ fn is_json_content_type(headers: &HeaderMap) -> bool {
     else {
         return false;
     };
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value.split(';').next().unwrap_or("").trim().as_bytes();
+    let starts = |p: &str| {
+        essence
+            .get(..p.len())
+            .is_some_and(|b| b.eq_ignore_ascii_case(p.as_bytes()))
+    };
+    let ends = |p: &str| {
+        essence
+            .len()
+            .checked_sub(p.len())
+            .is_some_and(|at| essence[at..].eq_ignore_ascii_case(p.as_bytes()))
+    };
+    essence.eq_ignore_ascii_case(b"application/json") || (starts("application/") && ends("+json"))
 }
 
 fn map_rejection(r: JsonRejection) -> ApiError {
@@ -145,6 +157,36 @@ fn redact_quoted(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_content_types_are_told_apart_without_case() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, v.parse().unwrap());
+            is_json_content_type(&h)
+        };
+        for json in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            " application/json ",
+            "application/problem+json",
+            "APPLICATION/VND.API+JSON;x=y",
+        ] {
+            assert!(with(json), "{json}");
+        }
+        for other in [
+            "text/json",
+            "application/jsonp",
+            "application/+json2",
+            "application/json+x",
+            "application/xml",
+            "application/",
+            "",
+        ] {
+            assert!(!with(other), "{other}");
+        }
+        assert!(!is_json_content_type(&HeaderMap::new()));
+    }
 
     #[test]
     fn quoted_input_is_redacted_and_the_rest_kept() {

@@ -1,17 +1,12 @@
-//! Every Prometheus metric the server exports, described once, plus the HTTP
-//! middleware that records request counts and latencies.
+//! Every Prometheus metric the server exports, described once (the edge,
+//! [`super::edge`], records the HTTP ones).
 //!
 //! Model quality measured offline is "evaluation"; this module is "metrics".
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::Method;
-use axum::middleware::Next;
-use axum::response::Response;
 use prometheus::core::Collector;
 use prometheus::{
     exponential_buckets, Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec,
@@ -317,58 +312,6 @@ impl Metrics {
         String::from_utf8(buf).expect("exposition is UTF-8")
     }
 }
-/// Records count, latency and in-flight gauge per matched route template.
-pub async fn track_http(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    // Only standard methods become label values; anything else is folded.
-    let method = match *req.method() {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::PATCH => "PATCH",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
-    };
-    // A clone of `MatchedPath` is a reference count, not a string copy.
-    let matched = req.extensions().get::<MatchedPath>().cloned();
-    let route = matched
-        .as_ref()
-        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
-    let names = metrics.model_names.load();
-    let model = names.label(route, req.uri().path());
-    let response = {
-        // A guard, so a request dropped mid-flight (client gone) still decrements.
-        let _in_flight = InFlight::new(&metrics.http_in_flight);
-        next.run(req).await
-    };
-    metrics
-        .http_requests
-        .with_label_values(&[method, route, response.status().as_str(), model])
-        .inc();
-    metrics
-        .http_duration
-        .with_label_values(&[method, route, model])
-        .observe(start.elapsed().as_secs_f64());
-    response
-}
-
-struct InFlight<'a>(&'a IntGauge);
-
-impl<'a> InFlight<'a> {
-    fn new(gauge: &'a IntGauge) -> Self {
-        gauge.inc();
-        Self(gauge)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::created_at_secs;

@@ -1,33 +1,35 @@
 //! The middleware around the routes: the JSON error shape for answers of
 //! the layers, request-id hygiene, admission control (concurrency and the
-//! request-body memory budget), and the layer stack itself.
+//! request-body memory budget), and the layer stack itself (its outer part,
+//! request id to timeout, is [`super::edge`]).
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderName, StatusCode};
-use axum::middleware::{self, Next};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::handler::Handler;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use tower::ServiceBuilder;
+use tower::layer::util::{Identity, Stack};
+use tower::util::MapResponseLayer;
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
-use tower_http::trace::TraceLayer;
 
+use super::edge::EdgeLayer;
 use super::error::ApiError;
-use super::metrics::track_http;
 use super::routes::v2;
 use super::state::AppState;
-use crate::telemetry::otel;
 
 /// Gives bare error responses from lower layers (405 from method routing,
 /// 408 from the timeout) the app's JSON error body, keeping their headers
 /// (`Allow` on 405).
-/// Errors under `/v2` then take the Open Inference Protocol's shape.
-async fn json_errors(req: Request, next: Next) -> Response {
-    let v2 = v2::is_v2_path(req.uri().path());
-    let response = next.run(req).await;
+/// Errors under `/v2` (`v2`: the request's path) then take the Open
+/// Inference Protocol's shape.
+pub(super) async fn json_errors(response: Response, v2: bool) -> Response {
     let status = response.status();
     let is_json = response
         .headers()
@@ -55,33 +57,78 @@ async fn json_errors(req: Request, next: Next) -> Response {
 /// Longest client-supplied `x-request-id` that is kept.
 const MAX_REQUEST_ID_LEN: usize = 128;
 
-/// Drops a client's `x-request-id` that is too long or holds anything but
-/// visible ASCII, so a fresh UUID is used instead: the id lands in every log
-/// line of the request and is echoed in the response.
-async fn sanitize_request_id(mut req: Request, next: Next) -> Response {
-    let acceptable = |v: &header::HeaderValue| {
-        let b = v.as_bytes();
-        !b.is_empty() && b.len() <= MAX_REQUEST_ID_LEN && b.iter().all(u8::is_ascii_graphic)
-    };
-    if let Some(v) = req.headers().get("x-request-id") {
-        if !acceptable(v) {
-            req.headers_mut().remove("x-request-id");
-        }
-    }
-    next.run(req).await
+/// Whether a client's `x-request-id` is kept: not too long, and nothing but
+/// visible ASCII; otherwise a fresh UUID is used instead. The id lands in
+/// every log line of the request and is echoed in the response.
+pub(super) fn acceptable_request_id(v: &header::HeaderValue) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty() && b.len() <= MAX_REQUEST_ID_LEN && b.iter().all(u8::is_ascii_graphic)
 }
 
 /// Admission control: beyond `server.max_concurrency` requests in progress,
 /// answer 503 with `Retry-After` at once instead of queueing without bound.
 /// Hand-written rather than tower's `LoadShed` + `ConcurrencyLimit` because
 /// those surface an error type that would need converting back into the
-/// app's JSON error with a `Retry-After` header anyway.
+/// app's JSON error with a `Retry-After` header anyway; a layer of its own
+/// rather than `from_fn`, which clones and boxes the route below it on
+/// every request.
 ///
 /// Then memory admission: the request's body is reserved against
 /// `server.max_inflight_body_bytes` before anything of it is read — its
 /// declared length, or the whole body limit when it has none (chunked) —
 /// and released when the answer is ready. Over budget → the same 503.
-pub(crate) async fn shed_load(State(state): State<AppState>, req: Request, next: Next) -> Response {
+#[derive(Clone)]
+pub(crate) struct Admission<S> {
+    inner: S,
+    state: AppState,
+}
+
+/// Builds [`Admission`] around each admitted route.
+#[derive(Clone)]
+struct AdmissionLayer(AppState);
+
+impl<S> Layer<S> for AdmissionLayer {
+    type Service = Admission<S>;
+
+    fn layer(&self, inner: S) -> Admission<S> {
+        Admission {
+            inner,
+            state: self.0.clone(),
+        }
+    }
+}
+
+// Generic over the body: in the router the route below takes any body, and
+// without the router the handler does.
+impl<S, B> Service<axum::http::Request<B>> for Admission<S>
+where
+    S: Service<axum::http::Request<B>, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The inner service is made ready in `call` (`oneshot`).
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
+        let inner = self.inner.clone();
+        let state = self.state.clone();
+        Box::pin(async move { Ok(admit(&state, inner, req).await) })
+    }
+}
+
+async fn admit<S, B>(state: &AppState, inner: S, req: axum::http::Request<B>) -> Response
+where
+    S: Service<axum::http::Request<B>, Response = Response, Error = Infallible>,
+{
     let Ok(_permit) = state.concurrency.clone().try_acquire_owned() else {
         state.metrics.load_shed.inc();
         return ApiError::unavailable(
@@ -111,7 +158,10 @@ pub(crate) async fn shed_load(State(state): State<AppState>, req: Request, next:
             &state.metrics.body_budget_reserved,
         ))
     };
-    next.run(req).await
+    match inner.oneshot(req).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
 }
 
 /// Reserved request-body KiB, shown in a gauge until released (also when
@@ -143,7 +193,7 @@ impl Drop for Reservation {
 /// Bytes a request's body may take: its declared length (at most `limit`;
 /// a larger one is refused with 413 without being read), `limit` when the
 /// length is unknown (chunked), 0 without a body.
-fn body_reservation(req: &Request, limit: usize) -> usize {
+fn body_reservation<B>(req: &axum::http::Request<B>, limit: usize) -> usize {
     let headers = req.headers();
     if let Some(len) = headers.get(header::CONTENT_LENGTH) {
         return len
@@ -159,72 +209,81 @@ fn body_reservation(req: &Request, limit: usize) -> usize {
     }
 }
 
-/// `api` behind admission control ([`shed_load`]).
+/// `api` behind admission control ([`Admission`]).
 pub(crate) fn admitted(api: Router<AppState>, state: &AppState) -> Router<AppState> {
-    api.route_layer(middleware::from_fn_with_state(state.clone(), shed_load))
+    api.route_layer(AdmissionLayer(state.clone()))
 }
 
-/// `app` inside the layers every route shares: request ids, tracing,
-/// metrics, the JSON error shape, the request timeout and the body limits.
+/// A response of the body-limit layer, turned back into axum's.
+type LimitedResponse = axum::http::Response<tower_http::limit::ResponseBody<axum::body::Body>>;
+
+/// The layers every route shares, outermost first: the edge (request ids,
+/// tracing, metrics, the JSON error shape, the request timeout), then the
+/// body limits.
+type Shared = ServiceBuilder<
+    Stack<
+        RequestBodyLimitLayer,
+        Stack<
+            MapResponseLayer<fn(LimitedResponse) -> Response>,
+            Stack<DefaultBodyLimit, Stack<EdgeLayer, Identity>>,
+        >,
+    >,
+>;
+
+fn shared(edge: EdgeLayer, body_limit: usize) -> Shared {
+    let into_response: fn(LimitedResponse) -> Response = IntoResponse::into_response;
+    ServiceBuilder::new()
+        .layer(edge)
+        // A declared Content-Length over the limit is refused at once
+        // with 413, instead of waiting for a body the client may
+        // never send; bodies without a length (chunked) are cut off
+        // at the limit as they are read.
+        .layer(DefaultBodyLimit::max(body_limit))
+        // Innermost: it hands the routes a `Limited` body, which the
+        // edge above (written for axum's `Body`) cannot take; its
+        // answers get axum's body back.
+        .map_response(into_response)
+        .layer(RequestBodyLimitLayer::new(body_limit))
+}
+
+/// The edge for `state`'s settings and metrics.
+fn edge(state: &AppState) -> EdgeLayer {
+    let timeout = Duration::from_millis(state.settings.server.request_timeout_ms);
+    EdgeLayer::new(state.metrics.clone(), timeout)
+}
+
+/// `app` inside the layers every route shares ([`Shared`]).
 pub(crate) fn layered(app: Router<AppState>, state: &AppState) -> Router<AppState> {
-    let s = &state.settings.server;
-    let request_id = HeaderName::from_static("x-request-id");
-    app
-        // One `layer` call for the whole stack, outermost first. axum boxes
-        // each `Router::layer` separately around every route, and every box
-        // clones the ones inside it on each request: separate calls cost
-        // dozens of allocations per request, one call a few.
-        .layer(
-            ServiceBuilder::new()
-                .layer(middleware::from_fn(sanitize_request_id))
-                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-                .layer(PropagateRequestIdLayer::new(request_id))
-                .layer(
-                    // Spans carry method, route, request id, status and latency;
-                    // never bodies or query strings (request text stays private).
-                    TraceLayer::new_for_http()
-                        .make_span_with(|req: &Request| {
-                            let id = req
-                                .headers()
-                                .get("x-request-id")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("-");
-                            let route = req
-                                .extensions()
-                                .get::<axum::extract::MatchedPath>()
-                                .map_or("unmatched", |p| p.as_str());
-                            otel::request_span(req.method(), route, id, req.headers())
-                        })
-                        .on_request(())
-                        .on_response(|res: &Response, latency, span: &tracing::Span| {
-                            otel::record_response(span, res.status());
-                            tower_http::trace::OnResponse::on_response(
-                                tower_http::trace::DefaultOnResponse::new()
-                                    .level(tracing::Level::DEBUG),
-                                res,
-                                latency,
-                                span,
-                            );
-                        }),
-                )
-                .layer(middleware::from_fn_with_state(
-                    state.metrics.clone(),
-                    track_http,
-                ))
-                .layer(middleware::from_fn(json_errors))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::REQUEST_TIMEOUT,
-                    Duration::from_millis(s.request_timeout_ms),
-                ))
-                // A declared Content-Length over the limit is refused at once
-                // with 413, instead of waiting for a body the client may
-                // never send; bodies without a length (chunked) are cut off
-                // at the limit as they are read.
-                .layer(DefaultBodyLimit::max(s.body_limit_bytes))
-                // Innermost: it hands the routes a `Limited` body, which the
-                // middleware above (written for axum's `Body`) cannot take;
-                // its answers get axum's body back.
-                .map_response(IntoResponse::into_response)
-                .layer(RequestBodyLimitLayer::new(s.body_limit_bytes)),
-        )
+    // One `layer` call for the whole stack. axum boxes each `Router::layer`
+    // separately around every route, and every box clones the ones inside
+    // it on each request: separate calls cost dozens of allocations per
+    // request, one call a few.
+    app.layer(shared(edge(state), state.settings.server.body_limit_bytes))
+}
+
+/// `handler`, an admitted route's, inside the same layers as [`layered`]
+/// and [`admitted`] put around it in the router, for answering `route`
+/// without the router. Nothing in this stack is boxed or cloned per request
+/// beyond reference counts: the router's own cost (matching, two request
+/// extensions, a boxed clone of every layer level per request) is the
+/// largest part of a short request's.
+pub(crate) fn direct<H, T>(
+    handler: H,
+    route: &'static str,
+    state: &AppState,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send>
+       + Clone
+       + Send
+       + Sync
+       + 'static
+where
+    H: Handler<T, AppState> + Sync,
+    T: 'static,
+{
+    shared(
+        edge(state).for_route(route),
+        state.settings.server.body_limit_bytes,
+    )
+    .layer(AdmissionLayer(state.clone()))
+    .service(handler.with_state(state.clone()))
 }

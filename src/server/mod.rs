@@ -3,6 +3,7 @@
 mod auth;
 pub mod challenger;
 mod connection;
+mod edge;
 pub mod error;
 pub mod error_codes;
 pub mod extract;

@@ -4,15 +4,20 @@
 use std::future::Future;
 use std::time::Duration;
 
+use std::convert::Infallible;
+
+use axum::extract::Request;
+use axum::response::Response;
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tower::ServiceExt;
+use tower::util::Either;
+use tower::{Service, ServiceExt};
 
 use super::connection::{close, Closed, ConnectionSlots, Linger, WriteTimeout};
-use super::routes::router;
+use super::routes::{direct_route, is_direct, router};
 use super::state::AppState;
 use super::MAX_HEAD_BYTES;
 
@@ -33,7 +38,7 @@ pub(super) async fn serve(
     signal: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(());
-    let connections = Connections::new(&state, shutdown_rx);
+    let connections = Connections::new(&state, shutdown_rx, direct_route(&state));
     let mut accepted = accept_until(&listener, &connections, signal).await;
     state.set_not_ready();
     let delay = Duration::from_secs(state.settings.server.drain_delay_secs);
@@ -66,9 +71,31 @@ pub(super) async fn serve(
     Ok(())
 }
 
+/// What [`direct_route`] returns: a service a connection task can clone
+/// and call for each of its requests.
+trait DirectService:
+    Service<Request, Response = Response, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> DirectService for T where
+    T: Service<Request, Response = Response, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Everything a connection task needs: one per server.
-struct Connections {
+struct Connections<D> {
     app: Router,
+    /// `POST /predict`, answered without the router ([`direct_route`]).
+    direct: D,
     http1: http1::Builder,
     header_read_timeout: Duration,
     write_timeout: Duration,
@@ -78,8 +105,8 @@ struct Connections {
     shutdown: watch::Receiver<()>,
 }
 
-impl Connections {
-    fn new(state: &AppState, shutdown: watch::Receiver<()>) -> Self {
+impl<D: DirectService> Connections<D> {
+    fn new(state: &AppState, shutdown: watch::Receiver<()>, direct: D) -> Self {
         // HTTP/1.1 only. hyper-util's auto (HTTP/1 + h2c) builder first reads
         // a few bytes to pick the protocol, without any timeout (a silent
         // client held its connection forever) and, on graceful shutdown,
@@ -117,6 +144,7 @@ impl Connections {
         };
         Self {
             app: router(state.clone()),
+            direct,
             http1,
             header_read_timeout,
             write_timeout,
@@ -150,9 +178,16 @@ impl Connections {
         let write_timeout = self.write_timeout;
         let _ = stream.set_nodelay(true);
         let app = self.app.clone();
+        let direct = self.direct.clone();
         let service =
             hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                app.clone().oneshot(req.map(axum::body::Body::new))
+                let req = req.map(axum::body::Body::new);
+                let service = if is_direct(&req) {
+                    Either::Left(direct.clone())
+                } else {
+                    Either::Right(app.clone())
+                };
+                service.oneshot(req)
             });
         let http1 = self.http1.clone();
         let header_read_timeout = self.header_read_timeout;
@@ -198,9 +233,9 @@ impl Connections {
 }
 
 /// Accepts and serves connections until `signal`; returns how many.
-async fn accept_until(
+async fn accept_until<D: DirectService>(
     listener: &TcpListener,
-    connections: &Connections,
+    connections: &Connections<D>,
     signal: impl Future<Output = ()>,
 ) -> u64 {
     let mut accepted: u64 = 0;
@@ -232,7 +267,7 @@ async fn accept_until(
 /// from the socket. (One that completes between the last accept and the
 /// close is still closed by the kernel, unanswered and unread: its client
 /// sees it like a refusal.)
-fn take_queued(listener: TcpListener, connections: &Connections) -> u64 {
+fn take_queued<D: DirectService>(listener: TcpListener, connections: &Connections<D>) -> u64 {
     let listener = match listener.into_std() {
         Ok(l) => l,
         // Closed already (dropped by the failed conversion): drain anyway.

@@ -3,6 +3,7 @@
 mod admin;
 mod body_budget;
 mod connections;
+mod direct;
 mod errors;
 mod examples;
 mod feedback;

@@ -15,11 +15,17 @@ pub mod predict;
 pub mod promote;
 pub mod v2;
 
+use std::convert::Infallible;
+
+use axum::extract::Request;
+use axum::http::Method;
+use axum::response::Response;
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
+use tower::Service;
 
 use super::error::ApiError;
-use super::middleware::{admitted, layered};
+use super::middleware::{admitted, direct, layered};
 use super::openapi::openapi;
 pub use super::openapi::ApiDoc;
 use super::state::AppState;
@@ -29,7 +35,7 @@ async fn not_found() -> ApiError {
 }
 
 /// The API routes, behind admission control
-/// ([`shed_load`](super::middleware::shed_load)): the one list
+/// ([`Admission`](super::middleware::Admission)): the one list
 /// the router and the OpenAPI document's 503 answers are both made from.
 pub(crate) fn admitted_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     let native = [
@@ -56,6 +62,29 @@ pub(crate) fn admitted_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/admin/challenger/promote", post(promote::promote)),
     ];
     native.into_iter().chain(v2::admitted_routes()).collect()
+}
+
+/// The route the server answers without the router, being the hot path:
+/// `POST /predict`. Everything else goes through [`router`], which has the
+/// same route; the answers are the same (tests/api/direct.rs).
+pub(crate) const DIRECT_ROUTE: &str = "/predict";
+
+/// Whether `req` is for [`direct_route`] (the router would match it to the
+/// `POST /predict` route: the path exactly, whatever the query).
+pub(crate) fn is_direct(req: &Request) -> bool {
+    req.method() == Method::POST && req.uri().path() == DIRECT_ROUTE
+}
+
+/// `POST /predict` as the router serves it — the same handler inside the
+/// same layers and admission control — minus the routing.
+pub(crate) fn direct_route(
+    state: &AppState,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send>
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    direct(predict::predict, DIRECT_ROUTE, state)
 }
 
 /// Builds the application router around `state`.

@@ -1,11 +1,12 @@
 //! `POST /predict` and `POST /predict/batch`: the native JSON answers,
 //! written straight from the class-indexed scores.
 
+use axum::body::Body;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -45,6 +46,15 @@ pub struct TermContribution<'a> {
     pub term: &'a str,
     /// Log-odds it adds to the predicted class over the runner-up.
     pub log_odds: f64,
+}
+
+impl<'a> From<&'a Contribution> for TermContribution<'a> {
+    fn from(c: &'a Contribution) -> Self {
+        TermContribution {
+            term: &c.term,
+            log_odds: c.log_odds,
+        }
+    }
 }
 
 /// One prediction.
@@ -102,14 +112,30 @@ fn as_text<S: Serializer>(id: &&Uuid, serializer: S) -> Result<S::Ok, S::Error> 
     serializer.collect_str(id)
 }
 
-/// Class indices sorted by class name: worked out once per answer, so no
-/// cell is looked up by name.
-fn name_order(classes: &[String]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..classes.len()).collect();
-    order.sort_unstable_by(|&a, &b| classes[a].cmp(&classes[b]));
-    order
+/// Calls `f` with the class indices sorted by class name: worked out once
+/// per answer, so no cell is looked up by name; on the stack for the usual
+/// few classes.
+fn with_name_order<R>(classes: &[String], f: impl FnOnce(&[usize]) -> R) -> R {
+    const ON_STACK: usize = 16;
+    let sort = |order: &mut [usize]| {
+        for (i, slot) in order.iter_mut().enumerate() {
+            *slot = i;
+        }
+        order.sort_unstable_by(|&a, &b| classes[a].cmp(&classes[b]));
+    };
+    if classes.len() <= ON_STACK {
+        let mut order = [0usize; ON_STACK];
+        let order = &mut order[..classes.len()];
+        sort(order);
+        f(order)
+    } else {
+        let mut order = vec![0; classes.len()];
+        sort(&mut order);
+        f(&order)
+    }
 }
 
+#[cfg(test)]
 impl<'a> PredictResponse<'a> {
     fn new(classes: &'a [String], order: &'a [usize], version: &'a str, row: &'a Scored) -> Self {
         PredictResponse {
@@ -121,15 +147,10 @@ impl<'a> PredictResponse<'a> {
                 row,
             },
             model_version: version,
-            explanation: row.explanation.as_deref().map(|terms| {
-                terms
-                    .iter()
-                    .map(|c: &Contribution| TermContribution {
-                        term: &c.term,
-                        log_odds: c.log_odds,
-                    })
-                    .collect()
-            }),
+            explanation: row
+                .explanation
+                .as_deref()
+                .map(|terms| terms.iter().map(TermContribution::from).collect()),
         }
     }
 }
@@ -180,10 +201,13 @@ async fn answer_one(
 ) -> Result<Response, ApiError> {
     let (model, row) = score_text(state, model, req.text, req.explain).await?;
     let classes = model.loaded.classifier.classes();
-    let order = name_order(classes);
     let version = &model.loaded.meta.model.version;
     let _encode = tracing::debug_span!("encode").entered();
-    Ok(Json(PredictResponse::new(classes, &order, version, &row)).into_response())
+    let mut out = Vec::with_capacity(256);
+    with_name_order(classes, |order| {
+        write_prediction(&mut out, classes, order, version, &row);
+    });
+    Ok(json_response(out))
 }
 
 /// Classify many texts with one model version.
@@ -232,17 +256,184 @@ async fn answer_batch(
 ) -> Result<Response, ApiError> {
     let batch = score_batch(state, model, req.texts).await?;
     let classes = batch.model.loaded.classifier.classes();
-    let order = name_order(classes);
     let version = &batch.model.loaded.meta.model.version;
-    let predictions = batch
-        .rows
-        .iter()
-        .map(|row| PredictResponse::new(classes, &order, version, row))
-        .collect();
     let _encode = tracing::debug_span!("encode").entered();
-    Ok(Json(BatchResponse {
-        predictions,
-        model_version: version,
-    })
-    .into_response())
+    let mut out = Vec::with_capacity(64 + 160 * batch.rows.len());
+    with_name_order(classes, |order| {
+        write_batch(&mut out, classes, order, version, &batch.rows);
+    });
+    Ok(json_response(out))
+}
+
+/// Writes one prediction: the JSON serde writes for [`PredictResponse`]
+/// (a test holds them equal), without its per-field machinery — the id as
+/// text through `fmt`, a buffer grown field by field.
+fn write_prediction(
+    out: &mut Vec<u8>,
+    classes: &[String],
+    order: &[usize],
+    version: &str,
+    row: &Scored,
+) {
+    let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    out.extend_from_slice(b"{\"prediction_id\":\"");
+    out.extend_from_slice(row.id.hyphenated().encode_lower(&mut id).as_bytes());
+    out.extend_from_slice(b"\",\"label\":");
+    write_json(out, &classes[row.prediction.label]);
+    out.extend_from_slice(b",\"probabilities\":{");
+    for (n, &c) in order.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        write_json(out, &classes[c]);
+        out.push(b':');
+        write_json(out, &row.prediction.log_probabilities[c].exp());
+    }
+    out.extend_from_slice(b"},\"model_version\":");
+    write_json(out, version);
+    if let Some(terms) = &row.explanation {
+        out.extend_from_slice(b",\"explanation\":");
+        let terms: Vec<TermContribution> = terms.iter().map(TermContribution::from).collect();
+        write_json(out, &terms);
+    }
+    out.push(b'}');
+}
+
+/// Writes a batch's answer: the JSON of [`BatchResponse`].
+fn write_batch(
+    out: &mut Vec<u8>,
+    classes: &[String],
+    order: &[usize],
+    version: &str,
+    rows: &[Scored],
+) {
+    out.extend_from_slice(b"{\"predictions\":[");
+    for (n, row) in rows.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        write_prediction(out, classes, order, version, row);
+    }
+    out.extend_from_slice(b"],\"model_version\":");
+    write_json(out, version);
+    out.push(b'}');
+}
+
+/// Appends `value` as JSON (a string escaped, a non-finite number `null`).
+fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(out, value).expect("strings, numbers and terms serialise into memory");
+}
+
+/// A 200 answer with a JSON body, as `axum::Json` makes it.
+fn json_response(body: Vec<u8>) -> Response {
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classifier::Prediction;
+
+    fn row(label: usize, log_probabilities: Vec<f64>, explain: bool) -> Scored {
+        Scored {
+            id: Uuid::from_u128(0x0123_4567_89ab_8def_8123_4567_89ab_cdef),
+            prediction: Prediction {
+                label,
+                log_probabilities,
+                tokens: 3,
+                oov_tokens: 1,
+            },
+            explanation: explain.then(|| {
+                vec![
+                    Contribution {
+                        term: "fr\u{e9}e \"money\"".into(),
+                        log_odds: 2.5,
+                    },
+                    Contribution {
+                        term: "now".into(),
+                        log_odds: 1e-300,
+                    },
+                ]
+            }),
+        }
+    }
+
+    /// Class names and versions that need escaping, out of name order, and
+    /// probabilities serde writes in its shortest form.
+    fn cases() -> Vec<(Vec<String>, String, Vec<Scored>)> {
+        let classes = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        vec![
+            (
+                classes(&["spam", "ham"]),
+                "2026.11.30".into(),
+                vec![row(0, vec![-0.01, -4.6], false)],
+            ),
+            (
+                classes(&["zeta \"q\"", "alpha\\b", "\u{1}ctl", "\u{e9}t\u{e9}\n"]),
+                "v\"1\"\t".into(),
+                vec![
+                    row(2, vec![-2.0, -1.5, -0.3, -3.0], true),
+                    row(1, vec![-1e-17, -40.0, -745.2, -0.7], false),
+                ],
+            ),
+            (
+                classes(&["b", "a"]),
+                String::new(),
+                vec![row(1, vec![f64::NEG_INFINITY, 0.0], true)],
+            ),
+        ]
+    }
+
+    #[test]
+    fn one_prediction_is_written_as_serde_writes_it() {
+        for (classes, version, rows) in cases() {
+            for r in &rows {
+                let mut written = Vec::new();
+                with_name_order(&classes, |order| {
+                    write_prediction(&mut written, &classes, order, &version, r);
+                    let serde =
+                        serde_json::to_vec(&PredictResponse::new(&classes, order, &version, r));
+                    assert_eq!(
+                        String::from_utf8(written).unwrap(),
+                        String::from_utf8(serde.unwrap()).unwrap()
+                    );
+                });
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_is_written_as_serde_writes_it() {
+        for (classes, version, rows) in cases() {
+            let mut written = Vec::new();
+            with_name_order(&classes, |order| {
+                write_batch(&mut written, &classes, order, &version, &rows);
+                let serde = serde_json::to_vec(&BatchResponse {
+                    predictions: rows
+                        .iter()
+                        .map(|r| PredictResponse::new(&classes, order, &version, r))
+                        .collect(),
+                    model_version: &version,
+                });
+                assert_eq!(
+                    String::from_utf8(written).unwrap(),
+                    String::from_utf8(serde.unwrap()).unwrap()
+                );
+            });
+        }
+    }
+
+    #[test]
+    fn name_order_sorts_few_and_many_classes() {
+        let few: Vec<String> = ["c", "a", "b"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(with_name_order(&few, <[usize]>::to_vec), [1, 2, 0]);
+        let many: Vec<String> = (0..40).rev().map(|i| format!("class{i:02}")).collect();
+        let expected: Vec<usize> = (0..40).rev().collect();
+        assert_eq!(with_name_order(&many, <[usize]>::to_vec), expected);
+    }
 }
