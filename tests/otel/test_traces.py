@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 
 import pytest
 
@@ -55,6 +56,16 @@ def metric(server, name: str) -> float:
         if line.startswith(name):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def metric_reaches(server, name: str, at_least: float, within_s: float = 10.0) -> float:
+    """`name`'s value once it is `at_least` (or the last value after `within_s`).
+    The exporter counts a batch when the collector's answer is back, which
+    can be just after the receiver has handed the spans to the test."""
+    deadline = time.monotonic() + within_s
+    while (value := metric(server, name)) < at_least and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
 
 
 def test_a_traceparent_makes_the_server_span_its_child(receiver, traced):
@@ -111,7 +122,7 @@ def test_a_traceparent_makes_the_server_span_its_child(receiver, traced):
     lines = [l for l in server.log_lines() if l.get("trace_id") == trace_id]
     assert lines, server.log_text()[-2000:]
     assert all(re.fullmatch(r"[0-9a-f]{16}", l["span_id"]) for l in lines)
-    assert metric(server, "nbserve_trace_spans_exported_total") >= 4
+    assert metric_reaches(server, "nbserve_trace_spans_exported_total", 4) >= 4
 
 
 def test_a_failed_request_is_an_error_span_only_when_the_server_failed(receiver, traced):
@@ -171,7 +182,6 @@ def test_a_dead_collector_costs_no_request(traced):
     server = traced({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{free_port()}"})
     statuses = [server.post_json("/predict", {"text": TEXT}).status for _ in range(50)]
     assert statuses == [200] * 50
-    import time
 
     deadline = time.monotonic() + 20
     while metric(server, 'nbserve_trace_spans_dropped_total{reason="export_failed"}') == 0:
