@@ -499,7 +499,7 @@ def values_for(dash: dict) -> dict[str, str]:
         if isinstance(cur, list):
             cur = cur[0] if cur else ""
         values[v["name"]] = cur or ""
-    values.update(job=JOB, instance=".*", min_samples=str(MIN_SAMPLES))
+    values.update(job=JOB, instance=".*", model=".*", min_samples=str(MIN_SAMPLES))
     return values
 
 
@@ -583,7 +583,7 @@ def test_fleet_live_quality_in_promql_equals_the_servers_gauge(stack, scraped, t
     # over the confusion counters must give the server's own figure.
     panel = next((p for p in check.all_panels(dashboard_by_uid("nbserve-model")) if p.get("title") == title), None)
     assert panel, f"nbserve-model: panel {title!r} not found"
-    expr = check.substitute(panel["targets"][0]["expr"], {"job": JOB, "window": "1h",
+    expr = check.substitute(panel["targets"][0]["expr"], {"job": JOB, "model": ".*", "window": "1h",
                                                           "min_samples": str(MIN_SAMPLES), **check.BUILTIN_VARS})
     now = time.time()
     a = check.prom_query(stack.prom, expr, now).get("data", {}).get("result", [])
