@@ -12,7 +12,12 @@
 #     Job without retries, it writes model.path on the PVC the replicas serve;
 #   - model delivery (the seeding init container's script is run), token files
 #     from required Secret volumes, NetworkPolicies, no service account token,
-#     every image pinned (tests/kubernetes/check_kubernetes.py).
+#     every image pinned (tests/kubernetes/check_kubernetes.py);
+#   - deploy/kubernetes/dask (the counting flow's DaskCluster): validated
+#     against the dask-kubernetes operator's CRD schema, from the wheel pinned
+#     in scripts/check-kubernetes-crd-requirements.txt (downloaded with
+#     --require-hashes, not installed), hardening and paths checked against
+#     the flow (tests/kubernetes/test_dask_cluster.py).
 #
 #   scripts/check-kubernetes.sh            # builds the debug nbserve if needed
 #   NBSERVE_BIN=path/to/nbserve scripts/check-kubernetes.sh

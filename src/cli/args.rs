@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use nbserve::dataset::{LABEL_COLUMN, TEXT_COLUMN};
 use nbserve::retraining::merge::DEFAULT_MAX_LOG_BYTES;
 
-/// Train, gate and serve a Bernoulli naive Bayes text classifier.
+/// Train, gate and serve a naive Bayes text classifier (Bernoulli, Complement or Multinomial).
 #[derive(Debug, Parser)]
 #[command(name = "nbserve", version, about, long_about = None)]
 pub struct Cli {
