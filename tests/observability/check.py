@@ -59,7 +59,7 @@ MAY_BE_EMPTY = {
 }
 
 # Template/builtin variables -> the value used for the live evaluation.
-# (job and instance are filled in by the test.)
+# (job, instance and model are filled in by the test.)
 BUILTIN_VARS = {
     "__rate_interval": "1m",
     "__interval": "5s",
@@ -389,7 +389,7 @@ def fleet_exprs(job: str, min_samples: int) -> dict[str, str]:
     for p in all_panels(model):
         fig = FLEET_PANELS.get(p.get("title"))
         if fig:
-            out[fig] = substitute(p["targets"][0]["expr"], {"job": job, "window": "1h",
+            out[fig] = substitute(p["targets"][0]["expr"], {"job": job, "model": ".*", "window": "1h",
                                                             "min_samples": str(min_samples), **BUILTIN_VARS})
     if len(out) != len(FLEET_PANELS):
         fail(f"nbserve-model: fleet panels found {sorted(out)}, expected {sorted(FLEET_PANELS.values())}")

@@ -499,7 +499,7 @@ def values_for(dash: dict) -> dict[str, str]:
         if isinstance(cur, list):
             cur = cur[0] if cur else ""
         values[v["name"]] = cur or ""
-    values.update(job=JOB, instance=".*", min_samples=str(MIN_SAMPLES))
+    values.update(job=JOB, instance=".*", model=".*", min_samples=str(MIN_SAMPLES))
     return values
 
 
@@ -583,7 +583,7 @@ def test_fleet_live_quality_in_promql_equals_the_servers_gauge(stack, scraped, t
     # over the confusion counters must give the server's own figure.
     panel = next((p for p in check.all_panels(dashboard_by_uid("nbserve-model")) if p.get("title") == title), None)
     assert panel, f"nbserve-model: panel {title!r} not found"
-    expr = check.substitute(panel["targets"][0]["expr"], {"job": JOB, "window": "1h",
+    expr = check.substitute(panel["targets"][0]["expr"], {"job": JOB, "model": ".*", "window": "1h",
                                                           "min_samples": str(MIN_SAMPLES), **check.BUILTIN_VARS})
     now = time.time()
     a = check.prom_query(stack.prom, expr, now).get("data", {}).get("result", [])
@@ -597,7 +597,7 @@ def test_fleet_live_quality_in_promql_equals_the_servers_gauge(stack, scraped, t
 def lifecycle_panel(prom: str, title: str, now: float) -> list[float]:
     panel = next((p for p in check.all_panels(dashboard_by_uid("nbserve-model")) if p.get("title") == title), None)
     assert panel, f"nbserve-model: panel {title!r} not found"
-    values = {"job": JOB, "instance": ".*", **check.BUILTIN_VARS}
+    values = {"job": JOB, "instance": ".*", "model": ".*", **check.BUILTIN_VARS}
     res = check.prom_query(prom, check.substitute(panel["targets"][0]["expr"], values), now)
     return [float(r["value"][1]) for r in res.get("data", {}).get("result", [])]
 
@@ -635,7 +635,7 @@ def test_accepted_examples_and_kept_text_are_shown(stack, scraped, traffic, figu
 # 2s step (scrapes every 1s), where an increase over $__rate_interval (4s)
 # would count each event about twice.
 SCRAPE, STEP = 1.0, 2.0
-EVENT_VARS = dict(check.BUILTIN_VARS, job=JOB, instance=".*", __interval=f"{STEP:g}s",
+EVENT_VARS = dict(check.BUILTIN_VARS, job=JOB, instance=".*", model=".*", __interval=f"{STEP:g}s",
                   __interval_ms=f"{STEP * 1000:g}", __rate_interval=f"{max(STEP + SCRAPE, 4 * SCRAPE):g}s")
 ANNOTATIONS = [(d["uid"], a["name"]) for d in check.load_dashboards().values()
                for a in d.get("annotations", {}).get("list", []) if a.get("expr")]

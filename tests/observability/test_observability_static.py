@@ -278,3 +278,32 @@ def test_every_alert_has_a_runbook_entry():
     text = (ROOT / "docs" / "monitoring.md").read_text()
     alerts = re.findall(r"^\s*- alert:\s*(\w+)", check.RULES_FILE.read_text(), re.M)
     assert alerts and not [a for a in alerts if a not in text], [a for a in alerts if a not in text]
+
+
+# Series that carry the `model` label (docs/reference/metrics.md; the live
+# quality and SLO recordings keep it): each selector of one of these on a
+# dashboard that has the $model variable must filter by it, or a panel mixes
+# the repository's models whatever the viewer picked.
+PER_MODEL_SERIES = re.compile(
+    r"(nbserve_(?:http_requests_total|http_request_duration_seconds_(?:bucket|count|sum)|predictions_total"
+    r"|prediction_(?:duration_seconds|confidence)_\w+|batch_size_\w+|oov_token_ratio_\w+"
+    r"|model_(?:info|f1_macro|balanced_accuracy|accuracy|state|resident_bytes|polls_total|reloads_total"
+    r"|created_timestamp_seconds|loaded_timestamp_seconds)|gate_(?:min_)?f1_macro|feedback_confusion_total|live_\w+)"
+    r"|nbserve:(?:live_\w+|feedback_confusion|feedback_labelled|slo_\w+):\w+(?:\$window)?)\{([^}]*)\}")
+
+
+@pytest.mark.parametrize("name", ["nbserve-model.json", "nbserve-service.json", "nbserve-slo.json"])
+def test_dashboard_per_model_series_filter_by_the_model_variable(name):
+    dash = dashboard(name)
+    v = {v.get("name"): v for v in dash.get("templating", {}).get("list", [])}.get("model")
+    assert v and v.get("type") == "query" and "model)" in str(v.get("query")), f"$model variable: {v}"
+    assert v.get("includeAll") and v.get("allValue") == ".*", v
+    problems = []
+    for p in data_panels(name):
+        for t in p.get("targets") or []:
+            expr = t.get("expr") or ""
+            problems += [f"{where(name, p)} {t.get('refId')}: {m.group(1)}{{{m.group(2)}}}"
+                         for m in PER_MODEL_SERIES.finditer(expr) if 'model=~"$model"' not in m.group(2)]
+            problems += [f"{where(name, p)} {t.get('refId')}: min by (job) of the SLO ratios drops model"
+                         for _ in re.finditer(r"min by \(job\) \(\{__name__=~\"nbserve:slo_", expr)]
+    assert not problems, problems
