@@ -152,3 +152,49 @@ def test_an_alert_from_prometheus_reaches_alertmanager(stack, figures):
     assert got[0]["labels"].get("service") == "nbserve", got
     assert got[0]["status"]["state"] == "active", got
     figures("compose: alert reached Alertmanager", f"Watchdog from {got[0]['generatorURL'][:60]}")
+
+
+def test_the_docker_swap_recipe_serves_a_new_model_without_a_rebuild(stack, figures):
+    """docs/docker.md "Swapping the model without a rebuild", step by step
+    against the running stack: train with tune's parameters, `check` it
+    against the gate, rename it over models/spam-nb.json, then the recipe's
+    signal (`docker compose kill -s HUP nbserve`, podman-compose here). The
+    shipped file is put back, and served again, whatever happens."""
+    binary = os.environ["NBSERVE_BIN_RELEASE"]
+    subprocess.run([str(ROOT / "scripts" / "fetch-data.sh")], cwd=ROOT, stdout=subprocess.DEVNULL, check=True)
+    shipped = SHIPPED_MODEL.read_bytes()
+    tmp = ROOT / "models" / ".spam-nb.json.tmp"
+    compose = os.environ.get("NBSERVE_PODMAN_COMPOSE") or shutil.which("podman-compose")
+    env = dict(os.environ, NBSERVE_HOST_PORT=str(stack.ports["nbserve"]),
+               PROMETHEUS_HOST_PORT=str(stack.ports["prometheus"]),
+               ALERTMANAGER_HOST_PORT=str(stack.ports["alertmanager"]))
+
+    def hangup():
+        done = subprocess.run([compose, *FILES, "-p", stack.project, "kill", "-s", "HUP", "nbserve"], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+    def serving(version: str):
+        return lambda: version in http("GET", stack.url("nbserve") + "/ready", timeout=2).body.decode()
+
+    try:
+        train = subprocess.run([binary, "train", "--data", "data/spamassassin.csv", "--alpha", "0.01", "--min-df", "2",
+                                "--name", "spam-nb", "--model-version", "v2", "--out", str(tmp)], cwd=ROOT,
+                               capture_output=True, text=True, timeout=600)
+        assert train.returncode == 0, train.stderr[-2000:]
+        check = subprocess.run([binary, "check", "--model", str(tmp), "--min-f1-macro", "0.90"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=120)
+        assert check.returncode == 0 and "gate passed" in check.stdout, check.stdout + check.stderr
+        os.replace(tmp, SHIPPED_MODEL)
+        started = time.monotonic()
+        hangup()
+        wait_for("the compose nbserve serves v2 after SIGHUP", serving('"model_version":"v2"'), 60, 0.2)
+        swapped = time.monotonic() - started
+        assert post_json(stack.url("nbserve") + "/predict", {"text": "free money, click now"}).status == 200
+    finally:
+        tmp.unlink(missing_ok=True)
+        SHIPPED_MODEL.write_bytes(shipped)
+    version = json.loads(shipped)["model"]["version"]
+    hangup()
+    wait_for("the shipped model served again", serving(f'"model_version":"{version}"'), 60, 0.2)
+    figures("compose: the Docker swap recipe (train, check, rename, SIGHUP)", f"v2 served {swapped:.1f} s after the signal")
