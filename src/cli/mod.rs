@@ -13,6 +13,7 @@ mod promote;
 mod reference;
 mod retrain;
 mod serve;
+mod shard_args;
 mod shards;
 mod tracking;
 mod tune;

@@ -1,0 +1,41 @@
+//! Learning in place (the challenger beside the served model).
+
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Learning in place: labelled examples added to (and removed from) a
+/// challenger beside the served model, which needs a schema-3 artifact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct LearningSettings {
+    /// Accept `POST /learn` and `POST /forget` (behind `feedback.token`
+    /// when it is set).
+    pub enabled: bool,
+    /// Learn labels outside the served model's classes as new classes.
+    pub allow_new_classes: bool,
+    /// Most bytes the learned part of the challenger may hold (its counts
+    /// and the ledger of learned examples); a learn past it is refused.
+    pub max_bytes: u64,
+    /// Also score every served prediction with the challenger (when one
+    /// has learned something) and count how often they agree, shown by
+    /// `GET /challenger`; every prediction is then scored twice.
+    pub shadow_scoring: bool,
+    /// Append every accepted learn and forget to this JSON-lines file
+    /// (synced before the answer; it stores the examples' texts), and
+    /// replay it at start-up, so a restart keeps the challenger.
+    pub log_path: Option<PathBuf>,
+}
+
+impl Default for LearningSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            allow_new_classes: false,
+            max_bytes: 64 * 1024 * 1024,
+            shadow_scoring: true,
+            log_path: None,
+        }
+    }
+}
