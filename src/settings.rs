@@ -436,7 +436,8 @@ mod tests {
     use super::*;
     use error::integer_range;
 
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    /// `pairs` as an environment.
+    pub(super) fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

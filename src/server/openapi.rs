@@ -11,6 +11,21 @@ use super::routes::{
     promote, v2,
 };
 
+/// An answer described by `description` whose JSON body is the registered
+/// schema `schema`, for the answer lists written by hand.
+pub(crate) fn json_answer(description: &str, schema: &str) -> utoipa::openapi::response::Response {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(schema)))
+                .build(),
+        )
+        .build()
+}
+
 /// The OpenAPI description, generated from the handlers and types.
 #[derive(OpenApi)]
 #[openapi(
@@ -28,7 +43,7 @@ use super::routes::{
         v2::repository::index, v2::repository::load, v2::repository::unload
     ),
     // Named by hand in v2::handlers::InferAnswers, so not collected from the paths.
-    components(schemas(v2::V2InferResponse, v2::V2OutputTensor, v2::V2ErrorBody)),
+    components(schemas(v2::V2InferResponse, v2::V2OutputTensor, v2::V2ErrorBody, predict::PredictResponse, predict::BatchResponse, learn::ChallengerResponse, crate::server::error::ErrorBody)),
     tags((name = "v2", description = "Open Inference Protocol (KServe V2) REST, with the binary tensor data extension")),
     modifiers(&BearerAuth, &CommonErrors)
 )]
@@ -42,7 +57,6 @@ struct CommonErrors;
 
 impl utoipa::Modify for CommonErrors {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
         let error = |path: &str, description: &str| {
             // The Open Inference Protocol routes answer in its own error shape.
             let schema = if v2::is_v2_path(path) {
@@ -50,15 +64,7 @@ impl utoipa::Modify for CommonErrors {
             } else {
                 "ErrorBody"
             };
-            ResponseBuilder::new()
-                .description(description)
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name(schema)))
-                        .build(),
-                )
-                .build()
+            json_answer(description, schema)
         };
         let shed: Vec<&str> = admitted_routes().iter().map(|(path, _)| *path).collect();
         for (path, item) in openapi.paths.paths.iter_mut() {

@@ -99,15 +99,8 @@ pub fn refit_counts(
         max_df: params.vectorizer.max_df,
         max_features: params.vectorizer.max_features,
     };
-    let (vocabulary, parameters) = fit_counts(total, &point)?;
-    let fitted = Fitted {
-        run: options.run.clone(),
-        point,
-        vocabulary,
-        parameters,
-        calibration,
-        tuning: None,
-    };
+    let fit = fit_counts(total, &point)?;
+    let fitted = Fitted::untuned(options.run.clone(), point, fit, calibration);
     seal_artifact(provenance(total, test), classes, fitted)
 }
 

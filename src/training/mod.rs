@@ -216,6 +216,23 @@ pub(crate) struct Fitted {
 }
 
 impl Fitted {
+    /// A model fitted at `point` without a search (`train`, `merge`).
+    pub(crate) fn untuned(
+        run: RunOptions,
+        point: GridPoint,
+        (vocabulary, parameters): (Vocabulary, NbParameters),
+        calibration: Option<Calibration>,
+    ) -> Self {
+        Self {
+            run,
+            point,
+            vocabulary,
+            parameters,
+            calibration,
+            tuning: None,
+        }
+    }
+
     /// What a search with `options` chose: `results[best]`, refitted as
     /// `refit`, with its temperature and the search's report.
     pub(crate) fn chosen(
@@ -415,14 +432,12 @@ pub fn train_counted(
         }
         None => None,
     };
-    let fitted = Fitted {
-        run: options.run.clone(),
+    let fitted = Fitted::untuned(
+        options.run.clone(),
         point,
-        vocabulary,
-        parameters,
+        (vocabulary, parameters),
         calibration,
-        tuning: None,
-    };
+    );
     let artifact = seal_artifact(Provenance::of(data, test, &parts), classes, fitted)?;
     Ok((artifact, counts))
 }

@@ -200,41 +200,100 @@ async fn change(
     )))
 }
 
+/// The answers of `/learn` (`FORGET` false) and `/forget`, for the OpenAPI
+/// document: one list (its schemas are registered in
+/// [`crate::server::openapi::ApiDoc`]).
+pub struct ChangeAnswers<const FORGET: bool>;
+
+/// `POST /learn`'s answers.
+pub type LearnAnswers = ChangeAnswers<false>;
+/// `POST /forget`'s answers.
+pub type ForgetAnswers = ChangeAnswers<true>;
+
+impl<const FORGET: bool> utoipa::IntoResponses for ChangeAnswers<FORGET> {
+    fn responses() -> std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    > {
+        use crate::server::openapi::json_answer as answer;
+        use utoipa::openapi::ResponsesBuilder;
+        let error = |description: &str| answer(description, "ErrorBody");
+        let (done, conflict) = if FORGET {
+            ("Forgotten; the challenger as it now is", "An example was never learned (code not_learned), or the served model has no statistics (code no_statistics); nothing changed")
+        } else {
+            (
+                "Learned; the challenger as it now is",
+                "The served model has no statistics (schema < 3): code no_statistics",
+            )
+        };
+        let responses = ResponsesBuilder::new()
+            .response("200", answer(done, "ChallengerResponse"))
+            .response(
+                "401",
+                error("feedback.token is set and the request does not carry it"),
+            )
+            .response(
+                "404",
+                error("learning.enabled is off: code learning_disabled"),
+            )
+            .response("409", error(conflict))
+            .response("422", error("Invalid request, text, batch size or label"));
+        if FORGET {
+            return responses.build().into();
+        }
+        responses
+            .response(
+                "507",
+                error("The challenger would pass learning.max_bytes: code challenger_full"),
+            )
+            .build()
+            .into()
+    }
+}
+
+/// What `/learn` and `/forget` take, in the order it is checked: the
+/// feedback token (before the body is read), then the batch.
+pub struct ChangeCall {
+    state: AppState,
+    req: LearnRequest,
+}
+
+impl axum::extract::FromRequest<AppState> for ChangeCall {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, ApiError> {
+        use axum::extract::FromRequestParts;
+        let (mut parts, body) = req.into_parts();
+        Authorized::<LearnToken>::from_request_parts(&mut parts, state).await?;
+        let request = axum::extract::Request::from_parts(parts, body);
+        let AppJson(req) = AppJson::<LearnRequest>::from_request(request, state).await?;
+        Ok(Self {
+            state: state.clone(),
+            req,
+        })
+    }
+}
+
+impl ChangeCall {
+    async fn apply(self, kind: Change) -> Result<Json<ChallengerResponse>, ApiError> {
+        change(self.state, kind, self.req).await
+    }
+}
+
 /// Learn labelled examples on the challenger (all or none).
 #[utoipa::path(post, path = "/learn", request_body = LearnRequest,
     security((), ("bearer" = [])),
-    responses(
-    (status = 200, description = "Learned; the challenger as it now is", body = ChallengerResponse),
-    (status = 401, description = "feedback.token is set and the request does not carry it", body = crate::server::error::ErrorBody),
-    (status = 404, description = "learning.enabled is off: code learning_disabled", body = crate::server::error::ErrorBody),
-    (status = 409, description = "The served model has no statistics (schema < 3): code no_statistics", body = crate::server::error::ErrorBody),
-    (status = 422, description = "Invalid request, text, batch size or label", body = crate::server::error::ErrorBody),
-    (status = 507, description = "The challenger would pass learning.max_bytes: code challenger_full", body = crate::server::error::ErrorBody),
-))]
-pub async fn learn(
-    State(state): State<AppState>,
-    _: Authorized<LearnToken>,
-    AppJson(req): AppJson<LearnRequest>,
-) -> Result<Json<ChallengerResponse>, ApiError> {
-    change(state, Change::Learn, req).await
+    responses(LearnAnswers))]
+pub async fn learn(call: ChangeCall) -> Result<Json<ChallengerResponse>, ApiError> {
+    call.apply(Change::Learn).await
 }
 
 /// Forget learned examples exactly (all or none).
 #[utoipa::path(post, path = "/forget", request_body = LearnRequest,
     security((), ("bearer" = [])),
-    responses(
-    (status = 200, description = "Forgotten; the challenger as it now is", body = ChallengerResponse),
-    (status = 401, description = "feedback.token is set and the request does not carry it", body = crate::server::error::ErrorBody),
-    (status = 404, description = "learning.enabled is off: code learning_disabled", body = crate::server::error::ErrorBody),
-    (status = 409, description = "An example was never learned (code not_learned), or the served model has no statistics (code no_statistics); nothing changed", body = crate::server::error::ErrorBody),
-    (status = 422, description = "Invalid request, text, batch size or label", body = crate::server::error::ErrorBody),
-))]
-pub async fn forget(
-    State(state): State<AppState>,
-    _: Authorized<LearnToken>,
-    AppJson(req): AppJson<LearnRequest>,
-) -> Result<Json<ChallengerResponse>, ApiError> {
-    change(state, Change::Forget, req).await
+    responses(ForgetAnswers))]
+pub async fn forget(call: ChangeCall) -> Result<Json<ChallengerResponse>, ApiError> {
+    call.apply(Change::Forget).await
 }
 
 fn no_challenger() -> ApiError {
@@ -243,6 +302,22 @@ fn no_challenger() -> ApiError {
         "no_challenger",
         "nothing was learned on the served model yet",
     )
+}
+
+/// The served (default) model, its challenger restored from the learning
+/// log first; refused when learning is off.
+async fn restored_champion(
+    state: &AppState,
+) -> Result<std::sync::Arc<crate::server::ServingModel>, ApiError> {
+    if !state.settings.learning.enabled {
+        return Err(disabled());
+    }
+    let champion = state.default_model()?;
+    state
+        .challenger
+        .restore(&champion, &state.settings.learning)
+        .await;
+    Ok(champion)
 }
 
 /// The challenger: what it learned and forgot.
@@ -254,14 +329,7 @@ fn no_challenger() -> ApiError {
 pub async fn challenger(
     State(state): State<AppState>,
 ) -> Result<Json<ChallengerResponse>, ApiError> {
-    if !state.settings.learning.enabled {
-        return Err(disabled());
-    }
-    let champion = state.default_model()?;
-    state
-        .challenger
-        .restore(&champion, &state.settings.learning)
-        .await;
+    let champion = restored_champion(&state).await?;
     let view = state.challenger.view(&champion).ok_or_else(no_challenger)?;
     Ok(Json(ChallengerResponse::new(
         view.as_ref(),
@@ -284,14 +352,7 @@ pub async fn challenger_artifact(
     State(state): State<AppState>,
     _: Authorized<LearnToken>,
 ) -> Result<Response, ApiError> {
-    if !state.settings.learning.enabled {
-        return Err(disabled());
-    }
-    let champion = state.default_model()?;
-    state
-        .challenger
-        .restore(&champion, &state.settings.learning)
-        .await;
+    let champion = restored_champion(&state).await?;
     let learner = state
         .challenger
         .learner(&champion)

@@ -155,16 +155,61 @@ impl<'a> PredictResponse<'a> {
     }
 }
 
+/// The answers of the four predict routes, for the OpenAPI document: one
+/// list, `BATCH` choosing the answer's schema and `NAMED` adding what a
+/// route naming its model can answer (its schemas are registered in
+/// [`crate::server::openapi::ApiDoc`]).
+pub struct PredictAnswers<const BATCH: bool, const NAMED: bool>;
+
+/// `POST /predict`'s answers.
+pub type PredictOne = PredictAnswers<false, false>;
+/// `POST /models/{name}/predict`'s answers.
+pub type PredictOneNamed = PredictAnswers<false, true>;
+/// `POST /predict/batch`'s answers.
+pub type PredictMany = PredictAnswers<true, false>;
+/// `POST /models/{name}/predict/batch`'s answers.
+pub type PredictManyNamed = PredictAnswers<true, true>;
+
+impl<const BATCH: bool, const NAMED: bool> utoipa::IntoResponses for PredictAnswers<BATCH, NAMED> {
+    fn responses() -> std::collections::BTreeMap<
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+    > {
+        use crate::server::openapi::json_answer as answer;
+        use utoipa::openapi::ResponsesBuilder;
+        let error = |description: &str| answer(description, "ErrorBody");
+        let ok = if BATCH {
+            answer("Predictions", "BatchResponse")
+        } else {
+            answer("Prediction", "PredictResponse")
+        };
+        let mut responses = ResponsesBuilder::new()
+            .response("200", ok)
+            .response("400", error("Malformed JSON"));
+        if NAMED {
+            responses = responses.response(
+                "404",
+                error("No such model: code model_not_found, naming the models there are"),
+            );
+        }
+        let overloaded = if NAMED {
+            "Overloaded, or the model is not being served (model_unavailable)"
+        } else {
+            "Overloaded"
+        };
+        responses
+            .response("413", error("Body too large"))
+            .response("415", error("Not JSON"))
+            .response("422", error("Invalid request"))
+            .response("503", error(overloaded))
+            .build()
+            .into()
+    }
+}
+
 /// Classify one text.
 #[utoipa::path(post, path = "/predict", request_body = PredictRequest,
-    responses(
-        (status = 200, description = "Prediction", body = PredictResponse),
-        (status = 400, description = "Malformed JSON", body = crate::server::error::ErrorBody),
-        (status = 413, description = "Body too large", body = crate::server::error::ErrorBody),
-        (status = 415, description = "Not JSON", body = crate::server::error::ErrorBody),
-        (status = 422, description = "Invalid request", body = crate::server::error::ErrorBody),
-        (status = 503, description = "Overloaded", body = crate::server::error::ErrorBody),
-    ))]
+    responses(PredictOne))]
 pub async fn predict(
     State(state): State<AppState>,
     AppJson(req): AppJson<PredictRequest>,
@@ -176,15 +221,7 @@ pub async fn predict(
 /// Classify one text with the model `name`.
 #[utoipa::path(post, path = "/models/{name}/predict", request_body = PredictRequest,
     params(("name" = String, Path, description = "Model name (as `GET /models` lists it)")),
-    responses(
-        (status = 200, description = "Prediction", body = PredictResponse),
-        (status = 400, description = "Malformed JSON", body = crate::server::error::ErrorBody),
-        (status = 404, description = "No such model: code model_not_found, naming the models there are", body = crate::server::error::ErrorBody),
-        (status = 413, description = "Body too large", body = crate::server::error::ErrorBody),
-        (status = 415, description = "Not JSON", body = crate::server::error::ErrorBody),
-        (status = 422, description = "Invalid request", body = crate::server::error::ErrorBody),
-        (status = 503, description = "Overloaded, or the model is not being served (model_unavailable)", body = crate::server::error::ErrorBody),
-    ))]
+    responses(PredictOneNamed))]
 pub async fn predict_named(
     State(state): State<AppState>,
     Named(entry): Named,
@@ -212,14 +249,7 @@ async fn answer_one(
 
 /// Classify many texts with one model version.
 #[utoipa::path(post, path = "/predict/batch", request_body = BatchRequest,
-    responses(
-        (status = 200, description = "Predictions", body = BatchResponse),
-        (status = 400, description = "Malformed JSON", body = crate::server::error::ErrorBody),
-        (status = 413, description = "Body too large", body = crate::server::error::ErrorBody),
-        (status = 415, description = "Not JSON", body = crate::server::error::ErrorBody),
-        (status = 422, description = "Invalid request", body = crate::server::error::ErrorBody),
-        (status = 503, description = "Overloaded", body = crate::server::error::ErrorBody),
-    ))]
+    responses(PredictMany))]
 pub async fn predict_batch(
     State(state): State<AppState>,
     AppJson(req): AppJson<BatchRequest>,
@@ -231,15 +261,7 @@ pub async fn predict_batch(
 /// Classify many texts with the model `name`, one version for all.
 #[utoipa::path(post, path = "/models/{name}/predict/batch", request_body = BatchRequest,
     params(("name" = String, Path, description = "Model name (as `GET /models` lists it)")),
-    responses(
-        (status = 200, description = "Predictions", body = BatchResponse),
-        (status = 400, description = "Malformed JSON", body = crate::server::error::ErrorBody),
-        (status = 404, description = "No such model: code model_not_found, naming the models there are", body = crate::server::error::ErrorBody),
-        (status = 413, description = "Body too large", body = crate::server::error::ErrorBody),
-        (status = 415, description = "Not JSON", body = crate::server::error::ErrorBody),
-        (status = 422, description = "Invalid request", body = crate::server::error::ErrorBody),
-        (status = 503, description = "Overloaded, or the model is not being served (model_unavailable)", body = crate::server::error::ErrorBody),
-    ))]
+    responses(PredictManyNamed))]
 pub async fn predict_batch_named(
     State(state): State<AppState>,
     Named(entry): Named,
