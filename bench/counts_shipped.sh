@@ -7,7 +7,7 @@
 # against `tune --fold-by hash` on the shards. Prints the sha256s; exit 1 if
 # any pair differs.
 #
-#   NBSERVE_BIN=target/release/nbserve bench/counts_shipped.sh [--tune]
+#   NBSERVE_BIN="${CARGO_TARGET_DIR:-target}/release/nbserve" bench/counts_shipped.sh [--tune]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 nb="${NBSERVE_BIN:-nbserve}"

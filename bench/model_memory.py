@@ -13,8 +13,8 @@ counts, re-sealed (the checksum recomputed). Then, with the given binary:
 
 Prints one table row per size and, with `--json`, writes the figures.
 
-    bench/model_memory.py --bin target/release/nbserve --terms 31776,500000,2000000
-    bench/model_memory.py --bin target/release/nbserve --estimate   # a build with the budget
+    bench/model_memory.py --bin "${CARGO_TARGET_DIR:-target}/release/nbserve" --terms 31776,500000,2000000
+    bench/model_memory.py --bin "${CARGO_TARGET_DIR:-target}/release/nbserve" --estimate   # a build with the budget
 """
 
 from __future__ import annotations
