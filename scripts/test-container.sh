@@ -32,9 +32,5 @@ elif ! install_podman; then
 fi
 compose_venv="$(NBSERVE_PYTHON="${NBSERVE_PYTHON:-python3.11}" pinned_venv podman-compose scripts/podman-compose-requirements.txt)"
 export NBSERVE_PODMAN_COMPOSE="$compose_venv/bin/podman-compose"
-if [[ -z "${NBSERVE_BIN_RELEASE:-}" ]]; then
-    cargo build --locked --release --quiet --bin nbserve
-    NBSERVE_BIN_RELEASE="$(cargo_bin release nbserve)"
-    export NBSERVE_BIN_RELEASE
-fi
+export_release_nbserve
 pytest_suite container "$py" tests/container "$@"

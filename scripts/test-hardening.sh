@@ -10,11 +10,7 @@ cd "$root"
 # shellcheck source=scripts/lib/pytest.sh
 source scripts/lib/pytest.sh
 py="$(pytest_venv)"
-if [[ -z "${NBSERVE_BIN_RELEASE:-}" ]]; then
-    cargo build --locked --release --quiet --bin nbserve
-    # shellcheck source=scripts/lib/cargo.sh
-    source scripts/lib/cargo.sh
-    NBSERVE_BIN_RELEASE="$(cargo_bin release nbserve)"
-    export NBSERVE_BIN_RELEASE
-fi
+# shellcheck source=scripts/lib/cargo.sh
+source scripts/lib/cargo.sh
+export_release_nbserve
 pytest_suite hardening "$py" tests/hardening "$@"

@@ -15,11 +15,7 @@ source scripts/lib/pytest.sh
 PATH="$(scripts/install-valgrind.sh | tail -n1):$PATH"
 export PATH
 py="$(pytest_venv)"
-if [[ -z "${NBSERVE_BIN_RELEASE:-}" ]]; then
-    cargo build --locked --release --quiet --bin nbserve
-    # shellcheck source=scripts/lib/cargo.sh
-    source scripts/lib/cargo.sh
-    NBSERVE_BIN_RELEASE="$(cargo_bin release nbserve)"
-    export NBSERVE_BIN_RELEASE
-fi
+# shellcheck source=scripts/lib/cargo.sh
+source scripts/lib/cargo.sh
+export_release_nbserve
 pytest_suite perf "$py" tests/perf "$@"

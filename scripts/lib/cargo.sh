@@ -19,3 +19,13 @@ cargo_bin() {
     dir="$(cargo_target_dir)" || return 1
     printf '%s/%s/%s\n' "$dir" "$1" "$2"
 }
+
+# The release nbserve the suites that test what ships run: NBSERVE_BIN_RELEASE
+# when the caller (scripts/test.sh) already built it, else built here; exported.
+export_release_nbserve() {
+    if [[ -z "${NBSERVE_BIN_RELEASE:-}" ]]; then
+        cargo build --locked --release --quiet --bin nbserve
+        NBSERVE_BIN_RELEASE="$(cargo_bin release nbserve)"
+    fi
+    export NBSERVE_BIN_RELEASE
+}
