@@ -2,8 +2,10 @@
 //! artifact; and the same from counts made elsewhere ([`counts`]).
 
 pub mod counts;
+mod tracked;
 mod tune;
 
+pub use tracked::ModelRun;
 pub use tune::{tune, TuneError, TuneOptions};
 
 use std::borrow::Cow;
