@@ -427,6 +427,12 @@ impl Settings {
                 "must be > 0 with feedback.keep_text",
             );
         }
+        if self.learning.register.is_some() && self.model.mlflow_uri.is_none() {
+            return invalid(
+                "learning.register",
+                "needs model.mlflow_uri (or MLFLOW_TRACKING_URI): the tracking server a promoted challenger is registered on",
+            );
+        }
         tokens::validate(self.admin.token.as_deref(), self.feedback.token.as_deref())
     }
 }

@@ -4,7 +4,7 @@
 
 use nbserve::artifact::Artifact;
 use nbserve::mlflow::{MlflowClient, MlflowError, ModelVersion};
-use nbserve::training::{ModelRun, Tracking, TrainingFacts};
+use nbserve::training::{BlockingRun, ModelRun, Tracking, TrainingFacts};
 
 use super::args::TrackingArgs;
 use super::exit::Usage;
@@ -12,8 +12,8 @@ use super::Failure;
 
 /// The MLflow side of one command: a started run on a tracking server.
 pub struct Tracker {
+    run: BlockingRun,
     runtime: tokio::runtime::Runtime,
-    run: ModelRun,
 }
 
 impl Tracker {
@@ -48,14 +48,16 @@ impl Tracker {
             run_name,
             &tags,
         ))?;
-        Ok(Some(Self { runtime, run }))
+        let run = BlockingRun::new(runtime.handle().clone(), run);
+        Ok(Some(Self { run, runtime }))
     }
 
     /// Ends the run: FINISHED, or FAILED with the error as a tag. Best
     /// effort: the command's own outcome is what is reported.
     pub fn finish(self, outcome: &Result<(), Failure>) {
         let error = outcome.as_ref().err().map(ToString::to_string);
-        self.runtime.block_on(self.run.finish(error.as_deref()));
+        self.runtime
+            .block_on(self.run.run().finish(error.as_deref()));
     }
 }
 
@@ -65,11 +67,15 @@ impl Tracking for Tracker {
     }
 
     fn log_model(&self, artifact: &Artifact, facts: &TrainingFacts) -> Result<(), MlflowError> {
-        self.runtime.block_on(self.run.log_model(artifact, facts))
+        self.run.log_model(artifact, facts)
     }
 
     fn register(&self, name: &str) -> Result<ModelVersion, MlflowError> {
-        self.runtime.block_on(self.run.register(name))
+        self.run.register(name)
+    }
+
+    fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<(), MlflowError> {
+        self.run.set_alias(name, alias, version)
     }
 
     fn log_outcome(
@@ -77,11 +83,6 @@ impl Tracking for Tracker {
         metrics: &[(String, f64)],
         tags: &[(String, String)],
     ) -> Result<(), MlflowError> {
-        self.runtime.block_on(self.run.log_outcome(metrics, tags))
-    }
-
-    fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<(), MlflowError> {
-        self.runtime
-            .block_on(self.run.set_alias(name, alias, version))
+        self.run.log_outcome(metrics, tags)
     }
 }

@@ -27,7 +27,7 @@ pub use judge::Report;
 pub use plan::{Inputs, Plan, PlanError, Registration, Target};
 pub use promote::{promote, PromoteError};
 pub use rollback::{rollback, RollbackError, RolledBack};
-pub use run::{run, Progress, RetrainError};
+pub use run::{register, run, Progress, RetrainError};
 
 #[cfg(test)]
 mod tests;

@@ -446,7 +446,10 @@ fn promote(
     Ok(promotion)
 }
 
-fn register(t: &dyn Tracking, r: &Registration) -> Result<Registered, MlflowError> {
+/// Registers a new version from `t`'s logged model and moves the alias
+/// `r` names to it: how a promoted retrain, and a promoted challenger, are
+/// registered.
+pub fn register(t: &dyn Tracking, r: &Registration) -> Result<Registered, MlflowError> {
     let mv = t.register(&r.name)?;
     if let Some(alias) = &r.alias {
         t.set_alias(&r.name, alias, &mv.version)?;

@@ -14,6 +14,7 @@ mod middleware;
 pub mod model_metrics;
 pub mod openapi;
 mod poll;
+mod registration;
 pub mod repository;
 pub mod routes;
 mod scoring;

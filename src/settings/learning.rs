@@ -26,6 +26,14 @@ pub struct LearningSettings {
     /// (synced before the answer; it stores the examples' texts), and
     /// replay it at start-up, so a restart keeps the challenger.
     pub log_path: Option<PathBuf>,
+    /// Log a promoted challenger as an MLflow run and register it as a new
+    /// version of this registered model, as `retrain --register` does
+    /// (needs `model.mlflow_uri`). With a `models:/NAME@ALIAS` model path a
+    /// promotion always registers (under this name, default NAME) and moves
+    /// ALIAS.
+    pub register: Option<String>,
+    /// The MLflow experiment of those runs (created when missing).
+    pub mlflow_experiment: String,
 }
 
 impl Default for LearningSettings {
@@ -36,6 +44,8 @@ impl Default for LearningSettings {
             max_bytes: 64 * 1024 * 1024,
             shadow_scoring: true,
             log_path: None,
+            register: None,
+            mlflow_experiment: "nbserve".to_owned(),
         }
     }
 }

@@ -79,6 +79,10 @@ const RULES: &[(&str, &str)] = &[
         "feedback.text_budget_bytes",
         "must be > 0 with feedback.keep_text",
     ),
+    (
+        "learning.register",
+        "needs model.mlflow_uri (or MLFLOW_TRACKING_URI): the tracking server a promoted challenger is registered on",
+    ),
 ];
 
 /// The rule `key` (e.g. `server.port`'s section and name, `server.port`)
@@ -255,6 +259,11 @@ mod tests {
             (
                 "feedback.accept_examples",
                 vec![("NBSERVE__FEEDBACK__ACCEPT_EXAMPLES", "true")],
+                true,
+            ),
+            (
+                "learning.register",
+                vec![("NBSERVE__LEARNING__REGISTER", "spam")],
                 true,
             ),
             (

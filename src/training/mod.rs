@@ -5,7 +5,7 @@ pub mod counts;
 mod tracked;
 mod tune;
 
-pub use tracked::ModelRun;
+pub use tracked::{BlockingRun, ModelRun};
 pub use tune::{tune, TuneError, TuneOptions};
 
 use std::borrow::Cow;

@@ -8,7 +8,7 @@ use crate::mlflow::{
     MlflowClient, MlflowError, ModelVersion, RunInfo, RunStatus, MODEL_DIR, MODEL_FILE,
 };
 
-use super::TrainingFacts;
+use super::{Tracking, TrainingFacts};
 
 /// A started run on a tracking server.
 #[derive(Debug, Clone)]
@@ -109,6 +109,55 @@ impl ModelRun {
             }
         };
         let _ = self.client.end_run(id, status).await;
+    }
+}
+
+/// A [`ModelRun`] as the synchronous [`Tracking`] the use cases take: each
+/// call runs to completion on `handle`, so it must be made from a thread
+/// that is none of the runtime's async workers (the command line's main
+/// thread, or a blocking task of the server).
+#[derive(Debug, Clone)]
+pub struct BlockingRun {
+    handle: tokio::runtime::Handle,
+    run: ModelRun,
+}
+
+impl BlockingRun {
+    /// `run`, driven on `handle`.
+    pub fn new(handle: tokio::runtime::Handle, run: ModelRun) -> Self {
+        Self { handle, run }
+    }
+
+    /// The run.
+    pub fn run(&self) -> &ModelRun {
+        &self.run
+    }
+}
+
+impl Tracking for BlockingRun {
+    fn run_id(&self) -> &str {
+        self.run.run_id()
+    }
+
+    fn log_model(&self, artifact: &Artifact, facts: &TrainingFacts) -> Result<(), MlflowError> {
+        self.handle.block_on(self.run.log_model(artifact, facts))
+    }
+
+    fn register(&self, name: &str) -> Result<ModelVersion, MlflowError> {
+        self.handle.block_on(self.run.register(name))
+    }
+
+    fn set_alias(&self, name: &str, alias: &str, version: &str) -> Result<(), MlflowError> {
+        self.handle
+            .block_on(self.run.set_alias(name, alias, version))
+    }
+
+    fn log_outcome(
+        &self,
+        metrics: &[(String, f64)],
+        tags: &[(String, String)],
+    ) -> Result<(), MlflowError> {
+        self.handle.block_on(self.run.log_outcome(metrics, tags))
     }
 }
 

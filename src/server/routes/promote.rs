@@ -2,9 +2,11 @@
 //! model, through the rules `retrain` promotes by: the serving gate
 //! ([`gate::load_gated`]: size, validity, memory, `gate.min_f1_macro` on
 //! `gate.holdout_path`) and the no-regression check against the model in
-//! service on the same holdout; then kept in `model.dir/versions` (so
+//! service on the same holdout; then registered in MLflow when the server
+//! registers promotions ([`Tracked`]), kept in `model.dir/versions` (so
 //! `nbserve rollback` brings the old one back) and swapped in by a reload.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -14,14 +16,18 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::gate::{self, ServingRule};
+use crate::learning::Learner;
 use crate::retraining::judge::no_regression;
-use crate::retraining::read_model_file;
 use crate::retraining::store::{self, Keep, Store};
+use crate::retraining::{read_model_file, Target};
 use crate::server::auth::Authorized;
 use crate::server::challenger::ChallengerError;
 use crate::server::error::ApiError;
+use crate::server::loader::ServingModel;
+use crate::server::registration::Tracked;
 use crate::server::routes::admin::AdminToken;
 use crate::server::state::AppState;
+use crate::settings::Settings;
 
 /// Kept versions after a promotion (as `retrain --keep`'s default).
 const KEEP: usize = 5;
@@ -49,8 +55,23 @@ pub struct PromoteResponse {
     pub f1_macro: f64,
     /// The replaced model's.
     pub replaced_f1_macro: f64,
-    /// Its kept file, relative to `model.dir`.
-    pub kept_file: String,
+    /// Its kept file, relative to `model.dir` (none when `model.path` is
+    /// a registry alias).
+    pub kept_file: Option<String>,
+    /// The MLflow model version it was registered as, when the server
+    /// registers promotions (`learning.register`, or a registry alias).
+    pub registered: Option<RegisteredVersion>,
+}
+
+/// A registered MLflow model version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RegisteredVersion {
+    /// Registered model name.
+    pub name: String,
+    /// Version number.
+    pub version: String,
+    /// The alias moved to it, if any.
+    pub alias: Option<String>,
 }
 
 fn refused(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -65,8 +86,9 @@ fn refused(code: &'static str, message: impl Into<String>) -> ApiError {
     (status = 401, body = crate::server::error::ErrorBody),
     (status = 403, body = crate::server::error::ErrorBody),
     (status = 404, description = "no_challenger: nothing learned on the served model", body = crate::server::error::ErrorBody),
-    (status = 409, description = "holdout_required, not_a_file (model.path names the registry), regression (worse than the served model on the holdout), or store_busy", body = crate::server::error::ErrorBody),
+    (status = 409, description = "holdout_required, not_a_file (model.path pins a registry version), regression (worse than the served model on the holdout), or store_busy", body = crate::server::error::ErrorBody),
     (status = 422, description = "gate_rejected: the servers would not serve it", body = crate::server::error::ErrorBody),
+    (status = 503, description = "registry_unavailable: the promotion registers in MLflow, which failed; nothing was promoted", body = crate::server::error::ErrorBody),
 ))]
 pub async fn promote(
     State(state): State<AppState>,
@@ -100,32 +122,72 @@ pub async fn promote(
             "nothing was learned on the served model yet",
         )
     })?;
-    let Some(path) = champion.source.file().map(ToOwned::to_owned) else {
-        return Err(refused(
-            "not_a_file",
-            "model.path names the registry: register the challenger's artifact and move the alias",
-        ));
-    };
-    let Some(holdout) = state.settings.gate.holdout_path.clone() else {
+    let settings = &state.settings;
+    // Where it goes, as `retrain` decides: a file (registered too with
+    // learning.register), or a registry alias moved to a new version.
+    let target = Target::new(
+        &settings.model.path,
+        settings.learning.register.clone(),
+        None,
+    )
+    .map_err(|e| refused("not_a_file", e.to_string()))?;
+    let Some(holdout) = settings.gate.holdout_path.clone() else {
         return Err(refused(
             "holdout_required",
             "promotion compares both models on gate.holdout_path, which is not set",
         ));
     };
+    let meta = &champion.loaded.meta.model;
+    let run_name = format!("{}-{}+learned", meta.name, meta.version);
+    let tracked = Tracked::start(settings, &target, &run_name).await?;
+    let promoted = put_in_service(
+        &state,
+        &champion,
+        learner,
+        target,
+        holdout,
+        max_regression,
+        tracked.as_ref(),
+    )
+    .await;
+    if let Some(t) = &tracked {
+        t.finish(promoted.as_ref().err()).await;
+    }
+    promoted.map(Json)
+}
+
+/// Gates the challenger's artifact, registers it (when `tracked`), keeps
+/// it and swaps it in.
+async fn put_in_service(
+    state: &AppState,
+    champion: &ServingModel,
+    learner: Learner,
+    target: Target,
+    holdout: PathBuf,
+    max_regression: f64,
+    tracked: Option<&Tracked>,
+) -> Result<PromoteResponse, ApiError> {
     let settings = state.settings.clone();
     let replaced_f1 = champion.gate.f1_macro;
     let (meta_name, meta_version) = (
         champion.loaded.meta.model.name.clone(),
         champion.loaded.meta.model.version.clone(),
     );
-    let done = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+    let tally = learner.tally();
+    let run_id = tracked.map(Tracked::run_id);
+    let gated = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let test = crate::dataset::Dataset::holdout(&holdout).map_err(|e| {
             tracing::warn!(error = %e, "challenger promotion: holdout unreadable");
             ApiError::unprocessable("holdout_unavailable", "gate.holdout_path cannot be read")
         })?;
-        let artifact = learner
+        let mut artifact = learner
             .artifact(&test, chrono::Utc::now())
             .map_err(|e| ApiError::from(ChallengerError::from(e)))?;
+        if run_id.is_some() {
+            // As `retrain` does: the artifact names the run it was logged in.
+            artifact.mlflow_run_id = run_id;
+            artifact.seal();
+        }
         let bytes = artifact.file_bytes();
         let rule = ServingRule::from(&settings);
         let servable = gate::load_gated(&bytes[..], &rule)
@@ -140,49 +202,93 @@ pub async fn promote(
                 ),
             ));
         }
-        let model_dir = &settings.model.dir;
-        let _lock = store::lock(model_dir, Duration::from_secs(5))
-            .map_err(|e| refused("store_busy", e.to_string()))?;
-        let current = read_model_file(&path, settings.model.max_bytes).ok();
-        let replaced = current.as_ref().map(|c| Keep {
-            bytes: &c.bytes,
-            name: &meta_name,
-            version: &meta_version,
-        });
-        let candidate = Keep {
-            bytes: &bytes,
-            name: &artifact.model.name,
-            version: &artifact.model.version,
-        };
-        let promoted = Store::new(model_dir, settings.model.max_bytes)
-            .promote(&path, &candidate, replaced.as_ref(), KEEP)
-            .map_err(|e| {
-                tracing::warn!(error = %e, "challenger promotion: the store refused");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "promotion_failed",
-                    "the challenger could not be written to model.path",
-                )
-            })?;
-        Ok((artifact, servable.pass.f1_macro, promoted.file))
+        Ok((artifact, bytes, servable.pass.f1_macro))
     })
     .await
-    .expect("promotion does not panic")?;
-    let (artifact, f1_macro, kept_file) = done;
+    .expect("gating does not panic")?;
+    let (artifact, bytes, f1_macro) = gated;
+    // The registry first, as `retrain`: when it fails, no file has changed.
+    let registered = match tracked {
+        Some(t) => Some(
+            t.register(artifact.clone(), tally, meta_version.clone())
+                .await?,
+        ),
+        None => None,
+    };
+    let kept_file = match target {
+        Target::File { path, .. } => {
+            let settings = state.settings.clone();
+            let (name, version) = (artifact.model.name.clone(), artifact.model.version.clone());
+            let kept = tokio::task::spawn_blocking(move || {
+                keep(
+                    &settings,
+                    &path,
+                    &bytes,
+                    (&name, &version),
+                    (&meta_name, &meta_version),
+                )
+            });
+            Some(kept.await.expect("keeping does not panic")?)
+        }
+        Target::Alias(_) => None,
+    };
     // The same swap as a reload: requests in flight keep the old model.
     let served = state.reload(None).await?;
     tracing::info!(
         version = %artifact.model.version,
         f1_macro,
         replaced_f1_macro = replaced_f1,
+        registered = registered.as_ref().map_or("", |r| r.version.as_str()),
         "challenger promoted"
     );
-    Ok(Json(PromoteResponse {
+    Ok(PromoteResponse {
         name: served.loaded.meta.model.name.clone(),
         version: served.loaded.meta.model.version.clone(),
         checksum: served.loaded.meta.checksum.clone(),
         f1_macro,
         replaced_f1_macro: replaced_f1,
         kept_file,
-    }))
+        registered: registered.map(|r| RegisteredVersion {
+            name: r.name,
+            version: r.version,
+            alias: r.alias,
+        }),
+    })
+}
+
+/// Writes `bytes` (the challenger `candidate`: name, version) to `path`
+/// through the versioned store, keeping the model it replaces
+/// (`replaced`: name, version); returns the kept file.
+fn keep(
+    settings: &Settings,
+    path: &Path,
+    bytes: &[u8],
+    candidate: (&str, &str),
+    replaced: (&str, &str),
+) -> Result<String, ApiError> {
+    let model_dir = &settings.model.dir;
+    let _lock = store::lock(model_dir, Duration::from_secs(5))
+        .map_err(|e| refused("store_busy", e.to_string()))?;
+    let current = read_model_file(path, settings.model.max_bytes).ok();
+    let replaced = current.as_ref().map(|c| Keep {
+        bytes: &c.bytes,
+        name: replaced.0,
+        version: replaced.1,
+    });
+    let candidate = Keep {
+        bytes,
+        name: candidate.0,
+        version: candidate.1,
+    };
+    Store::new(model_dir, settings.model.max_bytes)
+        .promote(path, &candidate, replaced.as_ref(), KEEP)
+        .map(|p| p.file)
+        .map_err(|e| {
+            tracing::warn!(error = %e, "challenger promotion: the store refused");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "promotion_failed",
+                "the challenger could not be written to model.path",
+            )
+        })
 }
