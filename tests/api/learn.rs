@@ -426,6 +426,8 @@ async fn a_promoted_challenger_is_gated_kept_and_served() {
     let promoted: Value = r.json().await.unwrap();
     let version = promoted["version"].as_str().unwrap().to_owned();
     assert!(version.starts_with("1+learned."), "{promoted}");
+    // Without MLflow: no run, no registration.
+    assert_eq!(promoted["registered"], Value::Null, "{promoted}");
     // Served, written to model.path as schema 3, the old one kept.
     let model: Value = app.get("/model").await.json().await.unwrap();
     assert_eq!(model["version"], version.as_str(), "{model}");
@@ -433,6 +435,7 @@ async fn a_promoted_challenger_is_gated_kept_and_served() {
         serde_json::from_slice(&std::fs::read(dir.path().join("learnable.json")).unwrap()).unwrap();
     assert_eq!(file.model.version, version);
     assert_eq!(file.schema_version, 3);
+    assert_eq!(file.mlflow_run_id, None);
     let kept = std::fs::read_dir(app.models_dir.path().join("versions"))
         .unwrap()
         .filter(|e| {

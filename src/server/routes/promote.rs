@@ -139,21 +139,27 @@ pub async fn promote(
     };
     let meta = &champion.loaded.meta.model;
     let run_name = format!("{}-{}+learned", meta.name, meta.version);
-    let tracked = Tracked::start(settings, &target, &run_name).await?;
-    let promoted = put_in_service(
-        &state,
-        &champion,
-        learner,
-        target,
-        holdout,
-        max_regression,
-        tracked.as_ref(),
-    )
-    .await;
-    if let Some(t) = &tracked {
-        t.finish(promoted.as_ref().err()).await;
-    }
-    promoted.map(Json)
+    // In a task of its own: a client going away, or the request timeout,
+    // must not stop a promotion half way (registered but not written, or
+    // its run left open).
+    let task = tokio::spawn(async move {
+        let tracked = Tracked::start(&state.settings, &target, &run_name).await?;
+        let promoted = put_in_service(
+            &state,
+            &champion,
+            learner,
+            target,
+            holdout,
+            max_regression,
+            tracked.as_ref(),
+        )
+        .await;
+        if let Some(t) = &tracked {
+            t.finish(promoted.as_ref().err()).await;
+        }
+        promoted
+    });
+    task.await.expect("promotion does not panic").map(Json)
 }
 
 /// Gates the challenger's artifact, registers it (when `tracked`), keeps
