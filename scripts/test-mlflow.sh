@@ -21,6 +21,10 @@
 #    champion, the polling server follows, the run carries the verdict; a
 #    retrain under --min-f1-macro 0.99 exits 5, registers nothing, run FAILED;
 #    the same retrain again is unchanged: exit 0, nothing registered, run FINISHED;
+#  - learning in place (test_mlflow_learning.py): a promoted challenger is
+#    logged as a run tagged learning_in_place (learned/forgotten), its artifact
+#    byte-identical to the served file, registered as a new version; a refused
+#    one leaves a FAILED run; on models:/NAME@champion the alias moves to it;
 #  - with MLflow stopped: `train` fails with exit 1 and one line that holds no
 #    secret and leaves no file; the running server keeps serving; a server
 #    starting on the unreachable registry exits 4.

@@ -32,7 +32,8 @@ pub struct LearningSettings {
     /// promotion always registers (under this name, default NAME) and moves
     /// ALIAS.
     pub register: Option<String>,
-    /// The MLflow experiment of those runs (created when missing).
+    /// The MLflow experiment a promoted challenger's run is logged in
+    /// (created when missing).
     pub mlflow_experiment: String,
 }
 
