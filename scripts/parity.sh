@@ -6,7 +6,10 @@
 # the other models), and the shipped models/spam-nb.json served by the real
 # binary must answer /predict and /predict/batch on its held-out split as
 # scikit-learn does, its stored evaluation equal to scikit-learn's
-# (tests/parity/test_parity_http.py).
+# (tests/parity/test_parity_http.py). A champion trained with --statistics
+# on part of the corpus, taught the rest through the real server's POST
+# /learn, must give the artifact scikit-learn fits on the union, and forgetting
+# it the champion back (tests/parity/test_parity_learning.py).
 #
 #   scripts/parity.sh            # uses the debug build (built if missing)
 #   NBSERVE_BIN=path/to/nbserve scripts/parity.sh
