@@ -5,8 +5,8 @@
                         [--duration 90] [--connections 16] [--batch 50]
 
 1. Splits data/spamassassin.csv 80/20 (seed 42) with `nbserve split`; the
-   first --base-rows rows of the training part are the base, the rest the
-   labelled stream. Trains the champion on the base with `--statistics
+   training part, shuffled (seed 42), gives the base (its first --base-rows
+   rows) and the labelled stream (the rest). Trains the champion on the base with `--statistics
    --test-data` (alpha 0.01, min_df 2), and the same model without
    `--statistics` to give the artifact size before and after schema 3.
 2. Serves the champion (127.0.0.1, a free port; learning on, the test part as
@@ -34,6 +34,7 @@ import csv
 import http.client
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -88,6 +89,7 @@ class Client:
         self.conn.request(method, path, body=data, headers=headers)
         answer = self.conn.getresponse()
         raw = answer.read()
+        self.last_bytes = len(raw)
         return answer.status, (json.loads(raw) if raw else {})
 
     def ok(self, method: str, path: str, body=None, token: str | None = None) -> dict:
@@ -124,6 +126,8 @@ def main() -> int:
     nbserve(args.bin, env, "split", "--data", args.data, "--train-out", train, "--test-out", test,
             "--test-size", "0.2", "--seed", "42")
     rows = read_rows(train)
+    # The split writes rows grouped by label: shuffle, so base and stream hold both.
+    random.Random(42).shuffle(rows)
     base, stream = rows[: args.base_rows], rows[args.base_rows:]
     write_rows(work / "base.csv", base)
     champion = models / "spam-nb.json"
@@ -172,6 +176,8 @@ def main() -> int:
              "-s", str(ROOT / "bench" / "post.lua"), f"http://127.0.0.1:{port}/predict"],
             env={**os.environ, "BODIES": str(bodies)}, stdout=subprocess.PIPE, text=True)
         started = time.monotonic()
+        time.sleep(2)
+        rss_loaded = kib(server.pid, "VmRSS")
 
         learn_secs, learned = 0.0, 0
         for i in range(0, len(stream), args.batch):
@@ -191,7 +197,7 @@ def main() -> int:
         champion_f1 = client.ok("GET", "/model")["evaluation"]["f1_macro"]
         artifact_status, artifact = client.call("GET", "/challenger/artifact")
         assert artifact_status == 200, artifact
-        challenger_bytes = len(json.dumps(artifact))
+        challenger_bytes = client.last_bytes
         promoted = client.ok("POST", "/admin/challenger/promote", {}, token=TOKEN)
         served = client.ok("GET", "/ready")["model_version"]
         promoted_size = champion.stat().st_size
@@ -225,8 +231,8 @@ def main() -> int:
           f"batches of {args.batch})")
     print(f"challenger: learned {status['learned']:,}, vocabulary {status['vocabulary_size']:,}, "
           f"learned_bytes {status['learned_bytes']:,}, shadow agreement "
-          f"{status['shadow_agreed']:,}/{status['shadow_scored']:,}; server RSS {rss_before / 1024:.1f} MiB before "
-          f"learning, {rss_learned / 1024:.1f} MiB after")
+          f"{status['shadow_agreed']:,}/{status['shadow_scored']:,}; server RSS {rss_before / 1024:.1f} MiB idle, "
+          f"{rss_loaded / 1024:.1f} MiB under load before learning, {rss_learned / 1024:.1f} MiB after")
     if live:
         print(f"live F1 macro on {live['labels']:,} labelled predictions: champion {live['champion_f1_macro']}, "
               f"challenger {live['challenger_f1_macro']}")
