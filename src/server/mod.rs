@@ -18,6 +18,7 @@ pub mod repository;
 pub mod routes;
 mod scoring;
 mod serve;
+pub mod shadow;
 mod signals;
 pub mod state;
 

@@ -94,13 +94,20 @@ fn score(state: &AppState, model: &ServingModel, text: &str, explain: bool) -> S
     if let Some(r) = oov {
         m.oov.observe(r);
     }
-    if state.settings.learning.shadow_scoring {
+    let shadow = if state.settings.learning.shadow_scoring {
         let label = &classifier.classes()[prediction.label];
-        state.challenger.shadow(model, text, label);
-    }
-    let id = state
-        .feedback
-        .remember_text(&model.profile, prediction.label, confidence, oov, text);
+        state.challenger.shadow(model, text, label)
+    } else {
+        None
+    };
+    let id = state.feedback.remember_shadowed(
+        &model.profile,
+        prediction.label,
+        confidence,
+        oov,
+        text,
+        shadow.map(|t| t.0),
+    );
     let explanation = explain.then(|| classifier.explain(text, &prediction, EXPLAIN_TERMS));
     Scored {
         id,

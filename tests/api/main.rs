@@ -2,6 +2,7 @@
 
 mod admin;
 mod body_budget;
+mod challenger_live;
 mod connections;
 mod direct;
 mod errors;

@@ -11,6 +11,7 @@ use crate::monitoring::{FeedbackError, LogReceipt};
 use crate::server::auth::{check_bearer, Authorized, FailedAuthLog, TokenGuard};
 use crate::server::error::ApiError;
 use crate::server::extract::AppJson;
+use crate::server::shadow::ShadowTag;
 use crate::server::state::AppState;
 
 /// The true label of an earlier prediction.
@@ -108,6 +109,16 @@ fn record(state: &AppState, item: &FeedbackRequest) -> Result<(bool, LogReceipt)
             m.feedback_confusion
                 .with_label_values(&[&r.model, &r.label, &r.predicted_label])
                 .inc();
+            if let Some(tag) = r.shadow {
+                // The challenger's answer to the same prediction, judged
+                // by the same label.
+                state.challenger.record_feedback(
+                    ShadowTag(tag),
+                    &r.label,
+                    &r.predicted_label,
+                    state.feedback.window_size(),
+                );
+            }
             Ok((r.label == r.predicted_label, receipt))
         }
         Err(e) => {
