@@ -143,21 +143,22 @@ impl Challenger {
 
     /// Scores `text` with the challenger of `champion`, if there is one,
     /// records whether it chose `champion_label` too and returns the tag
-    /// to remember the prediction with. Lock-free: one snapshot load and
-    /// one prediction.
+    /// to remember the prediction with, and whether it agreed. Lock-free:
+    /// one snapshot load and one prediction.
     pub fn shadow(
         &self,
         champion: &ServingModel,
         text: &str,
         champion_label: &str,
-    ) -> Option<ShadowTag> {
+    ) -> Option<(ShadowTag, bool)> {
         let view = self.view(champion)?;
         let p = view.classifier.predict(text);
         self.scored.fetch_add(1, Ordering::Relaxed);
-        if view.classifier.classes()[p.label] == champion_label {
+        let agreed = view.classifier.classes()[p.label] == champion_label;
+        if agreed {
             self.agreed.fetch_add(1, Ordering::Relaxed);
         }
-        Some(view.tags[p.label])
+        Some((view.tags[p.label], agreed))
     }
 
     /// Locks the live window (a poisoned lock still holds whole counts:

@@ -96,7 +96,18 @@ fn score(state: &AppState, model: &ServingModel, text: &str, explain: bool) -> S
     }
     let shadow = if state.settings.learning.shadow_scoring {
         let label = &classifier.classes()[prediction.label];
-        state.challenger.shadow(model, text, label)
+        state
+            .challenger
+            .shadow(model, text, label)
+            .map(|(tag, agreed)| {
+                let result = if agreed { "agreed" } else { "disagreed" };
+                state
+                    .metrics
+                    .challenger_shadow
+                    .with_label_values(&[result])
+                    .inc();
+                tag
+            })
     } else {
         None
     };
@@ -106,7 +117,7 @@ fn score(state: &AppState, model: &ServingModel, text: &str, explain: bool) -> S
         confidence,
         oov,
         text,
-        shadow.map(|t| t.0),
+        shadow.map(|tag| tag.0),
     );
     let explanation = explain.then(|| classifier.explain(text, &prediction, EXPLAIN_TERMS));
     Scored {

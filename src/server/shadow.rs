@@ -36,7 +36,7 @@ impl ShadowTag {
 }
 
 /// Live F1 macro of both models on the same labelled predictions.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
 pub struct LiveComparison {
     /// Labelled predictions in the window (both models scored each).
     pub labels: u64,

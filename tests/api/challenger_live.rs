@@ -6,7 +6,8 @@ use serde_json::{json, Value};
 
 use nbserve::Artifact;
 
-use crate::learn::{body, learning_app, parts, post, rest_examples};
+use crate::helpers::metric_value;
+use crate::learn::{body, learning_app, parts, post, promote, rest_examples};
 
 /// scikit-learn's `f1_score(truth, predicted, average="macro")`
 /// (`zero_division=0`, over the classes in either list), written out.
@@ -108,6 +109,8 @@ async fn feedback_scores_champion_and_challenger_live_on_the_same_predictions() 
     );
     let challenger_f1 = holdout["challenger_f1_macro"].as_f64().unwrap();
     assert!((challenger_f1 - challenger.meta.evaluation.f1_macro).abs() < 1e-12);
+    // Worse than the champion on the holdout: refused as a regression.
+    assert_eq!(promote(&app, json!({})).await.status(), 409);
     // Computed once per generation: with the holdout gone, the same
     // generation still shows it; the next one cannot be evaluated.
     std::fs::remove_file(dir.path().join("holdout.csv")).unwrap();
@@ -123,6 +126,61 @@ async fn feedback_scores_champion_and_challenger_live_on_the_same_predictions() 
     );
     // The live window spans the challenger's generations.
     assert_eq!(next["live"], *live);
+    // The same figures, and what led to them, in the metrics; refused
+    // promotions counted by their outcome (no holdout now: 422).
+    assert_eq!(promote(&app, json!({})).await.status(), 422);
+    let text = app.metrics().await;
+    let value = |series: &str| metric_value(&text, series).unwrap_or(f64::NAN);
+    let learned = (flipped.len() + 1) as f64;
+    assert_eq!(
+        value("nbserve_challenger_examples_total{change=\"learned\"}"),
+        learned
+    );
+    assert_eq!(
+        value("nbserve_challenger_examples_total{change=\"forgotten\"}"),
+        0.0
+    );
+    let disagreed = champion_said
+        .iter()
+        .zip(&challenger_said)
+        .filter(|(a, b)| a != b)
+        .count() as f64;
+    let shadow = "nbserve_challenger_shadow_predictions_total";
+    assert_eq!(
+        value(&format!("{shadow}{{result=\"disagreed\"}}")),
+        disagreed
+    );
+    assert_eq!(
+        value(&format!("{shadow}{{result=\"agreed\"}}")),
+        40.0 - disagreed
+    );
+    let f1 = "nbserve_challenger_live_f1_macro";
+    assert_eq!(value(&format!("{f1}{{role=\"champion\"}}")), got.0);
+    assert_eq!(value(&format!("{f1}{{role=\"challenger\"}}")), got.1);
+    assert_eq!(value("nbserve_challenger_live_labels"), 40.0);
+    assert_eq!(
+        value("nbserve_challenger_learned_bytes"),
+        next["learned_bytes"].as_f64().unwrap()
+    );
+    let promotions = "nbserve_challenger_promotions_total";
+    assert_eq!(
+        value(&format!(
+            "{promotions}{{outcome=\"regression\",trigger=\"manual\"}}"
+        )),
+        1.0
+    );
+    assert_eq!(
+        value(&format!(
+            "{promotions}{{outcome=\"refused\",trigger=\"manual\"}}"
+        )),
+        1.0
+    );
+    assert_eq!(
+        value(&format!(
+            "{promotions}{{outcome=\"promoted\",trigger=\"manual\"}}"
+        )),
+        0.0
+    );
     app.stop().await;
 }
 

@@ -403,7 +403,7 @@ async fn served_predictions_are_shadow_scored_by_the_challenger() {
     app.stop().await;
 }
 
-async fn promote(app: &TestApp, body: Value) -> reqwest::Response {
+pub(crate) async fn promote(app: &TestApp, body: Value) -> reqwest::Response {
     app.client
         .post(app.url("/admin/challenger/promote"))
         .bearer_auth(TOKEN)

@@ -215,6 +215,15 @@ async fn change(
         .await
         .inspect_err(|e| tracing::info!(examples = n, change = ?change, error = %e, "challenger change refused"))?;
     tracing::info!(examples = n, change = ?change, learned = view.tally.learned, forgotten = view.tally.forgotten, "challenger changed");
+    let counted = match change {
+        Change::Learn => "learned",
+        Change::Forget => "forgotten",
+    };
+    state
+        .metrics
+        .challenger_examples
+        .with_label_values(&[counted])
+        .inc_by(n as u64);
     Ok(Json(ChallengerResponse::new(
         view.as_ref(),
         &state.challenger,

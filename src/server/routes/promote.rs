@@ -88,6 +88,50 @@ pub async fn promote(
             "max_regression must be within [0, 1]",
         ));
     }
+    promote_challenger(&state, max_regression, Trigger::Manual)
+        .await
+        .map(Json)
+}
+
+/// Who asked for a promotion (the `trigger` of
+/// `nbserve_challenger_promotions_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// `POST /admin/challenger/promote`.
+    Manual,
+    /// `learning.auto_promote`.
+    Auto,
+}
+
+/// Promotes the challenger of the served model, allowing its holdout F1
+/// macro `max_regression` below the served model's: the one path every
+/// trigger takes; its outcome is counted.
+pub async fn promote_challenger(
+    state: &AppState,
+    max_regression: f64,
+    trigger: Trigger,
+) -> Result<PromoteResponse, ApiError> {
+    let result = attempt(state, max_regression).await;
+    let outcome = match &result {
+        Ok(_) => "promoted",
+        Err(e) if e.status.is_server_error() => "failed",
+        Err(e) if matches!(e.code, "gate_rejected" | "regression") => e.code,
+        Err(_) => "refused",
+    };
+    let trigger_label = match trigger {
+        Trigger::Manual => "manual",
+        Trigger::Auto => "auto",
+    };
+    state
+        .metrics
+        .challenger_promotions
+        .with_label_values(&[trigger_label, outcome])
+        .inc();
+    result
+}
+
+/// The promotion itself: gated, kept, swapped in.
+async fn attempt(state: &AppState, max_regression: f64) -> Result<PromoteResponse, ApiError> {
     let champion = state.default_model()?;
     state
         .challenger
@@ -177,12 +221,12 @@ pub async fn promote(
         replaced_f1_macro = replaced_f1,
         "challenger promoted"
     );
-    Ok(Json(PromoteResponse {
+    Ok(PromoteResponse {
         name: served.loaded.meta.model.name.clone(),
         version: served.loaded.meta.model.version.clone(),
         checksum: served.loaded.meta.checksum.clone(),
         f1_macro,
         replaced_f1_macro: replaced_f1,
         kept_file,
-    }))
+    })
 }
