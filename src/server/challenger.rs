@@ -121,6 +121,8 @@ pub struct Challenger {
     /// The challenger's holdout F1 macro, by generation: computed once per
     /// generation (a holdout pass is milliseconds to seconds).
     holdout: tokio::sync::Mutex<Option<(u64, f64)>>,
+    /// What `learning.auto_promote` remembers.
+    pub auto: super::auto_promote::AutoPromote,
 }
 
 /// How often the challenger agreed with the champion on served predictions.

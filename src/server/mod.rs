@@ -1,6 +1,7 @@
 //! The HTTP server: start-up with the gate, routing, graceful shutdown.
 
 mod auth;
+pub mod auto_promote;
 pub mod challenger;
 mod connection;
 mod edge;

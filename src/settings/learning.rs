@@ -26,6 +26,19 @@ pub struct LearningSettings {
     /// (synced before the answer; it stores the examples' texts), and
     /// replay it at start-up, so a restart keeps the challenger.
     pub log_path: Option<PathBuf>,
+    /// Promote the challenger by itself once it has
+    /// `auto_promote_min_examples` net examples and
+    /// `auto_promote_min_live_labels` labelled shadow-scored predictions:
+    /// through the same gate and no-regression check (no regression
+    /// allowed) as `POST /admin/challenger/promote`, checked after each
+    /// learn and each such label. A refused promotion is tried again only
+    /// once something new is learned.
+    pub auto_promote: bool,
+    /// Examples learned and not forgotten before an automatic promotion.
+    pub auto_promote_min_examples: u64,
+    /// Labelled predictions both models scored (the live comparison of
+    /// `GET /challenger`) before an automatic promotion.
+    pub auto_promote_min_live_labels: u64,
 }
 
 impl Default for LearningSettings {
@@ -36,6 +49,9 @@ impl Default for LearningSettings {
             max_bytes: 64 * 1024 * 1024,
             shadow_scoring: true,
             log_path: None,
+            auto_promote: false,
+            auto_promote_min_examples: 100,
+            auto_promote_min_live_labels: 100,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! API integration tests: the real server on port 0, spoken to over HTTP.
 
 mod admin;
+mod auto_promote;
 mod body_budget;
 mod challenger_live;
 mod connections;

@@ -224,6 +224,9 @@ async fn change(
         .challenger_examples
         .with_label_values(&[counted])
         .inc_by(n as u64);
+    if change == Change::Learn {
+        crate::server::auto_promote::consider(&state).await;
+    }
     Ok(Json(ChallengerResponse::new(
         view.as_ref(),
         &state.challenger,
