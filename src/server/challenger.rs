@@ -23,6 +23,7 @@ use crate::classifier::Classifier;
 use crate::learning::{Example, LearnError, Learner, Tally};
 use crate::server::learning_log;
 use crate::server::loader::ServingModel;
+use crate::server::repository::Budget;
 use crate::server::shadow::{LiveComparison, LiveWindow, ShadowTag};
 use crate::settings::LearningSettings;
 
@@ -77,6 +78,22 @@ fn new_learner(
     Ok(learner)
 }
 
+/// Bytes a challenger holds of `models.max_total_bytes`: its learned part
+/// and its scorer (vocabulary and tables, estimated as a served model's);
+/// the champion's statistics it learns on are the champion's.
+fn held_bytes(learner: &Learner, classifier: &Classifier) -> u64 {
+    let vocabulary = classifier.vocabulary();
+    let terms = vocabulary.len() as u64;
+    let tables = terms
+        .saturating_mul(classifier.classes().len() as u64)
+        .saturating_mul(8)
+        .saturating_add(terms / 8);
+    learner
+        .learned_bytes()
+        .saturating_add(vocabulary.heap_bytes() as u64)
+        .saturating_add(tables)
+}
+
 /// A learn or forget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -95,6 +112,15 @@ pub enum ChallengerError {
     /// The learning log could not take the change.
     #[error("the learning log cannot take the change right now; nothing was changed")]
     Log,
+    /// The challenger would not fit beside the served models in
+    /// `models.max_total_bytes`.
+    #[error("the challenger would hold {needed} bytes (its scorer and learned counts), more than the {available} bytes models.max_total_bytes leaves beside the served models; forget examples, or promote or reset it")]
+    OverBudget {
+        /// Bytes it would hold.
+        needed: u64,
+        /// What the models leave.
+        available: u64,
+    },
     /// The learned part would pass `learning.max_bytes`.
     #[error("the challenger would hold {needed} bytes of learned counts, over learning.max_bytes ({max}); forget examples, or promote or reset it")]
     Full {
@@ -227,14 +253,17 @@ impl Challenger {
     }
 
     /// Applies `change` to the challenger of `champion` (a new one when the
-    /// champion changed), all or nothing, and publishes the result.
+    /// champion changed), all or nothing, and publishes the result; what
+    /// it then holds is held in `budget` (refused when it does not fit).
     pub async fn apply(
         &self,
         champion: Arc<ServingModel>,
         change: Change,
         examples: Vec<Example>,
         settings: &LearningSettings,
+        budget: &Arc<Budget>,
     ) -> Result<Arc<ChallengerView>, ChallengerError> {
+        let budget = Arc::clone(budget);
         let max_bytes = settings.max_bytes;
         let log = settings.log_path.clone();
         let mut writer = self.writer.lock().await;
@@ -275,6 +304,10 @@ impl Challenger {
                 });
             }
             let classifier = learner.classifier()?;
+            let needed = held_bytes(&learner, &classifier);
+            budget
+                .hold_challenger(needed)
+                .map_err(|available| ChallengerError::OverBudget { needed, available })?;
             // Synced before it is acknowledged (or published).
             if let Some(path) = &log {
                 learning_log::append(path, change == Change::Forget, &checksum, &examples)

@@ -15,6 +15,7 @@ mod half_close;
 mod helpers;
 mod hostile;
 mod learn;
+mod learn_budget;
 mod lifecycle;
 mod live_quality;
 mod metrics;

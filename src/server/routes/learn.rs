@@ -134,6 +134,9 @@ impl From<ChallengerError> for ApiError {
     fn from(e: ChallengerError) -> Self {
         let (status, code) = match &e {
             ChallengerError::Full { .. } => (StatusCode::INSUFFICIENT_STORAGE, "challenger_full"),
+            ChallengerError::OverBudget { .. } => {
+                (StatusCode::INSUFFICIENT_STORAGE, "challenger_over_budget")
+            }
             ChallengerError::Log => (StatusCode::SERVICE_UNAVAILABLE, "log_unavailable"),
             ChallengerError::Learn(l) => match l {
                 LearnError::NoStatistics => (StatusCode::CONFLICT, "no_statistics"),
@@ -211,7 +214,7 @@ async fn change(
     let learning = &state.settings.learning;
     let view = state
         .challenger
-        .apply(champion, change, examples, learning)
+        .apply(champion, change, examples, learning, &state.models.budget)
         .await
         .inspect_err(|e| tracing::info!(examples = n, change = ?change, error = %e, "challenger change refused"))?;
     tracing::info!(examples = n, change = ?change, learned = view.tally.learned, forgotten = view.tally.forgotten, "challenger changed");
@@ -277,7 +280,7 @@ impl<const FORGET: bool> utoipa::IntoResponses for ChangeAnswers<FORGET> {
         responses
             .response(
                 "507",
-                error("The challenger would pass learning.max_bytes: code challenger_full"),
+                error("The challenger would pass learning.max_bytes (code challenger_full) or what models.max_total_bytes leaves beside the served models (code challenger_over_budget); nothing changed"),
             )
             .build()
             .into()
