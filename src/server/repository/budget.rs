@@ -220,4 +220,32 @@ mod tests {
         assert_eq!(budget.serving_bytes(), 0);
         budget.reserve(2, "c", 100).unwrap().commit();
     }
+
+    #[test]
+    fn statistics_grow_a_reservation_and_the_challenger_holds_its_share() {
+        let budget = Budget::new(100, 2);
+        let mut a = budget.reserve(0, "a", 30).unwrap();
+        // Its statistics, once decoded: 30 + 50 fit, 30 + 50 + 21 do not.
+        a.grow(50).unwrap();
+        let e = a.grow(21).unwrap_err();
+        assert!(
+            e.to_string().contains("needs an estimated 101 bytes"),
+            "{e}"
+        );
+        a.commit();
+        assert_eq!(budget.serving_bytes(), 80);
+        // The challenger takes what the models leave, no more.
+        assert_eq!(budget.hold_challenger(21), Err(20));
+        budget.hold_challenger(20).unwrap();
+        assert_eq!(budget.challenger_bytes(), 20);
+        // ... and counts against a load; shrinking is never refused.
+        assert!(budget.reserve(1, "b", 1).is_err());
+        budget.hold_challenger(5).unwrap();
+        budget.reserve(1, "b", 15).unwrap().commit();
+        // Full after a reload: it may not grow, it may shrink.
+        budget.reserve(0, "a", 80).unwrap().commit();
+        assert_eq!(budget.hold_challenger(6), Err(5));
+        budget.hold_challenger(4).unwrap();
+        assert_eq!(budget.challenger_bytes(), 4);
+    }
 }
