@@ -86,10 +86,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _command(kind: str, binary: Path, port: int) -> tuple[list[str], dict]:
+def _command(kind: str, binary: Path, port: int,
+             model: Path | None = None) -> tuple[list[str], dict]:
     env = dict(os.environ)
     if kind == "nbserve":
-        model = ROOT / "models" / "spam-nb.json"
+        model = model or ROOT / "models" / "spam-nb.json"
         env.update({
             "NBSERVE__SERVER__HOST": "127.0.0.1",
             "NBSERVE__SERVER__PORT": str(port),
@@ -104,18 +105,27 @@ def _command(kind: str, binary: Path, port: int) -> tuple[list[str], dict]:
     raise ValueError(f"unknown kind {kind!r}")
 
 
-def run_once(kind: str, binary: Path, payloads: list[bytes], n: int, out: Path) -> None:
-    """Starts `binary` under callgrind, sends `n` `/predict` requests over one
-    keep-alive connection (cycling `payloads`), stops it with SIGTERM."""
+def run_once(kind: str, binary: Path, payloads: list[bytes], n: int, out: Path,
+             model: Path | None = None, before: tuple[tuple[str, bytes], ...] = ()) -> None:
+    """Starts `binary` under callgrind (serving `model`, default the shipped
+    one), posts `before` (path, body: e.g. a `/learn`, the same in both runs
+    so it cancels out), then `n` `/predict` requests over one keep-alive
+    connection (cycling `payloads`), stops it with SIGTERM."""
     port = _free_port()
-    cmd, env = _command(kind, binary, port)
+    cmd, env = _command(kind, binary, port, model)
     log = open(f"{out}.log", "wb")
     proc = subprocess.Popen(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *cmd],
         env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_ready(port, proc)
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        for path, body in before:
+            c.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            r.read()
+            if r.status != 200:
+                raise RuntimeError(f"{kind}: POST {path}: HTTP {r.status}")
         for i in range(n):
             c.request("POST", "/predict", body=payloads[i % len(payloads)],
                       headers={"Content-Type": "application/json"})
@@ -161,13 +171,14 @@ def functions(path: Path) -> tuple[int, dict[str, int]]:
 
 
 def measure(kind: str, binary: Path, data: Path, mix: str, warm: int = 100,
-            requests: int = 1000, work: Path | None = None) -> dict:
+            requests: int = 1000, work: Path | None = None, model: Path | None = None,
+            before: tuple[tuple[str, bytes], ...] = ()) -> dict:
     """Instructions per request, in total and per function, for one mix."""
     payloads = bodies(data, mix)
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         a, b = Path(tmp) / "a.out", Path(tmp) / "b.out"
-        run_once(kind, binary, payloads, warm, a)
-        run_once(kind, binary, payloads, warm + requests, b)
+        run_once(kind, binary, payloads, warm, a, model, before)
+        run_once(kind, binary, payloads, warm + requests, b, model, before)
         a_total, a_fn = functions(a)
         b_total, b_fn = functions(b)
     per_fn = {k: (b_fn.get(k, 0) - a_fn.get(k, 0)) / requests for k in set(a_fn) | set(b_fn)}

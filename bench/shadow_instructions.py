@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import http.client
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -63,36 +63,20 @@ def main() -> int:
                    check=True, capture_output=True)
     learn_body = json.dumps({"examples": [{"text": t, "label": lab} for t, lab in learned]}).encode()
 
-    shadow = {"value": "true"}
-    command, wait_ready = ri._command, ri._wait_ready
-
-    def serve_champion(kind, binary, port):
-        cmd, env = command(kind, binary, port)
-        env.update({
-            "NBSERVE__MODEL__PATH": str(model),
-            "NBSERVE__MODEL__DIR": str(model.parent),
-            "NBSERVE__LEARNING__ENABLED": "true",
-            "NBSERVE__LEARNING__SHADOW_SCORING": shadow["value"],
-            "NBSERVE__SERVER__REQUEST_TIMEOUT_MS": "600000",
-        })
-        return cmd, env
-
-    def ready_then_learn(port, proc, deadline_s=180):
-        wait_ready(port, proc, deadline_s)
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-        c.request("POST", "/learn", body=learn_body, headers={"Content-Type": "application/json"})
-        answer = c.getresponse()
-        body = answer.read()
-        c.close()
-        if answer.status != 200:
-            raise RuntimeError(f"POST /learn answered {answer.status}: {body[:300]!r}")
-
-    ri._command, ri._wait_ready = serve_champion, ready_then_learn
+    learn = (("/learn", learn_body),)
     results = {}
     for mix in ri.MIXES:
         for value in ("false", "true"):
-            shadow["value"] = value
-            r = ri.measure("nbserve", args.bin, args.data, mix, args.warm, args.requests, work)
+            # Read by request_instructions' server command (it copies the
+            # environment); a learn under valgrind outlasts the default
+            # request timeout.
+            os.environ.update({
+                "NBSERVE__LEARNING__ENABLED": "true",
+                "NBSERVE__LEARNING__SHADOW_SCORING": value,
+                "NBSERVE__SERVER__REQUEST_TIMEOUT_MS": "600000",
+            })
+            r = ri.measure("nbserve", args.bin, args.data, mix, args.warm, args.requests, work,
+                           model=model, before=learn)
             results[mix, value] = r["per_request"]
             print(f"shadow_instructions: mix {mix}, shadow scoring {value}: "
                   f"{r['per_request']:,.0f} instructions per /predict", file=sys.stderr)

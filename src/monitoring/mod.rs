@@ -111,6 +111,10 @@ pub struct FeedbackRecord {
     /// budget (absent otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// The shadow tag the prediction was remembered with
+    /// ([`FeedbackStore::remember_shadowed`]); not logged.
+    #[serde(skip)]
+    pub shadow: Option<u32>,
 }
 
 /// A labelled text sent directly (`POST /examples`), as appended to the log.
@@ -349,11 +353,26 @@ impl FeedbackStore {
         oov: Option<f64>,
         text: &str,
     ) -> Uuid {
+        self.remember_shadowed(model, predicted, confidence, oov, text, None)
+    }
+
+    /// [`FeedbackStore::remember_text`], with a `shadow` tag (what a
+    /// challenger predicted, below `u32::MAX`) kept with the prediction
+    /// and handed back with its feedback ([`FeedbackRecord::shadow`]).
+    pub fn remember_shadowed(
+        &self,
+        model: &Arc<ModelProfile>,
+        predicted: usize,
+        confidence: f64,
+        oov: Option<f64>,
+        text: &str,
+        shadow: Option<u32>,
+    ) -> Uuid {
         let nonce = rand::random::<u64>() & NONCE_MASK;
         // Copied before taking the lock, which other requests wait for.
         let text: Option<Box<str>> = (self.keep_text && !text.is_empty()).then(|| text.into());
         let mut g = self.lock();
-        let seq = g.ring.push(model, nonce, predicted);
+        let seq = g.ring.push(model, nonce, predicted, shadow);
         let first = g.ring.first();
         if let Some(texts) = &mut g.texts {
             texts.forget_before(first);
@@ -409,6 +428,7 @@ impl FeedbackStore {
             received_at: received_at.to_rfc3339_opts(SecondsFormat::Millis, true),
             source: "feedback",
             text,
+            shadow: answered.shadow,
         };
         let receipt = match &self.log {
             Some(log) => {

@@ -61,7 +61,14 @@ pub(super) struct Ring {
     /// number it predicted, model)`, oldest first. Usually one entry; a
     /// reload adds one, dropped once its last prediction is.
     pub(super) models: VecDeque<(u64, Arc<ModelProfile>)>,
+    /// The shadow tag of each prediction (see [`Ring::push`]), at the same
+    /// index as its slot: empty until a prediction carries one, so a server
+    /// without shadow scoring pays nothing; then 4 bytes per slot.
+    shadow: Vec<u32>,
 }
+
+/// No shadow tag, in [`Ring::shadow`].
+const NO_SHADOW: u32 = u32::MAX;
 
 /// A remembered prediction that has just received its feedback.
 pub(super) struct Answered {
@@ -73,6 +80,8 @@ pub(super) struct Answered {
     pub(super) predicted: usize,
     /// Time since the prediction (monotonic clock).
     pub(super) age: Duration,
+    /// Its shadow tag, if it was remembered with one.
+    pub(super) shadow: Option<u32>,
 }
 
 impl Ring {
@@ -91,6 +100,7 @@ impl Ring {
             first: 0,
             next: 0,
             models: VecDeque::new(),
+            shadow: Vec::new(),
         }
     }
 
@@ -116,9 +126,16 @@ impl Ring {
         &self.models[i - 1].1
     }
 
-    /// Remembers a prediction of class `predicted` by `model`; returns its
-    /// sequence number.
-    pub(super) fn push(&mut self, model: &Arc<ModelProfile>, nonce: u64, predicted: usize) -> u64 {
+    /// Remembers a prediction of class `predicted` by `model`, with the
+    /// `shadow` tag its caller gives it (what a challenger predicted; not
+    /// `u32::MAX`), returned with its feedback; returns its sequence number.
+    pub(super) fn push(
+        &mut self,
+        model: &Arc<ModelProfile>,
+        nonce: u64,
+        predicted: usize,
+        shadow: Option<u32>,
+    ) -> u64 {
         let now_ms = self.now_ms();
         // Expire by age, then make room by evicting the oldest.
         self.forget(now_ms, true);
@@ -133,13 +150,21 @@ impl Ring {
             self.models.push_back((seq, Arc::clone(model)));
         }
         let slot = Slot::new(nonce, now_ms, predicted as u16);
+        let index = self.slot_index(seq);
+        if shadow.is_some() || !self.shadow.is_empty() {
+            // Once tags are kept, every push writes its index's tag, so a
+            // reused index never shows the tag of the prediction it held.
+            if self.shadow.len() <= index {
+                self.shadow.resize(index + 1, NO_SHADOW);
+            }
+            self.shadow[index] = shadow.unwrap_or(NO_SHADOW);
+        }
         if self.slots.len() < self.capacity {
             // Not wrapped yet: sequence numbers and ring indices coincide.
             debug_assert_eq!(self.slots.len() as u64, seq);
             self.slots.push(slot);
         } else {
-            let i = self.slot_index(seq);
-            self.slots[i] = slot;
+            self.slots[index] = slot;
         }
         seq
     }
@@ -203,6 +228,7 @@ impl Ring {
             truth,
             predicted: usize::from(slot.predicted()),
             age: Duration::from_millis(now_ms.saturating_sub(slot.at_ms())),
+            shadow: self.shadow.get(index).copied().filter(|&t| t != NO_SHADOW),
         })
     }
 
@@ -258,6 +284,33 @@ mod tests {
             100_000,
             "reserved once, never regrown"
         );
+    }
+
+    #[test]
+    fn shadow_tags_come_back_with_their_feedback_only() {
+        let s = FeedbackStore::new(3, Duration::from_secs(60), 100, None).unwrap();
+        let m = model();
+        let plain = s.remember(&m, 0, 0.9, None).to_string();
+        assert!(
+            s.inner.lock().unwrap().ring.shadow.is_empty(),
+            "nothing kept without tags"
+        );
+        let tagged = s
+            .remember_shadowed(&m, 1, 0.9, None, "", Some(7))
+            .to_string();
+        // Wraps onto the untagged prediction's index, then onto the tagged one's.
+        let later: Vec<String> = (0..2)
+            .map(|i| s.remember(&m, i, 0.9, None).to_string())
+            .collect();
+        assert_eq!(
+            s.submit(&plain, "ham").unwrap_err(),
+            FeedbackError::UnknownId
+        );
+        assert_eq!(s.submit(&tagged, "ham").unwrap().shadow, Some(7));
+        assert_eq!(s.submit(&later[0], "ham").unwrap().shadow, None);
+        let reused = s.remember(&m, 0, 0.9, None).to_string(); // the tagged one's index
+        assert_eq!(s.submit(&reused, "ham").unwrap().shadow, None);
+        assert_eq!(s.submit(&later[1], "ham").unwrap().shadow, None);
     }
 
     #[test]

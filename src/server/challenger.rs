@@ -8,6 +8,9 @@
 //! champion it was built on: when the served model changes (reload, poll),
 //! the next write starts a new challenger on the new champion, with a log
 //! line (what was learned on the old one is dropped).
+//!
+//! Shadow scoring tags each served prediction with the challenger's class
+//! ([`super::shadow`]), so labelled feedback scores both models live.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,6 +23,8 @@ use crate::classifier::Classifier;
 use crate::learning::{Example, LearnError, Learner, Tally};
 use crate::server::learning_log;
 use crate::server::loader::ServingModel;
+use crate::server::repository::Budget;
+use crate::server::shadow::{LiveComparison, LiveWindow, ShadowTag};
 use crate::settings::LearningSettings;
 
 /// What readers see of the challenger: one consistent snapshot.
@@ -36,6 +41,10 @@ pub struct ChallengerView {
     pub champion: (String, String, String),
     /// When this snapshot was published.
     pub updated_at: DateTime<Utc>,
+    /// Which publication this is (every learn or forget makes one).
+    pub generation: u64,
+    /// The shadow tag of each of its classes.
+    tags: Vec<ShadowTag>,
 }
 
 /// A learner and the champion it belongs to.
@@ -69,6 +78,22 @@ fn new_learner(
     Ok(learner)
 }
 
+/// Bytes a challenger holds of `models.max_total_bytes`: its learned part
+/// and its scorer (vocabulary and tables, estimated as a served model's);
+/// the champion's statistics it learns on are the champion's.
+fn held_bytes(learner: &Learner, classifier: &Classifier) -> u64 {
+    let vocabulary = classifier.vocabulary();
+    let terms = vocabulary.len() as u64;
+    let tables = terms
+        .saturating_mul(classifier.classes().len() as u64)
+        .saturating_mul(8)
+        .saturating_add(terms / 8);
+    learner
+        .learned_bytes()
+        .saturating_add(vocabulary.heap_bytes() as u64)
+        .saturating_add(tables)
+}
+
 /// A learn or forget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
@@ -87,6 +112,15 @@ pub enum ChallengerError {
     /// The learning log could not take the change.
     #[error("the learning log cannot take the change right now; nothing was changed")]
     Log,
+    /// The challenger would not fit beside the served models in
+    /// `models.max_total_bytes`.
+    #[error("the challenger would hold {needed} bytes (its scorer and learned counts), more than the {available} bytes models.max_total_bytes leaves beside the served models; forget examples, or promote or reset it")]
+    OverBudget {
+        /// Bytes it would hold.
+        needed: u64,
+        /// What the models leave.
+        available: u64,
+    },
     /// The learned part would pass `learning.max_bytes`.
     #[error("the challenger would hold {needed} bytes of learned counts, over learning.max_bytes ({max}); forget examples, or promote or reset it")]
     Full {
@@ -106,6 +140,15 @@ pub struct Challenger {
     scored: AtomicU64,
     /// Those where it chose the champion's class.
     agreed: AtomicU64,
+    /// Publications so far.
+    generations: AtomicU64,
+    /// Both models' live quality on labelled shadow-scored predictions.
+    live: std::sync::Mutex<LiveWindow>,
+    /// The challenger's holdout F1 macro, by generation: computed once per
+    /// generation (a holdout pass is milliseconds to seconds).
+    holdout: tokio::sync::Mutex<Option<(u64, f64)>>,
+    /// What `learning.auto_promote` remembers.
+    pub auto: super::auto_promote::AutoPromote,
 }
 
 /// How often the challenger agreed with the champion on served predictions.
@@ -127,17 +170,78 @@ impl Challenger {
     }
 
     /// Scores `text` with the challenger of `champion`, if there is one,
-    /// and records whether it chose `champion_label` too. Lock-free: one
-    /// snapshot load and one prediction.
-    pub fn shadow(&self, champion: &ServingModel, text: &str, champion_label: &str) {
-        let Some(view) = self.view(champion) else {
-            return;
-        };
+    /// records whether it chose `champion_label` too and returns the tag
+    /// to remember the prediction with, and whether it agreed. Lock-free:
+    /// one snapshot load and one prediction.
+    pub fn shadow(
+        &self,
+        champion: &ServingModel,
+        text: &str,
+        champion_label: &str,
+    ) -> Option<(ShadowTag, bool)> {
+        let view = self.view(champion)?;
         let p = view.classifier.predict(text);
         self.scored.fetch_add(1, Ordering::Relaxed);
-        if view.classifier.classes()[p.label] == champion_label {
+        let agreed = view.classifier.classes()[p.label] == champion_label;
+        if agreed {
             self.agreed.fetch_add(1, Ordering::Relaxed);
         }
+        Some((view.tags[p.label], agreed))
+    }
+
+    /// Locks the live window (a poisoned lock still holds whole counts:
+    /// every change to it is a few integer updates that cannot panic).
+    fn live_window(&self) -> std::sync::MutexGuard<'_, LiveWindow> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Scores both models with the true `label` of a prediction the
+    /// champion answered `predicted` and the challenger `tag`, within a
+    /// window of `window` labels; false when the tag is of a challenger
+    /// that has since been replaced.
+    pub fn record_feedback(
+        &self,
+        tag: ShadowTag,
+        label: &str,
+        predicted: &str,
+        window: usize,
+    ) -> bool {
+        self.live_window().record(tag, label, predicted, window)
+    }
+
+    /// Both models' live F1 macro on the labelled predictions the current
+    /// challenger's lineage scored.
+    pub fn live(&self) -> LiveComparison {
+        self.live_window().comparison()
+    }
+
+    /// The F1 macro of `view`'s challenger on the holdout at `path`,
+    /// computed once per generation; `None` when it cannot be read or
+    /// evaluated (logged).
+    pub async fn holdout_f1(
+        &self,
+        view: &Arc<ChallengerView>,
+        path: &std::path::Path,
+    ) -> Option<f64> {
+        let mut cached = self.holdout.lock().await;
+        if let Some((generation, f1)) = *cached {
+            if generation == view.generation {
+                return Some(f1);
+            }
+        }
+        let (view_, path) = (Arc::clone(view), path.to_owned());
+        let f1 = tokio::task::spawn_blocking(move || {
+            let data = crate::dataset::Dataset::holdout(&path).map_err(|e| e.to_string())?;
+            crate::training::evaluate_on(&view_.classifier, &data)
+                .map(|e| e.f1_macro)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .expect("evaluating does not panic")
+        .inspect_err(|e| tracing::warn!(error = %e, "challenger: holdout not evaluated"))
+        .ok()?;
+        *cached = Some((view.generation, f1));
+        Some(f1)
     }
 
     /// Agreement so far on the current champion.
@@ -149,14 +253,17 @@ impl Challenger {
     }
 
     /// Applies `change` to the challenger of `champion` (a new one when the
-    /// champion changed), all or nothing, and publishes the result.
+    /// champion changed), all or nothing, and publishes the result; what
+    /// it then holds is held in `budget` (refused when it does not fit).
     pub async fn apply(
         &self,
         champion: Arc<ServingModel>,
         change: Change,
         examples: Vec<Example>,
         settings: &LearningSettings,
+        budget: &Arc<Budget>,
     ) -> Result<Arc<ChallengerView>, ChallengerError> {
+        let budget = Arc::clone(budget);
         let max_bytes = settings.max_bytes;
         let log = settings.log_path.clone();
         let mut writer = self.writer.lock().await;
@@ -164,6 +271,7 @@ impl Challenger {
         let current = writer
             .as_ref()
             .filter(|w| w.champion_checksum == meta.checksum);
+        let fresh = current.is_none();
         let learner = match current {
             Some(w) => w.learner.clone(),
             None => {
@@ -196,6 +304,10 @@ impl Challenger {
                 });
             }
             let classifier = learner.classifier()?;
+            let needed = held_bytes(&learner, &classifier);
+            budget
+                .hold_challenger(needed)
+                .map_err(|available| ChallengerError::OverBudget { needed, available })?;
             // Synced before it is acknowledged (or published).
             if let Some(path) = &log {
                 learning_log::append(path, change == Change::Forget, &checksum, &examples)
@@ -208,18 +320,29 @@ impl Challenger {
         })
         .await
         .expect("learning does not panic")?;
-        Ok(self.publish(&mut writer, learner, classifier, meta))
+        Ok(self.publish(&mut writer, learner, classifier, meta, fresh))
     }
 
-    /// Makes `learner` the challenger of `meta`'s model.
+    /// Makes `learner` the challenger of `meta`'s model (`fresh`: the
+    /// first one on it, whose live window starts empty).
     fn publish(
         &self,
         writer: &mut Option<Writer>,
         learner: Learner,
         classifier: Classifier,
         meta: &ModelMeta,
+        fresh: bool,
     ) -> Arc<ChallengerView> {
+        let tags = {
+            let mut live = self.live_window();
+            if fresh {
+                live.restart(&meta.classes);
+            }
+            live.tags(classifier.classes())
+        };
         let view = Arc::new(ChallengerView {
+            generation: self.generations.fetch_add(1, Ordering::Relaxed) + 1,
+            tags,
             classifier,
             tally: learner.tally(),
             net_examples: learner.net_examples(),
@@ -271,7 +394,13 @@ impl Challenger {
         .await
         .expect("replaying does not panic");
         if let Some((learner, classifier)) = replayed {
-            self.publish(&mut writer, learner, classifier, &champion.loaded.meta);
+            self.publish(
+                &mut writer,
+                learner,
+                classifier,
+                &champion.loaded.meta,
+                true,
+            );
         }
     }
 

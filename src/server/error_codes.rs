@@ -103,6 +103,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     code(503, "registry_unavailable", Native, "`POST /admin/reload` of a `models:/` source while the MLflow registry does not answer, or a challenger promotion that registers in MLflow while the tracking server fails (nothing promoted)"),
     code(503, "unavailable", Both, "the service is unavailable"),
     code(507, "challenger_full", Native, "a learn past `learning.max_bytes`; nothing changed"),
+    code(507, "challenger_over_budget", Native, "a learn that would leave the challenger more bytes than `models.max_total_bytes` leaves beside the served models; nothing changed"),
     code(0, "http_error", Both, "any other error status from the HTTP layer"),
 ];
 

@@ -41,8 +41,9 @@ pub struct ServingModel {
     pub registry_version: Option<ModelVersion>,
     /// What remembered predictions need to know about this model.
     pub profile: Arc<ModelProfile>,
-    /// Estimated bytes it keeps (vocabulary and scoring tables): what it
-    /// holds of `models.max_total_bytes`.
+    /// Estimated bytes it keeps (vocabulary and scoring tables, and the
+    /// decoded statistics of a schema-3 model): what it holds of
+    /// `models.max_total_bytes`.
     pub resident_bytes: u64,
     /// Its per-document metric series, resolved once per load (detached,
     /// counting nowhere, until the repository publishes it).
@@ -64,9 +65,22 @@ pub struct ModelKey {
 /// it returns is held until the load ends.
 pub trait Admission: Send + 'static {
     /// What an admitted load holds (a reservation).
-    type Hold: Send + 'static;
+    type Hold: Grow + Send + 'static;
     /// Admits `resident_bytes`, or refuses the load.
     fn admit(self, resident_bytes: u64) -> Result<Self::Hold, LoadError>;
+}
+
+/// A held admission that can take more bytes once the load knows them
+/// (the decoded statistics of a schema-3 model), or refuse the load.
+pub trait Grow {
+    /// Holds `bytes` more, or refuses the load.
+    fn grow(&mut self, bytes: u64) -> Result<(), LoadError>;
+}
+
+impl Grow for () {
+    fn grow(&mut self, _: u64) -> Result<(), LoadError> {
+        Ok(())
+    }
 }
 
 /// Admits every load (no budget).
@@ -438,9 +452,19 @@ fn serving_model<A: Admission>(
     key: &ModelKey,
     admission: A,
 ) -> Result<(ServingModel, A::Hold), LoadError> {
-    let resident_bytes = MemoryEstimate::of_bytes(&bytes).map_or(0, |e| e.resident);
-    let hold = admission.admit(resident_bytes)?;
+    let estimate = MemoryEstimate::of_bytes(&bytes).map_or(0, |e| e.resident);
+    let mut hold = admission.admit(estimate)?;
     let servable = gate::load_gated(bytes, rule)?;
+    // A schema-3 model's statistics (every term seen, per class) are only
+    // sized once decoded: often larger than the model, and kept while it
+    // is served, so they count too.
+    let statistics = servable
+        .model
+        .statistics
+        .as_ref()
+        .map_or(0, |c| c.heap_bytes());
+    hold.grow(statistics)?;
+    let resident_bytes = estimate.saturating_add(statistics);
     let model = ServingModel {
         profile: Arc::new(profile(&servable.model.meta, key)),
         loaded: servable.model,

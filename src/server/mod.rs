@@ -1,6 +1,7 @@
 //! The HTTP server: start-up with the gate, routing, graceful shutdown.
 
 mod auth;
+pub mod auto_promote;
 pub mod challenger;
 mod connection;
 mod edge;
@@ -19,6 +20,7 @@ pub mod repository;
 pub mod routes;
 mod scoring;
 mod serve;
+pub mod shadow;
 mod signals;
 pub mod state;
 

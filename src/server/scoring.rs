@@ -94,13 +94,31 @@ fn score(state: &AppState, model: &ServingModel, text: &str, explain: bool) -> S
     if let Some(r) = oov {
         m.oov.observe(r);
     }
-    if state.settings.learning.shadow_scoring {
+    let shadow = if state.settings.learning.shadow_scoring {
         let label = &classifier.classes()[prediction.label];
-        state.challenger.shadow(model, text, label);
-    }
-    let id = state
-        .feedback
-        .remember_text(&model.profile, prediction.label, confidence, oov, text);
+        state
+            .challenger
+            .shadow(model, text, label)
+            .map(|(tag, agreed)| {
+                let result = if agreed { "agreed" } else { "disagreed" };
+                state
+                    .metrics
+                    .challenger_shadow
+                    .with_label_values(&[result])
+                    .inc();
+                tag
+            })
+    } else {
+        None
+    };
+    let id = state.feedback.remember_shadowed(
+        &model.profile,
+        prediction.label,
+        confidence,
+        oov,
+        text,
+        shadow.map(|tag| tag.0),
+    );
     let explanation = explain.then(|| classifier.explain(text, &prediction, EXPLAIN_TERMS));
     Scored {
         id,

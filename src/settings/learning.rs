@@ -35,6 +35,19 @@ pub struct LearningSettings {
     /// The MLflow experiment a promoted challenger's run is logged in
     /// (created when missing).
     pub mlflow_experiment: String,
+    /// Promote the challenger by itself once it has
+    /// `auto_promote_min_examples` net examples and
+    /// `auto_promote_min_live_labels` labelled shadow-scored predictions:
+    /// through the same gate and no-regression check (no regression
+    /// allowed) as `POST /admin/challenger/promote`, checked after each
+    /// learn and each such label. A refused promotion is tried again only
+    /// once something new is learned.
+    pub auto_promote: bool,
+    /// Examples learned and not forgotten before an automatic promotion.
+    pub auto_promote_min_examples: u64,
+    /// Labelled predictions both models scored (the live comparison of
+    /// `GET /challenger`) before an automatic promotion.
+    pub auto_promote_min_live_labels: u64,
 }
 
 impl Default for LearningSettings {
@@ -47,6 +60,9 @@ impl Default for LearningSettings {
             log_path: None,
             register: None,
             mlflow_experiment: "nbserve".to_owned(),
+            auto_promote: false,
+            auto_promote_min_examples: 100,
+            auto_promote_min_live_labels: 100,
         }
     }
 }

@@ -41,8 +41,10 @@ pub struct ModelsSettings {
     /// `model` label of every metric.
     pub max_count: usize,
     /// The memory budget across loaded models, in bytes: the sum of their
-    /// estimated resident size (vocabulary and scoring tables). A load that
-    /// would go over it is refused.
+    /// estimated resident size (vocabulary and scoring tables, plus the
+    /// decoded statistics of a schema-3 model) and of the challenger's
+    /// (learning in place). A load, or a learn, that would go over it is
+    /// refused.
     pub max_total_bytes: u64,
     /// `[models.NAME]`: models added by name, beside the repository's.
     #[serde(flatten)]

@@ -41,7 +41,7 @@ fn rows(data: &Dataset, keep: impl Fn(usize) -> bool) -> Dataset {
 }
 
 /// The sample cut in three: the holdout, the champion's rows, the rest.
-fn parts() -> (Dataset, Dataset, Dataset) {
+pub(crate) fn parts() -> (Dataset, Dataset, Dataset) {
     let data = Dataset::from_csv(&root().join("tests/data/sample.csv"), "text", "label").unwrap();
     (
         rows(&data, |i| i % 4 == 0),
@@ -63,7 +63,7 @@ fn write_champion(dir: &Path, base: &Dataset, test: &Dataset) -> (PathBuf, PathB
 
 /// A server on a learnable champion, learning on, `feedback.token` set
 /// when given.
-async fn learning_app(
+pub(crate) async fn learning_app(
     token: Option<&str>,
     edit: impl FnOnce(&mut nbserve::Settings),
 ) -> (TestApp, tempfile::TempDir) {
@@ -83,16 +83,21 @@ async fn learning_app(
     (app, dir)
 }
 
-fn body(examples: &[(String, String)]) -> Value {
+pub(crate) fn body(examples: &[(String, String)]) -> Value {
     json!({"examples": examples.iter().map(|(t, l)| json!({"text": t, "label": l})).collect::<Vec<_>>()})
 }
 
-fn rest_examples(n: usize) -> Vec<(String, String)> {
+pub(crate) fn rest_examples(n: usize) -> Vec<(String, String)> {
     let (_, _, rest) = parts();
     rest.texts.into_iter().zip(rest.labels).take(n).collect()
 }
 
-async fn post(app: &TestApp, path: &str, body: &Value, token: Option<&str>) -> reqwest::Response {
+pub(crate) async fn post(
+    app: &TestApp,
+    path: &str,
+    body: &Value,
+    token: Option<&str>,
+) -> reqwest::Response {
     let mut req = app.client.post(app.url(path)).json(body);
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -398,7 +403,7 @@ async fn served_predictions_are_shadow_scored_by_the_challenger() {
     app.stop().await;
 }
 
-async fn promote(app: &TestApp, body: Value) -> reqwest::Response {
+pub(crate) async fn promote(app: &TestApp, body: Value) -> reqwest::Response {
     app.client
         .post(app.url("/admin/challenger/promote"))
         .bearer_auth(TOKEN)

@@ -1,7 +1,9 @@
 //! API integration tests: the real server on port 0, spoken to over HTTP.
 
 mod admin;
+mod auto_promote;
 mod body_budget;
+mod challenger_live;
 mod connections;
 mod direct;
 mod errors;
@@ -13,6 +15,7 @@ mod half_close;
 mod helpers;
 mod hostile;
 mod learn;
+mod learn_budget;
 mod lifecycle;
 mod live_quality;
 mod metrics;

@@ -56,6 +56,8 @@ MAY_BE_EMPTY = {
     ("nbserve-alerts", "Firing alerts", "A"): "lists firing alerts: empty while nothing fires",
     ("nbserve-alerts", "Pending alerts", "A"): "lists pending alerts: empty while nothing is pending",
     ("nbserve-alerts", "Alerts over time", "A"): "empty until some alert has been pending or firing",
+    ("nbserve-model", "Live F1 macro: champion vs challenger", "A"):
+        "empty until a shadow-scored prediction is labelled (the shipped schema-2 model has no challenger)",
 }
 
 # Template/builtin variables -> the value used for the live evaluation.

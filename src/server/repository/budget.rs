@@ -5,11 +5,14 @@
 //! reserves its estimate before its tables are built, against what every
 //! *other* model holds or is loading: a reload replaces the model's own
 //! holding, so it is not counted twice (during the reload both versions
-//! are briefly in memory; the budget is of what stays loaded).
+//! are briefly in memory; the budget is of what stays loaded). A schema-3
+//! model's decoded statistics are added to its holding once decoded
+//! ([`Grow`]), and the challenger (learning in place) holds its own share
+//! beside the models.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::server::loader::{Admission, LoadError};
+use crate::server::loader::{Admission, Grow, LoadError};
 
 /// What each model slot holds and is loading.
 #[derive(Debug, Default, Clone, Copy)]
@@ -25,6 +28,19 @@ struct Held {
 pub struct Budget {
     max_total_bytes: u64,
     slots: Mutex<Vec<Held>>,
+    /// Bytes the challenger holds (its scorer and learned part); set under
+    /// the `slots` lock.
+    challenger: std::sync::atomic::AtomicU64,
+}
+
+/// What every slot but `slot` holds or is loading.
+fn held_by_others(slots: &[Held], slot: usize) -> u64 {
+    slots
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != slot)
+        .map(|(_, h)| h.serving.max(h.loading))
+        .sum()
 }
 
 impl Budget {
@@ -33,6 +49,7 @@ impl Budget {
         Arc::new(Self {
             max_total_bytes,
             slots: Mutex::new(vec![Held::default(); slots]),
+            challenger: Default::default(),
         })
     }
 
@@ -63,12 +80,7 @@ impl Budget {
         if slots.len() <= slot {
             slots.resize(slot + 1, Held::default());
         }
-        let held: u64 = slots
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != slot)
-            .map(|(_, h)| h.serving.max(h.loading))
-            .sum();
+        let held = held_by_others(&slots, slot).saturating_add(self.challenger_bytes());
         if held.saturating_add(bytes) > self.max_total_bytes {
             return Err(LoadError::OverBudget {
                 model: model.to_owned(),
@@ -81,9 +93,29 @@ impl Budget {
         Ok(Reservation {
             budget: Arc::clone(self),
             slot,
+            model: model.to_owned(),
             bytes,
             committed: false,
         })
+    }
+
+    /// Bytes the challenger holds.
+    pub fn challenger_bytes(&self) -> u64 {
+        self.challenger.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Makes the challenger hold `bytes`. Growing past what the models
+    /// leave is refused with what they leave (it keeps its holding);
+    /// shrinking never is.
+    pub fn hold_challenger(&self, bytes: u64) -> Result<(), u64> {
+        let slots = self.lock();
+        let models = held_by_others(&slots, usize::MAX);
+        if bytes > self.challenger_bytes() && models.saturating_add(bytes) > self.max_total_bytes {
+            return Err(self.max_total_bytes.saturating_sub(models));
+        }
+        self.challenger
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     /// The model in `slot` was unloaded: it holds nothing.
@@ -100,6 +132,8 @@ impl Budget {
 pub struct Reservation {
     budget: Arc<Budget>,
     slot: usize,
+    /// The model's name, for a refusal.
+    model: String,
     bytes: u64,
     committed: bool,
 }
@@ -112,6 +146,25 @@ impl Reservation {
         h.serving = self.bytes;
         h.loading = 0;
         self.committed = true;
+    }
+}
+
+impl Grow for Reservation {
+    fn grow(&mut self, bytes: u64) -> Result<(), LoadError> {
+        let mut slots = self.budget.lock();
+        let held = held_by_others(&slots, self.slot).saturating_add(self.budget.challenger_bytes());
+        let needed = self.bytes.saturating_add(bytes);
+        if held.saturating_add(needed) > self.budget.max_total_bytes {
+            return Err(LoadError::OverBudget {
+                model: self.model.clone(),
+                needed,
+                held,
+                max_total_bytes: self.budget.max_total_bytes,
+            });
+        }
+        slots[self.slot].loading = needed;
+        self.bytes = needed;
+        Ok(())
     }
 }
 
@@ -166,5 +219,33 @@ mod tests {
         budget.release(0);
         assert_eq!(budget.serving_bytes(), 0);
         budget.reserve(2, "c", 100).unwrap().commit();
+    }
+
+    #[test]
+    fn statistics_grow_a_reservation_and_the_challenger_holds_its_share() {
+        let budget = Budget::new(100, 2);
+        let mut a = budget.reserve(0, "a", 30).unwrap();
+        // Its statistics, once decoded: 30 + 50 fit, 30 + 50 + 21 do not.
+        a.grow(50).unwrap();
+        let e = a.grow(21).unwrap_err();
+        assert!(
+            e.to_string().contains("needs an estimated 101 bytes"),
+            "{e}"
+        );
+        a.commit();
+        assert_eq!(budget.serving_bytes(), 80);
+        // The challenger takes what the models leave, no more.
+        assert_eq!(budget.hold_challenger(21), Err(20));
+        budget.hold_challenger(20).unwrap();
+        assert_eq!(budget.challenger_bytes(), 20);
+        // ... and counts against a load; shrinking is never refused.
+        assert!(budget.reserve(1, "b", 1).is_err());
+        budget.hold_challenger(5).unwrap();
+        budget.reserve(1, "b", 15).unwrap().commit();
+        // Full after a reload: it may not grow, it may shrink.
+        budget.reserve(0, "a", 80).unwrap().commit();
+        assert_eq!(budget.hold_challenger(6), Err(5));
+        budget.hold_challenger(4).unwrap();
+        assert_eq!(budget.challenger_bytes(), 4);
     }
 }

@@ -11,6 +11,7 @@ use crate::monitoring::{FeedbackError, LogReceipt};
 use crate::server::auth::{check_bearer, Authorized, FailedAuthLog, TokenGuard};
 use crate::server::error::ApiError;
 use crate::server::extract::AppJson;
+use crate::server::shadow::ShadowTag;
 use crate::server::state::AppState;
 
 /// The true label of an earlier prediction.
@@ -94,10 +95,19 @@ impl TokenGuard for FeedbackToken {
     }
 }
 
-/// Records one item: whether the model was right, and the receipt of its
-/// log line (awaited before answering: under `log_fsync = always` it
-/// completes once the line is synced).
-fn record(state: &AppState, item: &FeedbackRequest) -> Result<(bool, LogReceipt), FeedbackError> {
+/// One recorded label.
+struct Recorded {
+    /// The model was right.
+    correct: bool,
+    /// The receipt of its log line (awaited before answering: under
+    /// `log_fsync = always` it completes once the line is synced).
+    logged: LogReceipt,
+    /// It also judged the challenger's answer.
+    scored_challenger: bool,
+}
+
+/// Records one item.
+fn record(state: &AppState, item: &FeedbackRequest) -> Result<Recorded, FeedbackError> {
     let m = &state.metrics;
     match state
         .feedback
@@ -108,7 +118,21 @@ fn record(state: &AppState, item: &FeedbackRequest) -> Result<(bool, LogReceipt)
             m.feedback_confusion
                 .with_label_values(&[&r.model, &r.label, &r.predicted_label])
                 .inc();
-            Ok((r.label == r.predicted_label, receipt))
+            // The challenger's answer to the same prediction, judged by
+            // the same label.
+            let scored_challenger = r.shadow.is_some_and(|tag| {
+                state.challenger.record_feedback(
+                    ShadowTag(tag),
+                    &r.label,
+                    &r.predicted_label,
+                    state.feedback.window_size(),
+                )
+            });
+            Ok(Recorded {
+                correct: r.label == r.predicted_label,
+                logged: receipt,
+                scored_challenger,
+            })
         }
         Err(e) => {
             m.feedback.with_label_values(&[e.result_label()]).inc();
@@ -132,13 +156,20 @@ pub async fn feedback(
     _: Authorized<FeedbackToken>,
     AppJson(req): AppJson<FeedbackRequest>,
 ) -> Result<(StatusCode, Json<FeedbackResponse>), ApiError> {
-    let (correct, logged) = record(&state, &req)?;
+    let Recorded {
+        correct,
+        logged,
+        scored_challenger,
+    } = record(&state, &req)?;
     // A failed or dropped line is counted by the log; the feedback itself is
     // accepted (it is in the live window) either way.
     logged
         .outcome()
         .instrument(tracing::debug_span!("feedback_log_write", lines = 1))
         .await;
+    if scored_challenger {
+        crate::server::auto_promote::consider(&state).await;
+    }
     Ok((
         StatusCode::ACCEPTED,
         Json(FeedbackResponse {
@@ -173,15 +204,16 @@ pub async fn feedback_batch(
             format!("items must hold 1 to {max} entries"),
         ));
     }
-    let mut receipts = Vec::new();
+    let (mut receipts, mut scored_challenger) = (Vec::new(), false);
     let results: Vec<FeedbackItemResult> = req
         .items
         .iter()
         .map(|item| FeedbackItemResult {
             prediction_id: item.prediction_id.clone(),
             result: match record(&state, item) {
-                Ok((_, logged)) => {
-                    receipts.push(logged);
+                Ok(r) => {
+                    receipts.push(r.logged);
+                    scored_challenger |= r.scored_challenger;
                     "accepted".into()
                 }
                 Err(e) => e.result_label().into(),
@@ -197,6 +229,9 @@ pub async fn feedback_batch(
     }
     .instrument(tracing::debug_span!("feedback_log_write", lines))
     .await;
+    if scored_challenger {
+        crate::server::auto_promote::consider(&state).await;
+    }
     let accepted = results.iter().filter(|r| r.result == "accepted").count();
     Ok((
         StatusCode::ACCEPTED,

@@ -10,13 +10,15 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::gate::GateSource;
 use crate::learning::{Example, LearnError};
 use crate::server::auth::{Authorized, TokenGuard};
-use crate::server::challenger::{Agreement, ChallengerError, ChallengerView, Change};
+use crate::server::challenger::{Challenger, ChallengerError, ChallengerView, Change};
 use crate::server::error::ApiError;
 use crate::server::extract::AppJson;
 use crate::server::routes::feedback::authorize_labels;
 use crate::server::scoring::check_text;
+use crate::server::shadow::LiveComparison;
 use crate::server::state::AppState;
 
 /// A labelled text to learn or forget.
@@ -62,6 +64,22 @@ pub struct ChallengerResponse {
     pub shadow_scored: u64,
     /// Those where it chose the champion's class.
     pub shadow_agreed: u64,
+    /// Live F1 macro of both models on the same labelled predictions: those
+    /// the challenger also scored whose label came by `/feedback`.
+    pub live: LiveComparison,
+    /// F1 macro of both on `gate.holdout_path` (`GET /challenger` only,
+    /// when it is set): the figures promotion judges.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<HoldoutComparison>,
+}
+
+/// Both models' F1 macro on the holdout.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HoldoutComparison {
+    /// The served model's, as the gate judged it when it was loaded.
+    pub champion_f1_macro: f64,
+    /// The challenger's (`null` when the holdout cannot be evaluated).
+    pub challenger_f1_macro: Option<f64>,
 }
 
 /// A served model.
@@ -76,8 +94,11 @@ pub struct ChampionRef {
 }
 
 impl ChallengerResponse {
-    fn new(v: &ChallengerView, agreement: Agreement) -> Self {
+    fn new(v: &ChallengerView, challenger: &Challenger) -> Self {
+        let agreement = challenger.agreement();
         Self {
+            live: challenger.live(),
+            holdout: None,
             shadow_scored: agreement.scored,
             shadow_agreed: agreement.agreed,
             champion: ChampionRef {
@@ -113,6 +134,9 @@ impl From<ChallengerError> for ApiError {
     fn from(e: ChallengerError) -> Self {
         let (status, code) = match &e {
             ChallengerError::Full { .. } => (StatusCode::INSUFFICIENT_STORAGE, "challenger_full"),
+            ChallengerError::OverBudget { .. } => {
+                (StatusCode::INSUFFICIENT_STORAGE, "challenger_over_budget")
+            }
             ChallengerError::Log => (StatusCode::SERVICE_UNAVAILABLE, "log_unavailable"),
             ChallengerError::Learn(l) => match l {
                 LearnError::NoStatistics => (StatusCode::CONFLICT, "no_statistics"),
@@ -190,13 +214,25 @@ async fn change(
     let learning = &state.settings.learning;
     let view = state
         .challenger
-        .apply(champion, change, examples, learning)
+        .apply(champion, change, examples, learning, &state.models.budget)
         .await
         .inspect_err(|e| tracing::info!(examples = n, change = ?change, error = %e, "challenger change refused"))?;
     tracing::info!(examples = n, change = ?change, learned = view.tally.learned, forgotten = view.tally.forgotten, "challenger changed");
+    let counted = match change {
+        Change::Learn => "learned",
+        Change::Forget => "forgotten",
+    };
+    state
+        .metrics
+        .challenger_examples
+        .with_label_values(&[counted])
+        .inc_by(n as u64);
+    if change == Change::Learn {
+        crate::server::auto_promote::consider(&state).await;
+    }
     Ok(Json(ChallengerResponse::new(
         view.as_ref(),
-        state.challenger.agreement(),
+        &state.challenger,
     )))
 }
 
@@ -244,7 +280,7 @@ impl<const FORGET: bool> utoipa::IntoResponses for ChangeAnswers<FORGET> {
         responses
             .response(
                 "507",
-                error("The challenger would pass learning.max_bytes: code challenger_full"),
+                error("The challenger would pass learning.max_bytes (code challenger_full) or what models.max_total_bytes leaves beside the served models (code challenger_over_budget); nothing changed"),
             )
             .build()
             .into()
@@ -331,10 +367,20 @@ pub async fn challenger(
 ) -> Result<Json<ChallengerResponse>, ApiError> {
     let champion = restored_champion(&state).await?;
     let view = state.challenger.view(&champion).ok_or_else(no_challenger)?;
-    Ok(Json(ChallengerResponse::new(
-        view.as_ref(),
-        state.challenger.agreement(),
-    )))
+    let mut answer = ChallengerResponse::new(view.as_ref(), &state.challenger);
+    if let Some(path) = &state.settings.gate.holdout_path {
+        // The gate re-evaluates the served model on the holdout when it
+        // loads it; the challenger's figure is cached per generation.
+        let champion_f1 = (matches!(champion.gate.gate_source, GateSource::Holdout { .. }))
+            .then_some(champion.gate.f1_macro);
+        if let Some(champion_f1_macro) = champion_f1 {
+            answer.holdout = Some(HoldoutComparison {
+                champion_f1_macro,
+                challenger_f1_macro: state.challenger.holdout_f1(&view, path).await,
+            });
+        }
+    }
+    Ok(Json(answer))
 }
 
 /// The challenger as an ordinary schema-3 artifact, evaluated on

@@ -27,6 +27,14 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     m.sync_trace_counts(crate::telemetry::otel::span_counts());
     m.feedback_kept_text_bytes
         .set(state.feedback.kept_text_bytes() as i64);
+    m.set_challenger_live(&state.challenger.live());
+    let learned = state
+        .default_model()
+        .ok()
+        .and_then(|champion| state.challenger.view(&champion))
+        .map_or(0, |v| v.learned_bytes);
+    m.challenger_learned_bytes
+        .set(i64::try_from(learned).unwrap_or(i64::MAX));
     (
         [(
             header::CONTENT_TYPE,

@@ -110,6 +110,50 @@ pub async fn promote(
             "max_regression must be within [0, 1]",
         ));
     }
+    promote_challenger(&state, max_regression, Trigger::Manual)
+        .await
+        .map(Json)
+}
+
+/// Who asked for a promotion (the `trigger` of
+/// `nbserve_challenger_promotions_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// `POST /admin/challenger/promote`.
+    Manual,
+    /// `learning.auto_promote`.
+    Auto,
+}
+
+/// Promotes the challenger of the served model, allowing its holdout F1
+/// macro `max_regression` below the served model's: the one path every
+/// trigger takes; its outcome is counted.
+pub async fn promote_challenger(
+    state: &AppState,
+    max_regression: f64,
+    trigger: Trigger,
+) -> Result<PromoteResponse, ApiError> {
+    let result = attempt(state, max_regression).await;
+    let outcome = match &result {
+        Ok(_) => "promoted",
+        Err(e) if e.status.is_server_error() => "failed",
+        Err(e) if matches!(e.code, "gate_rejected" | "regression") => e.code,
+        Err(_) => "refused",
+    };
+    let trigger_label = match trigger {
+        Trigger::Manual => "manual",
+        Trigger::Auto => "auto",
+    };
+    state
+        .metrics
+        .challenger_promotions
+        .with_label_values(&[trigger_label, outcome])
+        .inc();
+    result
+}
+
+/// The promotion itself: gated, kept, swapped in.
+async fn attempt(state: &AppState, max_regression: f64) -> Result<PromoteResponse, ApiError> {
     let champion = state.default_model()?;
     state
         .challenger
@@ -142,6 +186,7 @@ pub async fn promote(
     // In a task of its own: a client going away, or the request timeout,
     // must not stop a promotion half way (registered but not written, or
     // its run left open).
+    let state = state.clone();
     let task = tokio::spawn(async move {
         let tracked = Tracked::start(&state.settings, &target, &run_name).await?;
         let promoted = put_in_service(
@@ -159,7 +204,7 @@ pub async fn promote(
         }
         promoted
     });
-    task.await.expect("promotion does not panic").map(Json)
+    task.await.expect("promotion does not panic")
 }
 
 /// Gates the challenger's artifact, registers it (when `tracked`), keeps
