@@ -436,3 +436,73 @@ async fn the_default_model_loses_nothing_while_another_is_unloaded_reloaded_and_
     assert_eq!(r.status(), 200);
     app.stop().await;
 }
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct LogBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> LogBuffer {
+        self.clone()
+    }
+}
+
+impl LogBuffer {
+    /// The JSON lines logged for `target`, as (level, message, code).
+    fn failures(&self) -> Vec<(String, String, String)> {
+        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["target"] == "tower_http::trace::on_failure")
+            .map(|v| {
+                let field = |k: &str| v["fields"][k].as_str().unwrap_or_default().to_owned();
+                (
+                    v["level"].as_str().unwrap().to_owned(),
+                    field("message"),
+                    field("code"),
+                )
+            })
+            .collect()
+    }
+}
+
+/// A client asking for an unloaded model is no fault of the server: the
+/// 503 `model_unavailable` is logged at WARN, not ERROR.
+#[tokio::test]
+async fn a_request_for_an_unloaded_model_is_a_warning_not_an_error() {
+    let logs = LogBuffer::default();
+    // The test's runtime is one thread, the server's tasks included.
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(logs.clone())
+            .finish(),
+    );
+    let app = spawn_repository(|_| {}).await;
+    let r = repository(&app, "/v2/repository/models/spam-cnb/unload", Some(TOKEN)).await;
+    assert_eq!(r.status(), 200);
+    for path in ["/models/spam-cnb/predict", "/v2/models/spam-cnb/infer"] {
+        let r = app.post_json(path, &json!({ "text": "x" })).await;
+        assert_eq!(r.status(), 503, "{path}");
+    }
+    let failures = logs.failures();
+    assert_eq!(failures.len(), 2, "{failures:?}");
+    for (level, message, code) in &failures {
+        assert_eq!(level, "WARN", "{failures:?}");
+        assert!(message.contains("not being served"), "{message}");
+        assert_eq!(code, "model_unavailable");
+    }
+    app.stop().await;
+}
