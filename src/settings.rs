@@ -14,6 +14,7 @@ mod choice;
 mod error;
 mod learning;
 mod models;
+mod one_model;
 mod rules;
 mod source;
 mod tokens;
@@ -26,6 +27,7 @@ pub use models::{
     list_names, source_name, valid_model_name, ModelSpec, ModelsSettings, NamedModel,
     RepositoryPlan, MAX_NAME_LEN,
 };
+pub use one_model::{ModelChoiceError, STORES_DIR};
 pub use rules::{rule, variables, Variable};
 pub use source::ModelSource;
 

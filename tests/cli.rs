@@ -959,6 +959,49 @@ fn promote_refuses_a_version_that_fails_the_configured_holdout() {
     let o = promote(&config("sample.csv"));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(moves.lock().unwrap().len(), 1);
+
+    // `--served-model`: that model's gate, and its models:/NAME@ALIAS.
+    let table = |holdout: &str| {
+        let text = format!(
+            "[model]\npath = {model:?}\nmlflow_uri = {url:?}\n[gate]\nmin_f1_macro = 0.5\n\
+             holdout_path = {:?}\n[models.live]\npath = \"models:/spam@live\"\nholdout_path = {:?}\n",
+            dir.path().join("sample.csv"),
+            dir.path().join(holdout),
+        );
+        write(&dir, "many.toml", text.as_bytes())
+    };
+    let served = |config: &Path, name: &str| {
+        nbserve(&[
+            "promote",
+            "--mlflow-uri",
+            &url,
+            "--version",
+            "3",
+            "--config",
+            config.to_str().unwrap(),
+            "--served-model",
+            name,
+        ])
+    };
+    let o = served(&table("flipped.csv"), "live");
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert_eq!(moves.lock().unwrap().len(), 1, "the alias moved");
+    // The default model is a file: the registered name must be given.
+    let o = served(&table("flipped.csv"), "m");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--model-name is needed"),
+        "{}",
+        stderr(&o)
+    );
+    let o = served(&table("sample.csv"), "live");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("spam@live -> version 3"));
+    let moved = moves.lock().unwrap().last().unwrap().clone();
+    assert!(
+        moved.contains("\"live\"") && moved.contains("\"spam\""),
+        "{moved}"
+    );
 }
 
 /// Names and labels reach the terminal and the logs: a control character in

@@ -989,3 +989,107 @@ fn after_a_crash_between_the_rename_and_the_history_no_model_is_lost() {
     }
     assert_eq!(std::fs::read(s.path("models/current.json")).unwrap(), v1);
 }
+
+/// Every file of `snapshot` that belongs to the model `other` (its artifact
+/// and its store), and every other file.
+fn split_other(
+    s: &Setup,
+    snapshot: BTreeMap<PathBuf, Vec<u8>>,
+) -> (BTreeMap<PathBuf, Vec<u8>>, BTreeMap<PathBuf, Vec<u8>>) {
+    let (artifact, store) = (s.path("models/other.json"), s.path("models/stores/other"));
+    snapshot
+        .into_iter()
+        .partition(|(p, _)| *p == artifact || p.starts_with(&store))
+}
+
+#[test]
+fn retrain_and_rollback_act_on_one_model_of_the_repository() {
+    let s = Setup::new();
+    let o = s.run(&[
+        "train",
+        "--data",
+        s.path("train.csv").to_str().unwrap(),
+        "--out",
+        s.path("models/other.json").to_str().unwrap(),
+        "--model-version",
+        "o1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let config = std::fs::read_to_string(s.path("nbserve.toml")).unwrap();
+    std::fs::write(
+        s.path("nbserve.toml"),
+        config.replace(
+            "[model]\n",
+            &format!("[model]\nrepository = {:?}\n", s.path("models")),
+        ),
+    )
+    .unwrap();
+    let config = s.path("nbserve.toml");
+    let config = config.to_str().unwrap();
+    let o1 = std::fs::read(s.path("models/other.json")).unwrap();
+
+    // Retraining `other` leaves the default model's files byte-identical,
+    // and keeps `other`'s versions in a store of its own.
+    let (_, default_before) = split_other(&s, s.snapshot());
+    let o = s.retrain(&["--served-model", "other", "--model-version", "o2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("PROMOTED: "));
+    let (other_after, default_after) = split_other(&s, s.snapshot());
+    assert_eq!(default_after, default_before, "the default model untouched");
+    assert!(!s.path("models/versions").exists());
+    let o2 = std::fs::read(s.path("models/other.json")).unwrap();
+    assert_ne!(o2, o1);
+    assert!(other_after.contains_key(&s.path("models/stores/other/versions/history.json")));
+    assert_eq!(
+        std::fs::read_dir(s.path("models")).unwrap().count(),
+        // current.json, other.json, stores/ (the lock is in stores/other).
+        3,
+        "{:?}",
+        std::fs::read_dir(s.path("models"))
+            .unwrap()
+            .collect::<Vec<_>>()
+    );
+
+    // No name is the default model, as before: `other` untouched.
+    let o = s.retrain(&["--model-version", "v2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(s.history()["entries"][0]["version"], "v1");
+    let (other_now, default_now) = split_other(&s, s.snapshot());
+    assert_eq!(other_now, other_after, "the other model untouched");
+    assert_ne!(default_now, default_after);
+
+    // Rolling `other` back puts o1 back and touches nothing of the default.
+    let o = s.run(&["rollback", "--config", config, "--served-model", "other"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(std::fs::read(s.path("models/other.json")).unwrap(), o1);
+    assert_eq!(split_other(&s, s.snapshot()).1, default_now);
+    // And rolling the default back leaves `other` as it is now.
+    let (other_now, _) = split_other(&s, s.snapshot());
+    let o = s.run(&["rollback", "--config", config, "--served-model", "current"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(split_other(&s, s.snapshot()).0, other_now);
+
+    // An unknown name is a usage error naming the models; nothing changes.
+    let before = s.snapshot();
+    for args in [
+        vec!["rollback", "--config", config, "--served-model", "nope"],
+        vec!["promote", "--config", config, "--served-model", "nope"],
+    ] {
+        let mut args = args;
+        if args[0] == "promote" {
+            args.extend(["--mlflow-uri", "http://127.0.0.1:1", "--version", "1"]);
+        }
+        let o = s.run(&args);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains(
+                "--served-model: no model \"nope\" in these settings (models: current, other)"
+            ),
+            "{}",
+            stderr(&o)
+        );
+    }
+    let o = s.retrain(&["--served-model", "nope"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(s.snapshot(), before);
+}

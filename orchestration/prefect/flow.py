@@ -12,6 +12,10 @@ the last run, so nothing was promoted and nothing changed).
     python orchestration/prefect/flow.py run --data data/train.csv \
         --feedback-log 'feedback/*.jsonl' --holdout data/holdout.csv --config nbserve.toml
 
+    # one model of a many-model server (`nbserve retrain --served-model spam-cnb`):
+    # its own source, versioned store and gate; the other models are not touched
+    python orchestration/prefect/flow.py run --served-model spam-cnb --data ... --holdout ...
+
     # a cron (or --interval SECONDS) deployment served by this process against a
     # Prefect server (`prefect server start`; PREFECT_API_URL=http://HOST:4200/api):
     # the local ephemeral API cannot schedule, so `serve` refuses to run without one
@@ -184,12 +188,14 @@ def fetch_data(fetch_cmd: str | None, data: list[str], feedback_logs: list[str],
 
 @task(name="retrain")
 def retrain(nbserve: str, config: str | None, inputs: dict[str, Any], report_path: str,
-            extra_args: list[str]) -> dict[str, Any]:
+            extra_args: list[str], served_model: str | None = None) -> dict[str, Any]:
     """`nbserve retrain ... --report FILE`: returns the exit code and the output tail.
     Exit 0 and 5 both leave a report; anything else is an error of the run."""
     cmd = [nbserve, "retrain"]
     if config:
         cmd += ["--config", config]
+    if served_model:
+        cmd += ["--served-model", served_model]
     for d in inputs["data"]:
         cmd += ["--data", d]
     for log in inputs["feedback_logs"]:
@@ -258,8 +264,11 @@ def _fmt(x: Any) -> str:
 @flow(name="nbserve-retrain", log_prints=True)
 def retrain_flow(data: list[str], holdout: str, feedback_logs: list[str] | None = None,
                  config: str | None = None, nbserve: str | None = None, report_dir: str | None = None,
-                 fetch_cmd: str | None = None, extra_args: list[str] | None = None) -> dict[str, Any]:
+                 fetch_cmd: str | None = None, extra_args: list[str] | None = None,
+                 served_model: str | None = None) -> dict[str, Any]:
     """Fetch the inputs, retrain with the two gates, read the report.
+    `served_model` names the model of the server's repository to retrain
+    (default: the default model).
     Completed: a new model was promoted, or the candidate was identical to the
     model in service (verdict unchanged, nothing changed). Failed: rejected
     (nothing changed) or an error."""
@@ -268,7 +277,7 @@ def retrain_flow(data: list[str], holdout: str, feedback_logs: list[str] | None 
     Path(report_dir).mkdir(parents=True, exist_ok=True)
     report_path = str(Path(report_dir) / "retrain-report.json")
     inputs = fetch_data(fetch_cmd, data, feedback_logs or [], holdout)
-    result = retrain(nbserve, config, inputs, report_path, extra_args or [])
+    result = retrain(nbserve, config, inputs, report_path, extra_args or [], served_model)
     return read_report(result)
 
 
@@ -280,6 +289,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--feedback-log", action="append", default=[], help="feedback log file or glob (repeatable)")
     p.add_argument("--holdout", required=True, help="fixed holdout CSV")
     p.add_argument("--config", help="nbserve settings file (model.path, model.dir, gate.min_f1_macro)")
+    p.add_argument("--served-model", metavar="NAME",
+                   help="the model of the server's repository to retrain (default: the default model)")
     p.add_argument("--nbserve", help="nbserve binary (default: $NBSERVE_BIN or nbserve on PATH)")
     p.add_argument("--report-dir", help="where the JSON report goes (default: a new temp dir per run)")
     p.add_argument("--fetch-cmd", help="command run first to refresh the base data (e.g. scripts/fetch-data.sh)")
@@ -299,7 +310,7 @@ def main(argv: list[str]) -> int:
     params = {
         "data": args.data, "holdout": args.holdout, "feedback_logs": args.feedback_log,
         "config": args.config, "nbserve": args.nbserve, "report_dir": args.report_dir,
-        "fetch_cmd": args.fetch_cmd, "extra_args": extra,
+        "fetch_cmd": args.fetch_cmd, "extra_args": extra, "served_model": args.served_model,
     }
     if args.mode == "serve":
         return serve(args, params)

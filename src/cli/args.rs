@@ -217,21 +217,28 @@ pub struct PromoteArgs {
     /// MLflow tracking server (http://host:port).
     #[arg(long, env = "MLFLOW_TRACKING_URI")]
     pub mlflow_uri: String,
-    /// Registered model name.
+    /// Registered model name (default: the served model's, when its
+    /// source is models:/NAME@ALIAS).
     #[arg(long)]
-    pub model_name: String,
+    pub model_name: Option<String>,
     /// Version to point the alias at.
     #[arg(long)]
     pub version: String,
-    /// Alias to move.
-    #[arg(long, default_value = "champion")]
-    pub alias: String,
-    /// Minimum F1 macro (default: the settings' gate.min_f1_macro).
+    /// Alias to move (default: the served model's models:/NAME@ALIAS alias,
+    /// else champion).
+    #[arg(long)]
+    pub alias: Option<String>,
+    /// Minimum F1 macro (default: the served model's gate minimum).
     #[arg(long)]
     pub min_f1_macro: Option<f64>,
-    /// Settings file for the default gate minimum.
+    /// Settings file for the gate (and the served model's source).
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// The model of the server's repository to act on (a `*.json` of
+    /// model.repository or a `[models.NAME]` table; default: the default
+    /// model): its source, its own versioned store and its own gate.
+    #[arg(long, value_name = "NAME")]
+    pub served_model: Option<String>,
 }
 
 /// The tuning grid options `tune` and `retrain` share; every value option
@@ -303,6 +310,11 @@ pub struct RetrainArgs {
     /// Settings file: model.path, model.dir, model.max_bytes, model.mlflow_uri, gate.min_f1_macro.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// The model of the server's repository to act on (a `*.json` of
+    /// model.repository or a `[models.NAME]` table; default: the default
+    /// model): its source, its own versioned store and its own gate.
+    #[arg(long, value_name = "NAME")]
+    pub served_model: Option<String>,
     /// Labelled base CSV (repeatable; read in order).
     #[arg(long, required_unless_present = "base_counts")]
     pub data: Vec<PathBuf>,
@@ -370,6 +382,11 @@ pub struct RollbackArgs {
     /// Settings file: model.path, model.dir, model.max_bytes, gate.*.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// The model of the server's repository to act on (a `*.json` of
+    /// model.repository or a `[models.NAME]` table; default: the default
+    /// model): its source, its own versioned store and its own gate.
+    #[arg(long, value_name = "NAME")]
+    pub served_model: Option<String>,
     /// Kept version to put back (version, file name or sequence number;
     /// default: the one in service before the current one).
     #[arg(long)]

@@ -12,7 +12,7 @@ use nbserve::mlflow::MlflowError;
 use nbserve::retraining::store::StoreError;
 use nbserve::retraining::{PlanError, PromoteError, RetrainError, RollbackError, SourceError};
 use nbserve::server::{LoadError, StartupError};
-use nbserve::settings::SettingsError;
+use nbserve::settings::{ModelChoiceError, SettingsError};
 use nbserve::shards::ShardError;
 use nbserve::training::{TrainError, TuneError};
 
@@ -259,6 +259,16 @@ impl ExitCoded for RollbackError {
             RollbackError::Store(e) => e.exit_code(),
             RollbackError::Unreadable(_) | RollbackError::Changed { .. } => INVALID_MODEL,
             RollbackError::Refused { source, .. } => source.exit_code(),
+        }
+    }
+}
+
+impl ExitCoded for ModelChoiceError {
+    /// An unknown name can only come from `--served-model`.
+    fn exit_code(&self) -> u8 {
+        match self {
+            ModelChoiceError::Settings(e) => e.exit_code(),
+            ModelChoiceError::Unknown { .. } => USAGE,
         }
     }
 }

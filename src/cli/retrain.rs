@@ -15,7 +15,7 @@ use nbserve::training::{RunOptions, TuneOptions};
 use super::args::{RetrainArgs, RollbackArgs};
 use super::commands::creation_time;
 use super::exit::Usage;
-use super::serve::load_settings;
+use super::serve::load_model_settings;
 use super::tracking::Tracker;
 use super::tune::{grid_from, tune_failure};
 use super::{CmdResult, Failure};
@@ -71,7 +71,7 @@ fn check_writable(report: &Path) -> Result<(), Failure> {
 /// The plan the arguments describe, checked before any work starts.
 fn plan(a: &RetrainArgs) -> Result<Plan, Failure> {
     let grid = grid_from(&a.grid)?;
-    let settings = load_settings(a.config.as_deref())?;
+    let settings = load_model_settings(a.config.as_deref(), a.served_model.as_deref())?;
     let target = Target::new(
         &settings.model.path,
         a.tracking.register.clone(),
@@ -313,7 +313,7 @@ fn print_report(r: &Report) {
 
 /// `nbserve rollback`.
 pub(super) fn rollback(a: RollbackArgs) -> CmdResult {
-    let settings = load_settings(a.config.as_deref())?;
+    let settings = load_model_settings(a.config.as_deref(), a.served_model.as_deref())?;
     let done = nbserve::retraining::rollback(
         &settings,
         a.to.as_deref(),

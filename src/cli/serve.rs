@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use nbserve::server::{Application, HeldSignals, Signals, StartupError};
-use nbserve::settings::Settings;
+use nbserve::settings::{ModelChoiceError, Settings};
 
 use super::args::{ConfigArgs, HealthcheckArgs, ServeArgs};
 use super::exit::Unhealthy;
@@ -12,6 +12,23 @@ use super::{CmdResult, Failure};
 /// Defaults, then the settings file `config`, then `NBSERVE__*`.
 pub(super) fn load_settings(config: Option<&Path>) -> Result<Settings, Failure> {
     Ok(Settings::load(config)?)
+}
+
+/// The settings of `config` narrowed to the model `--served-model` names
+/// (default: the default model), see [`Settings::for_model`].
+pub(super) fn load_model_settings(
+    config: Option<&Path>,
+    served_model: Option<&str>,
+) -> Result<Settings, Failure> {
+    load_settings(config)?
+        .for_model(served_model)
+        .map_err(|e| match e {
+            e @ ModelChoiceError::Unknown { .. } => {
+                let message = format!("--served-model: {e}");
+                Failure::from(e).worded(message)
+            }
+            e => e.into(),
+        })
 }
 
 /// `serve --help`'s closing text: the layers, then every setting's

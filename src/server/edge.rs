@@ -24,6 +24,7 @@ use prometheus::{Histogram, IntCounter, IntGauge};
 use tower::{Layer, Service, ServiceExt};
 use tracing::Instrument;
 
+use super::error::ErrorCode;
 use super::metrics::{Metrics, UNMATCHED_ROUTE};
 use super::middleware::{acceptable_request_id, json_errors};
 use super::routes::v2;
@@ -175,7 +176,11 @@ where
         if !response.headers().contains_key(&REQUEST_ID) {
             response.headers_mut().insert(REQUEST_ID.clone(), id);
         }
-        log_response(status, latency);
+        log_response(
+            status,
+            latency,
+            response.extensions().get::<ErrorCode>().copied(),
+        );
         response
     }
     .instrument(span)
@@ -202,8 +207,9 @@ fn request_id(req: &mut Request) -> HeaderValue {
 
 /// The two events tower-http's `TraceLayer` logged for every answer, with
 /// its targets, so log filters written for it keep working: the answer at
-/// DEBUG, and a server error (5xx) at ERROR.
-fn log_response(status: StatusCode, latency: Duration) {
+/// DEBUG, and a server error (5xx) at ERROR — at WARN when its `code` says
+/// the client's request caused it ([`ErrorCode::is_server_fault`]).
+fn log_response(status: StatusCode, latency: Duration, code: Option<ErrorCode>) {
     let latency = Millis(latency);
     tracing::debug!(
         target: "tower_http::trace::on_response",
@@ -211,13 +217,23 @@ fn log_response(status: StatusCode, latency: Duration) {
         status = i32::from(status.as_u16()),
         "finished processing request"
     );
-    if status.is_server_error() {
-        tracing::error!(
+    if !status.is_server_error() {
+        return;
+    }
+    match code {
+        Some(code) if !code.is_server_fault() => tracing::warn!(
+            target: "tower_http::trace::on_failure",
+            classification = %format_args!("Status code: {status}"),
+            code = code.0,
+            %latency,
+            "response failed: the model asked for is not being served"
+        ),
+        _ => tracing::error!(
             target: "tower_http::trace::on_failure",
             classification = %format_args!("Status code: {status}"),
             %latency,
             "response failed"
-        );
+        ),
     }
 }
 

@@ -25,6 +25,22 @@ pub struct ApiError {
     pub retry_after: Option<u32>,
 }
 
+/// An error answer's code, kept in the response's extensions: the access
+/// log tells from it a server fault from a 5xx the client's request caused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode(pub &'static str);
+
+impl ErrorCode {
+    /// Whether a 5xx with this code is a fault of the server (logged at
+    /// ERROR). `model_unavailable` is not: the client asked for a model that
+    /// is known but not being served (unloaded, or its load refused, which
+    /// was logged at ERROR when it happened); it stays a 503, retryable,
+    /// but is logged at WARN, once per request.
+    pub fn is_server_fault(self) -> bool {
+        self.0 != "model_unavailable"
+    }
+}
+
 /// `{"error": {"code": ..., "message": ...}}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -122,6 +138,7 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
+        response.extensions_mut().insert(ErrorCode(self.code));
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()

@@ -189,6 +189,11 @@ impl ModelsSettings {
         Ok(())
     }
 
+    /// Whether the table names any model.
+    pub(super) fn any_named(&self) -> bool {
+        self.named.keys().any(|k| !RESERVED.contains(&k.as_str()))
+    }
+
     /// Whether any named model comes from the registry.
     pub(super) fn any_registry(&self) -> bool {
         self.named

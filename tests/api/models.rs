@@ -4,11 +4,15 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use nbserve::settings::{ModelSource, NamedModel};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, root, spawn_app_with, TestApp, TOKEN};
+use crate::helpers::{
+    assert_error, free_port, root, serve_command, spawn_app_with, wait_ready, LogLines, TestApp,
+    TOKEN,
+};
 
 /// Short and long texts, spam and ham: the Complement model differs from
 /// the Bernoulli one on short spam.
@@ -435,4 +439,65 @@ async fn the_default_model_loses_nothing_while_another_is_unloaded_reloaded_and_
         .await;
     assert_eq!(r.status(), 200);
     app.stop().await;
+}
+
+/// A client asking for an unloaded model is no fault of the server: the
+/// 503 `model_unavailable` is logged at WARN, not ERROR. Read from the real
+/// binary's JSON log: a thread-local subscriber in this process would miss
+/// events whenever other tests run in parallel.
+#[tokio::test]
+async fn a_request_for_an_unloaded_model_is_a_warning_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["spam-nb.json", "spam-cnb.json"] {
+        std::fs::copy(root().join("models").join(file), dir.path().join(file)).unwrap();
+    }
+    let repo = dir.path().to_str().unwrap();
+    let port = free_port();
+    let mut child = serve_command(
+        port,
+        &[
+            ("NBSERVE__MODEL__REPOSITORY", repo),
+            ("NBSERVE__MODEL__DIR", repo),
+            ("NBSERVE__MODEL__DEFAULT", "spam-nb"),
+            ("NBSERVE__ADMIN__TOKEN", TOKEN),
+        ],
+    )
+    .spawn()
+    .unwrap();
+    let mut logs = LogLines::take(&mut child);
+    wait_ready(port, &mut child);
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}");
+    let r = client
+        .post(format!("{url}/v2/repository/models/spam-cnb/unload"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut failures = Vec::new();
+    for path in ["/models/spam-cnb/predict", "/v2/models/spam-cnb/infer"] {
+        let r = client
+            .post(format!("{url}{path}"))
+            .json(&json!({ "text": "x" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503, "{path}");
+        let line = logs.wait_for(Duration::from_secs(30), |l| {
+            l.contains("\"tower_http::trace::on_failure\"")
+        });
+        failures.push(line.map(|l| serde_json::from_str::<Value>(&l).unwrap()));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    for failure in &failures {
+        let f = failure.as_ref().expect("the 503 is logged");
+        assert_eq!(f["level"], "WARN", "{f}");
+        assert!(
+            f["message"].as_str().unwrap().contains("not being served"),
+            "{f}"
+        );
+        assert_eq!(f["code"], "model_unavailable", "{f}");
+    }
 }

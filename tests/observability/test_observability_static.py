@@ -60,6 +60,19 @@ def test_amtool_check_config(alertmanager_bin):
     passes(run(alertmanager_bin / "amtool", "check-config", "alertmanager.yml"))
 
 
+def test_alertmanager_groups_and_inhibits_per_model():
+    # Two models of one server burning their budgets are two notifications,
+    # each naming its model; a page of one model never hides the other's ticket.
+    text = (ROOT / "alertmanager.yml").read_text()
+    group_by = re.search(r"^  group_by:\s*\[([^\]]*)\]", text, re.M)
+    assert group_by and "model" in [g.strip() for g in group_by.group(1).split(",")], group_by
+    page_over_ticket = re.search(
+        r"source_matchers: \['severity=\"page\"'\]\s*\n\s*target_matchers: \['severity=\"ticket\"'\]\s*\n\s*equal: \[([^\]]*)\]",
+        text,
+    )
+    assert page_over_ticket and "model" in [g.strip() for g in page_over_ticket.group(1).split(",")]
+
+
 # ---------------------------------------------------------------- provisioning
 def test_datasource_is_provisioned_once_on_the_compose_prometheus():
     text = check.DS_FILE.read_text()
