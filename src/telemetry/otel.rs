@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, Method, StatusCode};
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::{Status, TracerProvider as _};
+use opentelemetry::trace::{Status, TraceContextExt as _, TracerProvider as _};
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -160,6 +160,18 @@ pub fn request_span(method: &Method, route: &str, request_id: &str, headers: &He
         span.set_attribute("http.route", route.to_owned());
     }
     span
+}
+
+/// The trace id of `span` when it is sampled (exported): what a latency
+/// exemplar links to. `None` for a span not sampled, or with tracing off.
+pub fn sampled_trace_id(span: &Span) -> Option<u128> {
+    if !enabled() {
+        return None;
+    }
+    let context = span.context();
+    let span = context.span();
+    let sc = span.span_context();
+    (sc.is_valid() && sc.is_sampled()).then(|| u128::from_be_bytes(sc.trace_id().to_bytes()))
 }
 
 /// Records the answer's status on a [`request_span`]:
