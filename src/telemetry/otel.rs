@@ -162,6 +162,52 @@ pub fn request_span(method: &Method, route: &str, request_id: &str, headers: &He
     span
 }
 
+/// The span of a batch command (`retrain`): with tracing on, an
+/// OpenTelemetry span named `name`, child of the W3C trace context the
+/// caller gives through the environment (`TRACEPARENT`, `TRACESTATE`: a
+/// scheduler's flow or a CI job has no headers to send), so the job's
+/// spans join the caller's trace. `vars` is the process environment.
+pub fn job_span(name: &'static str, vars: impl IntoIterator<Item = (String, String)>) -> Span {
+    let span = tracing::info_span!("job", job = name, otel.name = tracing::field::Empty);
+    if enabled() {
+        span.record("otel.name", name);
+        let carrier = EnvironmentCarrier(
+            vars.into_iter()
+                .filter_map(|(k, v)| match k.as_str() {
+                    "TRACEPARENT" => Some(("traceparent", v)),
+                    "TRACESTATE" => Some(("tracestate", v)),
+                    _ => None,
+                })
+                .collect(),
+        );
+        let _ = span.set_parent(TraceContextPropagator::new().extract(&carrier));
+    }
+    span
+}
+
+/// Marks a [`job_span`] failed, with `reason` (an error's text, never data).
+pub fn record_failure(span: &Span, reason: String) {
+    if enabled() {
+        span.set_status(Status::error(reason));
+    }
+}
+
+/// The propagation fields found in the environment, by their header names.
+struct EnvironmentCarrier(Vec<(&'static str, String)>);
+
+impl Extractor for EnvironmentCarrier {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(k, _)| *k).collect()
+    }
+}
+
 /// The trace id of `span` when it is sampled (exported): what a latency
 /// exemplar links to. `None` for a span not sampled, or with tracing off.
 pub fn sampled_trace_id(span: &Span) -> Option<u128> {
