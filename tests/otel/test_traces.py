@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import re
 import secrets
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 
 from receiver import start_receiver
 
+ROOT = Path(__file__).resolve().parents[2]
 TEXT = "WINNER!! claim your free prize now, reply with your bank details"
 
 
@@ -189,3 +192,28 @@ def test_a_dead_collector_costs_no_request(traced):
         time.sleep(0.1)
     assert metric(server, "nbserve_trace_spans_exported_total") == 0
     assert server.stop() == 0
+
+
+def test_a_poll_span_covers_the_reload_it_triggers(receiver, traced, models_dir):
+    server = traced(
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint},
+        settings={"MODEL__POLL_INTERVAL_SECS": "1"},
+    )
+    # Another valid model at model.path: the next poll sees a new source.
+    other = models_dir.parents[0] / "other.json"
+    shutil.copy(ROOT / "models" / "spam-cnb.json", other)
+    other.replace(models_dir / "spam-nb.json")
+
+    def reload_loads(spans):
+        reloads = {s.span_id for s in spans if s.name == "reload"}
+        return [s for s in spans if s.name == "model_load" and s.parent_span_id in reloads]
+
+    spans = receiver.wait_for(reload_loads)
+    assert not receiver.errors, receiver.errors
+    (load,) = reload_loads(spans)
+    (reload,) = [s for s in spans if s.span_id == load.parent_span_id]
+    (poll,) = [s for s in spans if s.span_id == reload.parent_span_id]
+    assert poll.name == "poll"
+    assert poll.trace_id == reload.trace_id == load.trace_id
+    assert poll.start_ns <= reload.start_ns <= load.start_ns <= load.end_ns <= reload.end_ns <= poll.end_ns
+    assert metric_reaches(server, 'nbserve_model_polls_total{model="spam-nb",result="reloaded"}', 1) == 1
