@@ -13,6 +13,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod sampling;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -94,8 +95,9 @@ where
         .build();
     let processor = batch::BoundedBatch::new(exporter, config.batch, &resource)
         .map_err(|e| format!("cannot start the span export thread: {e}"))?;
+    sampling::configure(config.sampler);
     let provider = SdkTracerProvider::builder()
-        .with_sampler(sampler(config.sampler))
+        .with_sampler(sampling::Presampled(sampler(config.sampler)))
         .with_resource(resource)
         .with_span_processor(processor)
         .build();
@@ -141,7 +143,17 @@ impl Extractor for Headers<'_> {
 /// server span named `METHOD route`, child of the caller's `traceparent`
 /// (and `tracestate`) when one is sent, with the semantic-convention
 /// attributes `http.request.method` and `http.route`.
+///
+/// The sampling decision is taken before the span is built
+/// ([`sampling::decide`]): a request not sampled costs its log span only.
 pub fn request_span(method: &Method, route: &str, request_id: &str, headers: &HeaderMap) -> Span {
+    if !enabled() {
+        return tracing::info_span!("request", method = %method, route, request_id);
+    }
+    let parent = TraceContextPropagator::new().extract(&Headers(headers));
+    if !sampling::decide(&parent) {
+        return tracing::info_span!(target: sampling::UNSAMPLED, "request", method = %method, route, request_id);
+    }
     let span = tracing::info_span!(
         "request",
         method = %method,
@@ -150,16 +162,22 @@ pub fn request_span(method: &Method, route: &str, request_id: &str, headers: &He
         otel.name = tracing::field::Empty,
         otel.kind = tracing::field::Empty,
     );
-    if enabled() {
-        // Before the span is first entered: name, kind and parent are fixed then.
-        span.record("otel.name", format!("{method} {route}"));
-        span.record("otel.kind", "server");
-        let parent = TraceContextPropagator::new().extract(&Headers(headers));
-        let _ = span.set_parent(parent);
-        span.set_attribute("http.request.method", method.as_str().to_owned());
-        span.set_attribute("http.route", route.to_owned());
-    }
+    // Before the span is first entered: name, kind and parent are fixed then.
+    span.record("otel.name", format!("{method} {route}"));
+    span.record("otel.kind", "server");
+    let _ = span.set_parent(parent);
+    span.set_attribute("http.request.method", method.as_str().to_owned());
+    span.set_attribute("http.route", route.to_owned());
     span
+}
+
+/// Whether `span` is in a trace being exported: tracing is on and it is not
+/// a request left out by sampling.
+fn traced(span: &Span) -> bool {
+    enabled()
+        && span
+            .metadata()
+            .is_some_and(|m| m.target() != sampling::UNSAMPLED)
 }
 
 /// The span of a batch command (`retrain`): with tracing on, an
@@ -211,7 +229,7 @@ impl Extractor for EnvironmentCarrier {
 /// The trace id of `span` when it is sampled (exported): what a latency
 /// exemplar links to. `None` for a span not sampled, or with tracing off.
 pub fn sampled_trace_id(span: &Span) -> Option<u128> {
-    if !enabled() {
+    if !traced(span) {
         return None;
     }
     let context = span.context();
@@ -224,7 +242,7 @@ pub fn sampled_trace_id(span: &Span) -> Option<u128> {
 /// `http.response.status_code`, and an error status for a 5xx (a 4xx is
 /// the client's error, not the server's, for a server span).
 pub fn record_response(span: &Span, status: StatusCode) {
-    if !enabled() {
+    if !traced(span) {
         return;
     }
     span.set_attribute("http.response.status_code", i64::from(status.as_u16()));

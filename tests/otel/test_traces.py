@@ -165,6 +165,35 @@ def test_sampling_at_zero_exports_nothing(receiver, traced, sampler):
     assert receiver.requests == 0 and receiver.spans == []
 
 
+def test_a_sampled_share_exports_whole_traces_and_nothing_of_the_rest(receiver, traced):
+    # The decision is taken before the request's span is built: the requests
+    # left out leave no span at all (no orphan phase), the sampled ones their
+    # server span with every phase under it.
+    server = traced(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.5",
+        }
+    )
+    unsampled = secrets.token_hex(16)
+    for i in range(40):
+        headers = {"traceparent": f"00-{unsampled}-{secrets.token_hex(8)}-00"} if i % 4 == 0 else None
+        assert server.post_json("/predict", {"text": TEXT}, headers).status == 200
+    assert server.stop() == 0
+    spans = receiver.spans
+    roots = {s.span_id: s for s in spans if s.kind == "SPAN_KIND_SERVER"}
+    # 30 requests at 0.5: all or none would be a broken draw (2 in 10^9).
+    assert 0 < len(roots) < 30, len(roots)
+    assert unsampled not in {s.trace_id for s in spans}, "a caller's unsampled flag is followed"
+    for s in spans:
+        if s.name in ("decode", "score", "encode"):
+            assert s.parent_span_id in roots, s
+    for root in roots.values():
+        phases = sorted(s.name for s in spans if s.parent_span_id == root.span_id)
+        assert phases == ["decode", "encode", "score"], phases
+
+
 def test_tracing_is_off_by_default(receiver, traced):
     server = traced(
         {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint},
