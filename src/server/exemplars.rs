@@ -40,12 +40,15 @@ impl Slots {
     }
 }
 
+/// A series' labels: method, route, model.
+type SeriesLabels = [Box<str>; 3];
+
 /// Every series' [`Slots`], by its labels.
 pub(crate) struct LatencyExemplars {
     /// The family the exemplars belong to.
     family: &'static str,
     bounds: &'static [f64],
-    series: Mutex<Vec<([Box<str>; 3], Arc<Slots>)>>,
+    series: Mutex<Vec<(SeriesLabels, Arc<Slots>)>>,
 }
 
 impl LatencyExemplars {
@@ -82,7 +85,7 @@ impl LatencyExemplars {
     /// A copy of the exemplars, as the OpenMetrics encoder asks for them.
     pub(crate) fn snapshot(&self) -> impl Fn(&MetricFamily, &Metric, usize) -> Option<Exemplar> {
         let family = self.family;
-        let series: Vec<([Box<str>; 3], Box<[Option<Exemplar>]>)> = self
+        let series: Vec<(SeriesLabels, Box<[Option<Exemplar>]>)> = self
             .series
             .lock()
             .unwrap_or_else(|e| e.into_inner())

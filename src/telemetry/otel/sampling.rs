@@ -15,7 +15,7 @@
 use std::sync::OnceLock;
 
 use opentelemetry::trace::{
-    Link, SamplingDecision, SamplingResult, SpanKind, TraceContextExt as _, TraceId, TraceState,
+    Link, SamplingDecision, SamplingResult, SpanKind, TraceContextExt as _, TraceId,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator, Sampler, ShouldSample};
@@ -130,9 +130,7 @@ impl ShouldSample for Presampled {
             return SamplingResult {
                 decision: SamplingDecision::RecordAndSample,
                 attributes: Vec::new(),
-                trace_state: parent
-                    .map(|p| p.trace_state().clone())
-                    .unwrap_or_else(TraceState::default),
+                trace_state: parent.map(|p| p.trace_state().clone()).unwrap_or_default(),
             };
         }
         self.0
@@ -142,7 +140,7 @@ impl ShouldSample for Presampled {
 
 #[cfg(test)]
 mod tests {
-    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags};
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceState};
 
     use super::*;
 
