@@ -79,7 +79,9 @@ where
 
 /// The log subscriber (its filter from `RUST_LOG` or `log.level`) and, with
 /// a trace configuration, the OpenTelemetry layer beside it, which sees the
-/// `nbserve` spans down to DEBUG (the phases of a request) and no events.
+/// `nbserve` spans down to DEBUG (the phases of a request) and no events,
+/// except the requests left out by sampling and what is under them
+/// ([`otel::sampling::joins_trace`]).
 /// Also the pipeline to keep, and the warnings to log once installed.
 ///
 /// Without traces it is the plain `fmt` subscriber with one global filter:
@@ -129,9 +131,7 @@ where
             .with_filter(filter)
             .boxed(),
     };
-    let spans_only = tracing_subscriber::filter::filter_fn(|m| {
-        m.is_span() && *m.level() <= tracing::Level::DEBUG && m.target().starts_with("nbserve")
-    });
+    let spans_only = tracing_subscriber::filter::dynamic_filter_fn(otel::sampling::joins_trace);
     let subscriber = Registry::default()
         .with(log)
         .with(traces.with_filter(spans_only));

@@ -28,6 +28,10 @@ has not stopped 30 s later is killed. Local ephemeral mode waits up to 180 s for
 migrates a fresh database first, slow on a small busy machine.
 
 Options after `--` go to `nbserve retrain` unchanged (grid, --keep, tracking, ...).
+Traces: `nbserve retrain` joins the trace of the current OpenTelemetry span
+(Prefect's task-run span when an OpenTelemetry SDK is configured), else the
+one this process is given in TRACEPARENT/TRACESTATE (`trace_env`); it exports
+with NBSERVE__TRACE__ENABLED=true and the OTEL_* variables (docs/monitoring.md).
 NBSERVE_BIN picks the binary (default `nbserve` on PATH). Installed with
 scripts/install-prefect.sh (prefect pinned and hash-checked).
 
@@ -54,7 +58,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 if __name__ == "__main__" and os.environ.get("NBSERVE_FLOW_CHILD") != "1":
     # The supervising process: stdlib only, it never imports Prefect.
@@ -186,6 +190,30 @@ def fetch_data(fetch_cmd: str | None, data: list[str], feedback_logs: list[str],
     return {"data": data, "feedback_logs": logs, "holdout": holdout}
 
 
+def trace_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """`environ` for `nbserve retrain`, with the W3C trace context it joins
+    (docs/monitoring.md, Tracing) as TRACEPARENT/TRACESTATE: the current
+    OpenTelemetry span's when there is a valid one (Prefect's run telemetry
+    makes one per task run once an OpenTelemetry SDK is configured), else the
+    flow's own TRACEPARENT/TRACESTATE, passed on as they are."""
+    env = dict(environ)
+    carrier: dict[str, str] = {}
+    try:
+        from opentelemetry import trace
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        if trace.get_current_span().get_span_context().is_valid:
+            TraceContextTextMapPropagator().inject(carrier)
+    except ImportError:  # Prefect without the OpenTelemetry API: the variables only
+        pass
+    if "traceparent" in carrier:
+        env["TRACEPARENT"] = carrier["traceparent"]
+        env.pop("TRACESTATE", None)
+        if carrier.get("tracestate"):
+            env["TRACESTATE"] = carrier["tracestate"]
+    return env
+
+
 @task(name="retrain")
 def retrain(nbserve: str, config: str | None, inputs: dict[str, Any], report_path: str,
             extra_args: list[str], served_model: str | None = None) -> dict[str, Any]:
@@ -203,7 +231,7 @@ def retrain(nbserve: str, config: str | None, inputs: dict[str, Any], report_pat
     cmd += ["--holdout", inputs["holdout"], "--report", report_path, *extra_args]
     logger = get_run_logger()
     logger.info("running %s", redact_argv(cmd))
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=trace_env(os.environ))
     if done.stdout.strip():
         logger.info("%s", _tail(done.stdout, 40))
     if done.returncode not in VERDICTS_BY_EXIT:

@@ -427,8 +427,11 @@ fn metrics() -> String {
         "the collectors the server registers (`src/server/metrics.rs`)",
     );
     page.push_str(
-        "`GET /metrics` answers in the Prometheus text format, from the server's own registry. \
-         The `route` label is the matched route template; every unmatched path shares \
+        "`GET /metrics` answers in the Prometheus text format, from the server's own registry, \
+         or in OpenMetrics 1.0 when the scrape's `Accept` prefers `application/openmetrics-text` \
+         (Prometheus does): the same series, counters' metadata named without `_total`, and \
+         `trace_id` exemplars on the `nbserve_http_request_duration_seconds` buckets when \
+         tracing is on. The `route` label is the matched route template; every unmatched path shares \
          `route=\"unmatched\"`, so cardinality stays bounded whatever clients send. Histograms \
          add `_bucket`, `_sum` and `_count` series. The `process_*` metrics are on Linux only.\n\n\
          | name | type | labels | help |\n|---|---|---|---|\n",

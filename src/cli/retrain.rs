@@ -132,8 +132,27 @@ fn plan(a: &RetrainArgs) -> Result<Plan, Failure> {
 /// `nbserve retrain`: with a tracking URI (`--mlflow-uri`, else the
 /// settings' `model.mlflow_uri` for a registry alias), inside an MLflow run
 /// (FAILED when rejected or when anything fails).
-pub(super) fn retrain(mut a: RetrainArgs) -> CmdResult {
+pub(super) fn retrain(a: RetrainArgs) -> CmdResult {
     let plan = plan(&a)?;
+    // Logs and traces only with `trace.enabled`: retrain's own output is
+    // its progress and report, unchanged otherwise. The pipeline outlives
+    // the span, so the span is exported at exit.
+    let _traces = plan
+        .settings
+        .trace
+        .enabled
+        .then(|| nbserve::telemetry::init(&plan.settings.log, &plan.settings.trace))
+        .flatten();
+    let span = nbserve::telemetry::otel::job_span("retrain", std::env::vars());
+    let outcome = span.in_scope(|| traced_retrain(a, &plan));
+    if let Err(f) = &outcome {
+        nbserve::telemetry::otel::record_failure(&span, f.to_string());
+    }
+    outcome
+}
+
+/// [`retrain`] inside its span.
+fn traced_retrain(mut a: RetrainArgs, plan: &Plan) -> CmdResult {
     if matches!(plan.target, Target::Alias(_))
         && a.tracking
             .mlflow_uri
@@ -151,7 +170,7 @@ pub(super) fn retrain(mut a: RetrainArgs) -> CmdResult {
     let tracking = tracker
         .as_ref()
         .map(|t| t as &dyn nbserve::training::Tracking);
-    let outcome = nbserve::retraining::run(&plan, tracking, &mut print_progress)
+    let outcome = nbserve::retraining::run(plan, tracking, &mut print_progress)
         .and_then(|report| {
             print_report(&report);
             report.outcome()

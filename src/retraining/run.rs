@@ -162,6 +162,7 @@ pub fn run(
     let started = Instant::now();
     let in_service = InService::new(&plan.settings)?;
     let (merged, holdout, base) = read_inputs(plan, &in_service, progress)?;
+    let fit = tracing::debug_span!("fit", refit = base.is_some()).entered();
     let mut artifact = match &base {
         Some(base) => {
             progress(Progress::Refitting {
@@ -183,6 +184,7 @@ pub fn run(
             )?
         }
     };
+    drop(fit);
     if let Some(t) = tracking {
         artifact.mlflow_run_id = Some(t.run_id().to_owned());
         artifact.seal();
@@ -192,6 +194,7 @@ pub fn run(
         t.log_model(&artifact, &facts)?;
     }
     let bytes = artifact.file_bytes();
+    let judging = tracing::debug_span!("gates").entered();
     let candidate = Artifact::load_bytes(&bytes).map_err(RetrainError::Candidate)?;
     let absolute =
         AbsoluteGate::from_gate(gate::gate(&candidate, plan.min_f1_macro, Some(&holdout)))?;
@@ -217,6 +220,7 @@ pub fn run(
     // fill the kept versions with copies. A failed gate still rejects it,
     // so a model in service that no longer passes is reported as such.
     let unchanged = gates.passed() && current.identical;
+    drop(judging);
     let promoted = if gates.passed() && !unchanged {
         Some(promote(
             plan, &artifact, &bytes, &current, tracking, progress,
@@ -259,6 +263,7 @@ pub fn run(
 
 /// Reads the holdout, the feedback logs, the base data and base counts,
 /// and merges them.
+#[tracing::instrument(level = "debug", name = "read_inputs", skip_all)]
 fn read_inputs(
     plan: &Plan,
     in_service: &InService,
@@ -395,6 +400,7 @@ fn write_report(path: &std::path::Path, report: &Report) -> Result<(), RetrainEr
 
 /// Puts the candidate in service: the registry first (when it fails, no
 /// file has changed), then `model.path` through the store.
+#[tracing::instrument(level = "debug", name = "promote", skip_all)]
 fn promote(
     plan: &Plan,
     artifact: &Artifact,

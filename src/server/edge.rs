@@ -25,6 +25,7 @@ use tower::{Layer, Service, ServiceExt};
 use tracing::Instrument;
 
 use super::error::ErrorCode;
+use super::exemplars::Slots;
 use super::metrics::{Metrics, UNMATCHED_ROUTE};
 use super::middleware::{acceptable_request_id, json_errors};
 use super::routes::v2;
@@ -168,10 +169,20 @@ where
         };
         let status = response.status();
         let latency = start.elapsed();
+        // The trace of a sampled request becomes its latency bucket's exemplar.
+        let mut exemplar = None;
         if otel::enabled() {
-            otel::record_response(&tracing::Span::current(), status);
+            let span = tracing::Span::current();
+            otel::record_response(&span, status);
+            exemplar = otel::sampled_trace_id(&span);
         }
-        shared.http.record(method, route, model, status, latency);
+        let series = Series {
+            method,
+            route,
+            model,
+            status,
+        };
+        shared.http.record(series, latency, exemplar);
         let mut response = response;
         if !response.headers().contains_key(&REQUEST_ID) {
             response.headers_mut().insert(REQUEST_ID.clone(), id);
@@ -296,6 +307,15 @@ struct SeriesEntry {
     model: Box<str>,
     requests: IntCounter,
     duration: Histogram,
+    exemplars: Arc<Slots>,
+}
+
+/// The labels of one answer's series.
+struct Series<'a> {
+    method: &'static str,
+    route: &'a str,
+    model: &'a str,
+    status: StatusCode,
 }
 
 impl HttpSeries {
@@ -306,15 +326,15 @@ impl HttpSeries {
         }
     }
 
-    /// Counts one answer and observes its latency.
-    fn record(
-        &self,
-        method: &'static str,
-        route: &str,
-        model: &str,
-        code: StatusCode,
-        latency: Duration,
-    ) {
+    /// Counts one answer and observes its latency; `exemplar`, the trace id
+    /// of a sampled request, becomes its bucket's exemplar.
+    fn record(&self, series: Series<'_>, latency: Duration, exemplar: Option<u128>) {
+        let Series {
+            method,
+            route,
+            model,
+            status: code,
+        } = series;
         let status = code.as_u16();
         let hash = series_hash(method, route, model, status);
         let matches = |e: &SeriesEntry| {
@@ -324,8 +344,7 @@ impl HttpSeries {
         {
             let table = self.table.read().unwrap_or_else(|e| e.into_inner());
             if let Some(e) = table.find(hash, matches) {
-                e.requests.inc();
-                e.duration.observe(seconds);
+                e.observe(seconds, exemplar);
                 return;
             }
         }
@@ -344,14 +363,24 @@ impl HttpSeries {
                 .metrics
                 .http_duration
                 .with_label_values(&[method, route, model]),
+            exemplars: self.metrics.latency_exemplars.slots(method, route, model),
         };
-        entry.requests.inc();
-        entry.duration.observe(seconds);
+        entry.observe(seconds, exemplar);
         let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
         if table.find(hash, matches).is_none() {
             table.insert_unique(hash, entry, |e| {
                 series_hash(e.method, &e.route, &e.model, e.status)
             });
+        }
+    }
+}
+
+impl SeriesEntry {
+    fn observe(&self, seconds: f64, exemplar: Option<u128>) {
+        self.requests.inc();
+        self.duration.observe(seconds);
+        if let Some(trace_id) = exemplar {
+            self.exemplars.record(seconds, trace_id);
         }
     }
 }
@@ -380,27 +409,66 @@ fn series_hash(method: &str, route: &str, model: &str, status: u16) -> u64 {
 mod tests {
     use super::*;
 
+    fn record(
+        series: &HttpSeries,
+        method: &'static str,
+        route: &str,
+        model: &str,
+        status: StatusCode,
+    ) {
+        let labels = Series {
+            method,
+            route,
+            model,
+            status,
+        };
+        series.record(labels, Duration::from_millis(1), None);
+    }
+
     #[test]
     fn series_are_counted_per_method_route_status_and_model() {
         let metrics = Metrics::new("test");
         let series = HttpSeries::new(Arc::clone(&metrics));
-        let ms = Duration::from_millis(1);
         for _ in 0..3 {
-            series.record("POST", "/predict", "a", StatusCode::OK, ms);
+            record(&series, "POST", "/predict", "a", StatusCode::OK);
         }
-        series.record(
+        record(
+            &series,
             "POST",
             "/predict",
             "a",
             StatusCode::UNPROCESSABLE_ENTITY,
-            ms,
         );
-        series.record("GET", "/predict", "a", StatusCode::METHOD_NOT_ALLOWED, ms);
-        series.record("POST", "/predict/batch", "a", StatusCode::OK, ms);
+        record(
+            &series,
+            "GET",
+            "/predict",
+            "a",
+            StatusCode::METHOD_NOT_ALLOWED,
+        );
+        record(&series, "POST", "/predict/batch", "a", StatusCode::OK);
         // Same route and status, another model: its own series.
-        series.record("POST", "/models/{name}/predict", "a", StatusCode::OK, ms);
-        series.record("POST", "/models/{name}/predict", "b", StatusCode::OK, ms);
-        series.record("POST", "/models/{name}/predict", "b", StatusCode::OK, ms);
+        record(
+            &series,
+            "POST",
+            "/models/{name}/predict",
+            "a",
+            StatusCode::OK,
+        );
+        record(
+            &series,
+            "POST",
+            "/models/{name}/predict",
+            "b",
+            StatusCode::OK,
+        );
+        record(
+            &series,
+            "POST",
+            "/models/{name}/predict",
+            "b",
+            StatusCode::OK,
+        );
         let count = |labels: &[&str]| metrics.http_requests.with_label_values(labels).get();
         assert_eq!(count(&["POST", "/predict", "200", "a"]), 3);
         assert_eq!(count(&["POST", "/predict", "422", "a"]), 1);
@@ -417,6 +485,36 @@ mod tests {
         assert_eq!(observed(&["POST", "/predict", "a"]), 4);
         assert_eq!(observed(&["GET", "/predict", "a"]), 1);
         assert_eq!(observed(&["POST", "/models/{name}/predict", "b"]), 2);
+    }
+
+    #[test]
+    fn a_sampled_request_is_its_latency_buckets_exemplar_in_openmetrics_only() {
+        let metrics = Metrics::new("test");
+        let series = HttpSeries::new(Arc::clone(&metrics));
+        let trace_id = 0x4bf92f3577b34da6a3ce929d0e0e4736;
+        let labels = |model| Series {
+            method: "POST",
+            route: "/predict",
+            model,
+            status: StatusCode::OK,
+        };
+        series.record(labels("a"), Duration::from_micros(700), Some(trace_id));
+        // Not sampled: counted, no exemplar.
+        series.record(labels("a"), Duration::from_millis(30), None);
+        series.record(labels("b"), Duration::from_millis(30), None);
+        let text = metrics.render_openmetrics();
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains(" # {")).collect();
+        assert_eq!(
+            lines,
+            [concat!(
+                "nbserve_http_request_duration_seconds_bucket{method=\"POST\",model=\"a\",",
+                "route=\"/predict\",le=\"0.001\"} 1 # {trace_id=\"4bf92f3577b34da6a3ce929d0e0e4736\"} 0.0007 "
+            )
+            .to_owned()
+                + lines.first().map_or("", |l| l.rsplit(' ').next().unwrap())],
+            "{text}"
+        );
+        assert!(!metrics.render().contains("trace_id"));
     }
 
     #[test]

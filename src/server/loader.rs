@@ -291,7 +291,6 @@ pub fn escape_controls(text: &str) -> String {
 /// A file is opened once and read from that handle (a regular file, at most
 /// `model.max_bytes`); with `confined_to`, it must lie beneath that
 /// directory (see [`open_beneath`]).
-#[tracing::instrument(level = "debug", name = "model_load", skip_all)]
 pub async fn load_source(
     source: ModelSource,
     confined_to: Option<PathBuf>,
@@ -326,7 +325,9 @@ pub struct Load {
 
 impl Load {
     /// Reads, admits (`admission`, before the tables are built) and gates
-    /// the artifact; see [`load_source`].
+    /// the artifact; see [`load_source`]. One `model_load` span, at start-up
+    /// and in every reload.
+    #[tracing::instrument(level = "debug", name = "model_load", skip_all)]
     pub async fn run<A: Admission>(
         self,
         registry: Option<&MlflowClient>,

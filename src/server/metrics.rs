@@ -13,10 +13,15 @@ use prometheus::{
     IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+use super::exemplars::LatencyExemplars;
 use super::model_metrics::{ModelNames, Published};
+use super::openmetrics;
 
 /// Route label for requests that matched no route (bounded cardinality).
 pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// The request-latency histogram, the one with exemplars.
+const HTTP_DURATION: &str = "nbserve_http_request_duration_seconds";
 
 /// 50 µs … 10 s: sub-millisecond predictions to slow batch requests, with
 /// exact bounds at the usual SLO values (5, 10, 50, 100 ms).
@@ -96,6 +101,8 @@ macro_rules! metrics {
             pub(super) model_names: ArcSwap<ModelNames>,
             /// The label values each model's series were published with.
             pub(super) published: std::sync::Mutex<std::collections::BTreeMap<String, Published>>,
+            /// The request-latency histogram's `trace_id` exemplars.
+            pub(super) latency_exemplars: LatencyExemplars,
             $( $(#[doc = $doc])* pub $field: $ty, )*
         }
 
@@ -105,6 +112,7 @@ macro_rules! metrics {
                     registry: Registry::new(),
                     model_names: ArcSwap::from_pointee(ModelNames::default()),
                     published: Default::default(),
+                    latency_exemplars: LatencyExemplars::new(HTTP_DURATION, LATENCY),
                     $( $field: <$ty as Make>::make($name, $help, &$extra), )*
                 };
                 $( m.register(Box::new(m.$field.clone())); )*
@@ -359,6 +367,12 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut buf)
             .expect("text encoding cannot fail");
         String::from_utf8(buf).expect("exposition is UTF-8")
+    }
+
+    /// The OpenMetrics exposition of every metric, the request-latency
+    /// buckets with their `trace_id` exemplars.
+    pub fn render_openmetrics(&self) -> String {
+        openmetrics::encode(&self.registry.gather(), self.latency_exemplars.snapshot())
     }
 }
 #[cfg(test)]

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::MissedTickBehavior;
+use tracing::Instrument as _;
 
 use super::loader::{content_fingerprint, open_model_file, ServingModel};
 use super::repository::{ModelEntry, Why};
@@ -33,7 +34,6 @@ enum PollError {
 }
 
 /// The source's fingerprint now, comparable with `ServingModel::fingerprint`.
-#[tracing::instrument(level = "debug", name = "poll", skip_all)]
 async fn fingerprint(
     state: &AppState,
     registry: Option<&MlflowClient>,
@@ -66,6 +66,66 @@ async fn fingerprint(
     }
 }
 
+/// What a poll remembers between ticks.
+struct Followed {
+    /// The source's fingerprint at the last poll.
+    last_seen: String,
+    /// Whether the last poll could not check the source (logged once).
+    failing: bool,
+}
+
+/// One poll of `entry`'s source, and the reload when it changed: one `poll`
+/// span, the `reload` it triggers (and that reload's `model_load`) under it,
+/// so a trace shows what a poll cost and what it did.
+#[tracing::instrument(level = "debug", name = "poll", skip_all)]
+async fn poll_once(
+    state: &AppState,
+    registry: Option<&MlflowClient>,
+    entry: &Arc<ModelEntry>,
+    current: &ServingModel,
+    followed: &mut Followed,
+) {
+    let model = &*entry.name;
+    let seen = match fingerprint(state, registry, current).await {
+        Ok(seen) => {
+            if followed.failing {
+                tracing::info!(model, "model source readable again");
+                followed.failing = false;
+            }
+            seen
+        }
+        Err(e) => {
+            if !followed.failing {
+                tracing::warn!(model, error = %e, "cannot check the model source; still serving the current model");
+                followed.failing = true;
+            }
+            state.metrics.count_poll(model, "error");
+            return;
+        }
+    };
+    // Also unchanged when someone reloaded the new source by hand.
+    if seen == followed.last_seen || seen == current.fingerprint {
+        followed.last_seen = seen;
+        state.metrics.count_poll(model, "unchanged");
+        return;
+    }
+    tracing::info!(model, from = %current.fingerprint, to = %seen, "model source changed: reloading");
+    followed.last_seen = seen;
+    // The current source, opened the way it was (confined or not).
+    let result = state
+        .load_model(Arc::clone(entry), None, Why::Reload)
+        .instrument(tracing::debug_span!("reload"))
+        .await;
+    state.metrics.count_poll(
+        model,
+        if result.is_ok() {
+            "reloaded"
+        } else {
+            "refused"
+        },
+    );
+}
+
 /// Polls `entry`'s source forever; a change is reloaded once — a refused
 /// model is not retried until the source changes again.
 pub(crate) async fn follow_source(state: AppState, entry: Arc<ModelEntry>, interval: Duration) {
@@ -73,12 +133,13 @@ pub(crate) async fn follow_source(state: AppState, entry: Arc<ModelEntry>, inter
         .registry
         .as_ref()
         .map(|c| c.with_deadlines(Deadlines::POLL));
-    let model = &*entry.name;
-    let mut last_seen = entry
-        .serving()
-        .map(|m| m.fingerprint.clone())
-        .unwrap_or_default();
-    let mut failing = false;
+    let mut followed = Followed {
+        last_seen: entry
+            .serving()
+            .map(|m| m.fingerprint.clone())
+            .unwrap_or_default(),
+        failing: false,
+    };
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -86,42 +147,6 @@ pub(crate) async fn follow_source(state: AppState, entry: Arc<ModelEntry>, inter
         let Some(current) = entry.serving() else {
             continue;
         };
-        let seen = match fingerprint(&state, registry.as_ref(), &current).await {
-            Ok(seen) => {
-                if failing {
-                    tracing::info!(model, "model source readable again");
-                    failing = false;
-                }
-                seen
-            }
-            Err(e) => {
-                if !failing {
-                    tracing::warn!(model, error = %e, "cannot check the model source; still serving the current model");
-                    failing = true;
-                }
-                state.metrics.count_poll(model, "error");
-                continue;
-            }
-        };
-        // Also unchanged when someone reloaded the new source by hand.
-        if seen == last_seen || seen == current.fingerprint {
-            last_seen = seen;
-            state.metrics.count_poll(model, "unchanged");
-            continue;
-        }
-        tracing::info!(model, from = %current.fingerprint, to = %seen, "model source changed: reloading");
-        last_seen = seen;
-        // The current source, opened the way it was (confined or not).
-        let result = state
-            .load_model(Arc::clone(&entry), None, Why::Reload)
-            .await;
-        state.metrics.count_poll(
-            model,
-            if result.is_ok() {
-                "reloaded"
-            } else {
-                "refused"
-            },
-        );
+        poll_once(&state, registry.as_ref(), &entry, &current, &mut followed).await;
     }
 }

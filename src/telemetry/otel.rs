@@ -13,13 +13,14 @@
 
 pub mod batch;
 pub mod config;
+pub mod sampling;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, Method, StatusCode};
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::{Status, TracerProvider as _};
+use opentelemetry::trace::{Status, TraceContextExt as _, TracerProvider as _};
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -94,8 +95,9 @@ where
         .build();
     let processor = batch::BoundedBatch::new(exporter, config.batch, &resource)
         .map_err(|e| format!("cannot start the span export thread: {e}"))?;
+    sampling::configure(config.sampler);
     let provider = SdkTracerProvider::builder()
-        .with_sampler(sampler(config.sampler))
+        .with_sampler(sampling::Presampled(sampler(config.sampler)))
         .with_resource(resource)
         .with_span_processor(processor)
         .build();
@@ -141,7 +143,17 @@ impl Extractor for Headers<'_> {
 /// server span named `METHOD route`, child of the caller's `traceparent`
 /// (and `tracestate`) when one is sent, with the semantic-convention
 /// attributes `http.request.method` and `http.route`.
+///
+/// The sampling decision is taken before the span is built
+/// ([`sampling::decide`]): a request not sampled costs its log span only.
 pub fn request_span(method: &Method, route: &str, request_id: &str, headers: &HeaderMap) -> Span {
+    if !enabled() {
+        return tracing::info_span!("request", method = %method, route, request_id);
+    }
+    let parent = TraceContextPropagator::new().extract(&Headers(headers));
+    if !sampling::decide(&parent) {
+        return tracing::info_span!(target: sampling::UNSAMPLED, "request", method = %method, route, request_id);
+    }
     let span = tracing::info_span!(
         "request",
         method = %method,
@@ -150,23 +162,87 @@ pub fn request_span(method: &Method, route: &str, request_id: &str, headers: &He
         otel.name = tracing::field::Empty,
         otel.kind = tracing::field::Empty,
     );
+    // Before the span is first entered: name, kind and parent are fixed then.
+    span.record("otel.name", format!("{method} {route}"));
+    span.record("otel.kind", "server");
+    let _ = span.set_parent(parent);
+    span.set_attribute("http.request.method", method.as_str().to_owned());
+    span.set_attribute("http.route", route.to_owned());
+    span
+}
+
+/// Whether `span` is in a trace being exported: tracing is on and it is not
+/// a request left out by sampling.
+fn traced(span: &Span) -> bool {
+    enabled()
+        && span
+            .metadata()
+            .is_some_and(|m| m.target() != sampling::UNSAMPLED)
+}
+
+/// The span of a batch command (`retrain`): with tracing on, an
+/// OpenTelemetry span named `name`, child of the W3C trace context the
+/// caller gives through the environment (`TRACEPARENT`, `TRACESTATE`: a
+/// scheduler's flow or a CI job has no headers to send), so the job's
+/// spans join the caller's trace. `vars` is the process environment.
+pub fn job_span(name: &'static str, vars: impl IntoIterator<Item = (String, String)>) -> Span {
+    let span = tracing::info_span!("job", job = name, otel.name = tracing::field::Empty);
     if enabled() {
-        // Before the span is first entered: name, kind and parent are fixed then.
-        span.record("otel.name", format!("{method} {route}"));
-        span.record("otel.kind", "server");
-        let parent = TraceContextPropagator::new().extract(&Headers(headers));
-        let _ = span.set_parent(parent);
-        span.set_attribute("http.request.method", method.as_str().to_owned());
-        span.set_attribute("http.route", route.to_owned());
+        span.record("otel.name", name);
+        let carrier = EnvironmentCarrier(
+            vars.into_iter()
+                .filter_map(|(k, v)| match k.as_str() {
+                    "TRACEPARENT" => Some(("traceparent", v)),
+                    "TRACESTATE" => Some(("tracestate", v)),
+                    _ => None,
+                })
+                .collect(),
+        );
+        let _ = span.set_parent(TraceContextPropagator::new().extract(&carrier));
     }
     span
+}
+
+/// Marks a [`job_span`] failed, with `reason` (an error's text, never data).
+pub fn record_failure(span: &Span, reason: String) {
+    if enabled() {
+        span.set_status(Status::error(reason));
+    }
+}
+
+/// The propagation fields found in the environment, by their header names.
+struct EnvironmentCarrier(Vec<(&'static str, String)>);
+
+impl Extractor for EnvironmentCarrier {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(k, _)| *k).collect()
+    }
+}
+
+/// The trace id of `span` when it is sampled (exported): what a latency
+/// exemplar links to. `None` for a span not sampled, or with tracing off.
+pub fn sampled_trace_id(span: &Span) -> Option<u128> {
+    if !traced(span) {
+        return None;
+    }
+    let context = span.context();
+    let span = context.span();
+    let sc = span.span_context();
+    (sc.is_valid() && sc.is_sampled()).then(|| u128::from_be_bytes(sc.trace_id().to_bytes()))
 }
 
 /// Records the answer's status on a [`request_span`]:
 /// `http.response.status_code`, and an error status for a 5xx (a 4xx is
 /// the client's error, not the server's, for a server span).
 pub fn record_response(span: &Span, status: StatusCode) {
-    if !enabled() {
+    if !traced(span) {
         return;
     }
     span.set_attribute("http.response.status_code", i64::from(status.as_u16()));

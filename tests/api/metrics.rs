@@ -169,3 +169,59 @@ async fn model_created_timestamp_follows_reloads() {
     );
     app.stop().await;
 }
+
+/// What Prometheus sends when it scrapes.
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/// The series (name and labels) of an exposition's sample lines.
+fn series(exposition: &str) -> std::collections::BTreeSet<String> {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(' ').next().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_scrape_that_asks_for_openmetrics_gets_it_and_others_the_classic_format() {
+    let app = spawn_app().await;
+    app.predict("hello team, see you at the meeting").await;
+    // The scrape's own series exist from the second scrape on.
+    app.metrics().await;
+    let scrape = |accept: Option<&'static str>| {
+        let mut req = reqwest::Client::new().get(app.url("/metrics"));
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+            (ct, r.text().await.unwrap())
+        }
+    };
+    let (ct, open) = scrape(Some(PROMETHEUS_ACCEPT)).await;
+    assert_eq!(
+        ct,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(open.ends_with("\n# EOF\n"), "{open}");
+    // Counters are named without `_total` in their metadata.
+    assert!(open.contains("# TYPE nbserve_http_requests counter\n"));
+    assert!(!open.contains("# TYPE nbserve_http_requests_total"));
+    for accept in [None, Some("*/*"), Some("text/plain;version=0.0.4")] {
+        let (ct, classic) = scrape(accept).await;
+        assert_eq!(ct, "text/plain; version=0.0.4; charset=utf-8", "{accept:?}");
+        assert!(!classic.contains("# EOF"));
+        assert!(classic.contains("# TYPE nbserve_http_requests_total counter\n"));
+        // The same series in both formats.
+        let (a, b) = (series(&open), series(&classic));
+        let differ: Vec<_> = a.symmetric_difference(&b).collect();
+        assert!(differ.is_empty(), "{accept:?}: {differ:?}");
+    }
+    let predicted = "nbserve_http_requests_total{method=\"POST\",model=\"spam-nb\",route=\"/predict\",status=\"200\"}";
+    assert_eq!(metric_value(&open, predicted), Some(1.0));
+    // Tracing is off here: no exemplars.
+    assert!(!open.contains(" # {"), "{open}");
+    app.stop().await;
+}

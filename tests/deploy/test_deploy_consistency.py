@@ -319,6 +319,23 @@ def test_grafana_prometheus_datasource_is_the_compose_service(provisioning):
         f"Prometheus datasources {urls}, want http://prometheus:9090"
 
 
+def test_tracing_profile_has_the_trace_backend_nbserve_and_grafana_point_at(compose, provisioning):
+    # The `tracing` profile's Jaeger takes OTLP/HTTP on 4318 (the image's
+    # default) and serves the query API on 16686, which Grafana's trace
+    # datasource reads; nbserve's OTEL_* variables send it the spans.
+    jaeger = compose["services"].get("jaeger") or {}
+    assert jaeger.get("profiles") == ["tracing"], jaeger
+    assert "jaegertracing/jaeger:2." in jaeger.get("image", ""), jaeger.get("image")
+    env = compose["services"]["nbserve"].get("environment") or {}
+    endpoint = urlparse(env.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""))
+    assert (endpoint.hostname, endpoint.port) == ("jaeger", 4318), env
+    # Off unless asked for: the default stack exports nothing.
+    assert env.get("NBSERVE__TRACE__ENABLED") == "false", env
+    urls = [d.get("url") for f in sorted(glob.glob(os.path.join(provisioning, "datasources", "*.y*ml")))
+            for d in (load_yaml(Path(f)) or {}).get("datasources") or [] if d.get("type") == "jaeger"]
+    assert [(urlparse(u).hostname, urlparse(u).port) for u in urls] == [("jaeger", 16686)], urls
+
+
 # ---------------------------------------------------------------- workflows
 def test_workflows_run_the_gate_on_the_default_model(model_path):
     models = {m for wf in WORKFLOWS for m in re.findall(r"--model\s+(\S+)", wf.read_text())}

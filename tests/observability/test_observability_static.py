@@ -320,3 +320,32 @@ def test_dashboard_per_model_series_filter_by_the_model_variable(name):
             problems += [f"{where(name, p)} {t.get('refId')}: min by (job) of the SLO ratios drops model"
                          for _ in re.finditer(r"min by \(job\) \(\{__name__=~\"nbserve:slo_", expr)]
     assert not problems, problems
+
+
+# ------------------------------------------------------------------ exemplars
+def test_latency_panels_show_exemplars_linked_to_the_provisioned_trace_datasource():
+    # Each time series of request-latency quantiles shows the trace-id
+    # exemplars of one of its queries (one, so the points are not drawn twice)…
+    problems = []
+    for name in NAMES:
+        for p in data_panels(name):
+            latency = [t for t in p.get("targets") or []
+                       if "histogram_quantile" in t.get("expr", "")
+                       and "nbserve_http_request_duration_seconds_bucket" in t.get("expr", "")]
+            if p.get("type") == "timeseries" and latency:
+                shown = [t["refId"] for t in latency if t.get("exemplar") is True]
+                if len(shown) != 1:
+                    problems.append(f"{where(name, p)}: exemplars on {shown}")
+    assert not problems, problems
+    # …that the Prometheus datasource links to a provisioned trace datasource
+    # (the files are flat YAML; no YAML parser in this suite's venv).
+    def field(text: str, key: str) -> list[str]:
+        return re.findall(rf"^\s*-?\s*{key}:\s*['\"]?([^'\"\s#]+)", text, re.M)
+
+    prometheus = check.DS_FILE.read_text()
+    assert field(prometheus, "name")[-1] == "trace_id", "exemplarTraceIdDestinations: name trace_id"
+    (uid,) = field(prometheus, "datasourceUid")
+    others = [f.read_text() for f in sorted(check.DS_FILE.parent.glob("*.y*ml")) if f != check.DS_FILE]
+    (traces,) = [t for t in others if field(t, "uid") == [uid]]
+    assert field(traces, "type")[0] in {"jaeger", "tempo"}, traces
+    assert field(traces, "url") == ["http://jaeger:16686"], traces

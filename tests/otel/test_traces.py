@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import re
 import secrets
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 
 from receiver import start_receiver
 
+ROOT = Path(__file__).resolve().parents[2]
 TEXT = "WINNER!! claim your free prize now, reply with your bank details"
 
 
@@ -162,6 +165,35 @@ def test_sampling_at_zero_exports_nothing(receiver, traced, sampler):
     assert receiver.requests == 0 and receiver.spans == []
 
 
+def test_a_sampled_share_exports_whole_traces_and_nothing_of_the_rest(receiver, traced):
+    # The decision is taken before the request's span is built: the requests
+    # left out leave no span at all (no orphan phase), the sampled ones their
+    # server span with every phase under it.
+    server = traced(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.5",
+        }
+    )
+    unsampled = secrets.token_hex(16)
+    for i in range(40):
+        headers = {"traceparent": f"00-{unsampled}-{secrets.token_hex(8)}-00"} if i % 4 == 0 else None
+        assert server.post_json("/predict", {"text": TEXT}, headers).status == 200
+    assert server.stop() == 0
+    spans = receiver.spans
+    roots = {s.span_id: s for s in spans if s.kind == "SPAN_KIND_SERVER"}
+    # 30 requests at 0.5: all or none would be a broken draw (2 in 10^9).
+    assert 0 < len(roots) < 30, len(roots)
+    assert unsampled not in {s.trace_id for s in spans}, "a caller's unsampled flag is followed"
+    for s in spans:
+        if s.name in ("decode", "score", "encode"):
+            assert s.parent_span_id in roots, s
+    for root in roots.values():
+        phases = sorted(s.name for s in spans if s.parent_span_id == root.span_id)
+        assert phases == ["decode", "encode", "score"], phases
+
+
 def test_tracing_is_off_by_default(receiver, traced):
     server = traced(
         {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint},
@@ -189,3 +221,28 @@ def test_a_dead_collector_costs_no_request(traced):
         time.sleep(0.1)
     assert metric(server, "nbserve_trace_spans_exported_total") == 0
     assert server.stop() == 0
+
+
+def test_a_poll_span_covers_the_reload_it_triggers(receiver, traced, models_dir):
+    server = traced(
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint},
+        settings={"MODEL__POLL_INTERVAL_SECS": "1"},
+    )
+    # Another valid model at model.path: the next poll sees a new source.
+    other = models_dir.parents[0] / "other.json"
+    shutil.copy(ROOT / "models" / "spam-cnb.json", other)
+    other.replace(models_dir / "spam-nb.json")
+
+    def reload_loads(spans):
+        reloads = {s.span_id for s in spans if s.name == "reload"}
+        return [s for s in spans if s.name == "model_load" and s.parent_span_id in reloads]
+
+    spans = receiver.wait_for(reload_loads)
+    assert not receiver.errors, receiver.errors
+    (load,) = reload_loads(spans)
+    (reload,) = [s for s in spans if s.span_id == load.parent_span_id]
+    (poll,) = [s for s in spans if s.span_id == reload.parent_span_id]
+    assert poll.name == "poll"
+    assert poll.trace_id == reload.trace_id == load.trace_id
+    assert poll.start_ns <= reload.start_ns <= load.start_ns <= load.end_ns <= reload.end_ns <= poll.end_ns
+    assert metric_reaches(server, 'nbserve_model_polls_total{model="spam-nb",result="reloaded"}', 1) == 1

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use axum::http::StatusCode;
+use tracing::Instrument as _;
 
 use super::budget::BudgetAdmission;
 use super::{ModelEntry, ModelState};
@@ -43,7 +44,9 @@ impl AppState {
     ) -> Result<Arc<ServingModel>, LoadError> {
         let state = self.clone();
         let abandoned = AbandonedReload(Some(Arc::clone(&self.metrics)));
-        let result = tokio::spawn(async move { state.load_locked(&entry, path, why).await })
+        // In the caller's span: a reload's `model_load` is its child.
+        let load = async move { state.load_locked(&entry, path, why).await };
+        let result = tokio::spawn(load.in_current_span())
             .await
             .expect("model loading does not panic");
         abandoned.disarm();

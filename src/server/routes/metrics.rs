@@ -1,14 +1,18 @@
-//! `GET /metrics`: the Prometheus text exposition.
+//! `GET /metrics`: the Prometheus text exposition, or OpenMetrics (with
+//! the latency histogram's `trace_id` exemplars) when the scrape asks for it.
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
 
+use crate::server::openmetrics;
 use crate::server::state::AppState;
 
-/// Prometheus text exposition; live gauges are refreshed at scrape time.
-#[utoipa::path(get, path = "/metrics", tag = "model", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// Prometheus text exposition, or OpenMetrics when `Accept` prefers
+/// `application/openmetrics-text` (as Prometheus does); live gauges are
+/// refreshed at scrape time.
+#[utoipa::path(get, path = "/metrics", tag = "model", responses((status = 200, description = "Prometheus text format; OpenMetrics 1.0 (with trace_id exemplars on the request-latency buckets) when Accept prefers application/openmetrics-text", content((String = "text/plain"), (String = "application/openmetrics-text")))))]
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
     for entry in state.models.entries().iter() {
         if entry.serving().is_some() {
             let live = state.feedback.live_quality(entry.slot);
@@ -35,6 +39,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         .map_or(0, |v| v.learned_bytes);
     m.challenger_learned_bytes
         .set(i64::try_from(learned).unwrap_or(i64::MAX));
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    if openmetrics::wants_openmetrics(accept) {
+        let body = state.metrics.render_openmetrics();
+        return ([(header::CONTENT_TYPE, openmetrics::CONTENT_TYPE)], body);
+    }
     (
         [(
             header::CONTENT_TYPE,
