@@ -291,7 +291,16 @@ impl Classifier {
         scratch.reset(self.vocabulary.len());
         // Taken out for the scan, so the token callback can borrow the rest.
         let mut lowercase = std::mem::take(&mut scratch.lowercase);
-        tokenizer::lowercase_into(text, &mut lowercase);
+        // All-ASCII text (most mail) is scanned where it lies: the scanner's
+        // word test ignores case and the lookup lowercases each token's bytes
+        // as it reads them, so no lowercased copy is written. Other text is
+        // lowercased first, where ASCII lowercasing changes nothing.
+        let text = if text.is_ascii() {
+            text
+        } else {
+            tokenizer::lowercase_into(text, &mut lowercase);
+            lowercase.as_str()
+        };
         // Tokens are found and hashed first, then looked up [`LOOKUP_BATCH`]
         // at a time. The lookups are cache misses (the table is megabytes); in
         // a tight loop of independent lookups the CPU overlaps them, where one
@@ -299,20 +308,18 @@ impl Classifier {
         // the buffer small however long the document.
         let mut pending = std::mem::take(&mut scratch.tokens);
         pending.clear();
-        let base = lowercase.as_ptr() as usize;
+        let bytes = text.as_bytes();
+        let base = bytes.as_ptr() as usize;
         let (mut tokens, mut oov) = (0, 0);
-        tokenizer::for_each_token(&lowercase, |t| {
+        tokenizer::for_each_token(text, |t| {
             tokens += 1;
-            pending.push((
-                t.as_ptr() as usize - base,
-                t.len(),
-                Vocabulary::key(t.as_bytes()),
-            ));
+            let (start, len) = (t.as_ptr() as usize - base, t.len());
+            pending.push((start, len, Vocabulary::key_ascii_lowercase(bytes, start, len)));
             if pending.len() == LOOKUP_BATCH {
-                oov += self.look_up(&lowercase, &mut pending, scratch);
+                oov += self.look_up(bytes, &mut pending, scratch);
             }
         });
-        oov += self.look_up(&lowercase, &mut pending, scratch);
+        oov += self.look_up(bytes, &mut pending, scratch);
         scratch.tokens = pending;
         scratch.lowercase = lowercase;
         (tokens, oov)
@@ -322,15 +329,17 @@ impl Classifier {
     /// `scratch`, empties `pending` and returns how many were unknown.
     fn look_up(
         &self,
-        text: &str,
+        text: &[u8],
         pending: &mut Vec<(usize, usize, Key)>,
         scratch: &mut Scratch,
     ) -> usize {
-        let text = text.as_bytes();
         let counts = self.model.uses_counts();
         let mut oov = 0;
         for &(start, len, key) in pending.iter() {
-            match self.vocabulary.get_by_key(&text[start..start + len], key) {
+            match self
+                .vocabulary
+                .get_ascii_lowercase(&text[start..start + len], key)
+            {
                 Some(i) => {
                     scratch.insert(i);
                     if counts {
