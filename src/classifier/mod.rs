@@ -98,6 +98,11 @@ struct Scratch {
     occurrences: Vec<u32>,
     /// `occurrences` as ascending `(feature, count)` pairs.
     counts: Vec<(u32, u32)>,
+    /// For binary models, the joint log likelihood of `features` so far:
+    /// each feature's deltas are added when it is first found, in the order
+    /// [`NaiveBayes::joint_log_likelihood`] would add them, without a pass
+    /// of its own over the features.
+    jll: Vec<f64>,
     /// One bit per vocabulary term. Invariant: exactly the bits of the
     /// indices in `features` are set, so clearing it costs O(features), not
     /// O(vocabulary), and a panic mid-document cannot leave stale bits behind.
@@ -118,14 +123,16 @@ impl Scratch {
         }
     }
 
-    /// Adds feature `f` unless the document already has it.
+    /// Adds feature `f` unless the document already has it; true when new.
     #[inline]
-    fn insert(&mut self, f: u32) {
+    fn insert(&mut self, f: u32) -> bool {
         let (word, bit) = (f as usize / 64, 1u64 << (f % 64));
-        if self.seen[word] & bit == 0 {
+        let new = self.seen[word] & bit == 0;
+        if new {
             self.seen[word] |= bit;
             self.features.push(f);
         }
+        new
     }
 }
 
@@ -226,8 +233,7 @@ impl Classifier {
                 self.model
                     .joint_log_likelihood_counts(&s.counts, &mut log_probabilities);
             } else {
-                self.model
-                    .joint_log_likelihood(&s.features, &mut log_probabilities);
+                log_probabilities.extend_from_slice(&s.jll);
             }
             let label = argmax(&log_probabilities);
             to_log_probabilities(&mut log_probabilities, temperature);
@@ -289,6 +295,8 @@ impl Classifier {
     /// every document would add a sort to the hottest path for no gain.
     fn features_into(&self, text: &str, scratch: &mut Scratch) -> (usize, usize) {
         scratch.reset(self.vocabulary.len());
+        scratch.jll.clear();
+        scratch.jll.extend_from_slice(self.model.base());
         // Taken out for the scan, so the token callback can borrow the rest.
         let mut lowercase = std::mem::take(&mut scratch.lowercase);
         // All-ASCII text (most mail) is scanned where it lies: the scanner's
@@ -341,9 +349,11 @@ impl Classifier {
                 .get_ascii_lowercase(&text[start..start + len], key)
             {
                 Some(i) => {
-                    scratch.insert(i);
+                    let new = scratch.insert(i);
                     if counts {
                         scratch.occurrences.push(i);
+                    } else if new {
+                        self.model.add_feature(i, &mut scratch.jll);
                     }
                 }
                 None => oov += 1,
@@ -488,7 +498,57 @@ mod tests {
         }
     }
 
+    /// `predict` the plain way: owned tokens of the lowercased text, one
+    /// `Vocabulary::get` each, distinct features in order of first
+    /// occurrence, one `joint_log_likelihood` pass.
+    fn reference_prediction(c: &Classifier, text: &str) -> Prediction {
+        let tokens = tokenizer::tokenize(text);
+        let mut features: Vec<u32> = Vec::new();
+        let mut oov_tokens = 0;
+        for t in &tokens {
+            match c.vocabulary.get(t) {
+                Some(f) if !features.contains(&f) => features.push(f),
+                Some(_) => {}
+                None => oov_tokens += 1,
+            }
+        }
+        let mut jll = Vec::new();
+        c.model.joint_log_likelihood(&features, &mut jll);
+        let label = argmax(&jll);
+        normalize_log_probs(&mut jll);
+        Prediction {
+            label,
+            log_probabilities: jll,
+            tokens: tokens.len(),
+            oov_tokens,
+        }
+    }
+
+    #[test]
+    fn the_fast_path_scores_exactly_like_the_plain_one() {
+        let c = toy();
+        // Capitals read in place (all-ASCII), the lowercased copy (with a
+        // non-ASCII byte), terms near the end of the text, repeats.
+        for text in [
+            "WIN Free MONEY now, FREE prize",
+            "Meeting AGENDA for Monday \u{e9}t\u{e9} FREE",
+            "cheap PILLS",
+            "team",
+            "",
+        ] {
+            assert_eq!(c.predict(text), reference_prediction(&c, text), "{text:?}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn predictions_match_the_plain_reference_bit_for_bit(
+            text in "([a-zA-Z .,\n]{0,12}(free|FREE|Money|TEAM|meeting|agenda)?[\u{e9}\u{130}\u{3a3}\u{212a}]?){0,20}"
+        ) {
+            let c = toy();
+            prop_assert_eq!(c.predict(&text), reference_prediction(&c, &text));
+        }
+
         #[test]
         fn probabilities_are_finite_and_sum_to_one(text in any::<String>()) {
             let p = toy().predict(&text);
