@@ -322,7 +322,11 @@ impl Classifier {
         tokenizer::for_each_token(text, |t| {
             tokens += 1;
             let (start, len) = (t.as_ptr() as usize - base, t.len());
-            pending.push((start, len, Vocabulary::key_ascii_lowercase(bytes, start, len)));
+            pending.push((
+                start,
+                len,
+                Vocabulary::key_ascii_lowercase(bytes, start, len),
+            ));
             if pending.len() == LOOKUP_BATCH {
                 oov += self.look_up(bytes, &mut pending, scratch);
             }

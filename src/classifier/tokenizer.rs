@@ -244,12 +244,14 @@ mod sse2 {
         let splat = |b: u8| _mm_set1_epi8(b as i8);
         let (mut word, mut high) = (0u64, 0u64);
         for (i, sixteen) in full.chunks_exact(16).enumerate() {
-            let half = |at: usize| {
-                i64::from_le_bytes(sixteen[at..at + 8].try_into().expect("8 bytes"))
-            };
+            let half =
+                |at: usize| i64::from_le_bytes(sixteen[at..at + 8].try_into().expect("8 bytes"));
             let v = _mm_set_epi64x(half(8), half(0));
             let in_range = |v, lo: u8, hi: u8| {
-                _mm_and_si128(_mm_cmpgt_epi8(v, splat(lo - 1)), _mm_cmplt_epi8(v, splat(hi + 1)))
+                _mm_and_si128(
+                    _mm_cmpgt_epi8(v, splat(lo - 1)),
+                    _mm_cmplt_epi8(v, splat(hi + 1)),
+                )
             };
             // ASCII letters to lower case (digits and `_` are tested unfolded).
             let letter = in_range(_mm_or_si128(v, splat(0x20)), b'a', b'z');

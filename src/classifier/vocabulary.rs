@@ -406,7 +406,13 @@ mod tests {
 
     #[test]
     fn ascii_lowercase_lookups_read_tokens_in_place() {
-        let terms = ["caf\u{e9}", "free", "ja", "money_1000", "unsubscribe_now_here"];
+        let terms = [
+            "caf\u{e9}",
+            "free",
+            "ja",
+            "money_1000",
+            "unsubscribe_now_here",
+        ];
         let v = Vocabulary::from_sorted(&terms).unwrap();
         // Tokens anywhere in a text, near its end (no eight bytes left) and
         // in capitals: the key and the match are those of the lowercased bytes.
@@ -429,7 +435,16 @@ mod tests {
         assert_eq!(find("zz@[`{"), None);
         for b in 0..=255u8 {
             let x = u64::from_le_bytes([b, b'A', b'Z', b'@', b'[', b'a', b'z', b'`']);
-            let want = u64::from_le_bytes([b.to_ascii_lowercase(), b'a', b'z', b'@', b'[', b'a', b'z', b'`']);
+            let want = u64::from_le_bytes([
+                b.to_ascii_lowercase(),
+                b'a',
+                b'z',
+                b'@',
+                b'[',
+                b'a',
+                b'z',
+                b'`',
+            ]);
             assert_eq!(ascii_lowercase(x), want, "byte {b:#04x}");
         }
     }
@@ -439,7 +454,10 @@ mod tests {
         for n in [0usize, 1, 2, 3, 1000] {
             let terms: Vec<String> = (0..n).map(|i| format!("w{i:04}")).collect();
             let v = Vocabulary::from_sorted(&terms).unwrap();
-            assert!(v.slots.len().is_power_of_two() && v.slots.len() >= 2 * n, "{n}");
+            assert!(
+                v.slots.len().is_power_of_two() && v.slots.len() >= 2 * n,
+                "{n}"
+            );
             assert_eq!(v.get("absent"), None);
         }
     }
