@@ -57,14 +57,26 @@ if ((${#reduced[@]})); then
     loud_reduced
 fi
 
+logs="$(mktemp -d)"
+prefetch_pid=
+# The prefetch runs in its own session (setsid) so that stopping it stops the
+# pip or apt it is running too.
+trap '[[ -n "$prefetch_pid" ]] && kill -- "-$prefetch_pid" 2>/dev/null; rm -rf "$logs"' EXIT
+
+# What the suites install (venvs, Prometheus, linters, browsers...) is fetched
+# in the background while cargo compiles below, and waited for before the
+# first suite: downloads overlap with compiling instead of following it on a
+# cold cache. Never fails; each suite still installs what is missing.
+step "prefetch: what the suites install, in the background"
+setsid scripts/prefetch.sh "$logs/prefetch.log" >"$logs/prefetch.out" 2>&1 &
+prefetch_pid=$!
+
 step "cargo fmt --check"
 cargo fmt --all --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --locked --all-targets -- -D warnings
 
-logs="$(mktemp -d)"
-trap 'rm -rf "$logs"' EXIT
 suites=()
 
 # suite NAME CMD...: runs CMD with its output shown and kept in $logs/NAME.log.
@@ -110,6 +122,11 @@ cargo build --locked --release --bin nbserve
 echo "release build took $(($(date +%s) - release_began)) s"
 NBSERVE_BIN_RELEASE="$(cargo_bin release nbserve)"
 export NBSERVE_BIN_RELEASE
+
+step "prefetch: waiting for the installs started before the build"
+wait "$prefetch_pid" || true
+prefetch_pid=
+cat "$logs/prefetch.out"
 
 step "hardening: hostile clients, registries and stores against the release binary"
 suite hardening scripts/test-hardening.sh

@@ -76,7 +76,7 @@ fn outside_checkout(store: &str) -> bool {
     store
         .trim_matches(|c| c == '"' || c == '\'')
         .strip_prefix("sqlite:///")
-        .map_or(true, |path| path.starts_with('/') || path.starts_with('$'))
+        .is_none_or(|path| path.starts_with('/') || path.starts_with('$'))
 }
 
 /// What is wrong with where `command` writes, if anything.

@@ -14,9 +14,11 @@ pinned_venv() {
     venv="${NBSERVE_CACHE:-$HOME/.cache/nbserve}/venv-$name-$(sha256sum "$req" | cut -c1-16)"
     if [[ ! -x "$venv/bin/python" || ! -f "$venv/.complete" ]]; then
         echo "venv: installing $name into $venv (hash-checked pins from $req)" >&2
+        # Explicit returns: callers run this inside $(...), where bash drops
+        # errexit, and a failed install must never be stamped complete.
         rm -rf "$venv"
-        "${NBSERVE_PYTHON:-python3}" -m venv "$venv" >&2
-        "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --require-hashes -r "$req" >&2
+        "${NBSERVE_PYTHON:-python3}" -m venv "$venv" >&2 || return 1
+        "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --require-hashes -r "$req" >&2 || return 1
         touch "$venv/.complete"
     fi
     echo "$venv"

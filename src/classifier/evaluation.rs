@@ -278,8 +278,8 @@ impl Evaluation {
         let n = self.per_class.len();
         let unit = |x: f64| x.is_finite() && (0.0..=1.0).contains(&x);
         // A multi-class Brier score lies in [0, 2].
-        let brier = |x: &Option<f64>| x.map_or(true, |x| x.is_finite() && (0.0..=2.0).contains(&x));
-        let ece = |x: &Option<f64>| x.map_or(true, unit);
+        let brier = |x: &Option<f64>| x.is_none_or(|x| x.is_finite() && (0.0..=2.0).contains(&x));
+        let ece = |x: &Option<f64>| x.is_none_or(unit);
         brier(&self.brier_score)
             && brier(&self.brier_score_uncalibrated)
             && ece(&self.ece)

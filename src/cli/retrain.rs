@@ -135,11 +135,10 @@ fn plan(a: &RetrainArgs) -> Result<Plan, Failure> {
 pub(super) fn retrain(mut a: RetrainArgs) -> CmdResult {
     let plan = plan(&a)?;
     if matches!(plan.target, Target::Alias(_))
-        && !a
-            .tracking
+        && a.tracking
             .mlflow_uri
             .as_deref()
-            .is_some_and(|u| !u.is_empty())
+            .is_none_or(|u| u.is_empty())
     {
         a.tracking.mlflow_uri = plan.settings.model.mlflow_uri.clone();
     }

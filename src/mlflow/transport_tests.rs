@@ -180,7 +180,7 @@ async fn raw_server(script: Script) -> (String, Arc<Seen>) {
                 let mut chunk = vec![b'x'; CHUNK];
                 chunk[..6].copy_from_slice(b"{\"x\":\"");
                 let mut n = 0;
-                while script.chunks.map_or(true, |c| n < c) {
+                while script.chunks.is_none_or(|c| n < c) {
                     tokio::time::sleep(script.pause).await;
                     conn.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
                         .await?;

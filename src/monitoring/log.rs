@@ -205,7 +205,7 @@ impl<F: LogFile> FeedbackLog<F> {
     /// disk fails every write).
     fn failed(&mut self, what: &'static str, e: &std::io::Error) {
         self.errors += 1;
-        if !self.last_report.is_some_and(|t| t.elapsed() < LOG_INTERVAL) {
+        if self.last_report.is_none_or(|t| t.elapsed() >= LOG_INTERVAL) {
             self.last_report = Some(Instant::now());
             tracing::error!(error = %e, operation = what, failures = self.errors, "feedback log failure; predictions and feedback go on");
         }

@@ -565,7 +565,7 @@ pub(crate) mod tests {
             let texts: Vec<String> = (0..N)
                 .map(|i| {
                     let mut t = format!("{i:09}");
-                    t.extend(std::iter::repeat('w').take(len - t.len()));
+                    t.extend(std::iter::repeat_n('w', len - t.len()));
                     t
                 })
                 .collect();

@@ -28,7 +28,7 @@ impl TextStore {
     /// before), dropping the oldest texts until it fits. A text larger than
     /// the whole budget is not kept (nor does it drop anything).
     pub(super) fn keep(&mut self, seq: u64, text: Box<str>) {
-        debug_assert!(self.entries.back().map_or(true, |(s, _)| *s < seq));
+        debug_assert!(self.entries.back().is_none_or(|(s, _)| *s < seq));
         if text.len() > self.budget {
             return;
         }

@@ -207,7 +207,7 @@ fn artifacts_in(dir: &Path) -> Result<Vec<(String, PathBuf)>, SettingsError> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(unreadable)? {
         let path = entry.map_err(unreadable)?.path();
-        if path.extension().map_or(true, |e| e != "json") || !path.is_file() {
+        if path.extension().is_none_or(|e| e != "json") || !path.is_file() {
             continue;
         }
         let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {

@@ -286,7 +286,7 @@ async fn reload_while_clients_send_requests_loses_nothing() {
             while !done.load(Ordering::SeqCst) || sent < 20 {
                 let at = (c * 7 + sent) % texts.len();
                 let mut outcomes = Vec::new();
-                if sent % 2 == 0 {
+                if sent.is_multiple_of(2) {
                     let r = app
                         .post_json("/predict", &json!({ "text": texts[at] }))
                         .await;

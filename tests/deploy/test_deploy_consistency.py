@@ -323,3 +323,26 @@ def test_grafana_prometheus_datasource_is_the_compose_service(provisioning):
 def test_workflows_run_the_gate_on_the_default_model(model_path):
     models = {m for wf in WORKFLOWS for m in re.findall(r"--model\s+(\S+)", wf.read_text())}
     assert models and models == {model_path}, f"workflows run the gate on {sorted(models)}, default {model_path}"
+
+
+# ------------------------------------------------------------ the prefetch
+def test_prefetch_covers_every_install_the_suites_make():
+    """scripts/test.sh overlaps the suites' installs with compiling by running
+    scripts/prefetch.sh first; an installer or pinned venv a suite uses but the
+    prefetch forgets is not wrong (the suite installs it), only slow on a cold
+    cache, so this is where it is caught."""
+    prefetch = (ROOT / "scripts" / "prefetch.sh").read_text()
+    steps = [line.split(None, 1)[1] for line in prefetch.splitlines() if line.startswith("step ")]
+    step_text = "\n".join(steps)
+    suites = re.findall(r"^suite \S+ (scripts/\S+)", (ROOT / "scripts" / "test.sh").read_text(), re.M)
+    assert len(suites) >= 10, suites
+    wanted = set()
+    sources = [ROOT / s for s in suites] + [ROOT / "scripts" / "lib" / "pytest.sh"]
+    for path in sources:
+        code = "\n".join(l for l in path.read_text().splitlines() if not l.lstrip().startswith("#"))
+        wanted |= set(re.findall(r"scripts/(?:install-[a-z0-9-]+|setup-python|fetch-data)\.sh", code))
+        wanted |= {f"pinned_venv {name} {req}" for name, req in re.findall(r"pinned_venv (\S+) ([^\s)\"]+)", code)}
+        if "install_podman" in code:
+            wanted.add("install_podman")
+    missing = sorted(w for w in wanted if w not in step_text)
+    assert not missing, f"scripts/prefetch.sh does not prefetch: {missing}"
