@@ -36,16 +36,13 @@ fn heap_block(len: u64) -> u64 {
     (len.saturating_add(8).max(32) + 15) & !15
 }
 
-/// Bytes of the vocabulary's hash table for `n` terms: hashbrown's bucket
-/// count (the next power of two of 8/7 of `n`), a 16-byte slot and a
-/// control byte each, plus one group of trailing control bytes.
+/// Bytes of the vocabulary's hash table for `n` terms: twice as many
+/// 16-byte slots, rounded up to a power of two (see the vocabulary).
 fn hash_table_bytes(n: u64) -> u64 {
-    let buckets = match n {
-        0..=3 => 4,
-        4..=7 => 8,
-        _ => (n.saturating_mul(8) / 7).next_power_of_two(),
-    };
-    buckets.saturating_mul(17).saturating_add(16)
+    n.saturating_mul(2)
+        .max(1)
+        .checked_next_power_of_two()
+        .map_or(u64::MAX, |slots| slots.saturating_mul(16))
 }
 
 impl MemoryEstimate {
@@ -312,11 +309,12 @@ mod tests {
         assert_eq!(heap_block(24), 32);
         assert_eq!(heap_block(25), 48);
         assert_eq!(heap_block(100), 112);
-        assert_eq!(hash_table_bytes(3), 4 * 17 + 16);
-        assert_eq!(hash_table_bytes(7), 8 * 17 + 16);
-        // 8/7 of 1,000 is 1,142: 2,048 buckets.
-        assert_eq!(hash_table_bytes(1000), 2048 * 17 + 16);
-        assert_eq!(hash_table_bytes(1 << 20), (1 << 21) * 17 + 16);
+        assert_eq!(hash_table_bytes(0), 16);
+        assert_eq!(hash_table_bytes(3), 8 * 16);
+        assert_eq!(hash_table_bytes(4), 8 * 16);
+        // Twice 1,000 is 2,000: 2,048 slots.
+        assert_eq!(hash_table_bytes(1000), 2048 * 16);
+        assert_eq!(hash_table_bytes(1 << 20), (1 << 21) * 16);
         assert_eq!(hash_table_bytes(u64::MAX), u64::MAX);
     }
 

@@ -308,10 +308,30 @@ impl NaiveBayes {
         out.clear();
         out.extend_from_slice(&self.base);
         for &f in features {
-            let row = &self.delta[f as usize * self.n_classes..][..self.n_classes];
-            for (acc, d) in out.iter_mut().zip(row) {
-                *acc += d;
-            }
+            self.add_feature(f, out);
+        }
+    }
+
+    /// The per-class constant a binary document's joint log likelihood
+    /// starts from (see [`NaiveBayes::joint_log_likelihood`]).
+    pub fn base(&self) -> &[f64] {
+        &self.base
+    }
+
+    /// Adds the deltas of feature `f` to `jll` (one value per class): one
+    /// step of [`NaiveBayes::joint_log_likelihood`], for a caller that scores
+    /// features as it finds them instead of in a pass of its own.
+    #[inline]
+    pub fn add_feature(&self, f: u32, jll: &mut [f64]) {
+        let row = &self.delta[f as usize * self.n_classes..][..self.n_classes];
+        // Two classes (spam or not) is the common case: two adds, no loop.
+        if let ([a, b], [da, db]) = (&mut *jll, row) {
+            *a += da;
+            *b += db;
+            return;
+        }
+        for (acc, d) in jll.iter_mut().zip(row) {
+            *acc += d;
         }
     }
 

@@ -12,8 +12,16 @@
 //! a term of up to eight bytes (most token occurrences in mail) is confirmed
 //! from the slot alone: one cache miss per lookup, no call to `memcmp`, and
 //! no visit to the arena, which only longer terms need.
-
-use hashbrown::HashTable;
+//!
+//! The table is open addressing with linear probing, written out here rather
+//! than taken from `hashbrown`: it is built once and never changes, so it
+//! needs no tombstones, growth or control bytes, and a probe is a load and
+//! two compares per slot instead of a group match, a tag compare and a
+//! closure call. It is kept at most half full, so an unknown token (a third
+//! of the tokens in mail) usually stops at its first or second slot. The
+//! hash has a fixed seed: a request can only choose which of the table's
+//! runs of occupied slots it probes, and their length is fixed by the
+//! vocabulary when the model is loaded.
 
 /// An immutable, sorted vocabulary with O(1) lookup.
 #[derive(Clone)]
@@ -21,12 +29,14 @@ pub struct Vocabulary {
     arena: String,
     /// `offsets[i]..offsets[i + 1]` is term `i` in `arena`.
     offsets: Vec<u32>,
-    table: HashTable<Slot>,
+    /// The hash table: a power-of-two number of slots, at most half of them
+    /// used; an unused slot has `len == 0` (terms are never empty).
+    slots: Box<[Slot]>,
 }
 
 /// A hash-table entry: term `index`, `len` bytes long, starting with the
 /// bytes of `prefix` (see [`Key`]); its remaining bytes are in the arena.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Slot {
     prefix: u64,
     len: u32,
@@ -76,23 +86,33 @@ impl Vocabulary {
             arena.push_str(term);
             offsets.push(arena.len() as u32);
         }
-        let mut table = HashTable::with_capacity(terms.len());
+        // At least twice as many slots as terms: runs of used slots stay
+        // short and every probe reaches an unused slot.
+        let n_slots = terms
+            .len()
+            .checked_mul(2)
+            .ok_or(VocabularyError::TooLarge)?
+            .max(1)
+            .next_power_of_two();
+        let mut slots = vec![Slot::default(); n_slots].into_boxed_slice();
+        let mask = n_slots - 1;
         for (i, term) in terms.iter().enumerate() {
             let term = term.as_ref().as_bytes();
             let key = Self::key(term);
-            let slot = Slot {
+            let mut at = key.hash as usize & mask;
+            while slots[at].len != 0 {
+                at = (at + 1) & mask;
+            }
+            slots[at] = Slot {
                 prefix: key.prefix,
                 len: term.len() as u32,
                 index: i as u32,
             };
-            table.insert_unique(key.hash, slot, |s| {
-                Self::key(term_at(&arena, &offsets, s.index as usize).as_bytes()).hash
-            });
         }
         Ok(Self {
             arena,
             offsets,
-            table,
+            slots,
         })
     }
 
@@ -122,10 +142,35 @@ impl Vocabulary {
     /// speed: the table is fixed at load time and queries cannot grow it.
     #[inline]
     pub fn key(term: &[u8]) -> Key {
-        let prefix = load_prefix(term);
+        Self::key_of(term, load_prefix(term), |x| x)
+    }
+
+    /// The key of `text[start..start + len]` lowercased in ASCII, for
+    /// [`Vocabulary::get_ascii_lowercase`]: what [`Vocabulary::key`] gives
+    /// for the lowercased bytes, without writing them anywhere. The prefix
+    /// is one eight-byte load, masked to the token, wherever eight bytes
+    /// remain in `text` (nearly always).
+    #[inline]
+    pub fn key_ascii_lowercase(text: &[u8], start: usize, len: usize) -> Key {
+        let term = &text[start..start + len];
+        let prefix = match text.get(start..start + 8) {
+            Some(eight) => {
+                let x = u64::from_le_bytes(eight.try_into().expect("8 bytes"));
+                // Keeps `len` bytes (all eight from a length of eight on).
+                x & (u64::MAX >> (64 - 8 * len.clamp(1, 8)))
+            }
+            None => load_prefix(term),
+        };
+        Self::key_of(term, ascii_lowercase(prefix), ascii_lowercase)
+    }
+
+    /// The key of `term` seen through `lower` (applied to each eight-byte
+    /// chunk), whose first chunk is `prefix` already lowered.
+    #[inline(always)]
+    fn key_of(term: &[u8], prefix: u64, lower: impl Fn(u64) -> u64) -> Key {
         let mut hash = fold(prefix ^ SEED, (term.len() as u64) ^ MULTIPLIER);
         for chunk in term.get(8..).unwrap_or_default().chunks(8) {
-            hash = fold(hash ^ load_prefix(chunk), MULTIPLIER);
+            hash = fold(hash ^ lower(load_prefix(chunk)), MULTIPLIER);
         }
         Key { hash, prefix }
     }
@@ -137,13 +182,37 @@ impl Vocabulary {
     #[inline]
     pub fn get_by_key(&self, term: &[u8], key: Key) -> Option<u32> {
         debug_assert_eq!(key, Self::key(term), "key of another term");
-        self.table
-            .find(key.hash, |s| {
-                s.prefix == key.prefix
-                    && s.len as usize == term.len()
-                    && (term.len() <= 8 || same_bytes(self.tail(s.index), &term[8..]))
-            })
-            .map(|s| s.index)
+        self.find(term, key, |x| x)
+    }
+
+    /// The feature index of `term` lowercased in ASCII, whose key is
+    /// [`Vocabulary::key_ascii_lowercase`]. On text that is lowercase
+    /// already this is [`Vocabulary::get_by_key`]: ASCII lowercasing leaves
+    /// non-ASCII bytes alone. It lets all-ASCII text be looked up where it
+    /// lies, without a lowercased copy.
+    #[inline]
+    pub fn get_ascii_lowercase(&self, term: &[u8], key: Key) -> Option<u32> {
+        self.find(term, key, ascii_lowercase)
+    }
+
+    /// Probes from the key's home slot until the term or an unused slot.
+    #[inline(always)]
+    fn find(&self, term: &[u8], key: Key, lower: impl Fn(u64) -> u64) -> Option<u32> {
+        let mask = self.slots.len() - 1;
+        let mut at = key.hash as usize & mask;
+        loop {
+            let s = self.slots[at];
+            if s.prefix == key.prefix
+                && s.len as usize == term.len()
+                && (term.len() <= 8 || same_bytes(self.tail(s.index), &term[8..], &lower))
+            {
+                return Some(s.index);
+            }
+            if s.len == 0 {
+                return None;
+            }
+            at = (at + 1) & mask;
+        }
     }
 
     /// Bytes 8.. of term `index` (the part a slot does not hold).
@@ -175,7 +244,7 @@ impl Vocabulary {
     pub fn heap_bytes(&self) -> usize {
         self.arena.capacity()
             + self.offsets.capacity() * 4
-            + self.table.capacity() * (std::mem::size_of::<Slot>() + 1)
+            + self.slots.len() * std::mem::size_of::<Slot>()
     }
 }
 
@@ -188,24 +257,37 @@ const SEED: u64 = 0x243f_6a88_85a3_08d3;
 const MULTIPLIER: u64 = 0x1319_8a2e_0370_7345 | 1;
 
 /// Multiplies to 128 bits and folds the halves together: every input bit
-/// reaches both the low bits (bucket index) and the high bits (hashbrown's
-/// 7-bit tag) of the result.
+/// reaches the low bits of the result, which pick the home slot.
 #[inline]
 fn fold(a: u64, b: u64) -> u64 {
     let product = u128::from(a) * u128::from(b);
     (product as u64) ^ ((product >> 64) as u64)
 }
 
-/// `a == b` for slices of equal length, eight bytes at a time. Term tails
-/// are short (a few bytes past the prefix), where a call into the C
+/// `a == lower(b)` for slices of equal length, eight bytes at a time. Term
+/// tails are short (a few bytes past the prefix), where a call into the C
 /// library's `memcmp` cost more than the comparison itself.
 #[inline]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+fn same_bytes(a: &[u8], b: &[u8], lower: impl Fn(u64) -> u64) -> bool {
     debug_assert_eq!(a.len(), b.len());
     a.len() == b.len()
         && a.chunks(8)
             .zip(b.chunks(8))
-            .all(|(x, y)| load_prefix(x) == load_prefix(y))
+            .all(|(x, y)| load_prefix(x) == lower(load_prefix(y)))
+}
+
+/// `x` with its ASCII capitals (bytes `A`..=`Z`) lowercased, eight bytes at
+/// a time; every other byte, non-ASCII ones included, unchanged.
+#[inline]
+fn ascii_lowercase(x: u64) -> u64 {
+    const SPLAT: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x80 * SPLAT;
+    // With the top bits cleared every byte is ≤ 0x7f, so adding ≤ 0x80 never
+    // carries into the next byte, and its top bit says `byte ≥ lo`.
+    let y = x & !HIGH;
+    let at_least = |lo: u8| y + (0x80 - u64::from(lo)) * SPLAT;
+    let capital = at_least(b'A') & !at_least(b'Z' + 1) & !x & HIGH;
+    x | (capital >> 2)
 }
 
 /// The first eight bytes of `bytes` as a little-endian integer, zero-padded.
@@ -320,6 +402,64 @@ mod tests {
         }
         assert_eq!(v.get("ab\0\0"), None);
         assert_eq!(v.get("abcdefgh\0\0"), None);
+    }
+
+    #[test]
+    fn ascii_lowercase_lookups_read_tokens_in_place() {
+        let terms = [
+            "caf\u{e9}",
+            "free",
+            "ja",
+            "money_1000",
+            "unsubscribe_now_here",
+        ];
+        let v = Vocabulary::from_sorted(&terms).unwrap();
+        // Tokens anywhere in a text, near its end (no eight bytes left) and
+        // in capitals: the key and the match are those of the lowercased bytes.
+        let text = "FREE Money_1000 ja UnSubscribe_NOW_here CAF\u{e9} zz@[`{";
+        let find = |token: &str| {
+            let start = text.find(token).unwrap();
+            let key = Vocabulary::key_ascii_lowercase(text.as_bytes(), start, token.len());
+            let lower = token.to_ascii_lowercase();
+            assert_eq!(key, Vocabulary::key(lower.as_bytes()), "{token}");
+            v.get_ascii_lowercase(token.as_bytes(), key)
+        };
+        assert_eq!(find("FREE"), Some(1));
+        assert_eq!(find("Money_1000"), Some(3));
+        assert_eq!(find("ja"), Some(2));
+        assert_eq!(find("UnSubscribe_NOW_here"), Some(4));
+        // Non-ASCII bytes are left alone: "CAFé" is "café" only once
+        // lowercased by the tokenizer, which this lookup does not replace.
+        assert_eq!(find("CAF\u{e9}"), Some(0));
+        // `@`, `[`, `` ` `` and `{` border the capital and small letters.
+        assert_eq!(find("zz@[`{"), None);
+        for b in 0..=255u8 {
+            let x = u64::from_le_bytes([b, b'A', b'Z', b'@', b'[', b'a', b'z', b'`']);
+            let want = u64::from_le_bytes([
+                b.to_ascii_lowercase(),
+                b'a',
+                b'z',
+                b'@',
+                b'[',
+                b'a',
+                b'z',
+                b'`',
+            ]);
+            assert_eq!(ascii_lowercase(x), want, "byte {b:#04x}");
+        }
+    }
+
+    #[test]
+    fn the_table_is_at_most_half_full_and_unknown_terms_stop() {
+        for n in [0usize, 1, 2, 3, 1000] {
+            let terms: Vec<String> = (0..n).map(|i| format!("w{i:04}")).collect();
+            let v = Vocabulary::from_sorted(&terms).unwrap();
+            assert!(
+                v.slots.len().is_power_of_two() && v.slots.len() >= 2 * n,
+                "{n}"
+            );
+            assert_eq!(v.get("absent"), None);
+        }
     }
 
     #[test]
