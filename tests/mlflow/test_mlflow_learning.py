@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, note_logs_on_failure, start_server
+from conftest import ROOT, note_logs_on_failure, start_mlflow, start_server
 
 SAMPLE = ROOT / "tests" / "data" / "sample.csv"
 ADMIN = "admin-token-for-learning"
@@ -54,6 +54,16 @@ def download(url: str, artifact_uri: str, path: str) -> bytes:
     with urllib.request.urlopen(f"{url}/api/2.0/mlflow-artifacts/artifacts/{proxied}/{path}",
                                 timeout=30) as r:
         return r.read()
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(mlflow_bin: Path, tmp_path_factory, request):
+    """An MLflow server of this module's own: the session's shared one is
+    stopped on purpose by test_mlflow.py (MLflow down), which runs first."""
+    daemon = start_mlflow(mlflow_bin, tmp_path_factory.mktemp("mlflow-learning"))
+    yield daemon
+    daemon.stop()
+    note_logs_on_failure(request, {"mlflow.log": daemon.log_path})
 
 
 @pytest.fixture(scope="module")
