@@ -13,7 +13,9 @@
 //! challenger again.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
+use crate::server::repository::ModelEntry;
 use crate::server::routes::promote::{promote_challenger, Trigger};
 use crate::server::state::AppState;
 
@@ -48,28 +50,29 @@ impl Drop for Busy<'_> {
     }
 }
 
-/// Promotes the challenger of the served model when `learning.auto_promote`
+/// Promotes the challenger of `entry`'s model when `learning.auto_promote`
 /// is on, both minimums are met and this challenger was not refused
 /// already; does nothing otherwise.
-pub async fn consider(state: &AppState) {
+pub async fn consider(state: &AppState, entry: &Arc<ModelEntry>) {
     let settings = &state.settings.learning;
     if !settings.enabled || !settings.auto_promote {
         return;
     }
-    let Ok(champion) = state.default_model() else {
+    let challenger = &entry.challenger;
+    let Some(champion) = entry.serving() else {
         return;
     };
-    let Some(view) = state.challenger.view(&champion) else {
+    let Some(view) = challenger.view(&champion) else {
         return;
     };
-    let labels = state.challenger.live().labels;
+    let labels = challenger.live().labels;
     if view.net_examples < settings.auto_promote_min_examples
         || labels < settings.auto_promote_min_live_labels
     {
         return;
     }
     let judged: Judged = (view.champion.2.clone(), view.tally.learned);
-    let auto = &state.challenger.auto;
+    let auto = &challenger.auto;
     if auto.refused().as_ref() == Some(&judged) {
         return;
     }
@@ -78,10 +81,11 @@ pub async fn consider(state: &AppState) {
     }
     let _busy = Busy(&auto.busy);
     let (examples, learned) = (view.net_examples, judged.1);
-    match promote_challenger(state, 0.0, Trigger::Auto).await {
+    match promote_challenger(state, entry, 0.0, Trigger::Auto).await {
         Ok(p) => {
             *auto.refused() = None;
             tracing::info!(
+                model = %entry.name,
                 examples,
                 live_labels = labels,
                 version = %p.version,
@@ -93,6 +97,7 @@ pub async fn consider(state: &AppState) {
         Err(e) => {
             *auto.refused() = Some(judged);
             tracing::info!(
+                model = %entry.name,
                 examples,
                 learned,
                 live_labels = labels,

@@ -1,5 +1,9 @@
-//! The challenger beside the served model: the champion's statistics plus
-//! what `POST /learn` added and `POST /forget` removed ([`Learner`]).
+//! The challenger beside each served model: the champion's statistics plus
+//! what `POST /learn` added and `POST /forget` removed ([`Learner`]). Every
+//! model of the repository has its own (in its [`ModelEntry`]), holding its
+//! own share of `models.max_total_bytes`.
+//!
+//! [`ModelEntry`]: crate::server::repository::ModelEntry
 //!
 //! Writers (learn, forget) are serialised by one lock and build the whole
 //! new challenger (counts, refit scorer) before publishing it with one
@@ -131,9 +135,12 @@ pub enum ChallengerError {
     },
 }
 
-/// The challenger of the served model.
-#[derive(Default)]
+/// The challenger of one served model.
 pub struct Challenger {
+    /// Its model's slot: where it holds its bytes in `budget`.
+    slot: usize,
+    /// The repository's memory budget.
+    budget: Arc<Budget>,
     writer: tokio::sync::Mutex<Option<Writer>>,
     view: ArcSwapOption<ChallengerView>,
     /// Predictions shadow-scored by the challenger of the current champion.
@@ -161,6 +168,28 @@ pub struct Agreement {
 }
 
 impl Challenger {
+    /// No challenger yet for the model in `slot`, whose bytes will be held
+    /// in `budget`.
+    pub fn new(slot: usize, budget: Arc<Budget>) -> Self {
+        Self {
+            slot,
+            budget,
+            writer: Default::default(),
+            view: Default::default(),
+            scored: Default::default(),
+            agreed: Default::default(),
+            generations: Default::default(),
+            live: Default::default(),
+            holdout: Default::default(),
+            auto: Default::default(),
+        }
+    }
+
+    /// Bytes it holds of `models.max_total_bytes`.
+    pub fn held_bytes(&self) -> u64 {
+        self.budget.challenger_bytes_of(self.slot)
+    }
+
     /// The published snapshot, lock-free; `None` before anything was learned
     /// on the current champion.
     pub fn view(&self, champion: &ServingModel) -> Option<Arc<ChallengerView>> {
@@ -254,16 +283,15 @@ impl Challenger {
 
     /// Applies `change` to the challenger of `champion` (a new one when the
     /// champion changed), all or nothing, and publishes the result; what
-    /// it then holds is held in `budget` (refused when it does not fit).
+    /// it then holds is held in the budget (refused when it does not fit).
     pub async fn apply(
         &self,
         champion: Arc<ServingModel>,
         change: Change,
         examples: Vec<Example>,
         settings: &LearningSettings,
-        budget: &Arc<Budget>,
     ) -> Result<Arc<ChallengerView>, ChallengerError> {
-        let budget = Arc::clone(budget);
+        let (budget, slot) = (Arc::clone(&self.budget), self.slot);
         let max_bytes = settings.max_bytes;
         let log = settings.log_path.clone();
         let mut writer = self.writer.lock().await;
@@ -306,7 +334,7 @@ impl Challenger {
             let classifier = learner.classifier()?;
             let needed = held_bytes(&learner, &classifier);
             budget
-                .hold_challenger(needed)
+                .hold_challenger(slot, needed)
                 .map_err(|available| ChallengerError::OverBudget { needed, available })?;
             // Synced before it is acknowledged (or published).
             if let Some(path) = &log {
@@ -394,6 +422,16 @@ impl Challenger {
         .await
         .expect("replaying does not panic");
         if let Some((learner, classifier)) = replayed {
+            // It is in memory already: held even past the budget, so the
+            // loads and changes after it see it.
+            let bytes = held_bytes(&learner, &classifier);
+            if !self.budget.hold_challenger_anyway(self.slot, bytes) {
+                tracing::warn!(
+                    model = %champion.profile.model,
+                    bytes,
+                    "the challenger replayed from the learning log holds more than models.max_total_bytes leaves; it learns nothing more until examples are forgotten"
+                );
+            }
             self.publish(
                 &mut writer,
                 learner,

@@ -269,18 +269,18 @@ metrics! {
     live_mean_confidence: GaugeVec = ("nbserve_live_mean_confidence", "Mean probability of the predicted class over the model's recent predictions.", ["model"]);
     /// Mean out-of-vocabulary share over recent predictions.
     live_oov_ratio: GaugeVec = ("nbserve_live_oov_ratio", "Mean out-of-vocabulary token share over the model's recent predictions.", ["model"]);
-    /// Examples the challenger learned and forgot.
-    challenger_examples: IntCounterVec = ("nbserve_challenger_examples_total", "Examples the challenger learned (change=learned) and forgot (change=forgotten) through POST /learn and POST /forget.", ["change"]);
+    /// Examples each model's challenger learned and forgot.
+    challenger_examples: IntCounterVec = ("nbserve_challenger_examples_total", "Examples the model's challenger learned (change=learned) and forgot (change=forgotten) through POST /learn and POST /forget.", ["model", "change"]);
     /// Shadow-scored predictions, by agreement with the champion.
-    challenger_shadow: IntCounterVec = ("nbserve_challenger_shadow_predictions_total", "Served predictions the challenger also scored (learning.shadow_scoring), by whether it chose the champion's class (result=agreed or disagreed).", ["result"]);
+    challenger_shadow: IntCounterVec = ("nbserve_challenger_shadow_predictions_total", "Served predictions of the model its challenger also scored (learning.shadow_scoring), by whether it chose the champion's class (result=agreed or disagreed).", ["model", "result"]);
     /// Live F1 macro of champion and challenger on the same labels.
-    challenger_live_f1_macro: GaugeVec = ("nbserve_challenger_live_f1_macro", "F1 macro of the champion (role=champion) and its challenger (role=challenger) over the same labelled shadow-scored predictions (NaN while there are none).", ["role"]);
+    challenger_live_f1_macro: GaugeVec = ("nbserve_challenger_live_f1_macro", "F1 macro of the model (role=champion) and its challenger (role=challenger) over the same labelled shadow-scored predictions (NaN while there are none).", ["model", "role"]);
     /// Labels in the live comparison window.
-    challenger_live_labels: IntGauge = ("nbserve_challenger_live_labels", "Labelled predictions both the champion and its challenger scored, in the live comparison window (at most feedback.window).", ());
-    /// Bytes the challenger's learned part holds.
-    challenger_learned_bytes: IntGauge = ("nbserve_challenger_learned_bytes", "Bytes the challenger's learned part holds (its counts and the ledger of learned examples; at most learning.max_bytes).", ());
+    challenger_live_labels: IntGaugeVec = ("nbserve_challenger_live_labels", "Labelled predictions both the model and its challenger scored, in the live comparison window (at most feedback.window).", ["model"]);
+    /// Bytes each challenger's learned part holds.
+    challenger_learned_bytes: IntGaugeVec = ("nbserve_challenger_learned_bytes", "Bytes the model's challenger's learned part holds (its counts and the ledger of learned examples; at most learning.max_bytes).", ["model"]);
     /// Promotion attempts by trigger and outcome.
-    challenger_promotions: IntCounterVec = ("nbserve_challenger_promotions_total", "Challenger promotions attempted, by trigger (manual: POST /admin/challenger/promote; auto: learning.auto_promote) and outcome (promoted, gate_rejected, regression, refused, failed).", ["trigger", "outcome"]);
+    challenger_promotions: IntCounterVec = ("nbserve_challenger_promotions_total", "Challenger promotions attempted for the model, by trigger (manual: POST /admin/challenger/promote; auto: learning.auto_promote) and outcome (promoted, gate_rejected, regression, refused, failed).", ["model", "trigger", "outcome"]);
     /// Spans the trace exporter sent to the collector.
     trace_spans_exported: IntCounter = ("nbserve_trace_spans_exported_total", "OpenTelemetry spans accepted by the collector (0 while trace.enabled is off).", ());
     /// Spans lost on the way to the collector, by reason.
@@ -306,19 +306,6 @@ impl Metrics {
         for result in EXAMPLE_RESULTS {
             m.examples.with_label_values(&[result]);
         }
-        for change in ["learned", "forgotten"] {
-            m.challenger_examples.with_label_values(&[change]);
-        }
-        for result in ["agreed", "disagreed"] {
-            m.challenger_shadow.with_label_values(&[result]);
-        }
-        for trigger in ["manual", "auto"] {
-            for outcome in PROMOTION_OUTCOMES {
-                m.challenger_promotions
-                    .with_label_values(&[trigger, outcome]);
-            }
-        }
-        m.set_challenger_live(&crate::server::shadow::LiveComparison::default());
         Arc::new(m)
     }
 
@@ -326,16 +313,37 @@ impl Metrics {
         self.registry.register(c).expect("unique metric names");
     }
 
-    /// The live comparison of champion and challenger.
-    pub fn set_challenger_live(&self, live: &crate::server::shadow::LiveComparison) {
+    /// Makes the challenger series of `model`, so rate() and alerts see a
+    /// zero baseline.
+    pub(super) fn create_challenger_series(&self, model: &str) {
+        for change in ["learned", "forgotten"] {
+            self.challenger_examples.with_label_values(&[model, change]);
+        }
+        for result in ["agreed", "disagreed"] {
+            self.challenger_shadow.with_label_values(&[model, result]);
+        }
+        for trigger in ["manual", "auto"] {
+            for outcome in PROMOTION_OUTCOMES {
+                self.challenger_promotions
+                    .with_label_values(&[model, trigger, outcome]);
+            }
+        }
+        self.challenger_learned_bytes.with_label_values(&[model]);
+        self.set_challenger_live(model, &crate::server::shadow::LiveComparison::default());
+    }
+
+    /// The live comparison of `model` and its challenger.
+    pub fn set_challenger_live(&self, model: &str, live: &crate::server::shadow::LiveComparison) {
         let f1 = &self.challenger_live_f1_macro;
         for (role, value) in [
             ("champion", live.champion_f1_macro),
             ("challenger", live.challenger_f1_macro),
         ] {
-            f1.with_label_values(&[role]).set(value.unwrap_or(f64::NAN));
+            f1.with_label_values(&[model, role])
+                .set(value.unwrap_or(f64::NAN));
         }
         self.challenger_live_labels
+            .with_label_values(&[model])
             .set(i64::try_from(live.labels).unwrap_or(i64::MAX));
     }
 

@@ -118,6 +118,7 @@ impl Metrics {
             for result in POLL_RESULTS {
                 self.model_polls.with_label_values(&[name, result]);
             }
+            self.create_challenger_series(name);
         }
         self.model_names.store(Arc::new(ModelNames {
             default: Arc::from(default),

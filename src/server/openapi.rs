@@ -33,7 +33,8 @@ pub(crate) fn json_answer(description: &str, schema: &str) -> utoipa::openapi::r
     paths(
         predict::predict, predict::predict_batch, feedback::feedback, feedback::feedback_batch,
         examples::examples, learn::learn, learn::forget, learn::challenger,
-        learn::challenger_artifact, promote::promote,
+        learn::challenger_artifact, learn::challenger_named, learn::challenger_artifact_named,
+        promote::promote,
         health::health, health::ready, model::model, model::quality, metrics::metrics, admin::reload,
         models::list, model::model_named, model::quality_named, predict::predict_named,
         predict::predict_batch_named,

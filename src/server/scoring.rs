@@ -94,20 +94,20 @@ fn score(state: &AppState, model: &ServingModel, text: &str, explain: bool) -> S
     if let Some(r) = oov {
         m.oov.observe(r);
     }
-    let shadow = if state.settings.learning.shadow_scoring {
-        let label = &classifier.classes()[prediction.label];
-        state
-            .challenger
-            .shadow(model, text, label)
-            .map(|(tag, agreed)| {
-                let result = if agreed { "agreed" } else { "disagreed" };
-                state
-                    .metrics
-                    .challenger_shadow
-                    .with_label_values(&[result])
-                    .inc();
-                tag
-            })
+    let learning = &state.settings.learning;
+    let shadow = if learning.enabled && learning.shadow_scoring {
+        // The challenger of the model that scored, found by its slot.
+        state.models.at(model.profile.slot).and_then(|entry| {
+            let label = &classifier.classes()[prediction.label];
+            let (tag, agreed) = entry.challenger.shadow(model, text, label)?;
+            let result = if agreed { "agreed" } else { "disagreed" };
+            state
+                .metrics
+                .challenger_shadow
+                .with_label_values(&[&entry.name, result])
+                .inc();
+            Some(tag)
+        })
     } else {
         None
     };

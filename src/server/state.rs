@@ -40,8 +40,6 @@ pub struct StateInner {
     pub feedback: FeedbackStore,
     /// The MLflow registry `models:/` sources are resolved through.
     pub registry: Option<MlflowClient>,
-    /// What `POST /learn` and `POST /forget` built beside the model.
-    pub challenger: super::challenger::Challenger,
 }
 
 impl Deref for AppState {
@@ -88,7 +86,6 @@ impl AppState {
             )),
             feedback,
             registry,
-            challenger: Default::default(),
         }))
     }
 

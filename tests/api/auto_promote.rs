@@ -8,10 +8,12 @@ use serde_json::{json, Value};
 use crate::helpers::{metric_value, TestApp};
 use crate::learn::{body, learning_app, parts, post, rest_examples};
 
-/// `nbserve_challenger_promotions_total{trigger="auto", outcome}`.
+/// `nbserve_challenger_promotions_total{model, trigger="auto", outcome}`
+/// of the served model.
 async fn auto_attempts(app: &TestApp, outcome: &str) -> f64 {
-    let series =
-        format!("nbserve_challenger_promotions_total{{outcome=\"{outcome}\",trigger=\"auto\"}}");
+    let series = format!(
+        "nbserve_challenger_promotions_total{{model=\"learnable\",outcome=\"{outcome}\",trigger=\"auto\"}}"
+    );
     metric_value(&app.metrics().await, &series).unwrap()
 }
 

@@ -133,11 +133,11 @@ async fn feedback_scores_champion_and_challenger_live_on_the_same_predictions() 
     let value = |series: &str| metric_value(&text, series).unwrap_or(f64::NAN);
     let learned = (flipped.len() + 1) as f64;
     assert_eq!(
-        value("nbserve_challenger_examples_total{change=\"learned\"}"),
+        value("nbserve_challenger_examples_total{change=\"learned\",model=\"learnable\"}"),
         learned
     );
     assert_eq!(
-        value("nbserve_challenger_examples_total{change=\"forgotten\"}"),
+        value("nbserve_challenger_examples_total{change=\"forgotten\",model=\"learnable\"}"),
         0.0
     );
     let disagreed = champion_said
@@ -147,37 +147,50 @@ async fn feedback_scores_champion_and_challenger_live_on_the_same_predictions() 
         .count() as f64;
     let shadow = "nbserve_challenger_shadow_predictions_total";
     assert_eq!(
-        value(&format!("{shadow}{{result=\"disagreed\"}}")),
+        value(&format!(
+            "{shadow}{{model=\"learnable\",result=\"disagreed\"}}"
+        )),
         disagreed
     );
     assert_eq!(
-        value(&format!("{shadow}{{result=\"agreed\"}}")),
+        value(&format!(
+            "{shadow}{{model=\"learnable\",result=\"agreed\"}}"
+        )),
         40.0 - disagreed
     );
     let f1 = "nbserve_challenger_live_f1_macro";
-    assert_eq!(value(&format!("{f1}{{role=\"champion\"}}")), got.0);
-    assert_eq!(value(&format!("{f1}{{role=\"challenger\"}}")), got.1);
-    assert_eq!(value("nbserve_challenger_live_labels"), 40.0);
     assert_eq!(
-        value("nbserve_challenger_learned_bytes"),
+        value(&format!("{f1}{{model=\"learnable\",role=\"champion\"}}")),
+        got.0
+    );
+    assert_eq!(
+        value(&format!("{f1}{{model=\"learnable\",role=\"challenger\"}}")),
+        got.1
+    );
+    assert_eq!(
+        value("nbserve_challenger_live_labels{model=\"learnable\"}"),
+        40.0
+    );
+    assert_eq!(
+        value("nbserve_challenger_learned_bytes{model=\"learnable\"}"),
         next["learned_bytes"].as_f64().unwrap()
     );
     let promotions = "nbserve_challenger_promotions_total";
     assert_eq!(
         value(&format!(
-            "{promotions}{{outcome=\"regression\",trigger=\"manual\"}}"
+            "{promotions}{{model=\"learnable\",outcome=\"regression\",trigger=\"manual\"}}"
         )),
         1.0
     );
     assert_eq!(
         value(&format!(
-            "{promotions}{{outcome=\"refused\",trigger=\"manual\"}}"
+            "{promotions}{{model=\"learnable\",outcome=\"refused\",trigger=\"manual\"}}"
         )),
         1.0
     );
     assert_eq!(
         value(&format!(
-            "{promotions}{{outcome=\"promoted\",trigger=\"manual\"}}"
+            "{promotions}{{model=\"learnable\",outcome=\"promoted\",trigger=\"manual\"}}"
         )),
         0.0
     );

@@ -14,7 +14,7 @@ use crate::helpers::*;
 
 const LABELS_TOKEN: &str = "labels-token";
 
-fn options() -> TrainOptions {
+pub(crate) fn options() -> TrainOptions {
     TrainOptions {
         model: ModelKind::Multinomial,
         vectorizer: VectorizerOptions {
@@ -403,6 +403,33 @@ async fn served_predictions_are_shadow_scored_by_the_challenger() {
     app.stop().await;
 }
 
+/// Artifacts kept in a store's `versions` directory.
+pub(crate) fn kept_versions(versions: &Path) -> usize {
+    std::fs::read_dir(versions)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json")
+        })
+        .count()
+}
+
+/// Predictions of `model` its challenger shadow-scored, from the metrics.
+pub(crate) fn shadow_scored(metrics: &str, model: &str) -> f64 {
+    ["agreed", "disagreed"]
+        .iter()
+        .map(|result| {
+            let series = format!(
+                "nbserve_challenger_shadow_predictions_total{{model=\"{model}\",result=\"{result}\"}}"
+            );
+            metric_value(metrics, &series).unwrap()
+        })
+        .sum()
+}
+
 pub(crate) async fn promote(app: &TestApp, body: Value) -> reqwest::Response {
     app.client
         .post(app.url("/admin/challenger/promote"))
@@ -441,16 +468,7 @@ async fn a_promoted_challenger_is_gated_kept_and_served() {
     assert_eq!(file.model.version, version);
     assert_eq!(file.schema_version, 3);
     assert_eq!(file.mlflow_run_id, None);
-    let kept = std::fs::read_dir(app.models_dir.path().join("versions"))
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .path()
-                .extension()
-                .is_some_and(|x| x == "json")
-        })
-        .count();
+    let kept = kept_versions(&app.models_dir.path().join("versions"));
     assert!(kept >= 2, "{kept} kept files");
     // The challenger belonged to the old champion.
     assert_error(app.get("/challenger").await, 404, "no_challenger").await;
@@ -512,6 +530,10 @@ async fn a_restarted_server_replays_the_learning_log() {
         s.learning.log_path = Some(l);
     })
     .await;
+    // Replayed at start: the first prediction is shadow-scored already.
+    let r = app.post_json("/predict", &json!({"text": "hello"})).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(shadow_scored(&app.metrics().await, "learnable"), 1.0);
     let after: Value = app.get("/challenger").await.json().await.unwrap();
     for key in [
         "learned",

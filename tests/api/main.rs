@@ -16,6 +16,7 @@ mod helpers;
 mod hostile;
 mod learn;
 mod learn_budget;
+mod learn_models;
 mod lifecycle;
 mod live_quality;
 mod metrics;

@@ -7,8 +7,8 @@
 //! holding, so it is not counted twice (during the reload both versions
 //! are briefly in memory; the budget is of what stays loaded). A schema-3
 //! model's decoded statistics are added to its holding once decoded
-//! ([`Grow`]), and the challenger (learning in place) holds its own share
-//! beside the models.
+//! ([`Grow`]), and each model's challenger (learning in place) holds its
+//! own share beside the models.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -21,6 +21,8 @@ struct Held {
     serving: u64,
     /// Bytes of a load in progress (one at a time per model).
     loading: u64,
+    /// Bytes the model's challenger holds (its scorer and learned part).
+    challenger: u64,
 }
 
 /// The budget, shared by every model of the repository.
@@ -28,19 +30,45 @@ struct Held {
 pub struct Budget {
     max_total_bytes: u64,
     slots: Mutex<Vec<Held>>,
-    /// Bytes the challenger holds (its scorer and learned part); set under
-    /// the `slots` lock.
-    challenger: std::sync::atomic::AtomicU64,
 }
 
-/// What every slot but `slot` holds or is loading.
-fn held_by_others(slots: &[Held], slot: usize) -> u64 {
+/// What a load of the model in `slot` must fit beside: every other model's
+/// holding or load in progress, and every challenger (its own too: a
+/// challenger outlives a reload of its champion until its next change).
+fn held_beside_load(slots: &[Held], slot: usize) -> u64 {
     slots
         .iter()
         .enumerate()
-        .filter(|(i, _)| *i != slot)
-        .map(|(_, h)| h.serving.max(h.loading))
-        .sum()
+        .map(|(i, h)| {
+            let model = if i == slot {
+                0
+            } else {
+                h.serving.max(h.loading)
+            };
+            model.saturating_add(h.challenger)
+        })
+        .fold(0, u64::saturating_add)
+}
+
+/// What the challenger of `slot` must fit beside: every model and every
+/// other challenger.
+fn held_beside_challenger(slots: &[Held], slot: usize) -> u64 {
+    slots
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let challenger = if i == slot { 0 } else { h.challenger };
+            h.serving.max(h.loading).saturating_add(challenger)
+        })
+        .fold(0, u64::saturating_add)
+}
+
+/// Grows `slots` to hold `slot` (a model discovered after start).
+fn slot_of(slots: &mut Vec<Held>, slot: usize) -> &mut Held {
+    if slots.len() <= slot {
+        slots.resize(slot + 1, Held::default());
+    }
+    &mut slots[slot]
 }
 
 impl Budget {
@@ -49,7 +77,6 @@ impl Budget {
         Arc::new(Self {
             max_total_bytes,
             slots: Mutex::new(vec![Held::default(); slots]),
-            challenger: Default::default(),
         })
     }
 
@@ -77,10 +104,8 @@ impl Budget {
         bytes: u64,
     ) -> Result<Reservation, LoadError> {
         let mut slots = self.lock();
-        if slots.len() <= slot {
-            slots.resize(slot + 1, Held::default());
-        }
-        let held = held_by_others(&slots, slot).saturating_add(self.challenger_bytes());
+        slot_of(&mut slots, slot);
+        let held = held_beside_load(&slots, slot);
         if held.saturating_add(bytes) > self.max_total_bytes {
             return Err(LoadError::OverBudget {
                 model: model.to_owned(),
@@ -99,23 +124,41 @@ impl Budget {
         })
     }
 
-    /// Bytes the challenger holds.
+    /// Bytes every challenger holds.
     pub fn challenger_bytes(&self) -> u64 {
-        self.challenger.load(std::sync::atomic::Ordering::Relaxed)
+        self.lock()
+            .iter()
+            .map(|h| h.challenger)
+            .fold(0, u64::saturating_add)
     }
 
-    /// Makes the challenger hold `bytes`. Growing past what the models
-    /// leave is refused with what they leave (it keeps its holding);
-    /// shrinking never is.
-    pub fn hold_challenger(&self, bytes: u64) -> Result<(), u64> {
-        let slots = self.lock();
-        let models = held_by_others(&slots, usize::MAX);
-        if bytes > self.challenger_bytes() && models.saturating_add(bytes) > self.max_total_bytes {
-            return Err(self.max_total_bytes.saturating_sub(models));
+    /// Bytes the challenger of the model in `slot` holds.
+    pub fn challenger_bytes_of(&self, slot: usize) -> u64 {
+        self.lock().get(slot).map_or(0, |h| h.challenger)
+    }
+
+    /// Makes the challenger of the model in `slot` hold `bytes`. Growing
+    /// past what the models and the other challengers leave is refused
+    /// with what they leave (it keeps its holding); shrinking never is.
+    pub fn hold_challenger(&self, slot: usize, bytes: u64) -> Result<(), u64> {
+        let mut slots = self.lock();
+        let beside = held_beside_challenger(&slots, slot);
+        let held = slot_of(&mut slots, slot);
+        if bytes > held.challenger && beside.saturating_add(bytes) > self.max_total_bytes {
+            return Err(self.max_total_bytes.saturating_sub(beside));
         }
-        self.challenger
-            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+        held.challenger = bytes;
         Ok(())
+    }
+
+    /// Makes the challenger of `slot` hold `bytes` it already holds in
+    /// memory (one rebuilt from the learning log): counted even past the
+    /// budget, so later loads and changes see it; true when it fits.
+    pub fn hold_challenger_anyway(&self, slot: usize, bytes: u64) -> bool {
+        let mut slots = self.lock();
+        let beside = held_beside_challenger(&slots, slot);
+        slot_of(&mut slots, slot).challenger = bytes;
+        beside.saturating_add(bytes) <= self.max_total_bytes
     }
 
     /// The model in `slot` was unloaded: it holds nothing.
@@ -152,7 +195,7 @@ impl Reservation {
 impl Grow for Reservation {
     fn grow(&mut self, bytes: u64) -> Result<(), LoadError> {
         let mut slots = self.budget.lock();
-        let held = held_by_others(&slots, self.slot).saturating_add(self.budget.challenger_bytes());
+        let held = held_beside_load(&slots, self.slot);
         let needed = self.bytes.saturating_add(bytes);
         if held.saturating_add(needed) > self.budget.max_total_bytes {
             return Err(LoadError::OverBudget {
@@ -235,17 +278,41 @@ mod tests {
         a.commit();
         assert_eq!(budget.serving_bytes(), 80);
         // The challenger takes what the models leave, no more.
-        assert_eq!(budget.hold_challenger(21), Err(20));
-        budget.hold_challenger(20).unwrap();
+        assert_eq!(budget.hold_challenger(0, 21), Err(20));
+        budget.hold_challenger(0, 20).unwrap();
         assert_eq!(budget.challenger_bytes(), 20);
-        // ... and counts against a load; shrinking is never refused.
+        // ... and counts against a load, its own model's reload included;
+        // shrinking is never refused.
         assert!(budget.reserve(1, "b", 1).is_err());
-        budget.hold_challenger(5).unwrap();
+        assert!(budget.reserve(0, "a", 81).is_err());
+        budget.hold_challenger(0, 5).unwrap();
         budget.reserve(1, "b", 15).unwrap().commit();
         // Full after a reload: it may not grow, it may shrink.
         budget.reserve(0, "a", 80).unwrap().commit();
-        assert_eq!(budget.hold_challenger(6), Err(5));
-        budget.hold_challenger(4).unwrap();
+        assert_eq!(budget.hold_challenger(0, 6), Err(5));
+        budget.hold_challenger(0, 4).unwrap();
         assert_eq!(budget.challenger_bytes(), 4);
+    }
+
+    #[test]
+    fn each_models_challenger_holds_its_own_share() {
+        let budget = Budget::new(100, 2);
+        budget.reserve(0, "a", 40).unwrap().commit();
+        budget.reserve(1, "b", 40).unwrap().commit();
+        budget.hold_challenger(0, 12).unwrap();
+        // b's challenger fits beside both models and a's challenger.
+        assert_eq!(budget.hold_challenger(1, 9), Err(8));
+        budget.hold_challenger(1, 8).unwrap();
+        assert_eq!(
+            (budget.challenger_bytes_of(0), budget.challenger_bytes_of(1)),
+            (12, 8)
+        );
+        // Replacing one's holding never counts its own old share.
+        budget.hold_challenger(0, 12).unwrap();
+        // A challenger rebuilt in memory is counted even past the budget.
+        assert!(!budget.hold_challenger_anyway(1, 30));
+        assert_eq!(budget.challenger_bytes(), 42);
+        assert!(budget.reserve(0, "a", 19).is_err());
+        assert!(budget.hold_challenger_anyway(1, 0));
     }
 }

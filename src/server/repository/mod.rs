@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use axum::http::StatusCode;
 
+use super::challenger::Challenger;
 use super::error::ApiError;
 use super::loader::ServingModel;
 use crate::settings::{list_names, valid_model_name, ModelSpec, RepositoryPlan, Settings};
@@ -79,13 +80,16 @@ pub struct ModelEntry {
     /// Serialises this model's loads, reloads and unloads (held by the
     /// operation's own task, so an abandoned one still completes alone).
     lock: tokio::sync::Mutex<()>,
+    /// What `POST /learn` and `POST /forget` built beside this model.
+    pub challenger: Challenger,
 }
 
 impl ModelEntry {
-    fn new(slot: usize, spec: ModelSpec) -> Self {
+    fn new(slot: usize, spec: ModelSpec, budget: &Arc<Budget>) -> Self {
         Self {
             name: Arc::from(spec.name.as_str()),
             slot,
+            challenger: Challenger::new(slot, Arc::clone(budget)),
             spec,
             serving: ArcSwapOption::empty(),
             status: Mutex::new(Status {
@@ -160,18 +164,19 @@ pub struct Repository {
 impl Repository {
     /// The repository `plan` describes, nothing loaded yet.
     pub fn new(settings: &Settings, plan: RepositoryPlan) -> Self {
+        let max_count = settings.models.max_count;
+        let budget = Budget::new(settings.models.max_total_bytes, max_count);
         let entries: Vec<Arc<ModelEntry>> = plan
             .models
             .into_iter()
             .enumerate()
-            .map(|(slot, spec)| Arc::new(ModelEntry::new(slot, spec)))
+            .map(|(slot, spec)| Arc::new(ModelEntry::new(slot, spec, &budget)))
             .collect();
         let default = entries
             .iter()
             .find(|e| *e.name == *plan.default)
             .cloned()
             .expect("the plan's default is one of its models");
-        let max_count = settings.models.max_count;
         Self {
             entries: ArcSwap::from_pointee(entries),
             default,
@@ -185,13 +190,22 @@ impl Repository {
                 required: false,
             },
             adding: Mutex::new(()),
-            budget: Budget::new(settings.models.max_total_bytes, max_count),
+            budget,
         }
     }
 
     /// The default model (`/predict`, `/model`).
     pub fn default_entry(&self) -> &Arc<ModelEntry> {
         &self.default
+    }
+
+    /// The model in `slot`, if there is one.
+    pub fn at(&self, slot: usize) -> Option<Arc<ModelEntry>> {
+        self.entries
+            .load()
+            .get(slot)
+            .filter(|e| e.slot == slot)
+            .cloned()
     }
 
     /// Every model, in slot order.
@@ -274,7 +288,7 @@ impl Repository {
             source: crate::settings::ModelSource::File(path),
             ..self.template.clone()
         };
-        let entry = Arc::new(ModelEntry::new(entries.len(), spec));
+        let entry = Arc::new(ModelEntry::new(entries.len(), spec, &self.budget));
         let mut grown = (*entries).clone();
         grown.push(Arc::clone(&entry));
         self.entries.store(Arc::new(grown));

@@ -98,6 +98,13 @@ impl AppState {
             Ok((model, reservation)) => {
                 reservation.commit();
                 let model = self.publish(entry, model);
+                // What the learning log holds for this champion is its
+                // challenger from the start: shadow-scored and counted in
+                // the budget before the next learn.
+                entry
+                    .challenger
+                    .restore(&model, &self.settings.learning)
+                    .await;
                 // At start the "listening" line describes the default model.
                 let is_default = std::ptr::eq(entry, Arc::as_ptr(self.models.default_entry()));
                 if why == Why::Start && is_default {

@@ -1,5 +1,7 @@
 //! `POST /feedback` and `POST /feedback/batch`.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -11,6 +13,7 @@ use crate::monitoring::{FeedbackError, LogReceipt};
 use crate::server::auth::{check_bearer, Authorized, FailedAuthLog, TokenGuard};
 use crate::server::error::ApiError;
 use crate::server::extract::AppJson;
+use crate::server::repository::ModelEntry;
 use crate::server::shadow::ShadowTag;
 use crate::server::state::AppState;
 
@@ -102,8 +105,8 @@ struct Recorded {
     /// The receipt of its log line (awaited before answering: under
     /// `log_fsync = always` it completes once the line is synced).
     logged: LogReceipt,
-    /// It also judged the challenger's answer.
-    scored_challenger: bool,
+    /// The model whose challenger's answer it also judged.
+    scored_challenger: Option<Arc<ModelEntry>>,
 }
 
 /// Records one item.
@@ -120,14 +123,18 @@ fn record(state: &AppState, item: &FeedbackRequest) -> Result<Recorded, Feedback
                 .inc();
             // The challenger's answer to the same prediction, judged by
             // the same label.
-            let scored_challenger = r.shadow.is_some_and(|tag| {
-                state.challenger.record_feedback(
-                    ShadowTag(tag),
-                    &r.label,
-                    &r.predicted_label,
-                    state.feedback.window_size(),
-                )
-            });
+            let scored_challenger = r
+                .shadow
+                .and_then(|tag| Some((tag, state.models.get(&r.model)?)))
+                .filter(|(tag, entry)| {
+                    entry.challenger.record_feedback(
+                        ShadowTag(*tag),
+                        &r.label,
+                        &r.predicted_label,
+                        state.feedback.window_size(),
+                    )
+                })
+                .map(|(_, entry)| entry);
             Ok(Recorded {
                 correct: r.label == r.predicted_label,
                 logged: receipt,
@@ -167,8 +174,8 @@ pub async fn feedback(
         .outcome()
         .instrument(tracing::debug_span!("feedback_log_write", lines = 1))
         .await;
-    if scored_challenger {
-        crate::server::auto_promote::consider(&state).await;
+    if let Some(entry) = scored_challenger {
+        crate::server::auto_promote::consider(&state, &entry).await;
     }
     Ok((
         StatusCode::ACCEPTED,
@@ -204,7 +211,9 @@ pub async fn feedback_batch(
             format!("items must hold 1 to {max} entries"),
         ));
     }
-    let (mut receipts, mut scored_challenger) = (Vec::new(), false);
+    // The models whose challengers the labels judged (few: at most the
+    // repository's).
+    let (mut receipts, mut scored_challengers) = (Vec::new(), Vec::<Arc<ModelEntry>>::new());
     let results: Vec<FeedbackItemResult> = req
         .items
         .iter()
@@ -213,7 +222,11 @@ pub async fn feedback_batch(
             result: match record(&state, item) {
                 Ok(r) => {
                     receipts.push(r.logged);
-                    scored_challenger |= r.scored_challenger;
+                    if let Some(entry) = r.scored_challenger {
+                        if !scored_challengers.iter().any(|e| e.slot == entry.slot) {
+                            scored_challengers.push(entry);
+                        }
+                    }
                     "accepted".into()
                 }
                 Err(e) => e.result_label().into(),
@@ -229,8 +242,8 @@ pub async fn feedback_batch(
     }
     .instrument(tracing::debug_span!("feedback_log_write", lines))
     .await;
-    if scored_challenger {
-        crate::server::auto_promote::consider(&state).await;
+    for entry in &scored_challengers {
+        crate::server::auto_promote::consider(&state, entry).await;
     }
     let accepted = results.iter().filter(|r| r.result == "accepted").count();
     Ok((

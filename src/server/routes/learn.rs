@@ -1,7 +1,11 @@
 //! `POST /learn`, `POST /forget`, `GET /challenger`,
-//! `GET /challenger/artifact`: learning in place on a challenger beside the
-//! served model ([`crate::server::challenger`]). Off unless
+//! `GET /challenger/artifact`: learning in place on a challenger beside
+//! each served model ([`crate::server::challenger`]): the default model's
+//! unless the request names another (`"model"` in the body of the writes,
+//! `/models/{name}/challenger[/artifact]` for the reads). Off unless
 //! `learning.enabled`; the writes need `feedback.token` when it is set.
+
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -16,7 +20,9 @@ use crate::server::auth::{Authorized, TokenGuard};
 use crate::server::challenger::{Challenger, ChallengerError, ChallengerView, Change};
 use crate::server::error::ApiError;
 use crate::server::extract::AppJson;
+use crate::server::repository::ModelEntry;
 use crate::server::routes::feedback::authorize_labels;
+use crate::server::routes::models::Named;
 use crate::server::scoring::check_text;
 use crate::server::shadow::LiveComparison;
 use crate::server::state::AppState;
@@ -38,11 +44,17 @@ pub struct LabelledText {
 pub struct LearnRequest {
     /// The examples (1 to `server.max_batch_size`).
     pub examples: Vec<LabelledText>,
+    /// The model whose challenger changes (as `GET /models` lists it;
+    /// default: the default model).
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 /// The challenger after a change, or as it is.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChallengerResponse {
+    /// The server's name for the model it is the challenger of.
+    pub model: String,
     /// The served model it learns on top of.
     pub champion: ChampionRef,
     /// Examples learned, in total.
@@ -94,9 +106,10 @@ pub struct ChampionRef {
 }
 
 impl ChallengerResponse {
-    fn new(v: &ChallengerView, challenger: &Challenger) -> Self {
+    fn new(model: &str, v: &ChallengerView, challenger: &Challenger) -> Self {
         let agreement = challenger.agreement();
         Self {
+            model: model.to_owned(),
             live: challenger.live(),
             holdout: None,
             shadow_scored: agreement.scored,
@@ -166,10 +179,10 @@ fn disabled() -> ApiError {
 }
 
 /// Checks the batch, its texts and labels (names no served model may have).
-fn examples(state: &AppState, req: LearnRequest) -> Result<Vec<Example>, ApiError> {
+fn examples(state: &AppState, req: Vec<LabelledText>) -> Result<Vec<Example>, ApiError> {
     let max = state.settings.server.max_batch_size;
-    if req.examples.is_empty() || req.examples.len() > max {
-        let code = if req.examples.is_empty() {
+    if req.is_empty() || req.len() > max {
+        let code = if req.is_empty() {
             "empty_batch"
         } else {
             "batch_too_large"
@@ -179,7 +192,7 @@ fn examples(state: &AppState, req: LearnRequest) -> Result<Vec<Example>, ApiErro
             format!("examples must hold 1 to {max} entries"),
         ));
     }
-    for (i, e) in req.examples.iter().enumerate() {
+    for (i, e) in req.iter().enumerate() {
         check_text(&e.text, state.settings.server.max_text_bytes, Some(i))?;
         let problem = if e.label.is_empty() {
             Some("is empty".to_owned())
@@ -194,7 +207,6 @@ fn examples(state: &AppState, req: LearnRequest) -> Result<Vec<Example>, ApiErro
         }
     }
     Ok(req
-        .examples
         .into_iter()
         .map(|e| Example::new(e.text, e.label))
         .collect())
@@ -208,16 +220,18 @@ async fn change(
     if !state.settings.learning.enabled {
         return Err(disabled());
     }
-    let examples = examples(&state, req)?;
+    let entry = named_or_default(&state, req.model.as_deref())?;
+    let examples = examples(&state, req.examples)?;
     let n = examples.len();
-    let champion = state.default_model()?;
+    let champion = entry.ready()?;
     let learning = &state.settings.learning;
-    let view = state
+    let model = &*entry.name;
+    let view = entry
         .challenger
-        .apply(champion, change, examples, learning, &state.models.budget)
+        .apply(champion, change, examples, learning)
         .await
-        .inspect_err(|e| tracing::info!(examples = n, change = ?change, error = %e, "challenger change refused"))?;
-    tracing::info!(examples = n, change = ?change, learned = view.tally.learned, forgotten = view.tally.forgotten, "challenger changed");
+        .inspect_err(|e| tracing::info!(model, examples = n, change = ?change, error = %e, "challenger change refused"))?;
+    tracing::info!(model, examples = n, change = ?change, learned = view.tally.learned, forgotten = view.tally.forgotten, "challenger changed");
     let counted = match change {
         Change::Learn => "learned",
         Change::Forget => "forgotten",
@@ -225,15 +239,25 @@ async fn change(
     state
         .metrics
         .challenger_examples
-        .with_label_values(&[counted])
+        .with_label_values(&[model, counted])
         .inc_by(n as u64);
     if change == Change::Learn {
-        crate::server::auto_promote::consider(&state).await;
+        crate::server::auto_promote::consider(&state, &entry).await;
     }
     Ok(Json(ChallengerResponse::new(
+        model,
         view.as_ref(),
-        &state.challenger,
+        &entry.challenger,
     )))
+}
+
+/// The model `name` (404 `model_not_found` when there is none), or the
+/// default model.
+fn named_or_default(state: &AppState, name: Option<&str>) -> Result<Arc<ModelEntry>, ApiError> {
+    match name {
+        Some(name) => state.models.find(name),
+        None => Ok(Arc::clone(state.models.default_entry())),
+    }
 }
 
 /// The answers of `/learn` (`FORGET` false) and `/forget`, for the OpenAPI
@@ -270,10 +294,14 @@ impl<const FORGET: bool> utoipa::IntoResponses for ChangeAnswers<FORGET> {
             )
             .response(
                 "404",
-                error("learning.enabled is off: code learning_disabled"),
+                error("learning.enabled is off (code learning_disabled), or no such model (code model_not_found)"),
             )
             .response("409", error(conflict))
-            .response("422", error("Invalid request, text, batch size or label"));
+            .response("422", error("Invalid request, text, batch size or label"))
+            .response(
+                "503",
+                error("The model is not being served: code model_unavailable"),
+            );
         if FORGET {
             return responses.build().into();
         }
@@ -332,43 +360,71 @@ pub async fn forget(call: ChangeCall) -> Result<Json<ChallengerResponse>, ApiErr
     call.apply(Change::Forget).await
 }
 
-fn no_challenger() -> ApiError {
+fn no_challenger(entry: &ModelEntry) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "no_challenger",
-        "nothing was learned on the served model yet",
+        format!("nothing was learned on model {} yet", entry.name),
     )
 }
 
-/// The served (default) model, its challenger restored from the learning
+/// The model `entry` serves, its challenger restored from the learning
 /// log first; refused when learning is off.
 async fn restored_champion(
     state: &AppState,
-) -> Result<std::sync::Arc<crate::server::ServingModel>, ApiError> {
+    entry: &ModelEntry,
+) -> Result<Arc<crate::server::ServingModel>, ApiError> {
     if !state.settings.learning.enabled {
         return Err(disabled());
     }
-    let champion = state.default_model()?;
-    state
+    let champion = entry.ready()?;
+    entry
         .challenger
         .restore(&champion, &state.settings.learning)
         .await;
     Ok(champion)
 }
 
-/// The challenger: what it learned and forgot.
+/// The default model's challenger: what it learned and forgot.
 #[utoipa::path(get, path = "/challenger",
     responses(
     (status = 200, body = ChallengerResponse),
-    (status = 404, description = "learning_disabled, or no_challenger: nothing learned on the served model yet", body = crate::server::error::ErrorBody),
+    (status = 404, description = "learning_disabled, or no_challenger: nothing learned on the default model yet", body = crate::server::error::ErrorBody),
+    (status = 503, description = "The model is not being served: code model_unavailable", body = crate::server::error::ErrorBody),
 ))]
 pub async fn challenger(
     State(state): State<AppState>,
 ) -> Result<Json<ChallengerResponse>, ApiError> {
-    let champion = restored_champion(&state).await?;
-    let view = state.challenger.view(&champion).ok_or_else(no_challenger)?;
-    let mut answer = ChallengerResponse::new(view.as_ref(), &state.challenger);
-    if let Some(path) = &state.settings.gate.holdout_path {
+    let entry = Arc::clone(state.models.default_entry());
+    challenger_of(&state, &entry).await
+}
+
+/// The challenger of the model `name`.
+#[utoipa::path(get, path = "/models/{name}/challenger",
+    params(("name" = String, Path, description = "Model name (as `GET /models` lists it)")),
+    responses(
+    (status = 200, body = ChallengerResponse),
+    (status = 404, description = "learning_disabled, model_not_found, or no_challenger: nothing learned on the model yet", body = crate::server::error::ErrorBody),
+    (status = 503, description = "The model is not being served: code model_unavailable", body = crate::server::error::ErrorBody),
+))]
+pub async fn challenger_named(
+    State(state): State<AppState>,
+    Named(entry): Named,
+) -> Result<Json<ChallengerResponse>, ApiError> {
+    challenger_of(&state, &entry).await
+}
+
+async fn challenger_of(
+    state: &AppState,
+    entry: &ModelEntry,
+) -> Result<Json<ChallengerResponse>, ApiError> {
+    let champion = restored_champion(state, entry).await?;
+    let challenger = &entry.challenger;
+    let view = challenger
+        .view(&champion)
+        .ok_or_else(|| no_challenger(entry))?;
+    let mut answer = ChallengerResponse::new(&entry.name, view.as_ref(), challenger);
+    if let Some(path) = &entry.spec.gate.holdout_path {
         // The gate re-evaluates the served model on the holdout when it
         // loads it; the challenger's figure is cached per generation.
         let champion_f1 = (matches!(champion.gate.gate_source, GateSource::Holdout { .. }))
@@ -376,15 +432,16 @@ pub async fn challenger(
         if let Some(champion_f1_macro) = champion_f1 {
             answer.holdout = Some(HoldoutComparison {
                 champion_f1_macro,
-                challenger_f1_macro: state.challenger.holdout_f1(&view, path).await,
+                challenger_f1_macro: challenger.holdout_f1(&view, path).await,
             });
         }
     }
     Ok(Json(answer))
 }
 
-/// The challenger as an ordinary schema-3 artifact, evaluated on
-/// `gate.holdout_path`: any nbserve can serve it (and learn on it).
+/// The default model's challenger as an ordinary schema-3 artifact,
+/// evaluated on `gate.holdout_path`: any nbserve can serve it (and learn on
+/// it).
 #[utoipa::path(get, path = "/challenger/artifact",
     security((), ("bearer" = [])),
     responses(
@@ -393,22 +450,49 @@ pub async fn challenger(
     (status = 404, description = "learning_disabled, or no_challenger", body = crate::server::error::ErrorBody),
     (status = 409, description = "gate.holdout_path is not set (code holdout_required): an artifact carries an evaluation", body = crate::server::error::ErrorBody),
     (status = 422, description = "The challenger cannot be evaluated on the holdout", body = crate::server::error::ErrorBody),
+    (status = 503, description = "The model is not being served: code model_unavailable", body = crate::server::error::ErrorBody),
 ))]
 pub async fn challenger_artifact(
     State(state): State<AppState>,
     _: Authorized<LearnToken>,
 ) -> Result<Response, ApiError> {
-    let champion = restored_champion(&state).await?;
-    let learner = state
+    let entry = Arc::clone(state.models.default_entry());
+    artifact_of(&state, &entry).await
+}
+
+/// The challenger of the model `name` as an ordinary schema-3 artifact,
+/// evaluated on that model's holdout.
+#[utoipa::path(get, path = "/models/{name}/challenger/artifact",
+    params(("name" = String, Path, description = "Model name (as `GET /models` lists it)")),
+    security((), ("bearer" = [])),
+    responses(
+    (status = 200, description = "The artifact's JSON", content_type = "application/json"),
+    (status = 401, description = "feedback.token is set and the request does not carry it", body = crate::server::error::ErrorBody),
+    (status = 404, description = "learning_disabled, model_not_found, or no_challenger", body = crate::server::error::ErrorBody),
+    (status = 409, description = "The model has no holdout (code holdout_required): an artifact carries an evaluation", body = crate::server::error::ErrorBody),
+    (status = 422, description = "The challenger cannot be evaluated on the holdout", body = crate::server::error::ErrorBody),
+    (status = 503, description = "The model is not being served: code model_unavailable", body = crate::server::error::ErrorBody),
+))]
+pub async fn challenger_artifact_named(
+    State(state): State<AppState>,
+    _: Authorized<LearnToken>,
+    Named(entry): Named,
+) -> Result<Response, ApiError> {
+    artifact_of(&state, &entry).await
+}
+
+async fn artifact_of(state: &AppState, entry: &ModelEntry) -> Result<Response, ApiError> {
+    let champion = restored_champion(state, entry).await?;
+    let learner = entry
         .challenger
         .learner(&champion)
         .await
-        .ok_or_else(no_challenger)?;
-    let Some(holdout) = state.settings.gate.holdout_path.clone() else {
+        .ok_or_else(|| no_challenger(entry))?;
+    let Some(holdout) = entry.spec.gate.holdout_path.clone() else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "holdout_required",
-            "the challenger's artifact is evaluated on gate.holdout_path, which is not set",
+            "the challenger's artifact is evaluated on its model's gate.holdout_path, which is not set",
         ));
     };
     let bytes = tokio::task::spawn_blocking(move || {

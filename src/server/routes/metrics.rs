@@ -31,14 +31,17 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> impl 
     m.sync_trace_counts(crate::telemetry::otel::span_counts());
     m.feedback_kept_text_bytes
         .set(state.feedback.kept_text_bytes() as i64);
-    m.set_challenger_live(&state.challenger.live());
-    let learned = state
-        .default_model()
-        .ok()
-        .and_then(|champion| state.challenger.view(&champion))
-        .map_or(0, |v| v.learned_bytes);
-    m.challenger_learned_bytes
-        .set(i64::try_from(learned).unwrap_or(i64::MAX));
+    for entry in state.models.entries().iter() {
+        let challenger = &entry.challenger;
+        m.set_challenger_live(&entry.name, &challenger.live());
+        let learned = entry
+            .serving()
+            .and_then(|champion| challenger.view(&champion))
+            .map_or(0, |v| v.learned_bytes);
+        m.challenger_learned_bytes
+            .with_label_values(&[&entry.name])
+            .set(i64::try_from(learned).unwrap_or(i64::MAX));
+    }
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     if openmetrics::wants_openmetrics(accept) {
         let body = state.metrics.render_openmetrics();

@@ -59,6 +59,11 @@ pub(crate) fn admitted_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/forget", post(learn::forget)),
         ("/challenger", get(learn::challenger)),
         ("/challenger/artifact", get(learn::challenger_artifact)),
+        ("/models/{name}/challenger", get(learn::challenger_named)),
+        (
+            "/models/{name}/challenger/artifact",
+            get(learn::challenger_artifact_named),
+        ),
         ("/admin/challenger/promote", post(promote::promote)),
     ];
     native.into_iter().chain(v2::admitted_routes()).collect()

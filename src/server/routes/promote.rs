@@ -1,12 +1,18 @@
-//! `POST /admin/challenger/promote`: the challenger replaces the served
-//! model, through the rules `retrain` promotes by: the serving gate
+//! `POST /admin/challenger/promote`: a model's challenger replaces it,
+//! through the rules `retrain` promotes by: the serving gate
 //! ([`gate::load_gated`]: size, validity, memory, `gate.min_f1_macro` on
 //! `gate.holdout_path`) and the no-regression check against the model in
 //! service on the same holdout; then registered in MLflow when the server
-//! registers promotions ([`Tracked`]), kept in `model.dir/versions` (so
-//! `nbserve rollback` brings the old one back) and swapped in by a reload.
+//! registers promotions ([`Tracked`]), kept in the model's versioned store
+//! (`model.dir/versions` for the model `model.path` names,
+//! `model.dir/stores/NAME/versions` for the others, so
+//! `nbserve rollback --served-model NAME` brings the old one back) and
+//! swapped in by a reload of that model alone. The model's own settings
+//! ([`Settings::for_model`]) decide its file, store, gate and holdout, as
+//! they do for `retrain`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -25,6 +31,7 @@ use crate::server::challenger::ChallengerError;
 use crate::server::error::ApiError;
 use crate::server::loader::ServingModel;
 use crate::server::registration::Tracked;
+use crate::server::repository::{ModelEntry, Why};
 use crate::server::routes::admin::AdminToken;
 use crate::server::state::AppState;
 use crate::settings::Settings;
@@ -32,20 +39,25 @@ use crate::settings::Settings;
 /// Kept versions after a promotion (as `retrain --keep`'s default).
 const KEEP: usize = 5;
 
-/// How far the challenger's holdout F1 macro may fall below the served
-/// model's.
+/// Which model's challenger to promote, and how far its holdout F1 macro
+/// may fall below the model's.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromoteRequest {
     /// Largest allowed drop in F1 macro (default 0: no regression).
     #[serde(default)]
     pub max_regression: f64,
+    /// The model (as `GET /models` lists it; default: the default model).
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 /// The promoted model.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PromoteResponse {
-    /// Its name.
+    /// The server's name for the model it replaced (and now is).
+    pub model: String,
+    /// Its artifact's name.
     pub name: String,
     /// Its version.
     pub version: String,
@@ -55,8 +67,8 @@ pub struct PromoteResponse {
     pub f1_macro: f64,
     /// The replaced model's.
     pub replaced_f1_macro: f64,
-    /// Its kept file, relative to `model.dir` (none when `model.path` is
-    /// a registry alias).
+    /// Its kept file, relative to the model's store directory (none when
+    /// the model's source is a registry alias).
     pub kept_file: Option<String>,
     /// The MLflow model version it was registered as, when the server
     /// registers promotions (`learning.register`, or a registry alias).
@@ -85,8 +97,8 @@ fn refused(code: &'static str, message: impl Into<String>) -> ApiError {
     (status = 200, body = PromoteResponse),
     (status = 401, body = crate::server::error::ErrorBody),
     (status = 403, body = crate::server::error::ErrorBody),
-    (status = 404, description = "no_challenger: nothing learned on the served model", body = crate::server::error::ErrorBody),
-    (status = 409, description = "holdout_required, not_a_file (model.path pins a registry version), regression (worse than the served model on the holdout), or store_busy", body = crate::server::error::ErrorBody),
+    (status = 404, description = "no_challenger: nothing learned on the model; model_not_found: no such model", body = crate::server::error::ErrorBody),
+    (status = 409, description = "holdout_required (the model has no holdout), not_a_file (its source pins a registry version), regression (worse than the model on the holdout), store_busy, or model_settings (its settings no longer describe it)", body = crate::server::error::ErrorBody),
     (status = 422, description = "gate_rejected: the servers would not serve it", body = crate::server::error::ErrorBody),
     (status = 503, description = "registry_unavailable: the promotion registers in MLflow, which failed; nothing was promoted", body = crate::server::error::ErrorBody),
 ))]
@@ -100,7 +112,10 @@ pub async fn promote(
         PromoteRequest::default()
     } else {
         serde_json::from_slice(&body).map_err(|_| {
-            ApiError::unprocessable("invalid_request", "expected {\"max_regression\": number}")
+            ApiError::unprocessable(
+                "invalid_request",
+                "expected {\"max_regression\": number, \"model\": string}, both optional",
+            )
         })?
     };
     let max_regression = req.max_regression;
@@ -110,7 +125,11 @@ pub async fn promote(
             "max_regression must be within [0, 1]",
         ));
     }
-    promote_challenger(&state, max_regression, Trigger::Manual)
+    let entry = match &req.model {
+        Some(name) => state.models.find(name)?,
+        None => Arc::clone(state.models.default_entry()),
+    };
+    promote_challenger(&state, &entry, max_regression, Trigger::Manual)
         .await
         .map(Json)
 }
@@ -125,15 +144,16 @@ pub enum Trigger {
     Auto,
 }
 
-/// Promotes the challenger of the served model, allowing its holdout F1
-/// macro `max_regression` below the served model's: the one path every
-/// trigger takes; its outcome is counted.
+/// Promotes the challenger of `entry`'s model, allowing its holdout F1
+/// macro `max_regression` below the model's: the one path every trigger
+/// takes; its outcome is counted.
 pub async fn promote_challenger(
     state: &AppState,
+    entry: &Arc<ModelEntry>,
     max_regression: f64,
     trigger: Trigger,
 ) -> Result<PromoteResponse, ApiError> {
-    let result = attempt(state, max_regression).await;
+    let result = attempt(state, entry, max_regression).await;
     let outcome = match &result {
         Ok(_) => "promoted",
         Err(e) if e.status.is_server_error() => "failed",
@@ -147,34 +167,42 @@ pub async fn promote_challenger(
     state
         .metrics
         .challenger_promotions
-        .with_label_values(&[trigger_label, outcome])
+        .with_label_values(&[&entry.name, trigger_label, outcome])
         .inc();
     result
 }
 
 /// The promotion itself: gated, kept, swapped in.
-async fn attempt(state: &AppState, max_regression: f64) -> Result<PromoteResponse, ApiError> {
-    let champion = state.default_model()?;
-    state
-        .challenger
+async fn attempt(
+    state: &AppState,
+    entry: &Arc<ModelEntry>,
+    max_regression: f64,
+) -> Result<PromoteResponse, ApiError> {
+    let champion = entry.ready()?;
+    let challenger = &entry.challenger;
+    challenger
         .restore(&champion, &state.settings.learning)
         .await;
-    let learner = state.challenger.learner(&champion).await.ok_or_else(|| {
+    let learner = challenger.learner(&champion).await.ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "no_challenger",
-            "nothing was learned on the served model yet",
+            format!("nothing was learned on model {} yet", entry.name),
         )
     })?;
-    let settings = &state.settings;
+    // The model's own source, store, gate and holdout, as `retrain
+    // --served-model` sees them.
+    let settings = state
+        .settings
+        .for_model(Some(&entry.name))
+        .map_err(|e| refused("model_settings", e.to_string()))?;
     // Where it goes, as `retrain` decides: a file (registered too with
-    // learning.register), or a registry alias moved to a new version.
-    let target = Target::new(
-        &settings.model.path,
-        settings.learning.register.clone(),
-        None,
-    )
-    .map_err(|e| refused("not_a_file", e.to_string()))?;
+    // learning.register, which names the default model's registered
+    // model), or a registry alias moved to a new version.
+    let is_default = Arc::ptr_eq(entry, state.models.default_entry());
+    let register = settings.learning.register.clone().filter(|_| is_default);
+    let target = Target::new(&settings.model.path, register, None)
+        .map_err(|e| refused("not_a_file", e.to_string()))?;
     let Some(holdout) = settings.gate.holdout_path.clone() else {
         return Err(refused(
             "holdout_required",
@@ -186,11 +214,13 @@ async fn attempt(state: &AppState, max_regression: f64) -> Result<PromoteRespons
     // In a task of its own: a client going away, or the request timeout,
     // must not stop a promotion half way (registered but not written, or
     // its run left open).
-    let state = state.clone();
+    let (state, entry) = (state.clone(), Arc::clone(entry));
     let task = tokio::spawn(async move {
-        let tracked = Tracked::start(&state.settings, &target, &run_name).await?;
+        let tracked = Tracked::start(&settings, &target, &run_name).await?;
         let promoted = put_in_service(
             &state,
+            &settings,
+            entry,
             &champion,
             learner,
             target,
@@ -207,10 +237,13 @@ async fn attempt(state: &AppState, max_regression: f64) -> Result<PromoteRespons
     task.await.expect("promotion does not panic")
 }
 
-/// Gates the challenger's artifact, registers it (when `tracked`), keeps
-/// it and swaps it in.
+/// Gates the challenger's artifact against `settings` (its model's),
+/// registers it (when `tracked`), keeps it and swaps it in.
+#[allow(clippy::too_many_arguments)]
 async fn put_in_service(
     state: &AppState,
+    settings: &Settings,
+    entry: Arc<ModelEntry>,
     champion: &ServingModel,
     learner: Learner,
     target: Target,
@@ -218,7 +251,6 @@ async fn put_in_service(
     max_regression: f64,
     tracked: Option<&Tracked>,
 ) -> Result<PromoteResponse, ApiError> {
-    let settings = state.settings.clone();
     let replaced_f1 = champion.gate.f1_macro;
     let (meta_name, meta_version) = (
         champion.loaded.meta.model.name.clone(),
@@ -226,6 +258,7 @@ async fn put_in_service(
     );
     let tally = learner.tally();
     let run_id = tracked.map(Tracked::run_id);
+    let rule = ServingRule::from(settings);
     let gated = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let test = crate::dataset::Dataset::holdout(&holdout).map_err(|e| {
             tracing::warn!(error = %e, "challenger promotion: holdout unreadable");
@@ -240,7 +273,6 @@ async fn put_in_service(
             artifact.seal();
         }
         let bytes = artifact.file_bytes();
-        let rule = ServingRule::from(&settings);
         let servable = gate::load_gated(&bytes[..], &rule)
             .map_err(|e| ApiError::unprocessable("gate_rejected", e.to_string()))?;
         let judged = no_regression(servable.pass.f1_macro, Some(replaced_f1), max_regression);
@@ -268,7 +300,7 @@ async fn put_in_service(
     };
     let kept_file = match target {
         Target::File { path, .. } => {
-            let settings = state.settings.clone();
+            let settings = settings.clone();
             let (name, version) = (artifact.model.name.clone(), artifact.model.version.clone());
             let kept = tokio::task::spawn_blocking(move || {
                 keep(
@@ -284,8 +316,10 @@ async fn put_in_service(
         Target::Alias(_) => None,
     };
     // The same swap as a reload: requests in flight keep the old model.
-    let served = state.reload(None).await?;
+    let model = entry.name.to_string();
+    let served = state.load_model(entry, None, Why::Reload).await?;
     tracing::info!(
+        model = %model,
         version = %artifact.model.version,
         f1_macro,
         replaced_f1_macro = replaced_f1,
@@ -293,6 +327,7 @@ async fn put_in_service(
         "challenger promoted"
     );
     Ok(PromoteResponse {
+        model,
         name: served.loaded.meta.model.name.clone(),
         version: served.loaded.meta.model.version.clone(),
         checksum: served.loaded.meta.checksum.clone(),
