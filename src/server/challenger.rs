@@ -9,9 +9,10 @@
 //! new challenger (counts, refit scorer) before publishing it with one
 //! atomic swap; readers only load the published snapshot, so they take no
 //! lock and never see a half-applied batch. A challenger belongs to the
-//! champion it was built on: when the served model changes (reload, poll),
-//! the next write starts a new challenger on the new champion, with a log
-//! line (what was learned on the old one is dropped).
+//! champion it was built on: when the served model changes (reload, poll,
+//! promotion), it is reset as the new champion is served, with a log line
+//! and `nbserve_challenger_resets_total` (what was learned on the old one
+//! is dropped; the learning log keeps it).
 //!
 //! Shadow scoring tags each served prediction with the challenger's class
 //! ([`super::shadow`]), so labelled feedback scores both models live.
@@ -149,6 +150,8 @@ pub struct Challenger {
     agreed: AtomicU64,
     /// Publications so far.
     generations: AtomicU64,
+    /// Challengers dropped because their champion was replaced.
+    resets: AtomicU64,
     /// Both models' live quality on labelled shadow-scored predictions.
     live: std::sync::Mutex<LiveWindow>,
     /// The challenger's holdout F1 macro, by generation: computed once per
@@ -179,6 +182,7 @@ impl Challenger {
             scored: Default::default(),
             agreed: Default::default(),
             generations: Default::default(),
+            resets: Default::default(),
             live: Default::default(),
             holdout: Default::default(),
             auto: Default::default(),
@@ -273,6 +277,12 @@ impl Challenger {
         Some(f1)
     }
 
+    /// Challengers dropped so far because the served model changed under
+    /// them (a reload, a poll, a promotion) before the next learn.
+    pub fn resets(&self) -> u64 {
+        self.resets.load(Ordering::Relaxed)
+    }
+
     /// Agreement so far on the current champion.
     pub fn agreement(&self) -> Agreement {
         Agreement {
@@ -296,22 +306,16 @@ impl Challenger {
         let log = settings.log_path.clone();
         let mut writer = self.writer.lock().await;
         let meta = &champion.loaded.meta;
-        let current = writer
+        let fresh = writer
             .as_ref()
-            .filter(|w| w.champion_checksum == meta.checksum);
-        let fresh = current.is_none();
-        let learner = match current {
+            .is_none_or(|w| w.champion_checksum != meta.checksum);
+        let learner = match writer
+            .as_ref()
+            .filter(|w| w.champion_checksum == meta.checksum)
+        {
             Some(w) => w.learner.clone(),
             None => {
-                self.scored.store(0, Ordering::Relaxed);
-                self.agreed.store(0, Ordering::Relaxed);
-                if let Some(old) = writer.as_ref() {
-                    tracing::info!(
-                        learned = old.learner.tally().learned,
-                        forgotten = old.learner.tally().forgotten,
-                        "challenger reset: the served model changed"
-                    );
-                }
+                self.reset(&mut writer, &champion);
                 new_learner(settings, &champion)?
             }
         };
@@ -349,6 +353,27 @@ impl Challenger {
         .await
         .expect("learning does not panic")?;
         Ok(self.publish(&mut writer, learner, classifier, meta, fresh))
+    }
+
+    /// Drops the challenger of a replaced champion, if there is one:
+    /// counted and logged, its share of the budget given back, agreement
+    /// and the live window started afresh on `champion`.
+    fn reset(&self, writer: &mut Option<Writer>, champion: &ServingModel) {
+        let Some(old) = writer.take() else {
+            return;
+        };
+        self.view.store(None);
+        self.budget.hold_challenger_anyway(self.slot, 0);
+        self.scored.store(0, Ordering::Relaxed);
+        self.agreed.store(0, Ordering::Relaxed);
+        self.live_window().restart(&champion.loaded.meta.classes);
+        self.resets.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            model = %champion.profile.model,
+            learned = old.learner.tally().learned,
+            forgotten = old.learner.tally().forgotten,
+            "challenger reset: the served model changed"
+        );
     }
 
     /// Makes `learner` the challenger of `meta`'s model (`fresh`: the
@@ -390,11 +415,13 @@ impl Challenger {
         view
     }
 
-    /// Replays what `learning.log_path` holds for `champion` when no
-    /// challenger of it is in memory yet (after a restart, or when a
+    /// Makes the challenger `champion`'s, once it is served: the
+    /// challenger of a replaced champion is reset (see [`Self::reset`]),
+    /// and what `learning.log_path` holds for `champion` is replayed when
+    /// no challenger of it is in memory yet (after a restart, or when a
     /// champion comes back), so it is seen before the next learn.
     pub async fn restore(&self, champion: &Arc<ServingModel>, settings: &LearningSettings) {
-        if !settings.enabled || settings.log_path.is_none() || self.view(champion).is_some() {
+        if !settings.enabled || self.view(champion).is_some() {
             return;
         }
         let mut writer = self.writer.lock().await;
@@ -403,6 +430,10 @@ impl Challenger {
             .as_ref()
             .is_some_and(|w| &w.champion_checksum == checksum)
         {
+            return;
+        }
+        self.reset(&mut writer, champion);
+        if settings.log_path.is_none() {
             return;
         }
         let (owned, model) = (settings.clone(), Arc::clone(champion));

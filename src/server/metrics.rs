@@ -279,6 +279,8 @@ metrics! {
     challenger_live_labels: IntGaugeVec = ("nbserve_challenger_live_labels", "Labelled predictions both the model and its challenger scored, in the live comparison window (at most feedback.window).", ["model"]);
     /// Bytes each challenger's learned part holds.
     challenger_learned_bytes: IntGaugeVec = ("nbserve_challenger_learned_bytes", "Bytes the model's challenger's learned part holds (its counts and the ledger of learned examples; at most learning.max_bytes).", ["model"]);
+    /// Challengers reset because their champion was replaced.
+    challenger_resets: IntCounterVec = ("nbserve_challenger_resets_total", "Challengers of the model dropped because the model they learned on was replaced (reload, poll or promotion) before the next learn or forget, which starts a new one on the new model (the learning log keeps what was learned).", ["model"]);
     /// Promotion attempts by trigger and outcome.
     challenger_promotions: IntCounterVec = ("nbserve_challenger_promotions_total", "Challenger promotions attempted for the model, by trigger (manual: POST /admin/challenger/promote; auto: learning.auto_promote) and outcome (promoted, gate_rejected, regression, refused, failed).", ["model", "trigger", "outcome"]);
     /// Spans the trace exporter sent to the collector.
@@ -329,6 +331,7 @@ impl Metrics {
             }
         }
         self.challenger_learned_bytes.with_label_values(&[model]);
+        self.challenger_resets.with_label_values(&[model]);
         self.set_challenger_live(model, &crate::server::shadow::LiveComparison::default());
     }
 

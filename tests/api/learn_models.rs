@@ -1,7 +1,9 @@
 //! A challenger beside each model of a repository: `"model"` in `/learn`,
 //! `/forget` and the promotion, `/models/{name}/challenger[/artifact]`;
 //! shadow scoring, live labels, metrics, the store and the swap all of
-//! the named model, the others untouched.
+//! the named model, the others untouched; a challenger reset as soon as
+//! its model is replaced, and replayed from the learning log when that
+//! model comes back.
 
 use serde_json::{json, Value};
 
@@ -12,6 +14,17 @@ use crate::helpers::*;
 use crate::learn::{
     body, kept_versions, learning_app, options, parts, post, promote, rest_examples, shadow_scored,
 };
+
+/// Writes a learnable model other than the champion (another alpha,
+/// named `name`) to `path`.
+fn write_other(path: &std::path::Path, name: &str) {
+    let (test, base, _) = parts();
+    let mut o = options();
+    o.alpha = 1.0;
+    o.run.name = name.into();
+    let (artifact, counts) = train_counted(&base, Some(&test), &o, |_, _| {}).unwrap();
+    artifact.with_statistics(&counts).save(path).unwrap();
+}
 
 /// A learning server over a repository of two learnable models: the
 /// default `learnable` and `second` (another alpha, another name).
@@ -24,15 +37,7 @@ async fn two_models() -> (TestApp, tempfile::TempDir) {
             .and_then(|p| p.parent())
             .expect("a file source")
             .to_owned();
-        let (test, base, _) = parts();
-        let mut o = options();
-        o.alpha = 1.0;
-        o.run.name = "spam-second".into();
-        let (artifact, counts) = train_counted(&base, Some(&test), &o, |_, _| {}).unwrap();
-        artifact
-            .with_statistics(&counts)
-            .save(&dir.join("second.json"))
-            .unwrap();
+        write_other(&dir.join("second.json"), "spam-second");
         s.model.repository = Some(dir);
     })
     .await
@@ -172,5 +177,49 @@ async fn each_model_learns_scores_and_promotes_its_own_challenger() {
         "model_not_found",
     )
     .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_replaced_model_resets_its_challenger_and_gets_it_back_from_the_log() {
+    let logs = tempfile::tempdir().unwrap();
+    let l = logs.path().join("learning.jsonl");
+    let (app, dir) = learning_app(None, move |s| s.learning.log_path = Some(l)).await;
+    let models = app.models_dir.path();
+    write_other(&models.join("other.json"), "spam-other");
+    std::fs::copy(dir.path().join("learnable.json"), models.join("again.json")).unwrap();
+    let resets = "nbserve_challenger_resets_total{model=\"learnable\"}";
+    assert_eq!(metric_value(&app.metrics().await, resets), Some(0.0));
+
+    let s = rest_examples(20);
+    let first = json_of(post(&app, "/learn", &body(&s), None).await).await;
+    assert_eq!(
+        app.reload(Some(json!({"path": "other.json"})))
+            .await
+            .status(),
+        200
+    );
+    // Reset as the new model is served, before any learn.
+    assert_error(app.get("/challenger").await, 404, "no_challenger").await;
+    assert_eq!(metric_value(&app.metrics().await, resets), Some(1.0));
+    let r = app.post_json("/predict", &json!({"text": "hello"})).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(shadow_scored(&app.metrics().await, "learnable"), 0.0);
+    let other = json_of(post(&app, "/learn", &body(&s[..3]), None).await).await;
+    assert_eq!(other["champion"]["name"], "spam-other", "{other}");
+    assert_eq!(other["learned"], 3, "{other}");
+
+    // The first champion back (the same bytes): its challenger replayed.
+    assert_eq!(
+        app.reload(Some(json!({"path": "again.json"})))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(metric_value(&app.metrics().await, resets), Some(2.0));
+    let back = json_of(app.get("/challenger").await).await;
+    assert_eq!(back["champion"], first["champion"], "{back}");
+    assert_eq!(back["learned"], 20, "{back}");
+    assert_eq!(back["vocabulary_size"], first["vocabulary_size"], "{back}");
     app.stop().await;
 }

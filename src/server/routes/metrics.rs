@@ -41,6 +41,8 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> impl 
         m.challenger_learned_bytes
             .with_label_values(&[&entry.name])
             .set(i64::try_from(learned).unwrap_or(i64::MAX));
+        let resets = m.challenger_resets.with_label_values(&[&entry.name]);
+        resets.inc_by(challenger.resets().saturating_sub(resets.get()));
     }
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     if openmetrics::wants_openmetrics(accept) {
