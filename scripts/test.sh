@@ -119,9 +119,10 @@ export NBSERVE_BIN
 # One release build for the suites that test what ships: the hardening and
 # perf suites run it, the container suite puts it into the image, the docs
 # suite runs the README's and the book's recipes with it. It runs in the
-# background while the suites that only need the debug binary and are not
-# timing-sensitive go on: its fat-LTO link keeps one core busy for minutes
-# and leaves the other idle. Its output is shown once it is waited for.
+# background while the suites that only need the debug binary and whose
+# waits are generous (no latency or delivery-time checks) go on: its fat-LTO
+# link keeps one core busy for minutes and leaves the other idle. Its output
+# is shown once it is waited for.
 step "release build of nbserve, in the background (hardening, perf, container and docs suites)"
 release_began=$(date +%s)
 # shellcheck disable=SC2016 # $1 and $2 are the inner shell's arguments
@@ -148,6 +149,9 @@ suite v2-clients scripts/test-v2-clients.sh
 
 step "MLflow: tracking, registry and champion following against a real mlflow server"
 suite mlflow scripts/test-mlflow.sh
+
+step "Prefect flows: promote and reject through the real prefect package (ephemeral API); count and merge on a Dask LocalCluster"
+suite prefect scripts/test-prefect.sh
 
 step "release build: waiting for it"
 wait "$release_pid" || true
@@ -181,9 +185,6 @@ suite fleet scripts/test-fleet.sh
 
 step "retrain loop end to end: v1 under load, field data via the API, promote, reject (exit 5), roll back"
 suite retrain scripts/test-retrain.sh
-
-step "Prefect flows: promote and reject through the real prefect package (ephemeral API); count and merge on a Dask LocalCluster"
-suite prefect scripts/test-prefect.sh
 
 step "the API page at /docs in headless chromium (Playwright)"
 suite browser scripts/test-browser.sh
