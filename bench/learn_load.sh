@@ -14,12 +14,6 @@
 # rollback did not bring it back. Needs wrk on PATH (bench/load.sh fetches one).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-scripts/fetch-data.sh >&2
-if [[ -z "${NBSERVE_BIN:-}" ]]; then
-    cargo build --locked --release --quiet --bin nbserve
-    # shellcheck source=scripts/lib/cargo.sh
-    source scripts/lib/cargo.sh
-    NBSERVE_BIN="$(cargo_bin release nbserve)"
-fi
-command -v wrk >/dev/null || { echo "learn_load: wrk is not on PATH" >&2; exit 1; }
-exec python3 bench/learn_load.py --bin "$NBSERVE_BIN" "$@"
+# shellcheck source=scripts/lib/wrk-bench.sh
+source scripts/lib/wrk-bench.sh
+wrk_bench learn_load bench/learn_load.py "$@"
