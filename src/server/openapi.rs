@@ -7,8 +7,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use super::routes::{
-    admin, admitted_routes, examples, feedback, health, learn, metrics, model, models, predict,
-    promote, v2,
+    admin, admitted_routes, challenger, examples, feedback, health, learn, metrics, model, models,
+    predict, promote, v2,
 };
 
 /// An answer described by `description` whose JSON body is the registered
@@ -32,8 +32,8 @@ pub(crate) fn json_answer(description: &str, schema: &str) -> utoipa::openapi::r
     info(title = "nbserve", description = "Bernoulli naive Bayes text classification server"),
     paths(
         predict::predict, predict::predict_batch, feedback::feedback, feedback::feedback_batch,
-        examples::examples, learn::learn, learn::forget, learn::challenger,
-        learn::challenger_artifact, learn::challenger_named, learn::challenger_artifact_named,
+        examples::examples, learn::learn, learn::forget, challenger::challenger,
+        challenger::challenger_artifact, challenger::challenger_named, challenger::challenger_artifact_named,
         promote::promote,
         health::health, health::ready, model::model, model::quality, metrics::metrics, admin::reload,
         models::list, model::model_named, model::quality_named, predict::predict_named,
@@ -44,7 +44,7 @@ pub(crate) fn json_answer(description: &str, schema: &str) -> utoipa::openapi::r
         v2::repository::index, v2::repository::load, v2::repository::unload
     ),
     // Named by hand in v2::handlers::InferAnswers, so not collected from the paths.
-    components(schemas(v2::V2InferResponse, v2::V2OutputTensor, v2::V2ErrorBody, predict::PredictResponse, predict::BatchResponse, learn::ChallengerResponse, crate::server::error::ErrorBody)),
+    components(schemas(v2::V2InferResponse, v2::V2OutputTensor, v2::V2ErrorBody, predict::PredictResponse, predict::BatchResponse, challenger::ChallengerResponse, crate::server::error::ErrorBody)),
     tags((name = "v2", description = "Open Inference Protocol (KServe V2) REST, with the binary tensor data extension")),
     modifiers(&BearerAuth, &CommonErrors)
 )]

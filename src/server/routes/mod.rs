@@ -3,6 +3,7 @@
 //! around the routes in [`super::middleware`]).
 
 pub mod admin;
+pub mod challenger;
 pub mod docs;
 pub mod examples;
 pub mod feedback;
@@ -57,12 +58,15 @@ pub(crate) fn admitted_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/admin/reload", post(admin::reload)),
         ("/learn", post(learn::learn)),
         ("/forget", post(learn::forget)),
-        ("/challenger", get(learn::challenger)),
-        ("/challenger/artifact", get(learn::challenger_artifact)),
-        ("/models/{name}/challenger", get(learn::challenger_named)),
+        ("/challenger", get(challenger::challenger)),
+        ("/challenger/artifact", get(challenger::challenger_artifact)),
+        (
+            "/models/{name}/challenger",
+            get(challenger::challenger_named),
+        ),
         (
             "/models/{name}/challenger/artifact",
-            get(learn::challenger_artifact_named),
+            get(challenger::challenger_artifact_named),
         ),
         ("/admin/challenger/promote", post(promote::promote)),
     ];
