@@ -5,7 +5,9 @@
 #   bench/load.sh                       # 3 runs × 10 s per target, 64 connections
 #   DURATION=5 RUNS=1 bench/load.sh     # quicker
 #
-# Environment: DURATION (seconds per measurement, default 10), RUNS (default 3,
+# Environment: MIX (corpus: whole mails, the default; short: each mail's
+# Subject line, as bench/instructions.sh's short mix), DURATION (seconds per
+# measurement, default 10), RUNS (default 3,
 # the table shows the median), CONNECTIONS (64), THREADS (wrk threads, 2),
 # BATCH (texts per /predict/batch body, 100), PORT_BASE (28180: nbserve,
 # +1 floor, +2 peer), NBSERVE_CACHE (tool/venv cache, ~/.cache/nbserve),
@@ -34,6 +36,8 @@ RUNS="${RUNS:-3}"
 CONNECTIONS="${CONNECTIONS:-64}"
 THREADS="${THREADS:-2}"
 BATCH="${BATCH:-100}"
+MIX="${MIX:-corpus}"
+[[ "$MIX" == corpus || "$MIX" == short ]] || { echo "load: MIX must be corpus or short" >&2; exit 2; }
 PORT_BASE="${PORT_BASE:-28180}"
 nb_port="$PORT_BASE"
 floor_port="$((PORT_BASE + 1))"
@@ -128,16 +132,18 @@ if [[ ! -f "$peer_model" ]]; then
 fi
 
 # --- request bodies from real documents ---------------------------------------------------
-predict_bodies="$work/bodies-predict.jsonl"
-batch_bodies="$work/bodies-batch-$BATCH.jsonl"
-"$py" - "$data" "$predict_bodies" "$batch_bodies" "$BATCH" <<'PYEOF'
+predict_bodies="$work/bodies-predict-$MIX.jsonl"
+batch_bodies="$work/bodies-batch-$MIX-$BATCH.jsonl"
+"$py" - "$data" "$predict_bodies" "$batch_bodies" "$BATCH" "$MIX" <<'PYEOF'
 import csv, json, sys
 csv.field_size_limit(sys.maxsize)
-data, one_out, batch_out, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+data, one_out, batch_out, batch, mix = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 with open(data, newline="", encoding="utf-8") as f:
     texts = [r["text"] for r in csv.DictReader(f)]
 n = min(1000, len(texts))
 docs = [texts[i * len(texts) // n] for i in range(n)]
+if mix == "short":
+    docs = [d.strip().split("\n", 1)[0].strip() for d in docs]
 docs = [d for d in docs if d.strip()]
 with open(one_out, "w", encoding="utf-8") as f:
     for d in docs:
@@ -282,10 +288,10 @@ done
 # --- report -------------------------------------------------------------------------------------
 mkdir -p bench/results
 report="bench/results/load-$(date -u +%Y%m%dT%H%M%SZ).md"
-"$py" - "$results" "$work/startup.txt" "$work/startup-only.txt" "$BATCH" "$CONNECTIONS" "$DURATION" "$RUNS" "$data" >"$report" <<'PYEOF'
+"$py" - "$results" "$work/startup.txt" "$work/startup-only.txt" "$BATCH" "$CONNECTIONS" "$DURATION" "$RUNS" "$data" "$MIX" >"$report" <<'PYEOF'
 import json, os, platform, statistics as st, sys, time
 
-results, servers, starts, batch, conns, dur, runs, data = sys.argv[1:9]
+results, servers, starts, batch, conns, dur, runs, data, mix = sys.argv[1:10]
 batch = int(batch)
 rows = [json.loads(l) for l in open(results) if l.strip()]
 procs = [json.loads(l) for l in open(servers) if l.strip()]
@@ -330,7 +336,8 @@ errs = ("errors_connect", "errors_read", "errors_write", "errors_status", "error
 print(f"## HTTP load ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})")
 print()
 print(f"Machine: {cpu}, {os.cpu_count()} cores shared by servers and wrk; {platform.platform()}.")
-print(f"wrk, {conns} connections, {dur} s per measurement, median of {runs} runs; bodies are real documents from {data} (cycled); batches of {batch}.")
+what = "whole documents" if mix == "corpus" else "each document's first line (Subject)"
+print(f"wrk, {conns} connections, {dur} s per measurement, median of {runs} runs; bodies are real documents from {data} (cycled), {what}; batches of {batch}.")
 print()
 print("| target | endpoint | requests/s | documents/s | p50 ms | p99 ms | errors / requests |")
 print("|---|---|---:|---:|---:|---:|---:|")
