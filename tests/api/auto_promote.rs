@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::helpers::{metric_value, TestApp};
-use crate::learn::{body, learning_app, parts, post, rest_examples};
+use crate::learn::{body, labelled, learning_app, parts, post, rest_examples};
 
 /// `nbserve_challenger_promotions_total{model, trigger="auto", outcome}`
 /// of the served model.
@@ -73,12 +73,7 @@ async fn promoted_once_both_minimums_are_met_and_not_before_either() {
     // The holdout's 75 rows, truly labelled: a challenger better on the
     // holdout (fewer of them may not be, on this small sample).
     let (test, _, _) = parts();
-    let examples: Vec<(String, String)> = test
-        .texts
-        .iter()
-        .cloned()
-        .zip(test.labels.iter().cloned())
-        .collect();
+    let examples = labelled(&test);
     assert_eq!(examples.len(), 75);
     // Enough examples, no label yet.
     assert_eq!(
@@ -159,13 +154,7 @@ async fn auto_promotion_is_off_by_default() {
     .await;
     let champion = served_version(&app).await;
     let (test, _, _) = parts();
-    let examples: Vec<(String, String)> = test
-        .texts
-        .iter()
-        .cloned()
-        .zip(test.labels.iter().cloned())
-        .take(10)
-        .collect();
+    let examples = labelled(&test)[..10].to_vec();
     assert_eq!(
         post(&app, "/learn", &body(&examples), None).await.status(),
         200

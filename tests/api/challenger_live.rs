@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use nbserve::Artifact;
 
 use crate::helpers::metric_value;
-use crate::learn::{body, learning_app, parts, post, promote, rest_examples};
+use crate::learn::{body, flipped_rest, learning_app, parts, post, promote, rest_examples};
 
 /// scikit-learn's `f1_score(truth, predicted, average="macro")`
 /// (`zero_division=0`, over the classes in either list), written out.
@@ -43,10 +43,7 @@ fn the_hand_written_f1_is_scikit_learns() {
 async fn feedback_scores_champion_and_challenger_live_on_the_same_predictions() {
     let (app, dir) = learning_app(None, |_| {}).await;
     // Learned with every label flipped: a challenger that often disagrees.
-    let flipped: Vec<(String, String)> = rest_examples(usize::MAX)
-        .into_iter()
-        .map(|(t, l)| (t, if l == "spam" { "ham" } else { "spam" }.to_owned()))
-        .collect();
+    let flipped = flipped_rest();
     assert_eq!(
         post(&app, "/learn", &body(&flipped), None).await.status(),
         200

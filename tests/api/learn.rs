@@ -87,9 +87,27 @@ pub(crate) fn body(examples: &[(String, String)]) -> Value {
     json!({"examples": examples.iter().map(|(t, l)| json!({"text": t, "label": l})).collect::<Vec<_>>()})
 }
 
+/// Every row of `data` as (text, label).
+pub(crate) fn labelled(data: &Dataset) -> Vec<(String, String)> {
+    data.texts
+        .iter()
+        .cloned()
+        .zip(data.labels.iter().cloned())
+        .collect()
+}
+
 pub(crate) fn rest_examples(n: usize) -> Vec<(String, String)> {
     let (_, _, rest) = parts();
     rest.texts.into_iter().zip(rest.labels).take(n).collect()
+}
+
+/// Every row not in the champion nor the holdout, its label flipped: a
+/// challenger worse than the champion.
+pub(crate) fn flipped_rest() -> Vec<(String, String)> {
+    rest_examples(usize::MAX)
+        .into_iter()
+        .map(|(t, l)| (t, if l == "spam" { "ham" } else { "spam" }.to_owned()))
+        .collect()
 }
 
 pub(crate) async fn post(
@@ -109,12 +127,7 @@ pub(crate) async fn post(
 async fn learning_equals_training_on_the_union_and_forgetting_gives_the_champion_back() {
     let (app, dir) = learning_app(None, |_| {}).await;
     let (test, base, rest) = parts();
-    let all: Vec<(String, String)> = rest
-        .texts
-        .iter()
-        .cloned()
-        .zip(rest.labels.iter().cloned())
-        .collect();
+    let all = labelled(&rest);
     // Learned in two requests.
     let (a, b) = all.split_at(all.len() / 2);
     for half in [a, b] {
@@ -482,10 +495,7 @@ async fn a_challenger_worse_than_the_served_model_is_not_promoted() {
     let (app, _dir) = learning_app(None, |_| {}).await;
     let before: Value = app.get("/model").await.json().await.unwrap();
     // Every remaining row with the wrong label.
-    let flipped: Vec<(String, String)> = rest_examples(usize::MAX)
-        .into_iter()
-        .map(|(t, l)| (t, if l == "spam" { "ham" } else { "spam" }.to_owned()))
-        .collect();
+    let flipped = flipped_rest();
     assert_eq!(
         post(&app, "/learn", &body(&flipped), None).await.status(),
         200
