@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Learning in place under load (standard library + wrk).
 
-    bench/learn_load.py --bin target/release/nbserve [--base-rows 600]
+    bench/learn_load.py --bin "${CARGO_TARGET_DIR:-target}/release/nbserve" [--base-rows 600]
                         [--duration 90] [--connections 16] [--batch 200]
 
 1. Splits data/spamassassin.csv 80/20 (seed 42) with `nbserve split`; the

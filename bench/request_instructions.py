@@ -14,7 +14,7 @@ machine where wall-clock figures move by ±30 %.
 Used by `bench/instructions.sh` (the report) and by the regression check
 `tests/perf/` (a committed baseline). Standard library only.
 
-    bench/request_instructions.py --bin target/release/nbserve --kind nbserve \
+    bench/request_instructions.py --bin "${CARGO_TARGET_DIR:-target}/release/nbserve" --kind nbserve \
         --data data/spamassassin.csv --mix short --json
 """
 

@@ -2,7 +2,7 @@
 """Instructions per `/predict` request with shadow scoring off and on
 (valgrind callgrind, through bench/request_instructions.py's method).
 
-    bench/shadow_instructions.py --bin target/release/nbserve [--requests 1000]
+    bench/shadow_instructions.py --bin "${CARGO_TARGET_DIR:-target}/release/nbserve" [--requests 1000]
 
 A champion is trained with `--statistics` (alpha 0.01, min_df 2) on the
 training part of nbserve's 80/20 split of data/spamassassin.csv less 500 rows;
