@@ -189,11 +189,6 @@ impl Challenger {
         }
     }
 
-    /// Bytes it holds of `models.max_total_bytes`.
-    pub fn held_bytes(&self) -> u64 {
-        self.budget.challenger_bytes_of(self.slot)
-    }
-
     /// The published snapshot, lock-free; `None` before anything was learned
     /// on the current champion.
     pub fn view(&self, champion: &ServingModel) -> Option<Arc<ChallengerView>> {
@@ -306,14 +301,13 @@ impl Challenger {
         let log = settings.log_path.clone();
         let mut writer = self.writer.lock().await;
         let meta = &champion.loaded.meta;
-        let fresh = writer
-            .as_ref()
-            .is_none_or(|w| w.champion_checksum != meta.checksum);
-        let learner = match writer
+        let current = writer
             .as_ref()
             .filter(|w| w.champion_checksum == meta.checksum)
-        {
-            Some(w) => w.learner.clone(),
+            .map(|w| w.learner.clone());
+        let fresh = current.is_none();
+        let learner = match current {
+            Some(learner) => learner,
             None => {
                 self.reset(&mut writer, &champion);
                 new_learner(settings, &champion)?

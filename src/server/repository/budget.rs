@@ -124,8 +124,10 @@ impl Budget {
         })
     }
 
-    /// Bytes every challenger holds.
-    pub fn challenger_bytes(&self) -> u64 {
+    /// Bytes every challenger holds (what the tests check; loads and
+    /// changes read the slots themselves under the lock).
+    #[cfg(test)]
+    fn challenger_bytes(&self) -> u64 {
         self.lock()
             .iter()
             .map(|h| h.challenger)
@@ -133,7 +135,8 @@ impl Budget {
     }
 
     /// Bytes the challenger of the model in `slot` holds.
-    pub fn challenger_bytes_of(&self, slot: usize) -> u64 {
+    #[cfg(test)]
+    fn challenger_bytes_of(&self, slot: usize) -> u64 {
         self.lock().get(slot).map_or(0, |h| h.challenger)
     }
 
