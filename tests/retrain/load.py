@@ -1,7 +1,7 @@
 """Steady /predict traffic for the retrain and MLflow suites: every answer that is
 not a 200 (or a connection error) is a failure, and each answer's
 `model_version` is recorded so the switch v1 → v2 → v1 is seen from the
-client's side.
+clients' side (a change is what one client saw change, see `record`).
 
     python3 load.py URL TEXTS_CSV STOP_FILE OUT_JSON [--threads 2] [--max-secs 300]
 
@@ -37,7 +37,12 @@ def main():
     state = {"requests": 0, "failures": 0, "errors": [], "changes": []}
     deadline = time.monotonic() + a.max_secs
 
-    def record(version, err=None):
+    def record(version, own_last, err=None):
+        """Counts one answer; `own_last` is the version this thread saw last.
+        A change is what one client saw change: threads record in whatever
+        order the GIL lets them, so an answer v1 that left the server before
+        the swap may be recorded after another thread's v2; across threads
+        that is no change, within one thread (requests in sequence) it is."""
         with lock:
             state["requests"] += 1
             if err is not None:
@@ -46,12 +51,14 @@ def main():
                     state["errors"].append(err)
                 return
             ch = state["changes"]
-            if not ch or ch[-1][0] != version:
+            if not ch or (version != own_last and ch[-1][0] != version):
                 ch.append([version, time.time(), 0])
-            ch[-1][2] += 1
+            # Counted with the latest change to its version.
+            next(c for c in reversed(ch) if c[0] == version)[2] += 1
 
     def worker(k):
         conn = None
+        last = None
         i = k
         while not os.path.exists(a.stop) and time.monotonic() < deadline:
             # Steady, not flat out: the retrain beside it needs the CPU too.
@@ -65,11 +72,13 @@ def main():
                 resp = conn.getresponse()
                 data = resp.read()
                 if resp.status != 200:
-                    record(None, f"HTTP {resp.status}: {data[:200]!r}")
+                    record(None, last, f"HTTP {resp.status}: {data[:200]!r}")
                 else:
-                    record(json.loads(data)["model_version"])
+                    version = json.loads(data)["model_version"]
+                    record(version, last)
+                    last = version
             except (OSError, http.client.HTTPException, ValueError, KeyError) as err:
-                record(None, f"{type(err).__name__}: {err}")
+                record(None, last, f"{type(err).__name__}: {err}")
                 if conn is not None:
                     conn.close()
                 conn = None
