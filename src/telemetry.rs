@@ -51,6 +51,10 @@ pub fn init(settings: &LogSettings, trace: &TraceSettings) -> Option<otel::Pipel
     if subscriber.try_init().is_err() {
         return None;
     }
+    let mut pipeline = pipeline;
+    if let Some(p) = &mut pipeline {
+        p.publish_logs_only();
+    }
     for problem in problems {
         tracing::warn!("tracing: {problem}");
     }
@@ -72,7 +76,7 @@ fn subscriber<W>(
     writer: W,
 ) -> Box<dyn tracing::Subscriber + Send + Sync>
 where
-    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+    W: for<'a> MakeWriter<'a> + Send + Sync + Clone + 'static,
 {
     subscriber_with_traces(settings, ansi, writer, None).0
 }
@@ -98,17 +102,25 @@ fn subscriber_with_traces<W>(
     Vec<String>,
 )
 where
-    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+    W: for<'a> MakeWriter<'a> + Send + Sync + Clone + 'static,
 {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&settings.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = log_filter(settings);
     let Some(config) = trace else {
         return (logs_only(settings, ansi, writer, filter), None, Vec::new());
     };
     let mut problems = config.warnings.clone();
     let (pipeline, traces) = match otel::pipeline(config) {
-        Ok(built) => built,
+        // Requests not sampled log through a subscriber of their own (see
+        // `otel::sampling`), built like the one without traces.
+        Ok((pipeline, traces)) => (
+            pipeline.with_logs_only(tracing::Dispatch::new(logs_only(
+                settings,
+                ansi,
+                writer.clone(),
+                log_filter(settings),
+            ))),
+            traces,
+        ),
         Err(problem) => {
             problems.push(format!("{problem}; traces are off"));
             return (logs_only(settings, ansi, writer, filter), None, problems);
@@ -131,11 +143,19 @@ where
             .with_filter(filter)
             .boxed(),
     };
-    let spans_only = tracing_subscriber::filter::dynamic_filter_fn(otel::sampling::joins_trace);
+    let spans_only = tracing_subscriber::filter::dynamic_filter_fn(otel::sampling::joins_trace)
+        .with_callsite_filter(otel::sampling::callsite_interest);
     let subscriber = Registry::default()
         .with(log)
         .with(traces.with_filter(spans_only));
     (Box::new(subscriber), Some(pipeline), problems)
+}
+
+/// The log filter: `RUST_LOG` when set and valid, else `log.level`, else `info`.
+fn log_filter(settings: &LogSettings) -> EnvFilter {
+    EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&settings.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
 /// The `fmt` subscriber alone, `filter` global.

@@ -22,6 +22,7 @@ use axum::response::Response;
 use hashbrown::HashTable;
 use prometheus::{Histogram, IntCounter, IntGauge};
 use tower::{Layer, Service, ServiceExt};
+use tracing::instrument::WithSubscriber as _;
 use tracing::Instrument;
 
 use super::error::ErrorCode;
@@ -144,13 +145,13 @@ where
     let names = shared.metrics.model_names.load_full();
     let model = names.label(route, req.uri().path());
     // With tracing on, the span also joins the client's trace (`traceparent`).
-    let span = otel::request_span(
+    let otel::RequestSpan { span, logs_only } = otel::request_span(
         req.method(),
         route,
         id.to_str().unwrap_or("-"),
         req.headers(),
     );
-    async move {
+    let request = async move {
         let v2 = v2::is_v2_path(req.uri().path());
         let response = {
             // A guard, so a request dropped mid-flight (client gone) still decrements.
@@ -194,8 +195,11 @@ where
         );
         response
     }
-    .instrument(span)
-    .await
+    .instrument(span);
+    match logs_only {
+        Some(logs) => request.with_subscriber(logs.clone()).await,
+        None => request.await,
+    }
 }
 
 /// The client's `x-request-id` when [acceptable](acceptable_request_id),

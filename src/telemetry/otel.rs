@@ -46,6 +46,26 @@ pub fn enabled() -> bool {
 /// (bounded by a timeout) and stops the export thread.
 pub struct Pipeline {
     provider: SdkTracerProvider,
+    /// The log subscriber alone, for requests not sampled, until published.
+    logs_only: Option<tracing::Dispatch>,
+}
+
+impl Pipeline {
+    /// Keeps `logs`, the log subscriber without the trace layer, for
+    /// [`Pipeline::publish_logs_only`].
+    pub(super) fn with_logs_only(mut self, logs: tracing::Dispatch) -> Self {
+        self.logs_only = Some(logs);
+        self
+    }
+
+    /// From now on, requests not sampled run under the log subscriber alone
+    /// ([`sampling::logs_only`]). Call once the subscriber with traces is
+    /// the global default.
+    pub(super) fn publish_logs_only(&mut self) {
+        if let Some(logs) = self.logs_only.take() {
+            sampling::set_logs_only(logs);
+        }
+    }
 }
 
 impl Drop for Pipeline {
@@ -109,7 +129,13 @@ where
         .with_threads(false)
         .with_target(false);
     ENABLED.store(true, Ordering::Relaxed);
-    Ok((Pipeline { provider }, layer))
+    Ok((
+        Pipeline {
+            provider,
+            logs_only: None,
+        },
+        layer,
+    ))
 }
 
 fn sampler(config: SamplerConfig) -> Sampler {
@@ -145,14 +171,29 @@ impl Extractor for Headers<'_> {
 /// attributes `http.request.method` and `http.route`.
 ///
 /// The sampling decision is taken before the span is built
-/// ([`sampling::decide`]): a request not sampled costs its log span only.
-pub fn request_span(method: &Method, route: &str, request_id: &str, headers: &HeaderMap) -> Span {
+/// ([`sampling::decide`]): a request not sampled costs its log span only,
+/// and runs under the log-only subscriber when there is one
+/// ([`RequestSpan::logs_only`]).
+pub fn request_span(
+    method: &Method,
+    route: &str,
+    request_id: &str,
+    headers: &HeaderMap,
+) -> RequestSpan {
     if !enabled() {
-        return tracing::info_span!("request", method = %method, route, request_id);
+        let span = tracing::info_span!("request", method = %method, route, request_id);
+        return RequestSpan::in_default(span);
     }
     let parent = TraceContextPropagator::new().extract(&Headers(headers));
     if !sampling::decide(&parent) {
-        return tracing::info_span!(target: sampling::UNSAMPLED, "request", method = %method, route, request_id);
+        let unsampled = || tracing::info_span!(target: sampling::UNSAMPLED, "request", method = %method, route, request_id);
+        return match sampling::logs_only() {
+            Some(logs) => RequestSpan {
+                span: tracing::dispatcher::with_default(logs, unsampled),
+                logs_only: Some(logs),
+            },
+            None => RequestSpan::in_default(unsampled()),
+        };
     }
     let span = tracing::info_span!(
         "request",
@@ -168,7 +209,28 @@ pub fn request_span(method: &Method, route: &str, request_id: &str, headers: &He
     let _ = span.set_parent(parent);
     span.set_attribute("http.request.method", method.as_str().to_owned());
     span.set_attribute("http.route", route.to_owned());
-    span
+    RequestSpan::in_default(span)
+}
+
+/// A request's span ([`request_span`]) and the subscriber its request runs
+/// under.
+pub struct RequestSpan {
+    /// The request's span: enter it around the request's work.
+    pub span: Span,
+    /// For a request not sampled, the log-only subscriber its span belongs
+    /// to: run the request with it as the default (`WithSubscriber`), so
+    /// everything under the span is built for the logs alone. `None`: the
+    /// default subscriber.
+    pub logs_only: Option<&'static tracing::Dispatch>,
+}
+
+impl RequestSpan {
+    fn in_default(span: Span) -> Self {
+        Self {
+            span,
+            logs_only: None,
+        }
+    }
 }
 
 /// Whether `span` is in a trace being exported: tracing is on and it is not

@@ -194,6 +194,68 @@ def test_a_sampled_share_exports_whole_traces_and_nothing_of_the_rest(receiver, 
         assert phases == ["decode", "encode", "score"], phases
 
 
+def test_a_request_left_out_by_sampling_logs_as_with_tracing_off(receiver, traced):
+    # A request not sampled runs under the log subscriber alone: its log
+    # lines still name its request span (id, route), without trace ids,
+    # while the sampled ones carry both.
+    server = traced(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_TRACES_SAMPLER": "parentbased_always_off",
+        },
+        settings={"LOG__LEVEL": "nbserve=debug,tower_http=debug"},
+    )
+    sampled = secrets.token_hex(16)
+    for request_id, traceparent in (
+        ("left-out-1", None),
+        ("sampled-1", f"00-{sampled}-{secrets.token_hex(8)}-01"),
+    ):
+        headers = {"x-request-id": request_id}
+        if traceparent:
+            headers["traceparent"] = traceparent
+        assert server.post_json("/predict", {"text": TEXT}, headers).status == 200
+    receiver.wait_for(lambda ss: any(s.trace_id == sampled for s in ss))
+    assert server.stop() == 0
+
+    def answered(request_id):
+        return [
+            l
+            for l in server.log_lines()
+            if l.get("message") == "finished processing request"
+            and l.get("span", {}).get("request_id") == request_id
+        ]
+
+    (left_out,) = answered("left-out-1")
+    assert left_out["span"]["route"] == "/predict", left_out
+    assert "trace_id" not in left_out
+    (traced_line,) = answered("sampled-1")
+    assert traced_line["trace_id"] == sampled
+    assert {s.trace_id for s in receiver.spans} == {sampled}
+
+
+def test_a_reload_left_out_by_sampling_logs_under_its_request(receiver, traced, models_dir):
+    # The load runs in a task of its own: it takes the request's span and
+    # subscriber with it, so its line names the request that asked for it.
+    token = "otel-test-admin-token-0123456789abcdef"
+    server = traced(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            "OTEL_TRACES_SAMPLER": "always_off",
+        },
+        settings={"ADMIN__TOKEN": token},
+    )
+    shutil.copy(ROOT / "models" / "spam-cnb.json", models_dir / "spam-nb.json")
+    r = server.request(
+        "POST", "/admin/reload", b"",
+        {"authorization": f"Bearer {token}", "x-request-id": "reload-left-out"},
+    )
+    assert r.status == 200, r.body
+    assert server.stop() == 0
+    (line,) = [l for l in server.log_lines() if l.get("message") == "model reloaded"]
+    assert line.get("span", {}).get("request_id") == "reload-left-out", line
+    assert receiver.spans == []
+
+
 def test_tracing_is_off_by_default(receiver, traced):
     server = traced(
         {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint},

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use axum::http::StatusCode;
+use tracing::instrument::WithSubscriber as _;
 use tracing::Instrument as _;
 
 use super::budget::BudgetAdmission;
@@ -44,9 +45,11 @@ impl AppState {
     ) -> Result<Arc<ServingModel>, LoadError> {
         let state = self.clone();
         let abandoned = AbandonedReload(Some(Arc::clone(&self.metrics)));
-        // In the caller's span: a reload's `model_load` is its child.
+        // In the caller's span and under the caller's subscriber (a request
+        // left out by trace sampling logs through its own): a reload's
+        // `model_load` is its child, its log lines name the request.
         let load = async move { state.load_locked(&entry, path, why).await };
-        let result = tokio::spawn(load.in_current_span())
+        let result = tokio::spawn(load.in_current_span().with_current_subscriber())
             .await
             .expect("model loading does not panic");
         abandoned.disarm();

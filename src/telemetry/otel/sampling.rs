@@ -11,6 +11,14 @@
 //! or not at all. The SDK's sampler ([`Presampled`]) follows the decision
 //! taken: a server span that reaches it was sampled already, and a span under
 //! a sampled local span is sampled too.
+//!
+//! Refused spans still cost: with two layers filtered apart, every span,
+//! enter, exit and close of a request asks both filters and looks the span
+//! up in the registry (a third more instructions per `/predict` at 1 %
+//! sampling). So once the subscriber is installed, a request not sampled
+//! runs under a second subscriber that only logs ([`logs_only`]), the same
+//! as with tracing off, and only sampled requests and the server's own work
+//! (polls, loads) meet the trace layer.
 
 use std::sync::OnceLock;
 
@@ -19,6 +27,7 @@ use opentelemetry::trace::{
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::{IdGenerator as _, RandomIdGenerator, Sampler, ShouldSample};
+use tracing::subscriber::Interest;
 use tracing::Metadata;
 use tracing_subscriber::layer::Context as LayerContext;
 use tracing_subscriber::registry::LookupSpan;
@@ -32,6 +41,23 @@ pub const UNSAMPLED: &str = "nbserve::telemetry::otel::unsampled";
 
 /// The configured sampler, set once when the pipeline starts.
 static SAMPLER: OnceLock<SamplerConfig> = OnceLock::new();
+
+/// The subscriber requests not sampled run under: the log subscriber alone.
+static LOGS_ONLY: OnceLock<tracing::Dispatch> = OnceLock::new();
+
+/// Publishes `logs`, the log subscriber without the trace layer, for the
+/// requests not sampled. Called once the subscriber with traces is the
+/// global default (a first one stays, like the global subscriber).
+pub(crate) fn set_logs_only(logs: tracing::Dispatch) {
+    let _ = LOGS_ONLY.set(logs);
+}
+
+/// The log-only subscriber for requests not sampled, once published; until
+/// then (or in tests that install no global subscriber) such a request runs
+/// under the subscriber with traces, whose filter refuses its spans.
+pub fn logs_only() -> Option<&'static tracing::Dispatch> {
+    LOGS_ONLY.get()
+}
 
 /// Records the sampler [`decide`] applies (the first pipeline's, like the
 /// subscriber itself).
@@ -96,6 +122,17 @@ where
     }
     // `lookup_current` sees only the spans this layer took.
     !traced(parent) || cx.lookup_current().is_some_and(|s| s.id() == *id)
+}
+
+/// What the trace layer's filter says of a callsite before any span of it
+/// is built: never for events and for spans it never takes, so that those
+/// are not filtered again for every request; [`joins_trace`] decides the rest.
+pub(crate) fn callsite_interest(meta: &'static Metadata<'static>) -> Interest {
+    if traced(meta) {
+        Interest::sometimes()
+    } else {
+        Interest::never()
+    }
 }
 
 /// A span the trace layer takes unless its request is not sampled.
