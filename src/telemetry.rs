@@ -389,7 +389,10 @@ impl EscapingVisitor<'_> {
     /// `Debug` leaves as it is (printable ASCII without `"` or `\`), quoted,
     /// without going through `fmt`: route templates, methods, ids.
     fn write_quoted(&mut self, field: &Field, value: &str) -> bool {
-        let plain = is_printable_ascii(value) && !value.contains(['"', '\\']);
+        // One pass over the bytes: a `char` pattern would decode each one.
+        let plain = value
+            .bytes()
+            .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\');
         let name = field.name();
         if !plain || self.result.is_err() || name.starts_with("log.") {
             return false;
