@@ -111,10 +111,41 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
+        let answer = self.respond(req);
+        Box::pin(async move { Ok(answer.await) })
+    }
+}
+
+impl<S> Edge<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    /// The answer to `req`, through the edge and everything below it.
+    fn respond(&self, req: Request) -> impl Future<Output = Response> + Send + use<S> {
         let inner = self.inner.clone();
         let shared = Arc::clone(&self.shared);
         let route = self.route;
-        Box::pin(async move { Ok(edge(&shared, route, inner, req).await) })
+        async move { edge(&shared, route, inner, req).await }
+    }
+}
+
+/// A route the connection answers itself, without the router: its edge's
+/// future is awaited where it is, not boxed behind a `Service`, and the
+/// route is not cloned for each request.
+pub(crate) trait Direct: Send + Sync + 'static {
+    /// The answer to `req`, through the edge and everything below it; it
+    /// does not borrow the route.
+    fn answer(&self, req: Request) -> impl Future<Output = Response> + Send + use<Self>;
+}
+
+impl<S> Direct for Edge<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+{
+    fn answer(&self, req: Request) -> impl Future<Output = Response> + Send + use<S> {
+        self.respond(req)
     }
 }
 

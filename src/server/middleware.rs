@@ -9,17 +9,18 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::DefaultBodyLimit;
 use axum::handler::Handler;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tower::layer::util::{Identity, Stack};
 use tower::util::MapResponseLayer;
+use tower::util::Oneshot;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_http::limit::RequestBodyLimitLayer;
 
-use super::edge::EdgeLayer;
+use super::edge::{Direct, EdgeLayer};
 use super::error::ApiError;
 use super::routes::v2;
 use super::state::AppState;
@@ -111,7 +112,7 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = Admitted<Oneshot<S, axum::http::Request<B>>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         // The inner service is made ready in `call` (`oneshot`).
@@ -119,49 +120,90 @@ where
     }
 
     fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
-        let inner = self.inner.clone();
-        let state = self.state.clone();
-        Box::pin(async move { Ok(admit(&state, inner, req).await) })
+        // Decided at once, without awaiting anything: a future of its own
+        // type rather than a boxed `async` block.
+        match admit(&self.state, &req) {
+            Ok(permits) => Admitted::Answering {
+                answer: self.inner.clone().oneshot(req),
+                permits: Some(permits),
+            },
+            Err(why) => Admitted::Refused {
+                refusal: Some(ApiError::unavailable("overloaded", why, 1).into_response()),
+            },
+        }
     }
 }
 
-async fn admit<S, B>(state: &AppState, inner: S, req: axum::http::Request<B>) -> Response
+pin_project_lite::pin_project! {
+    /// The answer of a route behind [`Admission`]: the route's own, with the
+    /// request's permits held until it is ready, or the 503 refusal.
+    #[project = AdmittedProjection]
+    pub(crate) enum Admitted<F> {
+        Answering {
+            #[pin]
+            answer: F,
+            permits: Option<Permits>,
+        },
+        Refused {
+            refusal: Option<Response>,
+        },
+    }
+}
+
+impl<F> Future for Admitted<F>
 where
-    S: Service<axum::http::Request<B>, Response = Response, Error = Infallible>,
+    F: Future<Output = Result<Response, Infallible>>,
 {
-    let Ok(_permit) = state.concurrency.clone().try_acquire_owned() else {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            AdmittedProjection::Answering { answer, permits } => {
+                let answer = std::task::ready!(answer.poll(cx));
+                // Released as soon as the answer is ready.
+                *permits = None;
+                Poll::Ready(answer)
+            }
+            AdmittedProjection::Refused { refusal } => {
+                Poll::Ready(Ok(refusal.take().expect("polled after completion")))
+            }
+        }
+    }
+}
+
+/// What an admitted request holds while it is answered: a concurrency slot
+/// and its body's reservation.
+pub(crate) struct Permits {
+    _concurrency: tokio::sync::OwnedSemaphorePermit,
+    _body: Option<Reservation>,
+}
+
+/// Admits `req` (a concurrency slot, then its body's reservation) or
+/// refuses it, counted, with the reason to answer in a 503.
+fn admit<B>(state: &AppState, req: &axum::http::Request<B>) -> Result<Permits, &'static str> {
+    let Ok(concurrency) = state.concurrency.clone().try_acquire_owned() else {
         state.metrics.load_shed.inc();
-        return ApiError::unavailable(
-            "overloaded",
-            "the server is at its concurrency limit; retry shortly",
-            1,
-        )
-        .into_response();
+        return Err("the server is at its concurrency limit; retry shortly");
     };
-    let kib = body_reservation(&req, state.settings.server.body_limit_bytes).div_ceil(1024);
+    let kib = body_reservation(req, state.settings.server.body_limit_bytes).div_ceil(1024);
     // More KiB than a u32 holds cannot fit the budget either: refused below.
     let kib = u32::try_from(kib).unwrap_or(u32::MAX);
-    let _reservation = if kib == 0 {
+    let body = if kib == 0 {
         None
     } else {
         let Ok(permit) = state.body_budget.clone().try_acquire_many_owned(kib) else {
             state.metrics.body_budget_shed.inc();
-            return ApiError::unavailable(
-                "overloaded",
-                "the server is at its memory budget for request bodies; retry shortly",
-                1,
-            )
-            .into_response();
+            return Err("the server is at its memory budget for request bodies; retry shortly");
         };
         Some(Reservation::new(
             permit,
             &state.metrics.body_budget_reserved,
         ))
     };
-    match inner.oneshot(req).await {
-        Ok(response) => response,
-        Err(never) => match never {},
-    }
+    Ok(Permits {
+        _concurrency: concurrency,
+        _body: body,
+    })
 }
 
 /// Reserved request-body KiB, shown in a gauge until released (also when
@@ -267,15 +309,7 @@ pub(crate) fn layered(app: Router<AppState>, state: &AppState) -> Router<AppStat
 /// beyond reference counts: the router's own cost (matching, two request
 /// extensions, a boxed clone of every layer level per request) is the
 /// largest part of a short request's.
-pub(crate) fn direct<H, T>(
-    handler: H,
-    route: &'static str,
-    state: &AppState,
-) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send>
-       + Clone
-       + Send
-       + Sync
-       + 'static
+pub(crate) fn direct<H, T>(handler: H, route: &'static str, state: &AppState) -> impl Direct
 where
     H: Handler<T, AppState> + Sync,
     T: 'static,

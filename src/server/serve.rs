@@ -2,21 +2,20 @@
 //! are let finish on shutdown.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use std::convert::Infallible;
 
-use axum::extract::Request;
-use axum::response::Response;
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tower::util::Either;
-use tower::{Service, ServiceExt};
+use tower::ServiceExt;
 
 use super::connection::{close, Closed, ConnectionSlots, Linger, WriteTimeout};
+use super::edge::Direct;
 use super::routes::{direct_route, is_direct, router};
 use super::state::AppState;
 use super::MAX_HEAD_BYTES;
@@ -71,31 +70,11 @@ pub(super) async fn serve(
     Ok(())
 }
 
-/// What [`direct_route`] returns: a service a connection task can clone
-/// and call for each of its requests.
-trait DirectService:
-    Service<Request, Response = Response, Error = Infallible, Future: Send>
-    + Clone
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<T> DirectService for T where
-    T: Service<Request, Response = Response, Error = Infallible, Future: Send>
-        + Clone
-        + Send
-        + Sync
-        + 'static
-{
-}
-
 /// Everything a connection task needs: one per server.
 struct Connections<D> {
     app: Router,
     /// `POST /predict`, answered without the router ([`direct_route`]).
-    direct: D,
+    direct: Arc<D>,
     http1: http1::Builder,
     header_read_timeout: Duration,
     write_timeout: Duration,
@@ -105,7 +84,7 @@ struct Connections<D> {
     shutdown: watch::Receiver<()>,
 }
 
-impl<D: DirectService> Connections<D> {
+impl<D: Direct> Connections<D> {
     fn new(state: &AppState, shutdown: watch::Receiver<()>, direct: D) -> Self {
         // HTTP/1.1 only. hyper-util's auto (HTTP/1 + h2c) builder first reads
         // a few bytes to pick the protocol, without any timeout (a silent
@@ -144,7 +123,7 @@ impl<D: DirectService> Connections<D> {
         };
         Self {
             app: router(state.clone()),
-            direct,
+            direct: Arc::new(direct),
             http1,
             header_read_timeout,
             write_timeout,
@@ -178,16 +157,22 @@ impl<D: DirectService> Connections<D> {
         let write_timeout = self.write_timeout;
         let _ = stream.set_nodelay(true);
         let app = self.app.clone();
-        let direct = self.direct.clone();
+        let direct = Arc::clone(&self.direct);
         let service =
             hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let req = req.map(axum::body::Body::new);
-                let service = if is_direct(&req) {
-                    Either::Left(direct.clone())
+                // Either future, decided before it is first polled.
+                let answer = if is_direct(&req) {
+                    Ok(direct.answer(req))
                 } else {
-                    Either::Right(app.clone())
+                    Err(app.clone().oneshot(req))
                 };
-                service.oneshot(req)
+                async move {
+                    match answer {
+                        Ok(direct) => Ok::<_, Infallible>(direct.await),
+                        Err(routed) => routed.await,
+                    }
+                }
             });
         let http1 = self.http1.clone();
         let header_read_timeout = self.header_read_timeout;
@@ -233,7 +218,7 @@ impl<D: DirectService> Connections<D> {
 }
 
 /// Accepts and serves connections until `signal`; returns how many.
-async fn accept_until<D: DirectService>(
+async fn accept_until<D: Direct>(
     listener: &TcpListener,
     connections: &Connections<D>,
     signal: impl Future<Output = ()>,
@@ -267,7 +252,7 @@ async fn accept_until<D: DirectService>(
 /// from the socket. (One that completes between the last accept and the
 /// close is still closed by the kernel, unanswered and unread: its client
 /// sees it like a refusal.)
-fn take_queued<D: DirectService>(listener: TcpListener, connections: &Connections<D>) -> u64 {
+fn take_queued<D: Direct>(listener: TcpListener, connections: &Connections<D>) -> u64 {
     let listener = match listener.into_std() {
         Ok(l) => l,
         // Closed already (dropped by the failed conversion): drain anyway.

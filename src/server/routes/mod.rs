@@ -16,15 +16,12 @@ pub mod predict;
 pub mod promote;
 pub mod v2;
 
-use std::convert::Infallible;
-
 use axum::extract::Request;
 use axum::http::Method;
-use axum::response::Response;
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
-use tower::Service;
 
+use super::edge::Direct;
 use super::error::ApiError;
 use super::middleware::{admitted, direct, layered};
 use super::openapi::openapi;
@@ -86,13 +83,7 @@ pub(crate) fn is_direct(req: &Request) -> bool {
 
 /// `POST /predict` as the router serves it — the same handler inside the
 /// same layers and admission control — minus the routing.
-pub(crate) fn direct_route(
-    state: &AppState,
-) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send>
-       + Clone
-       + Send
-       + Sync
-       + 'static {
+pub(crate) fn direct_route(state: &AppState) -> impl Direct {
     direct(predict::predict, DIRECT_ROUTE, state)
 }
 
