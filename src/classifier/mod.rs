@@ -28,7 +28,7 @@ pub use params::{Param, ParamError, TrainParams, ValidTrainParams};
 pub use split::{stratified_split, Split, SplitError};
 pub use stats::{CountSettings, Counter, Counts, CountsError, FoldBy, FoldSpec};
 pub use vectorizer::{DfBound, TermCounts, TermStats, VectorizerError, VectorizerOptions};
-pub use vocabulary::{Key, Vocabulary, VocabularyError};
+pub use vocabulary::{Key, Vocabulary, VocabularyError, KEY_PADDING};
 
 use std::cell::RefCell;
 
@@ -81,12 +81,18 @@ pub struct Classifier {
     temperature: Option<f64>,
 }
 
+/// What follows a document in its lowercased copy: [`KEY_PADDING`] zero
+/// bytes, which no token includes.
+const PADDING: &str = "\0\0\0\0\0\0\0\0";
+const _: () = assert!(PADDING.len() == KEY_PADDING);
+
 /// Tokens looked up together (see [`Classifier::features_into`]).
 const LOOKUP_BATCH: usize = 256;
 
 /// Per-thread scratch space, so scoring allocates nothing per document once warm.
 #[derive(Default)]
 struct Scratch {
+    /// The document lowercased, then [`PADDING`].
     lowercase: String,
     /// Tokens waiting to be looked up: (byte offset in `lowercase`, length,
     /// lookup key); at most [`LOOKUP_BATCH`].
@@ -299,16 +305,16 @@ impl Classifier {
         scratch.jll.extend_from_slice(self.model.base());
         // Taken out for the scan, so the token callback can borrow the rest.
         let mut lowercase = std::mem::take(&mut scratch.lowercase);
-        // All-ASCII text (most mail) is scanned where it lies: the scanner's
-        // word test ignores case and the lookup lowercases each token's bytes
-        // as it reads them, so no lowercased copy is written. Other text is
-        // lowercased first, where ASCII lowercasing changes nothing.
-        let text = if text.is_ascii() {
-            text
-        } else {
-            tokenizer::lowercase_into(text, &mut lowercase);
-            lowercase.as_str()
-        };
+        // The lowercased copy is what the tokens are hashed and compared in:
+        // ASCII is lowercased in bulk (vector instructions, a fraction of an
+        // instruction per byte), where lowercasing each token's bytes as it
+        // is read cost more per token than the whole copy. The zero bytes
+        // past the end let every token's key be read in whole eight-byte
+        // loads (`Vocabulary::key_at`).
+        tokenizer::lowercase_into(text, &mut lowercase);
+        let len = lowercase.len();
+        lowercase.push_str(PADDING);
+        let (text, padded) = (&lowercase[..len], lowercase.as_bytes());
         // Tokens are found and hashed first, then looked up [`LOOKUP_BATCH`]
         // at a time. The lookups are cache misses (the table is megabytes); in
         // a tight loop of independent lookups the CPU overlaps them, where one
@@ -316,22 +322,16 @@ impl Classifier {
         // the buffer small however long the document.
         let mut pending = std::mem::take(&mut scratch.tokens);
         pending.clear();
-        let bytes = text.as_bytes();
-        let base = bytes.as_ptr() as usize;
         let (mut tokens, mut oov) = (0, 0);
-        tokenizer::for_each_token(text, |t| {
+        tokenizer::for_each_token_span(text, |start, end| {
             tokens += 1;
-            let (start, len) = (t.as_ptr() as usize - base, t.len());
-            pending.push((
-                start,
-                len,
-                Vocabulary::key_ascii_lowercase(bytes, start, len),
-            ));
+            let len = end - start;
+            pending.push((start, len, Vocabulary::key_at(padded, start, len)));
             if pending.len() == LOOKUP_BATCH {
-                oov += self.look_up(bytes, &mut pending, scratch);
+                oov += self.look_up(padded, &mut pending, scratch);
             }
         });
-        oov += self.look_up(bytes, &mut pending, scratch);
+        oov += self.look_up(padded, &mut pending, scratch);
         scratch.tokens = pending;
         scratch.lowercase = lowercase;
         (tokens, oov)
@@ -348,10 +348,7 @@ impl Classifier {
         let counts = self.model.uses_counts();
         let mut oov = 0;
         for &(start, len, key) in pending.iter() {
-            match self
-                .vocabulary
-                .get_ascii_lowercase(&text[start..start + len], key)
-            {
+            match self.vocabulary.get_by_key(&text[start..start + len], key) {
                 Some(i) => {
                     let new = scratch.insert(i);
                     if counts {
@@ -531,8 +528,9 @@ mod tests {
     #[test]
     fn the_fast_path_scores_exactly_like_the_plain_one() {
         let c = toy();
-        // Capitals read in place (all-ASCII), the lowercased copy (with a
-        // non-ASCII byte), terms near the end of the text, repeats.
+        // All-ASCII text and text with a non-ASCII byte (lowercased in bulk
+        // or through the Unicode mapping), terms at the end of the text
+        // (their keys read into the padding), repeats.
         for text in [
             "WIN Free MONEY now, FREE prize",
             "Meeting AGENDA for Monday \u{e9}t\u{e9} FREE",

@@ -77,7 +77,13 @@ pub fn lowercase_into(text: &str, buf: &mut String) {
     let bytes = text.as_bytes();
     // `text[..done]` is in `buf`.
     let mut done = 0;
-    while let Some(at) = first_non_ascii(&bytes[done..]).map(|i| done + i) {
+    loop {
+        // The ASCII run from `done` is copied lowercased in one pass that
+        // also finds where it ends.
+        let at = done + push_ascii_lowercase_run(&text[done..], buf);
+        if at == bytes.len() {
+            return;
+        }
         let is_space = |b: &u8| b.is_ascii_whitespace();
         let word_start = bytes[done..at]
             .iter()
@@ -87,11 +93,12 @@ pub fn lowercase_into(text: &str, buf: &mut String) {
             .iter()
             .position(is_space)
             .map_or(bytes.len(), |i| at + i);
-        push_ascii_lowercase(&text[done..word_start], buf);
+        // The word's ASCII head goes through the Unicode mapping with the
+        // rest of the word (one ASCII byte in `buf` per byte of `text`).
+        buf.truncate(buf.len() - (at - word_start));
         push_lowercase(&text[word_start..word_end], buf);
         done = word_end;
     }
-    push_ascii_lowercase(&text[done..], buf);
 }
 
 /// Lowercases the whitespace-free `word` onto `buf`, leaving the characters
@@ -108,27 +115,42 @@ fn push_lowercase(word: &str, buf: &mut String) {
     buf.push_str(&rest.to_lowercase());
 }
 
-/// Index of the first byte ≥ 0x80 in `bytes`, checking eight bytes at a time.
-#[inline]
-fn first_non_ascii(bytes: &[u8]) -> Option<usize> {
-    let mut chunks = bytes.chunks_exact(8);
-    for (n, chunk) in chunks.by_ref().enumerate() {
-        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        if x & LANE_HIGH != 0 {
-            return Some(n * 8 + (x & LANE_HIGH).trailing_zeros() as usize / 8);
-        }
-    }
-    let tail = chunks.remainder();
-    let tail_start = bytes.len() - tail.len();
-    tail.iter().position(|&b| b >= 0x80).map(|i| tail_start + i)
+/// Appends the ASCII head of `text` (up to its first non-ASCII byte)
+/// lowercased to `buf` and returns its length: finding where the head ends,
+/// copying it and lowercasing the copy in one pass, sixteen bytes at a time
+/// with SSE2 (see [`sse2::push_ascii_lowercase`]). The head of a mail is
+/// usually the whole mail.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+fn push_ascii_lowercase_run(text: &str, buf: &mut String) -> usize {
+    // SAFETY: the function only requires SSE2, which this build enables
+    // (the `cfg` above; it is part of the x86-64 baseline).
+    unsafe { sse2::push_ascii_lowercase(text, buf) }
 }
 
-/// Copies ASCII `text` to the end of `buf` and lowercases the copy in place:
-/// both are bulk operations, unlike pushing one `char` at a time.
-fn push_ascii_lowercase(text: &str, buf: &mut String) {
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+fn push_ascii_lowercase_run(text: &str, buf: &mut String) -> usize {
+    push_ascii_lowercase_run_swar(text, buf)
+}
+
+/// [`push_ascii_lowercase_run`] eight bytes at a time: the portable
+/// version, and the reference the SSE2 one is tested against.
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
+fn push_ascii_lowercase_run_swar(text: &str, buf: &mut String) -> usize {
+    let bytes = text.as_bytes();
+    let mut chunks = bytes.chunks_exact(8);
+    let mut n = chunks
+        .by_ref()
+        .position(|chunk| u64::from_le_bytes(chunk.try_into().expect("8 bytes")) & LANE_HIGH != 0)
+        .unwrap_or(bytes.len() / 8)
+        * 8;
+    n += bytes[n..]
+        .iter()
+        .position(|&b| b >= 0x80)
+        .unwrap_or(bytes.len() - n);
     let start = buf.len();
-    buf.push_str(text);
+    buf.push_str(&text[..n]);
     buf[start..].make_ascii_lowercase();
+    n
 }
 
 /// Calls `f` with every token of an already lowercased text, in order.
@@ -141,6 +163,18 @@ fn push_ascii_lowercase(text: &str, buf: &mut String) {
 /// load and a branch per byte and a mispredicted branch at every token edge,
 /// which made tokenizing the largest part of scoring a document.
 pub fn for_each_token<'a>(text: &'a str, mut f: impl FnMut(&'a str)) {
+    for_each_token_span(text, |start, end| f(&text[start..end]));
+}
+
+/// [`for_each_token`] giving each token as its byte range `start..end` in
+/// `text`: the serving path hashes tokens straight from its buffer, so it
+/// needs no `&str` (whose slicing checks both ends for character boundaries).
+///
+/// Per block, the bits where a word run starts and the bits where one ends
+/// alternate (after the end of a run left open by the block before), so
+/// each token is the lowest remaining start paired with the lowest
+/// remaining end: two bit scans, with no state to consult per edge.
+pub fn for_each_token_span(text: &str, mut f: impl FnMut(usize, usize)) {
     let bytes = text.as_bytes();
     // Start of the word run that reaches the current block's first byte, if any.
     let mut open: Option<usize> = None;
@@ -156,29 +190,41 @@ pub fn for_each_token<'a>(text: &'a str, mut f: impl FnMut(&'a str)) {
             word |= here;
             spill = next;
         }
-        // Bit i of `edges`: the byte at i is a word byte and the one before is
-        // not (a token starts), or the reverse (a token ended at i).
+        // Bit i of `before`: the byte before i is a word byte.
         let before = (word << 1) | u64::from(open.is_some());
-        let mut edges = word ^ before;
-        while edges != 0 {
-            let at = base + edges.trailing_zeros() as usize;
-            edges &= edges - 1;
-            match open.take() {
-                Some(start) => emit(text, start, at, &mut f),
-                None => open = Some(at),
+        let mut starts = word & !before;
+        // A run ending at i (byte i is the first past it). In a partial (so
+        // final) block the zero bits past the end close the last run.
+        let mut ends = !word & before;
+        if let Some(start) = open {
+            if ends == 0 {
+                // The whole block continues the run: no end, hence no start.
+                continue;
             }
+            emit(text, start, base + ends.trailing_zeros() as usize, &mut f);
+            ends &= ends - 1;
+            open = None;
         }
-        // A run that reaches the end of a partial (so final) block was closed
-        // by the zero bits past its end; only a full block can leave one open.
+        while starts != 0 {
+            let start = base + starts.trailing_zeros() as usize;
+            starts &= starts - 1;
+            if ends == 0 {
+                open = Some(start);
+                break;
+            }
+            emit(text, start, base + ends.trailing_zeros() as usize, &mut f);
+            ends &= ends - 1;
+        }
     }
     if let Some(start) = open {
         emit(text, start, bytes.len(), &mut f);
     }
 }
 
-/// Passes `text[start..end]` to `f` if it is at least two characters long.
+/// Passes `start..end` to `f` if `text[start..end]` is at least two
+/// characters long.
 #[inline(always)]
-fn emit<'a>(text: &'a str, start: usize, end: usize, f: &mut impl FnMut(&'a str)) {
+fn emit(text: &str, start: usize, end: usize, f: &mut impl FnMut(usize, usize)) {
     let run = &text.as_bytes()[start..end];
     // Two or more bytes are two or more characters when the first or last
     // byte is ASCII (a one-byte character plus at least one more) or when
@@ -190,7 +236,7 @@ fn emit<'a>(text: &'a str, start: usize, end: usize, f: &mut impl FnMut(&'a str)
         _ => run.iter().filter(|&&b| b & 0xC0 != 0x80).count() >= 2,
     };
     if two_chars {
-        f(&text[start..end]);
+        f(start, end);
     }
 }
 
@@ -231,8 +277,8 @@ fn block_word_bits(full: &[u8; 64]) -> (u64, u64) {
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 mod sse2 {
     use std::arch::x86_64::{
-        _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_movemask_epi8,
-        _mm_or_si128, _mm_set1_epi8, _mm_set_epi64x,
+        _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_loadu_si128,
+        _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8, _mm_set_epi64x, _mm_storeu_si128,
     };
 
     /// (word bits, non-ASCII bits) of a 64-byte block, sixteen bytes at a
@@ -263,6 +309,48 @@ mod sse2 {
         }
         (word, high)
     }
+
+    /// See [`super::push_ascii_lowercase_run`]. ASCII capitals become small
+    /// letters by setting bit 5 (0x20) where a byte is in `A..=Z`; bytes
+    /// ≥ 0x80 are negative as `i8`, so they are never in that range, and
+    /// their sign bits end the run.
+    #[target_feature(enable = "sse2")]
+    pub(super) fn push_ascii_lowercase(text: &str, buf: &mut String) -> usize {
+        let bytes = text.as_bytes();
+        let mut chunks = bytes.chunks_exact(16);
+        let mut lowered = [0u8; 16];
+        let mut n = 0;
+        // SAFETY: only ASCII bytes are appended, so `buf` stays UTF-8.
+        let out = unsafe { buf.as_mut_vec() };
+        out.reserve(bytes.len());
+        for sixteen in chunks.by_ref() {
+            // SAFETY: `sixteen` is 16 readable bytes; `loadu` takes any alignment.
+            let v = unsafe { _mm_loadu_si128(sixteen.as_ptr().cast()) };
+            let high = _mm_movemask_epi8(v);
+            let capital = _mm_and_si128(
+                _mm_cmpgt_epi8(v, _mm_set1_epi8(b'A' as i8 - 1)),
+                _mm_cmplt_epi8(v, _mm_set1_epi8(b'Z' as i8 + 1)),
+            );
+            let lower = _mm_or_si128(v, _mm_and_si128(capital, _mm_set1_epi8(0x20)));
+            // SAFETY: `lowered` is 16 writable bytes; `storeu` takes any alignment.
+            unsafe { _mm_storeu_si128(lowered.as_mut_ptr().cast(), lower) };
+            if high != 0 {
+                let ascii = high.trailing_zeros() as usize;
+                out.extend_from_slice(&lowered[..ascii]);
+                return n + ascii;
+            }
+            out.extend_from_slice(&lowered);
+            n += 16;
+        }
+        for &b in chunks.remainder() {
+            if b >= 0x80 {
+                break;
+            }
+            out.push(b.to_ascii_lowercase());
+            n += 1;
+        }
+        n
+    }
 }
 
 /// [`ascii_word_bits`] of a full block, eight bytes at a time in a `u64`
@@ -289,6 +377,7 @@ fn block_word_bits_swar(full: &[u8; 64]) -> (u64, u64) {
     (word, high)
 }
 
+#[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
 const LANE_HIGH: u64 = 0x8080_8080_8080_8080;
 #[cfg(any(test, not(all(target_arch = "x86_64", target_feature = "sse2"))))]
 const LANE_LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
@@ -347,8 +436,8 @@ fn non_ascii_word_bits(text: &str, base: usize, mut high: u64) -> (u64, u64) {
 }
 
 /// Lowercases and tokenizes `text`, returning owned tokens (convenient for
-/// training and tests; the serving path uses [`for_each_token`] on a reused
-/// buffer instead).
+/// training and tests; the serving path uses [`for_each_token_span`] on a
+/// reused buffer instead).
 pub fn tokenize(text: &str) -> Vec<String> {
     let mut buf = String::new();
     lowercase_into(text, &mut buf);
@@ -647,6 +736,25 @@ mod tests {
                 gather_high_bits(lanes),
                 if expected { 0b1001 } else { 0b0001 }
             );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ascii_runs_are_copied_lowercased_up_to_the_first_non_ascii_byte(
+            chars in proptest::collection::vec(
+                proptest::sample::select(vec!['A', 'Z', 'a', 'z', '@', '[', '`', '{', ' ', '0', 'é', '€', '\u{7f}']),
+                0..80,
+            )
+        ) {
+            let text: String = chars.into_iter().collect();
+            let head = text.bytes().position(|b| b >= 0x80).unwrap_or(text.len());
+            let want = format!("kept{}", text[..head].to_ascii_lowercase());
+            for copy in [push_ascii_lowercase_run, push_ascii_lowercase_run_swar] {
+                let mut buf = String::from("kept");
+                proptest::prop_assert_eq!(copy(&text, &mut buf), head);
+                proptest::prop_assert_eq!(&buf, &want);
+            }
         }
     }
 

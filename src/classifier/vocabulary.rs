@@ -142,35 +142,41 @@ impl Vocabulary {
     /// speed: the table is fixed at load time and queries cannot grow it.
     #[inline]
     pub fn key(term: &[u8]) -> Key {
-        Self::key_of(term, load_prefix(term), |x| x)
-    }
-
-    /// The key of `text[start..start + len]` lowercased in ASCII, for
-    /// [`Vocabulary::get_ascii_lowercase`]: what [`Vocabulary::key`] gives
-    /// for the lowercased bytes, without writing them anywhere. The prefix
-    /// is one eight-byte load, masked to the token, wherever eight bytes
-    /// remain in `text` (nearly always).
-    #[inline]
-    pub fn key_ascii_lowercase(text: &[u8], start: usize, len: usize) -> Key {
-        let term = &text[start..start + len];
-        let prefix = match text.get(start..start + 8) {
-            Some(eight) => {
-                let x = u64::from_le_bytes(eight.try_into().expect("8 bytes"));
-                // Keeps `len` bytes (all eight from a length of eight on).
-                x & (u64::MAX >> (64 - 8 * len.clamp(1, 8)))
-            }
-            None => load_prefix(term),
-        };
-        Self::key_of(term, ascii_lowercase(prefix), ascii_lowercase)
-    }
-
-    /// The key of `term` seen through `lower` (applied to each eight-byte
-    /// chunk), whose first chunk is `prefix` already lowered.
-    #[inline(always)]
-    fn key_of(term: &[u8], prefix: u64, lower: impl Fn(u64) -> u64) -> Key {
+        let prefix = load_prefix(term);
         let mut hash = fold(prefix ^ SEED, (term.len() as u64) ^ MULTIPLIER);
         for chunk in term.get(8..).unwrap_or_default().chunks(8) {
-            hash = fold(hash ^ lower(load_prefix(chunk)), MULTIPLIER);
+            hash = fold(hash ^ load_prefix(chunk), MULTIPLIER);
+        }
+        Key { hash, prefix }
+    }
+
+    /// The key of `buf[start..start + len]` (`len` ≥ 1), for
+    /// [`Vocabulary::get_by_key`]: what [`Vocabulary::key`] gives for those
+    /// bytes, read as whole eight-byte loads masked to the term. `buf` must
+    /// hold at least [`KEY_PADDING`] bytes past the term's end (a tokenizer
+    /// buffer padded with zero bytes): then no load needs a length check or
+    /// a byte-wise tail, which reading a term on its own
+    /// ([`Vocabulary::key`]) pays for every term whose length is not a
+    /// multiple of eight.
+    ///
+    /// # Panics
+    /// When fewer than [`KEY_PADDING`] bytes follow the term in `buf`.
+    #[inline]
+    pub fn key_at(buf: &[u8], start: usize, len: usize) -> Key {
+        debug_assert!(len > 0, "terms are never empty");
+        // Bytes `at..at + min(left, 8)` of the term, zero-padded as
+        // `load_prefix` pads a short chunk.
+        let load = |at: usize, left: usize| {
+            let eight = &buf[start + at..start + at + KEY_PADDING];
+            let x = u64::from_le_bytes(eight.try_into().expect("8 bytes"));
+            x & (u64::MAX >> (64 - 8 * left.min(8)))
+        };
+        let prefix = load(0, len);
+        let mut hash = fold(prefix ^ SEED, (len as u64) ^ MULTIPLIER);
+        let mut at = 8;
+        while at < len {
+            hash = fold(hash ^ load(at, len - at), MULTIPLIER);
+            at += 8;
         }
         Key { hash, prefix }
     }
@@ -182,29 +188,19 @@ impl Vocabulary {
     #[inline]
     pub fn get_by_key(&self, term: &[u8], key: Key) -> Option<u32> {
         debug_assert_eq!(key, Self::key(term), "key of another term");
-        self.find(term, key, |x| x)
-    }
-
-    /// The feature index of `term` lowercased in ASCII, whose key is
-    /// [`Vocabulary::key_ascii_lowercase`]. On text that is lowercase
-    /// already this is [`Vocabulary::get_by_key`]: ASCII lowercasing leaves
-    /// non-ASCII bytes alone. It lets all-ASCII text be looked up where it
-    /// lies, without a lowercased copy.
-    #[inline]
-    pub fn get_ascii_lowercase(&self, term: &[u8], key: Key) -> Option<u32> {
-        self.find(term, key, ascii_lowercase)
+        self.find(term, key)
     }
 
     /// Probes from the key's home slot until the term or an unused slot.
     #[inline(always)]
-    fn find(&self, term: &[u8], key: Key, lower: impl Fn(u64) -> u64) -> Option<u32> {
+    fn find(&self, term: &[u8], key: Key) -> Option<u32> {
         let mask = self.slots.len() - 1;
         let mut at = key.hash as usize & mask;
         loop {
             let s = self.slots[at];
             if s.prefix == key.prefix
                 && s.len as usize == term.len()
-                && (term.len() <= 8 || same_bytes(self.tail(s.index), &term[8..], &lower))
+                && (term.len() <= 8 || same_bytes(self.tail(s.index), &term[8..]))
             {
                 return Some(s.index);
             }
@@ -252,6 +248,9 @@ fn term_at<'a>(arena: &'a str, offsets: &[u32], i: usize) -> &'a str {
     &arena[offsets[i] as usize..offsets[i + 1] as usize]
 }
 
+/// Bytes a buffer must hold past a term's end for [`Vocabulary::key_at`].
+pub const KEY_PADDING: usize = 8;
+
 /// Odd 64-bit constants (from the digits of π) for [`Vocabulary::key`].
 const SEED: u64 = 0x243f_6a88_85a3_08d3;
 const MULTIPLIER: u64 = 0x1319_8a2e_0370_7345 | 1;
@@ -264,30 +263,15 @@ fn fold(a: u64, b: u64) -> u64 {
     (product as u64) ^ ((product >> 64) as u64)
 }
 
-/// `a == lower(b)` for slices of equal length, eight bytes at a time. Term
-/// tails are short (a few bytes past the prefix), where a call into the C
+/// `a == b` for slices of equal length, eight bytes at a time. Term tails
+/// are short (a few bytes past the prefix), where a call into the C
 /// library's `memcmp` cost more than the comparison itself.
 #[inline]
-fn same_bytes(a: &[u8], b: &[u8], lower: impl Fn(u64) -> u64) -> bool {
-    debug_assert_eq!(a.len(), b.len());
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len()
         && a.chunks(8)
             .zip(b.chunks(8))
-            .all(|(x, y)| load_prefix(x) == lower(load_prefix(y)))
-}
-
-/// `x` with its ASCII capitals (bytes `A`..=`Z`) lowercased, eight bytes at
-/// a time; every other byte, non-ASCII ones included, unchanged.
-#[inline]
-fn ascii_lowercase(x: u64) -> u64 {
-    const SPLAT: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x80 * SPLAT;
-    // With the top bits cleared every byte is ≤ 0x7f, so adding ≤ 0x80 never
-    // carries into the next byte, and its top bit says `byte ≥ lo`.
-    let y = x & !HIGH;
-    let at_least = |lo: u8| y + (0x80 - u64::from(lo)) * SPLAT;
-    let capital = at_least(b'A') & !at_least(b'Z' + 1) & !x & HIGH;
-    x | (capital >> 2)
+            .all(|(x, y)| load_prefix(x) == load_prefix(y))
 }
 
 /// The first eight bytes of `bytes` as a little-endian integer, zero-padded.
@@ -405,47 +389,29 @@ mod tests {
     }
 
     #[test]
-    fn ascii_lowercase_lookups_read_tokens_in_place() {
-        let terms = [
-            "caf\u{e9}",
-            "free",
-            "ja",
-            "money_1000",
-            "unsubscribe_now_here",
-        ];
+    fn keys_read_in_a_padded_buffer_are_the_terms_keys() {
+        let terms = ["ja", "money_1000", "unsubscribe_now_here", "\u{e9}t\u{e9}"];
         let v = Vocabulary::from_sorted(&terms).unwrap();
-        // Tokens anywhere in a text, near its end (no eight bytes left) and
-        // in capitals: the key and the match are those of the lowercased bytes.
-        let text = "FREE Money_1000 ja UnSubscribe_NOW_here CAF\u{e9} zz@[`{";
-        let find = |token: &str| {
-            let start = text.find(token).unwrap();
-            let key = Vocabulary::key_ascii_lowercase(text.as_bytes(), start, token.len());
-            let lower = token.to_ascii_lowercase();
-            assert_eq!(key, Vocabulary::key(lower.as_bytes()), "{token}");
-            v.get_ascii_lowercase(token.as_bytes(), key)
-        };
-        assert_eq!(find("FREE"), Some(1));
-        assert_eq!(find("Money_1000"), Some(3));
-        assert_eq!(find("ja"), Some(2));
-        assert_eq!(find("UnSubscribe_NOW_here"), Some(4));
-        // Non-ASCII bytes are left alone: "CAFé" is "café" only once
-        // lowercased by the tokenizer, which this lookup does not replace.
-        assert_eq!(find("CAF\u{e9}"), Some(0));
-        // `@`, `[`, `` ` `` and `{` border the capital and small letters.
-        assert_eq!(find("zz@[`{"), None);
-        for b in 0..=255u8 {
-            let x = u64::from_le_bytes([b, b'A', b'Z', b'@', b'[', b'a', b'z', b'`']);
-            let want = u64::from_le_bytes([
-                b.to_ascii_lowercase(),
-                b'a',
-                b'z',
-                b'@',
-                b'[',
-                b'a',
-                b'z',
-                b'`',
-            ]);
-            assert_eq!(ascii_lowercase(x), want, "byte {b:#04x}");
+        // Terms of every length up to three chunks, at every alignment, the
+        // last one right before the padding; bytes past a term are not zero.
+        let text = "x ja money_1000 \u{e9}t\u{e9} abcdefghijklmnopqrstuvw unsubscribe_now_here";
+        let mut buf = text.as_bytes().to_vec();
+        buf.extend_from_slice(&[0; KEY_PADDING]);
+        for start in 0..text.len() {
+            for len in 1..=(text.len() - start) {
+                let term = &text.as_bytes()[start..start + len];
+                let key = Vocabulary::key_at(&buf, start, len);
+                assert_eq!(key, Vocabulary::key(term), "{start}..{}", start + len);
+                let found = v
+                    .get_by_key(term, key)
+                    .map(|i| v.term(i as usize).as_bytes());
+                assert_eq!(
+                    found,
+                    terms
+                        .contains(&std::str::from_utf8(term).unwrap_or(""))
+                        .then_some(term)
+                );
+            }
         }
     }
 
