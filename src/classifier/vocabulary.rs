@@ -142,12 +142,7 @@ impl Vocabulary {
     /// speed: the table is fixed at load time and queries cannot grow it.
     #[inline]
     pub fn key(term: &[u8]) -> Key {
-        let prefix = load_prefix(term);
-        let mut hash = fold(prefix ^ SEED, (term.len() as u64) ^ MULTIPLIER);
-        for chunk in term.get(8..).unwrap_or_default().chunks(8) {
-            hash = fold(hash ^ load_prefix(chunk), MULTIPLIER);
-        }
-        Key { hash, prefix }
+        Self::key_of_chunks(term.len(), |at| load_prefix(&term[at..]))
     }
 
     /// The key of `buf[start..start + len]` (`len` ≥ 1), for
@@ -164,18 +159,26 @@ impl Vocabulary {
     #[inline]
     pub fn key_at(buf: &[u8], start: usize, len: usize) -> Key {
         debug_assert!(len > 0, "terms are never empty");
-        // Bytes `at..at + min(left, 8)` of the term, zero-padded as
+        // Bytes `at..at + min(len - at, 8)` of the term, zero-padded as
         // `load_prefix` pads a short chunk.
-        let load = |at: usize, left: usize| {
+        Self::key_of_chunks(len, |at| {
             let eight = &buf[start + at..start + at + KEY_PADDING];
             let x = u64::from_le_bytes(eight.try_into().expect("8 bytes"));
-            x & (u64::MAX >> (64 - 8 * left.min(8)))
-        };
-        let prefix = load(0, len);
+            x & (u64::MAX >> (64 - 8 * (len - at).min(8)))
+        })
+    }
+
+    /// The key of a term of `len` bytes whose bytes `at..at + 8` (fewer at
+    /// its end, zero-padded) `chunk(at)` gives: the one hash recipe behind
+    /// [`Vocabulary::key`] and [`Vocabulary::key_at`], which differ only in
+    /// how they read a chunk.
+    #[inline(always)]
+    fn key_of_chunks(len: usize, chunk: impl Fn(usize) -> u64) -> Key {
+        let prefix = chunk(0);
         let mut hash = fold(prefix ^ SEED, (len as u64) ^ MULTIPLIER);
         let mut at = 8;
         while at < len {
-            hash = fold(hash ^ load(at, len - at), MULTIPLIER);
+            hash = fold(hash ^ chunk(at), MULTIPLIER);
             at += 8;
         }
         Key { hash, prefix }
