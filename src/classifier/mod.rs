@@ -89,14 +89,22 @@ const _: () = assert!(PADDING.len() == KEY_PADDING);
 /// Tokens looked up together (see [`Classifier::features_into`]).
 const LOOKUP_BATCH: usize = 256;
 
+/// A token waiting to be looked up: its byte range in the lowercased copy
+/// and its key.
+#[derive(Clone, Copy, Default)]
+struct Pending {
+    start: usize,
+    len: usize,
+    key: Key,
+}
+
 /// Per-thread scratch space, so scoring allocates nothing per document once warm.
 #[derive(Default)]
 struct Scratch {
     /// The document lowercased, then [`PADDING`].
     lowercase: String,
-    /// Tokens waiting to be looked up: (byte offset in `lowercase`, length,
-    /// lookup key); at most [`LOOKUP_BATCH`].
-    tokens: Vec<(usize, usize, Key)>,
+    /// Room for [`LOOKUP_BATCH`] tokens waiting to be looked up.
+    batch: Vec<Pending>,
     /// The document's distinct known features, in order of first occurrence.
     features: Vec<u32>,
     /// Every known token occurrence (feature index), for models scored on
@@ -319,48 +327,90 @@ impl Classifier {
         // at a time. The lookups are cache misses (the table is megabytes); in
         // a tight loop of independent lookups the CPU overlaps them, where one
         // lookup per scanned token would wait for each in turn. Batching keeps
-        // the buffer small however long the document.
-        let mut pending = std::mem::take(&mut scratch.tokens);
-        pending.clear();
-        let (mut tokens, mut oov) = (0, 0);
+        // the buffer small however long the document. The batch is an array
+        // filled by index rather than a `Vec` pushed to: no capacity check
+        // or length kept in memory per token, and the count of tokens is
+        // summed per batch.
+        let mut batch = std::mem::take(&mut scratch.batch);
+        batch.resize(LOOKUP_BATCH, Pending::default());
+        let pending: &mut [Pending; LOOKUP_BATCH] =
+            (&mut batch[..]).try_into().expect("sized above");
+        let (mut tokens, mut oov, mut n) = (0, 0, 0);
         tokenizer::for_each_token_span(text, |start, end| {
-            tokens += 1;
             let len = end - start;
-            pending.push((start, len, Vocabulary::key_at(padded, start, len)));
-            if pending.len() == LOOKUP_BATCH {
-                oov += self.look_up(padded, &mut pending, scratch);
+            // `n` < LOOKUP_BATCH (the batch is looked up when full); the
+            // modulo is that bound stated to the compiler, which drops the
+            // bounds check.
+            pending[n % LOOKUP_BATCH] = Pending {
+                start,
+                len,
+                key: Vocabulary::key_at(padded, start, len),
+            };
+            n += 1;
+            if n == LOOKUP_BATCH {
+                oov += self.look_up(padded, &pending[..], scratch);
+                tokens += n;
+                n = 0;
             }
         });
-        oov += self.look_up(padded, &mut pending, scratch);
-        scratch.tokens = pending;
+        oov += self.look_up(padded, &pending[..n], scratch);
+        tokens += n;
+        scratch.batch = batch;
         scratch.lowercase = lowercase;
         (tokens, oov)
     }
 
-    /// Looks up the `pending` tokens of `text`, adds the known ones to
-    /// `scratch`, empties `pending` and returns how many were unknown.
-    fn look_up(
+    /// Looks up the `pending` tokens of `text` (the padded lowercased copy),
+    /// adds the known ones to `scratch` and returns how many were unknown.
+    fn look_up(&self, text: &[u8], pending: &[Pending], scratch: &mut Scratch) -> usize {
+        // One loop per kind of model, each with its own step for a known
+        // token, rather than one loop asking per token which kind it is.
+        if self.model.uses_counts() {
+            self.look_up_each(text, pending, scratch, |scratch, f, _| {
+                scratch.occurrences.push(f)
+            })
+        } else if let Some(deltas) = self.model.two_class_deltas() {
+            // The two sums stay in registers for the batch; the same
+            // additions in the same order as `NaiveBayes::add_feature`.
+            let mut jll: [f64; 2] = scratch.jll[..].try_into().expect("two classes");
+            let oov = self.look_up_each(text, pending, scratch, |_, f, new| {
+                if new {
+                    let [a, b] = deltas[f as usize];
+                    jll[0] += a;
+                    jll[1] += b;
+                }
+            });
+            scratch.jll.copy_from_slice(&jll);
+            oov
+        } else {
+            self.look_up_each(text, pending, scratch, |scratch, f, new| {
+                if new {
+                    self.model.add_feature(f, &mut scratch.jll);
+                }
+            })
+        }
+    }
+
+    /// [`Classifier::look_up`] with `known(scratch, feature, first time in
+    /// the document)` called for each known token.
+    #[inline(always)]
+    fn look_up_each(
         &self,
         text: &[u8],
-        pending: &mut Vec<(usize, usize, Key)>,
+        pending: &[Pending],
         scratch: &mut Scratch,
+        mut known: impl FnMut(&mut Scratch, u32, bool),
     ) -> usize {
-        let counts = self.model.uses_counts();
         let mut oov = 0;
-        for &(start, len, key) in pending.iter() {
-            match self.vocabulary.get_by_key(&text[start..start + len], key) {
-                Some(i) => {
-                    let new = scratch.insert(i);
-                    if counts {
-                        scratch.occurrences.push(i);
-                    } else if new {
-                        self.model.add_feature(i, &mut scratch.jll);
-                    }
+        for p in pending {
+            match self.vocabulary.get_at(text, p.start, p.len, p.key) {
+                Some(f) => {
+                    let new = scratch.insert(f);
+                    known(scratch, f, new);
                 }
                 None => oov += 1,
             }
         }
-        pending.clear();
         oov
     }
 

@@ -335,6 +335,14 @@ impl NaiveBayes {
         }
     }
 
+    /// The deltas as one `[class 0, class 1]` pair per feature, for a
+    /// two-class model (spam or not, the common case): a caller scoring
+    /// many features keeps its two sums in registers and reads each pair
+    /// with one bounds check. `None` for any other number of classes.
+    pub fn two_class_deltas(&self) -> Option<&[[f64; 2]]> {
+        (self.n_classes == 2).then(|| self.delta.as_chunks::<2>().0)
+    }
+
     /// Joint log likelihood of a document holding every feature once: the
     /// longest sum any binary document can reach (for load-time checks).
     pub fn joint_log_likelihood_all(&self, out: &mut Vec<f64>) {

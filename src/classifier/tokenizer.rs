@@ -192,7 +192,7 @@ pub fn for_each_token_span(text: &str, mut f: impl FnMut(usize, usize)) {
         }
         // Bit i of `before`: the byte before i is a word byte.
         let before = (word << 1) | u64::from(open.is_some());
-        let mut starts = word & !before;
+        let starts = word & !before;
         // A run ending at i (byte i is the first past it). In a partial (so
         // final) block the zero bits past the end close the last run.
         let mut ends = !word & before;
@@ -203,22 +203,46 @@ pub fn for_each_token_span(text: &str, mut f: impl FnMut(usize, usize)) {
             }
             emit(text, start, base + ends.trailing_zeros() as usize, &mut f);
             ends &= ends - 1;
-            open = None;
         }
-        while starts != 0 {
-            let start = base + starts.trailing_zeros() as usize;
-            starts &= starts - 1;
-            if ends == 0 {
-                open = Some(start);
-                break;
-            }
-            emit(text, start, base + ends.trailing_zeros() as usize, &mut f);
-            ends &= ends - 1;
-        }
+        open = if high == 0 {
+            // An all-ASCII block: a run of two or more bytes is two or more
+            // characters, and the one-byte runs (a start whose next byte is
+            // an end) are dropped here in bulk, so each run left that ends
+            // in the block is a token with no check. (A run still open at
+            // the block's end is checked when it ends.)
+            let single = starts & (ends >> 1);
+            pair_runs(base, starts & !single, ends & !(single << 1), |s, e| {
+                f(s, e)
+            })
+        } else {
+            pair_runs(base, starts, ends, |s, e| emit(text, s, e, &mut f))
+        };
     }
     if let Some(start) = open {
         emit(text, start, bytes.len(), &mut f);
     }
+}
+
+/// Calls `f(start, end)` for each run of a block, pairing its lowest start
+/// with its lowest end; returns the start of a run left open at the block's
+/// end. Runs are absolute byte ranges (`base` is the block's offset).
+#[inline(always)]
+fn pair_runs(
+    base: usize,
+    mut starts: u64,
+    mut ends: u64,
+    mut f: impl FnMut(usize, usize),
+) -> Option<usize> {
+    while starts != 0 {
+        let start = base + starts.trailing_zeros() as usize;
+        starts &= starts - 1;
+        if ends == 0 {
+            return Some(start);
+        }
+        f(start, base + ends.trailing_zeros() as usize);
+        ends &= ends - 1;
+    }
+    None
 }
 
 /// Passes `start..end` to `f` if `text[start..end]` is at least two
@@ -449,6 +473,27 @@ pub fn tokenize(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs of one, two and three characters at every offset around the
+    /// first two block edges, in all-ASCII blocks (where one-byte runs are
+    /// dropped in bulk) and with a non-ASCII character in the block (where
+    /// each run's characters are counted).
+    #[test]
+    fn short_runs_at_every_offset_across_block_edges() {
+        for other in ["", " é"] {
+            for at in 0..140 {
+                for run in ["a", "ab", "abc", "é", "éa", "a_"] {
+                    let text = format!("{}{run} x yz{other}{}", " ".repeat(at), " ".repeat(at % 7));
+                    assert_eq!(
+                        block_tokens(&text),
+                        reference_tokens(&text),
+                        "{run:?} at {at} {other:?}"
+                    );
+                    assert_eq!(tokenize(&text), regex_tokens(&text), "{run:?} at {at}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn ascii_words_of_two_or_more_chars() {

@@ -45,7 +45,7 @@ struct Slot {
 
 /// A term prepared for lookup by [`Vocabulary::key`]: its hash and its first
 /// eight bytes (little-endian, zero-padded), the part a slot can confirm.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Key {
     hash: u64,
     prefix: u64,
@@ -129,11 +129,11 @@ impl Vocabulary {
     #[inline]
     pub fn get(&self, term: &str) -> Option<u32> {
         let term = term.as_bytes();
-        self.get_by_key(term, Self::key(term))
+        self.find(term, 0, term.len(), Self::key(term))
     }
 
-    /// The lookup key of `term`, for [`Vocabulary::get_by_key`]; computing
-    /// keys apart from lookups lets a caller hash a batch of tokens first.
+    /// The lookup key of `term`: what [`Vocabulary::key_at`] gives for a
+    /// term in a padded buffer, read without padding.
     ///
     /// The hash is written out here rather than taken from a `Hasher` crate
     /// because it is built from the eight-byte prefix the slot comparison
@@ -146,7 +146,7 @@ impl Vocabulary {
     }
 
     /// The key of `buf[start..start + len]` (`len` ≥ 1), for
-    /// [`Vocabulary::get_by_key`]: what [`Vocabulary::key`] gives for those
+    /// [`Vocabulary::get_at`]: what [`Vocabulary::key`] gives for those
     /// bytes, read as whole eight-byte loads masked to the term. `buf` must
     /// hold at least [`KEY_PADDING`] bytes past the term's end (a tokenizer
     /// buffer padded with zero bytes): then no load needs a length check or
@@ -184,26 +184,30 @@ impl Vocabulary {
         Key { hash, prefix }
     }
 
-    /// [`Vocabulary::get`] with the key computed beforehand by [`Vocabulary::key`].
-    ///
-    /// `key` must be `Vocabulary::key(term)`: for terms of up to eight bytes
-    /// the key's prefix is all that is compared.
+    /// The feature index of the term `buf[start..start + len]`, whose key
+    /// [`Vocabulary::key_at`] gave: [`Vocabulary::get`] with the key
+    /// computed beforehand, so a caller can hash a batch of tokens first.
     #[inline]
-    pub fn get_by_key(&self, term: &[u8], key: Key) -> Option<u32> {
-        debug_assert_eq!(key, Self::key(term), "key of another term");
-        self.find(term, key)
+    pub fn get_at(&self, buf: &[u8], start: usize, len: usize, key: Key) -> Option<u32> {
+        debug_assert_eq!(
+            key,
+            Self::key(&buf[start..start + len]),
+            "key of another term"
+        );
+        self.find(buf, start, len, key)
     }
 
-    /// Probes from the key's home slot until the term or an unused slot.
+    /// Probes from the key's home slot until the term `buf[start..start +
+    /// len]` or an unused slot.
     #[inline(always)]
-    fn find(&self, term: &[u8], key: Key) -> Option<u32> {
+    fn find(&self, buf: &[u8], start: usize, len: usize, key: Key) -> Option<u32> {
         let mask = self.slots.len() - 1;
         let mut at = key.hash as usize & mask;
         loop {
             let s = self.slots[at];
             if s.prefix == key.prefix
-                && s.len as usize == term.len()
-                && (term.len() <= 8 || same_bytes(self.tail(s.index), &term[8..]))
+                && s.len as usize == len
+                && (len <= 8 || self.same_tail(s.index, buf, start, len))
             {
                 return Some(s.index);
             }
@@ -212,6 +216,15 @@ impl Vocabulary {
             }
             at = (at + 1) & mask;
         }
+    }
+
+    /// Whether term `index` ends as `buf[start..start + len]` does past its
+    /// first eight bytes (which the slot confirmed). Out of line: only
+    /// terms longer than eight bytes get here, and inlined, the bounds
+    /// checks of the slice were computed ahead for every lookup.
+    #[inline(never)]
+    fn same_tail(&self, index: u32, buf: &[u8], start: usize, len: usize) -> bool {
+        same_bytes(self.tail(index), &buf[start + 8..start + len])
     }
 
     /// Bytes 8.. of term `index` (the part a slot does not hold).
@@ -406,7 +419,7 @@ mod tests {
                 let key = Vocabulary::key_at(&buf, start, len);
                 assert_eq!(key, Vocabulary::key(term), "{start}..{}", start + len);
                 let found = v
-                    .get_by_key(term, key)
+                    .get_at(&buf, start, len, key)
                     .map(|i| v.term(i as usize).as_bytes());
                 assert_eq!(
                     found,
