@@ -17,6 +17,11 @@
 # (oha is built into $NBSERVE_CACHE/tools/oha, pinned, ~7 min the first time).
 # Client and server share the machine: on 2 cores the generator takes a
 # large share of the CPU, so read the figures as this machine's, not the server's alone.
+# PIN=1 gives each its own CPUs (taskset): the server the last one, the
+# generator the others, so they no longer preempt each other. On 2 CPUs that
+# leaves one core each: the closed-loop maximum then reflects requests
+# batched per wake-up, and the open-loop rates derived from it load the
+# server's core more than their percentage says (see docs/performance.md).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -66,9 +71,22 @@ with open(sys.argv[2], "w", encoding="utf-8") as f:
 print(f"latency: request body: the median document, {len(text.encode())} bytes of text", file=sys.stderr)
 PYEOF
 
+server_pin=()
+client_pin=()
+pinned="no"
+if [[ "${PIN:-0}" == 1 ]]; then
+    command -v taskset >/dev/null || { log "PIN=1 needs taskset (util-linux)"; exit 2; }
+    cpus="$(nproc)"
+    ((cpus >= 2)) || { log "PIN=1 needs at least 2 CPUs"; exit 2; }
+    server_pin=(taskset -c "$((cpus - 1))")
+    client_pin=(taskset -c "0-$((cpus - 2))")
+    pinned="server on CPU $((cpus - 1)), generator on CPUs 0-$((cpus - 2))"
+    log "pinned: $pinned"
+fi
+
 port="$(free_port)"
 NBSERVE__SERVER__HOST="$host" NBSERVE__SERVER__PORT="$port" NBSERVE__LOG__LEVEL=warn \
-    "$nbserve" serve >"$work/server.log" 2>&1 &
+    "${server_pin[@]}" "$nbserve" serve >"$work/server.log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
 wait_for 60 "nbserve /ready" curl -fsS "http://$host:$port/ready"
@@ -78,7 +96,7 @@ url="http://$host:$port/predict"
 run() {
     local name="$1"
     shift
-    "$oha" --no-tui --output-format json -z "${DURATION}s" -c "$CONNECTIONS" \
+    "${client_pin[@]}" "$oha" --no-tui --output-format json -z "${DURATION}s" -c "$CONNECTIONS" \
         -m POST -T application/json -D "$body" "$@" "$url" >"$work/$name.json"
 }
 
@@ -97,12 +115,13 @@ rss_kb="$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")"
 
 mkdir -p bench/results
 report="bench/results/latency-$(date -u +%Y%m%dT%H%M%SZ).md"
-python3 - "$work" "$max" "$DURATION" "$CONNECTIONS" "$rss_kb" "$OHA_VERSION" >"$report" <<'PYEOF'
+python3 - "$work" "$max" "$DURATION" "$CONNECTIONS" "$rss_kb" "$OHA_VERSION" "$pinned" >"$report" <<'PYEOF'
 import json, os, sys, time
-work, max_rps, dur, conns, rss_kb, oha = sys.argv[1:7]
+work, max_rps, dur, conns, rss_kb, oha, pinned = sys.argv[1:8]
 print(f"## /predict latency, closed and open loop ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})")
 print()
-print(f"oha {oha}, {conns} connections, {dur} s per row, {os.cpu_count()} CPUs shared by client and server; "
+cpus = f"{os.cpu_count()} CPUs shared by client and server" if pinned == "no" else f"{os.cpu_count()} CPUs, pinned: {pinned}"
+print(f"oha {oha}, {conns} connections, {dur} s per row, {cpus}; "
       f"peak server RSS {int(rss_kb) / 1024:.0f} MB. Open loop: fixed schedule with latency correction.")
 print()
 print(f"1-minute load average at the end: {os.getloadavg()[0]:.1f} (the run itself keeps both CPUs busy, about 2; well above that, something else was running).")
