@@ -129,6 +129,13 @@ impl Vocabulary {
     #[inline]
     pub fn get(&self, term: &str) -> Option<u32> {
         let term = term.as_bytes();
+        // An unused slot looks like an empty term (prefix 0, length 0), and
+        // no term is empty: answered here rather than by a probe that would
+        // "find" the first unused slot. (Tokens are never empty, so the
+        // serving path, `get_at`, needs no such test.)
+        if term.is_empty() {
+            return None;
+        }
         self.find(term, 0, term.len(), Self::key(term))
     }
 
@@ -331,6 +338,7 @@ mod tests {
         assert_eq!(v.get("zeta"), Some(2));
         assert_eq!(v.get("émile"), Some(3));
         assert_eq!(v.get("gamma"), None);
+        assert_eq!(v.get(""), None, "an unused slot is not the empty term");
     }
 
     #[test]
