@@ -115,7 +115,9 @@ struct Scratch {
     /// For binary models, the joint log likelihood of `features` so far:
     /// each feature's deltas are added when it is first found, in the order
     /// [`NaiveBayes::joint_log_likelihood`] would add them, without a pass
-    /// of its own over the features.
+    /// of its own over the features. (A two-class model's sums are held in
+    /// registers while a batch of tokens is looked up and stored here after
+    /// each batch.)
     jll: Vec<f64>,
     /// One bit per vocabulary term. Invariant: exactly the bits of the
     /// indices in `features` are set, so clearing it costs O(features), not
@@ -324,8 +326,8 @@ impl Classifier {
         lowercase.push_str(PADDING);
         let (text, padded) = (&lowercase[..len], lowercase.as_bytes());
         // Tokens are found and hashed first, then looked up [`LOOKUP_BATCH`]
-        // at a time. The lookups are cache misses (the table is megabytes); in
-        // a tight loop of independent lookups the CPU overlaps them, where one
+        // at a time. The lookups miss the L1 cache (the table is a megabyte or
+        // more); in a tight loop of independent lookups the CPU overlaps them, where one
         // lookup per scanned token would wait for each in turn. Batching keeps
         // the buffer small however long the document. The batch is an array
         // filled by index rather than a `Vec` pushed to: no capacity check
